@@ -1,0 +1,443 @@
+//! Heuristic rules compiled to one Aho-Corasick automaton over every keyword and exclusion,
+//! plus a rule table evaluated in order.
+//!
+//! Matching follows openziti/llm-gateway: keywords are case-insensitive literals with a word
+//! boundary on each edge whose character is an ASCII letter, digit or `_` (so `c++` works and
+//! non-ASCII edges match as substrings); the text searched is every user message joined with
+//! spaces; any keyword suffices, any exclusion vetoes; conditions are ANDed; first match wins.
+
+use std::borrow::Cow;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+use crate::plan::RouteId;
+
+/// One message as the heuristics see it: its role and its text (string content, or the
+/// text parts joined with newlines).
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    pub role: &'a str,
+    pub text: Cow<'a, str>,
+}
+
+/// What a routing decision needs to know about a request.
+#[derive(Debug, Clone, Default)]
+pub struct RequestView<'a> {
+    pub messages: Vec<Message<'a>>,
+    pub max_tokens: Option<u64>,
+    pub has_tools: bool,
+}
+
+/// A validated rule, before compilation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleSpec {
+    pub keywords: Vec<String>,
+    pub exclude: Vec<String>,
+    pub has_tools: Option<bool>,
+    pub system_prompt_contains: Option<String>,
+    pub max_tokens_lt: Option<u64>,
+    pub message_length_lt: Option<u64>,
+    pub route: RouteId,
+}
+
+impl RuleSpec {
+    /// True when every request this rule matches is also matched by `earlier`, so this
+    /// rule can never win. Conservative: false when unsure.
+    pub fn shadowed_by(&self, earlier: &RuleSpec) -> bool {
+        let lower = |v: &[String]| -> Vec<String> { v.iter().map(|s| s.to_lowercase()).collect() };
+        let keywords_ok = earlier.keywords.is_empty()
+            || (!self.keywords.is_empty() && {
+                let mine = lower(&self.keywords);
+                let theirs = lower(&earlier.keywords);
+                let their_excl = lower(&earlier.exclude);
+                let my_excl = lower(&self.exclude);
+                mine.iter().all(|k| theirs.contains(k)) && their_excl.iter().all(|e| my_excl.contains(e))
+            });
+        let tools_ok = earlier.has_tools.is_none() || earlier.has_tools == self.has_tools;
+        let system_ok = match (&earlier.system_prompt_contains, &self.system_prompt_contains) {
+            (None, _) => true,
+            (Some(e), Some(m)) => m.to_lowercase().contains(&e.to_lowercase()),
+            (Some(_), None) => false,
+        };
+        let below = |e: Option<u64>, m: Option<u64>| match (e, m) {
+            (None, _) => true,
+            (Some(e), Some(m)) => m <= e,
+            (Some(_), None) => false,
+        };
+        keywords_ok
+            && tools_ok
+            && system_ok
+            && below(earlier.max_tokens_lt, self.max_tokens_lt)
+            && below(earlier.message_length_lt, self.message_length_lt)
+    }
+}
+
+#[derive(Debug)]
+struct Pattern {
+    word_start: bool,
+    word_end: bool,
+    /// Rules for which this pattern is a keyword.
+    keyword_of: Vec<u32>,
+    /// Rules for which this pattern is an exclusion.
+    exclusion_of: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct Rule {
+    has_keywords: bool,
+    has_tools: Option<bool>,
+    system_prompt_contains: Option<String>,
+    max_tokens_lt: Option<u64>,
+    message_length_lt: Option<u64>,
+    route: RouteId,
+}
+
+#[derive(Debug)]
+pub struct Heuristics {
+    automaton: Option<AhoCorasick>,
+    patterns: Vec<Pattern>,
+    rules: Vec<Rule>,
+}
+
+/// Which rule matched and where it routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub rule: usize,
+    pub route: RouteId,
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+impl Heuristics {
+    pub fn compile(specs: &[RuleSpec]) -> Result<Self, aho_corasick::BuildError> {
+        let mut texts: Vec<String> = Vec::new();
+        let mut patterns: Vec<Pattern> = Vec::new();
+        let mut intern = |text: &str, rule: u32, exclusion: bool| {
+            let lowered = text.to_lowercase();
+            let id = match texts.iter().position(|t| *t == lowered) {
+                Some(id) => id,
+                None => {
+                    let bytes = lowered.as_bytes();
+                    patterns.push(Pattern {
+                        word_start: bytes.first().copied().is_some_and(is_word),
+                        word_end: bytes.last().copied().is_some_and(is_word),
+                        keyword_of: Vec::new(),
+                        exclusion_of: Vec::new(),
+                    });
+                    texts.push(lowered);
+                    texts.len() - 1
+                }
+            };
+            let list = if exclusion {
+                &mut patterns[id].exclusion_of
+            } else {
+                &mut patterns[id].keyword_of
+            };
+            if list.last() != Some(&rule) {
+                list.push(rule);
+            }
+        };
+        let mut rules = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let i = i as u32;
+            for k in &spec.keywords {
+                intern(k, i, false);
+            }
+            // Exclusions only ever veto keywords: alone they do nothing, as in the anchor.
+            if !spec.keywords.is_empty() {
+                for e in &spec.exclude {
+                    intern(e, i, true);
+                }
+            }
+            rules.push(Rule {
+                has_keywords: !spec.keywords.is_empty(),
+                has_tools: spec.has_tools,
+                system_prompt_contains: spec.system_prompt_contains.as_ref().map(|s| s.to_lowercase()),
+                max_tokens_lt: spec.max_tokens_lt,
+                message_length_lt: spec.message_length_lt,
+                route: spec.route,
+            });
+        }
+        let automaton = if texts.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .ascii_case_insensitive(true)
+                    .build(&texts)?,
+            )
+        };
+        Ok(Self {
+            automaton,
+            patterns,
+            rules,
+        })
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The first rule that matches the request, if any.
+    pub fn decide(&self, req: &RequestView) -> Option<Decision> {
+        let words = (self.rules.len() + 63) / 64;
+        let mut hit = vec![0u64; words];
+        let mut vetoed = vec![0u64; words];
+        if let Some(ac) = &self.automaton {
+            let text = user_text(req);
+            let text = if text.is_ascii() {
+                text
+            } else {
+                Cow::Owned(text.to_lowercase())
+            };
+            let bytes = text.as_bytes();
+            for m in ac.find_overlapping_iter(text.as_ref()) {
+                let p = &self.patterns[m.pattern().as_usize()];
+                if p.word_start && m.start() > 0 && is_word(bytes[m.start() - 1]) {
+                    continue;
+                }
+                if p.word_end && m.end() < bytes.len() && is_word(bytes[m.end()]) {
+                    continue;
+                }
+                for &r in &p.keyword_of {
+                    hit[r as usize / 64] |= 1 << (r % 64);
+                }
+                for &r in &p.exclusion_of {
+                    vetoed[r as usize / 64] |= 1 << (r % 64);
+                }
+            }
+        }
+        let bit = |set: &[u64], i: usize| set[i / 64] & (1 << (i % 64)) != 0;
+        let mut length: Option<u64> = None;
+        let mut systems: Option<Vec<String>> = None;
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.has_tools.is_some_and(|want| want != req.has_tools) {
+                continue;
+            }
+            if let Some(lt) = rule.max_tokens_lt {
+                if !req.max_tokens.is_some_and(|m| m < lt) {
+                    continue;
+                }
+            }
+            if let Some(lt) = rule.message_length_lt {
+                let len = *length.get_or_insert_with(|| req.messages.iter().map(|m| m.text.len() as u64).sum());
+                if len >= lt {
+                    continue;
+                }
+            }
+            if rule.has_keywords && (!bit(&hit, i) || bit(&vetoed, i)) {
+                continue;
+            }
+            if let Some(needle) = &rule.system_prompt_contains {
+                let systems = systems.get_or_insert_with(|| {
+                    req.messages
+                        .iter()
+                        .filter(|m| m.role == "system")
+                        .map(|m| m.text.to_lowercase())
+                        .collect()
+                });
+                if !systems.iter().any(|s| s.contains(needle.as_str())) {
+                    continue;
+                }
+            }
+            return Some(Decision { rule: i, route: rule.route });
+        }
+        None
+    }
+}
+
+/// Every user message, joined with spaces (earlier turns included, as the anchor does).
+fn user_text<'a>(req: &'a RequestView) -> Cow<'a, str> {
+    let mut users = req.messages.iter().filter(|m| m.role.eq_ignore_ascii_case("user"));
+    let Some(first) = users.next() else {
+        return Cow::Borrowed("");
+    };
+    let mut rest = users.peekable();
+    if rest.peek().is_none() {
+        return Cow::Borrowed(first.text.as_ref());
+    }
+    let mut out = first.text.to_string();
+    for m in rest {
+        out.push(' ');
+        out.push_str(&m.text);
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kw(words: &[&str], route: RouteId) -> RuleSpec {
+        RuleSpec {
+            keywords: words.iter().map(|s| s.to_string()).collect(),
+            route,
+            ..Default::default()
+        }
+    }
+
+    fn user(text: &str) -> RequestView<'_> {
+        RequestView {
+            messages: vec![Message {
+                role: "user",
+                text: text.into(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn route(rules: &[RuleSpec], req: &RequestView) -> Option<RouteId> {
+        Heuristics::compile(rules).unwrap().decide(req).map(|d| d.route)
+    }
+
+    #[test]
+    fn keywords_are_case_insensitive_whole_words() {
+        let rules = [kw(&["translate"], 1)];
+        assert_eq!(route(&rules, &user("Please TRANSLATE this")), Some(1));
+        assert_eq!(route(&rules, &user("translate")), Some(1));
+        assert_eq!(route(&rules, &user("translated text")), None);
+        assert_eq!(route(&rules, &user("mistranslate")), None);
+        assert_eq!(route(&rules, &user("(translate)")), Some(1));
+        assert_eq!(route(&rules, &user("translate_me")), None);
+    }
+
+    #[test]
+    fn boundaries_only_at_word_character_edges() {
+        let rules = [kw(&["c++"], 1), kw(&["c#"], 2)];
+        assert_eq!(route(&rules, &user("I like c++.")), Some(1));
+        assert_eq!(route(&rules, &user("I like c++code")), Some(1));
+        assert_eq!(route(&rules, &user("abc++")), None);
+        assert_eq!(route(&rules, &user("writing C# now")), Some(2));
+    }
+
+    #[test]
+    fn non_ascii_text_and_keywords() {
+        let rules = [kw(&["übersetze"], 1), kw(&["café"], 2), kw(&["daten"], 3)];
+        assert_eq!(route(&rules, &user("Bitte ÜBERSETZE das")), Some(1));
+        // No boundary at a non-ASCII edge: substring matching there, as in the anchor.
+        assert_eq!(route(&rules, &user("xübersetze")), Some(1));
+        // ASCII-only boundaries: a non-ASCII neighbour counts as a boundary, like Go's \b.
+        assert_eq!(route(&rules, &user("Ädaten")), Some(3));
+        assert_eq!(route(&rules, &user("xdaten")), None);
+        assert_eq!(route(&rules, &user("CAFÉ au lait")), Some(2));
+        assert_eq!(route(&rules, &user("cafés")), Some(2));
+    }
+
+    #[test]
+    fn a_failed_boundary_does_not_hide_a_later_occurrence() {
+        let rules = [kw(&["go"], 1)];
+        assert_eq!(route(&rules, &user("gopher says go")), Some(1));
+        assert_eq!(route(&rules, &user("gopher ago")), None);
+    }
+
+    #[test]
+    fn multi_word_keywords_and_overlaps() {
+        let rules = [kw(&["code block"], 1), kw(&["block"], 2)];
+        assert_eq!(route(&rules, &user("a Code  Block")), Some(2));
+        assert_eq!(route(&rules, &user("a code block")), Some(1));
+    }
+
+    #[test]
+    fn exclusions_veto_and_need_keywords() {
+        let mut r = kw(&["translate"], 1);
+        r.exclude = vec!["code block".into()];
+        let alone = RuleSpec {
+            exclude: vec!["anything".into()],
+            route: 2,
+            ..Default::default()
+        };
+        let rules = [r, alone];
+        assert_eq!(route(&rules, &user("translate this code block")), Some(2));
+        assert_eq!(route(&rules, &user("translate this")), Some(1));
+        assert_eq!(route(&rules, &user("anything")), Some(2));
+    }
+
+    #[test]
+    fn only_user_messages_are_searched_all_turns_joined() {
+        let rules = [kw(&["hello world"], 1)];
+        let req = RequestView {
+            messages: vec![
+                Message { role: "system", text: "hello world".into() },
+                Message { role: "User", text: "say hello".into() },
+                Message { role: "assistant", text: "ok".into() },
+                Message { role: "user", text: "world".into() },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(route(&rules, &req), Some(1));
+        let only_system = RequestView {
+            messages: vec![Message { role: "system", text: "hello world".into() }],
+            ..Default::default()
+        };
+        assert_eq!(route(&rules, &only_system), None);
+    }
+
+    #[test]
+    fn conditions_are_anded_and_first_match_wins() {
+        let both = RuleSpec {
+            max_tokens_lt: Some(100),
+            message_length_lt: Some(10),
+            route: 1,
+            ..Default::default()
+        };
+        let tools = RuleSpec {
+            has_tools: Some(true),
+            route: 2,
+            ..Default::default()
+        };
+        let system = RuleSpec {
+            system_prompt_contains: Some("Code Assistant".into()),
+            route: 3,
+            ..Default::default()
+        };
+        let rules = [both, tools, system];
+        let mut req = user("short");
+        assert_eq!(route(&rules, &req), None, "max_tokens absent never matches");
+        req.max_tokens = Some(50);
+        assert_eq!(route(&rules, &req), Some(1));
+        req.max_tokens = Some(100);
+        assert_eq!(route(&rules, &req), None, "strictly below");
+        req.has_tools = true;
+        req.max_tokens = Some(10);
+        assert_eq!(route(&rules, &req), Some(1), "first match wins");
+        req.max_tokens = None;
+        assert_eq!(route(&rules, &req), Some(2));
+        req.has_tools = false;
+        req.messages.push(Message { role: "system", text: "You are a CODE assistant.".into() });
+        assert_eq!(route(&rules, &req), Some(3));
+        req.messages[1].role = "System";
+        assert_eq!(route(&rules, &req), None, "system role compared exactly");
+    }
+
+    #[test]
+    fn message_length_counts_bytes_of_all_messages() {
+        let rules = [RuleSpec { message_length_lt: Some(6), route: 1, ..Default::default() }];
+        assert_eq!(route(&rules, &user("héllo")), None, "6 bytes");
+        assert_eq!(route(&rules, &user("hello")), Some(1));
+    }
+
+    #[test]
+    fn a_rule_without_conditions_matches_everything() {
+        assert_eq!(route(&[RuleSpec::default()], &user("")), Some(0));
+    }
+
+    #[test]
+    fn shadowing() {
+        let general = kw(&["translate", "translation"], 1);
+        let narrower = kw(&["Translate"], 2);
+        let wider = kw(&["translate", "convert"], 2);
+        assert!(narrower.shadowed_by(&general));
+        assert!(!wider.shadowed_by(&general));
+        assert!(general.shadowed_by(&RuleSpec::default()));
+        let mut excluded = general.clone();
+        excluded.exclude = vec!["code".into()];
+        assert!(!narrower.shadowed_by(&excluded));
+        let small = RuleSpec { max_tokens_lt: Some(50), route: 2, ..Default::default() };
+        let big = RuleSpec { max_tokens_lt: Some(100), route: 1, ..Default::default() };
+        assert!(small.shadowed_by(&big));
+        assert!(!big.shadowed_by(&small));
+    }
+}

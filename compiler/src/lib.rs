@@ -1,0 +1,86 @@
+//! llm-gateway's config compiler: YAML text → an immutable, ready-to-execute [`Plan`], or
+//! every problem in the file at once.
+//!
+//! Pure by design (no async runtime, no I/O besides what the caller passes in through
+//! [`Env`]), so `llm-gateway check`, the server and its hot reload all share it and it can be
+//! tested and benchmarked alone.
+
+#![forbid(unsafe_code)]
+
+pub mod acl;
+mod decode;
+pub mod diag;
+mod endpoints;
+pub mod env;
+pub mod keywords;
+pub mod plan;
+pub mod raw;
+mod routing;
+pub mod schema;
+pub mod secret;
+mod yaml;
+
+use sha2::{Digest, Sha256};
+
+pub use crate::diag::{Diagnostic, Diagnostics, Severity};
+pub use crate::endpoints::parse_listen;
+pub use crate::env::{Env, ProcessEnv};
+pub use crate::plan::Plan;
+pub use crate::routing::AUTO;
+pub use crate::secret::Secret;
+
+/// A successful compilation: the plan and any warnings.
+#[derive(Debug)]
+pub struct Compiled {
+    pub plan: Plan,
+    pub warnings: Diagnostics,
+}
+
+/// Compiles a config. Errors and warnings come back sorted by position; any error means no plan.
+pub fn compile(source: &str, env: &dyn Env) -> Result<Compiled, Diagnostics> {
+    let mut cx = decode::Cx::new(env);
+    let config = match yaml::parse(source) {
+        Ok(node) => raw::decode(&node, &mut cx),
+        Err(errors) => {
+            for e in errors {
+                cx.error(e.span, e.message);
+            }
+            raw::Config::default()
+        }
+    };
+    let plan = build(&mut cx, &config, source);
+    let mut diags = Diagnostics(cx.diags);
+    diags.sort();
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok(Compiled { plan, warnings: diags })
+    }
+}
+
+fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str) -> Plan {
+    let providers = endpoints::providers(cx, config.providers.as_deref());
+    if providers.iter().all(Option::is_none) {
+        let span = config.providers.as_ref().map(|p| p.span.clone()).unwrap_or(0..0);
+        cx.at("providers", |cx| {
+            cx.warn(span, "no providers are configured; every request will fail", Some("add `providers.local.base_url`, `providers.open_ai` or `providers.anthropic`".into()))
+        });
+    }
+    let routing = config.routing.as_ref().map(|r| routing::compile(cx, r, &providers));
+    let keys = config.api_keys.as_ref().and_then(|k| acl::compile(cx, k, routing.as_ref()));
+    let tracing = config.tracing.as_deref();
+    let max_content_length = tracing.and_then(|t| t.max_content_length.as_ref());
+    Plan {
+        hash: Sha256::digest(source.as_bytes()).into(),
+        listen: endpoints::listen(cx, &config.listen),
+        zrok_share: endpoints::zrok_share(cx, config.zrok.as_deref()),
+        providers,
+        metrics: plan::MetricsPlan { enabled: config.metrics.as_ref().and_then(|m| m.enabled.as_ref()).is_some_and(|e| e.value) },
+        tracing: plan::TracingPlan {
+            enabled: tracing.and_then(|t| t.enabled.as_ref()).is_some_and(|e| e.value),
+            max_content_length: endpoints::seconds(cx, "tracing.max_content_length", &max_content_length.cloned(), 200, 1 << 20) as usize,
+        },
+        keys,
+        routing,
+    }
+}

@@ -1,0 +1,261 @@
+//! The immutable plan the runtime executes: everything resolved, defaulted and indexed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::acl::KeyTable;
+use crate::keywords::Heuristics;
+pub use crate::raw::{ClassifierProvider, Comparison, EmbedProvider, ShareMode};
+use crate::secret::Secret;
+
+#[derive(Debug)]
+pub struct Plan {
+    /// SHA-256 of the source text; a reload with the same hash changes nothing.
+    pub hash: [u8; 32],
+    pub listen: ListenAddr,
+    /// Present when the gateway is served through a zrok share.
+    pub zrok_share: Option<ZrokShare>,
+    /// Indexed by [`ProviderKind::index`]; `None` when the provider is not configured.
+    pub providers: [Option<ProviderPlan>; 3],
+    pub metrics: MetricsPlan,
+    pub tracing: TracingPlan,
+    /// `None`: no authentication.
+    pub keys: Option<KeyTable>,
+    /// `None`: no `routing:` section.
+    pub routing: Option<RoutingPlan>,
+}
+
+impl Plan {
+    pub fn provider(&self, kind: ProviderKind) -> Option<&ProviderPlan> {
+        self.providers[kind.index()].as_ref()
+    }
+
+    pub fn hash_hex(&self) -> String {
+        self.hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    OpenAi,
+    Anthropic,
+    Local,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 3] = [Self::OpenAi, Self::Anthropic, Self::Local];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The config section name.
+    pub fn config_name(self) -> &'static str {
+        match self {
+            Self::OpenAi => "open_ai",
+            Self::Anthropic => "anthropic",
+            Self::Local => "local",
+        }
+    }
+
+    /// The `provider` label in logs and metrics (the anchor's values).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Local => "local",
+        }
+    }
+
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Self::OpenAi => "https://api.openai.com",
+            Self::Anthropic => "https://api.anthropic.com",
+            Self::Local => "http://localhost:11434",
+        }
+    }
+
+    /// The anchor's prefix rule, case-insensitive: `gpt-`, `o1-`, `o3-` → OpenAI,
+    /// `claude-` → Anthropic, everything else → local.
+    pub fn for_model(model: &str) -> Self {
+        let starts = |p: &str| {
+            model
+                .get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p))
+        };
+        if starts("gpt-") || starts("o1-") || starts("o3-") {
+            Self::OpenAi
+        } else if starts("claude-") {
+            Self::Anthropic
+        } else {
+            Self::Local
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.config_name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenAddr {
+    /// `None`: all interfaces (the `:8080` form).
+    pub host: Option<String>,
+    pub port: u16,
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            None => write!(f, ":{}", self.port),
+            Some(h) if h.contains(':') => write!(f, "[{h}]:{}", self.port),
+            Some(h) => write!(f, "{h}:{}", self.port),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZrokShare {
+    pub mode: ShareMode,
+    /// A persistent share to bind; `None` creates an ephemeral share.
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderPlan {
+    pub kind: ProviderKind,
+    pub api_key: ApiKey,
+    pub endpoints: Vec<EndpointSpec>,
+    pub health_check: HealthCheck,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiKey {
+    /// No key configured: no auth header is sent.
+    None,
+    Set(Secret),
+    /// The key references environment variables that were unset at compile time.
+    Unset { vars: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointSpec {
+    /// The provider's config name for a single-endpoint provider.
+    pub name: String,
+    pub weight: u32,
+    pub transport: Transport,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transport {
+    Http {
+        base_url: Url,
+    },
+    /// Bytes travel through a zrok access; `base_url` (when given) supplies scheme, host and path.
+    Zrok {
+        share_token: Secret,
+        base_url: Option<Url>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsPlan {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingPlan {
+    pub enabled: bool,
+    pub max_content_length: usize,
+}
+
+pub type RouteId = usize;
+
+#[derive(Debug)]
+pub struct RoutingPlan {
+    pub allow_explicit_model: bool,
+    pub routes: Vec<RoutePlan>,
+    pub by_name: HashMap<String, RouteId>,
+    /// `default_route`, else the first route; `None` when there are no routes.
+    pub default_route: Option<RouteId>,
+    pub heuristics: Option<Heuristics>,
+    pub semantic: Option<SemanticPlan>,
+    pub classifier: Option<ClassifierPlan>,
+}
+
+impl RoutingPlan {
+    pub fn route(&self, name: &str) -> Option<&RoutePlan> {
+        self.by_name.get(name).map(|&id| &self.routes[id])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutePlan {
+    pub name: String,
+    pub model: String,
+    pub description: String,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachePlan {
+    pub ttl: Duration,
+    pub size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SemanticPlan {
+    pub provider: EmbedProvider,
+    pub model: Option<String>,
+    pub threshold: f64,
+    pub ambiguous_threshold: f64,
+    pub comparison: Comparison,
+    pub cache: Option<CachePlan>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifierPlan {
+    pub provider: ClassifierProvider,
+    pub model: String,
+    pub timeout: Option<Duration>,
+    pub confidence_threshold: f64,
+    pub cache: Option<CachePlan>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProviderKind::{self, *};
+
+    #[test]
+    fn prefix_rules_match_the_anchor() {
+        let cases = [
+            ("gpt-4o", OpenAi),
+            ("GPT-4o", OpenAi),
+            ("o1-mini", OpenAi),
+            ("o3-mini", OpenAi),
+            ("claude-sonnet-4-20250514", Anthropic),
+            ("Claude-3", Anthropic),
+            ("o1", Local),
+            ("o4-mini", Local),
+            ("chatgpt-4o-latest", Local),
+            ("text-embedding-3-small", Local),
+            ("llama3", Local),
+            ("", Local),
+            ("é", Local),
+        ];
+        for (model, want) in cases {
+            assert_eq!(ProviderKind::for_model(model), want, "{model}");
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The config file as written: a mirror of the YAML, every field optional, every value with
+//! its span. Field docs become the JSON Schema's descriptions. Defaults are applied when the
+//! plan is compiled, not here, so diagnostics can tell "absent" from "set to the default".
+
+use crate::decode::{section, string_enum, FromNode, ProviderKey, SecretString, Spanned};
+
+type S<T> = Spanned<T>;
+type List<T> = Spanned<Vec<Spanned<T>>>;
+
+section! {
+    /// llm-gateway configuration (compatible with openziti/llm-gateway's config.yaml).
+    Config {
+        /// Address to listen on: `:8080` (all interfaces), `127.0.0.1:8080`, `[::1]:8080`. Default `:8080`.
+        #[schemars(extend("default" = ":8080"))]
+        listen: S<String>,
+        /// Serve the gateway through a zrok share.
+        zrok: S<Zrok>,
+        /// Upstream providers. Models `gpt-*`, `o1-*`, `o3-*` go to `open_ai`, `claude-*` to `anthropic`, everything else to `local`.
+        providers: S<Providers>,
+        /// Prometheus metrics at `GET /metrics`.
+        metrics: S<Metrics>,
+        /// Request-content logging (prompts truncated to `max_content_length`).
+        tracing: S<Tracing>,
+        /// Virtual API keys for clients of the gateway.
+        api_keys: S<ApiKeys>,
+        /// Routing by route name or `auto`: heuristics, embeddings, classifier, default route.
+        routing: S<Routing>,
+    }
+}
+
+section! {
+    Zrok {
+        share: S<ZrokShare>,
+    }
+}
+
+string_enum! {
+    /// Who may reach a zrok share.
+    ShareMode {
+        /// Anyone with the share's frontend URL.
+        Public = "public",
+        /// Only zrok environments that create an access to the share.
+        Private = "private",
+    }
+}
+
+section! {
+    ZrokShare {
+        /// Serve through a zrok share instead of (later: besides) the TCP listener. Default false.
+        #[schemars(extend("default" = false))]
+        enabled: S<bool>,
+        /// `private` (default) or `public`.
+        #[schemars(extend("default" = "private"))]
+        mode: S<ShareMode>,
+        /// Token of an existing persistent (reserved) share; always private.
+        token: S<SecretString>,
+    }
+}
+
+section! {
+    Providers {
+        /// OpenAI or any OpenAI-compatible cloud API (`gpt-*`, `o1-*`, `o3-*`).
+        open_ai: S<Provider>,
+        /// Anthropic Messages API (`claude-*`), translated to and from the OpenAI format.
+        anthropic: S<Provider>,
+        /// Any OpenAI-compatible server (Ollama, vLLM, llama.cpp server, SGLang): every other model.
+        local: S<Provider>,
+    }
+}
+
+section! {
+    /// One upstream provider: a single `base_url` (or `zrok_share_token`), or a pool of `endpoints`.
+    Provider {
+        /// Bearer key sent upstream (`x-api-key` for Anthropic). Use `${VAR}`; an unset variable is a warning and a clear error at request time.
+        api_key: S<ProviderKey>,
+        /// Upstream base URL without `/v1` (a trailing `/v1` or `/` is removed). Defaults: `https://api.openai.com`, `https://api.anthropic.com`, `http://localhost:11434`.
+        base_url: S<String>,
+        /// Reach this provider through a private zrok access to this share.
+        zrok_share_token: S<SecretString>,
+        /// A pool of endpoints balanced by weighted round-robin with health checks and failover. Excludes `base_url`/`zrok_share_token`.
+        endpoints: List<Endpoint>,
+        /// Health checks of the endpoints.
+        health_check: S<HealthCheck>,
+    }
+}
+
+section! {
+    Endpoint {
+        /// Unique name, used in logs and metrics.
+        name: S<String>,
+        /// Base URL of this endpoint (exactly one of `base_url`, `zrok_share_token`).
+        base_url: S<String>,
+        /// zrok share to reach this endpoint through (exactly one of `base_url`, `zrok_share_token`).
+        zrok_share_token: S<SecretString>,
+        /// Relative share of traffic, at least 1. Default 1.
+        #[schemars(extend("default" = 1))]
+        weight: S<i64>,
+    }
+}
+
+section! {
+    HealthCheck {
+        /// Seconds between probes. Default 30 (the anchor's documented value).
+        #[schemars(extend("default" = 30))]
+        interval_seconds: S<i64>,
+        /// Seconds before a probe counts as failed. Default 5.
+        #[schemars(extend("default" = 5))]
+        timeout_seconds: S<i64>,
+    }
+}
+
+section! {
+    Metrics {
+        /// Serve Prometheus metrics at `GET /metrics`. Default false.
+        #[schemars(extend("default" = false))]
+        enabled: S<bool>,
+        /// Accepted for compatibility; metrics are served on the main listener.
+        listen: S<String>,
+    }
+}
+
+section! {
+    Tracing {
+        /// Log each chat request's messages (truncated). Default false.
+        #[schemars(extend("default" = false))]
+        enabled: S<bool>,
+        /// Characters kept of each message in the log. Default 200.
+        #[schemars(extend("default" = 200))]
+        max_content_length: S<i64>,
+    }
+}
+
+section! {
+    ApiKeys {
+        /// Require a key on `/v1/*`. Enabled with no keys is an error (the anchor silently opened the gateway).
+        #[schemars(extend("default" = false))]
+        enabled: S<bool>,
+        keys: List<ApiKey>,
+    }
+}
+
+section! {
+    ApiKey {
+        /// Unique name, used in logs and the `key` metric label.
+        name: S<String>,
+        /// The key clients send as `Authorization: Bearer <key>`. Make one with `llm-gateway genkey`; `${VAR}` works.
+        key: S<SecretString>,
+        /// Globs of models this key may use (`*` also matches `/`). Empty or absent: all.
+        allowed_models: List<String>,
+        /// Globs of route names this key may use. Empty or absent: all.
+        allowed_routes: List<String>,
+    }
+}
+
+section! {
+    Routing {
+        /// Let clients name a model directly. When false, the cascade always runs. Default true.
+        #[schemars(extend("default" = true))]
+        allow_explicit_model: S<bool>,
+        /// Route used when no layer decides. Default: the first route.
+        default_route: S<String>,
+        heuristics: S<Heuristics>,
+        semantic: S<Semantic>,
+        classifier: S<Classifier>,
+        routes: List<Route>,
+    }
+}
+
+section! {
+    Heuristics {
+        #[schemars(extend("default" = false))]
+        enabled: S<bool>,
+        /// Rules tried in order; the first that matches wins.
+        rules: List<Rule>,
+    }
+}
+
+section! {
+    Rule {
+        /// Conditions, all of which must hold. No conditions: matches every request.
+        matches = "match": S<Match>,
+        /// Route to take when the rule matches.
+        route: S<String>,
+    }
+}
+
+section! {
+    Match {
+        /// Any of these words or phrases in the user messages (case-insensitive, whole words at letter/digit edges).
+        keywords: List<String>,
+        /// Whether the request carries tool definitions.
+        has_tools: S<bool>,
+        /// Case-insensitive substring of a system message.
+        system_prompt_contains: S<String>,
+        /// The request's `max_tokens` is present and below this.
+        max_tokens_lt: S<i64>,
+        /// Total length in bytes of all message texts is below this.
+        message_length_lt: S<i64>,
+        /// None of these may appear in the user messages (only with `keywords`).
+        exclude: List<String>,
+    }
+}
+
+string_enum! {
+    /// Where route embeddings come from.
+    EmbedProvider {
+        /// In-process embedding model (fastembed).
+        Builtin = "builtin",
+        /// The local provider (`/api/embed` or `/v1/embeddings`).
+        Local = "local",
+        /// The open_ai provider's `/v1/embeddings`.
+        Openai = "openai",
+    }
+}
+
+string_enum! {
+    /// How a prompt's similarity to a route is scored.
+    Comparison {
+        /// Against the mean of the route's example vectors.
+        Centroid = "centroid",
+        /// The best single example.
+        Max = "max",
+        /// The mean of the similarities to each example.
+        Average = "average",
+    }
+}
+
+section! {
+    Semantic {
+        #[schemars(extend("default" = false))]
+        enabled: S<bool>,
+        /// `builtin` (default), `local` or `openai`.
+        #[schemars(extend("default" = "builtin"))]
+        provider: S<EmbedProvider>,
+        /// Embedding model name.
+        model: S<String>,
+        /// Similarity at or above which a route is taken (0..=1).
+        threshold: S<f64>,
+        /// Similarity at or above which the classifier is asked (0..=1, at most `threshold`).
+        ambiguous_threshold: S<f64>,
+        #[schemars(extend("default" = "centroid"))]
+        comparison: S<Comparison>,
+        #[schemars(extend("default" = false))]
+        cache_embeddings: S<bool>,
+        /// Seconds. Default 3600.
+        #[schemars(extend("default" = 3600))]
+        cache_ttl: S<i64>,
+        #[schemars(extend("default" = 1000))]
+        cache_size: S<i64>,
+    }
+}
+
+string_enum! {
+    /// Which provider answers classifier prompts.
+    ClassifierProvider {
+        Local = "local",
+        Openai = "openai",
+    }
+}
+
+section! {
+    Classifier {
+        #[schemars(extend("default" = false))]
+        enabled: S<bool>,
+        /// `local` or `openai`.
+        provider: S<ClassifierProvider>,
+        /// Chat model that classifies.
+        model: S<String>,
+        /// Milliseconds; 0 or absent: no own timeout.
+        timeout_ms: S<i64>,
+        /// Minimum confidence (0..=1) to accept the classifier's answer.
+        confidence_threshold: S<f64>,
+        #[schemars(extend("default" = false))]
+        cache_results: S<bool>,
+        #[schemars(extend("default" = 3600))]
+        cache_ttl: S<i64>,
+        #[schemars(extend("default" = 500))]
+        cache_size: S<i64>,
+    }
+}
+
+section! {
+    Route {
+        /// Unique route name; clients may also send it as the model.
+        name: S<String>,
+        /// Model requests on this route are sent to.
+        model: S<String>,
+        /// What the route is for (shown to the classifier).
+        description: S<String>,
+        /// Example prompts, embedded to recognise this route.
+        examples: List<String>,
+    }
+}
+
+/// Decodes a whole config tree.
+pub fn decode(node: &crate::yaml::Node, cx: &mut crate::decode::Cx) -> Config {
+    Config::from_node(node, cx).unwrap_or_default()
+}

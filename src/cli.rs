@@ -1,0 +1,107 @@
+//! The command line: `run`, `check`, `genkey`, `schema`, `version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "llm-gateway",
+    version,
+    about = "An OpenAI-compatible gateway in front of OpenAI, Anthropic and local inference servers",
+    long_about = "An OpenAI-compatible gateway in front of OpenAI, Anthropic and any OpenAI-compatible \
+inference server (Ollama, vLLM, llama.cpp server, SGLang). One YAML file configures providers, \
+endpoint pools, virtual API keys, routing and metrics; `check` lints it, `run` serves it.",
+    after_help = "Examples:\n  llm-gateway check config.yaml\n  llm-gateway run config.yaml --address 127.0.0.1:8080\n  llm-gateway genkey --name alice --models 'gpt-*,claude-*'"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the gateway described by CONFIG.
+    Run(RunArgs),
+    /// Check config files and print every problem with its line and column.
+    ///
+    /// Exit status: 0 when clean (warnings allowed), 78 on errors (or on warnings with
+    /// --deny-warnings), 66 when a file cannot be read, 2 on usage errors.
+    Check(CheckArgs),
+    /// Print a new virtual API key (`sk-gw-` + 64 hex digits from the OS random source).
+    ///
+    /// With --name, print a YAML entry ready to paste under `api_keys.keys`.
+    Genkey(GenkeyArgs),
+    /// Print the JSON Schema of the config file (for editors and CI).
+    Schema,
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Config file.
+    #[arg(default_value = "config.yaml", env = "LLM_GATEWAY_CONFIG")]
+    pub config: PathBuf,
+    /// Listen address, overriding `listen` (e.g. `127.0.0.1:8080`, `:8080`).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Serve through a zrok share (overrides `zrok.share.enabled`).
+    #[arg(long)]
+    pub zrok: bool,
+    /// zrok share mode (overrides `zrok.share.mode`; does not enable sharing by itself).
+    #[arg(long, value_name = "MODE", value_parser = ["public", "private"])]
+    pub zrok_mode: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Config files to check; `-` reads standard input.
+    #[arg(default_value = "config.yaml", num_args = 1..)]
+    pub configs: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Fail (exit 78) on warnings too.
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Rendered like rustc: the source line, a caret, help.
+    Text,
+    /// One JSON document with every file and diagnostic.
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GenkeyArgs {
+    /// Name of the key: prints a YAML entry instead of the bare key.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Comma-separated globs of allowed models (with --name).
+    #[arg(long, requires = "name", value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Comma-separated globs of allowed routes (with --name).
+    #[arg(long, requires = "name", value_delimiter = ',')]
+    pub routes: Vec<String>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => crate::cmd::run::run(args),
+        Command::Check(args) => crate::cmd::check::run(args),
+        Command::Genkey(args) => crate::cmd::genkey::run(args),
+        Command::Schema => {
+            print!("{}", llm_gateway_compiler::schema::json());
+            crate::exit::code(crate::exit::OK)
+        }
+        Command::Version => {
+            println!("{}", crate::cmd::version());
+            crate::exit::code(crate::exit::OK)
+        }
+    }
+}

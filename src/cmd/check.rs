@@ -1,0 +1,60 @@
+//! `llm-gateway check`: compile each file with the same compiler `run` uses, print every
+//! diagnostic, exit 0 / 78 / 66.
+
+use std::process::ExitCode;
+
+use llm_gateway_compiler::{compile, Diagnostics, ProcessEnv};
+use serde_json::json;
+
+use crate::cli::{CheckArgs, Format};
+use crate::exit;
+
+pub fn run(args: CheckArgs) -> ExitCode {
+    let mut status = exit::OK;
+    let mut files = Vec::new();
+    for path in &args.configs {
+        let (name, source) = match super::read_config(path) {
+            Ok(read) => read,
+            Err(e) => {
+                let message = format!("cannot read {}: {e}", path.display());
+                match args.format {
+                    Format::Text => eprintln!("error: {message}"),
+                    Format::Json => files.push(json!({"file": path.display().to_string(), "ok": false, "error": message})),
+                }
+                status = exit::NO_INPUT;
+                continue;
+            }
+        };
+        let diags = match compile(&source, &ProcessEnv) {
+            Ok(compiled) => compiled.warnings,
+            Err(diags) => diags,
+        };
+        let failed = diags.has_errors() || (args.deny_warnings && diags.warnings() > 0);
+        if failed && status == exit::OK {
+            status = exit::CONFIG;
+        }
+        match args.format {
+            Format::Text => {
+                print!("{}", diags.render(&name, &source));
+                println!("{}", summary(&name, &diags, failed));
+            }
+            Format::Json => files.push(json!({
+                "file": name,
+                "ok": !failed,
+                "errors": diags.errors(),
+                "warnings": diags.warnings(),
+                "diagnostics": diags.locate(&name, &source),
+            })),
+        }
+    }
+    if args.format == Format::Json {
+        println!("{}", json!({ "ok": status == exit::OK, "files": files }));
+    }
+    exit::code(status)
+}
+
+fn summary(name: &str, diags: &Diagnostics, failed: bool) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let verdict = if failed { "FAILED" } else { "ok" };
+    format!("{name}: {verdict} ({}, {})", plural(diags.errors(), "error"), plural(diags.warnings(), "warning"))
+}
