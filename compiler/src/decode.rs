@@ -7,7 +7,7 @@
 use std::ops::Range;
 
 use crate::diag::{Diagnostic, Severity};
-use crate::env::{expand, Env};
+use crate::env::{Env, expand};
 use crate::secret::Secret;
 use crate::yaml::{Key, Kind, Node};
 
@@ -54,11 +54,7 @@ enum Segment {
 
 impl<'e> Cx<'e> {
     pub fn new(env: &'e dyn Env) -> Self {
-        Self {
-            env,
-            path: Vec::new(),
-            diags: Vec::new(),
-        }
+        Self { env, path: Vec::new(), diags: Vec::new() }
     }
 
     pub fn path(&self) -> String {
@@ -79,13 +75,7 @@ impl<'e> Cx<'e> {
 
     fn report(&mut self, severity: Severity, span: Range<usize>, message: String, help: Option<String>) {
         let path = self.path();
-        self.diags.push(Diagnostic {
-            severity,
-            path,
-            span,
-            message,
-            help,
-        });
+        self.diags.push(Diagnostic { severity, path, span, message, help });
     }
 
     pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -140,9 +130,8 @@ impl<'e> Cx<'e> {
         let k = key.text.clone();
         let message = format!("unknown key `{k}`");
         match suggest(&k, known.iter().copied()) {
-            Some(s) => self.within(Segment::Key(k), |cx| {
-                cx.error_help(key.span.clone(), message, format!("did you mean `{s}`?"))
-            }),
+            Some(s) => self
+                .within(Segment::Key(k), |cx| cx.error_help(key.span.clone(), message, format!("did you mean `{s}`?"))),
             None => {
                 let list = known.join("`, `");
                 self.within(Segment::Key(k), |cx| {
@@ -182,12 +171,7 @@ impl<'e> Cx<'e> {
                 return None;
             }
         }
-        Some(ScalarText {
-            expanded: text.contains("${"),
-            text: expanded.value,
-            quoted,
-            unset: expanded.unset,
-        })
+        Some(ScalarText { expanded: text.contains("${"), text: expanded.value, quoted, unset: expanded.unset })
     }
 }
 
@@ -224,10 +208,7 @@ pub trait FromNode: Sized {
 
 impl<T: FromNode> FromNode for Spanned<T> {
     fn from_node(node: &Node, cx: &mut Cx) -> Option<Self> {
-        T::from_node(node, cx).map(|value| Spanned {
-            value,
-            span: node.span.clone(),
-        })
+        T::from_node(node, cx).map(|value| Spanned { value, span: node.span.clone() })
     }
 }
 
@@ -261,11 +242,7 @@ impl FromNode for bool {
             (true, "true" | "True" | "TRUE") => Some(true),
             (true, "false" | "False" | "FALSE") => Some(false),
             (false, "true" | "false") => {
-                cx.error_help(
-                    node.span.clone(),
-                    "expected a boolean, found a quoted string",
-                    "remove the quotes",
-                );
+                cx.error_help(node.span.clone(), "expected a boolean, found a quoted string", "remove the quotes");
                 None
             }
             _ => {
@@ -356,10 +333,7 @@ impl FromNode for ProviderKey {
                 Some("requests to this provider will fail with an error naming the variable until it is set and the config reloaded".into()),
             );
         }
-        Some(ProviderKey {
-            value: Secret::new(s.text),
-            unset: s.unset,
-        })
+        Some(ProviderKey { value: Secret::new(s.text), unset: s.unset })
     }
 }
 

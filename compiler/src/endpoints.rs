@@ -7,9 +7,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::decode::{Cx, Spanned};
-use crate::plan::{
-    ApiKey, EndpointSpec, HealthCheck, ListenAddr, ProviderKind, ProviderPlan, Transport, ZrokShare,
-};
+use crate::plan::{ApiKey, EndpointSpec, HealthCheck, ListenAddr, ProviderKind, ProviderPlan, Transport, ZrokShare};
 use crate::raw::{self, ShareMode};
 use crate::secret::Secret;
 
@@ -22,10 +20,7 @@ pub fn non_empty(field: &Option<Spanned<String>>) -> Option<&Spanned<String>> {
 }
 
 fn non_empty_secret(field: &Option<Spanned<crate::decode::SecretString>>) -> Option<Spanned<Secret>> {
-    field
-        .as_ref()
-        .filter(|s| !s.value.0.is_empty())
-        .map(|s| Spanned { value: s.value.0.clone(), span: s.span.clone() })
+    field.as_ref().filter(|s| !s.value.0.is_empty()).map(|s| Spanned { value: s.value.0.clone(), span: s.span.clone() })
 }
 
 pub fn listen(cx: &mut Cx, field: &Option<Spanned<String>>) -> ListenAddr {
@@ -84,16 +79,16 @@ pub fn zrok_share(cx: &mut Cx, zrok: Option<&raw::Zrok>) -> Option<ZrokShare> {
     let share = zrok?.share.as_ref()?;
     let mode = share.mode.as_ref().map(|m| m.value).unwrap_or(ShareMode::Private);
     let token = non_empty_secret(&share.token);
-    if let (Some(_), Some(m)) = (&token, &share.mode) {
-        if m.value == ShareMode::Public {
-            cx.at("zrok.share.mode", |cx| {
-                cx.error_help(
-                    m.span.clone(),
-                    "a persistent share `token` is always private; `mode: public` cannot apply",
-                    "remove `mode: public`, or remove `token` to create an ephemeral public share",
-                )
-            });
-        }
+    if let (Some(_), Some(m)) = (&token, &share.mode)
+        && m.value == ShareMode::Public
+    {
+        cx.at("zrok.share.mode", |cx| {
+            cx.error_help(
+                m.span.clone(),
+                "a persistent share `token` is always private; `mode: public` cannot apply",
+                "remove `mode: public`, or remove `token` to create an ephemeral public share",
+            )
+        });
     }
     let enabled = share.enabled.as_ref().is_some_and(|e| e.value);
     enabled.then(|| ZrokShare { mode, token: token.map(|t| t.value) })
@@ -104,9 +99,7 @@ pub fn zrok_share(cx: &mut Cx, zrok: Option<&raw::Zrok>) -> Option<ZrokShare> {
 pub fn base_url(cx: &mut Cx, path: &str, field: &Spanned<String>) -> Option<Url> {
     let text = field.value.as_str();
     let fail = |cx: &mut Cx, why: String| {
-        cx.at(path, |cx| {
-            cx.error_help(field.span.clone(), why, "write a full URL such as `http://10.0.0.1:11434`")
-        });
+        cx.at(path, |cx| cx.error_help(field.span.clone(), why, "write a full URL such as `http://10.0.0.1:11434`"));
         None
     };
     let mut url = match Url::parse(text) {
@@ -164,9 +157,10 @@ fn provider(cx: &mut Cx, kind: ProviderKind, raw: &Spanned<raw::Provider>) -> Pr
     }
     let endpoints = match &raw.endpoints {
         Some(list) => {
-            for (name, field) in [("base_url", raw.base_url.as_ref().map(|f| f.span.clone())),
-                ("zrok_share_token", raw.zrok_share_token.as_ref().map(|f| f.span.clone()))]
-            {
+            for (name, field) in [
+                ("base_url", raw.base_url.as_ref().map(|f| f.span.clone())),
+                ("zrok_share_token", raw.zrok_share_token.as_ref().map(|f| f.span.clone())),
+            ] {
                 if let Some(span) = field {
                     cx.at(&format!("{prefix}.{name}"), |cx| {
                         cx.error_help(
@@ -181,12 +175,7 @@ fn provider(cx: &mut Cx, kind: ProviderKind, raw: &Spanned<raw::Provider>) -> Pr
         }
         None => single(cx, kind, &prefix, raw).into_iter().collect(),
     };
-    ProviderPlan {
-        kind,
-        api_key,
-        endpoints,
-        health_check: health_check(cx, &prefix, raw.health_check.as_ref()),
-    }
+    ProviderPlan { kind, api_key, endpoints, health_check: health_check(cx, &prefix, raw.health_check.as_ref()) }
 }
 
 fn single(cx: &mut Cx, kind: ProviderKind, prefix: &str, raw: &raw::Provider) -> Option<EndpointSpec> {
@@ -195,10 +184,7 @@ fn single(cx: &mut Cx, kind: ProviderKind, prefix: &str, raw: &raw::Provider) ->
         None => Url::parse(kind.default_base_url()).ok()?,
     };
     let transport = match non_empty_secret(&raw.zrok_share_token) {
-        Some(token) => Transport::Zrok {
-            share_token: token.value,
-            base_url: non_empty(&raw.base_url).map(|_| url),
-        },
+        Some(token) => Transport::Zrok { share_token: token.value, base_url: non_empty(&raw.base_url).map(|_| url) },
         None => Transport::Http { base_url: url },
     };
     Some(EndpointSpec { name: kind.config_name().to_owned(), weight: 1, transport })
@@ -218,20 +204,33 @@ fn pool(cx: &mut Cx, prefix: &str, list: &Spanned<Vec<Spanned<raw::Endpoint>>>) 
             Some(n) => {
                 if let Some(first) = seen.insert(n.value.clone(), i) {
                     cx.at(&format!("{path}.name"), |cx| {
-                        cx.error(n.span.clone(), format!("duplicate endpoint name `{}` (also endpoints[{first}])", n.value))
+                        cx.error(
+                            n.span.clone(),
+                            format!("duplicate endpoint name `{}` (also endpoints[{first}])", n.value),
+                        )
                     });
                 }
                 n.value.clone()
             }
             None => {
-                cx.at(&path, |cx| cx.error_help(ep.span.clone(), "endpoint has no `name`", "add `name: gpu-box-1`: names appear in logs and metrics"));
+                cx.at(&path, |cx| {
+                    cx.error_help(
+                        ep.span.clone(),
+                        "endpoint has no `name`",
+                        "add `name: gpu-box-1`: names appear in logs and metrics",
+                    )
+                });
                 String::new()
             }
         };
         let weight = match &ep.weight {
             Some(w) if w.value < 1 || w.value > i64::from(u32::MAX) => {
                 cx.at(&format!("{path}.weight"), |cx| {
-                    cx.error_help(w.span.clone(), format!("weight {} is out of range", w.value), "use a whole number from 1 up")
+                    cx.error_help(
+                        w.span.clone(),
+                        format!("weight {} is out of range", w.value),
+                        "use a whole number from 1 up",
+                    )
                 });
                 1
             }
@@ -241,14 +240,28 @@ fn pool(cx: &mut Cx, prefix: &str, list: &Spanned<Vec<Spanned<raw::Endpoint>>>) 
         let url = non_empty(&ep.base_url);
         let token = non_empty_secret(&ep.zrok_share_token);
         let transport = match (url, token) {
-            (Some(u), None) => base_url(cx, &format!("{path}.base_url"), u).map(|base_url| Transport::Http { base_url }),
+            (Some(u), None) => {
+                base_url(cx, &format!("{path}.base_url"), u).map(|base_url| Transport::Http { base_url })
+            }
             (None, Some(t)) => Some(Transport::Zrok { share_token: t.value, base_url: None }),
             (Some(_), Some(_)) => {
-                cx.at(&path, |cx| cx.error_help(ep.span.clone(), "endpoint has both `base_url` and `zrok_share_token`", "keep exactly one: the URL to reach it directly, or the zrok share"));
+                cx.at(&path, |cx| {
+                    cx.error_help(
+                        ep.span.clone(),
+                        "endpoint has both `base_url` and `zrok_share_token`",
+                        "keep exactly one: the URL to reach it directly, or the zrok share",
+                    )
+                });
                 None
             }
             (None, None) => {
-                cx.at(&path, |cx| cx.error_help(ep.span.clone(), "endpoint has neither `base_url` nor `zrok_share_token`", "add `base_url: http://host:port` (the anchor silently used localhost)"));
+                cx.at(&path, |cx| {
+                    cx.error_help(
+                        ep.span.clone(),
+                        "endpoint has neither `base_url` nor `zrok_share_token`",
+                        "add `base_url: http://host:port` (the anchor silently used localhost)",
+                    )
+                });
                 None
             }
         };
@@ -265,7 +278,13 @@ pub fn seconds(cx: &mut Cx, path: &str, field: &Option<Spanned<i64>>, default: u
         None => default,
         Some(f) if f.value >= 1 && f.value as u64 <= max => f.value as u64,
         Some(f) => {
-            cx.at(path, |cx| cx.error_help(f.span.clone(), format!("{} is out of range", f.value), format!("use a whole number from 1 to {max}")));
+            cx.at(path, |cx| {
+                cx.error_help(
+                    f.span.clone(),
+                    format!("{} is out of range", f.value),
+                    format!("use a whole number from 1 to {max}"),
+                )
+            });
             default
         }
     }
@@ -276,14 +295,30 @@ fn health_check(cx: &mut Cx, prefix: &str, raw: Option<&Spanned<raw::HealthCheck
     let (interval, timeout) = match raw {
         None => (DEFAULT_INTERVAL, DEFAULT_TIMEOUT),
         Some(h) => {
-            let interval = seconds(cx, &format!("{prefix}.health_check.interval_seconds"), &h.interval_seconds, DEFAULT_INTERVAL, day);
-            let timeout = seconds(cx, &format!("{prefix}.health_check.timeout_seconds"), &h.timeout_seconds, DEFAULT_TIMEOUT, day);
-            if let Some(t) = &h.timeout_seconds {
-                if timeout > interval {
-                    cx.at(&format!("{prefix}.health_check.timeout_seconds"), |cx| {
-                        cx.warn(t.span.clone(), format!("timeout ({timeout}s) is longer than the interval ({interval}s)"), Some("a probe may still be running when the next is due".into()))
-                    });
-                }
+            let interval = seconds(
+                cx,
+                &format!("{prefix}.health_check.interval_seconds"),
+                &h.interval_seconds,
+                DEFAULT_INTERVAL,
+                day,
+            );
+            let timeout = seconds(
+                cx,
+                &format!("{prefix}.health_check.timeout_seconds"),
+                &h.timeout_seconds,
+                DEFAULT_TIMEOUT,
+                day,
+            );
+            if let Some(t) = &h.timeout_seconds
+                && timeout > interval
+            {
+                cx.at(&format!("{prefix}.health_check.timeout_seconds"), |cx| {
+                    cx.warn(
+                        t.span.clone(),
+                        format!("timeout ({timeout}s) is longer than the interval ({interval}s)"),
+                        Some("a probe may still be running when the next is due".into()),
+                    )
+                });
             }
             (interval, timeout)
         }

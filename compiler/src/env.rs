@@ -53,10 +53,7 @@ impl std::fmt::Display for ExpandError {
 
 pub fn expand(text: &str, env: &dyn Env) -> Result<Expanded, ExpandError> {
     if !text.contains("${") {
-        return Ok(Expanded {
-            value: text.to_owned(),
-            unset: Vec::new(),
-        });
+        return Ok(Expanded { value: text.to_owned(), unset: Vec::new() });
     }
     let mut value = String::with_capacity(text.len());
     let mut unset = Vec::new();
@@ -101,10 +98,7 @@ mod tests {
     use super::*;
 
     fn env() -> HashMap<String, String> {
-        [("A", "alpha"), ("EMPTY", "")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
+        [("A", "alpha"), ("EMPTY", "")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
     }
 
     fn ok(text: &str) -> Expanded {
@@ -138,9 +132,6 @@ mod tests {
     #[test]
     fn malformed_references_are_errors() {
         assert_eq!(expand("${A", &env()), Err(ExpandError::Unterminated));
-        assert_eq!(
-            expand("${1X}", &env()),
-            Err(ExpandError::BadName("1X".into()))
-        );
+        assert_eq!(expand("${1X}", &env()), Err(ExpandError::BadName("1X".into())));
     }
 }

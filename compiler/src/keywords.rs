@@ -7,6 +7,7 @@
 //! spaces; any keyword suffices, any exclusion vetoes; conditions are ANDed; first match wins.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
@@ -41,22 +42,32 @@ pub struct RuleSpec {
 }
 
 impl RuleSpec {
+    /// Lowercases, sorts and de-duplicates keywords and exclusions (they are any-of sets
+    /// matched case-insensitively), which makes [`RuleSpec::shadowed_by`] cheap.
+    pub fn normalized(mut self) -> Self {
+        for list in [&mut self.keywords, &mut self.exclude] {
+            for word in list.iter_mut() {
+                *word = word.to_lowercase();
+            }
+            list.sort_unstable();
+            list.dedup();
+        }
+        self.system_prompt_contains = self.system_prompt_contains.map(|s| s.to_lowercase());
+        self
+    }
+
     /// True when every request this rule matches is also matched by `earlier`, so this
-    /// rule can never win. Conservative: false when unsure.
+    /// rule can never win. Conservative: false when unsure. Both rules must be normalized.
     pub fn shadowed_by(&self, earlier: &RuleSpec) -> bool {
-        let lower = |v: &[String]| -> Vec<String> { v.iter().map(|s| s.to_lowercase()).collect() };
+        let within = |mine: &[String], theirs: &[String]| mine.iter().all(|w| theirs.binary_search(w).is_ok());
         let keywords_ok = earlier.keywords.is_empty()
-            || (!self.keywords.is_empty() && {
-                let mine = lower(&self.keywords);
-                let theirs = lower(&earlier.keywords);
-                let their_excl = lower(&earlier.exclude);
-                let my_excl = lower(&self.exclude);
-                mine.iter().all(|k| theirs.contains(k)) && their_excl.iter().all(|e| my_excl.contains(e))
-            });
+            || (!self.keywords.is_empty()
+                && within(&self.keywords, &earlier.keywords)
+                && within(&earlier.exclude, &self.exclude));
         let tools_ok = earlier.has_tools.is_none() || earlier.has_tools == self.has_tools;
         let system_ok = match (&earlier.system_prompt_contains, &self.system_prompt_contains) {
             (None, _) => true,
-            (Some(e), Some(m)) => m.to_lowercase().contains(&e.to_lowercase()),
+            (Some(e), Some(m)) => m.contains(e.as_str()),
             (Some(_), None) => false,
         };
         let below = |e: Option<u64>, m: Option<u64>| match (e, m) {
@@ -113,11 +124,12 @@ fn is_word(b: u8) -> bool {
 impl Heuristics {
     pub fn compile(specs: &[RuleSpec]) -> Result<Self, aho_corasick::BuildError> {
         let mut texts: Vec<String> = Vec::new();
+        let mut ids: HashMap<String, usize> = HashMap::new();
         let mut patterns: Vec<Pattern> = Vec::new();
         let mut intern = |text: &str, rule: u32, exclusion: bool| {
             let lowered = text.to_lowercase();
-            let id = match texts.iter().position(|t| *t == lowered) {
-                Some(id) => id,
+            let id = match ids.get(&lowered) {
+                Some(&id) => id,
                 None => {
                     let bytes = lowered.as_bytes();
                     patterns.push(Pattern {
@@ -126,15 +138,12 @@ impl Heuristics {
                         keyword_of: Vec::new(),
                         exclusion_of: Vec::new(),
                     });
+                    ids.insert(lowered.clone(), texts.len());
                     texts.push(lowered);
                     texts.len() - 1
                 }
             };
-            let list = if exclusion {
-                &mut patterns[id].exclusion_of
-            } else {
-                &mut patterns[id].keyword_of
-            };
+            let list = if exclusion { &mut patterns[id].exclusion_of } else { &mut patterns[id].keyword_of };
             if list.last() != Some(&rule) {
                 list.push(rule);
             }
@@ -163,18 +172,9 @@ impl Heuristics {
         let automaton = if texts.is_empty() {
             None
         } else {
-            Some(
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .ascii_case_insensitive(true)
-                    .build(&texts)?,
-            )
+            Some(AhoCorasick::builder().match_kind(MatchKind::Standard).ascii_case_insensitive(true).build(&texts)?)
         };
-        Ok(Self {
-            automaton,
-            patterns,
-            rules,
-        })
+        Ok(Self { automaton, patterns, rules })
     }
 
     pub fn rule_count(&self) -> usize {
@@ -183,16 +183,12 @@ impl Heuristics {
 
     /// The first rule that matches the request, if any.
     pub fn decide(&self, req: &RequestView) -> Option<Decision> {
-        let words = (self.rules.len() + 63) / 64;
+        let words = self.rules.len().div_ceil(64);
         let mut hit = vec![0u64; words];
         let mut vetoed = vec![0u64; words];
         if let Some(ac) = &self.automaton {
             let text = user_text(req);
-            let text = if text.is_ascii() {
-                text
-            } else {
-                Cow::Owned(text.to_lowercase())
-            };
+            let text = if text.is_ascii() { text } else { Cow::Owned(text.to_lowercase()) };
             let bytes = text.as_bytes();
             for m in ac.find_overlapping_iter(text.as_ref()) {
                 let p = &self.patterns[m.pattern().as_usize()];
@@ -217,10 +213,10 @@ impl Heuristics {
             if rule.has_tools.is_some_and(|want| want != req.has_tools) {
                 continue;
             }
-            if let Some(lt) = rule.max_tokens_lt {
-                if !req.max_tokens.is_some_and(|m| m < lt) {
-                    continue;
-                }
+            if let Some(lt) = rule.max_tokens_lt
+                && req.max_tokens.is_none_or(|m| m >= lt)
+            {
+                continue;
             }
             if let Some(lt) = rule.message_length_lt {
                 let len = *length.get_or_insert_with(|| req.messages.iter().map(|m| m.text.len() as u64).sum());
@@ -233,11 +229,7 @@ impl Heuristics {
             }
             if let Some(needle) = &rule.system_prompt_contains {
                 let systems = systems.get_or_insert_with(|| {
-                    req.messages
-                        .iter()
-                        .filter(|m| m.role == "system")
-                        .map(|m| m.text.to_lowercase())
-                        .collect()
+                    req.messages.iter().filter(|m| m.role == "system").map(|m| m.text.to_lowercase()).collect()
                 });
                 if !systems.iter().any(|s| s.contains(needle.as_str())) {
                     continue;
@@ -272,21 +264,11 @@ mod tests {
     use super::*;
 
     fn kw(words: &[&str], route: RouteId) -> RuleSpec {
-        RuleSpec {
-            keywords: words.iter().map(|s| s.to_string()).collect(),
-            route,
-            ..Default::default()
-        }
+        RuleSpec { keywords: words.iter().map(|s| s.to_string()).collect(), route, ..Default::default() }.normalized()
     }
 
     fn user(text: &str) -> RequestView<'_> {
-        RequestView {
-            messages: vec![Message {
-                role: "user",
-                text: text.into(),
-            }],
-            ..Default::default()
-        }
+        RequestView { messages: vec![Message { role: "user", text: text.into() }], ..Default::default() }
     }
 
     fn route(rules: &[RuleSpec], req: &RequestView) -> Option<RouteId> {
@@ -344,11 +326,7 @@ mod tests {
     fn exclusions_veto_and_need_keywords() {
         let mut r = kw(&["translate"], 1);
         r.exclude = vec!["code block".into()];
-        let alone = RuleSpec {
-            exclude: vec!["anything".into()],
-            route: 2,
-            ..Default::default()
-        };
+        let alone = RuleSpec { exclude: vec!["anything".into()], route: 2, ..Default::default() };
         let rules = [r, alone];
         assert_eq!(route(&rules, &user("translate this code block")), Some(2));
         assert_eq!(route(&rules, &user("translate this")), Some(1));
@@ -377,22 +355,9 @@ mod tests {
 
     #[test]
     fn conditions_are_anded_and_first_match_wins() {
-        let both = RuleSpec {
-            max_tokens_lt: Some(100),
-            message_length_lt: Some(10),
-            route: 1,
-            ..Default::default()
-        };
-        let tools = RuleSpec {
-            has_tools: Some(true),
-            route: 2,
-            ..Default::default()
-        };
-        let system = RuleSpec {
-            system_prompt_contains: Some("Code Assistant".into()),
-            route: 3,
-            ..Default::default()
-        };
+        let both = RuleSpec { max_tokens_lt: Some(100), message_length_lt: Some(10), route: 1, ..Default::default() };
+        let tools = RuleSpec { has_tools: Some(true), route: 2, ..Default::default() };
+        let system = RuleSpec { system_prompt_contains: Some("Code Assistant".into()), route: 3, ..Default::default() };
         let rules = [both, tools, system];
         let mut req = user("short");
         assert_eq!(route(&rules, &req), None, "max_tokens absent never matches");
@@ -434,6 +399,7 @@ mod tests {
         assert!(general.shadowed_by(&RuleSpec::default()));
         let mut excluded = general.clone();
         excluded.exclude = vec!["code".into()];
+        let excluded = excluded.normalized();
         assert!(!narrower.shadowed_by(&excluded));
         let small = RuleSpec { max_tokens_lt: Some(50), route: 2, ..Default::default() };
         let big = RuleSpec { max_tokens_lt: Some(100), route: 1, ..Default::default() };

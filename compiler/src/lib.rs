@@ -12,6 +12,7 @@ mod decode;
 pub mod diag;
 mod endpoints;
 pub mod env;
+pub mod glob;
 pub mod keywords;
 pub mod plan;
 pub mod raw;
@@ -51,11 +52,7 @@ pub fn compile(source: &str, env: &dyn Env) -> Result<Compiled, Diagnostics> {
     let plan = build(&mut cx, &config, source);
     let mut diags = Diagnostics(cx.diags);
     diags.sort();
-    if diags.has_errors() {
-        Err(diags)
-    } else {
-        Ok(Compiled { plan, warnings: diags })
-    }
+    if diags.has_errors() { Err(diags) } else { Ok(Compiled { plan, warnings: diags }) }
 }
 
 fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str) -> Plan {
@@ -63,7 +60,11 @@ fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str) -> Plan {
     if providers.iter().all(Option::is_none) {
         let span = config.providers.as_ref().map(|p| p.span.clone()).unwrap_or(0..0);
         cx.at("providers", |cx| {
-            cx.warn(span, "no providers are configured; every request will fail", Some("add `providers.local.base_url`, `providers.open_ai` or `providers.anthropic`".into()))
+            cx.warn(
+                span,
+                "no providers are configured; every request will fail",
+                Some("add `providers.local.base_url`, `providers.open_ai` or `providers.anthropic`".into()),
+            )
         });
     }
     let routing = config.routing.as_ref().map(|r| routing::compile(cx, r, &providers));
@@ -75,10 +76,18 @@ fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str) -> Plan {
         listen: endpoints::listen(cx, &config.listen),
         zrok_share: endpoints::zrok_share(cx, config.zrok.as_deref()),
         providers,
-        metrics: plan::MetricsPlan { enabled: config.metrics.as_ref().and_then(|m| m.enabled.as_ref()).is_some_and(|e| e.value) },
+        metrics: plan::MetricsPlan {
+            enabled: config.metrics.as_ref().and_then(|m| m.enabled.as_ref()).is_some_and(|e| e.value),
+        },
         tracing: plan::TracingPlan {
             enabled: tracing.and_then(|t| t.enabled.as_ref()).is_some_and(|e| e.value),
-            max_content_length: endpoints::seconds(cx, "tracing.max_content_length", &max_content_length.cloned(), 200, 1 << 20) as usize,
+            max_content_length: endpoints::seconds(
+                cx,
+                "tracing.max_content_length",
+                &max_content_length.cloned(),
+                200,
+                1 << 20,
+            ) as usize,
         },
         keys,
         routing,

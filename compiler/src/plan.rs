@@ -81,11 +81,7 @@ impl ProviderKind {
     /// The anchor's prefix rule, case-insensitive: `gpt-`, `o1-`, `o3-` → OpenAI,
     /// `claude-` → Anthropic, everything else → local.
     pub fn for_model(model: &str) -> Self {
-        let starts = |p: &str| {
-            model
-                .get(..p.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(p))
-        };
+        let starts = |p: &str| model.get(..p.len()).is_some_and(|head| head.eq_ignore_ascii_case(p));
         if starts("gpt-") || starts("o1-") || starts("o3-") {
             Self::OpenAi
         } else if starts("claude-") {
@@ -140,7 +136,9 @@ pub enum ApiKey {
     None,
     Set(Secret),
     /// The key references environment variables that were unset at compile time.
-    Unset { vars: Vec<String> },
+    Unset {
+        vars: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

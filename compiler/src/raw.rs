@@ -2,7 +2,7 @@
 //! its span. Field docs become the JSON Schema's descriptions. Defaults are applied when the
 //! plan is compiled, not here, so diagnostics can tell "absent" from "set to the default".
 
-use crate::decode::{section, string_enum, FromNode, ProviderKey, SecretString, Spanned};
+use crate::decode::{FromNode, ProviderKey, SecretString, Spanned, section, string_enum};
 
 type S<T> = Spanned<T>;
 type List<T> = Spanned<Vec<Spanned<T>>>;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::decode::{suggest, Cx, Spanned};
+use crate::decode::{Cx, Spanned, suggest};
 use crate::endpoints::{non_empty, seconds};
 use crate::keywords::{Heuristics, RuleSpec};
 use crate::plan::{
@@ -18,18 +18,7 @@ pub const AUTO: &str = "auto";
 
 pub fn compile(cx: &mut Cx, raw: &raw::Routing, providers: &[Option<ProviderPlan>; 3]) -> RoutingPlan {
     let (routes, by_name) = routes(cx, raw, providers);
-    let lookup = |cx: &mut Cx, path: &str, name: &Spanned<String>| -> Option<RouteId> {
-        let found = by_name.get(&name.value).copied();
-        if found.is_none() {
-            let help = match suggest(&name.value, routes.iter().map(|r: &RoutePlan| r.name.as_str())) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None if routes.is_empty() => "define it under `routing.routes`".to_owned(),
-                None => format!("known routes: `{}`", routes.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join("`, `")),
-            };
-            cx.at(path, |cx| cx.error_help(name.span.clone(), format!("unknown route `{}`", name.value), help));
-        }
-        found
-    };
+    let lookup = |cx: &mut Cx, path: &str, name: &Spanned<String>| resolve(cx, &routes, &by_name, path, name);
 
     let explicit_default = non_empty(&raw.default_route).and_then(|d| lookup(cx, "routing.default_route", d));
     let default_route = explicit_default.or(if routes.is_empty() { None } else { Some(0) });
@@ -43,16 +32,20 @@ pub fn compile(cx: &mut Cx, raw: &raw::Routing, providers: &[Option<ProviderPlan
             rule_targets.clear();
             return None;
         }
-        Heuristics::compile(&specs).map_err(|e| cx.at("routing.heuristics", |cx| cx.error(h.span.clone(), format!("cannot compile keywords: {e}")))).ok()
+        Heuristics::compile(&specs)
+            .map_err(|e| {
+                cx.at("routing.heuristics", |cx| cx.error(h.span.clone(), format!("cannot compile keywords: {e}")))
+            })
+            .ok()
     });
 
     let semantic = raw.semantic.as_ref().filter(|s| enabled(&s.enabled)).map(|s| semantic(cx, s, raw, providers));
     let classifier = raw.classifier.as_ref().filter(|c| enabled(&c.enabled)).map(|c| classifier(cx, c, raw, providers));
-    if let Some(s) = &raw.semantic {
-        if !enabled(&s.enabled) {
-            // Still check the numbers, so turning the layer on later cannot surprise.
-            thresholds(cx, s);
-        }
+    if let Some(s) = &raw.semantic
+        && !enabled(&s.enabled)
+    {
+        // Still check the numbers, so turning the layer on later cannot surprise.
+        thresholds(cx, s);
     }
 
     if let Some(list) = &raw.routes {
@@ -84,7 +77,35 @@ pub fn compile(cx: &mut Cx, raw: &raw::Routing, providers: &[Option<ProviderPlan
     }
 }
 
-fn routes(cx: &mut Cx, raw: &raw::Routing, providers: &[Option<ProviderPlan>; 3]) -> (Vec<RoutePlan>, HashMap<String, RouteId>) {
+/// Looks a route name up, reporting an unknown one with the closest known name.
+fn resolve(
+    cx: &mut Cx,
+    routes: &[RoutePlan],
+    by_name: &HashMap<String, RouteId>,
+    path: &str,
+    name: &Spanned<String>,
+) -> Option<RouteId> {
+    let found = by_name.get(&name.value).copied();
+    if found.is_none() {
+        let known = || routes.iter().map(|r| r.name.as_str());
+        let help = match suggest(&name.value, known()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if routes.is_empty() => "define it under `routing.routes`".to_owned(),
+            None => format!("known routes: `{}`", known().collect::<Vec<_>>().join("`, `")),
+        };
+        cx.at(path, |cx| cx.error_help(name.span.clone(), format!("unknown route `{}`", name.value), help));
+    }
+    found
+}
+
+/// [`resolve`] bound to one route table.
+type Lookup<'a> = dyn Fn(&mut Cx, &str, &Spanned<String>) -> Option<RouteId> + 'a;
+
+fn routes(
+    cx: &mut Cx,
+    raw: &raw::Routing,
+    providers: &[Option<ProviderPlan>; 3],
+) -> (Vec<RoutePlan>, HashMap<String, RouteId>) {
     let mut out: Vec<RoutePlan> = Vec::new();
     let mut by_name = HashMap::new();
     let Some(list) = &raw.routes else {
@@ -94,7 +115,13 @@ fn routes(cx: &mut Cx, raw: &raw::Routing, providers: &[Option<ProviderPlan>; 3]
         let path = format!("routing.routes[{i}]");
         let name = match non_empty(&route.name) {
             Some(n) if n.value == AUTO => {
-                cx.at(&format!("{path}.name"), |cx| cx.error_help(n.span.clone(), "route name `auto` is reserved", "`auto` asks the gateway to choose a route; pick another name"));
+                cx.at(&format!("{path}.name"), |cx| {
+                    cx.error_help(
+                        n.span.clone(),
+                        "route name `auto` is reserved",
+                        "`auto` asks the gateway to choose a route; pick another name",
+                    )
+                });
                 continue;
             }
             Some(n) => n,
@@ -104,7 +131,12 @@ fn routes(cx: &mut Cx, raw: &raw::Routing, providers: &[Option<ProviderPlan>; 3]
             }
         };
         if let Some(&first) = by_name.get(&name.value) {
-            cx.at(&format!("{path}.name"), |cx| cx.error(name.span.clone(), format!("duplicate route name `{}` (also routing.routes[{first}])", name.value)));
+            cx.at(&format!("{path}.name"), |cx| {
+                cx.error(
+                    name.span.clone(),
+                    format!("duplicate route name `{}` (also routing.routes[{first}])", name.value),
+                )
+            });
             continue;
         }
         let model = match non_empty(&route.model) {
@@ -112,17 +144,28 @@ fn routes(cx: &mut Cx, raw: &raw::Routing, providers: &[Option<ProviderPlan>; 3]
                 let kind = ProviderKind::for_model(&m.value);
                 if providers[kind.index()].is_none() {
                     cx.at(&format!("{path}.model"), |cx| {
-                        cx.warn(m.span.clone(), format!("model `{}` goes to provider `{kind}`, which is not configured", m.value), Some(format!("add `providers.{kind}`, or pick a model another provider serves")))
+                        cx.warn(
+                            m.span.clone(),
+                            format!("model `{}` goes to provider `{kind}`, which is not configured", m.value),
+                            Some(format!("add `providers.{kind}`, or pick a model another provider serves")),
+                        )
                     });
                 }
                 m.value.clone()
             }
             None => {
-                cx.at(&path, |cx| cx.error_help(route.span.clone(), format!("route `{}` has no `model`", name.value), "add `model: <model id>`"));
+                cx.at(&path, |cx| {
+                    cx.error_help(
+                        route.span.clone(),
+                        format!("route `{}` has no `model`", name.value),
+                        "add `model: <model id>`",
+                    )
+                });
                 String::new()
             }
         };
-        let examples: Vec<String> = route.examples.as_ref().map(|l| l.value.iter().map(|e| e.value.clone()).collect()).unwrap_or_default();
+        let examples: Vec<String> =
+            route.examples.as_ref().map(|l| l.value.iter().map(|e| e.value.clone()).collect()).unwrap_or_default();
         by_name.insert(name.value.clone(), out.len());
         out.push(RoutePlan {
             name: name.value.clone(),
@@ -134,7 +177,7 @@ fn routes(cx: &mut Cx, raw: &raw::Routing, providers: &[Option<ProviderPlan>; 3]
     (out, by_name)
 }
 
-fn rules(cx: &mut Cx, raw: &raw::Heuristics, lookup: &dyn Fn(&mut Cx, &str, &Spanned<String>) -> Option<RouteId>) -> Vec<RuleSpec> {
+fn rules(cx: &mut Cx, raw: &raw::Heuristics, lookup: &Lookup) -> Vec<RuleSpec> {
     let mut specs: Vec<(RuleSpec, std::ops::Range<usize>)> = Vec::new();
     let Some(list) = &raw.rules else {
         return Vec::new();
@@ -153,7 +196,9 @@ fn rules(cx: &mut Cx, raw: &raw::Heuristics, lookup: &dyn Fn(&mut Cx, &str, &Spa
             let mut out = Vec::new();
             for (j, w) in field.map(|f| f.value.as_slice()).unwrap_or_default().iter().enumerate() {
                 if w.value.trim().is_empty() {
-                    cx.at(&format!("{path}.match.{name}[{j}]"), |cx| cx.error(w.span.clone(), "empty keyword would match everything"));
+                    cx.at(&format!("{path}.match.{name}[{j}]"), |cx| {
+                        cx.error(w.span.clone(), "empty keyword would match everything")
+                    });
                 } else {
                     out.push(w.value.clone());
                 }
@@ -162,15 +207,28 @@ fn rules(cx: &mut Cx, raw: &raw::Heuristics, lookup: &dyn Fn(&mut Cx, &str, &Spa
         };
         let keywords = words(cx, "keywords", m.and_then(|m| m.keywords.as_ref()));
         let exclude = words(cx, "exclude", m.and_then(|m| m.exclude.as_ref()));
-        if keywords.is_empty() && !exclude.is_empty() {
-            if let Some(e) = m.and_then(|m| m.exclude.as_ref()) {
-                cx.at(&format!("{path}.match.exclude"), |cx| cx.warn(e.span.clone(), "`exclude` without `keywords` has no effect", Some("exclusions only veto keyword matches; add `keywords`".into())));
-            }
+        if keywords.is_empty()
+            && !exclude.is_empty()
+            && let Some(e) = m.and_then(|m| m.exclude.as_ref())
+        {
+            cx.at(&format!("{path}.match.exclude"), |cx| {
+                cx.warn(
+                    e.span.clone(),
+                    "`exclude` without `keywords` has no effect",
+                    Some("exclusions only veto keyword matches; add `keywords`".into()),
+                )
+            });
         }
         let limit = |cx: &mut Cx, name: &str, field: Option<&Spanned<i64>>| -> Option<u64> {
             let f = field?;
             if f.value < 1 {
-                cx.at(&format!("{path}.match.{name}"), |cx| cx.error_help(f.span.clone(), format!("`{name}: {}` can never match", f.value), "use a whole number from 1 up"));
+                cx.at(&format!("{path}.match.{name}"), |cx| {
+                    cx.error_help(
+                        f.span.clone(),
+                        format!("`{name}: {}` can never match", f.value),
+                        "use a whole number from 1 up",
+                    )
+                });
             }
             Some(f.value.max(0) as u64)
         };
@@ -182,9 +240,16 @@ fn rules(cx: &mut Cx, raw: &raw::Heuristics, lookup: &dyn Fn(&mut Cx, &str, &Spa
             max_tokens_lt: limit(cx, "max_tokens_lt", m.and_then(|m| m.max_tokens_lt.as_ref())),
             message_length_lt: limit(cx, "message_length_lt", m.and_then(|m| m.message_length_lt.as_ref())),
             route: route.unwrap_or(usize::MAX),
-        };
+        }
+        .normalized();
         if let Some((j, _)) = specs.iter().enumerate().find(|(_, (earlier, _))| spec.shadowed_by(earlier)) {
-            cx.at(&path, |cx| cx.warn(rule.span.clone(), format!("rule can never match: rules[{j}] matches every request this one does"), Some("move it above rules[{j}] or narrow the earlier rule".replace("{j}", &j.to_string()))));
+            cx.at(&path, |cx| {
+                cx.warn(
+                    rule.span.clone(),
+                    format!("rule can never match: rules[{j}] matches every request this one does"),
+                    Some("move it above rules[{j}] or narrow the earlier rule".replace("{j}", &j.to_string())),
+                )
+            });
         }
         specs.push((spec, rule.span.clone()));
     }
@@ -196,7 +261,13 @@ fn unit(cx: &mut Cx, path: &str, field: &Option<Spanned<f64>>) -> f64 {
         None => 0.0,
         Some(f) if (0.0..=1.0).contains(&f.value) => f.value,
         Some(f) => {
-            cx.at(path, |cx| cx.error_help(f.span.clone(), format!("{} is outside 0..=1", f.value), "similarities and confidences are between 0 and 1"));
+            cx.at(path, |cx| {
+                cx.error_help(
+                    f.span.clone(),
+                    format!("{} is outside 0..=1", f.value),
+                    "similarities and confidences are between 0 and 1",
+                )
+            });
             0.0
         }
     }
@@ -207,13 +278,24 @@ fn thresholds(cx: &mut Cx, raw: &raw::Semantic) -> (f64, f64) {
     let ambiguous = unit(cx, "routing.semantic.ambiguous_threshold", &raw.ambiguous_threshold);
     if let (Some(a), true) = (&raw.ambiguous_threshold, ambiguous > threshold) {
         cx.at("routing.semantic.ambiguous_threshold", |cx| {
-            cx.error_help(a.span.clone(), format!("ambiguous_threshold ({ambiguous}) is above threshold ({threshold})"), "the ambiguous band lies below the confident threshold")
+            cx.error_help(
+                a.span.clone(),
+                format!("ambiguous_threshold ({ambiguous}) is above threshold ({threshold})"),
+                "the ambiguous band lies below the confident threshold",
+            )
         });
     }
     (threshold, ambiguous)
 }
 
-fn cache(cx: &mut Cx, prefix: &str, on: &Option<Spanned<bool>>, ttl: &Option<Spanned<i64>>, size: &Option<Spanned<i64>>, default_size: u64) -> Option<CachePlan> {
+fn cache(
+    cx: &mut Cx,
+    prefix: &str,
+    on: &Option<Spanned<bool>>,
+    ttl: &Option<Spanned<i64>>,
+    size: &Option<Spanned<i64>>,
+    default_size: u64,
+) -> Option<CachePlan> {
     let ttl = seconds(cx, &format!("{prefix}.cache_ttl"), ttl, 3600, 30 * 86_400);
     let size = seconds(cx, &format!("{prefix}.cache_size"), size, default_size, 10_000_000);
     on.as_ref().is_some_and(|b| b.value).then(|| CachePlan { ttl: Duration::from_secs(ttl), size: size as usize })
@@ -221,20 +303,32 @@ fn cache(cx: &mut Cx, prefix: &str, on: &Option<Spanned<bool>>, ttl: &Option<Spa
 
 /// An embedding or classifier provider must name a configured provider, except `local`,
 /// which (as in the anchor) falls back to the default local base URL.
-fn needs_provider(cx: &mut Cx, path: &str, span: std::ops::Range<usize>, kind: ProviderKind, providers: &[Option<ProviderPlan>; 3]) {
+fn needs_provider(
+    cx: &mut Cx,
+    path: &str,
+    span: std::ops::Range<usize>,
+    kind: ProviderKind,
+    providers: &[Option<ProviderPlan>; 3],
+) {
     if providers[kind.index()].is_some() {
         return;
     }
     let help = format!("add a `providers.{kind}` section");
     if kind == ProviderKind::Local {
-        let message = format!("provider `local` is not configured; `{}` (its default) will be used", kind.default_base_url());
+        let message =
+            format!("provider `local` is not configured; `{}` (its default) will be used", kind.default_base_url());
         cx.at(path, |cx| cx.warn(span, message, Some(help)));
     } else {
         cx.at(path, |cx| cx.error_help(span, format!("provider `{kind}` is not configured"), help));
     }
 }
 
-fn semantic(cx: &mut Cx, raw: &raw::Semantic, routing: &raw::Routing, providers: &[Option<ProviderPlan>; 3]) -> SemanticPlan {
+fn semantic(
+    cx: &mut Cx,
+    raw: &raw::Semantic,
+    routing: &raw::Routing,
+    providers: &[Option<ProviderPlan>; 3],
+) -> SemanticPlan {
     let (threshold, ambiguous_threshold) = thresholds(cx, raw);
     let provider = raw.provider.as_ref().map(|p| p.value).unwrap_or(EmbedProvider::Builtin);
     let model = non_empty(&raw.model).map(|m| m.value.clone());
@@ -247,13 +341,25 @@ fn semantic(cx: &mut Cx, raw: &raw::Semantic, routing: &raw::Routing, providers:
         if let Some(kind) = kind {
             needs_provider(cx, "routing.semantic.provider", p.span.clone(), kind, providers);
             if model.is_none() {
-                cx.at("routing.semantic", |cx| cx.error_help(p.span.clone(), format!("`provider: {}` needs a `model`", p.value.as_str()), "name the embedding model, e.g. `model: nomic-embed-text`"));
+                cx.at("routing.semantic", |cx| {
+                    cx.error_help(
+                        p.span.clone(),
+                        format!("`provider: {}` needs a `model`", p.value.as_str()),
+                        "name the embedding model, e.g. `model: nomic-embed-text`",
+                    )
+                });
             }
         }
     }
     for (i, route) in routing.routes.iter().flat_map(|l| l.value.iter()).enumerate() {
         if route.examples.as_ref().is_none_or(|e| e.value.is_empty()) {
-            cx.at(&format!("routing.routes[{i}]"), |cx| cx.error_help(route.span.clone(), "semantic routing is enabled but this route has no `examples`", "add a few example prompts, or disable `routing.semantic`"));
+            cx.at(&format!("routing.routes[{i}]"), |cx| {
+                cx.error_help(
+                    route.span.clone(),
+                    "semantic routing is enabled but this route has no `examples`",
+                    "add a few example prompts, or disable `routing.semantic`",
+                )
+            });
         }
     }
     SemanticPlan {
@@ -266,7 +372,12 @@ fn semantic(cx: &mut Cx, raw: &raw::Semantic, routing: &raw::Routing, providers:
     }
 }
 
-fn classifier(cx: &mut Cx, raw: &Spanned<raw::Classifier>, routing: &raw::Routing, providers: &[Option<ProviderPlan>; 3]) -> ClassifierPlan {
+fn classifier(
+    cx: &mut Cx,
+    raw: &Spanned<raw::Classifier>,
+    routing: &raw::Routing,
+    providers: &[Option<ProviderPlan>; 3],
+) -> ClassifierPlan {
     let provider = match &raw.provider {
         Some(p) => {
             let kind = match p.value {
@@ -277,14 +388,26 @@ fn classifier(cx: &mut Cx, raw: &Spanned<raw::Classifier>, routing: &raw::Routin
             p.value
         }
         None => {
-            cx.at("routing.classifier", |cx| cx.error_help(raw.span.clone(), "the classifier needs a `provider`", "add `provider: local` or `provider: openai`"));
+            cx.at("routing.classifier", |cx| {
+                cx.error_help(
+                    raw.span.clone(),
+                    "the classifier needs a `provider`",
+                    "add `provider: local` or `provider: openai`",
+                )
+            });
             ClassifierProvider::Local
         }
     };
     let model = match non_empty(&raw.model) {
         Some(m) => m.value.clone(),
         None => {
-            cx.at("routing.classifier", |cx| cx.error_help(raw.span.clone(), "the classifier needs a `model`", "name a chat model, e.g. `model: llama3`"));
+            cx.at("routing.classifier", |cx| {
+                cx.error_help(
+                    raw.span.clone(),
+                    "the classifier needs a `model`",
+                    "name a chat model, e.g. `model: llama3`",
+                )
+            });
             String::new()
         }
     };
@@ -298,7 +421,13 @@ fn classifier(cx: &mut Cx, raw: &Spanned<raw::Classifier>, routing: &raw::Routin
     };
     for (i, route) in routing.routes.iter().flat_map(|l| l.value.iter()).enumerate() {
         if non_empty(&route.description).is_none() {
-            cx.at(&format!("routing.routes[{i}]"), |cx| cx.warn(route.span.clone(), "the classifier is enabled but this route has no `description`", Some("the classifier chooses routes by their descriptions".into())));
+            cx.at(&format!("routing.routes[{i}]"), |cx| {
+                cx.warn(
+                    route.span.clone(),
+                    "the classifier is enabled but this route has no `description`",
+                    Some("the classifier chooses routes by their descriptions".into()),
+                )
+            });
         }
     }
     ClassifierPlan {

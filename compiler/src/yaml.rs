@@ -58,40 +58,24 @@ pub fn parse(source: &str) -> Result<Node, Vec<YamlError>> {
     let mut parser = Parser::new_from_str(source);
     if let Err(e) = parser.load(&mut builder, true) {
         let at = e.marker().index().min(source.len());
-        return Err(vec![YamlError {
-            span: at..at,
-            message: format!("YAML syntax error: {}", e.info()),
-        }]);
+        return Err(vec![YamlError { span: at..at, message: format!("YAML syntax error: {}", e.info()) }]);
     }
     let mut errors = builder.errors;
     let root = match builder.documents.len() {
-        0 => Node {
-            kind: Kind::Map(Vec::new()),
-            span: 0..0,
-        },
+        0 => Node { kind: Kind::Map(Vec::new()), span: 0..0 },
         n => {
             if n > 1 {
                 let span = builder.documents[1].span.clone();
-                errors.push(YamlError {
-                    span,
-                    message: "a config file holds one YAML document; found more".into(),
-                });
+                errors.push(YamlError { span, message: "a config file holds one YAML document; found more".into() });
             }
             builder.documents.swap_remove(0)
         }
     };
     let root = match root.kind {
-        Kind::Null => Node {
-            kind: Kind::Map(Vec::new()),
-            span: root.span,
-        },
+        Kind::Null => Node { kind: Kind::Map(Vec::new()), span: root.span },
         _ => root,
     };
-    if errors.is_empty() {
-        Ok(root)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(root) } else { Err(errors) }
 }
 
 enum Frame {
@@ -126,37 +110,16 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.documents.push(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map {
-                entries,
-                merged,
-                pending_key,
-                ..
-            }) => match pending_key.take() {
+            Some(Frame::Map { entries, merged, pending_key, .. }) => match pending_key.take() {
                 None => match node.kind {
-                    Kind::Scalar { text, .. } => {
-                        *pending_key = Some(Key {
-                            text,
-                            span: node.span,
-                            line,
-                        })
-                    }
-                    Kind::Null => {
-                        *pending_key = Some(Key {
-                            text: String::new(),
-                            span: node.span,
-                            line,
-                        })
-                    }
+                    Kind::Scalar { text, .. } => *pending_key = Some(Key { text, span: node.span, line }),
+                    Kind::Null => *pending_key = Some(Key { text: String::new(), span: node.span, line }),
                     _ => {
                         self.errors.push(YamlError {
                             span: node.span.start..node.span.start + 1,
                             message: "mapping keys must be plain strings".into(),
                         });
-                        *pending_key = Some(Key {
-                            text: String::new(),
-                            span: node.span,
-                            line,
-                        });
+                        *pending_key = Some(Key { text: String::new(), span: node.span, line });
                     }
                 },
                 Some(key) => {
@@ -168,16 +131,9 @@ impl Builder {
                     }
                     if key.text == "<<" {
                         merge_into(merged, node, &mut self.errors);
-                    } else if let Some((first, _)) = entries.iter().find(|(k, _)| k.text == key.text)
-                    {
-                        let message = format!(
-                            "duplicate key `{}` (first given on line {})",
-                            key.text, first.line
-                        );
-                        self.errors.push(YamlError {
-                            span: key.span.clone(),
-                            message,
-                        });
+                    } else if let Some((first, _)) = entries.iter().find(|(k, _)| k.text == key.text) {
+                        let message = format!("duplicate key `{}` (first given on line {})", key.text, first.line);
+                        self.errors.push(YamlError { span: key.span.clone(), message });
                     } else {
                         entries.push((key, node));
                     }
@@ -227,18 +183,10 @@ impl MarkedEventReceiver for Builder {
                 let quoted = !matches!(style, TScalarStyle::Plain);
                 let len = if quoted { text.len() + 2 } else { text.len() };
                 let span = at..at + len.max(1);
-                let kind = if !quoted && is_null(&text) {
-                    Kind::Null
-                } else {
-                    Kind::Scalar { text, quoted }
-                };
+                let kind = if !quoted && is_null(&text) { Kind::Null } else { Kind::Scalar { text, quoted } };
                 self.push_node(Node { kind, span }, anchor, mark.line());
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
-                start: at,
-                anchor,
-                items: Vec::new(),
-            }),
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq { start: at, anchor, items: Vec::new() }),
             Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
                 start: at,
                 anchor,
@@ -248,28 +196,18 @@ impl MarkedEventReceiver for Builder {
             }),
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq {
-                        start,
-                        anchor,
-                        items,
-                    }) => (
-                        Node {
-                            kind: Kind::Seq(items),
-                            span: start..start + 1,
-                        },
-                        anchor,
-                    ),
-                    Some(Frame::Map {
-                        start,
-                        anchor,
-                        mut entries,
-                        merged,
-                        ..
-                    }) => (
+                    Some(Frame::Seq { start, anchor, items }) => {
+                        (Node { kind: Kind::Seq(items), span: start..start + 1 }, anchor)
+                    }
+                    Some(Frame::Map { start, anchor, mut entries, merged, .. }) => (
                         Node {
                             span: entries.first().map_or(start..start + 1, |(k, _)| k.span.clone()),
                             kind: Kind::Map({
-                                merge_into(&mut entries, Node { kind: Kind::Map(merged), span: 0..0 }, &mut self.errors);
+                                merge_into(
+                                    &mut entries,
+                                    Node { kind: Kind::Map(merged), span: 0..0 },
+                                    &mut self.errors,
+                                );
                                 entries
                             }),
                         },
@@ -284,10 +222,9 @@ impl MarkedEventReceiver for Builder {
                     node.span = at..at + 1;
                     self.push_node(node, 0, mark.line());
                 }
-                None => self.errors.push(YamlError {
-                    span: at..at + 1,
-                    message: "alias refers to an unknown anchor".into(),
-                }),
+                None => self
+                    .errors
+                    .push(YamlError { span: at..at + 1, message: "alias refers to an unknown anchor".into() }),
             },
             _ => {}
         }

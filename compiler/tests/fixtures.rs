@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use llm_gateway_compiler::{compile, Severity};
+use llm_gateway_compiler::{Severity, compile};
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/config").join(kind);
@@ -22,10 +22,7 @@ fn fixtures(kind: &str) -> Vec<PathBuf> {
 }
 
 fn header<'a>(source: &'a str, name: &str) -> Option<&'a str> {
-    source
-        .lines()
-        .take_while(|l| l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(&format!("# {name}: ")))
+    source.lines().take_while(|l| l.starts_with('#')).find_map(|l| l.strip_prefix(&format!("# {name}: ")))
 }
 
 fn env_of(source: &str) -> HashMap<String, String> {
@@ -65,9 +62,7 @@ fn every_invalid_fixture_fails_where_it_says() {
             Err(d) => d,
         };
         let located = diags.locate(&name, &source);
-        let hit = located
-            .iter()
-            .find(|d| d.severity == Severity::Error && d.message.contains(expect));
+        let hit = located.iter().find(|d| d.severity == Severity::Error && d.message.contains(expect));
         let Some(hit) = hit else {
             panic!("{name}: no error containing `{expect}`:\n{}", diags.render(&name, &source));
         };

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use llm_gateway_compiler::{compile, Diagnostics, ProcessEnv};
+use llm_gateway_compiler::{Diagnostics, ProcessEnv, compile};
 use serde_json::json;
 
 use crate::cli::{CheckArgs, Format};
@@ -19,7 +19,9 @@ pub fn run(args: CheckArgs) -> ExitCode {
                 let message = format!("cannot read {}: {e}", path.display());
                 match args.format {
                     Format::Text => eprintln!("error: {message}"),
-                    Format::Json => files.push(json!({"file": path.display().to_string(), "ok": false, "error": message})),
+                    Format::Json => {
+                        files.push(json!({"file": path.display().to_string(), "ok": false, "error": message}))
+                    }
                 }
                 status = exit::NO_INPUT;
                 continue;

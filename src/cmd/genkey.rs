@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use llm_gateway_compiler::acl::glob;
+use llm_gateway_compiler::glob::Glob;
 
 use crate::cli::GenkeyArgs;
 use crate::exit;
@@ -17,8 +17,8 @@ pub fn new_key() -> Result<String, getrandom::Error> {
 
 pub fn run(args: GenkeyArgs) -> ExitCode {
     for pattern in args.models.iter().chain(&args.routes) {
-        if let Err(e) = glob(pattern) {
-            eprintln!("error: invalid glob `{pattern}`: {}", e.kind());
+        if let Err(e) = Glob::parse(pattern) {
+            eprintln!("error: invalid glob `{pattern}`: {e}");
             return exit::code(exit::USAGE);
         }
     }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use llm_gateway_compiler::{compile, ProcessEnv};
+use llm_gateway_compiler::{ProcessEnv, compile};
 
 use crate::cli::RunArgs;
 use crate::exit;
