@@ -1,4 +1,5 @@
-//! Heuristic rules compiled to one Aho-Corasick automaton over every keyword and exclusion,
+//! Heuristic rules compiled to one scanner over every keyword and exclusion (an Aho-Corasick
+//! automaton, or SIMD substring search when there are only a few),
 //! plus a rule table evaluated in order.
 //!
 //! Matching follows openziti/llm-gateway: keywords are case-insensitive literals with a word
@@ -103,9 +104,42 @@ struct Rule {
     route: RouteId,
 }
 
+/// Finds every occurrence (overlapping ones included) of the lowercased patterns.
+#[derive(Debug)]
+enum Scanner {
+    /// A few patterns: one SIMD substring search each beats a byte-at-a-time automaton.
+    Few(Vec<memchr::memmem::Finder<'static>>),
+    Many(AhoCorasick),
+}
+
+/// Up to this many distinct patterns, [`Scanner::Few`] is faster on a 2 KB prompt.
+const FEW_PATTERNS: usize = 8;
+
+impl Scanner {
+    fn each_match(&self, text: &[u8], mut f: impl FnMut(usize, usize, usize)) {
+        match self {
+            Scanner::Few(finders) => {
+                for (id, finder) in finders.iter().enumerate() {
+                    let mut from = 0;
+                    while let Some(at) = finder.find(&text[from..]) {
+                        let start = from + at;
+                        f(id, start, start + finder.needle().len());
+                        from = start + 1;
+                    }
+                }
+            }
+            Scanner::Many(ac) => {
+                for m in ac.find_overlapping_iter(text) {
+                    f(m.pattern().as_usize(), m.start(), m.end());
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Heuristics {
-    automaton: Option<AhoCorasick>,
+    scanner: Option<Scanner>,
     patterns: Vec<Pattern>,
     rules: Vec<Rule>,
 }
@@ -169,12 +203,14 @@ impl Heuristics {
                 route: spec.route,
             });
         }
-        let automaton = if texts.is_empty() {
-            None
-        } else {
-            Some(AhoCorasick::builder().match_kind(MatchKind::Standard).ascii_case_insensitive(true).build(&texts)?)
+        let scanner = match texts.len() {
+            0 => None,
+            n if n <= FEW_PATTERNS => Some(Scanner::Few(
+                texts.iter().map(|t| memchr::memmem::Finder::new(t.as_bytes()).into_owned()).collect(),
+            )),
+            _ => Some(Scanner::Many(AhoCorasick::builder().match_kind(MatchKind::Standard).build(&texts)?)),
         };
-        Ok(Self { automaton, patterns, rules })
+        Ok(Self { scanner, patterns, rules })
     }
 
     pub fn rule_count(&self) -> usize {
@@ -186,17 +222,16 @@ impl Heuristics {
         let words = self.rules.len().div_ceil(64);
         let mut hit = vec![0u64; words];
         let mut vetoed = vec![0u64; words];
-        if let Some(ac) = &self.automaton {
-            let text = user_text(req);
-            let text = if text.is_ascii() { text } else { Cow::Owned(text.to_lowercase()) };
+        if let Some(scanner) = &self.scanner {
+            let text = lowered_user_text(req);
             let bytes = text.as_bytes();
-            for m in ac.find_overlapping_iter(text.as_ref()) {
-                let p = &self.patterns[m.pattern().as_usize()];
-                if p.word_start && m.start() > 0 && is_word(bytes[m.start() - 1]) {
-                    continue;
+            scanner.each_match(bytes, |id, start, end| {
+                let p = &self.patterns[id];
+                if p.word_start && start > 0 && is_word(bytes[start - 1]) {
+                    return;
                 }
-                if p.word_end && m.end() < bytes.len() && is_word(bytes[m.end()]) {
-                    continue;
+                if p.word_end && end < bytes.len() && is_word(bytes[end]) {
+                    return;
                 }
                 for &r in &p.keyword_of {
                     hit[r as usize / 64] |= 1 << (r % 64);
@@ -204,7 +239,7 @@ impl Heuristics {
                 for &r in &p.exclusion_of {
                     vetoed[r as usize / 64] |= 1 << (r % 64);
                 }
-            }
+            });
         }
         let bit = |set: &[u64], i: usize| set[i / 64] & (1 << (i % 64)) != 0;
         let mut length: Option<u64> = None;
@@ -241,22 +276,25 @@ impl Heuristics {
     }
 }
 
-/// Every user message, joined with spaces (earlier turns included, as the anchor does).
-fn user_text<'a>(req: &'a RequestView) -> Cow<'a, str> {
-    let mut users = req.messages.iter().filter(|m| m.role.eq_ignore_ascii_case("user"));
-    let Some(first) = users.next() else {
-        return Cow::Borrowed("");
-    };
-    let mut rest = users.peekable();
-    if rest.peek().is_none() {
-        return Cow::Borrowed(first.text.as_ref());
+/// Every user message, lowercased and joined with spaces (earlier turns included, as the
+/// anchor does). Lowercasing the text once lets the automaton run case-sensitively, which
+/// keeps its fast literal prefilter.
+fn lowered_user_text(req: &RequestView) -> String {
+    let users = req.messages.iter().filter(|m| m.role.eq_ignore_ascii_case("user"));
+    let mut out = String::with_capacity(users.clone().map(|m| m.text.len() + 1).sum());
+    for (i, m) in users.enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if m.text.is_ascii() {
+            let start = out.len();
+            out.push_str(&m.text);
+            out[start..].make_ascii_lowercase();
+        } else {
+            out.push_str(&m.text.to_lowercase());
+        }
     }
-    let mut out = first.text.to_string();
-    for m in rest {
-        out.push(' ');
-        out.push_str(&m.text);
-    }
-    Cow::Owned(out)
+    out
 }
 
 #[cfg(test)]
@@ -382,6 +420,23 @@ mod tests {
         let rules = [RuleSpec { message_length_lt: Some(6), route: 1, ..Default::default() }];
         assert_eq!(route(&rules, &user("héllo")), None, "6 bytes");
         assert_eq!(route(&rules, &user("hello")), Some(1));
+    }
+
+    #[test]
+    fn many_patterns_use_the_automaton_with_the_same_semantics() {
+        let mut rules: Vec<RuleSpec> = (0..FEW_PATTERNS).map(|i| kw(&[&format!("filler{i}")], 9)).collect();
+        rules.push(kw(&["a.a"], 1));
+        rules.push(kw(&["go"], 2));
+        let h = Heuristics::compile(&rules).unwrap();
+        assert!(matches!(h.scanner, Some(Scanner::Many(_))));
+        let route = |t: &str| h.decide(&user(t)).map(|d| d.route);
+        assert_eq!(route("xa.a.a"), Some(1), "the overlapping second occurrence meets the boundaries");
+        assert_eq!(route("xababa"), None);
+        assert_eq!(route("gopher ago"), None);
+        assert_eq!(route("gopher says GO"), Some(2));
+        let few = Heuristics::compile(&rules[FEW_PATTERNS..]).unwrap();
+        assert!(matches!(few.scanner, Some(Scanner::Few(_))));
+        assert_eq!(few.decide(&user("xa.a.a")).map(|d| d.route), Some(1));
     }
 
     #[test]
