@@ -272,8 +272,8 @@ fn pool(cx: &mut Cx, prefix: &str, list: &Spanned<Vec<Spanned<raw::Endpoint>>>) 
     out
 }
 
-/// A whole number of seconds in `1..=max`, or the default when absent.
-pub fn seconds(cx: &mut Cx, path: &str, field: &Option<Spanned<i64>>, default: u64, max: u64) -> u64 {
+/// A whole number in `1..=max` (seconds, bytes, entries), or the default when absent.
+pub fn bounded(cx: &mut Cx, path: &str, field: &Option<Spanned<i64>>, default: u64, max: u64) -> u64 {
     match field {
         None => default,
         Some(f) if f.value >= 1 && f.value as u64 <= max => f.value as u64,
@@ -295,14 +295,14 @@ fn health_check(cx: &mut Cx, prefix: &str, raw: Option<&Spanned<raw::HealthCheck
     let (interval, timeout) = match raw {
         None => (DEFAULT_INTERVAL, DEFAULT_TIMEOUT),
         Some(h) => {
-            let interval = seconds(
+            let interval = bounded(
                 cx,
                 &format!("{prefix}.health_check.interval_seconds"),
                 &h.interval_seconds,
                 DEFAULT_INTERVAL,
                 day,
             );
-            let timeout = seconds(
+            let timeout = bounded(
                 cx,
                 &format!("{prefix}.health_check.timeout_seconds"),
                 &h.timeout_seconds,

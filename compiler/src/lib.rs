@@ -81,7 +81,7 @@ fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str) -> Plan {
         },
         tracing: plan::TracingPlan {
             enabled: tracing.and_then(|t| t.enabled.as_ref()).is_some_and(|e| e.value),
-            max_content_length: endpoints::seconds(
+            max_content_length: endpoints::bounded(
                 cx,
                 "tracing.max_content_length",
                 &max_content_length.cloned(),
@@ -91,5 +91,22 @@ fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str) -> Plan {
         },
         keys,
         routing,
+        server: server(cx, config.timeouts.as_deref(), config.limits.as_deref()),
+    }
+}
+
+fn server(cx: &mut decode::Cx, timeouts: Option<&raw::Timeouts>, limits: Option<&raw::Limits>) -> plan::ServerPlan {
+    let day = 86_400;
+    let t = timeouts.cloned().unwrap_or_default();
+    let secs = |cx: &mut decode::Cx, name: &str, field: &Option<decode::Spanned<i64>>, default: u64| {
+        std::time::Duration::from_secs(endpoints::bounded(cx, &format!("timeouts.{name}"), field, default, day))
+    };
+    let max_body = limits.and_then(|l| l.max_body_bytes.clone());
+    plan::ServerPlan {
+        connect_timeout: secs(cx, "connect_seconds", &t.connect_seconds, 10),
+        first_byte_timeout: secs(cx, "first_byte_seconds", &t.first_byte_seconds, 600),
+        idle_stream_timeout: secs(cx, "idle_stream_seconds", &t.idle_stream_seconds, 300),
+        drain_timeout: secs(cx, "drain_seconds", &t.drain_seconds, 30),
+        max_body_bytes: endpoints::bounded(cx, "limits.max_body_bytes", &max_body, 32 << 20, 1 << 32) as usize,
     }
 }

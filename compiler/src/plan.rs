@@ -26,6 +26,17 @@ pub struct Plan {
     pub keys: Option<KeyTable>,
     /// `None`: no `routing:` section.
     pub routing: Option<RoutingPlan>,
+    pub server: ServerPlan,
+}
+
+/// Timeouts and limits of the request path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerPlan {
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_stream_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub max_body_bytes: usize,
 }
 
 impl Plan {

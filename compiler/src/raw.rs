@@ -25,6 +25,36 @@ section! {
         api_keys: S<ApiKeys>,
         /// Routing by route name or `auto`: heuristics, embeddings, classifier, default route.
         routing: S<Routing>,
+        /// Upstream and shutdown timeouts (new in llm-gateway).
+        timeouts: S<Timeouts>,
+        /// Request limits (new in llm-gateway).
+        limits: S<Limits>,
+    }
+}
+
+section! {
+    Timeouts {
+        /// Seconds to establish an upstream connection (TCP and TLS). Default 10.
+        #[schemars(extend("default" = 10))]
+        connect_seconds: S<i64>,
+        /// Seconds from sending a request to the upstream's response headers; for a
+        /// non-streaming completion that is the whole generation. Default 600.
+        #[schemars(extend("default" = 600))]
+        first_byte_seconds: S<i64>,
+        /// Seconds a response body may stay silent before the stream is ended with an error. Default 300.
+        #[schemars(extend("default" = 300))]
+        idle_stream_seconds: S<i64>,
+        /// Seconds in-flight requests get to finish on shutdown. Default 30.
+        #[schemars(extend("default" = 30))]
+        drain_seconds: S<i64>,
+    }
+}
+
+section! {
+    Limits {
+        /// Largest accepted request body in bytes; larger gets 413. Default 33554432 (32 MiB).
+        #[schemars(extend("default" = 33554432))]
+        max_body_bytes: S<i64>,
     }
 }
 

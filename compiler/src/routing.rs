@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::decode::{Cx, Spanned, suggest};
-use crate::endpoints::{non_empty, seconds};
+use crate::endpoints::{bounded, non_empty};
 use crate::keywords::{Heuristics, RuleSpec};
 use crate::plan::{
     CachePlan, ClassifierPlan, ClassifierProvider, Comparison, EmbedProvider, ProviderKind, ProviderPlan, RouteId,
@@ -296,8 +296,8 @@ fn cache(
     size: &Option<Spanned<i64>>,
     default_size: u64,
 ) -> Option<CachePlan> {
-    let ttl = seconds(cx, &format!("{prefix}.cache_ttl"), ttl, 3600, 30 * 86_400);
-    let size = seconds(cx, &format!("{prefix}.cache_size"), size, default_size, 10_000_000);
+    let ttl = bounded(cx, &format!("{prefix}.cache_ttl"), ttl, 3600, 30 * 86_400);
+    let size = bounded(cx, &format!("{prefix}.cache_size"), size, default_size, 10_000_000);
     on.as_ref().is_some_and(|b| b.value).then(|| CachePlan { ttl: Duration::from_secs(ttl), size: size as usize })
 }
 
