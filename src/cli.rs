@@ -53,6 +53,9 @@ pub struct RunArgs {
     /// zrok share mode (overrides `zrok.share.mode`; does not enable sharing by itself).
     #[arg(long, value_name = "MODE", value_parser = ["public", "private"])]
     pub zrok_mode: Option<String>,
+    /// Log format (level from RUST_LOG, default info; logs go to stderr).
+    #[arg(long, value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(clap::Args, Debug)]

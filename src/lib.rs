@@ -1,6 +1,20 @@
 //! llm-gateway: an OpenAI-compatible LLM gateway compiled from one YAML file.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
+pub mod auth;
+pub mod body;
 pub mod cli;
 pub mod cmd;
+pub mod error;
 pub mod exit;
+pub mod logging;
+pub mod models;
+pub mod proxy;
+pub mod relay;
+pub mod request;
+pub mod route;
+pub mod server;
+pub mod state;
+pub mod trace;
+pub mod transport;

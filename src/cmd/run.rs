@@ -1,30 +1,100 @@
-//! `llm-gateway run`: compile the config, then serve it.
+//! `llm-gateway run`: compile the config, bind, serve until SIGINT/SIGTERM, drain, exit 0.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use llm_gateway_compiler::{ProcessEnv, compile};
+use arc_swap::ArcSwap;
+use llm_gateway_compiler::{Plan, ProcessEnv, compile, parse_listen};
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
 
 use crate::cli::RunArgs;
 use crate::exit;
+use crate::state::{Live, uses_zrok};
 
 pub fn run(args: RunArgs) -> ExitCode {
+    crate::logging::init(args.log_format);
     let (name, source) = match super::read_config(&args.config) {
         Ok(read) => read,
         Err(e) => {
-            eprintln!("error: cannot read {}: {e}", args.config.display());
+            error!("cannot read {}: {e}", args.config.display());
             return exit::code(exit::NO_INPUT);
         }
     };
-    match compile(&source, &ProcessEnv) {
-        Ok(compiled) => {
-            eprint!("{}", compiled.warnings.render(&name, &source));
-            eprintln!("error: the server is not built yet (config `{name}` is valid)");
-            exit::code(1)
-        }
+    let compiled = match compile(&source, &ProcessEnv) {
+        Ok(c) => c,
         Err(diags) => {
             eprint!("{}", diags.render(&name, &source));
-            eprintln!("error: {name} has {} error(s); not starting", diags.errors());
-            exit::code(exit::CONFIG)
+            error!("{name} has {} error(s); not starting", diags.errors());
+            return exit::code(exit::CONFIG);
         }
+    };
+    eprint!("{}", compiled.warnings.render(&name, &source));
+    info!("loaded config '{name}' (sha256 {})", &compiled.plan.hash_hex()[..12]);
+    let mut plan = compiled.plan;
+    if let Err(message) = apply_overrides(&mut plan, &args) {
+        error!("{message}");
+        return exit::code(exit::USAGE);
+    }
+    if uses_zrok(&plan) {
+        error!(
+            "zrok is not available in this build yet: remove `zrok.share.enabled`, `--zrok` and every `zrok_share_token`"
+        );
+        return exit::code(exit::CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            return exit::code(1);
+        }
+    };
+    runtime.block_on(serve(plan))
+}
+
+fn apply_overrides(plan: &mut Plan, args: &RunArgs) -> Result<(), String> {
+    if let Some(addr) = &args.address {
+        plan.listen = parse_listen(addr).map_err(|why| format!("invalid --address `{addr}`: {why}"))?;
+    }
+    if args.zrok || args.zrok_mode.is_some() {
+        return Err("zrok is not available in this build yet (--zrok, --zrok-mode)".into());
+    }
+    Ok(())
+}
+
+async fn serve(plan: Plan) -> ExitCode {
+    let host = plan.listen.host.clone().unwrap_or_else(|| "0.0.0.0".to_owned());
+    let port = plan.listen.port;
+    let listener = match TcpListener::bind((host.as_str(), port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!("cannot listen on {}: {e}", plan.listen);
+            return exit::code(1);
+        }
+    };
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| plan.listen.to_string());
+    let drain = plan.server.drain_timeout;
+    let shared = Arc::new(ArcSwap::from_pointee(Live::new(plan)));
+    info!("listening on {local}");
+    let finished = crate::server::serve(listener, shared, shutdown_signal(), drain).await;
+    if !finished {
+        warn!("exiting with requests still in flight");
+    }
+    exit::code(exit::OK)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("received SIGINT"),
+        _ = term.recv() => info!("received SIGTERM"),
     }
 }

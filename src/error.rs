@@ -1,0 +1,111 @@
+//! Errors the gateway itself answers with: OpenAI-shaped `{"error":{"message","type","code"}}`,
+//! the right status, and `x-llm-gateway-error` saying which side failed.
+
+use http::{HeaderValue, Response, StatusCode};
+use serde_json::json;
+
+use crate::body::{Body, json};
+
+pub const SIDE_HEADER: &str = "x-llm-gateway-error";
+
+/// Which side a gateway-made error blames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The request or the gateway's own configuration.
+    Gateway,
+    /// The upstream could not be reached or did not answer in time.
+    Upstream,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: &'static str,
+    pub message: String,
+    pub side: Side,
+    /// For 405: the methods the path accepts.
+    pub allow: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, code, message: message.into(), side: Side::Gateway, allow: None }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, message)
+    }
+
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", code, message)
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", code, message)
+    }
+
+    pub fn not_found(path: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found_error", "unknown_url", format!("no route for `{path}`"))
+    }
+
+    pub fn method_not_allowed(method: &http::Method, path: &str, allow: &'static str) -> Self {
+        let mut e = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            format!("`{method} {path}` is not supported; use {allow}"),
+        );
+        e.allow = Some(allow);
+        e
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "request_too_large",
+            format!("request body is larger than the gateway's limit of {limit} bytes (limits.max_body_bytes)"),
+        )
+    }
+
+    pub fn internal(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", code, message)
+    }
+
+    pub fn not_implemented(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_IMPLEMENTED, "server_error", "not_implemented", message)
+    }
+
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self {
+            side: Side::Upstream,
+            ..Self::new(StatusCode::BAD_GATEWAY, "upstream_error", "upstream_unreachable", message)
+        }
+    }
+
+    pub fn gateway_timeout(message: impl Into<String>) -> Self {
+        Self {
+            side: Side::Upstream,
+            ..Self::new(StatusCode::GATEWAY_TIMEOUT, "upstream_error", "upstream_timeout", message)
+        }
+    }
+
+    /// The error object as it appears in a body or an SSE error event.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"message": self.message, "type": self.kind, "code": self.code}})
+    }
+
+    pub fn response(&self) -> Response<Body> {
+        let mut resp = json(self.status, &self.body());
+        let side = match self.side {
+            Side::Gateway => "gateway",
+            Side::Upstream => "upstream",
+        };
+        resp.headers_mut().insert(SIDE_HEADER, HeaderValue::from_static(side));
+        if let Some(allow) = self.allow {
+            resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+        }
+        resp
+    }
+}

@@ -1,0 +1,223 @@
+//! The request pipeline: route table → auth → body → model/route → provider → endpoint →
+//! upstream → response relayed as it arrives.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use llm_gateway_compiler::plan::ProviderKind;
+use tracing::warn;
+
+use crate::access_log::AccessLog;
+use crate::body::{Body, json};
+use crate::error::ApiError;
+use crate::relay::Relay;
+use crate::state::{Credential, EndpointTransport, Live, Shared};
+use crate::{auth, models, request, route, trace};
+
+/// The OpenAI-compatible operations the gateway forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Chat,
+    Embeddings,
+    Completions,
+}
+
+impl Operation {
+    fn path(self) -> &'static str {
+        match self {
+            Operation::Chat => "/v1/chat/completions",
+            Operation::Embeddings => "/v1/embeddings",
+            Operation::Completions => "/v1/completions",
+        }
+    }
+}
+
+pub async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Body>, Infallible> {
+    let live = shared.load_full();
+    let mut log = AccessLog::new(req.method(), req.uri().path());
+    let result = dispatch(req, &live, &mut log).await;
+    Ok(match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            log.status = e.status.as_u16();
+            if log.error.is_none() {
+                log.error = Some(e.message.clone());
+            }
+            e.response()
+        }
+    })
+}
+
+async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let read = method == Method::GET || method == Method::HEAD;
+    let op = match path.as_str() {
+        "/health" if read => {
+            log.status = 200;
+            return Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})));
+        }
+        "/v1/models" if read => {
+            let key = auth::authenticate(&live.plan, req.headers())?;
+            log.key = key.map(|k| k.name.clone());
+            log.status = 200;
+            return Ok(models::list(live, key).await);
+        }
+        "/health" | "/v1/models" => return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD")),
+        "/v1/chat/completions" => Operation::Chat,
+        "/v1/embeddings" => Operation::Embeddings,
+        "/v1/completions" => Operation::Completions,
+        _ => return Err(ApiError::not_found(&path)),
+    };
+    if method != Method::POST {
+        return Err(ApiError::method_not_allowed(&method, &path, "POST"));
+    }
+    let key = auth::authenticate(&live.plan, req.headers())?;
+    log.key = key.map(|k| k.name.clone());
+    let (parts, body) = req.into_parts();
+    let body = read_body(&parts.headers, body, live.plan.server.max_body_bytes).await?;
+    let parsed = request::parse(&body)?;
+    log.stream = parsed.is_stream();
+    log.model_asked = parsed.model.clone();
+    if op == Operation::Chat && !parsed.has_messages() {
+        return Err(ApiError::bad_request("messages_required", "messages is required"));
+    }
+    let target = route::resolve(&live.plan, parsed.model.as_deref())?;
+    log.model_sent = Some(target.model.clone());
+    log.route = target.route.clone();
+    log.provider = Some(target.provider.label());
+    if let Some(k) = key {
+        if !k.allows_model(&target.model) {
+            return Err(ApiError::forbidden(
+                "model_not_allowed",
+                format!("model '{}' is not allowed for this API key", target.model),
+            ));
+        }
+        if let Some(r) = target.route.as_deref().filter(|r| !k.allows_route(r)) {
+            return Err(ApiError::forbidden(
+                "route_not_allowed",
+                format!("route '{r}' is not allowed for this API key"),
+            ));
+        }
+    }
+    let pool = live.pool(target.provider).ok_or_else(|| {
+        ApiError::bad_request(
+            "provider_not_configured",
+            format!(
+                "model '{}' is served by provider '{}', which is not configured",
+                target.model,
+                target.provider.config_name()
+            ),
+        )
+    })?;
+    if target.provider == ProviderKind::Anthropic {
+        return Err(match op {
+            Operation::Chat => {
+                ApiError::not_implemented("translation to the Anthropic Messages API is not available yet")
+            }
+            _ => ApiError::bad_request("unsupported_operation", format!("Anthropic does not serve {}", op.path())),
+        });
+    }
+    let authorization = match &pool.credential {
+        Credential::None => None,
+        Credential::Bearer(v) => Some(v.clone()),
+        Credential::Missing(why) => return Err(ApiError::internal("provider_credentials_missing", why.clone())),
+    };
+    if live.plan.tracing.enabled && op == Operation::Chat {
+        trace::log_request(&parsed, &target.model, live.plan.tracing.max_content_length);
+    }
+    let upstream_body = if parsed.model.as_deref() == Some(target.model.as_str()) {
+        body.clone()
+    } else {
+        Bytes::from(request::with_model(&body, &parsed, &target.model))
+    };
+    let stream = parsed.is_stream();
+    drop(parsed);
+
+    let endpoint = pool.pick().ok_or_else(|| ApiError::internal("no_endpoints", "provider has no endpoints"))?;
+    log.endpoint = Some(endpoint.name.clone());
+    let (base, client) = match &endpoint.transport {
+        EndpointTransport::Http { base, client } => (base, client),
+        EndpointTransport::Zrok => return Err(ApiError::not_implemented("zrok transports are not available yet")),
+    };
+    let mut up = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{base}{}", op.path()))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, if stream { "text/event-stream" } else { "application/json" })
+        .header(header::USER_AGENT, concat!("llm-gateway/", env!("CARGO_PKG_VERSION")))
+        .body(Full::new(upstream_body))
+        .map_err(|e| ApiError::internal("bad_upstream_request", format!("cannot build the upstream request: {e}")))?;
+    if let Some(a) = authorization {
+        up.headers_mut().insert(header::AUTHORIZATION, a);
+    }
+    let started = tokio::time::Instant::now();
+    let timeout = live.plan.server.first_byte_timeout;
+    let who = format!("endpoint '{}' of provider '{}'", endpoint.name, pool.kind.config_name());
+    let resp = match tokio::time::timeout(timeout, client.request(up)).await {
+        Err(_) => {
+            return Err(ApiError::gateway_timeout(format!(
+                "{who} did not answer within {} s (timeouts.first_byte_seconds)",
+                timeout.as_secs()
+            )));
+        }
+        Ok(Err(e)) => {
+            warn!(endpoint = %endpoint.name, error = ?e, "upstream request failed");
+            let what = if e.is_connect() { "could not connect to" } else { "failed before answering:" };
+            return Err(ApiError::bad_gateway(format!("{what} {who}")));
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    log.ttfb_ms = Some(started.elapsed().as_millis());
+    log.status = resp.status().as_u16();
+    Ok(relay(resp, live, std::mem::replace(log, AccessLog::detached())))
+}
+
+/// Builds the client response around the upstream one: status and end-to-end headers kept.
+fn relay(resp: Response<Incoming>, live: &Live, log: AccessLog) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let sse = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if sse {
+        parts.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        parts.headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    let body = Relay::new(body, live.plan.server.idle_stream_timeout, sse, log);
+    Response::from_parts(parts, body.boxed())
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in named {
+        headers.remove(name.as_str());
+    }
+    for h in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"] {
+        headers.remove(h);
+    }
+}
+
+async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
+        Err(e) => Err(ApiError::bad_request("body_read_error", format!("could not read the request body: {e}"))),
+    }
+}

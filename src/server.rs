@@ -1,0 +1,63 @@
+//! The listener: HTTP/1.1 keep-alive and h2c on one port, TCP_NODELAY, graceful shutdown
+//! that stops accepting and gives in-flight requests (streams included) a drain deadline.
+
+use std::future::Future;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::proxy;
+use crate::state::Shared;
+
+/// Serves until `shutdown` resolves, then drains for at most `drain`. Returns true when
+/// every connection finished within the deadline.
+pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<Output = ()>, drain: Duration) -> bool {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors and the like: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let service = service_fn(move |req| proxy::handle(req, shared.clone()));
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    info!("shutting down: no new connections; draining in-flight requests for up to {} s", drain.as_secs());
+    match tokio::time::timeout(drain, graceful.shutdown()).await {
+        Ok(()) => {
+            info!("all connections finished");
+            true
+        }
+        Err(_) => {
+            warn!("drain deadline passed; closing remaining connections");
+            false
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Test support: a mock OpenAI-compatible upstream that serves the recorded fixtures and
+//! records what it received, the real gateway binary on port 0, and a small HTTP client.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+type MockBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+pub fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/upstream").join(rel)).unwrap()
+}
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A mock upstream on 127.0.0.1:0. Behaviour is chosen by the request's model:
+/// `slow` answers after 3 s, `error-401` answers with OpenAI's 401, `break` streams two
+/// events and then drops the connection, `slow-stream` spaces its events 300 ms apart.
+pub struct Mock {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Mock {
+    pub async fn start() -> Mock {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let record = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| answer(req, record.clone()));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Mock { addr, seen }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn full(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<MockBody> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("x-request-id", "req_mock_123")
+        .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed())
+        .unwrap()
+}
+
+/// The SSE fixture as a stream of one frame per event, `gap` apart, optionally failing after `fail_after` events.
+fn sse(gap: Duration, fail_after: Option<usize>) -> Response<MockBody> {
+    let text = String::from_utf8(fixture("openai/chat-stream.sse")).unwrap();
+    let events: Vec<String> = text.split_inclusive("\n\n").map(str::to_owned).collect();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
+    tokio::spawn(async move {
+        for (i, e) in events.into_iter().enumerate() {
+            if fail_after == Some(i) {
+                let _ = tx.send(Err(std::io::Error::other("upstream crashed"))).await;
+                return;
+            }
+            if tx.send(Ok(Frame::data(Bytes::from(e)))).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(gap).await;
+        }
+    });
+    let stream = tokio_stream_from(rx);
+    Response::builder()
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .header("x-request-id", "req_mock_sse")
+        .body(StreamBody::new(stream).boxed())
+        .unwrap()
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn answer(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Result<Response<MockBody>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let model = json["model"].as_str().unwrap_or_default().to_owned();
+    let stream = json["stream"] == true;
+    let ok = |file: &str| full(StatusCode::OK, "application/json", fixture(file));
+    Ok(match (parts.method.as_str(), parts.uri.path()) {
+        ("GET", "/v1/models") => ok("openai/models.json"),
+        ("POST", "/v1/embeddings") => ok("openai/embeddings.json"),
+        ("POST", "/v1/completions") => ok("openai/completions.json"),
+        ("POST", "/v1/chat/completions") => match model.as_str() {
+            "error-401" => full(StatusCode::UNAUTHORIZED, "application/json", fixture("openai/error-401.json")),
+            "slow" => {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                ok("openai/chat.json")
+            }
+            "break" => sse(Duration::from_millis(10), Some(2)),
+            "slow-stream" => sse(Duration::from_millis(300), None),
+            _ if stream => sse(Duration::from_millis(5), None),
+            _ => ok("openai/chat.json"),
+        },
+        _ => full(StatusCode::NOT_FOUND, "application/json", br#"{"error":"not found"}"#.to_vec()),
+    })
+}
+
+/// The real binary serving `config` on 127.0.0.1:0.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    pub fn start(config: &str) -> Gateway {
+        Self::start_with_env(config, &[])
+    }
+
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-gateway"));
+        cmd.arg("run").arg(&path).arg("--address").arg("127.0.0.1:0");
+        cmd.env("RUST_LOG", "info").env_remove("LLM_GATEWAY_CONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log: Arc<Mutex<String>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("gateway did not start:\n{}", log.lock().unwrap()));
+        Gateway { child, addr: addr.parse().unwrap(), log, _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn logs(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (up to a deadline) until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client.request(req.body(Full::new(body.into())).unwrap()).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    Reply { status, headers, body }
+}
+
+pub async fn post_json(url: &str, body: &str) -> Reply {
+    send("POST", url, &[("content-type", "application/json")], body.to_owned()).await
+}
