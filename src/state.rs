@@ -102,7 +102,7 @@ impl Endpoint {
         let transport = match &spec.transport {
             Transport::Http { base_url } => EndpointTransport::Http {
                 base: base_url.as_str().trim_end_matches('/').to_owned(),
-                client: client(connect),
+                client: Box::new(client(connect)),
             },
             Transport::Zrok { .. } => EndpointTransport::Zrok,
         };
