@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use crate::error::ApiError;
 
 /// The fields a decision needs; everything else is skipped, not copied.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct Probe<'a> {
     #[serde(borrow, default)]
     pub model: Option<&'a RawValue>,
@@ -22,6 +22,7 @@ pub struct Probe<'a> {
 }
 
 /// The parsed request: the probe plus where its `model` value sits in the body.
+#[derive(Debug)]
 pub struct Parsed<'a> {
     pub probe: Probe<'a>,
     /// The client's model as a string (`None` when absent or null).

@@ -59,7 +59,7 @@ pub enum EndpointTransport {
     /// Base URL without a trailing slash; paths such as `/v1/chat/completions` are appended.
     Http {
         base: String,
-        client: HttpClient,
+        client: Box<HttpClient>,
     },
     Zrok,
 }
