@@ -7,7 +7,7 @@ use tracing::{info, warn};
 
 #[derive(Debug)]
 pub struct AccessLog {
-    pub method: String,
+    pub method: http::Method,
     pub path: String,
     pub key: Option<String>,
     pub model_asked: Option<String>,
@@ -27,7 +27,7 @@ pub struct AccessLog {
 impl AccessLog {
     pub fn new(method: &http::Method, path: &str) -> Self {
         Self {
-            method: method.to_string(),
+            method: method.clone(),
             path: path.to_owned(),
             key: None,
             model_asked: None,

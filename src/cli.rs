@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// zrok share mode (overrides `zrok.share.mode`; does not enable sharing by itself).
     #[arg(long, value_name = "MODE", value_parser = ["public", "private"])]
     pub zrok_mode: Option<String>,
+    /// Worker threads (default: one per CPU). 1 runs a single-threaded runtime, the
+    /// cheapest choice on a one-core box or when pinned for benchmarks.
+    #[arg(long, env = "LLM_GATEWAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
     /// Log format (level from RUST_LOG, default info; logs go to stderr).
     #[arg(long, value_enum, default_value_t = crate::logging::LogFormat::Text)]
     pub log_format: crate::logging::LogFormat,

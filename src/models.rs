@@ -70,7 +70,7 @@ pub async fn list(live: &Live, key: Option<&KeyEntry>) -> Response<Body> {
 async fn upstream_models(pool: &Pool) -> Vec<(String, &'static str)> {
     let owner = pool.kind.label();
     let asks = pool.endpoints.iter().map(|e| async move {
-        let EndpointTransport::Http { base, client } = &e.transport else {
+        let EndpointTransport::Http { base, client, .. } = &e.transport else {
             return Vec::new();
         };
         let get = |path: &str| {

@@ -15,26 +15,8 @@ use crate::access_log::AccessLog;
 use crate::body::{Body, json};
 use crate::error::ApiError;
 use crate::relay::Relay;
-use crate::state::{Credential, EndpointTransport, Live, Shared};
+use crate::state::{Credential, EndpointTransport, Live, Operation, Shared};
 use crate::{auth, models, request, route, trace};
-
-/// The OpenAI-compatible operations the gateway forwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Operation {
-    Chat,
-    Embeddings,
-    Completions,
-}
-
-impl Operation {
-    fn path(self) -> &'static str {
-        match self {
-            Operation::Chat => "/v1/chat/completions",
-            Operation::Embeddings => "/v1/embeddings",
-            Operation::Completions => "/v1/completions",
-        }
-    }
-}
 
 pub async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Body>, Infallible> {
     let live = shared.load_full();
@@ -140,13 +122,13 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
 
     let endpoint = pool.pick().ok_or_else(|| ApiError::internal("no_endpoints", "provider has no endpoints"))?;
     log.endpoint = Some(endpoint.name.clone());
-    let (base, client) = match &endpoint.transport {
-        EndpointTransport::Http { base, client } => (base, client),
+    let (uri, client) = match &endpoint.transport {
+        EndpointTransport::Http { uris, client, .. } => (uris[op as usize].clone(), client),
         EndpointTransport::Zrok => return Err(ApiError::not_implemented("zrok transports are not available yet")),
     };
     let mut up = Request::builder()
         .method(Method::POST)
-        .uri(format!("{base}{}", op.path()))
+        .uri(uri)
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ACCEPT, if stream { "text/event-stream" } else { "application/json" })
         .header(header::USER_AGENT, concat!("llm-gateway/", env!("CARGO_PKG_VERSION")))
@@ -189,9 +171,11 @@ fn relay(resp: Response<Incoming>, live: &Live, log: AccessLog) -> Response<Body
     if sse {
         parts.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         parts.headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        parts.headers.remove(header::CONTENT_LENGTH);
     }
-    let body = Relay::new(body, live.plan.server.idle_stream_timeout, sse, log);
+    // A stream that breaks can only end with an error event when its length is open; a
+    // fixed-length body that breaks is cut short, which the client sees from the length.
+    let error_event = sse && !parts.headers.contains_key(header::CONTENT_LENGTH);
+    let body = Relay::new(body, live.plan.server.idle_stream_timeout, error_event, log);
     Response::from_parts(parts, body.boxed())
 }
 

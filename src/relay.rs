@@ -1,6 +1,6 @@
 //! The upstream response body on its way to the client: frames pass through untouched as
 //! they arrive; a body that stays silent too long or breaks ends an event stream with an
-//! SSE error event (never a silent truncation); the request's log line is written when the
+//! SSE error event when its length is open (never a silent truncation); the request's log line is written when the
 //! body is done or dropped (client gone).
 
 use std::future::Future;
@@ -20,19 +20,21 @@ pin_project_lite::pin_project! {
     pub struct Relay {
         #[pin]
         inner: Incoming,
-        #[pin]
-        idle: Sleep,
+        // Armed at the first wait, so a body that is already complete costs no timer.
+        idle: Option<Pin<Box<Sleep>>>,
         idle_after: Duration,
         sse: bool,
         done: bool,
-        pending_error: Option<Bytes>,
+        // A non-data frame or a failure met while batching, delivered on the next poll.
+        held_frame: Option<Frame<Bytes>>,
+        held_failure: Option<String>,
         log: AccessLog,
     }
 }
 
 impl Relay {
     pub fn new(inner: Incoming, idle_after: Duration, sse: bool, log: AccessLog) -> Self {
-        Self { inner, idle: sleep(idle_after), idle_after, sse, done: false, pending_error: None, log }
+        Self { inner, idle: None, idle_after, sse, done: false, held_frame: None, held_failure: None, log }
     }
 }
 
@@ -40,46 +42,81 @@ impl HttpBody for Relay {
     type Data = Bytes;
     type Error = BoxError;
 
+    /// Passes data through unchanged, but hands hyper everything that has already arrived
+    /// as one frame: one write for a burst of SSE events instead of one per event.
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        if let Some(event) = this.pending_error.take() {
-            return Poll::Ready(Some(Ok(Frame::data(event))));
+        if let Some(frame) = this.held_frame.take() {
+            return Poll::Ready(Some(Ok(frame)));
         }
         if *this.done {
             return Poll::Ready(None);
         }
-        let failure = match this.inner.as_mut().poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.log.body_bytes += data.len() as u64;
+        let mut batch: Option<Bytes> = None;
+        let mut failure = this.held_failure.take();
+        while failure.is_none() {
+            match this.inner.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(idle) = this.idle.as_mut() {
+                        idle.as_mut().reset(Instant::now() + *this.idle_after);
+                    }
+                    match frame.into_data() {
+                        Ok(data) => {
+                            this.log.body_bytes += data.len() as u64;
+                            batch = Some(match batch.take() {
+                                None => data,
+                                Some(first) => {
+                                    let mut joined = bytes::BytesMut::with_capacity(first.len() + data.len());
+                                    joined.extend_from_slice(&first);
+                                    joined.extend_from_slice(&data);
+                                    joined.freeze()
+                                }
+                            });
+                        }
+                        Err(other) if batch.is_none() => return Poll::Ready(Some(Ok(other))),
+                        Err(other) => {
+                            *this.held_frame = Some(other);
+                            break;
+                        }
+                    }
                 }
-                this.idle.as_mut().reset(Instant::now() + *this.idle_after);
-                return Poll::Ready(Some(Ok(frame)));
+                Poll::Ready(None) => {
+                    *this.done = true;
+                    break;
+                }
+                Poll::Ready(Some(Err(e))) => failure = Some(format!("upstream response broke off: {e}")),
+                Poll::Pending if batch.is_some() => break,
+                Poll::Pending => {
+                    let after = *this.idle_after;
+                    ready!(this.idle.get_or_insert_with(|| Box::pin(sleep(after))).as_mut().poll(cx));
+                    failure =
+                        Some(format!("upstream sent nothing for {} s (timeouts.idle_stream_seconds)", after.as_secs()));
+                }
             }
-            Poll::Ready(None) => {
-                *this.done = true;
-                return Poll::Ready(None);
-            }
-            Poll::Ready(Some(Err(e))) => format!("upstream response broke off: {e}"),
-            Poll::Pending => {
-                ready!(this.idle.as_mut().poll(cx));
-                format!("upstream sent nothing for {} s (timeouts.idle_stream_seconds)", this.idle_after.as_secs())
-            }
-        };
-        *this.done = true;
-        this.log.error = Some(failure.clone());
-        if !*this.sse {
-            return Poll::Ready(Some(Err(failure.into())));
         }
-        let err = ApiError::bad_gateway(failure);
-        let mut event = b"\n\ndata: ".to_vec();
-        event.extend_from_slice(err.body().to_string().as_bytes());
-        event.extend_from_slice(b"\n\n");
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
+        match (batch, failure) {
+            (Some(data), failure) => {
+                *this.held_failure = failure;
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            (None, None) => Poll::Ready(None),
+            (None, Some(failure)) => {
+                *this.done = true;
+                this.log.error = Some(failure.clone());
+                if !*this.sse {
+                    return Poll::Ready(Some(Err(failure.into())));
+                }
+                let err = ApiError::bad_gateway(failure);
+                let mut event = b"\n\ndata: ".to_vec();
+                event.extend_from_slice(err.body().to_string().as_bytes());
+                event.extend_from_slice(b"\n\n");
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.pending_error.is_none()
+        self.done && self.held_frame.is_none() && self.held_failure.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

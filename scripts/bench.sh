@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Benchmarks: criterion (config compile, heuristic decisions, key lookup) and the end-to-end
+# overhead harness (direct vs a minimal hyper proxy vs llm-gateway, interleaved, pinned to one CPU).
+#   scripts/bench.sh            both
+#   scripts/bench.sh overhead   only the overhead harness (ROUNDS, REQUESTS to tune)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+cargo build --release --locked --quiet
+if [ "$what" = all ] || [ "$what" = compile ]; then
+    cargo bench --locked --bench compile
+fi
+if [ "$what" = all ] || [ "$what" = overhead ]; then
+    cargo bench --locked --bench overhead --no-run --quiet
+    taskset -c 0 cargo bench --locked --bench overhead -- \
+        --gateway target/release/llm-gateway --rounds "${ROUNDS:-10}" --requests "${REQUESTS:-1000}"
+fi
