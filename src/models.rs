@@ -70,9 +70,10 @@ pub async fn list(live: &Live, key: Option<&KeyEntry>) -> Response<Body> {
 async fn upstream_models(pool: &Pool) -> Vec<(String, &'static str)> {
     let owner = pool.kind.label();
     let asks = pool.endpoints.iter().map(|e| async move {
-        let EndpointTransport::Http { base, client, .. } = &e.transport else {
+        let EndpointTransport::Http(target) = &e.transport else {
             return Vec::new();
         };
+        let (base, client) = (&target.base, &target.client);
         let get = |path: &str| {
             let mut req = Request::builder().method(Method::GET).uri(format!("{base}{path}"));
             if let Credential::Bearer(v) = &pool.credential {

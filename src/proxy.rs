@@ -123,7 +123,7 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
     let endpoint = pool.pick().ok_or_else(|| ApiError::internal("no_endpoints", "provider has no endpoints"))?;
     log.endpoint = Some(endpoint.name.clone());
     let (uri, client) = match &endpoint.transport {
-        EndpointTransport::Http { uris, client, .. } => (uris[op as usize].clone(), client),
+        EndpointTransport::Http(t) => (t.uris[op as usize].clone(), &t.client),
         EndpointTransport::Zrok => return Err(ApiError::not_implemented("zrok transports are not available yet")),
     };
     let mut up = Request::builder()

@@ -56,14 +56,16 @@ pub struct Endpoint {
 }
 
 pub enum EndpointTransport {
-    Http {
-        /// Base URL without a trailing slash; paths such as `/v1/models` are appended.
-        base: String,
-        /// The URIs of the forwarded operations, built once (indexed by [`Operation`]).
-        uris: [http::Uri; 3],
-        client: Box<HttpClient>,
-    },
+    Http(Box<HttpTarget>),
     Zrok,
+}
+
+pub struct HttpTarget {
+    /// Base URL without a trailing slash; paths such as `/v1/models` are appended.
+    pub base: String,
+    /// The URIs of the forwarded operations, built once (indexed by [`Operation`]).
+    pub uris: [http::Uri; 3],
+    pub client: HttpClient,
 }
 
 /// The OpenAI-compatible operations the gateway forwards.
@@ -127,7 +129,7 @@ impl Endpoint {
                 // A validated base URL plus a fixed path always parses; fall back to a
                 // relative URI (which then fails per request) rather than panic.
                 let uris = Operation::ALL.map(|op| format!("{base}{}", op.path()).parse().unwrap_or_default());
-                EndpointTransport::Http { base, uris, client: Box::new(client(connect)) }
+                EndpointTransport::Http(Box::new(HttpTarget { base, uris, client: client(connect) }))
             }
             Transport::Zrok { .. } => EndpointTransport::Zrok,
         };
