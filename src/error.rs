@@ -84,6 +84,13 @@ impl ApiError {
         }
     }
 
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            side: Side::Upstream,
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_error", "all_endpoints_failed", message)
+        }
+    }
+
     pub fn gateway_timeout(message: impl Into<String>) -> Self {
         Self {
             side: Side::Upstream,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod exit;
 pub mod logging;
 pub mod models;
+pub mod pool;
 pub mod proxy;
 pub mod relay;
 pub mod request;

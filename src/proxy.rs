@@ -14,8 +14,9 @@ use tracing::warn;
 use crate::access_log::AccessLog;
 use crate::body::{Body, json};
 use crate::error::ApiError;
+use crate::pool::{Credential, EndpointTransport, Operation};
 use crate::relay::Relay;
-use crate::state::{Credential, EndpointTransport, Live, Operation, Shared};
+use crate::state::{Live, Shared};
 use crate::{auth, models, request, route, trace};
 
 pub async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Body>, Infallible> {
@@ -47,7 +48,7 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
             let key = auth::authenticate(&live.plan, req.headers())?;
             log.key = key.map(|k| k.name.clone());
             log.status = 200;
-            return Ok(models::list(live, key).await);
+            return Ok(models::list(live, key));
         }
         "/health" | "/v1/models" => return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD")),
         "/v1/chat/completions" => Operation::Chat,
@@ -120,43 +121,62 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
     let stream = parsed.is_stream();
     drop(parsed);
 
-    let endpoint = pool.pick().ok_or_else(|| ApiError::internal("no_endpoints", "provider has no endpoints"))?;
-    log.endpoint = Some(endpoint.name.clone());
-    let (uri, client) = match &endpoint.transport {
-        EndpointTransport::Http(t) => (t.uris[op as usize].clone(), &t.client),
-        EndpointTransport::Zrok => return Err(ApiError::not_implemented("zrok transports are not available yet")),
-    };
-    let mut up = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCEPT, if stream { "text/event-stream" } else { "application/json" })
-        .header(header::USER_AGENT, concat!("llm-gateway/", env!("CARGO_PKG_VERSION")))
-        .body(Full::new(upstream_body))
-        .map_err(|e| ApiError::internal("bad_upstream_request", format!("cannot build the upstream request: {e}")))?;
-    if let Some(a) = authorization {
-        up.headers_mut().insert(header::AUTHORIZATION, a);
-    }
-    let started = tokio::time::Instant::now();
     let timeout = live.plan.server.first_byte_timeout;
-    let who = format!("endpoint '{}' of provider '{}'", endpoint.name, pool.kind.config_name());
-    let resp = match tokio::time::timeout(timeout, client.request(up)).await {
-        Err(_) => {
-            return Err(ApiError::gateway_timeout(format!(
+    let mut last_failure = None;
+    let mut tried = 0;
+    for index in pool.attempt_order() {
+        let endpoint = &pool.endpoints[index];
+        let EndpointTransport::Http(target) = &endpoint.transport else {
+            last_failure = Some(ApiError::not_implemented("zrok transports are not available yet"));
+            continue;
+        };
+        tried += 1;
+        log.endpoint = Some(endpoint.name.clone());
+        let mut up = Request::builder()
+            .method(Method::POST)
+            .uri(target.uris[op as usize].clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, if stream { "text/event-stream" } else { "application/json" })
+            .header(header::USER_AGENT, concat!("llm-gateway/", env!("CARGO_PKG_VERSION")))
+            .body(Full::new(upstream_body.clone()))
+            .map_err(|e| {
+                ApiError::internal("bad_upstream_request", format!("cannot build the upstream request: {e}"))
+            })?;
+        if let Some(a) = &authorization {
+            up.headers_mut().insert(header::AUTHORIZATION, a.clone());
+        }
+        let started = tokio::time::Instant::now();
+        let who = format!("endpoint '{}' of provider '{}'", endpoint.name, pool.kind.config_name());
+        // No response byte yet: the request can safely move to the next endpoint. Once a
+        // response (any status) has started, it is the answer.
+        let failure = match tokio::time::timeout(timeout, target.client.request(up)).await {
+            Ok(Ok(resp)) => {
+                log.ttfb_ms = Some(started.elapsed().as_millis());
+                log.status = resp.status().as_u16();
+                return Ok(relay(resp, live, std::mem::replace(log, AccessLog::detached())));
+            }
+            Err(_) => ApiError::gateway_timeout(format!(
                 "{who} did not answer within {} s (timeouts.first_byte_seconds)",
                 timeout.as_secs()
-            )));
-        }
-        Ok(Err(e)) => {
-            warn!(endpoint = %endpoint.name, error = ?e, "upstream request failed");
-            let what = if e.is_connect() { "could not connect to" } else { "failed before answering:" };
-            return Err(ApiError::bad_gateway(format!("{what} {who}")));
-        }
-        Ok(Ok(resp)) => resp,
-    };
-    log.ttfb_ms = Some(started.elapsed().as_millis());
-    log.status = resp.status().as_u16();
-    Ok(relay(resp, live, std::mem::replace(log, AccessLog::detached())))
+            )),
+            Ok(Err(e)) => {
+                warn!(endpoint = %endpoint.name, error = ?e, "upstream request failed");
+                let what = if e.is_connect() { "could not connect to" } else { "failed before answering:" };
+                ApiError::bad_gateway(format!("{what} {who}"))
+            }
+        };
+        pool.set_healthy(index, false);
+        last_failure = Some(failure);
+    }
+    let failure = last_failure.unwrap_or_else(|| ApiError::internal("no_endpoints", "provider has no endpoints"));
+    if tried <= 1 {
+        return Err(failure);
+    }
+    Err(ApiError::unavailable(format!(
+        "every endpoint of provider '{}' failed ({tried} tried); last: {}",
+        pool.kind.config_name(),
+        failure.message
+    )))
 }
 
 /// Builds the client response around the upstream one: status and end-to-end headers kept.

@@ -13,7 +13,7 @@ fn config(mock: &Mock, extra: &str) -> String {
     format!("providers:\n  local:\n    api_key: sk-upstream-local\n    base_url: {url}/v1\n{extra}", url = mock.url())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_unknown_paths_and_methods() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, ""));
@@ -34,7 +34,7 @@ async fn health_unknown_paths_and_methods() {
     assert_eq!(r.json()["error"]["code"], "unknown_url");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_body_reaches_upstream_byte_identical_and_response_comes_back_unchanged() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, ""));
@@ -50,7 +50,7 @@ async fn chat_body_reaches_upstream_byte_identical_and_response_comes_back_uncha
     assert_eq!(r.body.as_ref(), fixture("openai/chat.json").as_slice(), "response passes through unchanged");
     assert_eq!(r.header("x-request-id"), Some("req_mock_123"), "upstream headers are kept");
 
-    let seen = mock.requests();
+    let seen = mock.posts();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path, "/v1/chat/completions", "a base_url ending in /v1 is not doubled");
     assert_eq!(seen[0].body.as_ref(), body.as_bytes(), "every field arrives byte-identical");
@@ -59,7 +59,7 @@ async fn chat_body_reaches_upstream_byte_identical_and_response_comes_back_uncha
     assert!(!all.contains(CLIENT_KEY), "the client's key never goes upstream:\n{all}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_and_missing_models_use_the_default_route_with_a_spliced_model() {
     let mock = Mock::start().await;
     let routing = "routing:\n  default_route: general\n  routes:\n    - name: fast\n      model: qwen\n    - name: general\n      model: llama3\n";
@@ -81,12 +81,12 @@ async fn auto_and_missing_models_use_the_default_route_with_a_spliced_model() {
     ] {
         let r = post_json(&url, body).await;
         assert_eq!(r.status.as_u16(), 200, "{}", r.text());
-        let seen = mock.requests();
+        let seen = mock.posts();
         assert_eq!(std::str::from_utf8(&seen.last().unwrap().body).unwrap(), sent);
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_is_required_without_routing() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, ""));
@@ -97,7 +97,7 @@ async fn model_is_required_without_routing() {
     assert_eq!(r.json()["error"]["message"], "model is required");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_pass_through_event_by_event() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, ""));
@@ -111,10 +111,10 @@ async fn streams_pass_through_event_by_event() {
     assert_eq!(r.header("cache-control"), Some("no-cache"));
     assert_eq!(r.header("x-accel-buffering"), Some("no"));
     assert_eq!(r.body.as_ref(), fixture("openai/chat-stream.sse").as_slice());
-    assert_eq!(mock.requests()[0].headers["accept"], "text/event-stream");
+    assert_eq!(mock.posts()[0].headers["accept"], "text/event-stream");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_events_arrive_as_they_are_produced() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, ""));
@@ -135,7 +135,7 @@ async fn stream_events_arrive_as_they_are_produced() {
     assert!(started.elapsed() < Duration::from_millis(1200), "first event after {:?}", started.elapsed());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_breaks_ends_with_an_error_event() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, ""));
@@ -154,7 +154,7 @@ async fn a_stream_that_breaks_ends_with_an_error_event() {
     assert!(gw.wait_for_log("upstream response broke off"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_errors_are_openai_shaped_and_say_where() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, "limits:\n  max_body_bytes: 1000\n"));
@@ -176,10 +176,10 @@ async fn client_errors_are_openai_shaped_and_say_where() {
     let r = post_json(&url, r#"{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"#).await;
     assert_eq!(r.status.as_u16(), 400);
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("provider 'open_ai', which is not configured"));
-    assert!(mock.requests().is_empty(), "nothing reached the upstream");
+    assert!(mock.posts().is_empty(), "nothing reached the upstream");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_errors_pass_through_with_status_and_body() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, ""));
@@ -193,7 +193,7 @@ async fn upstream_errors_pass_through_with_status_and_body() {
     assert_eq!(r.header("x-llm-gateway-error"), None, "the upstream's own error, not the gateway's");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_and_slow_upstreams_get_502_and_504() {
     let mock = Mock::start().await;
     // A port nothing listens on: bind one, then free it.
@@ -217,7 +217,7 @@ async fn unreachable_and_slow_upstreams_get_502_and_504() {
     assert_eq!(r.header("x-llm-gateway-error"), Some("upstream"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unset_provider_key_fails_clearly_at_request_time() {
     let mock = Mock::start().await;
     let cfg = format!("providers:\n  open_ai:\n    api_key: ${{OPENAI_KEY_FOR_TEST}}\n    base_url: {}\n", mock.url());
@@ -230,10 +230,10 @@ async fn unset_provider_key_fails_clearly_at_request_time() {
         r.json()["error"]["message"],
         "provider `open_ai` has no API key: environment variable `OPENAI_KEY_FOR_TEST` is not set"
     );
-    assert!(mock.requests().is_empty());
+    assert!(mock.posts().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_and_completions_are_routed_by_model() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, ""));
@@ -242,11 +242,11 @@ async fn embeddings_and_completions_are_routed_by_model() {
     assert_eq!(r.body.as_ref(), fixture("openai/embeddings.json").as_slice());
     let r = post_json(&gw.url("/v1/completions"), r#"{"model":"llama3","prompt":"Say this is a test"}"#).await;
     assert_eq!(r.body.as_ref(), fixture("openai/completions.json").as_slice());
-    let paths: Vec<String> = mock.requests().into_iter().map(|s| s.path).collect();
+    let paths: Vec<String> = mock.posts().into_iter().map(|s| s.path).collect();
     assert_eq!(paths, ["/v1/embeddings", "/v1/completions"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_keys_guard_v1_but_not_health() {
     let mock = Mock::start().await;
     let keys = format!(
@@ -291,7 +291,7 @@ async fn virtual_keys_guard_v1_but_not_health() {
     assert!(!gw.logs().contains(CLIENT_KEY), "keys are never logged");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_cleartext_is_served() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, ""));
@@ -303,7 +303,7 @@ async fn http2_cleartext_is_served() {
     assert_eq!(resp.status().as_u16(), 200);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_open_stream_finish_then_exits_zero() {
     let mock = Mock::start().await;
     let mut gw = Gateway::start(&config(&mock, ""));
@@ -312,7 +312,7 @@ async fn sigterm_lets_an_open_stream_finish_then_exits_zero() {
         post_json(&url, r#"{"model":"slow-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#).await
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while mock.requests().is_empty() && std::time::Instant::now() < deadline {
+    while mock.posts().is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     gw.signal("TERM");

@@ -83,7 +83,12 @@ async fn serve(plan: Plan) -> ExitCode {
     };
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| plan.listen.to_string());
     let drain = plan.server.drain_timeout;
-    let shared = Arc::new(ArcSwap::from_pointee(Live::new(plan)));
+    let live = Live::new(plan);
+    let pools: Vec<_> = live.pools.iter().flatten().cloned().collect();
+    futures_util::future::join_all(pools.iter().map(|p| crate::pool::health::first_round(p))).await;
+    let boot = crate::pool::health::boot_clock();
+    let _checkers: Vec<_> = pools.into_iter().filter_map(|p| crate::pool::health::spawn(p, boot.clone())).collect();
+    let shared = Arc::new(ArcSwap::from_pointee(live));
     info!("listening on {local}");
     let finished = crate::server::serve(listener, shared, shutdown_signal(), drain).await;
     if !finished {

@@ -2,7 +2,6 @@
 //! records what it received, the real gateway binary on port 0, and a small HTTP client.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -41,8 +40,27 @@ pub struct Mock {
     pub seen: Arc<Mutex<Vec<Seen>>>,
 }
 
+/// How a mock answers POSTs (GET /v1/models always works, so health probes pass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// The fixtures, by model (see [`Mock`]).
+    Normal,
+    /// Accepts the request, then drops the connection without a response.
+    Close,
+    /// Never answers (10 s).
+    Stall,
+    /// Answers 500.
+    Fail,
+    /// An Ollama: no /v1/models (404), models listed at /api/tags.
+    Ollama,
+}
+
 impl Mock {
     pub async fn start() -> Mock {
+        Self::start_with(Behaviour::Normal).await
+    }
+
+    pub async fn start_with(behaviour: Behaviour) -> Mock {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -52,7 +70,7 @@ impl Mock {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let record = record.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| answer(req, record.clone()));
+                    let service = service_fn(move |req| answer(req, record.clone(), behaviour));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -68,6 +86,11 @@ impl Mock {
 
     pub fn requests(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// The forwarded requests, without the gateway's health probes.
+    pub fn posts(&self) -> Vec<Seen> {
+        self.requests().into_iter().filter(|r| r.method == "POST").collect()
     }
 }
 
@@ -111,7 +134,11 @@ fn tokio_stream_from<T: Send + 'static>(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-async fn answer(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Result<Response<MockBody>, Infallible> {
+async fn answer(
+    req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    behaviour: Behaviour,
+) -> Result<Response<MockBody>, std::io::Error> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     seen.lock().unwrap().push(Seen {
@@ -124,7 +151,25 @@ async fn answer(req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Result<R
     let model = json["model"].as_str().unwrap_or_default().to_owned();
     let stream = json["stream"] == true;
     let ok = |file: &str| full(StatusCode::OK, "application/json", fixture(file));
+    if parts.method == "POST" {
+        match behaviour {
+            Behaviour::Close => return Err(std::io::Error::other("closing without a response")),
+            Behaviour::Stall => tokio::time::sleep(Duration::from_secs(10)).await,
+            Behaviour::Fail => {
+                return Ok(full(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "application/json",
+                    br#"{"error":{"message":"boom","type":"server_error"}}"#.to_vec(),
+                ));
+            }
+            Behaviour::Normal | Behaviour::Ollama => {}
+        }
+    }
     Ok(match (parts.method.as_str(), parts.uri.path()) {
+        ("GET", "/v1/models") if behaviour == Behaviour::Ollama => {
+            full(StatusCode::NOT_FOUND, "text/plain", b"404 page not found".to_vec())
+        }
+        ("GET", "/api/tags") if behaviour == Behaviour::Ollama => ok("ollama/tags.json"),
         ("GET", "/v1/models") => ok("openai/models.json"),
         ("POST", "/v1/embeddings") => ok("openai/embeddings.json"),
         ("POST", "/v1/completions") => ok("openai/completions.json"),

@@ -1,0 +1,284 @@
+//! A provider's endpoints: smooth weighted round-robin over the healthy ones, passive
+//! failover order, health state, and the models each endpoint reported.
+
+pub mod health;
+pub mod swrr;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use llm_gateway_compiler::plan::{ApiKey, EndpointSpec, HealthCheck, ProviderKind, ProviderPlan, Transport};
+use tracing::{info, warn};
+
+use crate::transport::http::{HttpClient, client};
+
+pub struct Pool {
+    pub kind: ProviderKind,
+    pub credential: Credential,
+    pub endpoints: Vec<Endpoint>,
+    pub health_check: HealthCheck,
+    /// One period of the smooth WRR sequence over the healthy endpoints.
+    schedule: ArcSwap<Vec<u16>>,
+    /// Where the next thread to use this pool starts in the schedule.
+    starts: AtomicUsize,
+}
+
+thread_local! {
+    /// Per-thread position in each pool's schedule, keyed by the pool's address. A shared
+    /// atomic counter bounces its cache line between cores (about 130 ns a pick with two
+    /// threads); per-thread cursors keep each thread's picks exactly smooth and the total
+    /// proportional to the weights.
+    static CURSORS: std::cell::RefCell<[(usize, usize); 8]> = const { std::cell::RefCell::new([(0, 0); 8]) };
+}
+
+/// The next position for pool `key` on this thread; a thread new to the pool starts where
+/// `start` says, so threads do not all begin on the same endpoint.
+fn advance(key: usize, start: impl FnOnce() -> usize) -> usize {
+    CURSORS.with(|c| {
+        let mut cursors = c.borrow_mut();
+        if let Some(slot) = cursors.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = slot.1.wrapping_add(1);
+            return slot.1;
+        }
+        // Evict the oldest slot (pools are few: three providers, plus the previous plan
+        // for a moment after a reload).
+        cursors.rotate_right(1);
+        let first = start();
+        cursors[0] = (key, first);
+        first
+    })
+}
+
+/// What goes into the upstream's auth header.
+#[derive(Clone)]
+pub enum Credential {
+    None,
+    /// `Authorization: Bearer …`, ready to send (marked sensitive so it is never logged).
+    Bearer(HeaderValue),
+    /// The key names environment variables that were unset: requests fail with this message.
+    Missing(String),
+}
+
+pub struct Endpoint {
+    pub name: String,
+    pub weight: u32,
+    pub transport: EndpointTransport,
+    healthy: AtomicBool,
+    /// Model ids from the last successful probe.
+    models: ArcSwap<Vec<String>>,
+}
+
+pub enum EndpointTransport {
+    Http(Box<HttpTarget>),
+    Zrok,
+}
+
+pub struct HttpTarget {
+    /// Base URL without a trailing slash; paths such as `/v1/models` are appended.
+    pub base: String,
+    /// The URIs of the forwarded operations, built once (indexed by [`Operation`]).
+    pub uris: [http::Uri; 3],
+    pub client: HttpClient,
+}
+
+/// The OpenAI-compatible operations the gateway forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Chat,
+    Embeddings,
+    Completions,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 3] = [Operation::Chat, Operation::Embeddings, Operation::Completions];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Operation::Chat => "/v1/chat/completions",
+            Operation::Embeddings => "/v1/embeddings",
+            Operation::Completions => "/v1/completions",
+        }
+    }
+}
+
+impl Pool {
+    pub fn new(p: &ProviderPlan, connect: std::time::Duration) -> Self {
+        let credential = match &p.api_key {
+            ApiKey::None => Credential::None,
+            ApiKey::Set(key) => match HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    Credential::Bearer(v)
+                }
+                Err(_) => Credential::Missing(format!(
+                    "the API key of provider `{}` contains characters not allowed in an HTTP header",
+                    p.kind
+                )),
+            },
+            ApiKey::Unset { vars } => Credential::Missing(format!(
+                "provider `{}` has no API key: environment variable {} is not set",
+                p.kind,
+                vars.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+            )),
+        };
+        let endpoints: Vec<Endpoint> = p.endpoints.iter().map(|e| Endpoint::new(e, connect)).collect();
+        let pool = Self {
+            kind: p.kind,
+            credential,
+            endpoints,
+            health_check: p.health_check,
+            schedule: ArcSwap::from_pointee(Vec::new()),
+            starts: AtomicUsize::new(0),
+        };
+        pool.reschedule();
+        pool
+    }
+
+    /// The endpoint the next request should try first, by smooth WRR over the healthy ones.
+    pub fn pick(&self) -> Option<usize> {
+        let schedule = self.schedule.load();
+        if schedule.is_empty() {
+            return None;
+        }
+        let n = advance(self as *const Pool as usize, || self.starts.fetch_add(1, Ordering::Relaxed));
+        Some(usize::from(schedule[n % schedule.len()]))
+    }
+
+    /// The order a request tries endpoints in, each at most once: the WRR pick, then the
+    /// other healthy endpoints. When none is healthy, every endpoint, best effort (a probe
+    /// may be stale and a single-endpoint provider has nothing else to offer).
+    pub fn attempt_order(&self) -> impl Iterator<Item = usize> + '_ {
+        let first = self.pick();
+        let all_down = first.is_none();
+        first.into_iter().chain(
+            (0..self.endpoints.len())
+                .filter(move |&i| all_down || (Some(i) != first && self.endpoints[i].is_healthy())),
+        )
+    }
+
+    /// Records a health observation; logs and rebuilds the schedule on a transition.
+    pub fn set_healthy(&self, index: usize, healthy: bool) {
+        let endpoint = &self.endpoints[index];
+        if endpoint.healthy.swap(healthy, Ordering::AcqRel) != healthy {
+            if healthy {
+                info!(provider = self.kind.label(), "endpoint '{}' is now healthy", endpoint.name);
+            } else {
+                warn!(provider = self.kind.label(), "endpoint '{}' is now unhealthy", endpoint.name);
+            }
+            self.reschedule();
+        }
+    }
+
+    fn reschedule(&self) {
+        let healthy: Vec<(usize, u32)> =
+            self.endpoints.iter().enumerate().filter(|(_, e)| e.is_healthy()).map(|(i, e)| (i, e.weight)).collect();
+        self.schedule.store(Arc::new(swrr::sequence(&healthy)));
+    }
+
+    /// The de-duplicated models of the healthy endpoints, from the last probes.
+    pub fn models(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in self.endpoints.iter().filter(|e| e.is_healthy()) {
+            for m in e.models.load().iter() {
+                if !out.contains(m) {
+                    out.push(m.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Health of every endpoint, for logs and metrics.
+    pub fn health(&self) -> Vec<(&str, bool)> {
+        self.endpoints.iter().map(|e| (e.name.as_str(), e.is_healthy())).collect()
+    }
+}
+
+impl Endpoint {
+    fn new(spec: &EndpointSpec, connect: std::time::Duration) -> Self {
+        let transport = match &spec.transport {
+            Transport::Http { base_url } => {
+                let base = base_url.as_str().trim_end_matches('/').to_owned();
+                // A validated base URL plus a fixed path always parses; fall back to a
+                // relative URI (which then fails per request) rather than panic.
+                let uris = Operation::ALL.map(|op| format!("{base}{}", op.path()).parse().unwrap_or_default());
+                EndpointTransport::Http(Box::new(HttpTarget { base, uris, client: client(connect) }))
+            }
+            Transport::Zrok { .. } => EndpointTransport::Zrok,
+        };
+        Self {
+            name: spec.name.clone(),
+            weight: spec.weight,
+            transport,
+            // Healthy until the first probe (which runs before traffic is accepted) says otherwise.
+            healthy: AtomicBool::new(true),
+            models: ArcSwap::from_pointee(Vec::new()),
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    pub fn set_models(&self, models: Vec<String>) {
+        self.models.store(Arc::new(models));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(weights: &[u32]) -> Pool {
+        let eps: String = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                format!("      - name: e{i}\n        base_url: http://127.0.0.1:{}\n        weight: {w}\n", 1000 + i)
+            })
+            .collect();
+        let yaml = format!("providers:\n  local:\n    endpoints:\n{eps}");
+        let plan =
+            llm_gateway_compiler::compile(&yaml, &std::collections::HashMap::<String, String>::new()).unwrap().plan;
+        Pool::new(plan.provider(ProviderKind::Local).unwrap(), std::time::Duration::from_secs(1))
+    }
+
+    #[tokio::test]
+    async fn weights_3_2_1_over_6000_picks() {
+        let p = pool(&[3, 2, 1]);
+        let picks: Vec<usize> = (0..6000).map(|_| p.pick().unwrap()).collect();
+        let count = |e| picks.iter().filter(|&&x| x == e).count();
+        assert_eq!((count(0), count(1), count(2)), (3000, 2000, 1000));
+        assert_eq!(&picks[..6], &[0, 1, 0, 2, 1, 0], "smooth, not bursty");
+    }
+
+    #[tokio::test]
+    async fn unhealthy_endpoints_are_skipped_without_skewing_the_rest() {
+        let p = pool(&[1, 1, 2]);
+        p.set_healthy(0, false);
+        let picks: Vec<usize> = (0..300).map(|_| p.pick().unwrap()).collect();
+        let count = |e| picks.iter().filter(|&&x| x == e).count();
+        assert_eq!((count(0), count(1), count(2)), (0, 100, 200));
+        let order: Vec<usize> = p.attempt_order().collect();
+        assert_eq!(order.len(), 2);
+        assert!(!order.contains(&0));
+        p.set_healthy(1, false);
+        p.set_healthy(2, false);
+        assert_eq!(p.pick(), None);
+        assert_eq!(p.attempt_order().collect::<Vec<_>>(), [0, 1, 2], "all down: every endpoint, best effort");
+        p.set_healthy(0, true);
+        assert_eq!(p.attempt_order().collect::<Vec<_>>(), [0]);
+    }
+
+    #[tokio::test]
+    async fn models_union_of_healthy_endpoints() {
+        let p = pool(&[1, 1, 1]);
+        p.endpoints[0].set_models(vec!["a".into(), "b".into()]);
+        p.endpoints[1].set_models(vec!["b".into(), "c".into()]);
+        p.endpoints[2].set_models(vec!["d".into()]);
+        p.set_healthy(2, false);
+        assert_eq!(p.models(), ["a", "b", "c"]);
+    }
+}
