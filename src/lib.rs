@@ -11,6 +11,7 @@ pub mod exit;
 pub mod logging;
 pub mod models;
 pub mod pool;
+pub mod providers;
 pub mod proxy;
 pub mod relay;
 pub mod request;

@@ -15,6 +15,7 @@ use crate::access_log::AccessLog;
 use crate::body::{Body, json};
 use crate::error::ApiError;
 use crate::pool::{Credential, EndpointTransport, Operation};
+use crate::providers::anthropic;
 use crate::relay::Relay;
 use crate::state::{Live, Shared};
 use crate::{auth, models, request, route, trace};
@@ -97,28 +98,28 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
             ),
         )
     })?;
-    if target.provider == ProviderKind::Anthropic {
-        return Err(match op {
-            Operation::Chat => {
-                ApiError::not_implemented("translation to the Anthropic Messages API is not available yet")
-            }
-            _ => ApiError::bad_request("unsupported_operation", format!("Anthropic does not serve {}", op.path())),
-        });
+    let anthropic = target.provider == ProviderKind::Anthropic;
+    if anthropic && op != Operation::Chat {
+        return Err(ApiError::bad_request("unsupported_operation", format!("Anthropic does not serve {}", op.path())));
     }
-    let authorization = match &pool.credential {
+    let credential: Option<(http::HeaderName, HeaderValue)> = match &pool.credential {
         Credential::None => None,
-        Credential::Bearer(v) => Some(v.clone()),
+        Credential::Bearer(v) => Some((header::AUTHORIZATION, v.clone())),
+        Credential::XApiKey(v) => Some((http::HeaderName::from_static("x-api-key"), v.clone())),
         Credential::Missing(why) => return Err(ApiError::internal("provider_credentials_missing", why.clone())),
     };
     if live.plan.tracing.enabled && op == Operation::Chat {
         trace::log_request(&parsed, &target.model, live.plan.tracing.max_content_length);
     }
-    let upstream_body = if parsed.model.as_deref() == Some(target.model.as_str()) {
-        body.clone()
-    } else {
-        Bytes::from(request::with_model(&body, &parsed, &target.model))
-    };
     let stream = parsed.is_stream();
+    let (upstream_body, asked) = if anthropic {
+        let (bytes, asked) = anthropic::request::translate(&body, &target.model)?;
+        (Bytes::from(bytes), Some(asked))
+    } else if parsed.model.as_deref() == Some(target.model.as_str()) {
+        (body.clone(), None)
+    } else {
+        (Bytes::from(request::with_model(&body, &parsed, &target.model)), None)
+    };
     drop(parsed);
 
     let timeout = live.plan.server.first_byte_timeout;
@@ -142,8 +143,11 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
             .map_err(|e| {
                 ApiError::internal("bad_upstream_request", format!("cannot build the upstream request: {e}"))
             })?;
-        if let Some(a) = &authorization {
-            up.headers_mut().insert(header::AUTHORIZATION, a.clone());
+        if let Some((name, value)) = &credential {
+            up.headers_mut().insert(name.clone(), value.clone());
+        }
+        if anthropic {
+            up.headers_mut().insert("anthropic-version", HeaderValue::from_static(anthropic::VERSION));
         }
         let started = tokio::time::Instant::now();
         let who = format!("endpoint '{}' of provider '{}'", endpoint.name, pool.kind.config_name());
@@ -153,7 +157,11 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
             Ok(Ok(resp)) => {
                 log.ttfb_ms = Some(started.elapsed().as_millis());
                 log.status = resp.status().as_u16();
-                return Ok(relay(resp, live, std::mem::replace(log, AccessLog::detached())));
+                let log = std::mem::replace(log, AccessLog::detached());
+                return match &asked {
+                    Some(asked) => from_anthropic(resp, asked, live, log).await,
+                    None => Ok(relay(resp, live, log)),
+                };
             }
             Err(_) => ApiError::gateway_timeout(format!(
                 "{who} did not answer within {} s (timeouts.first_byte_seconds)",
@@ -179,15 +187,53 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
     )))
 }
 
+/// Anthropic's answer in OpenAI's format: a stream translated as it arrives, or the whole
+/// message (or error) read and translated.
+async fn from_anthropic(
+    resp: Response<Incoming>,
+    asked: &anthropic::request::Asked,
+    live: &Live,
+    mut log: AccessLog,
+) -> Result<Response<Body>, ApiError> {
+    let status = resp.status();
+    let sse = is_event_stream(resp.headers());
+    if status.is_success() && asked.stream && sse {
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        parts.headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        let translator = anthropic::stream::StreamTranslator::new(asked);
+        let body = Relay::new(body, live.plan.server.idle_stream_timeout, true, log).translated(translator);
+        return Ok(Response::from_parts(parts, body.boxed()));
+    }
+    let read = tokio::time::timeout(live.plan.server.idle_stream_timeout, resp.into_body().collect()).await;
+    let bytes = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        _ => return Err(ApiError::bad_gateway("Anthropic's response broke off before it was complete")),
+    };
+    log.body_bytes = bytes.len() as u64;
+    let (status, value) = if status.is_success() {
+        match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(msg) => (status, anthropic::response::completion(&msg)),
+            Err(_) => return Err(ApiError::bad_gateway("Anthropic answered with a body that is not JSON")),
+        }
+    } else {
+        anthropic::response::error(status, &bytes)
+    };
+    log.status = status.as_u16();
+    Ok(json(status, &value))
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
 /// Builds the client response around the upstream one: status and end-to-end headers kept.
 fn relay(resp: Response<Incoming>, live: &Live, log: AccessLog) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let sse = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let sse = is_event_stream(&parts.headers);
     if sse {
         parts.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         parts.headers.insert("x-accel-buffering", HeaderValue::from_static("no"));

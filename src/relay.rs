@@ -15,6 +15,7 @@ use tokio::time::{Instant, Sleep, sleep};
 use crate::access_log::AccessLog;
 use crate::body::BoxError;
 use crate::error::ApiError;
+use crate::providers::anthropic::stream::StreamTranslator;
 
 pin_project_lite::pin_project! {
     pub struct Relay {
@@ -28,13 +29,30 @@ pin_project_lite::pin_project! {
         // A non-data frame or a failure met while batching, delivered on the next poll.
         held_frame: Option<Frame<Bytes>>,
         held_failure: Option<String>,
+        // Rewrites the stream on its way (Anthropic SSE → OpenAI SSE); `None` passes bytes through.
+        translator: Option<Box<StreamTranslator>>,
         log: AccessLog,
     }
 }
 
 impl Relay {
     pub fn new(inner: Incoming, idle_after: Duration, sse: bool, log: AccessLog) -> Self {
-        Self { inner, idle: None, idle_after, sse, done: false, held_frame: None, held_failure: None, log }
+        Self {
+            inner,
+            idle: None,
+            idle_after,
+            sse,
+            done: false,
+            held_frame: None,
+            held_failure: None,
+            translator: None,
+            log,
+        }
+    }
+
+    pub fn translated(mut self, translator: StreamTranslator) -> Self {
+        self.translator = Some(Box::new(translator));
+        self
     }
 }
 
@@ -62,6 +80,17 @@ impl HttpBody for Relay {
                     }
                     match frame.into_data() {
                         Ok(data) => {
+                            let data = match this.translator.as_mut() {
+                                None => data,
+                                Some(t) => {
+                                    let mut out = Vec::new();
+                                    t.feed(&data, &mut out);
+                                    Bytes::from(out)
+                                }
+                            };
+                            if data.is_empty() {
+                                continue;
+                            }
                             this.log.body_bytes += data.len() as u64;
                             batch = Some(match batch.take() {
                                 None => data,
@@ -82,6 +111,15 @@ impl HttpBody for Relay {
                 }
                 Poll::Ready(None) => {
                     *this.done = true;
+                    if let Some(t) = this.translator.as_mut() {
+                        let mut tail = Vec::new();
+                        t.finish(&mut tail);
+                        if !tail.is_empty() {
+                            let mut joined = batch.take().map(|b| b.to_vec()).unwrap_or_default();
+                            joined.extend_from_slice(&tail);
+                            batch = Some(Bytes::from(joined));
+                        }
+                    }
                     break;
                 }
                 Poll::Ready(Some(Err(e))) => failure = Some(format!("upstream response broke off: {e}")),

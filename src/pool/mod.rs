@@ -57,6 +57,8 @@ pub enum Credential {
     None,
     /// `Authorization: Bearer …`, ready to send (marked sensitive so it is never logged).
     Bearer(HeaderValue),
+    /// Anthropic's `x-api-key: …` (also sensitive).
+    XApiKey(HeaderValue),
     /// The key names environment variables that were unset: requests fail with this message.
     Missing(String),
 }
@@ -107,10 +109,16 @@ impl Pool {
     pub fn new(p: &ProviderPlan, connect: std::time::Duration) -> Self {
         let credential = match &p.api_key {
             ApiKey::None => Credential::None,
-            ApiKey::Set(key) => match HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
+            ApiKey::Set(key) => match HeaderValue::from_str(&match p.kind {
+                ProviderKind::Anthropic => key.expose().to_owned(),
+                _ => format!("Bearer {}", key.expose()),
+            }) {
                 Ok(mut v) => {
                     v.set_sensitive(true);
-                    Credential::Bearer(v)
+                    match p.kind {
+                        ProviderKind::Anthropic => Credential::XApiKey(v),
+                        _ => Credential::Bearer(v),
+                    }
                 }
                 Err(_) => Credential::Missing(format!(
                     "the API key of provider `{}` contains characters not allowed in an HTTP header",
@@ -123,7 +131,7 @@ impl Pool {
                 vars.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
             )),
         };
-        let endpoints: Vec<Endpoint> = p.endpoints.iter().map(|e| Endpoint::new(e, connect)).collect();
+        let endpoints: Vec<Endpoint> = p.endpoints.iter().map(|e| Endpoint::new(p.kind, e, connect)).collect();
         let pool = Self {
             kind: p.kind,
             credential,
@@ -197,13 +205,19 @@ impl Pool {
 }
 
 impl Endpoint {
-    fn new(spec: &EndpointSpec, connect: std::time::Duration) -> Self {
+    fn new(kind: ProviderKind, spec: &EndpointSpec, connect: std::time::Duration) -> Self {
         let transport = match &spec.transport {
             Transport::Http { base_url } => {
                 let base = base_url.as_str().trim_end_matches('/').to_owned();
                 // A validated base URL plus a fixed path always parses; fall back to a
                 // relative URI (which then fails per request) rather than panic.
-                let uris = Operation::ALL.map(|op| format!("{base}{}", op.path()).parse().unwrap_or_default());
+                let uris = Operation::ALL.map(|op| {
+                    let path = match (kind, op) {
+                        (ProviderKind::Anthropic, Operation::Chat) => "/v1/messages",
+                        _ => op.path(),
+                    };
+                    format!("{base}{path}").parse().unwrap_or_default()
+                });
                 EndpointTransport::Http(Box::new(HttpTarget { base, uris, client: client(connect) }))
             }
             Transport::Zrok { .. } => EndpointTransport::Zrok,

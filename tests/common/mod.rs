@@ -105,7 +105,11 @@ fn full(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<MockB
 
 /// The SSE fixture as a stream of one frame per event, `gap` apart, optionally failing after `fail_after` events.
 fn sse(gap: Duration, fail_after: Option<usize>) -> Response<MockBody> {
-    let text = String::from_utf8(fixture("openai/chat-stream.sse")).unwrap();
+    sse_file("openai/chat-stream.sse", gap, fail_after)
+}
+
+fn sse_file(file: &str, gap: Duration, fail_after: Option<usize>) -> Response<MockBody> {
+    let text = String::from_utf8(fixture(file)).unwrap();
     let events: Vec<String> = text.split_inclusive("\n\n").map(str::to_owned).collect();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
     tokio::spawn(async move {
@@ -171,6 +175,20 @@ async fn answer(
         }
         ("GET", "/api/tags") if behaviour == Behaviour::Ollama => ok("ollama/tags.json"),
         ("GET", "/v1/models") => ok("openai/models.json"),
+        ("POST", "/v1/messages") => {
+            let anthropic_error = |status: u16, file: &str| {
+                full(StatusCode::from_u16(status).unwrap(), "application/json", fixture(file))
+            };
+            match (model.as_str(), stream) {
+                ("claude-overloaded", _) => anthropic_error(529, "anthropic/error-overloaded.json"),
+                ("claude-rate-limited", _) => anthropic_error(429, "anthropic/error-rate-limit.json"),
+                ("claude-tools", true) => sse_file("anthropic/stream-tools.sse", Duration::from_millis(2), None),
+                ("claude-tools", false) => ok("anthropic/message-tools.json"),
+                ("claude-error-stream", _) => sse_file("anthropic/stream-error.sse", Duration::from_millis(2), None),
+                (_, true) => sse_file("anthropic/stream-text.sse", Duration::from_millis(2), None),
+                (_, false) => ok("anthropic/message.json"),
+            }
+        }
         ("POST", "/v1/embeddings") => ok("openai/embeddings.json"),
         ("POST", "/v1/completions") => ok("openai/completions.json"),
         ("POST", "/v1/chat/completions") => match model.as_str() {

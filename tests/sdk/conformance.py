@@ -13,12 +13,15 @@ CONFIG = f"""
 providers:
   local:
     base_url: "{{upstream}}"
+  anthropic:
+    api_key: sk-ant-conformance
+    base_url: "{{upstream}}"
 api_keys:
   enabled: true
   keys:
     - name: sdk
       key: {KEY}
-      allowed_models: ["llama*", "gpt-*", "error-401", "nomic*"]
+      allowed_models: ["llama*", "gpt-*", "error-401", "nomic*", "claude-*"]
 routing:
   default_route: general
   routes:
@@ -46,7 +49,8 @@ def run(gateway, upstream):
     client = OpenAI(base_url=gateway.base_url, api_key=KEY, max_retries=0, timeout=30)
 
     ids = [m.id for m in client.models.list()]
-    assert ids == ["gpt-4o-mini", "general", "auto"], ids
+    assert ids[-3:] == ["gpt-4o-mini", "general", "auto"], ids
+    assert "claude-sonnet-4-20250514" in ids, ids
 
     r = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "Hello!"}],
                                        max_completion_tokens=16, seed=3)
@@ -87,6 +91,8 @@ def run(gateway, upstream):
     c = client.completions.create(model="llama3", prompt="Say this is a test", max_tokens=7)
     assert c.choices[0].text.endswith("This is indeed a test")
 
+    anthropic(client, upstream)
+
     expect_error(lambda: OpenAI(base_url=gateway.base_url, api_key="sk-wrong", max_retries=0).models.list(),
                  openai.AuthenticationError, 401, "invalid API key")
     expect_error(lambda: client.chat.completions.create(model="qwen", messages=[{"role": "user", "content": "x"}]),
@@ -95,6 +101,52 @@ def run(gateway, upstream):
                  openai.BadRequestError, 400, "messages is required")
     expect_error(lambda: client.chat.completions.create(model="error-401", messages=[{"role": "user", "content": "x"}]),
                  openai.AuthenticationError, 401, "Incorrect API key provided")
+
+
+def anthropic(client, upstream):
+    """Claude through the gateway: text, streaming, and a two-tool-call round trip."""
+    r = client.chat.completions.create(model="claude-sonnet-4-20250514",
+                                       messages=[{"role": "user", "content": "Hello"}])
+    assert r.choices[0].message.content == "Hello! How can I help you today?"
+    assert r.usage.prompt_tokens == 12 and r.usage.completion_tokens == 11
+    assert upstream.headers[-1]["x-api-key"] == "sk-ant-conformance"
+
+    stream = client.chat.completions.create(model="claude-sonnet-4-20250514", stream=True,
+                                            stream_options={"include_usage": True},
+                                            messages=[{"role": "user", "content": "Hello"}])
+    text, usage, finish = "", None, None
+    for chunk in stream:
+        usage = chunk.usage or usage
+        for c in chunk.choices:
+            text += c.delta.content or ""
+            finish = c.finish_reason or finish
+    assert text == "Hello! How can I help?" and finish == "stop" and usage.completion_tokens == 9, (text, finish, usage)
+
+    question = [{"role": "user", "content": "Weather in Paris and Tokyo?"}]
+    r = client.chat.completions.create(model="claude-tools", messages=question, tools=TOOLS)
+    calls = r.choices[0].message.tool_calls
+    assert r.choices[0].finish_reason == "tool_calls"
+    assert [c.function.name for c in calls] == ["get_weather", "get_weather"]
+    assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
+    assert json.loads(calls[1].function.arguments) == {"city": "Tokyo", "unit": "celsius"}
+
+    stream = client.chat.completions.create(model="claude-tools", messages=question, tools=TOOLS, stream=True)
+    streamed = {}
+    for chunk in stream:
+        for c in chunk.choices:
+            for tc in c.delta.tool_calls or []:
+                entry = streamed.setdefault(tc.index, {"id": None, "arguments": ""})
+                entry["id"] = tc.id or entry["id"]
+                entry["arguments"] += tc.function.arguments or ""
+    assert [json.loads(streamed[i]["arguments"]) for i in (0, 1)] == [{"city": "Paris"}, {"city": "Tokyo"}], streamed
+
+    follow_up = question + [r.choices[0].message.model_dump(exclude_none=True)] + [
+        {"role": "tool", "tool_call_id": c.id, "content": f"{20 + i} C"} for i, c in enumerate(calls)]
+    client.chat.completions.create(model="claude-sonnet-4-20250514", messages=follow_up, tools=TOOLS)
+    sent = upstream.bodies[-1][1]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"], sent
+    assert [b["type"] for b in sent[1]["content"]] == ["text", "tool_use", "tool_use"], sent[1]
+    assert [b["tool_use_id"] for b in sent[2]["content"]] == [c.id for c in calls], sent[2]
 
 
 def expect_error(call, cls, status, text):

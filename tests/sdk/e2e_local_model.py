@@ -13,11 +13,16 @@ CONFIG = """
 providers:
   local:
     base_url: "{upstream}"
+  anthropic:
+    api_key: unused-by-llama-cpp
+    base_url: "{upstream}"
 routing:
   default_route: chat
   routes:
     - name: chat
       model: {alias}
+    - name: claude
+      model: claude-{alias}
 """
 
 
@@ -47,6 +52,23 @@ def main():
         assert "".join(pieces), "streamed some text"
         assert finish in ("stop", "length"), finish
         assert usage and 0 < usage.completion_tokens <= 12, usage
+
+        # The same model through the Anthropic translation: llama.cpp's server also speaks
+        # the Messages API, so this exercises both directions against a real server.
+        r = client.chat.completions.create(model="claude", messages=[{"role": "system", "content": "Be brief."},
+                                                                     {"role": "user", "content": "Say hello."}],
+                                           max_tokens=8)
+        assert r.choices[0].finish_reason in ("stop", "length"), r
+        assert r.choices[0].message.content and 0 < r.usage.completion_tokens <= 8, r
+        stream = client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "Count to three."}],
+                                                max_tokens=12, stream=True, stream_options={"include_usage": True})
+        pieces, finish, usage = [], None, None
+        for chunk in stream:
+            usage = chunk.usage or usage
+            for c in chunk.choices:
+                pieces.append(c.delta.content or "")
+                finish = c.finish_reason or finish
+        assert "".join(pieces) and finish in ("stop", "length") and usage and usage.completion_tokens > 0, (pieces, finish, usage)
     finally:
         gateway.stop()
     print(f"end to end through the gateway to {alias}: all checks passed")

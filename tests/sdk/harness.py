@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures" / "upstream" / "openai"
+ANTHROPIC = ROOT / "fixtures" / "upstream" / "anthropic"
 
 
 class Gateway:
@@ -53,6 +54,7 @@ class MockUpstream:
 
     def __init__(self):
         self.bodies = []
+        self.headers = []
         mock = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,10 +76,31 @@ class MockUpstream:
                 else:
                     self.reply(404, "application/json", b'{"error":"not found"}')
 
+            def stream(self, events):
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                for event in events:
+                    chunk = event.encode()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+                    time.sleep(0.005)
+                self.wfile.write(b"0\r\n\r\n")
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 mock.bodies.append((self.path, json.loads(body)))
+                mock.headers.append(dict(self.headers))
                 request = json.loads(body)
+                if self.path == "/v1/messages":
+                    tools = request["model"] == "claude-tools"
+                    if request.get("stream"):
+                        name = "stream-tools.sse" if tools else "stream-text.sse"
+                        text = (ANTHROPIC / name).read_text()
+                        return self.stream([e + "\n\n" for e in text.split("\n\n") if e.strip()])
+                    name = "message-tools.json" if tools else "message.json"
+                    return self.reply(200, "application/json", (ANTHROPIC / name).read_bytes())
                 if self.path == "/v1/embeddings":
                     return self.reply(200, "application/json", (FIXTURES / "embeddings.json").read_bytes())
                 if self.path == "/v1/completions":
@@ -86,18 +109,8 @@ class MockUpstream:
                     return self.reply(401, "application/json", (FIXTURES / "error-401.json").read_bytes())
                 if not request.get("stream"):
                     return self.reply(200, "application/json", (FIXTURES / "chat.json").read_bytes())
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.send_header("transfer-encoding", "chunked")
-                self.end_headers()
-                for event in (FIXTURES / "chat-stream.sse").read_text().split("\n\n"):
-                    if not event.strip():
-                        continue
-                    chunk = (event + "\n\n").encode()
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    self.wfile.flush()
-                    time.sleep(0.005)
-                self.wfile.write(b"0\r\n\r\n")
+                text = (FIXTURES / "chat-stream.sse").read_text()
+                self.stream([e + "\n\n" for e in text.split("\n\n") if e.strip()])
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
