@@ -22,8 +22,14 @@ use tokio::net::{TcpListener, TcpStream};
 
 const CHAT: &[u8] = include_bytes!("../../fixtures/upstream/openai/chat.json");
 const SSE: &[u8] = include_bytes!("../../fixtures/upstream/openai/chat-stream.sse");
+const ANTHROPIC_SSE: &[u8] = include_bytes!("../../fixtures/upstream/anthropic/stream-text.sse");
+/// The same conversation in Anthropic's format, for the direct and floor legs of the
+/// translated-stream comparison.
+const ANTHROPIC_REQUEST: &str = r#"{"model":"claude-sonnet-4-20250514","system":"You are a helpful assistant that answers briefly.","messages":[{"role":"user","content":[{"type":"text","text":"Give me three facts about the Rust programming language and its memory model, please."}]}],"max_tokens":64,"stream":true}"#;
 /// A 368-byte chat request, as in the reference measurements.
 const REQUEST: &str = r#"{"model":"llama3","messages":[{"role":"system","content":"You are a helpful assistant that answers briefly."},{"role":"user","content":"Give me three facts about the Rust programming language and its memory model, please."}],"max_tokens":64,"temperature":0.2,"top_p":0.9,"presence_penalty":0,"frequency_penalty":0,"user":"bench-user-0001","seed":12345,"n":1,"stream":false}"#;
+
+const CHAT_PATH: &str = "/v1/chat/completions";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -49,10 +55,14 @@ async fn mock() {
         stream.set_nodelay(true).ok();
         tokio::spawn(async move {
             let service = service_fn(|req: Request<Incoming>| async move {
+                let messages = req.uri().path() == "/v1/messages";
                 let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                 let resp = if memchr_contains(&body, b"\"stream\":true") {
+                    let sse = if messages { ANTHROPIC_SSE } else { SSE };
                     let events =
-                        futures_util::stream::once(async { Ok::<_, Infallible>(Frame::data(Bytes::from_static(SSE))) });
+                        futures_util::stream::once(
+                            async move { Ok::<_, Infallible>(Frame::data(Bytes::from_static(sse))) },
+                        );
                     Response::builder()
                         .header("content-type", "text/event-stream")
                         .body(StreamBody::new(events).boxed())
@@ -125,7 +135,10 @@ fn spawn_gateway(bin: &str, upstream: SocketAddr) -> Proc {
     let dir = std::env::temp_dir().join(format!("llm-gateway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let config = dir.join("config.yaml");
-    std::fs::write(&config, format!("providers:\n  local:\n    base_url: http://{upstream}\n")).expect("config");
+    let yaml = format!(
+        "providers:\n  local:\n    base_url: http://{upstream}\n  anthropic:\n    api_key: sk-ant-bench\n    base_url: http://{upstream}\n"
+    );
+    std::fs::write(&config, yaml).expect("config");
     let mut child = Command::new(bin)
         .args(["run", config.to_str().expect("path"), "--address", "127.0.0.1:0"])
         .args(["--worker-threads", "1"])
@@ -162,9 +175,9 @@ async fn connect(addr: SocketAddr) -> Sender {
 }
 
 /// One request; returns the time to the first body frame (streaming) or to the whole body.
-async fn one(sender: &mut Sender, addr: SocketAddr, body: &'static str, first_frame: bool) -> Duration {
+async fn one(sender: &mut Sender, addr: SocketAddr, path: &str, body: &'static str, first_frame: bool) -> Duration {
     sender.ready().await.expect("ready");
-    let req = Request::post("/v1/chat/completions")
+    let req = Request::post(path)
         .header("host", addr.to_string())
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(body.as_bytes())))
@@ -220,6 +233,8 @@ async fn drive(args: &[String]) {
         pin_to_cpu0(pid);
     }
     let stream_body: &'static str = Box::leak(REQUEST.replace("\"stream\":false", "\"stream\":true").into_boxed_str());
+    let claude_body: &'static str =
+        Box::leak(stream_body.replace("\"llama3\"", "\"claude-sonnet-4-20250514\"").into_boxed_str());
     let targets = [
         ("direct", mock.addr, None),
         ("floor", floor.addr, Some(floor.child.id())),
@@ -228,9 +243,18 @@ async fn drive(args: &[String]) {
     println!(
         "overhead harness: {rounds} rounds x {per_round} requests per target and mode, interleaved; all processes on CPU 0"
     );
-    for (mode, body, first) in
-        [("non-streaming", REQUEST, false), ("streaming (time to first event)", stream_body, true)]
-    {
+    let same = |body: &'static str| [(CHAT_PATH, body); 3];
+    let modes = [
+        ("non-streaming", same(REQUEST), false),
+        ("streaming (time to first event)", same(stream_body), true),
+        // Direct and floor carry Anthropic's own stream; the gateway translates it to OpenAI's.
+        (
+            "Anthropic stream translated to OpenAI (time to first event)",
+            [("/v1/messages", ANTHROPIC_REQUEST), ("/v1/messages", ANTHROPIC_REQUEST), (CHAT_PATH, claude_body)],
+            true,
+        ),
+    ];
+    for (mode, requests, first) in modes {
         let mut samples: Vec<Samples> = (0..3).map(|_| Samples::default()).collect();
         let mut senders = Vec::new();
         for (_, addr, _) in &targets {
@@ -238,7 +262,7 @@ async fn drive(args: &[String]) {
         }
         for (i, (_, addr, _)) in targets.iter().enumerate() {
             for _ in 0..200 {
-                one(&mut senders[i], *addr, body, first).await;
+                one(&mut senders[i], *addr, requests[i].0, requests[i].1, first).await;
             }
         }
         for round in 0..rounds {
@@ -247,7 +271,7 @@ async fn drive(args: &[String]) {
                 let (_, addr, pid) = targets[i];
                 let before = pid.map(cpu_ns).unwrap_or(0);
                 for _ in 0..per_round {
-                    let d = one(&mut senders[i], addr, body, first).await;
+                    let d = one(&mut senders[i], addr, requests[i].0, requests[i].1, first).await;
                     samples[i].latency.push(d);
                 }
                 samples[i].cpu_ns += pid.map(cpu_ns).unwrap_or(0) - before;
@@ -315,7 +339,7 @@ async fn concurrency(
                 let mut sender = connect(addr).await;
                 let mut n = 0u64;
                 while Instant::now() < deadline {
-                    one(&mut sender, addr, REQUEST, false).await;
+                    one(&mut sender, addr, CHAT_PATH, REQUEST, false).await;
                     n += 1;
                 }
                 n

@@ -1,0 +1,52 @@
+//! Anthropic SSE → OpenAI SSE translation. Goal (issue 5): ≤ 1 µs per event.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use llm_gateway::providers::anthropic::request::Asked;
+use llm_gateway::providers::anthropic::stream::StreamTranslator;
+
+/// A 200-event stream: start, a text block of 195 deltas, its stop, message delta and stop.
+fn stream() -> Vec<u8> {
+    let mut s = String::new();
+    s.push_str("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_bench\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-20250514\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n");
+    s.push_str("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+    for i in 0..195 {
+        s.push_str(&format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"token {i} \"}}}}\n\n"));
+    }
+    s.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
+    s.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":195}}\n\n");
+    s.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    s.into_bytes()
+}
+
+fn benches(c: &mut Criterion) {
+    let input = stream();
+    assert_eq!(input.windows(2).filter(|w| w == b"\n\n").count(), 200);
+    let asked = Asked { stream: true, include_usage: true };
+    let mut group = c.benchmark_group("anthropic_stream");
+    group.throughput(Throughput::Elements(200));
+    group.bench_function("translate_200_events_at_once", |b| {
+        b.iter(|| {
+            let mut t = StreamTranslator::new(&asked);
+            let mut out = Vec::with_capacity(input.len() * 2);
+            t.feed(&input, &mut out);
+            t.finish(&mut out);
+            out
+        })
+    });
+    let events: Vec<&[u8]> = input.split_inclusive(|&b| b == b'\n').collect();
+    group.bench_function("translate_200_events_line_by_line", |b| {
+        b.iter(|| {
+            let mut t = StreamTranslator::new(&asked);
+            let mut out = Vec::with_capacity(input.len() * 2);
+            for line in &events {
+                t.feed(line, &mut out);
+            }
+            t.finish(&mut out);
+            out
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(translate_benches, benches);
+criterion_main!(translate_benches);
