@@ -85,10 +85,10 @@ pub fn translate(body: &[u8], model: &str) -> Result<(Vec<u8>, Asked), ApiError>
     }
     if req.get("parallel_tool_calls") == Some(&json!(false)) && out.contains_key("tools") {
         let choice = out.entry("tool_choice").or_insert_with(|| json!({"type": "auto"}));
-        if let Some(obj) = choice.as_object_mut() {
-            if obj.get("type").and_then(Value::as_str) != Some("none") {
-                obj.insert("disable_parallel_tool_use".into(), json!(true));
-            }
+        if let Some(obj) = choice.as_object_mut()
+            && obj.get("type").and_then(Value::as_str) != Some("none")
+        {
+            obj.insert("disable_parallel_tool_use".into(), json!(true));
         }
     }
     if !system.is_empty() {

@@ -1,8 +1,10 @@
 //! Anthropic SSE → OpenAI `chat.completion.chunk` SSE, incrementally: bytes in as they
 //! arrive (split anywhere), chunks out, no whole-response buffering, no line-length limit.
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
+use std::io::Write as _;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::request::Asked;
@@ -12,9 +14,10 @@ pub struct StreamTranslator {
     /// Bytes of an incomplete line.
     line: Vec<u8>,
     /// `data:` lines of the event being read.
-    data: String,
-    id: String,
-    model: String,
+    data: Vec<u8>,
+    /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":`,
+    /// built once at `message_start` and reused for every chunk.
+    prefix: Vec<u8>,
     created: u64,
     include_usage: bool,
     /// Content block index → tool-call index, for the blocks that are tool calls.
@@ -25,13 +28,83 @@ pub struct StreamTranslator {
     done: bool,
 }
 
+/// The fields of an Anthropic stream event that matter, borrowed from the event text.
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    index: u64,
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    content_block: Option<Block<'a>>,
+    #[serde(default, borrow)]
+    message: Option<Start<'a>>,
+    #[serde(default)]
+    usage: Option<OutputUsage>,
+    #[serde(default, borrow)]
+    error: Option<ErrorBody<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Start<'a> {
+    #[serde(default, borrow)]
+    id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    model: Cow<'a, str>,
+    #[serde(default)]
+    usage: Value,
+}
+
+#[derive(Deserialize)]
+struct OutputUsage {
+    output_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    message: Cow<'a, str>,
+}
+
+/// Appends `s` as a JSON string.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
 impl StreamTranslator {
     pub fn new(asked: &Asked) -> Self {
-        Self {
+        let mut t = Self {
             line: Vec::new(),
-            data: String::new(),
-            id: String::new(),
-            model: String::new(),
+            data: Vec::new(),
+            prefix: Vec::new(),
             created: now(),
             include_usage: asked.include_usage,
             tools: Vec::new(),
@@ -39,7 +112,18 @@ impl StreamTranslator {
             output_tokens: 0,
             finish: "stop",
             done: false,
-        }
+        };
+        t.set_prefix("", "");
+        t
+    }
+
+    fn set_prefix(&mut self, id: &str, model: &str) {
+        self.prefix.clear();
+        self.prefix.extend_from_slice(b"data: {\"id\":");
+        json_str(&mut self.prefix, id);
+        let _ = write!(self.prefix, ",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":", self.created);
+        json_str(&mut self.prefix, model);
+        self.prefix.extend_from_slice(b",\"choices\":");
     }
 
     /// Feeds upstream bytes; appends translated SSE bytes to `out`.
@@ -53,6 +137,8 @@ impl StreamTranslator {
                 let mut line = std::mem::take(&mut self.line);
                 line.extend_from_slice(head);
                 self.line_done(&line, out);
+                line.clear();
+                self.line = line;
             }
         }
         self.line.extend_from_slice(bytes);
@@ -72,94 +158,98 @@ impl StreamTranslator {
             if !self.data.is_empty() {
                 let data = std::mem::take(&mut self.data);
                 self.event(&data, out);
+                self.data = data;
+                self.data.clear();
             }
             return;
         }
         if let Some(value) = line.strip_prefix(b"data:") {
             let value = value.strip_prefix(b" ").unwrap_or(value);
             if !self.data.is_empty() {
-                self.data.push('\n');
+                self.data.push(b'\n');
             }
-            self.data.push_str(&String::from_utf8_lossy(value));
+            self.data.extend_from_slice(value);
         }
         // `event:`, `id:`, `retry:` and comments: the JSON `type` decides.
     }
 
-    fn event(&mut self, data: &str, out: &mut Vec<u8>) {
+    fn event(&mut self, data: &[u8], out: &mut Vec<u8>) {
         if self.done {
             return;
         }
-        let Ok(ev) = serde_json::from_str::<Value>(data) else {
-            self.error_event("anthropic_bad_event", "Anthropic sent an event that is not JSON", out);
+        let Ok(ev) = serde_json::from_slice::<Event>(data) else {
+            self.error_event("anthropic_bad_event", "Anthropic sent an event that is not valid", out);
             return;
         };
-        match ev["type"].as_str().unwrap_or_default() {
+        match ev.kind.as_ref() {
             "message_start" => {
-                let m = &ev["message"];
-                self.id = m["id"].as_str().unwrap_or_default().to_owned();
-                self.model = m["model"].as_str().unwrap_or_default().to_owned();
-                self.input_usage = m["usage"].clone();
-                self.chunk(r#"{"role":"assistant","content":""}"#, None, out);
-            }
-            "content_block_start" => {
-                let block = &ev["content_block"];
-                match block["type"].as_str() {
-                    Some("tool_use") => {
-                        let index = self.tools.len();
-                        self.tools.push((ev["index"].as_u64().unwrap_or(0), index));
-                        let delta = format!(
-                            r#"{{"tool_calls":[{{"index":{index},"id":{},"type":"function","function":{{"name":{},"arguments":""}}}}]}}"#,
-                            block["id"], block["name"]
-                        );
-                        self.chunk(&delta, None, out);
-                    }
-                    Some("text") => self.text(block["text"].as_str().unwrap_or_default(), out),
-                    _ => {}
+                if let Some(m) = ev.message {
+                    self.set_prefix(&m.id, &m.model);
+                    self.input_usage = m.usage;
                 }
+                self.chunk(out, None, |o| o.extend_from_slice(br#"{"role":"assistant","content":""}"#));
             }
+            "content_block_start" => match ev.content_block {
+                Some(b) if b.kind == "tool_use" => {
+                    let index = self.tools.len();
+                    self.tools.push((ev.index, index));
+                    self.chunk(out, None, |o| {
+                        let _ = write!(o, r#"{{"tool_calls":[{{"index":{index},"id":"#);
+                        json_str(o, b.id.as_deref().unwrap_or_default());
+                        o.extend_from_slice(br#","type":"function","function":{"name":"#);
+                        json_str(o, b.name.as_deref().unwrap_or_default());
+                        o.extend_from_slice(br#","arguments":""}}]}"#);
+                    });
+                }
+                Some(b) if b.kind == "text" => self.text(b.text.as_deref().unwrap_or_default(), out),
+                _ => {}
+            },
             "content_block_delta" => {
-                let delta = &ev["delta"];
-                match delta["type"].as_str() {
-                    Some("text_delta") => self.text(delta["text"].as_str().unwrap_or_default(), out),
+                let Some(d) = ev.delta else { return };
+                match d.kind.as_deref() {
+                    Some("text_delta") => self.text(d.text.as_deref().unwrap_or_default(), out),
                     Some("input_json_delta") => {
-                        let partial = delta["partial_json"].as_str().unwrap_or_default();
-                        let block = ev["index"].as_u64().unwrap_or(0);
-                        if let (false, Some(&(_, index))) =
-                            (partial.is_empty(), self.tools.iter().find(|t| t.0 == block))
-                        {
-                            let delta = format!(
-                                r#"{{"tool_calls":[{{"index":{index},"function":{{"arguments":{}}}}}]}}"#,
-                                Value::from(partial)
-                            );
-                            self.chunk(&delta, None, out);
+                        let partial = d.partial_json.as_deref().unwrap_or_default();
+                        let tool = self.tools.iter().find(|t| t.0 == ev.index).map(|t| t.1);
+                        if let (false, Some(index)) = (partial.is_empty(), tool) {
+                            self.chunk(out, None, |o| {
+                                let _ = write!(o, r#"{{"tool_calls":[{{"index":{index},"function":{{"arguments":"#);
+                                json_str(o, partial);
+                                o.extend_from_slice(b"}}]}");
+                            });
                         }
                     }
                     _ => {}
                 }
             }
             "message_delta" => {
-                if let Some(stop) = ev["delta"]["stop_reason"].as_str() {
-                    self.finish = finish_reason(stop);
+                if let Some(stop) = ev.delta.and_then(|d| d.stop_reason) {
+                    self.finish = finish_reason(&stop);
                 }
-                if let Some(n) = ev["usage"]["output_tokens"].as_u64() {
+                if let Some(n) = ev.usage.and_then(|u| u.output_tokens) {
                     self.output_tokens = n;
                 }
             }
             "message_stop" => {
-                self.chunk("{}", Some(self.finish), out);
+                let finish = self.finish;
+                self.chunk(out, Some(finish), |o| o.extend_from_slice(b"{}"));
                 if self.include_usage {
                     let mut u = self.input_usage.clone();
                     u["output_tokens"] = self.output_tokens.into();
-                    let line = self.envelope("[]", &format!(r#","usage":{}"#, usage(&u)));
-                    out.extend_from_slice(line.as_bytes());
+                    out.extend_from_slice(&self.prefix);
+                    let _ = write!(out, r#"[],"usage":{}}}"#, usage(&u));
+                    out.extend_from_slice(b"\n\n");
                 }
                 out.extend_from_slice(b"data: [DONE]\n\n");
                 self.done = true;
             }
             "error" => {
-                let kind = ev["error"]["type"].as_str().unwrap_or("api_error").to_owned();
-                let message = ev["error"]["message"].as_str().unwrap_or("Anthropic stream error").to_owned();
-                self.error_event(&kind, &message, out);
+                let (kind, message) = match &ev.error {
+                    Some(e) => (e.kind.as_ref(), e.message.as_ref()),
+                    None => ("api_error", "Anthropic stream error"),
+                };
+                let kind = if kind.is_empty() { "api_error" } else { kind };
+                self.error_event(kind, message, out);
             }
             _ => {}
         }
@@ -167,27 +257,26 @@ impl StreamTranslator {
 
     fn text(&mut self, text: &str, out: &mut Vec<u8>) {
         if !text.is_empty() {
-            self.chunk(&format!(r#"{{"content":{}}}"#, Value::from(text)), None, out);
+            self.chunk(out, None, |o| {
+                o.extend_from_slice(br#"{"content":"#);
+                json_str(o, text);
+                o.push(b'}');
+            });
         }
     }
 
-    fn envelope(&self, choices: &str, extra: &str) -> String {
-        let mut s = String::with_capacity(160 + choices.len());
-        let _ = write!(
-            s,
-            r#"data: {{"id":{},"object":"chat.completion.chunk","created":{},"model":{},"choices":{choices}{extra}}}"#,
-            Value::from(self.id.as_str()),
-            self.created,
-            Value::from(self.model.as_str())
-        );
-        s.push_str("\n\n");
-        s
-    }
-
-    fn chunk(&self, delta: &str, finish: Option<&str>, out: &mut Vec<u8>) {
-        let finish = finish.map_or("null".to_owned(), |f| format!("\"{f}\""));
-        let choices = format!(r#"[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]"#);
-        out.extend_from_slice(self.envelope(&choices, "").as_bytes());
+    /// One chunk with a single choice whose delta `write_delta` writes.
+    fn chunk(&self, out: &mut Vec<u8>, finish: Option<&str>, write_delta: impl FnOnce(&mut Vec<u8>)) {
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(br#"[{"index":0,"delta":"#);
+        write_delta(out);
+        match finish {
+            Some(f) => {
+                let _ = write!(out, r#","logprobs":null,"finish_reason":"{f}"}}]}}"#);
+            }
+            None => out.extend_from_slice(br#","logprobs":null,"finish_reason":null}]}"#),
+        }
+        out.extend_from_slice(b"\n\n");
     }
 
     fn error_event(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
