@@ -53,6 +53,9 @@ pub struct RunArgs {
     /// zrok share mode (overrides `zrok.share.mode`; does not enable sharing by itself).
     #[arg(long, value_name = "MODE", value_parser = ["public", "private"])]
     pub zrok_mode: Option<String>,
+    /// Do not watch the config file for changes (SIGHUP still reloads it).
+    #[arg(long)]
+    pub no_watch: bool,
     /// Worker threads (default: one per CPU). 1 runs a single-threaded runtime, the
     /// cheapest choice on a one-core box or when pinned for benchmarks.
     #[arg(long, env = "LLM_GATEWAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]

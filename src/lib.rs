@@ -14,6 +14,7 @@ pub mod pool;
 pub mod providers;
 pub mod proxy;
 pub mod relay;
+pub mod reload;
 pub mod request;
 pub mod route;
 pub mod server;

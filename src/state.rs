@@ -17,11 +17,29 @@ pub struct Live {
     pub pools: [Option<Arc<Pool>>; 3],
 }
 
+/// Pools with endpoints that are new in this plan (their indices), to probe before use.
+pub type Fresh = Vec<(Arc<Pool>, Vec<usize>)>;
+
 impl Live {
     pub fn new(plan: Plan) -> Self {
+        Self::reconciled(plan, None).0
+    }
+
+    /// The state for `plan`, keeping from `old` every endpoint whose identity is unchanged
+    /// (its connections, health and models).
+    pub fn reconciled(plan: Plan, old: Option<&Live>) -> (Self, Fresh) {
         let connect = plan.server.connect_timeout;
-        let pools = ProviderKind::ALL.map(|k| plan.provider(k).map(|p| Arc::new(Pool::new(p, connect))));
-        Self { plan: Arc::new(plan), pools }
+        let mut fresh = Vec::new();
+        let pools = ProviderKind::ALL.map(|k| {
+            let p = plan.provider(k)?;
+            let (pool, new) = Pool::reconciled(p, connect, old.and_then(|o| o.pool(k)));
+            let pool = Arc::new(pool);
+            if !new.is_empty() {
+                fresh.push((pool.clone(), new));
+            }
+            Some(pool)
+        });
+        (Self { plan: Arc::new(plan), pools }, fresh)
     }
 
     pub fn pool(&self, kind: ProviderKind) -> Option<&Pool> {

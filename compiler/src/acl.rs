@@ -67,6 +67,11 @@ impl KeyTable {
         self.keys.len()
     }
 
+    /// The hashes of every key (to tell which keys a reload adds or removes).
+    pub fn hashes(&self) -> Vec<KeyHash> {
+        self.by_hash.keys().copied().collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

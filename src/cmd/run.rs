@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use crate::cli::RunArgs;
 use crate::exit;
+use crate::reload::{FilePlan, Reloader};
 use crate::state::{Live, uses_zrok};
 
 pub fn run(args: RunArgs) -> ExitCode {
@@ -32,6 +33,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     eprint!("{}", compiled.warnings.render(&name, &source));
     info!("loaded config '{name}' (sha256 {})", &compiled.plan.hash_hex()[..12]);
     let mut plan = compiled.plan;
+    let file_plan = FilePlan::of(&plan);
     if let Err(message) = apply_overrides(&mut plan, &args) {
         error!("{message}");
         return exit::code(exit::USAGE);
@@ -58,7 +60,8 @@ pub fn run(args: RunArgs) -> ExitCode {
             return exit::code(1);
         }
     };
-    runtime.block_on(serve(plan))
+    let reload = (args.config != std::path::Path::new("-")).then(|| (args.config.clone(), file_plan, !args.no_watch));
+    runtime.block_on(serve(plan, reload))
 }
 
 fn apply_overrides(plan: &mut Plan, args: &RunArgs) -> Result<(), String> {
@@ -71,7 +74,10 @@ fn apply_overrides(plan: &mut Plan, args: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(plan: Plan) -> ExitCode {
+/// The config path, what it said, and whether to watch it.
+type ReloadSetup = Option<(std::path::PathBuf, FilePlan, bool)>;
+
+async fn serve(plan: Plan, reload: ReloadSetup) -> ExitCode {
     let host = plan.listen.host.clone().unwrap_or_else(|| "0.0.0.0".to_owned());
     let port = plan.listen.port;
     let listener = match TcpListener::bind((host.as_str(), port)).await {
@@ -84,11 +90,34 @@ async fn serve(plan: Plan) -> ExitCode {
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| plan.listen.to_string());
     let drain = plan.server.drain_timeout;
     let live = Live::new(plan);
-    let pools: Vec<_> = live.pools.iter().flatten().cloned().collect();
-    futures_util::future::join_all(pools.iter().map(|p| crate::pool::health::first_round(p))).await;
-    let boot = crate::pool::health::boot_clock();
-    let _checkers: Vec<_> = pools.into_iter().filter_map(|p| crate::pool::health::spawn(p, boot.clone())).collect();
+    futures_util::future::join_all(live.pools.iter().flatten().map(|p| crate::pool::health::first_round(p))).await;
     let shared = Arc::new(ArcSwap::from_pointee(live));
+    let boot = crate::pool::health::boot_clock();
+    let mut _watcher = None;
+    let mut _checkers = Vec::new();
+    match reload {
+        Some((path, file_plan, watch)) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            if watch {
+                match crate::reload::watch(&path, tx.clone()) {
+                    Ok(w) => _watcher = Some(w),
+                    Err(e) => warn!("cannot watch {} for changes ({e}); SIGHUP still reloads it", path.display()),
+                }
+            }
+            crate::reload::on_sighup(tx);
+            let reloader = Reloader::new(&path, shared.clone(), &file_plan, boot);
+            tokio::spawn(reloader.run(rx));
+        }
+        None => {
+            let live = shared.load_full();
+            _checkers = live
+                .pools
+                .iter()
+                .flatten()
+                .filter_map(|p| crate::pool::health::spawn(p.clone(), boot.clone()))
+                .collect();
+        }
+    }
     info!("listening on {local}");
     let finished = crate::server::serve(listener, shared, shutdown_signal(), drain).await;
     if !finished {

@@ -104,6 +104,13 @@ pub async fn first_round(pool: &Pool) {
     info!(provider = pool.kind.label(), "{healthy} of {} endpoint(s) healthy", pool.endpoints.len());
 }
 
+/// Probes the given endpoints of a pool concurrently (the new endpoints after a reload).
+pub async fn probe_some(pool: &Pool, indices: &[usize]) {
+    if probed(pool) {
+        futures_util::future::join_all(indices.iter().map(|&i| probe_and_record(pool, i))).await;
+    }
+}
+
 /// Where elapsed time including suspend comes from: CLOCK_BOOTTIME, read from /proc/uptime
 /// (tokio's clock, CLOCK_MONOTONIC, stops while the host sleeps). Tests substitute their own.
 pub type BootClock = Arc<dyn Fn() -> Option<Duration> + Send + Sync>;

@@ -17,7 +17,11 @@ use crate::transport::http::{HttpClient, client};
 pub struct Pool {
     pub kind: ProviderKind,
     pub credential: Credential,
-    pub endpoints: Vec<Endpoint>,
+    /// Shared with the pools of later plans while an endpoint's identity stays the same, so
+    /// a reload keeps its connections and health.
+    pub endpoints: Vec<Arc<Endpoint>>,
+    /// Weights, by endpoint index (a reload may change them without replacing endpoints).
+    weights: Vec<u32>,
     pub health_check: HealthCheck,
     /// One period of the smooth WRR sequence over the healthy endpoints.
     schedule: ArcSwap<Vec<u16>>,
@@ -65,7 +69,8 @@ pub enum Credential {
 
 pub struct Endpoint {
     pub name: String,
-    pub weight: u32,
+    /// What makes two endpoints the same across reloads: name, transport and connect timeout.
+    identity: (String, Transport, std::time::Duration),
     pub transport: EndpointTransport,
     healthy: AtomicBool,
     /// Model ids from the last successful probe.
@@ -107,7 +112,44 @@ impl Operation {
 
 impl Pool {
     pub fn new(p: &ProviderPlan, connect: std::time::Duration) -> Self {
-        let credential = match &p.api_key {
+        Self::reconciled(p, connect, None).0
+    }
+
+    /// The pool for `p`, reusing every endpoint of `old` whose identity is unchanged.
+    /// Returns the indices of the endpoints that are new (they need a first probe).
+    pub fn reconciled(p: &ProviderPlan, connect: std::time::Duration, old: Option<&Pool>) -> (Self, Vec<usize>) {
+        let credential = Self::credential(p);
+        let mut fresh = Vec::new();
+        let endpoints: Vec<Arc<Endpoint>> = p
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let identity = (spec.name.clone(), spec.transport.clone(), connect);
+                match old.and_then(|o| o.endpoints.iter().find(|e| e.identity == identity)) {
+                    Some(kept) => kept.clone(),
+                    None => {
+                        fresh.push(i);
+                        Arc::new(Endpoint::new(p.kind, spec, connect))
+                    }
+                }
+            })
+            .collect();
+        let pool = Self {
+            kind: p.kind,
+            credential,
+            weights: p.endpoints.iter().map(|e| e.weight).collect(),
+            endpoints,
+            health_check: p.health_check,
+            schedule: ArcSwap::from_pointee(Vec::new()),
+            starts: AtomicUsize::new(0),
+        };
+        pool.reschedule();
+        (pool, fresh)
+    }
+
+    fn credential(p: &ProviderPlan) -> Credential {
+        match &p.api_key {
             ApiKey::None => Credential::None,
             ApiKey::Set(key) => match HeaderValue::from_str(&match p.kind {
                 ProviderKind::Anthropic => key.expose().to_owned(),
@@ -130,18 +172,7 @@ impl Pool {
                 p.kind,
                 vars.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
             )),
-        };
-        let endpoints: Vec<Endpoint> = p.endpoints.iter().map(|e| Endpoint::new(p.kind, e, connect)).collect();
-        let pool = Self {
-            kind: p.kind,
-            credential,
-            endpoints,
-            health_check: p.health_check,
-            schedule: ArcSwap::from_pointee(Vec::new()),
-            starts: AtomicUsize::new(0),
-        };
-        pool.reschedule();
-        pool
+        }
     }
 
     /// The endpoint the next request should try first, by smooth WRR over the healthy ones.
@@ -180,8 +211,13 @@ impl Pool {
     }
 
     fn reschedule(&self) {
-        let healthy: Vec<(usize, u32)> =
-            self.endpoints.iter().enumerate().filter(|(_, e)| e.is_healthy()).map(|(i, e)| (i, e.weight)).collect();
+        let healthy: Vec<(usize, u32)> = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_healthy())
+            .map(|(i, _)| (i, self.weights[i]))
+            .collect();
         self.schedule.store(Arc::new(swrr::sequence(&healthy)));
     }
 
@@ -224,7 +260,7 @@ impl Endpoint {
         };
         Self {
             name: spec.name.clone(),
-            weight: spec.weight,
+            identity: (spec.name.clone(), spec.transport.clone(), connect),
             transport,
             // Healthy until the first probe (which runs before traffic is accepted) says otherwise.
             healthy: AtomicBool::new(true),

@@ -223,8 +223,21 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).unwrap();
+        Self::launch(dir, &path, env, &[])
+    }
+
+    /// Runs on a config file the caller prepared inside `dir` (kept alive with the gateway).
+    pub fn start_at(dir: tempfile::TempDir, path: &Path, args: &[&str]) -> Gateway {
+        Self::launch(dir, path, &[], args)
+    }
+
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("config.yaml")
+    }
+
+    fn launch(dir: tempfile::TempDir, path: &Path, env: &[(&str, &str)], args: &[&str]) -> Gateway {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-gateway"));
-        cmd.arg("run").arg(&path).arg("--address").arg("127.0.0.1:0");
+        cmd.arg("run").arg(path).arg("--address").arg("127.0.0.1:0").args(args);
         cmd.env("RUST_LOG", "info").env_remove("LLM_GATEWAY_CONFIG");
         for (k, v) in env {
             cmd.env(k, v);

@@ -1,0 +1,239 @@
+//! Live config changes: watch the config's directory (so saves by rename, `sed -i` and
+//! Kubernetes ConfigMap symlink swaps are seen) and SIGHUP; debounce; compile with the same
+//! compiler as `check`; keep the old plan on errors; otherwise reconcile (unchanged endpoints
+//! keep their connections and health, new ones are probed first) and swap atomically.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use llm_gateway_compiler::plan::{ListenAddr, ZrokShare};
+use llm_gateway_compiler::{Plan, ProcessEnv, compile};
+use notify::Watcher;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::pool::health::{self, BootClock};
+use crate::state::{Live, Shared};
+
+/// Bursts of file events within this window make one reload.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Reload outcomes, for logs now and metrics later.
+#[derive(Default)]
+pub struct ReloadStats {
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub unchanged: AtomicU64,
+    /// Unix seconds of the last successful reload (or of the start).
+    pub last_success: AtomicU64,
+}
+
+/// What the running config file said, before command-line overrides.
+pub struct FilePlan {
+    pub listen: ListenAddr,
+    pub zrok: Option<ZrokShare>,
+    pub hash: [u8; 32],
+}
+
+impl FilePlan {
+    pub fn of(plan: &Plan) -> Self {
+        Self { listen: plan.listen.clone(), zrok: plan.zrok_share.clone(), hash: plan.hash }
+    }
+}
+
+/// What the file said about settings that only a restart can change.
+#[derive(Clone, PartialEq)]
+struct Fixed {
+    listen: ListenAddr,
+    zrok: Option<ZrokShare>,
+}
+
+pub struct Reloader {
+    path: PathBuf,
+    shared: Shared,
+    boot: BootClock,
+    checkers: Vec<JoinHandle<()>>,
+    fixed: Fixed,
+    hash: [u8; 32],
+    pub stats: Arc<ReloadStats>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Reloader {
+    /// `file_plan` is the plan as compiled from the file, before command-line overrides.
+    pub fn new(path: &Path, shared: Shared, file_plan: &FilePlan, boot: BootClock) -> Self {
+        let stats = Arc::new(ReloadStats::default());
+        stats.last_success.store(unix_now(), Ordering::Relaxed);
+        let live = shared.load_full();
+        let checkers = live.pools.iter().flatten().filter_map(|p| health::spawn(p.clone(), boot.clone())).collect();
+        Self {
+            path: path.to_owned(),
+            shared,
+            boot,
+            checkers,
+            fixed: Fixed { listen: file_plan.listen.clone(), zrok: file_plan.zrok.clone() },
+            hash: file_plan.hash,
+            stats,
+        }
+    }
+
+    /// Runs until the trigger channel closes.
+    pub async fn run(mut self, mut triggers: mpsc::UnboundedReceiver<()>) {
+        while triggers.recv().await.is_some() {
+            // Let a burst of events (editors write, rename, chmod…) settle into one reload.
+            tokio::time::sleep(DEBOUNCE).await;
+            while triggers.try_recv().is_ok() {}
+            self.reload().await;
+        }
+    }
+
+    async fn reload(&mut self) {
+        let started = Instant::now();
+        let name = self.path.display().to_string();
+        let source = match std::fs::read_to_string(&self.path) {
+            Ok(s) => s,
+            Err(e) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                error!("config reload failed: cannot read {name}: {e}; still serving the previous config");
+                return;
+            }
+        };
+        let mut plan = match compile(&source, &ProcessEnv) {
+            Ok(c) => {
+                if !c.warnings.is_empty() {
+                    warn!("config {name} has warnings:\n{}", c.warnings.render(&name, &source));
+                }
+                c.plan
+            }
+            Err(diags) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                error!(
+                    "config reload failed: {} error(s); still serving the previous config\n{}",
+                    diags.errors(),
+                    diags.render(&name, &source)
+                );
+                return;
+            }
+        };
+        if plan.hash == self.hash {
+            self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let old = self.shared.load_full();
+        let new_fixed = Fixed { listen: plan.listen.clone(), zrok: plan.zrok_share.clone() };
+        if new_fixed.listen != self.fixed.listen {
+            warn!("`listen` changed to {}; it takes effect after a restart", new_fixed.listen);
+        }
+        if new_fixed.zrok != self.fixed.zrok {
+            warn!("`zrok.share` changed; it takes effect after a restart");
+        }
+        // Settings that cannot change live keep what the running server uses.
+        plan.listen = old.plan.listen.clone();
+        plan.zrok_share = old.plan.zrok_share.clone();
+        let compile_ms = started.elapsed().as_millis();
+        let changes = describe(&old.plan, &plan);
+        let (live, fresh) = Live::reconciled(plan, Some(&old));
+        // New endpoints get their first probe before any traffic can reach them.
+        futures_util::future::join_all(fresh.iter().map(|(pool, indices)| health::probe_some(pool, indices))).await;
+        let live = Arc::new(live);
+        self.shared.store(live.clone());
+        for c in self.checkers.drain(..) {
+            c.abort();
+        }
+        self.checkers =
+            live.pools.iter().flatten().filter_map(|p| health::spawn(p.clone(), self.boot.clone())).collect();
+        self.hash = live.plan.hash;
+        self.fixed = new_fixed;
+        self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+        self.stats.last_success.store(unix_now(), Ordering::Relaxed);
+        info!("config reloaded: {changes} (compiled in {compile_ms} ms, sha256 {})", &live.plan.hash_hex()[..12]);
+    }
+}
+
+/// A short human summary of what a reload changes: `+1 endpoint, -1 key, routes changed`.
+fn describe(old: &Plan, new: &Plan) -> String {
+    let endpoints = |p: &Plan| -> Vec<(String, String)> {
+        p.providers
+            .iter()
+            .flatten()
+            .flat_map(|pp| pp.endpoints.iter().map(move |e| (pp.kind.config_name().to_owned(), e.name.clone())))
+            .collect()
+    };
+    let (before, after) = (endpoints(old), endpoints(new));
+    let mut parts = Vec::new();
+    let added = after.iter().filter(|e| !before.contains(e)).count();
+    let removed = before.iter().filter(|e| !after.contains(e)).count();
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    if added > 0 {
+        parts.push(format!("+{}", plural(added, "endpoint")));
+    }
+    if removed > 0 {
+        parts.push(format!("-{}", plural(removed, "endpoint")));
+    }
+    let key_hashes = |p: &Plan| p.keys.as_ref().map(|k| k.hashes()).unwrap_or_default();
+    let (kb, ka) = (key_hashes(old), key_hashes(new));
+    let keys_added = ka.iter().filter(|h| !kb.contains(h)).count();
+    let keys_removed = kb.iter().filter(|h| !ka.contains(h)).count();
+    if keys_added > 0 {
+        parts.push(format!("+{}", plural(keys_added, "key")));
+    }
+    if keys_removed > 0 {
+        parts.push(format!("-{}", plural(keys_removed, "key")));
+    }
+    let weights = |p: &Plan| -> Vec<(String, u32)> {
+        p.providers.iter().flatten().flat_map(|pp| pp.endpoints.iter().map(|e| (e.name.clone(), e.weight))).collect()
+    };
+    if added == 0 && removed == 0 && weights(old) != weights(new) {
+        parts.push("weights changed".into());
+    }
+    let routes = |p: &Plan| -> Vec<(String, String)> {
+        p.routing.iter().flat_map(|r| r.routes.iter().map(|x| (x.name.clone(), x.model.clone()))).collect()
+    };
+    if routes(old) != routes(new) {
+        parts.push("routes changed".into());
+    }
+    if parts.is_empty() {
+        parts.push("settings changed".into());
+    }
+    parts.join(", ")
+}
+
+/// Sends a trigger for every change in the config file's directory. The returned watcher
+/// must be kept alive.
+pub fn watch(path: &Path, tx: mpsc::UnboundedSender<()>) -> notify::Result<notify::RecommendedWatcher> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+/// Sends a trigger on every SIGHUP.
+pub fn on_sighup(tx: mpsc::UnboundedSender<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    info!("received SIGHUP: reloading the config");
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(e) => warn!("cannot watch SIGHUP: {e}"),
+    }
+}
