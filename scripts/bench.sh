@@ -3,12 +3,19 @@
 # overhead harness (direct vs a minimal hyper proxy vs llm-gateway, interleaved, pinned to one CPU).
 #   scripts/bench.sh            both
 #   scripts/bench.sh overhead   only the overhead harness (ROUNDS, REQUESTS to tune)
+#   scripts/bench.sh soak       the reload soak: load for SECONDS (60) while the config is
+#                               rewritten REWRITES (30) times; fails on any failed request
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
 cargo build --release --locked --quiet
 if [ "$what" = all ] || [ "$what" = compile ]; then
     cargo bench --locked --bench compile
+fi
+if [ "$what" = all ] || [ "$what" = soak ]; then
+    cargo bench --locked --bench overhead --no-run --quiet
+    cargo bench --locked --bench overhead -- soak \
+        --gateway target/release/llm-gateway --seconds "${SECONDS_SOAK:-60}" --rewrites "${REWRITES:-30}"
 fi
 if [ "$what" = all ] || [ "$what" = overhead ]; then
     cargo bench --locked --bench overhead --no-run --quiet

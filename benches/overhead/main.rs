@@ -37,6 +37,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("mock") => rt.block_on(mock()),
         Some("floor") => rt.block_on(floor(args[1].parse().expect("upstream address"))),
+        Some("soak") => rt.block_on(soak(&args)),
         _ => rt.block_on(drive(&args)),
     }
 }
@@ -113,6 +114,8 @@ async fn floor(upstream: SocketAddr) {
 struct Proc {
     child: Child,
     addr: SocketAddr,
+    /// The gateway's reload log lines (succeeded, failed).
+    reloads: std::sync::Arc<std::sync::Mutex<(u64, u64)>>,
 }
 
 impl Drop for Proc {
@@ -128,7 +131,7 @@ fn spawn_self(args: &[&str]) -> Proc {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().expect("stdout")), &mut line)
         .expect("read addr");
-    Proc { addr: line.trim().parse().expect("addr"), child }
+    Proc { addr: line.trim().parse().expect("addr"), child, reloads: Default::default() }
 }
 
 fn spawn_gateway(bin: &str, upstream: SocketAddr) -> Proc {
@@ -139,25 +142,37 @@ fn spawn_gateway(bin: &str, upstream: SocketAddr) -> Proc {
         "providers:\n  local:\n    base_url: http://{upstream}\n  anthropic:\n    api_key: sk-ant-bench\n    base_url: http://{upstream}\n"
     );
     std::fs::write(&config, yaml).expect("config");
+    start_gateway(bin, &config, &["--worker-threads", "1"])
+}
+
+fn start_gateway(bin: &str, config: &std::path::Path, extra: &[&str]) -> Proc {
     let mut child = Command::new(bin)
         .args(["run", config.to_str().expect("path"), "--address", "127.0.0.1:0"])
-        .args(["--worker-threads", "1"])
-        .env("RUST_LOG", "warn,llm_gateway::cmd::run=info")
+        .args(extra)
+        .env("RUST_LOG", "warn,llm_gateway::cmd::run=info,llm_gateway::reload=info")
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gateway");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
+    let reloads: std::sync::Arc<std::sync::Mutex<(u64, u64)>> = Default::default();
+    let counts = reloads.clone();
     // Keep draining the log so the gateway never blocks on a full pipe.
     std::thread::spawn(move || {
         for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
             if let Some(addr) = line.split("listening on ").nth(1) {
                 let _ = tx.send(addr.trim().to_owned());
             }
+            let mut c = counts.lock().expect("lock");
+            if line.contains("config reloaded:") {
+                c.0 += 1;
+            } else if line.contains("config reload failed") {
+                c.1 += 1;
+            }
         }
     });
     let addr = rx.recv_timeout(Duration::from_secs(30)).expect("gateway did not start");
-    Proc { addr: addr.parse().expect("addr"), child }
+    Proc { addr: addr.parse().expect("addr"), child, reloads }
 }
 
 fn pin_to_cpu0(pid: u32) {
@@ -352,4 +367,130 @@ async fn concurrency(
         out.push((name, total as f64 / span.as_secs_f64()));
     }
     out
+}
+
+/// The reload soak: load (streaming and not) for `--seconds` while the config is rewritten
+/// `--rewrites` times — a third of them invalid, others adding and removing an endpoint.
+/// Every request must succeed and every stream must end with `[DONE]`.
+async fn soak(args: &[String]) {
+    let gateway_bin = flag(args, "--gateway", "target/release/llm-gateway");
+    let seconds: u64 = flag(args, "--seconds", "60").parse().expect("seconds");
+    let rewrites: u64 = flag(args, "--rewrites", "30").parse().expect("rewrites");
+    let conns: usize = flag(args, "--connections", "16").parse().expect("connections");
+    let (m1, m2) = (spawn_self(&["mock"]), spawn_self(&["mock"]));
+    let dir = std::env::temp_dir().join(format!("llm-gateway-soak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("config.yaml");
+    let (a1, a2) = (m1.addr, m2.addr);
+    let variant = move |i: u64| -> String {
+        let one = format!("      - name: m1\n        base_url: http://{a1}\n        weight: {}\n", 1 + i % 3);
+        let two = format!("      - name: m2\n        base_url: http://{a2}\n");
+        match i % 3 {
+            0 => "providers:\n  local:\n    endpoints: [\n".to_owned(), // invalid YAML
+            1 => format!("providers:\n  local:\n    endpoints:\n{one}{two}"),
+            _ => format!("providers:\n  local:\n    endpoints:\n{one}"),
+        }
+    };
+    std::fs::write(&config, variant(1)).expect("config");
+    let gateway = start_gateway(&gateway_bin, &config, &[]);
+    let addr = gateway.addr;
+    let stream_body: &'static str = Box::leak(REQUEST.replace("\"stream\":false", "\"stream\":true").into_boxed_str());
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let reload_times = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Duration>::new()));
+    let writer = {
+        let (config, reload_times) = (config.clone(), reload_times.clone());
+        tokio::spawn(async move {
+            let gap = Duration::from_secs(seconds) / (rewrites as u32 + 1);
+            for i in 0..rewrites {
+                tokio::time::sleep(gap).await;
+                let tmp = config.with_extension("tmp");
+                std::fs::write(&tmp, variant(i)).expect("write");
+                std::fs::rename(&tmp, &config).expect("rename");
+                reload_times.lock().expect("lock").push(started.elapsed());
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(addr).await;
+            let (mut ok, mut failed, mut truncated) = (0u64, 0u64, 0u64);
+            let mut samples = Vec::new();
+            let mut n = 0usize;
+            while Instant::now() < deadline {
+                n += 1;
+                let stream = (n + c) % 2 == 0;
+                let body = if stream { stream_body } else { REQUEST };
+                if sender.ready().await.is_err() {
+                    sender = connect(addr).await;
+                }
+                let req = Request::post(CHAT_PATH)
+                    .header("host", addr.to_string())
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(body.as_bytes())))
+                    .expect("request");
+                let t = Instant::now();
+                let at = t - started;
+                match sender.send_request(req).await {
+                    Ok(resp) if resp.status().is_success() => match resp.into_body().collect().await {
+                        Ok(b) => {
+                            let b = b.to_bytes();
+                            if stream && !b.ends_with(b"data: [DONE]\n\n") {
+                                truncated += 1;
+                            } else {
+                                ok += 1;
+                            }
+                            samples.push((at, t.elapsed()));
+                        }
+                        Err(_) => truncated += 1,
+                    },
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed, truncated, samples)
+        }));
+    }
+    let (mut ok, mut failed, mut truncated, mut samples) = (0, 0, 0, Vec::new());
+    for t in tasks {
+        let (o, f, tr, s) = t.await.expect("task");
+        ok += o;
+        failed += f;
+        truncated += tr;
+        samples.extend(s);
+    }
+    writer.await.expect("writer");
+    let reloads = reload_times.lock().expect("lock").clone();
+    let near = |at: Duration| {
+        reloads.iter().any(|r| at + Duration::from_millis(100) >= *r && at <= *r + Duration::from_millis(900))
+    };
+    let (mut during, mut quiet): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());
+    for (at, d) in samples {
+        if near(at) { during.push(d) } else { quiet.push(d) }
+    }
+    during.sort();
+    quiet.sort();
+    let total = ok + failed + truncated;
+    println!(
+        "soak: {seconds} s, {conns} connections (half the requests streaming), {rewrites} config rewrites (a third invalid, others adding/removing an endpoint)"
+    );
+    println!(
+        "  requests {total} ({:.0} req/s): ok {ok}, failed {failed}, truncated streams {truncated}",
+        total as f64 / seconds as f64
+    );
+    if !during.is_empty() && !quiet.is_empty() {
+        println!(
+            "  p99 latency: {:.0} µs within 1 s of a rewrite ({} requests), {:.0} µs otherwise ({} requests)",
+            percentile(&during, 0.99),
+            during.len(),
+            percentile(&quiet, 0.99),
+            quiet.len()
+        );
+    }
+    let (applied, rejected) = *gateway.reloads.lock().expect("lock");
+    println!("  gateway: {applied} reloads applied, {rejected} rejected (invalid); unchanged rewrites are no-ops");
+    drop(gateway);
+    if failed + truncated > 0 {
+        std::process::exit(1);
+    }
 }
