@@ -420,7 +420,7 @@ async fn soak(args: &[String]) {
             let mut n = 0usize;
             while Instant::now() < deadline {
                 n += 1;
-                let stream = (n + c) % 2 == 0;
+                let stream = (n + c).is_multiple_of(2);
                 let body = if stream { stream_body } else { REQUEST };
                 if sender.ready().await.is_err() {
                     sender = connect(addr).await;
