@@ -189,14 +189,18 @@ async fn connect(addr: SocketAddr) -> Sender {
     sender
 }
 
-/// One request; returns the time to the first body frame (streaming) or to the whole body.
-async fn one(sender: &mut Sender, addr: SocketAddr, path: &str, body: &'static str, first_frame: bool) -> Duration {
-    sender.ready().await.expect("ready");
-    let req = Request::post(path)
+fn post(addr: SocketAddr, path: &str, body: &'static str) -> Request<Full<Bytes>> {
+    Request::post(path)
         .header("host", addr.to_string())
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .expect("request");
+        .expect("request")
+}
+
+/// One request; returns the time to the first body frame (streaming) or to the whole body.
+async fn one(sender: &mut Sender, addr: SocketAddr, path: &str, body: &'static str, first_frame: bool) -> Duration {
+    sender.ready().await.expect("ready");
+    let req = post(addr, path, body);
     let started = Instant::now();
     let resp = sender.send_request(req).await.expect("send");
     assert!(resp.status().is_success(), "status {}", resp.status());
@@ -425,11 +429,7 @@ async fn soak(args: &[String]) {
                 if sender.ready().await.is_err() {
                     sender = connect(addr).await;
                 }
-                let req = Request::post(CHAT_PATH)
-                    .header("host", addr.to_string())
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from_static(body.as_bytes())))
-                    .expect("request");
+                let req = post(addr, CHAT_PATH, body);
                 let t = Instant::now();
                 let at = t - started;
                 match sender.send_request(req).await {

@@ -302,17 +302,24 @@ impl FromNode for SecretString {
     }
 }
 
-impl schemars::JsonSchema for SecretString {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "String".into()
-    }
-    fn inline_schema() -> bool {
-        true
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        String::json_schema(generator)
-    }
+/// In the JSON Schema these are plain strings.
+macro_rules! string_schema {
+    ($($t:ty),*) => {$(
+        impl schemars::JsonSchema for $t {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                "String".into()
+            }
+            fn inline_schema() -> bool {
+                true
+            }
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                String::json_schema(generator)
+            }
+        }
+    )*};
 }
+
+string_schema!(SecretString, ProviderKey);
 
 /// An upstream provider's API key. An unset variable here is only a warning: the gateway
 /// starts, and requests to that provider fail with an error naming the variable.
@@ -334,18 +341,6 @@ impl FromNode for ProviderKey {
             );
         }
         Some(ProviderKey { value: Secret::new(s.text), unset: s.unset })
-    }
-}
-
-impl schemars::JsonSchema for ProviderKey {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "String".into()
-    }
-    fn inline_schema() -> bool {
-        true
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        String::json_schema(generator)
     }
 }
 

@@ -26,6 +26,21 @@ routing:
 """
 
 
+def check_stream(client, model):
+    """A short stream with usage: some text, a finish reason, a token count within the limit."""
+    stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Count to three."}],
+                                            max_tokens=12, stream=True, stream_options={"include_usage": True})
+    pieces, finish, usage = [], None, None
+    for chunk in stream:
+        usage = chunk.usage or usage
+        for c in chunk.choices:
+            pieces.append(c.delta.content or "")
+            finish = c.finish_reason or finish
+    assert "".join(pieces), f"{model}: streamed no text"
+    assert finish in ("stop", "length"), finish
+    assert usage and 0 < usage.completion_tokens <= 12, usage
+
+
 def main():
     upstream, alias = sys.argv[1], sys.argv[2]
     gateway = Gateway(binary(), CONFIG.format(upstream=upstream, alias=alias))
@@ -41,17 +56,7 @@ def main():
         assert isinstance(choice.message.content, str) and choice.message.content
         assert 0 < r.usage.completion_tokens <= 8, r.usage
 
-        stream = client.chat.completions.create(model=alias, messages=[{"role": "user", "content": "Count to three."}],
-                                                max_tokens=12, stream=True, stream_options={"include_usage": True})
-        pieces, finish, usage = [], None, None
-        for chunk in stream:
-            usage = chunk.usage or usage
-            for c in chunk.choices:
-                pieces.append(c.delta.content or "")
-                finish = c.finish_reason or finish
-        assert "".join(pieces), "streamed some text"
-        assert finish in ("stop", "length"), finish
-        assert usage and 0 < usage.completion_tokens <= 12, usage
+        check_stream(client, alias)
 
         # The same model through the Anthropic translation: llama.cpp's server also speaks
         # the Messages API, so this exercises both directions against a real server.
@@ -60,15 +65,7 @@ def main():
                                            max_tokens=8)
         assert r.choices[0].finish_reason in ("stop", "length"), r
         assert r.choices[0].message.content and 0 < r.usage.completion_tokens <= 8, r
-        stream = client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "Count to three."}],
-                                                max_tokens=12, stream=True, stream_options={"include_usage": True})
-        pieces, finish, usage = [], None, None
-        for chunk in stream:
-            usage = chunk.usage or usage
-            for c in chunk.choices:
-                pieces.append(c.delta.content or "")
-                finish = c.finish_reason or finish
-        assert "".join(pieces) and finish in ("stop", "length") and usage and usage.completion_tokens > 0, (pieces, finish, usage)
+        check_stream(client, "claude")
     finally:
         gateway.stop()
     print(f"end to end through the gateway to {alias}: all checks passed")
