@@ -21,6 +21,8 @@ pub struct AccessLog {
     /// Time to the upstream's response headers.
     pub ttfb_ms: Option<u128>,
     pub body_bytes: u64,
+    /// `(prompt, completion)` tokens, when the response said.
+    pub tokens: Option<(u64, u64)>,
     pub error: Option<String>,
 }
 
@@ -40,6 +42,7 @@ impl AccessLog {
             started: Instant::now(),
             ttfb_ms: None,
             body_bytes: 0,
+            tokens: None,
             error: None,
         }
     }
@@ -75,6 +78,8 @@ impl Drop for AccessLog {
                     duration_ms,
                     ttfb_ms = self.ttfb_ms.map(|t| t as i64).unwrap_or(-1),
                     bytes = self.body_bytes,
+                    prompt_tokens = self.tokens.map(|t| t.0 as i64).unwrap_or(-1),
+                    completion_tokens = self.tokens.map(|t| t.1 as i64).unwrap_or(-1),
                     error = %o(&self.error),
                     "request"
                 )

@@ -222,6 +222,7 @@ async fn from_anthropic(
         anthropic::response::error(status, &bytes)
     };
     log.status = status.as_u16();
+    log.tokens = value["usage"]["prompt_tokens"].as_u64().zip(value["usage"]["completion_tokens"].as_u64());
     Ok(json(status, &value))
 }
 

@@ -57,6 +57,7 @@ async fn chat_body_reaches_upstream_byte_identical_and_response_comes_back_uncha
     assert_eq!(seen[0].headers["authorization"], "Bearer sk-upstream-local");
     let all: String = seen[0].headers.iter().map(|(k, v)| format!("{k}: {v:?}\n")).collect();
     assert!(!all.contains(CLIENT_KEY), "the client's key never goes upstream:\n{all}");
+    assert!(gw.wait_for_log("prompt_tokens=19 completion_tokens=10"), "tokens in the access log:\n{}", gw.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,6 +113,7 @@ async fn streams_pass_through_event_by_event() {
     assert_eq!(r.header("x-accel-buffering"), Some("no"));
     assert_eq!(r.body.as_ref(), fixture("openai/chat-stream.sse").as_slice());
     assert_eq!(mock.posts()[0].headers["accept"], "text/event-stream");
+    assert!(gw.wait_for_log("prompt_tokens=71 completion_tokens=16"), "{}", gw.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

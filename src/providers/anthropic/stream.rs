@@ -126,6 +126,16 @@ impl StreamTranslator {
         self.prefix.extend_from_slice(b",\"choices\":");
     }
 
+    /// `(prompt, completion)` tokens, once the stream reported its output usage.
+    pub fn tokens(&self) -> Option<(u64, u64)> {
+        if self.output_tokens == 0 {
+            return None;
+        }
+        let n = |k: &str| self.input_usage[k].as_u64().unwrap_or(0);
+        let prompt = n("input_tokens") + n("cache_read_input_tokens") + n("cache_creation_input_tokens");
+        Some((prompt, self.output_tokens))
+    }
+
     /// Feeds upstream bytes; appends translated SSE bytes to `out`.
     pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) {
         while let Some(nl) = memchr::memchr(b'\n', bytes) {
