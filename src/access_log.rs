@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-#[derive(Debug)]
+use crate::usage::Tail;
+
 pub struct AccessLog {
     pub method: http::Method,
     pub path: String,
@@ -23,6 +24,9 @@ pub struct AccessLog {
     pub body_bytes: u64,
     /// `(prompt, completion)` tokens, when the response said.
     pub tokens: Option<(u64, u64)>,
+    /// The end of the response body, read for `usage` when the line is written (after the
+    /// response went out, so it never delays it).
+    pub tail: Tail,
     pub error: Option<String>,
 }
 
@@ -43,6 +47,7 @@ impl AccessLog {
             ttfb_ms: None,
             body_bytes: 0,
             tokens: None,
+            tail: Tail::default(),
             error: None,
         }
     }
@@ -61,6 +66,9 @@ impl Drop for AccessLog {
             return;
         }
         let duration_ms = self.started.elapsed().as_millis();
+        if self.tokens.is_none() && tracing::enabled!(tracing::Level::WARN) {
+            self.tokens = self.tail.tokens();
+        }
         let o = |v: &Option<String>| v.clone().unwrap_or_default();
         macro_rules! line {
             ($level:ident) => {

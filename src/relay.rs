@@ -16,7 +16,6 @@ use crate::access_log::AccessLog;
 use crate::body::BoxError;
 use crate::error::ApiError;
 use crate::providers::anthropic::stream::StreamTranslator;
-use crate::usage::Tail;
 
 pin_project_lite::pin_project! {
     pub struct Relay {
@@ -32,7 +31,6 @@ pin_project_lite::pin_project! {
         held_failure: Option<String>,
         // Rewrites the stream on its way (Anthropic SSE → OpenAI SSE); `None` passes bytes through.
         translator: Option<Box<StreamTranslator>>,
-        tail: Tail,
         log: AccessLog,
     }
 }
@@ -48,7 +46,6 @@ impl Relay {
             held_frame: None,
             held_failure: None,
             translator: None,
-            tail: Tail::default(),
             log,
         }
     }
@@ -95,7 +92,7 @@ impl HttpBody for Relay {
                                 continue;
                             }
                             this.log.body_bytes += data.len() as u64;
-                            this.tail.push(&data);
+                            this.log.tail.push(&data);
                             batch = Some(match batch.take() {
                                 None => data,
                                 Some(first) => {
@@ -115,7 +112,9 @@ impl HttpBody for Relay {
                 }
                 Poll::Ready(None) => {
                     *this.done = true;
-                    this.log.tokens = this.translator.as_ref().map_or_else(|| this.tail.tokens(), |t| t.tokens());
+                    if let Some(t) = this.translator.as_ref() {
+                        this.log.tokens = t.tokens();
+                    }
                     if let Some(t) = this.translator.as_mut() {
                         let mut tail = Vec::new();
                         t.finish(&mut tail);
