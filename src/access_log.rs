@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
+use crate::metrics;
 use crate::usage::Tail;
 
 pub struct AccessLog {
@@ -27,11 +28,26 @@ pub struct AccessLog {
     /// The end of the response body, read for `usage` when the line is written (after the
     /// response went out, so it never delays it).
     pub tail: Tail,
+    /// Time to the first response body bytes (streams).
+    pub first_byte: Option<std::time::Duration>,
+    /// Record this request in the metrics (`metrics.enabled`).
+    pub metrics: bool,
+    /// The (bounded) model label, once the model is known.
+    pub metric_model: Option<String>,
+    /// The kind of upstream failure, for `llm_gateway_provider_errors_total`.
+    pub error_type: Option<String>,
+    /// Counted in the in-flight gauge (the real log, not a detached placeholder).
+    counted: bool,
     pub error: Option<String>,
 }
 
 impl AccessLog {
     pub fn new(method: &http::Method, path: &str) -> Self {
+        metrics::get().inflight.inc();
+        Self::build(method, path, true)
+    }
+
+    fn build(method: &http::Method, path: &str, counted: bool) -> Self {
         Self {
             method: method.clone(),
             path: path.to_owned(),
@@ -48,6 +64,11 @@ impl AccessLog {
             body_bytes: 0,
             tokens: None,
             tail: Tail::default(),
+            first_byte: None,
+            metrics: false,
+            metric_model: None,
+            error_type: None,
+            counted,
             error: None,
         }
     }
@@ -56,19 +77,50 @@ impl AccessLog {
 impl AccessLog {
     /// A log that writes nothing: what stays behind when the real one moves into a body.
     pub fn detached() -> Self {
-        Self::new(&http::Method::GET, "")
+        Self::build(&http::Method::GET, "", false)
+    }
+
+    fn record(&self, duration: std::time::Duration) {
+        if !self.metrics {
+            return;
+        }
+        // Requests refused before a provider was chosen are counted too, under `-`.
+        let provider = self.provider.unwrap_or("-");
+        let model = self.metric_model.as_deref().unwrap_or("-");
+        let m = metrics::get();
+        let key = self.key.as_deref().unwrap_or("-");
+        let status = self.status.to_string();
+        m.requests.with_label_values(&[provider, model, if self.stream { "true" } else { "false" }, &status]).inc();
+        m.duration.with_label_values(&[provider, model]).observe(duration.as_secs_f64());
+        if let (true, Some(first)) = (self.stream, self.first_byte) {
+            m.time_to_first_token.with_label_values(&[provider, model]).observe(first.as_secs_f64());
+        }
+        if let Some((prompt, completion)) = self.tokens {
+            m.tokens_prompt.with_label_values(&[provider, model, key]).inc_by(prompt);
+            m.tokens_completion.with_label_values(&[provider, model, key]).inc_by(completion);
+            let generating = duration.saturating_sub(self.first_byte.unwrap_or_default()).as_secs_f64();
+            if completion > 0 && generating > 0.0 {
+                m.tokens_per_second.with_label_values(&[model, key]).observe(completion as f64 / generating);
+            }
+        }
+        if let Some(kind) = &self.error_type {
+            m.provider_errors.with_label_values(&[provider, kind]).inc();
+        }
     }
 }
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
-        if self.status == 0 && self.path.is_empty() {
+        if !self.counted {
             return;
         }
-        let duration_ms = self.started.elapsed().as_millis();
-        if self.tokens.is_none() && tracing::enabled!(tracing::Level::WARN) {
+        metrics::get().inflight.dec();
+        let duration = self.started.elapsed();
+        let duration_ms = duration.as_millis();
+        if self.tokens.is_none() && (self.metrics || tracing::enabled!(tracing::Level::WARN)) {
             self.tokens = self.tail.tokens();
         }
+        self.record(duration);
         let o = |v: &Option<String>| v.clone().unwrap_or_default();
         macro_rules! line {
             ($level:ident) => {

@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod error;
 pub mod exit;
 pub mod logging;
+pub mod metrics;
 pub mod models;
 pub mod pool;
 pub mod providers;

@@ -14,7 +14,7 @@ use crate::body::{Body, json};
 use crate::state::Live;
 
 /// The anchor's static list: Anthropic has no OpenAI-style model listing.
-const ANTHROPIC_MODELS: [&str; 10] = [
+pub const ANTHROPIC_MODELS: [&str; 10] = [
     "claude-opus-4-6",
     "claude-sonnet-4-6",
     "claude-haiku-4-5-20251001",

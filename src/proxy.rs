@@ -23,6 +23,7 @@ use crate::{auth, models, request, route, trace};
 pub async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Body>, Infallible> {
     let live = shared.load_full();
     let mut log = AccessLog::new(req.method(), req.uri().path());
+    log.metrics = live.plan.metrics.enabled;
     let result = dispatch(req, &live, &mut log).await;
     Ok(match result {
         Ok(resp) => resp,
@@ -51,6 +52,15 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
             log.status = 200;
             return Ok(models::list(live, key));
         }
+        "/metrics" if read && live.plan.metrics.enabled => {
+            log.status = 200;
+            let mut resp = Response::new(crate::body::full(crate::metrics::render()));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            return Ok(resp);
+        }
+        "/metrics" if live.plan.metrics.enabled => {
+            return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD"));
+        }
         "/health" | "/v1/models" => return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD")),
         "/v1/chat/completions" => Operation::Chat,
         "/v1/embeddings" => Operation::Embeddings,
@@ -74,6 +84,13 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
     log.model_sent = Some(target.model.clone());
     log.route = target.route.clone();
     log.provider = Some(target.provider.label());
+    if log.metrics {
+        log.metric_model = Some(live.model_label(&target.model));
+        if live.plan.routing.is_some() {
+            let route = target.route.as_deref().unwrap_or("");
+            crate::metrics::get().routing_decisions.with_label_values(&[target.method, route]).inc();
+        }
+    }
     if let Some(k) = key {
         if !k.allows_model(&target.model) {
             return Err(ApiError::forbidden(
@@ -157,6 +174,9 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
             Ok(Ok(resp)) => {
                 log.ttfb_ms = Some(started.elapsed().as_millis());
                 log.status = resp.status().as_u16();
+                if resp.status().as_u16() >= 400 {
+                    log.error_type = Some(format!("http_{}", resp.status().as_u16()));
+                }
                 let log = std::mem::replace(log, AccessLog::detached());
                 return match &asked {
                     Some(asked) => from_anthropic(resp, asked, live, log).await,
@@ -174,6 +194,8 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
             }
         };
         pool.set_healthy(index, false);
+        log.error_type =
+            Some(if failure.status == http::StatusCode::GATEWAY_TIMEOUT { "timeout" } else { "unreachable" }.into());
         last_failure = Some(failure);
     }
     let failure = last_failure.unwrap_or_else(|| ApiError::internal("no_endpoints", "provider has no endpoints"));

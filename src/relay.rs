@@ -91,6 +91,9 @@ impl HttpBody for Relay {
                             if data.is_empty() {
                                 continue;
                             }
+                            if this.log.first_byte.is_none() {
+                                this.log.first_byte = Some(this.log.started.elapsed());
+                            }
                             this.log.body_bytes += data.len() as u64;
                             this.log.tail.push(&data);
                             batch = Some(match batch.take() {

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use llm_gateway_compiler::plan::{ListenAddr, ZrokShare};
@@ -15,21 +14,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::metrics;
 use crate::pool::health::{self, BootClock};
 use crate::state::{Live, Shared};
 
 /// Bursts of file events within this window make one reload.
 const DEBOUNCE: Duration = Duration::from_millis(200);
-
-/// Reload outcomes, for logs now and metrics later.
-#[derive(Default)]
-pub struct ReloadStats {
-    pub succeeded: AtomicU64,
-    pub failed: AtomicU64,
-    pub unchanged: AtomicU64,
-    /// Unix seconds of the last successful reload (or of the start).
-    pub last_success: AtomicU64,
-}
 
 /// What the running config file said, before command-line overrides.
 pub struct FilePlan {
@@ -58,7 +48,6 @@ pub struct Reloader {
     checkers: Vec<JoinHandle<()>>,
     fixed: Fixed,
     hash: [u8; 32],
-    pub stats: Arc<ReloadStats>,
 }
 
 fn unix_now() -> u64 {
@@ -68,8 +57,7 @@ fn unix_now() -> u64 {
 impl Reloader {
     /// `file_plan` is the plan as compiled from the file, before command-line overrides.
     pub fn new(path: &Path, shared: Shared, file_plan: &FilePlan, boot: BootClock) -> Self {
-        let stats = Arc::new(ReloadStats::default());
-        stats.last_success.store(unix_now(), Ordering::Relaxed);
+        metrics::get().last_reload_success.set(unix_now() as f64);
         let live = shared.load_full();
         let checkers = live.pools.iter().flatten().filter_map(|p| health::spawn(p.clone(), boot.clone())).collect();
         Self {
@@ -79,7 +67,6 @@ impl Reloader {
             checkers,
             fixed: Fixed { listen: file_plan.listen.clone(), zrok: file_plan.zrok.clone() },
             hash: file_plan.hash,
-            stats,
         }
     }
 
@@ -99,7 +86,7 @@ impl Reloader {
         let source = match std::fs::read_to_string(&self.path) {
             Ok(s) => s,
             Err(e) => {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                metrics::get().reloads.with_label_values(&["failure"]).inc();
                 error!("config reload failed: cannot read {name}: {e}; still serving the previous config");
                 return;
             }
@@ -112,7 +99,7 @@ impl Reloader {
                 c.plan
             }
             Err(diags) => {
-                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                metrics::get().reloads.with_label_values(&["failure"]).inc();
                 error!(
                     "config reload failed: {} error(s); still serving the previous config\n{}",
                     diags.errors(),
@@ -122,7 +109,7 @@ impl Reloader {
             }
         };
         if plan.hash == self.hash {
-            self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
+            metrics::get().reloads.with_label_values(&["unchanged"]).inc();
             return;
         }
         let old = self.shared.load_full();
@@ -143,6 +130,15 @@ impl Reloader {
         futures_util::future::join_all(fresh.iter().map(|(pool, indices)| health::probe_some(pool, indices))).await;
         let live = Arc::new(live);
         self.shared.store(live.clone());
+        // Endpoints that left the plan leave the health gauge too.
+        for pool in old.pools.iter().flatten() {
+            for e in &pool.endpoints {
+                let kept = live.pool(pool.kind).is_some_and(|p| p.endpoints.iter().any(|n| n.name == e.name));
+                if !kept {
+                    let _ = metrics::get().endpoint_healthy.remove_label_values(&[pool.kind.label(), &e.name]);
+                }
+            }
+        }
         for c in self.checkers.drain(..) {
             c.abort();
         }
@@ -150,8 +146,8 @@ impl Reloader {
             live.pools.iter().flatten().filter_map(|p| health::spawn(p.clone(), self.boot.clone())).collect();
         self.hash = live.plan.hash;
         self.fixed = new_fixed;
-        self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
-        self.stats.last_success.store(unix_now(), Ordering::Relaxed);
+        metrics::get().reloads.with_label_values(&["success"]).inc();
+        metrics::get().last_reload_success.set(unix_now() as f64);
         info!("config reloaded: {changes} (compiled in {compile_ms} ms, sha256 {})", &live.plan.hash_hex()[..12]);
     }
 }

@@ -12,6 +12,8 @@ pub struct Target {
     pub model: String,
     pub route: Option<String>,
     pub provider: ProviderKind,
+    /// How it was decided: `explicit`, `route` (the model named a route) or `default`.
+    pub method: &'static str,
 }
 
 pub fn resolve(plan: &Plan, asked: Option<&str>) -> Result<Target, ApiError> {
@@ -22,7 +24,7 @@ pub fn resolve(plan: &Plan, asked: Option<&str>) -> Result<Target, ApiError> {
         (Some(m), Some(r)) if r.allow_explicit_model => Ok(route_named(r, m).unwrap_or_else(|| explicit(m))),
         (Some(m), None) => Ok(explicit(m)),
         (_, Some(r)) => match r.default_route {
-            Some(id) => Ok(to_target(&r.routes[id].model, &r.routes[id].name)),
+            Some(id) => Ok(Target { method: "default", ..to_target(&r.routes[id].model, &r.routes[id].name) }),
             None => Err(model_required()),
         },
         (None, None) => Err(model_required()),
@@ -34,11 +36,11 @@ fn model_required() -> ApiError {
 }
 
 fn explicit(model: &str) -> Target {
-    Target { model: model.to_owned(), route: None, provider: ProviderKind::for_model(model) }
+    Target { model: model.to_owned(), route: None, provider: ProviderKind::for_model(model), method: "explicit" }
 }
 
 fn to_target(model: &str, route: &str) -> Target {
-    Target { route: Some(route.to_owned()), ..explicit(model) }
+    Target { route: Some(route.to_owned()), method: "route", ..explicit(model) }
 }
 
 #[cfg(test)]

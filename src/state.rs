@@ -45,6 +45,18 @@ impl Live {
     pub fn pool(&self, kind: ProviderKind) -> Option<&Pool> {
         self.pools[kind.index()].as_deref()
     }
+
+    /// The model as a metric label: itself when the plan knows it (a route's model, a model
+    /// an endpoint reported, an Anthropic model), else `other` — clients cannot grow the
+    /// label set.
+    pub fn model_label(&self, model: &str) -> String {
+        let routed = self.plan.routing.iter().flat_map(|r| &r.routes).any(|r| r.model == model);
+        let listed = || {
+            crate::models::ANTHROPIC_MODELS.contains(&model)
+                || self.pools.iter().flatten().any(|p| p.endpoints.iter().any(|e| e.reports(model)))
+        };
+        if routed || listed() { model.to_owned() } else { "other".to_owned() }
+    }
 }
 
 /// True when the plan needs zrok, which this build cannot do yet.

@@ -145,6 +145,12 @@ impl Pool {
             starts: AtomicUsize::new(0),
         };
         pool.reschedule();
+        for e in &pool.endpoints {
+            crate::metrics::get()
+                .endpoint_healthy
+                .with_label_values(&[pool.kind.label(), &e.name])
+                .set(i64::from(e.is_healthy()));
+        }
         (pool, fresh)
     }
 
@@ -200,6 +206,10 @@ impl Pool {
     /// Records a health observation; logs and rebuilds the schedule on a transition.
     pub fn set_healthy(&self, index: usize, healthy: bool) {
         let endpoint = &self.endpoints[index];
+        crate::metrics::get()
+            .endpoint_healthy
+            .with_label_values(&[self.kind.label(), &endpoint.name])
+            .set(i64::from(healthy));
         if endpoint.healthy.swap(healthy, Ordering::AcqRel) != healthy {
             if healthy {
                 info!(provider = self.kind.label(), "endpoint '{}' is now healthy", endpoint.name);
@@ -270,6 +280,11 @@ impl Endpoint {
 
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Whether the last probe listed `model`.
+    pub fn reports(&self, model: &str) -> bool {
+        self.models.load().iter().any(|m| m == model)
     }
 
     pub fn set_models(&self, models: Vec<String>) {

@@ -1,0 +1,136 @@
+//! Prometheus metrics, served at `GET /metrics` when `metrics.enabled`.
+//!
+//! Recorded once per request when its response is finished (the access log's moment), so
+//! streams count their whole duration and the tokens their last chunk reported. Label values
+//! are bounded: `model` is a model the plan knows (routes, endpoint probes, Anthropic's list)
+//! or `other`; `key` is a configured key name or `-`.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub time_to_first_token: HistogramVec,
+    pub tokens_prompt: IntCounterVec,
+    pub tokens_completion: IntCounterVec,
+    pub tokens_per_second: HistogramVec,
+    pub routing_decisions: IntCounterVec,
+    pub provider_errors: IntCounterVec,
+    pub inflight: IntGauge,
+    pub endpoint_healthy: IntGaugeVec,
+    pub reloads: IntCounterVec,
+    pub last_reload_success: Gauge,
+}
+
+/// LLM calls take from milliseconds (cached, tiny models) to minutes (long generations).
+const DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+const TTFT_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const TPS_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 20.0, 35.0, 50.0, 75.0, 100.0, 200.0, 500.0];
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).expect("valid metric");
+    registry.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let r = Registry::new();
+    let inflight = IntGauge::new("llm_gateway_requests_inflight", "Requests being served").expect("valid metric");
+    r.register(Box::new(inflight.clone())).expect("unique metric");
+    let endpoint_healthy = IntGaugeVec::new(
+        Opts::new("llm_gateway_endpoint_healthy", "1 when the endpoint passes its health checks"),
+        &["provider", "endpoint"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(endpoint_healthy.clone())).expect("unique metric");
+    let last_reload_success = Gauge::new(
+        "llm_gateway_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful config load",
+    )
+    .expect("valid metric");
+    r.register(Box::new(last_reload_success.clone())).expect("unique metric");
+    let build = IntGaugeVec::new(Opts::new("llm_gateway_build_info", "Build of the running gateway"), &["version"])
+        .expect("valid metric");
+    r.register(Box::new(build.clone())).expect("unique metric");
+    build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    Metrics {
+        requests: counter(
+            &r,
+            "llm_gateway_requests_total",
+            "Requests answered",
+            &["provider", "model", "streaming", "status"],
+        ),
+        duration: histogram(
+            &r,
+            "llm_gateway_request_duration_seconds",
+            "Request duration, streams until their last byte",
+            &["provider", "model"],
+            DURATION_BUCKETS,
+        ),
+        time_to_first_token: histogram(
+            &r,
+            "llm_gateway_time_to_first_token_seconds",
+            "Streams: time to the first body bytes",
+            &["provider", "model"],
+            TTFT_BUCKETS,
+        ),
+        tokens_prompt: counter(
+            &r,
+            "llm_gateway_tokens_prompt_total",
+            "Prompt tokens reported by upstreams",
+            &["provider", "model", "key"],
+        ),
+        tokens_completion: counter(
+            &r,
+            "llm_gateway_tokens_completion_total",
+            "Completion tokens reported by upstreams",
+            &["provider", "model", "key"],
+        ),
+        tokens_per_second: histogram(
+            &r,
+            "llm_gateway_tokens_per_second",
+            "Completion tokens per second of each request",
+            &["model", "key"],
+            TPS_BUCKETS,
+        ),
+        routing_decisions: counter(
+            &r,
+            "llm_gateway_routing_decisions_total",
+            "Routing decisions",
+            &["method", "route"],
+        ),
+        provider_errors: counter(
+            &r,
+            "llm_gateway_provider_errors_total",
+            "Upstream failures and error responses",
+            &["provider", "error_type"],
+        ),
+        reloads: counter(&r, "llm_gateway_config_reloads_total", "Config reloads", &["result"]),
+        inflight,
+        endpoint_healthy,
+        last_reload_success,
+        registry: r,
+    }
+});
+
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+/// The exposition text.
+pub fn render() -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&METRICS.registry.gather(), &mut out);
+    out
+}
