@@ -97,6 +97,10 @@ pub struct GenkeyArgs {
     /// Comma-separated globs of allowed routes (with --name).
     #[arg(long, requires = "name", value_delimiter = ',')]
     pub routes: Vec<String>,
+    /// Put only the key's SHA-256 in the YAML entry (`key_sha256:`); the key itself is
+    /// printed once, on standard error, for the client.
+    #[arg(long, requires = "name")]
+    pub hash_only: bool,
 }
 
 pub fn main() -> ExitCode {

@@ -17,6 +17,22 @@ pub fn hash_key(key: &str) -> KeyHash {
     Sha256::digest(key.as_bytes()).into()
 }
 
+/// Lowercase hex of a key's hash, as `key_sha256` takes it.
+pub fn hash_hex(key: &str) -> String {
+    hash_key(key).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_sha256(hex: &str) -> Option<KeyHash> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 #[derive(Debug)]
 pub struct KeyTable {
     by_hash: HashMap<KeyHash, usize>,
@@ -110,18 +126,8 @@ pub(crate) fn compile(cx: &mut Cx, raw: &Spanned<raw::ApiKeys>, routing: Option<
                 String::new()
             }
         };
-        let hash = match &k.key {
-            Some(secret) if !secret.value.0.is_empty() => {
-                let hash = hash_key(secret.value.0.expose());
-                if let Some(first) = hashes.insert(hash, i) {
-                    cx.at(&format!("{path}.key"), |cx| {
-                        cx.error_help(
-                            secret.span.clone(),
-                            format!("same key value as api_keys.keys[{first}]"),
-                            "every key must be unique; make a new one with `llm-gateway genkey`",
-                        )
-                    });
-                }
+        let hash = match (&k.key, &k.key_sha256) {
+            (Some(secret), None) if !secret.value.0.is_empty() => {
                 if secret.value.0.expose().len() < 16 {
                     cx.at(&format!("{path}.key"), |cx| {
                         cx.warn(
@@ -131,19 +137,50 @@ pub(crate) fn compile(cx: &mut Cx, raw: &Spanned<raw::ApiKeys>, routing: Option<
                         )
                     });
                 }
-                Some(hash)
+                Some((hash_key(secret.value.0.expose()), secret.span.clone(), "key"))
+            }
+            (None, Some(hex)) => match parse_sha256(&hex.value) {
+                Some(hash) => Some((hash, hex.span.clone(), "key_sha256")),
+                None => {
+                    cx.at(&format!("{path}.key_sha256"), |cx| {
+                        cx.error_help(
+                            hex.span.clone(),
+                            "`key_sha256` must be 64 hexadecimal digits",
+                            "write the SHA-256 of the key, e.g. from `llm-gateway genkey --name NAME --hash-only`",
+                        )
+                    });
+                    None
+                }
+            },
+            (Some(_), Some(hex)) => {
+                cx.at(&format!("{path}.key_sha256"), |cx| {
+                    cx.error_help(hex.span.clone(), "`key` and `key_sha256` together", "keep one of them")
+                });
+                None
             }
             _ => {
                 cx.at(&path, |cx| {
                     cx.error_help(
                         k.span.clone(),
                         format!("key `{name}` has no `key` value"),
-                        "add `key: sk-gw-...` from `llm-gateway genkey`",
+                        "add `key: sk-gw-...` from `llm-gateway genkey`, or `key_sha256:`",
                     )
                 });
                 None
             }
         };
+        let hash = hash.map(|(hash, span, field)| {
+            if let Some(first) = hashes.insert(hash, i) {
+                cx.at(&format!("{path}.{field}"), |cx| {
+                    cx.error_help(
+                        span,
+                        format!("same key value as api_keys.keys[{first}]"),
+                        "every key must be unique; make a new one with `llm-gateway genkey`",
+                    )
+                });
+            }
+            hash
+        });
         let models = globs(cx, &format!("{path}.allowed_models"), k.allowed_models.as_ref(), None);
         if k.allowed_routes.as_ref().is_some_and(|r| !r.value.is_empty())
             && routing.is_none()
@@ -233,6 +270,15 @@ mod tests {
         let r = entry(&[], &["cod*", "general"]);
         assert!(r.allows_route("coding") && r.allows_route("general"));
         assert!(!r.allows_route("fast"));
+    }
+
+    #[test]
+    fn sha256_hex_round_trips() {
+        let hex = hash_hex("sk-gw-1");
+        assert_eq!(parse_sha256(&hex), Some(hash_key("sk-gw-1")));
+        assert_eq!(parse_sha256(&hex.to_uppercase()), Some(hash_key("sk-gw-1")));
+        assert_eq!(parse_sha256(&hex[1..]), None);
+        assert_eq!(parse_sha256(&"g".repeat(64)), None);
     }
 
     #[test]

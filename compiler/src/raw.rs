@@ -175,6 +175,9 @@ section! {
         name: S<String>,
         /// The key clients send as `Authorization: Bearer <key>`. Make one with `llm-gateway genkey`; `${VAR}` works.
         key: S<SecretString>,
+        /// Instead of `key`: its SHA-256 as 64 hex digits (`llm-gateway genkey --hash-only`),
+        /// so the config holds nothing a client could use.
+        key_sha256: S<String>,
         /// Globs of models this key may use (`*` also matches `/`). Empty or absent: all.
         allowed_models: List<String>,
         /// Globs of route names this key may use. Empty or absent: all.

@@ -78,6 +78,19 @@ fn keys_are_indexed_by_hash_with_globs() {
 }
 
 #[test]
+fn hashed_keys_need_no_plaintext() {
+    let src = "providers:\n  local: {}\napi_keys:\n  enabled: true\n  keys:\n    - name: h\n      key_sha256: 5F1C7AE8E2F1C12C9D9B3E0E79B5F5B7F7E5F7C36C9A0E8D2A4C5D6E7F8091A2\n";
+    let c = ok(src);
+    let keys = c.plan.keys.unwrap();
+    assert!(keys.lookup("anything").is_none());
+    let hex = llm_gateway_compiler::acl::hash_hex("sk-gw-hashed-0123456789");
+    let c = ok(&format!(
+        "providers:\n  local: {{}}\napi_keys:\n  enabled: true\n  keys:\n    - name: h\n      key_sha256: {hex}\n"
+    ));
+    assert_eq!(c.plan.keys.unwrap().lookup("sk-gw-hashed-0123456789").map(|k| k.name.as_str()), Some("h"));
+}
+
+#[test]
 fn disabled_keys_mean_no_auth() {
     let c = ok("providers:\n  local: {}\napi_keys:\n  enabled: false\n");
     assert!(c.plan.keys.is_none());

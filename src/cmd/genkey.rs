@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use llm_gateway_compiler::acl::hash_hex;
 use llm_gateway_compiler::glob::Glob;
 
 use crate::cli::GenkeyArgs;
@@ -31,16 +32,29 @@ pub fn run(args: GenkeyArgs) -> ExitCode {
     };
     match args.name {
         None => println!("{key}"),
-        Some(name) => print!("{}", yaml_entry(&name, &key, &args.models, &args.routes)),
+        Some(name) if args.hash_only => {
+            eprintln!("the key (shown once; the config keeps only its hash): {key}");
+            print!("{}", yaml_entry(&name, Credential::Hash(&hash_hex(&key)), &args.models, &args.routes));
+        }
+        Some(name) => print!("{}", yaml_entry(&name, Credential::Key(&key), &args.models, &args.routes)),
     }
     exit::code(exit::OK)
 }
 
+enum Credential<'a> {
+    Key(&'a str),
+    Hash(&'a str),
+}
+
 /// An entry for `api_keys.keys`, indented to paste under `keys:`.
-fn yaml_entry(name: &str, key: &str, models: &[String], routes: &[String]) -> String {
+fn yaml_entry(name: &str, credential: Credential, models: &[String], routes: &[String]) -> String {
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let list = |items: &[String]| items.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
-    let mut out = format!("    - name: {}\n      key: {}\n", quote(name), quote(key));
+    let (field, value) = match credential {
+        Credential::Key(k) => ("key", k),
+        Credential::Hash(h) => ("key_sha256", h),
+    };
+    let mut out = format!("    - name: {}\n      {field}: {}\n", quote(name), quote(value));
     if !models.is_empty() {
         out.push_str(&format!("      allowed_models: [{}]\n", list(models)));
     }
@@ -66,7 +80,8 @@ mod tests {
 
     #[test]
     fn yaml_entry_compiles_as_a_key() {
-        let entry = yaml_entry("ali\"ce", "sk-gw-0123456789abcdef", &["gpt-*".into(), "claude-*".into()], &[]);
+        let entry =
+            yaml_entry("ali\"ce", Credential::Key("sk-gw-0123456789abcdef"), &["gpt-*".into(), "claude-*".into()], &[]);
         let config = format!("api_keys:\n  enabled: true\n  keys:\n{entry}");
         let env = std::collections::HashMap::<String, String>::new();
         let compiled = llm_gateway_compiler::compile(&config, &env).unwrap();
@@ -74,5 +89,16 @@ mod tests {
         let k = keys.lookup("sk-gw-0123456789abcdef").unwrap();
         assert_eq!(k.name, "ali\"ce");
         assert!(k.allows_model("gpt-4o") && !k.allows_model("llama3"));
+    }
+
+    #[test]
+    fn hash_only_entries_hold_no_key() {
+        let key = new_key().unwrap();
+        let entry = yaml_entry("h", Credential::Hash(&hash_hex(&key)), &[], &[]);
+        assert!(!entry.contains(&key) && entry.contains("key_sha256"));
+        let config = format!("api_keys:\n  enabled: true\n  keys:\n{entry}");
+        let env = std::collections::HashMap::<String, String>::new();
+        let keys = llm_gateway_compiler::compile(&config, &env).unwrap().plan.keys.unwrap();
+        assert_eq!(keys.lookup(&key).map(|k| k.name.as_str()), Some("h"));
     }
 }
