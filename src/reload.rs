@@ -91,6 +91,13 @@ impl Reloader {
                 return;
             }
         };
+        // An editor that truncates before writing can be caught in between; an empty file
+        // would be a valid config with no providers, so it is never applied.
+        if source.trim().is_empty() {
+            metrics::get().reloads.with_label_values(&["failure"]).inc();
+            error!("config reload failed: config file is empty; still serving the previous config");
+            return;
+        }
         let mut plan = match compile(&source, &ProcessEnv) {
             Ok(c) => {
                 if !c.warnings.is_empty() {

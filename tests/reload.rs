@@ -92,10 +92,20 @@ async fn an_invalid_edit_keeps_the_old_config_and_says_where() {
     let gw = Gateway::start(&routed(&mock, "llama3"));
     let broken = routed(&mock, "qwen").replace("  routes:", "  routez:");
     std::fs::write(gw.config_path(), broken).unwrap();
-    assert!(gw.wait_for_log("config reload failed"), "{}", gw.logs());
+    // The diagnostics are one multi-line log event; its help line comes last.
+    assert!(gw.wait_for_log("did you mean `routes`?"), "{}", gw.logs());
+    assert!(gw.logs().contains("config reload failed"));
     assert!(gw.logs().contains("config.yaml:5:3"), "line:col of the bad key:\n{}", gw.logs());
-    assert!(gw.logs().contains("did you mean `routes`?"));
     assert!(until_model(&gw, &mock, "llama3").await, "still the old routes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_file_is_not_applied() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&routed(&mock, "llama3"));
+    std::fs::write(gw.config_path(), "").unwrap();
+    assert!(gw.wait_for_log("config file is empty"), "{}", gw.logs());
+    assert!(until_model(&gw, &mock, "llama3").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
