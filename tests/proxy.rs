@@ -322,5 +322,5 @@ async fn sigterm_lets_an_open_stream_finish_then_exits_zero() {
     assert_eq!(r.body.as_ref(), fixture("openai/chat-stream.sse").as_slice(), "the stream completed");
     let status = gw.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
-    assert!(gw.logs().contains("received SIGTERM"));
+    assert!(gw.wait_for_log("received SIGTERM"));
 }

@@ -83,7 +83,7 @@ async fn sighup_reloads_when_watching_is_off() {
     std::fs::write(&path, routed(&mock, "qwen")).unwrap();
     gw.signal("HUP");
     assert!(until_model(&gw, &mock, "qwen").await, "{}", gw.logs());
-    assert!(gw.logs().contains("received SIGHUP"));
+    assert!(gw.wait_for_log("received SIGHUP"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
