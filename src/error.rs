@@ -26,11 +26,13 @@ pub struct ApiError {
     pub side: Side,
     /// For 405: the methods the path accepts.
     pub allow: Option<&'static str>,
+    /// Send `Retry-After: 1` (queue full or queue timeout).
+    pub retry_after: bool,
 }
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, code, message: message.into(), side: Side::Gateway, allow: None }
+        Self { status, kind, code, message: message.into(), side: Side::Gateway, allow: None, retry_after: false }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -84,6 +86,19 @@ impl ApiError {
         }
     }
 
+    /// 429 with `Retry-After`.
+    pub fn too_many(code: &'static str, message: impl Into<String>) -> Self {
+        Self { retry_after: true, ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", code, message) }
+    }
+
+    /// 503 with `Retry-After`: waited too long in a queue.
+    pub fn queue_timeout(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: true,
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "queue_timeout", message)
+        }
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self {
             side: Side::Upstream,
@@ -112,6 +127,9 @@ impl ApiError {
         resp.headers_mut().insert(SIDE_HEADER, HeaderValue::from_static(side));
         if let Some(allow) = self.allow {
             resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if self.retry_after {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

@@ -14,6 +14,7 @@ pub mod models;
 pub mod pool;
 pub mod providers;
 pub mod proxy;
+pub mod queue;
 pub mod relay;
 pub mod reload;
 pub mod request;

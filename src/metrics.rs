@@ -24,6 +24,8 @@ pub struct Metrics {
     pub inflight: IntGauge,
     pub endpoint_healthy: IntGaugeVec,
     pub reloads: IntCounterVec,
+    pub queue_depth: IntGaugeVec,
+    pub queue_wait: HistogramVec,
     pub last_reload_success: Gauge,
 }
 
@@ -64,6 +66,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         .expect("valid metric");
     r.register(Box::new(build.clone())).expect("unique metric");
     build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    let queue_depth = IntGaugeVec::new(Opts::new("llm_gateway_queue_depth", "Requests waiting for a slot"), &["scope"])
+        .expect("valid metric");
+    r.register(Box::new(queue_depth.clone())).expect("unique metric");
     Metrics {
         requests: counter(
             &r,
@@ -117,6 +122,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &["provider", "error_type"],
         ),
         reloads: counter(&r, "llm_gateway_config_reloads_total", "Config reloads", &["result"]),
+        queue_wait: histogram(
+            &r,
+            "llm_gateway_queue_wait_seconds",
+            "Time requests waited for a slot",
+            &["scope"],
+            TTFT_BUCKETS,
+        ),
+        queue_depth,
         inflight,
         endpoint_healthy,
         last_reload_success,

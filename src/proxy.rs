@@ -16,6 +16,7 @@ use crate::body::{Body, json};
 use crate::error::ApiError;
 use crate::pool::{Credential, EndpointTransport, Operation};
 use crate::providers::anthropic;
+use crate::queue::{self, Gate};
 use crate::relay::Relay;
 use crate::state::{Live, Shared};
 use crate::{auth, models, request, route, trace};
@@ -139,6 +140,45 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
     };
     drop(parsed);
 
+    let key_gate = key.and_then(|k| live.key_gates.get(&k.name).cloned());
+    let queued = key_gate.is_some() || live.plan.server.max_concurrent.is_some();
+    let job =
+        Job { live: live.clone(), kind: target.provider, op, body: upstream_body, stream, asked, credential, key_gate };
+    if stream && queued {
+        return queue::streaming(job, std::mem::replace(log, AccessLog::detached())).await;
+    }
+    attempt(&job, log, &mut |_| {}).await
+}
+
+/// Everything needed to send a request upstream, owned so a queued stream can finish it in
+/// its own task.
+pub(crate) struct Job {
+    pub live: Arc<Live>,
+    pub kind: ProviderKind,
+    pub op: Operation,
+    pub body: Bytes,
+    pub stream: bool,
+    pub asked: Option<anthropic::request::Asked>,
+    pub credential: Option<(http::HeaderName, HeaderValue)>,
+    pub key_gate: Option<Arc<Gate>>,
+}
+
+/// Waits for the key's and each endpoint's concurrency slots (reporting queue positions to
+/// `on_queue`), then tries the endpoints in order; the slots are held until the response
+/// body is finished.
+pub(crate) async fn attempt(
+    job: &Job,
+    log: &mut AccessLog,
+    on_queue: &mut (dyn FnMut(usize) + Send),
+) -> Result<Response<Body>, ApiError> {
+    let live = &job.live;
+    let pool = live.pool(job.kind).ok_or_else(|| ApiError::internal("no_provider", "provider vanished"))?;
+    let (op, stream, anthropic) = (job.op, job.stream, job.kind == ProviderKind::Anthropic);
+    let limits = &live.plan.server;
+    let mut permits = Vec::new();
+    if let Some(gate) = &job.key_gate {
+        permits.push(queue::admit(gate, "key", limits.queue_timeout, on_queue).await?);
+    }
     let timeout = live.plan.server.first_byte_timeout;
     let mut last_failure = None;
     let mut tried = 0;
@@ -150,17 +190,21 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
         };
         tried += 1;
         log.endpoint = Some(endpoint.name.clone());
+        let slot = match limits.max_concurrent {
+            Some(_) => Some(queue::admit(&endpoint.gate, &endpoint.name, limits.queue_timeout, on_queue).await?),
+            None => None,
+        };
         let mut up = Request::builder()
             .method(Method::POST)
             .uri(target.uris[op as usize].clone())
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, if stream { "text/event-stream" } else { "application/json" })
             .header(header::USER_AGENT, concat!("llm-gateway/", env!("CARGO_PKG_VERSION")))
-            .body(Full::new(upstream_body.clone()))
+            .body(Full::new(job.body.clone()))
             .map_err(|e| {
                 ApiError::internal("bad_upstream_request", format!("cannot build the upstream request: {e}"))
             })?;
-        if let Some((name, value)) = &credential {
+        if let Some((name, value)) = &job.credential {
             up.headers_mut().insert(name.clone(), value.clone());
         }
         if anthropic {
@@ -178,10 +222,12 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
                     log.error_type = Some(format!("http_{}", resp.status().as_u16()));
                 }
                 let log = std::mem::replace(log, AccessLog::detached());
-                return match &asked {
-                    Some(asked) => from_anthropic(resp, asked, live, log).await,
-                    None => Ok(relay(resp, live, log)),
+                permits.extend(slot);
+                let resp = match &job.asked {
+                    Some(asked) => from_anthropic(resp, asked, live, log).await?,
+                    None => relay(resp, live, log),
                 };
+                return Ok(queue::hold(resp, permits));
             }
             Err(_) => ApiError::gateway_timeout(format!(
                 "{who} did not answer within {} s (timeouts.first_byte_seconds)",

@@ -15,6 +15,8 @@ pub struct Live {
     pub plan: Arc<Plan>,
     /// Indexed by [`ProviderKind::index`].
     pub pools: [Option<Arc<Pool>>; 3],
+    /// Per virtual key, with `limits.max_concurrent_per_key`.
+    pub key_gates: std::collections::HashMap<String, Arc<crate::queue::Gate>>,
 }
 
 /// Pools with endpoints that are new in this plan (their indices), to probe before use.
@@ -29,17 +31,29 @@ impl Live {
     /// (its connections, health and models).
     pub fn reconciled(plan: Plan, old: Option<&Live>) -> (Self, Fresh) {
         let connect = plan.server.connect_timeout;
+        let limits = &plan.server;
         let mut fresh = Vec::new();
         let pools = ProviderKind::ALL.map(|k| {
             let p = plan.provider(k)?;
             let (pool, new) = Pool::reconciled(p, connect, old.and_then(|o| o.pool(k)));
+            if let Some(limit) = limits.max_concurrent {
+                for e in &pool.endpoints {
+                    e.limit(limit, limits.max_queue);
+                }
+            }
             let pool = Arc::new(pool);
             if !new.is_empty() {
                 fresh.push((pool.clone(), new));
             }
             Some(pool)
         });
-        (Self { plan: Arc::new(plan), pools }, fresh)
+        let key_gates = match (&plan.keys, plan.server.max_concurrent_per_key) {
+            (Some(keys), Some(limit)) => {
+                keys.names().map(|n| (n.to_owned(), crate::queue::Gate::new(limit, plan.server.max_queue))).collect()
+            }
+            _ => Default::default(),
+        };
+        (Self { plan: Arc::new(plan), pools, key_gates }, fresh)
     }
 
     pub fn pool(&self, kind: ProviderKind) -> Option<&Pool> {

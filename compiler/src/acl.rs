@@ -83,6 +83,11 @@ impl KeyTable {
         self.keys.len()
     }
 
+    /// The names of every key.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| k.name.as_str())
+    }
+
     /// The hashes of every key (to tell which keys a reload adds or removes).
     pub fn hashes(&self) -> Vec<KeyHash> {
         self.by_hash.keys().copied().collect()

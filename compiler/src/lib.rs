@@ -101,12 +101,26 @@ fn server(cx: &mut decode::Cx, timeouts: Option<&raw::Timeouts>, limits: Option<
     let secs = |cx: &mut decode::Cx, name: &str, field: &Option<decode::Spanned<i64>>, default: u64| {
         std::time::Duration::from_secs(endpoints::bounded(cx, &format!("timeouts.{name}"), field, default, day))
     };
-    let max_body = limits.and_then(|l| l.max_body_bytes.clone());
+    let l = limits.cloned().unwrap_or_default();
+    let max_body = l.max_body_bytes.clone();
+    let optional = |cx: &mut decode::Cx, name: &str, field: &Option<decode::Spanned<i64>>| {
+        field.as_ref().map(|_| endpoints::bounded(cx, &format!("limits.{name}"), field, 1, 1_000_000) as usize)
+    };
     plan::ServerPlan {
         connect_timeout: secs(cx, "connect_seconds", &t.connect_seconds, 10),
         first_byte_timeout: secs(cx, "first_byte_seconds", &t.first_byte_seconds, 600),
         idle_stream_timeout: secs(cx, "idle_stream_seconds", &t.idle_stream_seconds, 300),
         drain_timeout: secs(cx, "drain_seconds", &t.drain_seconds, 30),
         max_body_bytes: endpoints::bounded(cx, "limits.max_body_bytes", &max_body, 32 << 20, 1 << 32) as usize,
+        max_concurrent: optional(cx, "max_concurrent", &l.max_concurrent),
+        max_concurrent_per_key: optional(cx, "max_concurrent_per_key", &l.max_concurrent_per_key),
+        max_queue: endpoints::bounded(cx, "limits.max_queue", &l.max_queue, 100, 1_000_000) as usize,
+        queue_timeout: std::time::Duration::from_secs(endpoints::bounded(
+            cx,
+            "limits.queue_timeout_seconds",
+            &l.queue_timeout_seconds,
+            60,
+            day,
+        )),
     }
 }

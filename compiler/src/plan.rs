@@ -37,6 +37,12 @@ pub struct ServerPlan {
     pub idle_stream_timeout: Duration,
     pub drain_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Per endpoint; `None`: unlimited.
+    pub max_concurrent: Option<usize>,
+    /// Per virtual key; `None`: unlimited.
+    pub max_concurrent_per_key: Option<usize>,
+    pub max_queue: usize,
+    pub queue_timeout: Duration,
 }
 
 impl Plan {

@@ -55,6 +55,16 @@ section! {
         /// Largest accepted request body in bytes; larger gets 413. Default 33554432 (32 MiB).
         #[schemars(extend("default" = 33554432))]
         max_body_bytes: S<i64>,
+        /// Requests one endpoint serves at once; more wait in a FIFO queue. Absent: no limit.
+        max_concurrent: S<i64>,
+        /// Requests one virtual key may have served at once; more wait. Absent: no limit.
+        max_concurrent_per_key: S<i64>,
+        /// Requests that may wait in one queue; more get 429 with `Retry-After`. Default 100.
+        #[schemars(extend("default" = 100))]
+        max_queue: S<i64>,
+        /// Seconds a request may wait in a queue before it gets 503. Default 60.
+        #[schemars(extend("default" = 60))]
+        queue_timeout_seconds: S<i64>,
     }
 }
 

@@ -73,6 +73,9 @@ pub struct Endpoint {
     identity: (String, Transport, std::time::Duration),
     pub transport: EndpointTransport,
     healthy: AtomicBool,
+    /// With `limits.max_concurrent`: the endpoint's slots and queue (kept across reloads
+    /// with the endpoint, so a reload does not reset who is waiting).
+    pub gate: Arc<crate::queue::Gate>,
     /// Model ids from the last successful probe.
     models: ArcSwap<Vec<String>>,
 }
@@ -274,12 +277,18 @@ impl Endpoint {
             transport,
             // Healthy until the first probe (which runs before traffic is accepted) says otherwise.
             healthy: AtomicBool::new(true),
+            gate: crate::queue::Gate::new(usize::MAX, usize::MAX),
             models: ArcSwap::from_pointee(Vec::new()),
         }
     }
 
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Applies the plan's concurrency limit to this endpoint's gate.
+    pub fn limit(&self, max_concurrent: usize, max_queue: usize) {
+        self.gate.set_limits(max_concurrent, max_queue);
     }
 
     /// Whether the last probe listed `model`.

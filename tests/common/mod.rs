@@ -199,6 +199,7 @@ async fn answer(
             }
             "break" => sse(Duration::from_millis(10), Some(2)),
             "slow-stream" => sse(Duration::from_millis(300), None),
+            "medium-stream" => sse(Duration::from_millis(60), None),
             _ if stream => sse(Duration::from_millis(5), None),
             _ => ok("openai/chat.json"),
         },

@@ -1,0 +1,412 @@
+//! Concurrency limits with a FIFO queue whose positions are observable, so streaming
+//! clients can be told where they stand (`: queue position 3`).
+//!
+//! A [`Gate`] admits up to `limit` requests; later ones take a numbered ticket and are
+//! admitted strictly in ticket order. A ticket dropped while waiting (the client left) is
+//! skipped; a permit dropped frees its slot. Every change bumps a watch channel that waiting
+//! tickets listen to.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Body as HttpBody, Frame};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::access_log::AccessLog;
+use crate::body::{Body, BoxError};
+use crate::error::ApiError;
+use crate::metrics;
+use crate::proxy::{Job, attempt};
+
+pub struct Gate {
+    limit: AtomicUsize,
+    max_queue: AtomicUsize,
+    state: Mutex<State>,
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    active: usize,
+    /// The oldest ticket still waiting (or the next to be handed out when none waits).
+    head: u64,
+    /// The next ticket number to hand out.
+    tail: u64,
+    /// Tickets at or after `head` whose holders left.
+    left: BTreeSet<u64>,
+}
+
+impl State {
+    fn waiting(&self) -> usize {
+        (self.tail - self.head) as usize - self.left.len()
+    }
+
+    /// Moves `head` past tickets whose holders left.
+    fn skip_left(&mut self) {
+        while self.left.remove(&self.head) {
+            self.head += 1;
+        }
+    }
+}
+
+/// The queue is full: the caller should answer 429.
+#[derive(Debug)]
+pub struct Full;
+
+/// A slot; dropping it frees the slot for the next in line.
+pub struct Permit {
+    gate: Arc<Gate>,
+}
+
+/// A place in the queue.
+pub struct Ticket {
+    gate: Arc<Gate>,
+    number: u64,
+    seen: watch::Receiver<u64>,
+    admitted: bool,
+}
+
+impl Gate {
+    pub fn new(limit: usize, max_queue: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit: AtomicUsize::new(limit),
+            max_queue: AtomicUsize::new(max_queue),
+            state: Mutex::default(),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    /// New limits (a reload); waiting tickets re-check at once.
+    pub fn set_limits(&self, limit: usize, max_queue: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+        self.max_queue.store(max_queue, Ordering::Relaxed);
+        self.notify();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent at every unlock, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A slot now, or a ticket to wait with, or [`Full`].
+    pub fn enter(self: &Arc<Self>) -> Result<Result<Permit, Ticket>, Full> {
+        let mut s = self.lock();
+        if s.waiting() == 0 && s.active < self.limit.load(Ordering::Relaxed) {
+            s.active += 1;
+            return Ok(Ok(Permit { gate: self.clone() }));
+        }
+        if s.waiting() >= self.max_queue.load(Ordering::Relaxed) {
+            return Err(Full);
+        }
+        let number = s.tail;
+        s.tail += 1;
+        drop(s);
+        Ok(Err(Ticket { gate: self.clone(), number, seen: self.changed.subscribe(), admitted: false }))
+    }
+
+    /// Requests waiting in this queue.
+    pub fn depth(&self) -> usize {
+        self.lock().waiting()
+    }
+}
+
+impl Ticket {
+    /// 1 when next in line.
+    pub fn position(&self) -> usize {
+        let s = self.gate.lock();
+        (self.number - s.head) as usize - s.left.range(..self.number).count() + 1
+    }
+
+    /// The permit, if this ticket is first in line and a slot is free.
+    pub fn try_admit(&mut self) -> Option<Permit> {
+        let mut s = self.gate.lock();
+        if s.head != self.number || s.active >= self.gate.limit.load(Ordering::Relaxed) {
+            return None;
+        }
+        s.head += 1;
+        s.skip_left();
+        s.active += 1;
+        drop(s);
+        self.admitted = true;
+        // The next in line moved up.
+        self.gate.notify();
+        Some(Permit { gate: self.gate.clone() })
+    }
+
+    /// Waits until something in the queue changed.
+    pub async fn changed(&mut self) {
+        let _ = self.seen.changed().await;
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.admitted {
+            return;
+        }
+        let mut s = self.gate.lock();
+        s.left.insert(self.number);
+        s.skip_left();
+        drop(s);
+        self.gate.notify();
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.gate.lock().active -= 1;
+        self.gate.notify();
+    }
+}
+
+/// Waits for a slot of `gate`, telling `on_queue` each new position; `scope` names the
+/// queue in metrics. Full queue: 429; waited too long: 503; both with `Retry-After`.
+pub async fn admit(
+    gate: &Arc<Gate>,
+    scope: &str,
+    timeout: std::time::Duration,
+    on_queue: &mut (dyn FnMut(usize) + Send),
+) -> Result<Permit, ApiError> {
+    let m = metrics::get();
+    let mut ticket = match gate.enter() {
+        Ok(Ok(permit)) => return Ok(permit),
+        Ok(Err(ticket)) => ticket,
+        Err(Full) => {
+            return Err(ApiError::too_many("queue_full", format!("the queue for {scope} is full; retry shortly")));
+        }
+    };
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    let mut last = 0;
+    let permit = loop {
+        m.queue_depth.with_label_values(&[scope]).set(gate.depth() as i64);
+        if let Some(p) = ticket.try_admit() {
+            break p;
+        }
+        let position = ticket.position();
+        if position != last {
+            on_queue(position);
+            last = position;
+        }
+        tokio::select! {
+            () = ticket.changed() => {}
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(ApiError::queue_timeout(format!(
+                    "waited {} s in the queue for {scope} (limits.queue_timeout_seconds)",
+                    timeout.as_secs()
+                )));
+            }
+        }
+    };
+    m.queue_depth.with_label_values(&[scope]).set(gate.depth() as i64);
+    m.queue_wait.with_label_values(&[scope]).observe(started.elapsed().as_secs_f64());
+    Ok(permit)
+}
+
+/// A response body that keeps concurrency slots until it is finished or dropped.
+struct Held {
+    inner: Body,
+    _permits: Vec<Permit>,
+}
+
+impl HttpBody for Held {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pub fn hold(resp: Response<Body>, permits: Vec<Permit>) -> Response<Body> {
+    if permits.is_empty() {
+        return resp;
+    }
+    resp.map(|inner| Held { inner, _permits: permits }.boxed())
+}
+
+/// How a queued stream's task first answers.
+enum First {
+    /// It is waiting at this position: answer with an event stream now.
+    Queued(usize),
+    /// It never waited: the ordinary response (or error), unchanged.
+    Done(Response<Body>),
+}
+
+/// Writes the request's log line with its error.
+fn failed(mut log: AccessLog, e: &ApiError) {
+    log.status = e.status.as_u16();
+    log.error = Some(e.message.clone());
+}
+
+fn comment(position: usize) -> Bytes {
+    Bytes::from(format!(": queue position {position}\n\n"))
+}
+
+/// A streaming request that may have to queue. If it is admitted at once, the answer is the
+/// ordinary one. If it has to wait, the client gets an event stream at once, SSE comments
+/// `: queue position N` as its place changes (SDKs ignore comments), then the upstream's
+/// events — or an error event, since the status line has gone out. A client that leaves
+/// leaves the queue.
+pub(crate) async fn streaming(job: Job, mut log: AccessLog) -> Result<Response<Body>, ApiError> {
+    let (first_tx, first_rx) = oneshot::channel::<First>();
+    let (tx, rx) = mpsc::channel::<Bytes>(32);
+    tokio::spawn(async move {
+        let mut first = Some(first_tx);
+        let result = {
+            let mut on_queue = |position: usize| match first.take() {
+                Some(f) => {
+                    let _ = f.send(First::Queued(position));
+                }
+                None => {
+                    let _ = tx.try_send(comment(position));
+                }
+            };
+            // The receiver lives until the answer is chosen, and then in the response body:
+            // it closes only when a queued client leaves, which drops the ticket too.
+            tokio::select! {
+                r = attempt(&job, &mut log, &mut on_queue) => r,
+                () = tx.closed() => return,
+            }
+        };
+        match (first.take(), result) {
+            (Some(f), Ok(resp)) => {
+                let _ = f.send(First::Done(resp));
+            }
+            (Some(f), Err(e)) => {
+                failed(log, &e);
+                let _ = f.send(First::Done(e.response()));
+            }
+            (None, Ok(resp)) => {
+                let ok = resp.status().is_success();
+                let mut body = resp.into_body();
+                if !ok {
+                    // The status line went out long ago: the upstream's error becomes an event.
+                    let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                    let text = String::from_utf8_lossy(&bytes);
+                    let _ = tx.send(Bytes::from(format!("data: {}\n\n", text.trim()))).await;
+                    return;
+                }
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Ok(data) = frame.into_data() {
+                        if tx.send(data).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            (None, Err(e)) => {
+                failed(log, &e);
+                let _ = tx.send(Bytes::from(format!("data: {}\n\n", e.body()))).await;
+            }
+        }
+    });
+    match first_rx.await {
+        Ok(First::Done(resp)) => Ok(resp),
+        Ok(First::Queued(position)) => {
+            let head = futures_util::stream::once(async move { comment(position) });
+            let rest = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+            let frames = futures_util::StreamExt::map(futures_util::StreamExt::chain(head, rest), |b| {
+                Ok::<_, BoxError>(Frame::data(b))
+            });
+            let mut resp = Response::new(StreamBody::new(frames).boxed());
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            *resp.status_mut() = StatusCode::OK;
+            Ok(resp)
+        }
+        Err(_) => Err(ApiError::internal("queue_task_failed", "the queued request's task ended unexpectedly")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(g: &Arc<Gate>) -> Ticket {
+        match g.enter() {
+            Ok(Err(t)) => t,
+            _ => panic!("expected to queue"),
+        }
+    }
+
+    #[test]
+    fn admits_up_to_the_limit_then_queues_in_order() {
+        let g = Gate::new(1, 10);
+        let first = g.enter().unwrap().ok().unwrap();
+        let mut t: Vec<Ticket> = (0..4).map(|_| ticket(&g)).collect();
+        assert_eq!(t.iter().map(Ticket::position).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert!(t[1].try_admit().is_none(), "not first in line");
+        assert!(t[0].try_admit().is_none(), "no free slot");
+        drop(first);
+        let p = t[0].try_admit().expect("first in line, slot free");
+        assert_eq!(t[1..].iter().map(Ticket::position).collect::<Vec<_>>(), [1, 2, 3]);
+        drop(p);
+        assert_eq!(g.depth(), 3);
+    }
+
+    #[test]
+    fn a_ticket_that_leaves_frees_its_place() {
+        let g = Gate::new(1, 10);
+        let busy = g.enter().unwrap().ok().unwrap();
+        let a = ticket(&g);
+        let b = ticket(&g);
+        let mut c = ticket(&g);
+        drop(b);
+        assert_eq!(c.position(), 2);
+        drop(a);
+        assert_eq!(c.position(), 1);
+        drop(busy);
+        assert!(c.try_admit().is_some());
+        assert_eq!(g.depth(), 0);
+        assert!(g.enter().unwrap().is_err(), "the admitted ticket holds the only slot");
+    }
+
+    #[test]
+    fn a_full_queue_refuses() {
+        let g = Gate::new(1, 2);
+        let _busy = g.enter().unwrap().ok().unwrap();
+        let _a = ticket(&g);
+        let _b = ticket(&g);
+        assert!(g.enter().is_err());
+    }
+
+    #[tokio::test]
+    async fn waiters_hear_about_changes() {
+        let g = Gate::new(1, 10);
+        let busy = g.enter().unwrap().ok().unwrap();
+        let mut t = ticket(&g);
+        let waiter = tokio::spawn(async move {
+            loop {
+                if let Some(p) = t.try_admit() {
+                    return p;
+                }
+                t.changed().await;
+            }
+        });
+        tokio::task::yield_now().await;
+        drop(busy);
+        let _p = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,152 @@
+//! Concurrency limits and the queue: streaming clients see their position count down,
+//! a client that leaves frees its place, a full queue answers 429, a long wait 503.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Gateway, Mock, fixture, post_json, send};
+use http_body_util::{BodyExt, Full};
+
+fn config(mock: &Mock, limits: &str) -> String {
+    format!("providers:\n  local:\n    base_url: {}\nlimits:\n{limits}", mock.url())
+}
+
+const STREAM: &str = r#"{"model":"medium-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#;
+
+/// Queue positions announced at the start of a body, and the rest of it.
+fn split(body: &str) -> (Vec<usize>, &str) {
+    let mut positions = Vec::new();
+    let mut rest = body;
+    while let Some(after) = rest.strip_prefix(": queue position ") {
+        let (n, tail) = after.split_once("\n\n").unwrap();
+        positions.push(n.parse().unwrap());
+        rest = tail;
+    }
+    (positions, rest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_streams_see_their_position_count_down_and_all_complete() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock, "  max_concurrent: 1\n"));
+    let url = gw.url("/v1/chat/completions");
+    let tasks: Vec<_> = (0..5)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(40 * i)).await;
+                post_json(&url, STREAM).await
+            })
+        })
+        .collect();
+    let mut firsts = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status.as_u16(), 200);
+        let text = r.text();
+        let (positions, rest) = split(&text);
+        assert_eq!(
+            rest.as_bytes(),
+            fixture("openai/chat-stream.sse").as_slice(),
+            "the stream after the comments is intact"
+        );
+        if let Some(&first) = positions.first() {
+            let expected: Vec<usize> = (1..=first).rev().collect();
+            assert_eq!(positions, expected, "counts down one by one");
+            firsts.push(first);
+        }
+    }
+    firsts.sort();
+    assert_eq!(firsts, [1, 2, 3, 4], "one stream ran at once, four waited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_the_queue_frees_its_place() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock, "  max_concurrent: 1\n"));
+    let url = gw.url("/v1/chat/completions");
+    let holder = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            post_json(&url, r#"{"model":"slow-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let open = |body: &'static str| {
+        let req = http::Request::post(url.clone()).body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap();
+        client.request(req)
+    };
+    let mut leaver = open(STREAM).await.unwrap().into_body();
+    let first = leaver.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first.as_ref(), b": queue position 1\n\n");
+    drop(leaver);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut next = open(STREAM).await.unwrap().into_body();
+    let first = next.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first.as_ref(), b": queue position 1\n\n", "the one who left is no longer ahead");
+    assert_eq!(holder.await.unwrap().status.as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_is_429_and_a_long_wait_503() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock, "  max_concurrent: 1\n  max_queue: 1\n  queue_timeout_seconds: 1\n"));
+    let url = gw.url("/v1/chat/completions");
+    let holder = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            post_json(&url, r#"{"model":"slow-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiter = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            post_json(&url, r#"{"model":"llama3","messages":[{"role":"user","content":"x"}]}"#).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = post_json(&url, r#"{"model":"llama3","messages":[{"role":"user","content":"x"}]}"#).await;
+    assert_eq!(r.status.as_u16(), 429);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["error"]["code"], "queue_full");
+    let r = waiter.await.unwrap();
+    assert_eq!(r.status.as_u16(), 503, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "queue_timeout");
+    assert_eq!(holder.await.unwrap().status.as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_limits_hold_one_key_back_not_the_others() {
+    let mock = Mock::start().await;
+    let keys = "api_keys:\n  enabled: true\n  keys:\n    - name: alice\n      key: sk-gw-alice-0123456789abcdef\n    - name: bob\n      key: sk-gw-bob-0123456789abcdef\n";
+    let gw = Gateway::start(&format!(
+        "{}{keys}",
+        config(&mock, "  max_concurrent_per_key: 1\n  queue_timeout_seconds: 1\n")
+    ));
+    let url = gw.url("/v1/chat/completions");
+    let alice = ("authorization", "Bearer sk-gw-alice-0123456789abcdef");
+    let holder = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            send(
+                "POST",
+                &url,
+                &[alice],
+                r#"{"model":"slow-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let quick = r#"{"model":"llama3","messages":[{"role":"user","content":"x"}]}"#;
+    let bob = send("POST", &url, &[("authorization", "Bearer sk-gw-bob-0123456789abcdef")], quick).await;
+    assert_eq!(bob.status.as_u16(), 200, "bob is not behind alice");
+    let second = send("POST", &url, &[alice], quick).await;
+    assert_eq!(second.status.as_u16(), 503, "alice's second request waits for her first");
+    assert_eq!(holder.await.unwrap().status.as_u16(), 200);
+}
