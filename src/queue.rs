@@ -307,10 +307,10 @@ pub(crate) async fn streaming(job: Job, mut log: AccessLog) -> Result<Response<B
                     return;
                 }
                 while let Some(Ok(frame)) = body.frame().await {
-                    if let Ok(data) = frame.into_data() {
-                        if tx.send(data).await.is_err() {
-                            return;
-                        }
+                    if let Ok(data) = frame.into_data()
+                        && tx.send(data).await.is_err()
+                    {
+                        return;
                     }
                 }
             }
@@ -378,7 +378,7 @@ mod tests {
         drop(a);
         assert_eq!(c.position(), 1);
         drop(busy);
-        assert!(c.try_admit().is_some());
+        let _slot = c.try_admit().expect("first in line, slot free");
         assert_eq!(g.depth(), 0);
         assert!(g.enter().unwrap().is_err(), "the admitted ticket holds the only slot");
     }
