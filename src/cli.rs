@@ -33,6 +33,11 @@ pub enum Command {
     ///
     /// With --name, print a YAML entry ready to paste under `api_keys.keys`.
     Genkey(GenkeyArgs),
+    /// List, add, remove or rotate the keys of a keys file (`api_keys.keys_file`).
+    ///
+    /// A running gateway picks the change up within a second. New keys are stored as
+    /// `key_sha256` and printed once on standard output.
+    Keys(KeysArgs),
     /// Print the JSON Schema of the config file (for editors and CI).
     Schema,
     /// Print the version.
@@ -87,6 +92,35 @@ pub enum Format {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct KeysArgs {
+    /// The keys file (created by `add` when missing).
+    #[arg(long, short)]
+    pub file: PathBuf,
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Names, masked keys and allowed globs.
+    List,
+    /// A new key for NAME.
+    Add {
+        name: String,
+        /// Comma-separated globs of allowed models.
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Comma-separated globs of allowed routes.
+        #[arg(long, value_delimiter = ',')]
+        routes: Vec<String>,
+    },
+    /// Remove NAME's key.
+    Remove { name: String },
+    /// A new value for NAME's key (the old one stops working).
+    Rotate { name: String },
+}
+
+#[derive(clap::Args, Debug)]
 pub struct GenkeyArgs {
     /// Name of the key: prints a YAML entry instead of the bare key.
     #[arg(long)]
@@ -109,6 +143,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => crate::cmd::run::run(args),
         Command::Check(args) => crate::cmd::check::run(args),
         Command::Genkey(args) => crate::cmd::genkey::run(args),
+        Command::Keys(args) => crate::cmd::keys::run(args),
         Command::Schema => {
             print!("{}", llm_gateway_compiler::schema::json());
             crate::exit::code(crate::exit::OK)

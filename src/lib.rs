@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod error;
 pub mod exit;
 pub mod logging;

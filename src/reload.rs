@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use llm_gateway_compiler::Plan;
 use llm_gateway_compiler::plan::{ListenAddr, ZrokShare};
-use llm_gateway_compiler::{Plan, ProcessEnv, compile};
 use notify::Watcher;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -98,23 +98,21 @@ impl Reloader {
             error!("config reload failed: config file is empty; still serving the previous config");
             return;
         }
-        let mut plan = match compile(&source, &ProcessEnv) {
-            Ok(c) => {
-                if !c.warnings.is_empty() {
-                    warn!("config {name} has warnings:\n{}", c.warnings.render(&name, &source));
-                }
-                c.plan
-            }
-            Err(diags) => {
-                metrics::get().reloads.with_label_values(&["failure"]).inc();
-                error!(
-                    "config reload failed: {} error(s); still serving the previous config\n{}",
-                    diags.errors(),
-                    diags.render(&name, &source)
-                );
-                return;
-            }
-        };
+        let loaded = crate::config::load(&self.path, &name, source);
+        let problem = loaded
+            .unreadable
+            .clone()
+            .or_else(|| loaded.plan.is_none().then(|| format!("{} error(s)", loaded.errors())));
+        if let Some(problem) = problem {
+            metrics::get().reloads.with_label_values(&["failure"]).inc();
+            error!("config reload failed: {problem}; still serving the previous config\n{}", loaded.render());
+            return;
+        }
+        let warnings = loaded.render();
+        if !warnings.is_empty() {
+            warn!("config {name} has warnings:\n{warnings}");
+        }
+        let Some(mut plan) = loaded.plan else { return };
         if plan.hash == self.hash {
             metrics::get().reloads.with_label_values(&["unchanged"]).inc();
             return;
@@ -207,19 +205,27 @@ fn describe(old: &Plan, new: &Plan) -> String {
     parts.join(", ")
 }
 
-/// Sends a trigger for every change in the config file's directory. The returned watcher
-/// must be kept alive.
-pub fn watch(path: &Path, tx: mpsc::UnboundedSender<()>) -> notify::Result<notify::RecommendedWatcher> {
-    let dir = match path.parent() {
+/// Sends a trigger for every change in the directory of the config file (and of its keys
+/// file). The returned watcher must be kept alive.
+pub fn watch(
+    path: &Path,
+    keys: Option<&Path>,
+    tx: mpsc::UnboundedSender<()>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    let dir_of = |p: &Path| match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
+    let dir = dir_of(path);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
             let _ = tx.send(());
         }
     })?;
     watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    if let Some(keys_dir) = keys.map(dir_of).filter(|d| *d != dir) {
+        watcher.watch(&keys_dir, notify::RecursiveMode::NonRecursive)?;
+    }
     Ok(watcher)
 }
 

@@ -83,6 +83,21 @@ impl KeyTable {
         self.keys.len()
     }
 
+    /// Adds the keys of a keys file; a name or key already present is refused.
+    pub fn extend(&mut self, more: Vec<(KeyHash, KeyEntry)>) -> Result<(), String> {
+        for (hash, entry) in more {
+            if self.by_hash.contains_key(&hash) {
+                return Err(format!("key `{}` is also in the config", entry.name));
+            }
+            if self.keys.iter().any(|k| k.name == entry.name) {
+                return Err(format!("key name `{}` is also in the config", entry.name));
+            }
+            self.by_hash.insert(hash, self.keys.len());
+            self.keys.push(entry);
+        }
+        Ok(())
+    }
+
     /// The names of every key.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.keys.iter().map(|k| k.name.as_str())
@@ -102,24 +117,33 @@ impl KeyTable {
 pub(crate) fn compile(cx: &mut Cx, raw: &Spanned<raw::ApiKeys>, routing: Option<&RoutingPlan>) -> Option<KeyTable> {
     let list: &[Spanned<raw::ApiKey>] = raw.keys.as_ref().map(|l| l.value.as_slice()).unwrap_or_default();
     let enabled = raw.enabled.as_ref().is_some_and(|e| e.value);
-    if enabled && list.is_empty() {
+    let has_file = crate::endpoints::non_empty(&raw.keys_file).is_some();
+    if enabled && list.is_empty() && !has_file {
         cx.at("api_keys", |cx| {
             cx.error_help(raw.span.clone(), "`api_keys.enabled` is true but there are no keys", "add a key (`llm-gateway genkey --name NAME`), or set `enabled: false`; the anchor silently left the gateway open here")
         });
     }
+    let entries = entries(cx, "api_keys.keys", list, routing);
+    enabled.then(|| KeyTable::new(entries))
+}
+
+/// Compiles a list of key entries (the config's `api_keys.keys`, or a keys file's `keys`).
+pub(crate) fn entries(
+    cx: &mut Cx,
+    prefix: &str,
+    list: &[Spanned<raw::ApiKey>],
+    routing: Option<&RoutingPlan>,
+) -> Vec<(KeyHash, KeyEntry)> {
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut hashes: HashMap<KeyHash, usize> = HashMap::new();
     let mut entries = Vec::new();
     for (i, k) in list.iter().enumerate() {
-        let path = format!("api_keys.keys[{i}]");
+        let path = format!("{prefix}[{i}]");
         let name = match non_empty(&k.name) {
             Some(n) => {
                 if let Some(first) = names.insert(n.value.clone(), i) {
                     cx.at(&format!("{path}.name"), |cx| {
-                        cx.error(
-                            n.span.clone(),
-                            format!("duplicate key name `{}` (also api_keys.keys[{first}])", n.value),
-                        )
+                        cx.error(n.span.clone(), format!("duplicate key name `{}` (also {prefix}[{first}])", n.value))
                     });
                 }
                 n.value.clone()
@@ -179,7 +203,7 @@ pub(crate) fn compile(cx: &mut Cx, raw: &Spanned<raw::ApiKeys>, routing: Option<
                 cx.at(&format!("{path}.{field}"), |cx| {
                     cx.error_help(
                         span,
-                        format!("same key value as api_keys.keys[{first}]"),
+                        format!("same key value as {prefix}[{first}]"),
                         "every key must be unique; make a new one with `llm-gateway genkey`",
                     )
                 });
@@ -207,7 +231,7 @@ pub(crate) fn compile(cx: &mut Cx, raw: &Spanned<raw::ApiKeys>, routing: Option<
             entries.push((hash, KeyEntry::new(name, models, routes)));
         }
     }
-    enabled.then(|| KeyTable::new(entries))
+    entries
 }
 
 /// Compiles a list of globs; with `names`, a pattern without metacharacters must be one of them.

@@ -55,6 +55,42 @@ pub fn compile(source: &str, env: &dyn Env) -> Result<Compiled, Diagnostics> {
     if diags.has_errors() { Err(diags) } else { Ok(Compiled { plan, warnings: diags }) }
 }
 
+/// Compiles a keys file (`keys:` entries, as `api_keys.keys`), checking route names against
+/// the plan's routing. Warnings come back with the entries.
+pub fn compile_keys_file(
+    source: &str,
+    env: &dyn Env,
+    routing: Option<&plan::RoutingPlan>,
+) -> Result<(Vec<(acl::KeyHash, acl::KeyEntry)>, Diagnostics), Diagnostics> {
+    let mut cx = decode::Cx::new(env);
+    let file = decode_keys(source, &mut cx);
+    let list = file.keys.as_ref().map(|l| l.value.as_slice()).unwrap_or_default();
+    let entries = acl::entries(&mut cx, "keys", list, routing);
+    let mut diags = Diagnostics(cx.diags);
+    diags.sort();
+    if diags.has_errors() { Err(diags) } else { Ok((entries, diags)) }
+}
+
+/// A keys file as written, for tools that edit it.
+pub fn read_keys_file(source: &str, env: &dyn Env) -> Result<raw::KeysFile, Diagnostics> {
+    let mut cx = decode::Cx::new(env);
+    let file = decode_keys(source, &mut cx);
+    if cx.diags.iter().any(|d| d.severity == Severity::Error) { Err(Diagnostics(cx.diags)) } else { Ok(file) }
+}
+
+fn decode_keys(source: &str, cx: &mut decode::Cx) -> raw::KeysFile {
+    use decode::FromNode;
+    match yaml::parse(source) {
+        Ok(node) => raw::KeysFile::from_node(&node, cx).unwrap_or_default(),
+        Err(errors) => {
+            for e in errors {
+                cx.error(e.span, e.message);
+            }
+            raw::KeysFile::default()
+        }
+    }
+}
+
 fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str) -> Plan {
     let providers = endpoints::providers(cx, config.providers.as_deref());
     if providers.iter().all(Option::is_none) {
@@ -90,6 +126,12 @@ fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str) -> Plan {
             ) as usize,
         },
         keys,
+        keys_file: config
+            .api_keys
+            .as_ref()
+            .filter(|k| k.enabled.as_ref().is_some_and(|e| e.value))
+            .and_then(|k| endpoints::non_empty(&k.keys_file))
+            .map(|f| f.value.clone()),
         routing,
         server: server(cx, config.timeouts.as_deref(), config.limits.as_deref()),
     }

@@ -24,6 +24,9 @@ pub struct Plan {
     pub tracing: TracingPlan,
     /// `None`: no authentication.
     pub keys: Option<KeyTable>,
+    /// `api_keys.keys_file` as written (relative to the config file); its keys still have to
+    /// be added to `keys` (the compiler does no I/O).
+    pub keys_file: Option<String>,
     /// `None`: no `routing:` section.
     pub routing: Option<RoutingPlan>,
     pub server: ServerPlan,

@@ -7,6 +7,9 @@ use crate::decode::{FromNode, ProviderKey, SecretString, Spanned, section, strin
 type S<T> = Spanned<T>;
 type List<T> = Spanned<Vec<Spanned<T>>>;
 
+/// A list of strings as written (`allowed_models`, …).
+pub type ApiKeyList = List<String>;
+
 section! {
     /// llm-gateway configuration (compatible with openziti/llm-gateway's config.yaml).
     Config {
@@ -175,6 +178,16 @@ section! {
         /// Require a key on `/v1/*`. Enabled with no keys is an error (the anchor silently opened the gateway).
         #[schemars(extend("default" = false))]
         enabled: S<bool>,
+        keys: List<ApiKey>,
+        /// A separate file of keys (`keys:` list, same fields), relative to this file; watched
+        /// like the config and edited by `llm-gateway keys`.
+        keys_file: S<String>,
+    }
+}
+
+section! {
+    /// A keys file: `keys:` entries as in `api_keys.keys`.
+    KeysFile {
         keys: List<ApiKey>,
     }
 }

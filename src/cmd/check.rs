@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use llm_gateway_compiler::{Diagnostics, ProcessEnv, compile};
+use llm_gateway_compiler::Diagnostics;
 use serde_json::json;
 
 use crate::cli::{CheckArgs, Format};
@@ -27,26 +27,33 @@ pub fn run(args: CheckArgs) -> ExitCode {
                 continue;
             }
         };
-        let diags = match compile(&source, &ProcessEnv) {
-            Ok(compiled) => compiled.warnings,
-            Err(diags) => diags,
-        };
-        let failed = diags.has_errors() || (args.deny_warnings && diags.warnings() > 0);
-        if failed && status == exit::OK {
-            status = exit::CONFIG;
-        }
-        match args.format {
-            Format::Text => {
-                print!("{}", diags.render(&name, &source));
-                println!("{}", summary(&name, &diags, failed));
+        let loaded = crate::config::load(path, &name, source);
+        if let Some(why) = &loaded.unreadable {
+            match args.format {
+                Format::Text => eprintln!("error: {why}"),
+                Format::Json => files.push(json!({"file": name, "ok": false, "error": why})),
             }
-            Format::Json => files.push(json!({
-                "file": name,
-                "ok": !failed,
-                "errors": diags.errors(),
-                "warnings": diags.warnings(),
-                "diagnostics": diags.locate(&name, &source),
-            })),
+            status = exit::NO_INPUT;
+        }
+        for report in &loaded.reports {
+            let diags = &report.diags;
+            let failed = diags.has_errors() || (args.deny_warnings && diags.warnings() > 0);
+            if failed && status == exit::OK {
+                status = exit::CONFIG;
+            }
+            match args.format {
+                Format::Text => {
+                    print!("{}", report.render());
+                    println!("{}", summary(&report.name, diags, failed));
+                }
+                Format::Json => files.push(json!({
+                    "file": report.name,
+                    "ok": !failed,
+                    "errors": diags.errors(),
+                    "warnings": diags.warnings(),
+                    "diagnostics": diags.locate(&report.name, &report.source),
+                })),
+            }
         }
     }
     if args.format == Format::Json {

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod genkey;
+pub mod keys;
 pub mod run;
 
 use std::io::Read;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use llm_gateway_compiler::{Plan, ProcessEnv, compile, parse_listen};
+use llm_gateway_compiler::{Plan, parse_listen};
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
@@ -22,17 +22,18 @@ pub fn run(args: RunArgs) -> ExitCode {
             return exit::code(exit::NO_INPUT);
         }
     };
-    let compiled = match compile(&source, &ProcessEnv) {
-        Ok(c) => c,
-        Err(diags) => {
-            eprint!("{}", diags.render(&name, &source));
-            error!("{name} has {} error(s); not starting", diags.errors());
-            return exit::code(exit::CONFIG);
-        }
+    let loaded = crate::config::load(&args.config, &name, source);
+    eprint!("{}", loaded.render());
+    if let Some(why) = &loaded.unreadable {
+        error!("{why}; not starting");
+        return exit::code(exit::NO_INPUT);
+    }
+    let Some(plan) = loaded.plan else {
+        error!("the config has {} error(s); not starting", loaded.errors());
+        return exit::code(exit::CONFIG);
     };
-    eprint!("{}", compiled.warnings.render(&name, &source));
-    info!("loaded config '{name}' (sha256 {})", &compiled.plan.hash_hex()[..12]);
-    let mut plan = compiled.plan;
+    info!("loaded config '{name}' (sha256 {})", &plan.hash_hex()[..12]);
+    let mut plan = plan;
     let file_plan = FilePlan::of(&plan);
     if let Err(message) = apply_overrides(&mut plan, &args) {
         error!("{message}");
@@ -99,7 +100,8 @@ async fn serve(plan: Plan, reload: ReloadSetup) -> ExitCode {
         Some((path, file_plan, watch)) => {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             if watch {
-                match crate::reload::watch(&path, tx.clone()) {
+                let keys = shared.load().plan.keys_file.as_ref().map(|f| crate::config::keys_path(&path, f));
+                match crate::reload::watch(&path, keys.as_deref(), tx.clone()) {
                     Ok(w) => _watcher = Some(w),
                     Err(e) => warn!("cannot watch {} for changes ({e}); SIGHUP still reloads it", path.display()),
                 }
