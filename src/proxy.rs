@@ -8,8 +8,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use llm_gateway_compiler::keywords::{Message, RequestView};
 use llm_gateway_compiler::plan::ProviderKind;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::access_log::AccessLog;
 use crate::body::{Body, json};
@@ -81,7 +82,30 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
     if op == Operation::Chat && !parsed.has_messages() {
         return Err(ApiError::bad_request("messages_required", "messages is required"));
     }
-    let target = route::resolve(&live.plan, parsed.model.as_deref())?;
+    let routing_started = std::time::Instant::now();
+    let texts = std::sync::OnceLock::new();
+    let view = || RequestView {
+        messages: texts
+            .get_or_init(|| trace::role_texts(&parsed))
+            .iter()
+            .map(|(role, text): &(String, String)| Message { role, text: text.as_str().into() })
+            .collect(),
+        max_tokens: parsed.probe.max_tokens,
+        has_tools: parsed.has_tools(),
+    };
+    let target = route::resolve(&live.plan, parsed.model.as_deref(), &view)?;
+    if live.plan.routing.is_some() {
+        // The anchor's decision line, so its log tooling keeps working.
+        info!(
+            "semantic routing: key='{}' method={} route='{}' model='{}' confidence=1.00 latency={}ms cascade=[{}]",
+            log.key.as_deref().unwrap_or(""),
+            target.method,
+            target.route.as_deref().unwrap_or(""),
+            target.model,
+            routing_started.elapsed().as_millis(),
+            target.cascade.join(",")
+        );
+    }
     log.model_sent = Some(target.model.clone());
     log.route = target.route.clone();
     log.provider = Some(target.provider.label());

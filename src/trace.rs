@@ -26,6 +26,13 @@ pub fn text_of(content: &Value) -> String {
     }
 }
 
+/// Every message's role and text, for the heuristics.
+pub fn role_texts(parsed: &Parsed) -> Vec<(String, String)> {
+    let messages: Vec<Message> =
+        parsed.probe.messages.and_then(|m| serde_json::from_str(m.get()).ok()).unwrap_or_default();
+    messages.into_iter().map(|m| (m.role, text_of(&m.content))).collect()
+}
+
 pub fn truncate(text: &str, max_chars: usize) -> String {
     let escaped = text.replace('\n', "\\n");
     match escaped.char_indices().nth(max_chars) {

@@ -324,3 +324,25 @@ async fn sigterm_lets_an_open_stream_finish_then_exits_zero() {
     assert_eq!(status.code(), Some(0));
     assert!(gw.wait_for_log("received SIGTERM"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heuristic_rules_pick_the_route_for_auto() {
+    let mock = Mock::start().await;
+    let routing = "routing:\n  default_route: general\n  heuristics:\n    enabled: true\n    rules:\n      - match: { keywords: [translate], exclude: [code block] }\n        route: fast\n      - match: { has_tools: true }\n        route: tools\n  routes:\n    - name: fast\n      model: qwen\n    - name: tools\n      model: hermes\n    - name: general\n      model: llama3\n";
+    let gw = Gateway::start(&config(&mock, routing));
+    let url = gw.url("/v1/chat/completions");
+    let sent = |mock: &Mock| -> String {
+        let body: serde_json::Value = serde_json::from_slice(&mock.posts().last().unwrap().body).unwrap();
+        body["model"].as_str().unwrap().to_owned()
+    };
+    post_json(&url, r#"{"model":"auto","messages":[{"role":"user","content":"Please TRANSLATE this"}]}"#).await;
+    assert_eq!(sent(&mock), "qwen");
+    post_json(&url, r#"{"messages":[{"role":"user","content":"translate this code block"}]}"#).await;
+    assert_eq!(sent(&mock), "llama3", "the exclusion vetoes the keyword");
+    post_json(&url, r#"{"model":"auto","tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"user","content":"hi"}]}"#).await;
+    assert_eq!(sent(&mock), "hermes");
+    post_json(&url, r#"{"model":"mistral","messages":[{"role":"user","content":"translate"}]}"#).await;
+    assert_eq!(sent(&mock), "mistral", "an explicit model is kept");
+    assert!(gw.wait_for_log("semantic routing: key='' method=heuristic route='fast' model='qwen'"), "{}", gw.logs());
+    assert!(gw.logs().contains("cascade=[heuristic:no_match,default:general]"));
+}
