@@ -25,6 +25,7 @@ pub struct Metrics {
     pub endpoint_healthy: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub queue_depth: IntGaugeVec,
+    config_info: IntGaugeVec,
     pub queue_wait: HistogramVec,
     pub last_reload_success: Gauge,
 }
@@ -66,6 +67,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         .expect("valid metric");
     r.register(Box::new(build.clone())).expect("unique metric");
     build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    let config_info = IntGaugeVec::new(
+        Opts::new("llm_gateway_config_info", "The config being served (first 12 hex digits of its SHA-256)"),
+        &["sha256"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(config_info.clone())).expect("unique metric");
     let queue_depth = IntGaugeVec::new(Opts::new("llm_gateway_queue_depth", "Requests waiting for a slot"), &["scope"])
         .expect("valid metric");
     r.register(Box::new(queue_depth.clone())).expect("unique metric");
@@ -130,6 +137,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             TTFT_BUCKETS,
         ),
         queue_depth,
+        config_info,
         inflight,
         endpoint_healthy,
         last_reload_success,
@@ -139,6 +147,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 
 pub fn get() -> &'static Metrics {
     &METRICS
+}
+
+impl Metrics {
+    /// Records which config is being served, after a start or a successful reload.
+    pub fn config_loaded(&self, hash_hex: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[&hash_hex[..12.min(hash_hex.len())]]).set(1);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        self.last_reload_success.set(now);
+    }
 }
 
 /// The exposition text.

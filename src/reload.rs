@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use llm_gateway_compiler::Plan;
 use llm_gateway_compiler::plan::{ListenAddr, ZrokShare};
@@ -50,14 +50,9 @@ pub struct Reloader {
     hash: [u8; 32],
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 impl Reloader {
     /// `file_plan` is the plan as compiled from the file, before command-line overrides.
     pub fn new(path: &Path, shared: Shared, file_plan: &FilePlan, boot: BootClock) -> Self {
-        metrics::get().last_reload_success.set(unix_now() as f64);
         let live = shared.load_full();
         let checkers = live.pools.iter().flatten().filter_map(|p| health::spawn(p.clone(), boot.clone())).collect();
         Self {
@@ -152,7 +147,7 @@ impl Reloader {
         self.hash = live.plan.hash;
         self.fixed = new_fixed;
         metrics::get().reloads.with_label_values(&["success"]).inc();
-        metrics::get().last_reload_success.set(unix_now() as f64);
+        metrics::get().config_loaded(&live.plan.hash_hex());
         info!("config reloaded: {changes} (compiled in {compile_ms} ms, sha256 {})", &live.plan.hash_hex()[..12]);
     }
 }

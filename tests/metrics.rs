@@ -84,6 +84,8 @@ async fn counters_after_scripted_traffic() {
     assert_eq!(value(&s, "llm_gateway_requests_inflight", &[]), 1.0, "the scrape itself");
     assert_eq!(value(&s, "llm_gateway_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
     assert!(value(&s, "llm_gateway_config_last_reload_success_timestamp_seconds", &[]) > 1.7e9);
+    let config = s.samples.iter().find(|x| x.metric == "llm_gateway_config_info").expect("config info");
+    assert_eq!(config.labels.get("sha256").map(str::len), Some(12));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

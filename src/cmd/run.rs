@@ -90,6 +90,7 @@ async fn serve(plan: Plan, reload: ReloadSetup) -> ExitCode {
     };
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| plan.listen.to_string());
     let drain = plan.server.drain_timeout;
+    crate::metrics::get().config_loaded(&plan.hash_hex());
     let live = Live::new(plan);
     futures_util::future::join_all(live.pools.iter().flatten().map(|p| crate::pool::health::first_round(p))).await;
     let shared = Arc::new(ArcSwap::from_pointee(live));
