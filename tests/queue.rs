@@ -15,6 +15,25 @@ fn config(mock: &Mock, limits: &str) -> String {
 
 const STREAM: &str = r#"{"model":"medium-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#;
 
+/// Starts a 1.8 s stream that takes the slot, and gives it time to get there.
+async fn hold_the_slot(
+    url: &str,
+    headers: &'static [(&'static str, &'static str)],
+) -> tokio::task::JoinHandle<common::Reply> {
+    let url = url.to_owned();
+    let task = tokio::spawn(async move {
+        send(
+            "POST",
+            &url,
+            headers,
+            r#"{"model":"slow-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    task
+}
+
 /// Queue positions announced at the start of a body, and the rest of it.
 fn split(body: &str) -> (Vec<usize>, &str) {
     let mut positions = Vec::new();
@@ -67,13 +86,7 @@ async fn a_client_that_leaves_the_queue_frees_its_place() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, "  max_concurrent: 1\n"));
     let url = gw.url("/v1/chat/completions");
-    let holder = {
-        let url = url.clone();
-        tokio::spawn(async move {
-            post_json(&url, r#"{"model":"slow-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#).await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let holder = hold_the_slot(&url, &[]).await;
     let client =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
     let open = |body: &'static str| {
@@ -96,13 +109,7 @@ async fn a_full_queue_is_429_and_a_long_wait_503() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, "  max_concurrent: 1\n  max_queue: 1\n  queue_timeout_seconds: 1\n"));
     let url = gw.url("/v1/chat/completions");
-    let holder = {
-        let url = url.clone();
-        tokio::spawn(async move {
-            post_json(&url, r#"{"model":"slow-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#).await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let holder = hold_the_slot(&url, &[]).await;
     let waiter = {
         let url = url.clone();
         tokio::spawn(async move {
@@ -129,24 +136,12 @@ async fn per_key_limits_hold_one_key_back_not_the_others() {
         config(&mock, "  max_concurrent_per_key: 1\n  queue_timeout_seconds: 1\n")
     ));
     let url = gw.url("/v1/chat/completions");
-    let alice = ("authorization", "Bearer sk-gw-alice-0123456789abcdef");
-    let holder = {
-        let url = url.clone();
-        tokio::spawn(async move {
-            send(
-                "POST",
-                &url,
-                &[alice],
-                r#"{"model":"slow-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
-            )
-            .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    const ALICE: &[(&str, &str)] = &[("authorization", "Bearer sk-gw-alice-0123456789abcdef")];
+    let holder = hold_the_slot(&url, ALICE).await;
     let quick = r#"{"model":"llama3","messages":[{"role":"user","content":"x"}]}"#;
     let bob = send("POST", &url, &[("authorization", "Bearer sk-gw-bob-0123456789abcdef")], quick).await;
     assert_eq!(bob.status.as_u16(), 200, "bob is not behind alice");
-    let second = send("POST", &url, &[alice], quick).await;
+    let second = send("POST", &url, ALICE, quick).await;
     assert_eq!(second.status.as_u16(), 503, "alice's second request waits for her first");
     assert_eq!(holder.await.unwrap().status.as_u16(), 200);
 }
