@@ -15,12 +15,14 @@ fn config(mock: &Mock, limits: &str) -> String {
 
 const STREAM: &str = r#"{"model":"medium-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#;
 
-/// Starts a 1.8 s stream that takes the slot, and gives it time to get there.
+/// Starts a 1.8 s stream and returns once it holds the slot (the upstream has it).
 async fn hold_the_slot(
+    mock: &Mock,
     url: &str,
     headers: &'static [(&'static str, &'static str)],
 ) -> tokio::task::JoinHandle<common::Reply> {
     let url = url.to_owned();
+    let before = mock.posts().len();
     let task = tokio::spawn(async move {
         send(
             "POST",
@@ -30,8 +32,22 @@ async fn hold_the_slot(
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while mock.posts().len() == before {
+        assert!(std::time::Instant::now() < deadline, "the slot holder never reached the upstream");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     task
+}
+
+/// Opens a stream that has to queue and returns its body once its first position arrived.
+async fn queued(url: &str) -> (hyper::body::Incoming, Bytes) {
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = http::Request::post(url).body(Full::new(Bytes::from_static(STREAM.as_bytes()))).unwrap();
+    let mut body = client.request(req).await.unwrap().into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    (body, first)
 }
 
 /// Queue positions announced at the start of a body, and the rest of it.
@@ -51,13 +67,12 @@ async fn queued_streams_see_their_position_count_down_and_all_complete() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, "  max_concurrent: 1\n"));
     let url = gw.url("/v1/chat/completions");
-    let tasks: Vec<_> = (0..5)
-        .map(|i| {
+    // One stream holds the slot for 1.8 s; four more arrive meanwhile, in any order.
+    let holder = hold_the_slot(&mock, &url, &[]).await;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
             let url = url.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(40 * i)).await;
-                post_json(&url, STREAM).await
-            })
+            tokio::spawn(async move { post_json(&url, STREAM).await })
         })
         .collect();
     let mut firsts = Vec::new();
@@ -78,7 +93,9 @@ async fn queued_streams_see_their_position_count_down_and_all_complete() {
         }
     }
     firsts.sort();
-    assert_eq!(firsts, [1, 2, 3, 4], "one stream ran at once, four waited");
+    assert_eq!(firsts, [1, 2, 3, 4], "four streams waited, each told its place");
+    let held = holder.await.unwrap();
+    assert_eq!(split(&held.text()).0, Vec::<usize>::new(), "the first never waited");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,21 +103,24 @@ async fn a_client_that_leaves_the_queue_frees_its_place() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, "  max_concurrent: 1\n"));
     let url = gw.url("/v1/chat/completions");
-    let holder = hold_the_slot(&url, &[]).await;
-    let client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let open = |body: &'static str| {
-        let req = http::Request::post(url.clone()).body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap();
-        client.request(req)
-    };
-    let mut leaver = open(STREAM).await.unwrap().into_body();
-    let first = leaver.frame().await.unwrap().unwrap().into_data().unwrap();
+    let holder = hold_the_slot(&mock, &url, &[]).await;
+    let (leaver, first) = queued(&url).await;
     assert_eq!(first.as_ref(), b": queue position 1\n\n");
+    let (_stayer, first) = queued(&url).await;
+    assert_eq!(first.as_ref(), b": queue position 2\n\n");
     drop(leaver);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut next = open(STREAM).await.unwrap().into_body();
-    let first = next.frame().await.unwrap().unwrap().into_data().unwrap();
-    assert_eq!(first.as_ref(), b": queue position 1\n\n", "the one who left is no longer ahead");
+    // The one behind moves up as soon as the gateway notices the client left.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (probe, first) = queued(&url).await;
+        if first.as_ref() == b": queue position 2\n\n" {
+            break;
+        }
+        assert_eq!(first.as_ref(), b": queue position 3\n\n");
+        assert!(std::time::Instant::now() < deadline, "the place was never freed");
+        drop(probe);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(holder.await.unwrap().status.as_u16(), 200);
 }
 
@@ -109,21 +129,26 @@ async fn a_full_queue_is_429_and_a_long_wait_503() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, "  max_concurrent: 1\n  max_queue: 1\n  queue_timeout_seconds: 1\n"));
     let url = gw.url("/v1/chat/completions");
-    let holder = hold_the_slot(&url, &[]).await;
-    let waiter = {
-        let url = url.clone();
-        tokio::spawn(async move {
-            post_json(&url, r#"{"model":"llama3","messages":[{"role":"user","content":"x"}]}"#).await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let r = post_json(&url, r#"{"model":"llama3","messages":[{"role":"user","content":"x"}]}"#).await;
+    let holder = hold_the_slot(&mock, &url, &[]).await;
+    let quick = r#"{"model":"llama3","messages":[{"role":"user","content":"x"}]}"#;
+    let (waiter, first) = queued(&url).await;
+    assert_eq!(first.as_ref(), b": queue position 1\n\n");
+    let r = post_json(&url, quick).await;
     assert_eq!(r.status.as_u16(), 429);
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(r.json()["error"]["code"], "queue_full");
-    let r = waiter.await.unwrap();
+    drop(waiter);
+    // Once the waiter has left there is room again; this one waits out the timeout.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = post_json(&url, quick).await;
+        if r.status.as_u16() != 429 || std::time::Instant::now() > deadline {
+            break r;
+        }
+    };
     assert_eq!(r.status.as_u16(), 503, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "queue_timeout");
+    assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(holder.await.unwrap().status.as_u16(), 200);
 }
 
@@ -137,7 +162,7 @@ async fn per_key_limits_hold_one_key_back_not_the_others() {
     ));
     let url = gw.url("/v1/chat/completions");
     const ALICE: &[(&str, &str)] = &[("authorization", "Bearer sk-gw-alice-0123456789abcdef")];
-    let holder = hold_the_slot(&url, ALICE).await;
+    let holder = hold_the_slot(&mock, &url, ALICE).await;
     let quick = r#"{"model":"llama3","messages":[{"role":"user","content":"x"}]}"#;
     let bob = send("POST", &url, &[("authorization", "Bearer sk-gw-bob-0123456789abcdef")], quick).await;
     assert_eq!(bob.status.as_u16(), 200, "bob is not behind alice");
