@@ -149,7 +149,11 @@ fn start_gateway(bin: &str, config: &std::path::Path, extra: &[&str]) -> Proc {
     let mut child = Command::new(bin)
         .args(["run", config.to_str().expect("path"), "--address", "127.0.0.1:0"])
         .args(extra)
-        .env("RUST_LOG", std::env::var("GATEWAY_RUST_LOG").unwrap_or_else(|_| "warn,llm_gateway::cmd::run=info,llm_gateway::reload=info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("GATEWAY_RUST_LOG")
+                .unwrap_or_else(|_| "warn,llm_gateway::cmd::run=info,llm_gateway::reload=info".into()),
+        )
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gateway");
