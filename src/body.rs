@@ -15,6 +15,12 @@ pub fn empty() -> Body {
     full(Bytes::new())
 }
 
+/// Marks a response as an event stream that proxies in front must not buffer.
+pub fn no_buffering(headers: &mut http::HeaderMap) {
+    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+}
+
 /// A JSON response with the given status.
 pub fn json(status: http::StatusCode, value: &serde_json::Value) -> http::Response<Body> {
     let mut bytes = serde_json::to_vec(value).unwrap_or_default();

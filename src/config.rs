@@ -36,10 +36,14 @@ impl Loaded {
     }
 }
 
+/// The directory a file is in (`.` for a bare file name).
+pub fn dir_of(path: &Path) -> PathBuf {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned()
+}
+
 /// Where the keys file of the config at `config` lives.
 pub fn keys_path(config: &Path, keys_file: &str) -> PathBuf {
-    let base = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    base.join(keys_file)
+    dir_of(config).join(keys_file)
 }
 
 pub fn load(path: &Path, name: &str, source: String) -> Loaded {

@@ -13,7 +13,7 @@ use llm_gateway_compiler::plan::ProviderKind;
 use tracing::{info, warn};
 
 use crate::access_log::AccessLog;
-use crate::body::{Body, json};
+use crate::body::{Body, json, no_buffering};
 use crate::error::ApiError;
 use crate::pool::{Credential, EndpointTransport, Operation};
 use crate::providers::anthropic;
@@ -203,7 +203,7 @@ pub(crate) async fn attempt(
     if let Some(gate) = &job.key_gate {
         permits.push(queue::admit(gate, "key", limits.queue_timeout, on_queue).await?);
     }
-    let timeout = live.plan.server.first_byte_timeout;
+    let timeout = limits.first_byte_timeout;
     let mut last_failure = None;
     let mut tried = 0;
     for index in pool.attempt_order() {
@@ -293,8 +293,7 @@ async fn from_anthropic(
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
-        parts.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        parts.headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        no_buffering(&mut parts.headers);
         let translator = anthropic::stream::StreamTranslator::new(asked);
         let body = Relay::new(body, live.plan.server.idle_stream_timeout, true, log).translated(translator);
         return Ok(Response::from_parts(parts, body.boxed()));
@@ -328,8 +327,7 @@ fn relay(resp: Response<Incoming>, live: &Live, log: AccessLog) -> Response<Body
     strip_hop_by_hop(&mut parts.headers);
     let sse = is_event_stream(&parts.headers);
     if sse {
-        parts.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        parts.headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        no_buffering(&mut parts.headers);
     }
     // A stream that breaks can only end with an error event when its length is open; a
     // fixed-length body that breaks is cut short, which the client sees from the length.

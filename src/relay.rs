@@ -56,6 +56,19 @@ impl Relay {
     }
 }
 
+/// Adds `data` to what will go out as one frame (no copy when it is the first piece).
+fn append(batch: &mut Option<Bytes>, data: Bytes) {
+    *batch = Some(match batch.take() {
+        None => data,
+        Some(first) => {
+            let mut joined = bytes::BytesMut::with_capacity(first.len() + data.len());
+            joined.extend_from_slice(&first);
+            joined.extend_from_slice(&data);
+            joined.freeze()
+        }
+    });
+}
+
 impl HttpBody for Relay {
     type Data = Bytes;
     type Error = BoxError;
@@ -96,15 +109,7 @@ impl HttpBody for Relay {
                             }
                             this.log.body_bytes += data.len() as u64;
                             this.log.tail.push(&data);
-                            batch = Some(match batch.take() {
-                                None => data,
-                                Some(first) => {
-                                    let mut joined = bytes::BytesMut::with_capacity(first.len() + data.len());
-                                    joined.extend_from_slice(&first);
-                                    joined.extend_from_slice(&data);
-                                    joined.freeze()
-                                }
-                            });
+                            append(&mut batch, data);
                         }
                         Err(other) if batch.is_none() => return Poll::Ready(Some(Ok(other))),
                         Err(other) => {
@@ -115,16 +120,12 @@ impl HttpBody for Relay {
                 }
                 Poll::Ready(None) => {
                     *this.done = true;
-                    if let Some(t) = this.translator.as_ref() {
-                        this.log.tokens = t.tokens();
-                    }
                     if let Some(t) = this.translator.as_mut() {
+                        this.log.tokens = t.tokens();
                         let mut tail = Vec::new();
                         t.finish(&mut tail);
                         if !tail.is_empty() {
-                            let mut joined = batch.take().map(|b| b.to_vec()).unwrap_or_default();
-                            joined.extend_from_slice(&tail);
-                            batch = Some(Bytes::from(joined));
+                            append(&mut batch, Bytes::from(tail));
                         }
                     }
                     break;

@@ -21,7 +21,8 @@ use crate::state::{Live, Shared};
 /// Bursts of file events within this window make one reload.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// What the running config file said, before command-line overrides.
+/// What the running config file said, before command-line overrides: the settings only a
+/// restart can change, and the content hash.
 pub struct FilePlan {
     pub listen: ListenAddr,
     pub zrok: Option<ZrokShare>,
@@ -34,35 +35,20 @@ impl FilePlan {
     }
 }
 
-/// What the file said about settings that only a restart can change.
-#[derive(Clone, PartialEq)]
-struct Fixed {
-    listen: ListenAddr,
-    zrok: Option<ZrokShare>,
-}
-
 pub struct Reloader {
     path: PathBuf,
     shared: Shared,
     boot: BootClock,
     checkers: Vec<JoinHandle<()>>,
-    fixed: Fixed,
-    hash: [u8; 32],
+    file: FilePlan,
 }
 
 impl Reloader {
     /// `file_plan` is the plan as compiled from the file, before command-line overrides.
-    pub fn new(path: &Path, shared: Shared, file_plan: &FilePlan, boot: BootClock) -> Self {
+    pub fn new(path: &Path, shared: Shared, file: FilePlan, boot: BootClock) -> Self {
         let live = shared.load_full();
-        let checkers = live.pools.iter().flatten().filter_map(|p| health::spawn(p.clone(), boot.clone())).collect();
-        Self {
-            path: path.to_owned(),
-            shared,
-            boot,
-            checkers,
-            fixed: Fixed { listen: file_plan.listen.clone(), zrok: file_plan.zrok.clone() },
-            hash: file_plan.hash,
-        }
+        let checkers = health::spawn_all(&live, &boot);
+        Self { path: path.to_owned(), shared, boot, checkers, file }
     }
 
     /// Runs until the trigger channel closes.
@@ -108,16 +94,16 @@ impl Reloader {
             warn!("config {name} has warnings:\n{warnings}");
         }
         let Some(mut plan) = loaded.plan else { return };
-        if plan.hash == self.hash {
+        if plan.hash == self.file.hash {
             metrics::get().reloads.with_label_values(&["unchanged"]).inc();
             return;
         }
         let old = self.shared.load_full();
-        let new_fixed = Fixed { listen: plan.listen.clone(), zrok: plan.zrok_share.clone() };
-        if new_fixed.listen != self.fixed.listen {
-            warn!("`listen` changed to {}; it takes effect after a restart", new_fixed.listen);
+        let new_file = FilePlan::of(&plan);
+        if new_file.listen != self.file.listen {
+            warn!("`listen` changed to {}; it takes effect after a restart", new_file.listen);
         }
-        if new_fixed.zrok != self.fixed.zrok {
+        if new_file.zrok != self.file.zrok {
             warn!("`zrok.share` changed; it takes effect after a restart");
         }
         // Settings that cannot change live keep what the running server uses.
@@ -142,10 +128,8 @@ impl Reloader {
         for c in self.checkers.drain(..) {
             c.abort();
         }
-        self.checkers =
-            live.pools.iter().flatten().filter_map(|p| health::spawn(p.clone(), self.boot.clone())).collect();
-        self.hash = live.plan.hash;
-        self.fixed = new_fixed;
+        self.checkers = health::spawn_all(&live, &self.boot);
+        self.file = new_file;
         metrics::get().reloads.with_label_values(&["success"]).inc();
         metrics::get().config_loaded(&live.plan.hash_hex());
         info!("config reloaded: {changes} (compiled in {compile_ms} ms, sha256 {})", &live.plan.hash_hex()[..12]);
@@ -207,18 +191,14 @@ pub fn watch(
     keys: Option<&Path>,
     tx: mpsc::UnboundedSender<()>,
 ) -> notify::Result<notify::RecommendedWatcher> {
-    let dir_of = |p: &Path| match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let dir = dir_of(path);
+    let dir = crate::config::dir_of(path);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
             let _ = tx.send(());
         }
     })?;
     watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-    if let Some(keys_dir) = keys.map(dir_of).filter(|d| *d != dir) {
+    if let Some(keys_dir) = keys.map(crate::config::dir_of).filter(|d| *d != dir) {
         watcher.watch(&keys_dir, notify::RecursiveMode::NonRecursive)?;
     }
     Ok(watcher)

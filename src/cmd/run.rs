@@ -108,18 +108,10 @@ async fn serve(plan: Plan, reload: ReloadSetup) -> ExitCode {
                 }
             }
             crate::reload::on_sighup(tx);
-            let reloader = Reloader::new(&path, shared.clone(), &file_plan, boot);
+            let reloader = Reloader::new(&path, shared.clone(), file_plan, boot);
             tokio::spawn(reloader.run(rx));
         }
-        None => {
-            let live = shared.load_full();
-            _checkers = live
-                .pools
-                .iter()
-                .flatten()
-                .filter_map(|p| crate::pool::health::spawn(p.clone(), boot.clone()))
-                .collect();
-        }
+        None => _checkers = crate::pool::health::spawn_all(&shared.load(), &boot),
     }
     info!("listening on {local}");
     let finished = crate::server::serve(listener, shared, shutdown_signal(), drain).await;

@@ -126,6 +126,11 @@ pub fn boot_clock() -> BootClock {
 /// Probes endpoint `index` of the pool and records the result; true when healthy.
 type Probe = Arc<dyn Fn(Arc<Pool>, usize) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
+/// The background checkers of every pool of a plan.
+pub fn spawn_all(live: &crate::state::Live, boot: &BootClock) -> Vec<JoinHandle<()>> {
+    live.pools.iter().flatten().filter_map(|p| spawn(p.clone(), boot.clone())).collect()
+}
+
 /// The background checker of one pool.
 pub fn spawn(pool: Arc<Pool>, boot: BootClock) -> Option<JoinHandle<()>> {
     let probe: Probe = Arc::new(|pool, i| Box::pin(async move { probe_and_record(&pool, i).await }));

@@ -149,10 +149,7 @@ impl Pool {
         };
         pool.reschedule();
         for e in &pool.endpoints {
-            crate::metrics::get()
-                .endpoint_healthy
-                .with_label_values(&[pool.kind.label(), &e.name])
-                .set(i64::from(e.is_healthy()));
+            pool.publish_health(e);
         }
         (pool, fresh)
     }
@@ -209,11 +206,8 @@ impl Pool {
     /// Records a health observation; logs and rebuilds the schedule on a transition.
     pub fn set_healthy(&self, index: usize, healthy: bool) {
         let endpoint = &self.endpoints[index];
-        crate::metrics::get()
-            .endpoint_healthy
-            .with_label_values(&[self.kind.label(), &endpoint.name])
-            .set(i64::from(healthy));
         if endpoint.healthy.swap(healthy, Ordering::AcqRel) != healthy {
+            self.publish_health(endpoint);
             if healthy {
                 info!(provider = self.kind.label(), "endpoint '{}' is now healthy", endpoint.name);
             } else {
@@ -221,6 +215,14 @@ impl Pool {
             }
             self.reschedule();
         }
+    }
+
+    /// `llm_gateway_endpoint_healthy` for one endpoint.
+    fn publish_health(&self, endpoint: &Endpoint) {
+        crate::metrics::get()
+            .endpoint_healthy
+            .with_label_values(&[self.kind.label(), &endpoint.name])
+            .set(i64::from(endpoint.is_healthy()));
     }
 
     fn reschedule(&self) {

@@ -180,8 +180,7 @@ pub(crate) async fn streaming(job: Job, mut log: AccessLog) -> Result<Response<B
             let mut resp = Response::new(StreamBody::new(frames).boxed());
             let h = resp.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            crate::body::no_buffering(h);
             *resp.status_mut() = StatusCode::OK;
             Ok(resp)
         }
