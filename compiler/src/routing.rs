@@ -178,7 +178,7 @@ fn routes(
 }
 
 fn rules(cx: &mut Cx, raw: &raw::Heuristics, lookup: &Lookup) -> Vec<RuleSpec> {
-    let mut specs: Vec<(RuleSpec, std::ops::Range<usize>)> = Vec::new();
+    let mut specs: Vec<RuleSpec> = Vec::new();
     let Some(list) = &raw.rules else {
         return Vec::new();
     };
@@ -242,18 +242,18 @@ fn rules(cx: &mut Cx, raw: &raw::Heuristics, lookup: &Lookup) -> Vec<RuleSpec> {
             route: route.unwrap_or(usize::MAX),
         }
         .normalized();
-        if let Some((j, _)) = specs.iter().enumerate().find(|(_, (earlier, _))| spec.shadowed_by(earlier)) {
+        if let Some(j) = specs.iter().position(|earlier| spec.shadowed_by(earlier)) {
             cx.at(&path, |cx| {
                 cx.warn(
                     rule.span.clone(),
                     format!("rule can never match: rules[{j}] matches every request this one does"),
-                    Some("move it above rules[{j}] or narrow the earlier rule".replace("{j}", &j.to_string())),
+                    Some(format!("move it above rules[{j}] or narrow the earlier rule")),
                 )
             });
         }
-        specs.push((spec, rule.span.clone()));
+        specs.push(spec);
     }
-    specs.into_iter().map(|(s, _)| s).collect()
+    specs
 }
 
 fn unit(cx: &mut Cx, path: &str, field: &Option<Spanned<f64>>) -> f64 {
