@@ -34,35 +34,39 @@ pub fn run(args: GenkeyArgs) -> ExitCode {
         None => println!("{key}"),
         Some(name) if args.hash_only => {
             eprintln!("the key (shown once; the config keeps only its hash): {key}");
-            print!("{}", yaml_entry(&name, Credential::Hash(&hash_hex(&key)), &args.models, &args.routes));
+            let hash = hash_hex(&key);
+            print!("{}", yaml_entry(CONFIG_INDENT, &name, ("key_sha256", &hash), &args.models, &args.routes));
         }
-        Some(name) => print!("{}", yaml_entry(&name, Credential::Key(&key), &args.models, &args.routes)),
+        Some(name) => print!("{}", yaml_entry(CONFIG_INDENT, &name, ("key", &key), &args.models, &args.routes)),
     }
     exit::code(exit::OK)
 }
 
-enum Credential<'a> {
-    Key(&'a str),
-    Hash(&'a str),
-}
-
-/// An entry for `api_keys.keys`, indented to paste under `keys:`.
-fn yaml_entry(name: &str, credential: Credential, models: &[String], routes: &[String]) -> String {
+/// One key entry as YAML, its `- ` at column `indent`. `credential` is `("key", plaintext)`
+/// or `("key_sha256", hex)`. Shared with `llm-gateway keys`, which writes keys files.
+pub(crate) fn yaml_entry(
+    indent: usize,
+    name: &str,
+    credential: (&str, &str),
+    models: &[String],
+    routes: &[String],
+) -> String {
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let list = |items: &[String]| items.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
-    let (field, value) = match credential {
-        Credential::Key(k) => ("key", k),
-        Credential::Hash(h) => ("key_sha256", h),
-    };
-    let mut out = format!("    - name: {}\n      {field}: {}\n", quote(name), quote(value));
+    let (pad, field_pad) = (" ".repeat(indent), " ".repeat(indent + 2));
+    let (field, value) = credential;
+    let mut out = format!("{pad}- name: {}\n{field_pad}{field}: {}\n", quote(name), quote(value));
     if !models.is_empty() {
-        out.push_str(&format!("      allowed_models: [{}]\n", list(models)));
+        out.push_str(&format!("{field_pad}allowed_models: [{}]\n", list(models)));
     }
     if !routes.is_empty() {
-        out.push_str(&format!("      allowed_routes: [{}]\n", list(routes)));
+        out.push_str(&format!("{field_pad}allowed_routes: [{}]\n", list(routes)));
     }
     out
 }
+
+/// Under `api_keys.keys:` in a config.
+const CONFIG_INDENT: usize = 4;
 
 #[cfg(test)]
 mod tests {
@@ -80,8 +84,13 @@ mod tests {
 
     #[test]
     fn yaml_entry_compiles_as_a_key() {
-        let entry =
-            yaml_entry("ali\"ce", Credential::Key("sk-gw-0123456789abcdef"), &["gpt-*".into(), "claude-*".into()], &[]);
+        let entry = yaml_entry(
+            CONFIG_INDENT,
+            "ali\"ce",
+            ("key", "sk-gw-0123456789abcdef"),
+            &["gpt-*".into(), "claude-*".into()],
+            &[],
+        );
         let config = format!("api_keys:\n  enabled: true\n  keys:\n{entry}");
         let env = std::collections::HashMap::<String, String>::new();
         let compiled = llm_gateway_compiler::compile(&config, &env).unwrap();
@@ -94,7 +103,7 @@ mod tests {
     #[test]
     fn hash_only_entries_hold_no_key() {
         let key = new_key().unwrap();
-        let entry = yaml_entry("h", Credential::Hash(&hash_hex(&key)), &[], &[]);
+        let entry = yaml_entry(CONFIG_INDENT, "h", ("key_sha256", &hash_hex(&key)), &[], &[]);
         assert!(!entry.contains(&key) && entry.contains("key_sha256"));
         let config = format!("api_keys:\n  enabled: true\n  keys:\n{entry}");
         let env = std::collections::HashMap::<String, String>::new();

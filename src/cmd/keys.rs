@@ -11,7 +11,7 @@ use llm_gateway_compiler::acl::hash_hex;
 use llm_gateway_compiler::glob::Glob;
 
 use crate::cli::{KeysArgs, KeysCommand};
-use crate::cmd::genkey::new_key;
+use crate::cmd::genkey::{new_key, yaml_entry};
 use crate::exit;
 
 struct Record {
@@ -115,20 +115,10 @@ fn read(path: &Path) -> Result<Vec<Record>, Failure> {
 }
 
 fn write(path: &Path, records: &[Record]) -> Result<(), Failure> {
-    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let list = |v: &[String]| v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
-    let mut text = String::from("# Keys of llm-gateway, managed with `llm-gateway keys`.\nkeys:\n");
-    if records.is_empty() {
-        text = text.replace("keys:\n", "keys: []\n");
-    }
+    let mut text = String::from("# Keys of llm-gateway, managed with `llm-gateway keys`.\n");
+    text.push_str(if records.is_empty() { "keys: []\n" } else { "keys:\n" });
     for r in records {
-        text.push_str(&format!("  - name: {}\n    {}: {}\n", quote(&r.name), r.credential.0, quote(&r.credential.1)));
-        if !r.models.is_empty() {
-            text.push_str(&format!("    allowed_models: [{}]\n", list(&r.models)));
-        }
-        if !r.routes.is_empty() {
-            text.push_str(&format!("    allowed_routes: [{}]\n", list(&r.routes)));
-        }
+        text.push_str(&yaml_entry(2, &r.name, (r.credential.0, &r.credential.1), &r.models, &r.routes));
     }
     let tmp = PathBuf::from(format!("{}.tmp-{}", path.display(), std::process::id()));
     let fail = |e: std::io::Error| (1, format!("cannot write {}: {e}", path.display()));
