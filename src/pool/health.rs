@@ -99,7 +99,8 @@ pub async fn first_round(pool: &Pool) {
     if !probed(pool) {
         return;
     }
-    futures_util::future::join_all((0..pool.endpoints.len()).map(|i| probe_and_record(pool, i))).await;
+    let all: Vec<usize> = (0..pool.endpoints.len()).collect();
+    probe_some(pool, &all).await;
     let healthy = pool.health().iter().filter(|(_, h)| *h).count();
     info!(provider = pool.kind.label(), "{healthy} of {} endpoint(s) healthy", pool.endpoints.len());
 }
