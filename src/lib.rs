@@ -4,9 +4,11 @@
 pub mod access_log;
 pub mod auth;
 pub mod body;
+pub mod classifier;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod embed;
 pub mod error;
 pub mod exit;
 pub mod logging;

@@ -93,15 +93,16 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
         max_tokens: parsed.probe.max_tokens,
         has_tools: parsed.has_tools(),
     };
-    let target = route::resolve(&live.plan, parsed.model.as_deref(), &view)?;
+    let target = route::resolve(&live.plan, &live.pools, parsed.model.as_deref(), &view).await?;
     if live.plan.routing.is_some() {
         // The anchor's decision line, so its log tooling keeps working.
         info!(
-            "semantic routing: key='{}' method={} route='{}' model='{}' confidence=1.00 latency={}ms cascade=[{}]",
+            "semantic routing: key='{}' method={} route='{}' model='{}' confidence={:.2} latency={}ms cascade=[{}]",
             log.key.as_deref().unwrap_or(""),
             target.method,
             target.route.as_deref().unwrap_or(""),
             target.model,
+            target.confidence,
             routing_started.elapsed().as_millis(),
             target.cascade.join(",")
         );

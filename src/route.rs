@@ -1,12 +1,13 @@
 //! Which model and provider a request goes to: the anchor's prefix rules, route names, and
 //! for `auto` / no model (or every request with `allow_explicit_model: false`) the cascade:
-//! heuristic rules, then the default route. (The embedding and classifier layers come with
-//! semantic routing.)
+//! heuristic rules, embeddings, the classifier, then the default route.
 
 use llm_gateway_compiler::keywords::RequestView;
 use llm_gateway_compiler::plan::{ProviderKind, RoutingPlan};
 use llm_gateway_compiler::{AUTO, Plan};
+use tracing::warn;
 
+use crate::embed::{self, Pools};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -14,19 +15,24 @@ pub struct Target {
     pub model: String,
     pub route: Option<String>,
     pub provider: ProviderKind,
-    /// How it was decided: `explicit`, `route` (the model named a route), `heuristic` or
-    /// `default`.
+    /// How it was decided: `explicit`, `route` (the model named a route), `heuristic`,
+    /// `semantic`, `classifier` or `default`.
     pub method: &'static str,
-    /// The cascade's trace, as the anchor logs it (`heuristic:fast`, `default:general`).
+    /// The similarity or the classifier's confidence; 1 for rules and names, 0 for the default.
+    pub confidence: f64,
+    /// The cascade's trace, as the anchor logs it (`heuristic:no_match`, `semantic:fast:0.91`).
     pub cascade: Vec<String>,
 }
 
-/// `request` gives the heuristics what they read; it is only called when the cascade runs
-/// with heuristics enabled.
-pub fn resolve<'c>(
+/// The embedding layer reads only the last user message, cut to this many bytes.
+const PROMPT_BYTES: usize = 2048;
+
+/// `request` gives the cascade what it reads; it is only called when the cascade runs.
+pub async fn resolve<'c>(
     plan: &Plan,
+    pools: &Pools,
     asked: Option<&str>,
-    request: &dyn Fn() -> RequestView<'c>,
+    request: &(dyn Fn() -> RequestView<'c> + Sync),
 ) -> Result<Target, ApiError> {
     let asked = asked.filter(|m| !m.is_empty() && *m != AUTO);
     let routing = plan.routing.as_ref();
@@ -34,27 +40,78 @@ pub fn resolve<'c>(
     match (asked, routing) {
         (Some(m), Some(r)) if r.allow_explicit_model => Ok(route_named(r, m).unwrap_or_else(|| explicit(m))),
         (Some(m), None) => Ok(explicit(m)),
-        (_, Some(r)) => cascade(r, request),
+        (_, Some(r)) => cascade(r, pools, request).await,
         (None, None) => Err(model_required()),
     }
 }
 
-fn cascade<'c>(r: &RoutingPlan, request: &dyn Fn() -> RequestView<'c>) -> Result<Target, ApiError> {
+async fn cascade<'c>(
+    r: &RoutingPlan,
+    pools: &Pools,
+    request: &(dyn Fn() -> RequestView<'c> + Sync),
+) -> Result<Target, ApiError> {
     let mut trace = Vec::new();
+    let decided = |id: usize, method: &'static str, confidence: f64, trace: Vec<String>| {
+        let route = &r.routes[id];
+        Ok(Target { method, confidence, cascade: trace, ..to_target(&route.model, &route.name) })
+    };
     if let Some(h) = &r.heuristics {
         match h.decide(&request()) {
             Some(d) => {
-                let route = &r.routes[d.route];
-                trace.push(format!("heuristic:{}", route.name));
-                return Ok(Target { method: "heuristic", cascade: trace, ..to_target(&route.model, &route.name) });
+                trace.push(format!("heuristic:{}", r.routes[d.route].name));
+                return decided(d.route, "heuristic", 1.0, trace);
             }
             None => trace.push("heuristic:no_match".into()),
         }
     }
+    let needs_text = r.semantic.is_some() || r.classifier.is_some();
+    let text = if needs_text { last_user_text(&request()) } else { None };
+    let mut ask_classifier = r.classifier.is_some() && r.semantic.is_none();
+    if let (Some((semantic, vectors)), Some(text)) = (embed::vectors(r), text.as_deref()) {
+        let prompt = &text[..floor_char_boundary(text, PROMPT_BYTES)];
+        match embed::prompt(semantic, pools, prompt).await {
+            Err(e) => warn!("embedding match error: {e}"),
+            Ok(query) => match vectors.best(&query, semantic.comparison) {
+                Some((id, score)) if f64::from(score) >= semantic.threshold => {
+                    trace.push(format!("semantic:{}:{score:.2}", r.routes[id].name));
+                    return decided(id, "semantic", score.into(), trace);
+                }
+                Some((id, score)) if f64::from(score) >= semantic.ambiguous_threshold && r.classifier.is_some() => {
+                    trace.push(format!("semantic:{}:{score:.2}:ambiguous", r.routes[id].name));
+                    ask_classifier = true;
+                }
+                _ => trace.push("semantic:no_match".into()),
+            },
+        }
+    } else if r.semantic.is_some() {
+        trace.push("semantic:no_match".into());
+    }
+    if let (true, Some(classifier), Some(text)) = (ask_classifier, &r.classifier, text.as_deref()) {
+        match crate::classifier::classify(classifier, r, pools, text).await {
+            Ok((id, confidence)) if confidence >= classifier.confidence_threshold => {
+                trace.push(format!("classifier:{}:{confidence:.2}", r.routes[id].name));
+                return decided(id, "classifier", confidence, trace);
+            }
+            Ok(_) => trace.push("classifier:no_match".into()),
+            Err(e) => {
+                warn!("classifier error: {e}");
+                trace.push("classifier:no_match".into());
+            }
+        }
+    }
     let id = r.default_route.ok_or_else(model_required)?;
-    let route = &r.routes[id];
-    trace.push(format!("default:{}", route.name));
-    Ok(Target { method: "default", cascade: trace, ..to_target(&route.model, &route.name) })
+    trace.push(format!("default:{}", r.routes[id].name));
+    decided(id, "default", 0.0, trace)
+}
+
+fn last_user_text(view: &RequestView) -> Option<String> {
+    view.messages.iter().rev().find(|m| m.role.eq_ignore_ascii_case("user")).map(|m| m.text.to_string())
+}
+
+/// The largest index ≤ `max` on a character boundary (the anchor cuts bytes and can split a
+/// character).
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    (0..=max.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0)
 }
 
 fn model_required() -> ApiError {
@@ -67,6 +124,7 @@ fn explicit(model: &str) -> Target {
         route: None,
         provider: ProviderKind::for_model(model),
         method: "explicit",
+        confidence: 1.0,
         cascade: Vec::new(),
     }
 }
@@ -83,6 +141,15 @@ mod tests {
         RequestView::default()
     }
 
+    fn decide<'c>(
+        plan: &Plan,
+        asked: Option<&str>,
+        request: &(dyn Fn() -> RequestView<'c> + Sync),
+    ) -> Result<Target, ApiError> {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(resolve(plan, &Default::default(), asked, request))
+    }
+
     fn plan(yaml: &str) -> Plan {
         llm_gateway_compiler::compile(yaml, &std::collections::HashMap::<String, String>::new()).unwrap().plan
     }
@@ -90,24 +157,24 @@ mod tests {
     #[test]
     fn prefix_routing_without_routes() {
         let p = plan("providers:\n  local: {}\n");
-        assert_eq!(resolve(&p, Some("gpt-4o"), &none).unwrap().provider, ProviderKind::OpenAi);
-        assert_eq!(resolve(&p, Some("llama3"), &none).unwrap().provider, ProviderKind::Local);
-        assert_eq!(resolve(&p, Some("auto"), &none).unwrap_err().message, "model is required");
-        assert_eq!(resolve(&p, None, &none).unwrap_err().message, "model is required");
+        assert_eq!(decide(&p, Some("gpt-4o"), &none).unwrap().provider, ProviderKind::OpenAi);
+        assert_eq!(decide(&p, Some("llama3"), &none).unwrap().provider, ProviderKind::Local);
+        assert_eq!(decide(&p, Some("auto"), &none).unwrap_err().message, "model is required");
+        assert_eq!(decide(&p, None, &none).unwrap_err().message, "model is required");
     }
 
     #[test]
     fn routes_and_default() {
         let yaml = "providers:\n  local: {}\nrouting:\n  default_route: b\n  routes:\n    - {name: a, model: gpt-4o}\n    - {name: b, model: llama3}\n";
         let p = plan(yaml);
-        let t = resolve(&p, None, &none).unwrap();
+        let t = decide(&p, None, &none).unwrap();
         assert_eq!((t.model.as_str(), t.route.as_deref()), ("llama3", Some("b")));
-        let t = resolve(&p, Some("a"), &none).unwrap();
+        let t = decide(&p, Some("a"), &none).unwrap();
         assert_eq!((t.model.as_str(), t.provider), ("gpt-4o", ProviderKind::OpenAi));
-        let t = resolve(&p, Some("qwen"), &none).unwrap();
+        let t = decide(&p, Some("qwen"), &none).unwrap();
         assert_eq!((t.model.as_str(), t.route), ("qwen", None));
         let strict = plan(&yaml.replace("routing:\n", "routing:\n  allow_explicit_model: false\n"));
-        assert_eq!(resolve(&strict, Some("qwen"), &none).unwrap().model, "llama3");
+        assert_eq!(decide(&strict, Some("qwen"), &none).unwrap().model, "llama3");
     }
 
     #[test]
@@ -120,15 +187,15 @@ mod tests {
                 ..Default::default()
             }
         };
-        let t = resolve(&p, None, &asks("please translate this")).unwrap();
+        let t = decide(&p, None, &asks("please translate this")).unwrap();
         assert_eq!(
             (t.model.as_str(), t.method, t.cascade.as_slice()),
             ("qwen", "heuristic", &["heuristic:a".to_owned()][..])
         );
-        let t = resolve(&p, Some("auto"), &asks("hello")).unwrap();
+        let t = decide(&p, Some("auto"), &asks("hello")).unwrap();
         assert_eq!((t.model.as_str(), t.method), ("llama3", "default"));
         assert_eq!(t.cascade, ["heuristic:no_match", "default:b"]);
-        let t = resolve(&p, Some("gpt-4o"), &asks("translate")).unwrap();
+        let t = decide(&p, Some("gpt-4o"), &asks("translate")).unwrap();
         assert_eq!(t.method, "explicit", "an explicit model skips the cascade");
     }
 }

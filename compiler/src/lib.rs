@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acl;
+pub mod centroids;
 mod decode;
 pub mod diag;
 mod endpoints;

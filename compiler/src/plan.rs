@@ -240,6 +240,10 @@ pub struct SemanticPlan {
     pub ambiguous_threshold: f64,
     pub comparison: Comparison,
     pub cache: Option<CachePlan>,
+    /// Where `routing.semantic` is, for errors found when embedding the examples.
+    pub span: std::ops::Range<usize>,
+    /// The examples' vectors; `None` until [`crate::centroids::embed_routes`] has run.
+    pub vectors: Option<crate::centroids::Vectors>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

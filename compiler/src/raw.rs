@@ -296,7 +296,8 @@ section! {
         ambiguous_threshold: S<f64>,
         #[schemars(extend("default" = "centroid"))]
         comparison: S<Comparison>,
-        #[schemars(extend("default" = false))]
+        /// Cache recent prompts' vectors (on unless set to false; the anchor's default is off).
+        #[schemars(extend("default" = true))]
         cache_embeddings: S<bool>,
         /// Seconds. Default 3600.
         #[schemars(extend("default" = 3600))]

@@ -294,11 +294,11 @@ fn cache(
     on: &Option<Spanned<bool>>,
     ttl: &Option<Spanned<i64>>,
     size: &Option<Spanned<i64>>,
-    default_size: u64,
+    (default_on, default_size): (bool, u64),
 ) -> Option<CachePlan> {
     let ttl = bounded(cx, &format!("{prefix}.cache_ttl"), ttl, 3600, 30 * 86_400);
     let size = bounded(cx, &format!("{prefix}.cache_size"), size, default_size, 10_000_000);
-    on.as_ref().is_some_and(|b| b.value).then(|| CachePlan { ttl: Duration::from_secs(ttl), size: size as usize })
+    on.as_ref().map_or(default_on, |b| b.value).then(|| CachePlan { ttl: Duration::from_secs(ttl), size: size as usize })
 }
 
 /// An embedding or classifier provider must name a configured provider, except `local`,
@@ -325,7 +325,7 @@ fn needs_provider(
 
 fn semantic(
     cx: &mut Cx,
-    raw: &raw::Semantic,
+    raw: &Spanned<raw::Semantic>,
     routing: &raw::Routing,
     providers: &[Option<ProviderPlan>; 3],
 ) -> SemanticPlan {
@@ -368,7 +368,9 @@ fn semantic(
         threshold,
         ambiguous_threshold,
         comparison: raw.comparison.as_ref().map(|c| c.value).unwrap_or(Comparison::Centroid),
-        cache: cache(cx, "routing.semantic", &raw.cache_embeddings, &raw.cache_ttl, &raw.cache_size, 1000),
+        cache: cache(cx, "routing.semantic", &raw.cache_embeddings, &raw.cache_ttl, &raw.cache_size, (true, 1000)),
+        span: raw.span.clone(),
+        vectors: None,
     }
 }
 
@@ -435,6 +437,6 @@ fn classifier(
         model,
         timeout,
         confidence_threshold: unit(cx, "routing.classifier.confidence_threshold", &raw.confidence_threshold),
-        cache: cache(cx, "routing.classifier", &raw.cache_results, &raw.cache_ttl, &raw.cache_size, 500),
+        cache: cache(cx, "routing.classifier", &raw.cache_results, &raw.cache_ttl, &raw.cache_size, (false, 500)),
     }
 }

