@@ -81,6 +81,10 @@ pub struct CheckArgs {
     /// Fail (exit 78) on warnings too.
     #[arg(long)]
     pub deny_warnings: bool,
+    /// Do not embed the routes' examples (by default `check` does, as `run` would, so a
+    /// missing or broken embedding model fails here).
+    #[arg(long)]
+    pub no_embed: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -169,10 +169,15 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
     let queued = key_gate.is_some() || live.plan.server.max_concurrent.is_some();
     let job =
         Job { live: live.clone(), kind: target.provider, op, body: upstream_body, stream, asked, credential, key_gate };
-    if stream && queued {
-        return queue::streaming(job, std::mem::replace(log, AccessLog::detached())).await;
+    let mut resp = if stream && queued {
+        queue::streaming(job, std::mem::replace(log, AccessLog::detached())).await?
+    } else {
+        attempt(&job, log, &mut |_| {}).await?
+    };
+    if let Some(route) = target.route.as_deref().and_then(|r| HeaderValue::from_str(r).ok()) {
+        resp.headers_mut().insert("x-llm-gateway-route", route);
     }
-    attempt(&job, log, &mut |_| {}).await
+    Ok(resp)
 }
 
 /// Everything needed to send a request upstream, owned so a queued stream can finish it in

@@ -111,9 +111,17 @@ impl Reloader {
         plan.zrok_share = old.plan.zrok_share.clone();
         let compile_ms = started.elapsed().as_millis();
         let changes = describe(&old.plan, &plan);
-        let (live, fresh) = Live::reconciled(plan, Some(&old));
+        let (mut live, fresh) = Live::reconciled(plan, Some(&old));
         // New endpoints get their first probe before any traffic can reach them.
         futures_util::future::join_all(fresh.iter().map(|(pool, indices)| health::probe_some(pool, indices))).await;
+        let embedded = match live.embed().await {
+            Ok(done) => done,
+            Err(e) => {
+                metrics::get().reloads.with_label_values(&["failure"]).inc();
+                error!("config reload failed: {e}; still serving the previous config");
+                return;
+            }
+        };
         let live = Arc::new(live);
         self.shared.store(live.clone());
         // Endpoints that left the plan leave the health gauge too.
@@ -132,7 +140,14 @@ impl Reloader {
         self.file = new_file;
         metrics::get().reloads.with_label_values(&["success"]).inc();
         metrics::get().config_loaded(&live.plan.hash_hex());
-        info!("config reloaded: {changes} (compiled in {compile_ms} ms, sha256 {})", &live.plan.hash_hex()[..12]);
+        let examples = match embedded {
+            crate::embed::Embedded { fresh: 0, reused: 0 } => String::new(),
+            e => format!(", {} example(s) embedded, {} reused", e.fresh, e.reused),
+        };
+        info!(
+            "config reloaded: {changes} (compiled in {compile_ms} ms{examples}, sha256 {})",
+            &live.plan.hash_hex()[..12]
+        );
     }
 }
 

@@ -56,6 +56,12 @@ impl Live {
         (Self { plan: Arc::new(plan), pools, key_gates }, fresh)
     }
 
+    /// Puts the routes' example vectors into the plan (before the state is shared).
+    pub async fn embed(&mut self) -> Result<crate::embed::Embedded, String> {
+        let plan = Arc::get_mut(&mut self.plan).ok_or("the plan is already shared")?;
+        crate::embed::attach(plan.routing.as_mut(), &self.pools).await
+    }
+
     pub fn pool(&self, kind: ProviderKind) -> Option<&Pool> {
         self.pools[kind.index()].as_deref()
     }

@@ -29,7 +29,8 @@ fn check_accepts_every_valid_fixture_at_once() {
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
     files.sort();
     let mut cmd = bin();
-    cmd.arg("check").args(&files);
+    // Their embedders are Ollama servers that are not here; the builtin one is tested below.
+    cmd.arg("check").arg("--no-embed").args(&files);
     // The seeds name these variables; the provider keys may stay unset (a warning only).
     cmd.env("ZROK_OLLAMA_TOKEN", "t1")
         .env("ZROK_VLLM_BACKUP_TOKEN", "t2")
@@ -38,6 +39,39 @@ fn check_accepts_every_valid_fixture_at_once() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert_eq!(text.matches(": ok (0 errors").count(), files.len(), "{text}");
+}
+
+/// Passes on where the builtin embedder's assets are.
+fn with_assets(mut c: Command) -> Command {
+    for var in ["HOME", "XDG_CACHE_HOME", "LLM_GATEWAY_CACHE", "LLM_GATEWAY_EMBED_DIR", "ORT_DYLIB_PATH"] {
+        if let Some(v) = std::env::var_os(var) {
+            c.env(var, v);
+        }
+    }
+    c
+}
+
+#[test]
+fn check_embeds_the_examples_with_the_builtin_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.yaml");
+    std::fs::write(
+        &config,
+        "providers:\n  local: {}\nrouting:\n  semantic: {enabled: true}\n  routes:\n    - {name: a, model: m, examples: [hello there]}\n",
+    )
+    .unwrap();
+    let out = with_assets(bin()).arg("check").arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+
+    let out = bin().env("LLM_GATEWAY_EMBED_DIR", dir.path()).arg("check").arg(&config).output().unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(78), "{text}");
+    assert!(text.contains("the builtin embedding model is not installed"), "{text}");
+    assert!(text.contains("run ./scripts/setup-embeddings.sh"), "{text}");
+    assert!(text.contains("c.yaml:4:"), "the error points at routing.semantic: {text}");
+
+    let out = bin().env("LLM_GATEWAY_EMBED_DIR", dir.path()).args(["check", "--no-embed"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
 
 #[test]

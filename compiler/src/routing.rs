@@ -323,6 +323,9 @@ fn needs_provider(
     }
 }
 
+/// The names the builtin embedder's one model goes by.
+const BUILTIN_MODELS: [&str; 2] = ["all-minilm-l6-v2", "sentence-transformers/all-MiniLM-L6-v2"];
+
 fn semantic(
     cx: &mut Cx,
     raw: &Spanned<raw::Semantic>,
@@ -350,6 +353,17 @@ fn semantic(
                 });
             }
         }
+    }
+    if let (EmbedProvider::Builtin, Some(m)) = (provider, non_empty(&raw.model))
+        && !BUILTIN_MODELS.iter().any(|b| b.eq_ignore_ascii_case(&m.value))
+    {
+        cx.at("routing.semantic.model", |cx| {
+            cx.error_help(
+                m.span.clone(),
+                format!("the builtin embedder has no model `{}`", m.value),
+                "it runs all-minilm-l6-v2; leave `model` out, or pick `provider: local` or `openai` for other models",
+            )
+        });
     }
     for (i, route) in routing.routes.iter().flat_map(|l| l.value.iter()).enumerate() {
         if route.examples.as_ref().is_none_or(|e| e.value.is_empty()) {

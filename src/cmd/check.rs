@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use llm_gateway_compiler::Diagnostics;
+use llm_gateway_compiler::{Diagnostic, Diagnostics, Severity};
 use serde_json::json;
 
 use crate::cli::{CheckArgs, Format};
@@ -27,7 +27,10 @@ pub fn run(args: CheckArgs) -> ExitCode {
                 continue;
             }
         };
-        let loaded = crate::config::load(path, &name, source);
+        let mut loaded = crate::config::load(path, &name, source);
+        if !args.no_embed {
+            embed(&mut loaded);
+        }
         if let Some(why) = &loaded.unreadable {
             match args.format {
                 Format::Text => eprintln!("error: {why}"),
@@ -60,6 +63,29 @@ pub fn run(args: CheckArgs) -> ExitCode {
         println!("{}", json!({ "ok": status == exit::OK, "files": files }));
     }
     exit::code(status)
+}
+
+/// Embeds the examples as `run` would; a failure becomes an error at `routing.semantic`.
+fn embed(loaded: &mut crate::config::Loaded) {
+    let Some(plan) = loaded.plan.take() else { return };
+    let Some(span) = plan.routing.as_ref().and_then(|r| r.semantic.as_ref()).map(|s| s.span.clone()) else {
+        loaded.plan = Some(plan);
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let result = runtime.block_on(async {
+        let mut live = crate::state::Live::new(plan);
+        live.embed().await
+    });
+    if let Err(message) = result {
+        loaded.reports[0].diags.0.push(Diagnostic {
+            severity: Severity::Error,
+            path: "routing.semantic".into(),
+            span,
+            message,
+            help: Some("`llm-gateway check --no-embed` skips this check".into()),
+        });
+    }
 }
 
 fn summary(name: &str, diags: &Diagnostics, failed: bool) -> String {

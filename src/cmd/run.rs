@@ -91,8 +91,16 @@ async fn serve(plan: Plan, reload: ReloadSetup) -> ExitCode {
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| plan.listen.to_string());
     let drain = plan.server.drain_timeout;
     crate::metrics::get().config_loaded(&plan.hash_hex());
-    let live = Live::new(plan);
+    let mut live = Live::new(plan);
     futures_util::future::join_all(live.pools.iter().flatten().map(|p| crate::pool::health::first_round(p))).await;
+    match live.embed().await {
+        Err(e) => {
+            error!("failed to initialize semantic router: {e}");
+            return exit::code(exit::CONFIG);
+        }
+        Ok(done) if done.fresh > 0 => info!("semantic routing: embedded {} route example(s)", done.fresh),
+        Ok(_) => {}
+    }
     let shared = Arc::new(ArcSwap::from_pointee(live));
     let boot = crate::pool::health::boot_clock();
     let mut _watcher = None;
