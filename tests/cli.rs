@@ -51,6 +51,7 @@ fn with_assets(mut c: Command) -> Command {
     c
 }
 
+#[cfg(feature = "builtin-embeddings")]
 #[test]
 fn check_embeds_the_examples_with_the_builtin_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,7 +71,8 @@ fn check_embeds_the_examples_with_the_builtin_model() {
     assert!(text.contains("run ./scripts/setup-embeddings.sh"), "{text}");
     assert!(text.contains("c.yaml:4:"), "the error points at routing.semantic: {text}");
 
-    let out = bin().env("LLM_GATEWAY_EMBED_DIR", dir.path()).args(["check", "--no-embed"]).arg(&config).output().unwrap();
+    let out =
+        bin().env("LLM_GATEWAY_EMBED_DIR", dir.path()).args(["check", "--no-embed"]).arg(&config).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
 

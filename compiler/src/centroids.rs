@@ -75,9 +75,7 @@ impl Vectors {
             let score = match comparison {
                 Comparison::Centroid => dot(query, &r.centroid),
                 Comparison::Max => r.examples.iter().map(|e| dot(query, e)).fold(f32::MIN, f32::max),
-                Comparison::Average => {
-                    r.examples.iter().map(|e| dot(query, e)).sum::<f32>() / r.examples.len() as f32
-                }
+                Comparison::Average => r.examples.iter().map(|e| dot(query, e)).sum::<f32>() / r.examples.len() as f32,
             };
             if score > best.map_or(0.0, |(_, s)| s) {
                 best = Some((r.route, score));
@@ -152,7 +150,11 @@ mod tests {
     fn centroids_are_unit_means_of_unit_examples() {
         let v = embed_routes(&routing(&[("a", &["x", "y"]), ("none", &[]), ("b", &["y"])]), &Axes).unwrap();
         assert_eq!((v.model.as_str(), v.dims), ("axes", 2));
-        assert_eq!(v.routes.iter().map(|r| r.route).collect::<Vec<_>>(), [0, 2], "routes without examples are left out");
+        assert_eq!(
+            v.routes.iter().map(|r| r.route).collect::<Vec<_>>(),
+            [0, 2],
+            "routes without examples are left out"
+        );
         let h = std::f32::consts::FRAC_1_SQRT_2;
         assert!((v.routes[0].centroid[0] - h).abs() < 1e-6 && (v.routes[0].centroid[1] - h).abs() < 1e-6);
         assert_eq!(v.routes[0].examples, [vec![1.0, 0.0], vec![0.0, 1.0]]);

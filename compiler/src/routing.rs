@@ -298,7 +298,9 @@ fn cache(
 ) -> Option<CachePlan> {
     let ttl = bounded(cx, &format!("{prefix}.cache_ttl"), ttl, 3600, 30 * 86_400);
     let size = bounded(cx, &format!("{prefix}.cache_size"), size, default_size, 10_000_000);
-    on.as_ref().map_or(default_on, |b| b.value).then(|| CachePlan { ttl: Duration::from_secs(ttl), size: size as usize })
+    on.as_ref()
+        .map_or(default_on, |b| b.value)
+        .then(|| CachePlan { ttl: Duration::from_secs(ttl), size: size as usize })
 }
 
 /// An embedding or classifier provider must name a configured provider, except `local`,

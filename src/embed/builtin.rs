@@ -38,7 +38,8 @@ pub fn shared() -> Result<Arc<Model>, String> {
 impl Model {
     pub fn load(dir: &Path) -> Result<Self, String> {
         let model_dir = dir.join(MODEL);
-        let lib = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| dir.join("libonnxruntime.so"));
+        let lib =
+            std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| dir.join("libonnxruntime.so"));
         let missing = |what: &Path| {
             format!(
                 "the builtin embedding model is not installed ({} is missing): run ./scripts/setup-embeddings.sh, \

@@ -27,6 +27,12 @@ pub fn key(scope: &str, text: &str) -> KeyHash {
     hash_key(&format!("{scope}\0{text}"))
 }
 
+impl<V: Clone> Default for TtlLru<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<V: Clone> TtlLru<V> {
     pub const fn new() -> Self {
         Self { inner: Mutex::new(None) }

@@ -25,7 +25,10 @@ const REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum Embedder {
     #[cfg(feature = "builtin-embeddings")]
     Builtin(Arc<builtin::Model>),
-    Remote { kind: ProviderKind, model: String },
+    Remote {
+        kind: ProviderKind,
+        model: String,
+    },
 }
 
 impl Embedder {
@@ -86,7 +89,9 @@ pub struct Embedded {
 }
 
 /// Vectors of examples already embedded, by model identity and text, for the next load.
-static EXAMPLES: Mutex<Option<HashMap<(String, String), Vec<f32>>>> = Mutex::new(None);
+static EXAMPLES: Mutex<Option<ExampleVectors>> = Mutex::new(None);
+
+type ExampleVectors = HashMap<(String, String), Vec<f32>>;
 
 /// Embeds the routes' examples (those not cached) and stores the vectors in the plan's
 /// semantic layer. Does nothing when semantic routing is off.
@@ -103,7 +108,7 @@ pub async fn attach(routing: Option<&mut RoutingPlan>, pools: &Pools) -> Result<
         _ => Embedder::for_plan(semantic)?,
     };
     let id = embedder.model_id();
-    let known = |cache: &Option<HashMap<(String, String), Vec<f32>>>, text: &str| {
+    let known = |cache: &Option<ExampleVectors>, text: &str| {
         cache.as_ref().is_some_and(|c| c.contains_key(&(id.clone(), text.to_owned())))
     };
     let mut done = Embedded::default();
@@ -140,7 +145,7 @@ pub async fn attach(routing: Option<&mut RoutingPlan>, pools: &Pools) -> Result<
 /// The compiler's view of the cache: every example is in it by the time it asks.
 struct Cached<'a> {
     id: &'a str,
-    map: &'a HashMap<(String, String), Vec<f32>>,
+    map: &'a ExampleVectors,
 }
 
 impl centroids::Embedder for Cached<'_> {
@@ -152,7 +157,10 @@ impl centroids::Embedder for Cached<'_> {
         texts
             .iter()
             .map(|t| {
-                self.map.get(&(self.id.to_owned(), (*t).to_owned())).cloned().ok_or_else(|| format!("'{t}' was not embedded"))
+                self.map
+                    .get(&(self.id.to_owned(), (*t).to_owned()))
+                    .cloned()
+                    .ok_or_else(|| format!("'{t}' was not embedded"))
             })
             .collect()
     }

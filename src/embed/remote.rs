@@ -15,7 +15,8 @@ pub async fn embed(pool: &Pool, model: &str, texts: &[&str]) -> Result<Vec<Vec<f
     let (status, answer) = post_json(pool, "/v1/embeddings", body.clone()).await?;
     if status == StatusCode::NOT_FOUND && pool.kind == ProviderKind::Local {
         let (status, answer) = post_json(pool, "/api/embed", body).await?;
-        let vectors = parse(who, status, &answer, |v| v["embeddings"].as_array().cloned().map(|a| a.into_iter().collect()))?;
+        let vectors =
+            parse(who, status, &answer, |v| v["embeddings"].as_array().cloned().map(|a| a.into_iter().collect()))?;
         return counted(vectors, texts.len());
     }
     let vectors = parse(who, status, &answer, |v| {

@@ -189,10 +189,35 @@ async fn answer(
                 (_, false) => ok("anthropic/message.json"),
             }
         }
+        ("POST", "/v1/embeddings") if behaviour == Behaviour::Ollama => {
+            full(StatusCode::NOT_FOUND, "text/plain", b"404 page not found".to_vec())
+        }
+        ("POST", "/api/embed") if behaviour == Behaviour::Ollama => {
+            let vectors: Vec<_> = inputs(&json).iter().map(|t| topic_vector(t)).collect();
+            full(
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_vec(&serde_json::json!({"model": model, "embeddings": vectors})).unwrap(),
+            )
+        }
+        ("POST", "/v1/embeddings") if json["input"].is_array() => {
+            // The fixture's shape, one entry per input, listed in reverse to check that the
+            // gateway places vectors by `index`.
+            let mut answer: serde_json::Value = serde_json::from_slice(&fixture("openai/embeddings.json")).unwrap();
+            let data: Vec<_> = inputs(&json)
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, t)| serde_json::json!({"object": "embedding", "index": i, "embedding": topic_vector(t)}))
+                .collect();
+            answer["data"] = data.into();
+            full(StatusCode::OK, "application/json", serde_json::to_vec(&answer).unwrap())
+        }
         ("POST", "/v1/embeddings") => ok("openai/embeddings.json"),
         ("POST", "/v1/completions") => ok("openai/completions.json"),
         ("POST", "/v1/chat/completions") => match model.as_str() {
             "error-401" => full(StatusCode::UNAUTHORIZED, "application/json", fixture("openai/error-401.json")),
+            "classifier" => ok("openai/chat-classifier.json"),
             "slow" => {
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 ok("openai/chat.json")
@@ -205,6 +230,16 @@ async fn answer(
         },
         _ => full(StatusCode::NOT_FOUND, "application/json", br#"{"error":"not found"}"#.to_vec()),
     })
+}
+
+fn inputs(json: &serde_json::Value) -> Vec<String> {
+    json["input"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_owned)).collect()
+}
+
+/// A stand-in embedding model: one dimension per topic word found in the text (code, poem,
+/// weather), so tests can tell which route a prompt is near.
+pub fn topic_vector(text: &str) -> Vec<f32> {
+    ["code", "poem", "weather"].iter().map(|w| if text.contains(w) { 1.0 } else { 0.05 }).collect()
 }
 
 /// The real binary serving `config` on 127.0.0.1:0.

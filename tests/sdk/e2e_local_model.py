@@ -18,11 +18,16 @@ providers:
     base_url: "{upstream}"
 routing:
   default_route: chat
+  semantic:
+    enabled: true
+    threshold: 0.2
   routes:
     - name: chat
       model: {alias}
+      examples: ["say hello to me", "how are you today?", "tell me something nice"]
     - name: claude
       model: claude-{alias}
+      examples: ["write a python function", "fix the bug in this code", "why does my program crash?"]
 """
 
 
@@ -57,6 +62,13 @@ def main():
         assert 0 < r.usage.completion_tokens <= 8, r.usage
 
         check_stream(client, alias)
+
+        # `auto` through the builtin embedder: a coding prompt goes to the `claude` route.
+        for prompt, route in [("Write a Python function that adds two numbers.", "claude"), ("Hello there!", "chat")]:
+            raw = client.chat.completions.with_raw_response.create(
+                model="auto", messages=[{"role": "user", "content": prompt}], max_tokens=8)
+            assert raw.headers["x-llm-gateway-route"] == route, (prompt, raw.headers)
+            assert raw.parse().choices[0].message.content
 
         # The same model through the Anthropic translation: llama.cpp's server also speaks
         # the Messages API, so this exercises both directions against a real server.

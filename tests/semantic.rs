@@ -1,0 +1,117 @@
+//! Semantic routing through the real binary: the builtin embedder end to end, reloads that
+//! re-embed only what changed, a provider's embeddings (OpenAI-style and Ollama's own API),
+//! the classifier for ambiguous prompts, and a failing classifier falling through.
+
+mod common;
+
+use common::{Behaviour, Gateway, Mock, post_json};
+
+/// Three routes with examples; `general` is the default.
+fn routes() -> &'static str {
+    "  routes:
+    - name: coding
+      model: code-model
+      examples: [\"write python code that sorts a list\", \"fix this compile error in my rust code\"]
+    - name: creative
+      model: poem-model
+      examples: [\"write a poem about the sea\", \"tell me a story about a dragon\"]
+    - name: general
+      model: general-model
+      examples: [\"what is the capital of France\", \"explain how vaccines work\"]
+"
+}
+
+fn config(mock: &Mock, semantic: &str) -> String {
+    format!(
+        "providers:\n  local:\n    base_url: {}\nrouting:\n  default_route: general\n  semantic:\n{semantic}{}",
+        mock.url(),
+        routes()
+    )
+}
+
+/// Sends one chat request (`model` as given, or none) and returns the model the upstream
+/// saw and the route header.
+async fn ask(gw: &Gateway, mock: &Mock, model: Option<&str>, prompt: &str) -> (String, String) {
+    let model = model.map(|m| format!(r#""model":"{m}","#)).unwrap_or_default();
+    let body = format!(r#"{{{model}"messages":[{{"role":"user","content":"{prompt}"}}]}}"#);
+    let r = post_json(&gw.url("/v1/chat/completions"), &body).await;
+    assert_eq!(r.status.as_u16(), 200, "{}\n{}", r.text(), gw.logs());
+    let sent: serde_json::Value = serde_json::from_slice(&mock.posts().last().unwrap().body).unwrap();
+    (sent["model"].as_str().unwrap().to_owned(), r.header("x-llm-gateway-route").unwrap_or_default().to_owned())
+}
+
+#[cfg(feature = "builtin-embeddings")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtin_embeddings_route_auto_and_model_less_requests() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock, "    enabled: true\n    threshold: 0.3\n"));
+    assert!(gw.wait_for_log("semantic routing: embedded 6 route example(s)"), "{}", gw.logs());
+
+    let (model, route) =
+        ask(&gw, &mock, Some("auto"), "my javascript function throws a TypeError, help me debug it").await;
+    assert_eq!((model.as_str(), route.as_str()), ("code-model", "coding"));
+    let (model, route) = ask(&gw, &mock, None, "compose a short poem about autumn rain").await;
+    assert_eq!((model.as_str(), route.as_str()), ("poem-model", "creative"));
+    let (model, route) = ask(&gw, &mock, None, "zzzz qqqq").await;
+    assert_eq!((model.as_str(), route.as_str()), ("general-model", "general"), "below the threshold: default");
+    assert!(gw.wait_for_log("method=semantic route='coding' model='code-model' confidence=0."), "{}", gw.logs());
+    assert!(gw.wait_for_log("cascade=[semantic:creative:0."), "{}", gw.logs());
+    assert!(gw.wait_for_log("cascade=[semantic:no_match,default:general]"), "{}", gw.logs());
+
+    // A reload that keeps the examples embeds nothing; a new example is the only one embedded.
+    let path = gw.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("general-model", "other-model")).unwrap();
+    assert!(gw.wait_for_log("0 example(s) embedded, 6 reused"), "{}", gw.logs());
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("\"explain how vaccines work\"", "\"explain how vaccines work\", \"why is the sky blue\""),
+    )
+    .unwrap();
+    assert!(gw.wait_for_log("1 example(s) embedded, 6 reused"), "{}", gw.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_embeddings_and_the_classifier() {
+    let mock = Mock::start().await;
+    let semantic = "    enabled: true\n    provider: local\n    model: topic-embed\n    threshold: 0.95\n    ambiguous_threshold: 0.5\n  classifier:\n    enabled: true\n    provider: local\n    model: classifier\n    confidence_threshold: 0.7\n";
+    let gw = Gateway::start(&config(&mock, semantic));
+    // A prompt on the coding examples' topic only: confident.
+    let (model, route) = ask(&gw, &mock, None, "some code please").await;
+    assert_eq!((model.as_str(), route.as_str()), ("code-model", "coding"));
+    let embeds: Vec<_> = mock.posts().into_iter().filter(|p| p.path == "/v1/embeddings").collect();
+    let sent: serde_json::Value = serde_json::from_slice(&embeds.last().unwrap().body).unwrap();
+    assert_eq!(sent, serde_json::json!({"model": "topic-embed", "input": ["some code please"]}));
+    // Two topics: ambiguous, so the classifier (whose fixture answers `creative`) decides.
+    let (model, route) = ask(&gw, &mock, None, "code and weather").await;
+    assert_eq!((model.as_str(), route.as_str()), ("poem-model", "creative"));
+    assert!(gw.wait_for_log("method=classifier route='creative' model='poem-model' confidence=0.90"), "{}", gw.logs());
+    assert!(gw.wait_for_log(":ambiguous,classifier:creative:0.90]"), "{}", gw.logs());
+    let asked: serde_json::Value = serde_json::from_slice(
+        &mock.posts().iter().rev().find(|p| p.body.windows(10).any(|w| w == b"classifier")).unwrap().body,
+    )
+    .unwrap();
+    let prompt = asked["messages"][0]["content"].as_str().unwrap();
+    assert!(prompt.contains("- creative: \n") && prompt.contains("User request:\ncode and weather"), "{prompt}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollama_without_v1_embeddings_is_asked_on_api_embed() {
+    let mock = Mock::start_with(Behaviour::Ollama).await;
+    let gw = Gateway::start(&config(&mock, "    enabled: true\n    provider: local\n    model: nomic-embed-text\n"));
+    let (model, _) = ask(&gw, &mock, None, "a poem on the weather").await;
+    assert_eq!(model, "poem-model");
+    assert!(mock.posts().iter().any(|p| p.path == "/api/embed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_classifier_falls_through_to_the_default() {
+    let mock = Mock::start().await;
+    let semantic = "    enabled: false\n  classifier:\n    enabled: true\n    provider: local\n    model: error-401\n";
+    let gw = Gateway::start(&config(&mock, semantic));
+    let (model, route) = ask(&gw, &mock, None, "write me a sonnet").await;
+    assert_eq!((model.as_str(), route.as_str()), ("general-model", "general"));
+    assert!(gw.wait_for_log("classifier error: classifier error 401"), "{}", gw.logs());
+    assert!(gw.wait_for_log("cascade=[classifier:no_match,default:general]"), "{}", gw.logs());
+}
