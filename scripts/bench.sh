@@ -3,6 +3,7 @@
 # overhead harness (direct vs a minimal hyper proxy vs llm-gateway, interleaved, pinned to one CPU).
 #   scripts/bench.sh            both
 #   scripts/bench.sh overhead   only the overhead harness (ROUNDS, REQUESTS to tune)
+#   scripts/bench.sh semantic   embedding decision and centroid compile, on one CPU
 #   scripts/bench.sh soak       the reload soak: load for SECONDS (60) while the config is
 #                               rewritten REWRITES (30) times; fails on any failed request
 set -euo pipefail
@@ -11,6 +12,10 @@ what="${1:-all}"
 cargo build --release --locked --quiet
 if [ "$what" = all ] || [ "$what" = compile ]; then
     cargo bench --locked --bench compile
+fi
+if [ "$what" = all ] || [ "$what" = semantic ]; then
+    ./scripts/setup-embeddings.sh >/dev/null
+    taskset -c 0 cargo bench --locked --bench semantic
 fi
 if [ "$what" = all ] || [ "$what" = soak ]; then
     cargo bench --locked --bench overhead --no-run --quiet

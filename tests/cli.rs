@@ -42,6 +42,7 @@ fn check_accepts_every_valid_fixture_at_once() {
 }
 
 /// Passes on where the builtin embedder's assets are.
+#[cfg(feature = "builtin-embeddings")]
 fn with_assets(mut c: Command) -> Command {
     for var in ["HOME", "XDG_CACHE_HOME", "LLM_GATEWAY_CACHE", "LLM_GATEWAY_EMBED_DIR", "ORT_DYLIB_PATH"] {
         if let Some(v) = std::env::var_os(var) {
