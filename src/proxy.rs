@@ -215,7 +215,7 @@ pub(crate) async fn attempt(
     for index in pool.attempt_order() {
         let endpoint = &pool.endpoints[index];
         let EndpointTransport::Http(target) = &endpoint.transport else {
-            last_failure = Some(ApiError::not_implemented("zrok transports are not available yet"));
+            last_failure = Some(ApiError::not_implemented("zrok was not started in this process"));
             continue;
         };
         tried += 1;

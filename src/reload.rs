@@ -111,6 +111,14 @@ impl Reloader {
         plan.zrok_share = old.plan.zrok_share.clone();
         let compile_ms = started.elapsed().as_millis();
         let changes = describe(&old.plan, &plan);
+        // A zrok endpoint may be the first: zrok starts now, or the reload is refused.
+        if crate::state::uses_zrok(&plan)
+            && let Err(e) = crate::transport::zrok::start().await
+        {
+            metrics::get().reloads.with_label_values(&["failure"]).inc();
+            error!("config reload failed: {e}; still serving the previous config");
+            return;
+        }
         let (mut live, fresh) = Live::reconciled(plan, Some(&old));
         // New endpoints get their first probe before any traffic can reach them.
         futures_util::future::join_all(fresh.iter().map(|(pool, indices)| health::probe_some(pool, indices))).await;

@@ -79,7 +79,7 @@ impl Live {
     }
 }
 
-/// True when the plan needs zrok, which this build cannot do yet.
+/// True when the plan serves through a zrok share or reaches an endpoint through one.
 pub fn uses_zrok(plan: &Plan) -> bool {
     plan.zrok_share.is_some()
         || plan

@@ -111,6 +111,7 @@ fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str) -> Plan {
     Plan {
         hash: Sha256::digest(source.as_bytes()).into(),
         listen: endpoints::listen(cx, &config.listen),
+        listen_set: endpoints::non_empty(&config.listen).is_some(),
         zrok_share: endpoints::zrok_share(cx, config.zrok.as_deref()),
         providers,
         metrics: plan::MetricsPlan {

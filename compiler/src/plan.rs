@@ -16,6 +16,8 @@ pub struct Plan {
     /// SHA-256 of the source text; a reload with the same hash changes nothing.
     pub hash: [u8; 32],
     pub listen: ListenAddr,
+    /// Whether the config says `listen` (a zrok-shared gateway opens a TCP port only then).
+    pub listen_set: bool,
     /// Present when the gateway is served through a zrok share.
     pub zrok_share: Option<ZrokShare>,
     /// Indexed by [`ProviderKind::index`]; `None` when the provider is not configured.

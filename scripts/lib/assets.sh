@@ -106,3 +106,38 @@ PY
     rm -f "$model/model.safetensors"
     rm -rf "$wheels"
 }
+
+# libziti 0.29.3 for zrok, from the PyPI wheel openziti==0.6.0 (the newest with a Linux
+# build), checked against the SHA-256 in ../shared/reference/zrok.md, at $ZITI_LIB_PATH's
+# default ($CACHE/ziti/libziti.so). Sets ZITI_LIB. x86_64 Linux only.
+OPENZITI_VERSION="0.6.0"
+LIBZITI_SHA256="a88e5a0f2e85caa475b0912a3df365c664d2cf5f38b177f6c51cc9f1eb1bb094"
+ensure_libziti() {
+    ZITI_LIB="$CACHE/ziti/libziti.so"
+    if [ -s "$ZITI_LIB" ] && echo "$LIBZITI_SHA256  $ZITI_LIB" | sha256sum --check --status; then
+        return 0
+    fi
+    if [ "$(uname -sm)" != "Linux x86_64" ]; then
+        echo "libziti: no build for $(uname -sm); zrok features will report 'libziti not available'" >&2
+        return 1
+    fi
+    echo "==> fetching libziti (openziti $OPENZITI_VERSION wheel) from PyPI" >&2
+    local tmp
+    tmp="$(mktemp -d)"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+        "openziti==$OPENZITI_VERSION" -d "$tmp" || { rm -rf "$tmp"; return 1; }
+    mkdir -p "$CACHE/ziti"
+    python3 - "$tmp" "$ZITI_LIB.tmp" <<'PY' || { rm -rf "$tmp"; return 1; }
+import pathlib, sys, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("openziti-*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    pathlib.Path(sys.argv[2]).write_bytes(z.read("openziti/lib/libziti.so"))
+PY
+    rm -rf "$tmp"
+    if ! echo "$LIBZITI_SHA256  $ZITI_LIB.tmp" | sha256sum --check --status; then
+        echo "libziti: SHA-256 mismatch; refusing it" >&2
+        rm -f "$ZITI_LIB.tmp"
+        return 1
+    fi
+    mv "$ZITI_LIB.tmp" "$ZITI_LIB"
+}

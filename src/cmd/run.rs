@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use llm_gateway_compiler::plan::{ShareMode, ZrokShare};
 use llm_gateway_compiler::{Plan, parse_listen};
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
@@ -39,12 +40,6 @@ pub fn run(args: RunArgs) -> ExitCode {
         error!("{message}");
         return exit::code(exit::USAGE);
     }
-    if uses_zrok(&plan) {
-        error!(
-            "zrok is not available in this build yet: remove `zrok.share.enabled`, `--zrok` and every `zrok_share_token`"
-        );
-        return exit::code(exit::CONFIG);
-    }
     let mut builder = match args.worker_threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
@@ -68,9 +63,24 @@ pub fn run(args: RunArgs) -> ExitCode {
 fn apply_overrides(plan: &mut Plan, args: &RunArgs) -> Result<(), String> {
     if let Some(addr) = &args.address {
         plan.listen = parse_listen(addr).map_err(|why| format!("invalid --address `{addr}`: {why}"))?;
+        plan.listen_set = true;
     }
-    if args.zrok || args.zrok_mode.is_some() {
-        return Err("zrok is not available in this build yet (--zrok, --zrok-mode)".into());
+    let mode = match args.zrok_mode.as_deref() {
+        None => None,
+        Some("public") => Some(ShareMode::Public),
+        Some("private") => Some(ShareMode::Private),
+        Some(other) => return Err(format!("invalid --zrok-mode `{other}`: use `public` or `private`")),
+    };
+    if args.zrok && plan.zrok_share.is_none() {
+        plan.zrok_share = Some(ZrokShare { mode: ShareMode::Private, token: None });
+    }
+    if let (Some(share), Some(mode)) = (plan.zrok_share.as_mut(), mode) {
+        if share.token.is_some() && mode == ShareMode::Public {
+            return Err(
+                "--zrok-mode public cannot apply to the persistent share in `zrok.share.token` (always private)".into(),
+            );
+        }
+        share.mode = mode;
     }
     Ok(())
 }
@@ -79,16 +89,32 @@ fn apply_overrides(plan: &mut Plan, args: &RunArgs) -> Result<(), String> {
 type ReloadSetup = Option<(std::path::PathBuf, FilePlan, bool)>;
 
 async fn serve(plan: Plan, reload: ReloadSetup) -> ExitCode {
-    let host = plan.listen.host.clone().unwrap_or_else(|| "0.0.0.0".to_owned());
-    let port = plan.listen.port;
-    let listener = match TcpListener::bind((host.as_str(), port)).await {
-        Ok(l) => l,
-        Err(e) => {
-            error!("cannot listen on {}: {e}", plan.listen);
-            return exit::code(1);
-        }
+    let zrok = match uses_zrok(&plan) {
+        true => match crate::transport::zrok::start().await {
+            Ok(z) => Some(z),
+            Err(e) => {
+                error!("{e}");
+                return exit::code(exit::CONFIG);
+            }
+        },
+        false => None,
     };
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| plan.listen.to_string());
+    // Served through zrok, the gateway opens no TCP port unless `listen` was asked for.
+    let tcp = match plan.zrok_share.is_none() || plan.listen_set {
+        true => {
+            let host = plan.listen.host.clone().unwrap_or_else(|| "0.0.0.0".to_owned());
+            match TcpListener::bind((host.as_str(), plan.listen.port)).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    error!("cannot listen on {}: {e}", plan.listen);
+                    return exit::code(1);
+                }
+            }
+        }
+        false => None,
+    };
+    let local = tcp.as_ref().map(|l| l.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| plan.listen.to_string()));
+    let share_plan = plan.zrok_share.clone();
     let drain = plan.server.drain_timeout;
     crate::metrics::get().config_loaded(&plan.hash_hex());
     let mut live = Live::new(plan);
@@ -121,10 +147,32 @@ async fn serve(plan: Plan, reload: ReloadSetup) -> ExitCode {
         }
         None => _checkers = crate::pool::health::spawn_all(&shared.load(), &boot),
     }
-    info!("listening on {local}");
-    let finished = crate::server::serve(listener, shared, shutdown_signal(), drain).await;
+    let share = match (&zrok, &share_plan) {
+        (Some(z), Some(p)) => match crate::transport::zrok::share::open(z, p).await {
+            Ok(opened) => Some(opened),
+            Err(e) => {
+                error!("{e}");
+                z.release_accesses().await;
+                return exit::code(1);
+            }
+        },
+        _ => None,
+    };
+    if let Some(local) = &local {
+        info!("listening on {local}");
+    }
+    let (share, connections) = share.unzip();
+    let listeners = crate::server::Listeners { tcp, zrok: connections };
+    let finished = crate::server::serve(listeners, shared, shutdown_signal(), drain).await;
     if !finished {
         warn!("exiting with requests still in flight");
+    }
+    // After the drain: the share goes first (nobody can reach us any more), then accesses.
+    if let Some(share) = share {
+        share.close().await;
+    }
+    if let Some(z) = zrok {
+        z.release_accesses().await;
     }
     exit::code(exit::OK)
 }

@@ -15,18 +15,13 @@ pub struct Model {
     inner: Mutex<TextEmbedding>,
 }
 
-/// Where the assets are: `LLM_GATEWAY_EMBED_DIR`, else `embed/` in the cache directory the
-/// setup scripts use (`LLM_GATEWAY_CACHE`, else `$XDG_CACHE_HOME/llm-gateway`, else
-/// `~/.cache/llm-gateway`).
+/// Where the assets are: `LLM_GATEWAY_EMBED_DIR`, else `embed/` in the setup scripts' cache
+/// directory.
 pub fn asset_dir() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = var("LLM_GATEWAY_EMBED_DIR") {
-        return dir;
+    match std::env::var_os("LLM_GATEWAY_EMBED_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => crate::assets::cache_dir().join("embed"),
     }
-    let cache = var("LLM_GATEWAY_CACHE").unwrap_or_else(|| {
-        var("XDG_CACHE_HOME").unwrap_or_else(|| var("HOME").unwrap_or_default().join(".cache")).join("llm-gateway")
-    });
-    cache.join("embed")
 }
 
 /// The one model, loaded on first use and shared by every plan after.

@@ -15,7 +15,7 @@ pub async fn post_json(pool: &Pool, path: &str, body: Vec<u8>) -> Result<(Status
     for index in pool.attempt_order() {
         let endpoint = &pool.endpoints[index];
         let EndpointTransport::Http(target) = &endpoint.transport else {
-            last = format!("endpoint '{}' is reached through zrok, which is not available yet", endpoint.name);
+            last = format!("endpoint '{}' is reached through zrok, which was not started", endpoint.name);
             continue;
         };
         let mut req = Request::builder()

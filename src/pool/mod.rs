@@ -13,7 +13,8 @@ use http::HeaderValue;
 use llm_gateway_compiler::plan::{ApiKey, EndpointSpec, HealthCheck, ProviderKind, ProviderPlan, Transport};
 use tracing::{info, warn};
 
-use crate::transport::http::{HttpClient, client};
+use crate::transport::http::{Dialer, HttpClient, client, client_with};
+use crate::transport::zrok::access::Access;
 
 pub struct Pool {
     pub kind: ProviderKind,
@@ -83,6 +84,7 @@ pub struct Endpoint {
 
 pub enum EndpointTransport {
     Http(Box<HttpTarget>),
+    /// Behind a zrok share, in a process where zrok was not started (`check`).
     Zrok,
 }
 
@@ -92,6 +94,21 @@ pub struct HttpTarget {
     /// The URIs of the forwarded operations, built once (indexed by [`Operation`]).
     pub uris: [http::Uri; 3],
     pub client: HttpClient,
+}
+
+impl HttpTarget {
+    fn new(kind: ProviderKind, base: String, client: HttpClient) -> Self {
+        // A validated base URL plus a fixed path always parses; fall back to a relative URI
+        // (which then fails per request) rather than panic.
+        let uris = Operation::ALL.map(|op| {
+            let path = match (kind, op) {
+                (ProviderKind::Anthropic, Operation::Chat) => "/v1/messages",
+                _ => op.path(),
+            };
+            format!("{base}{path}").parse().unwrap_or_default()
+        });
+        Self { base, uris, client }
+    }
 }
 
 /// The OpenAI-compatible operations the gateway forwards.
@@ -261,18 +278,21 @@ impl Endpoint {
         let transport = match &spec.transport {
             Transport::Http { base_url } => {
                 let base = base_url.as_str().trim_end_matches('/').to_owned();
-                // A validated base URL plus a fixed path always parses; fall back to a
-                // relative URI (which then fails per request) rather than panic.
-                let uris = Operation::ALL.map(|op| {
-                    let path = match (kind, op) {
-                        (ProviderKind::Anthropic, Operation::Chat) => "/v1/messages",
-                        _ => op.path(),
-                    };
-                    format!("{base}{path}").parse().unwrap_or_default()
-                });
-                EndpointTransport::Http(Box::new(HttpTarget { base, uris, client: client(connect) }))
+                EndpointTransport::Http(Box::new(HttpTarget::new(kind, base, client(connect))))
             }
-            Transport::Zrok { .. } => EndpointTransport::Zrok,
+            Transport::Zrok { share_token, base_url } => match crate::transport::zrok::get() {
+                Some(zrok) => {
+                    let access = Access::new(zrok, share_token.expose().to_owned());
+                    // The URL's host is not used to route (the share is dialed); it only
+                    // names the upstream in the Host header and picks http or https.
+                    let base = match base_url {
+                        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+                        None => "http://zrok-share".to_owned(),
+                    };
+                    EndpointTransport::Http(Box::new(HttpTarget::new(kind, base, client_with(Dialer::Zrok(access)))))
+                }
+                None => EndpointTransport::Zrok,
+            },
         };
         Self {
             name: spec.name.clone(),

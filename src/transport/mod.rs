@@ -1,3 +1,4 @@
-//! How bytes reach an upstream: pooled HTTP(S) now; zrok accesses later.
+//! How bytes reach an upstream: pooled HTTP(S) over TCP or through a zrok access.
 
 pub mod http;
+pub mod zrok;
