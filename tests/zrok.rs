@@ -190,11 +190,15 @@ struct Bare {
 
 impl Bare {
     fn start(config: &str, env: &[(&'static str, String)]) -> Bare {
+        Self::start_with_args(config, env, &[])
+    }
+
+    fn start_with_args(config: &str, env: &[(&'static str, String)], args: &[&str]) -> Bare {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-gateway"));
-        cmd.arg("run").arg(&path).env("RUST_LOG", "info");
+        cmd.arg("run").arg(&path).args(args).env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -280,8 +284,10 @@ async fn a_gateway_reaches_another_through_a_zrok_share() {
     assert!(mock.posts().len() >= 2, "both requests reached A's upstream");
     assert_eq!(controller.body_of("POST /access"), json!({"envZId": ENV_ZID, "shareToken": "share1"}));
 
-    b.signal("TERM");
+    // A reload that drops the endpoint releases its access.
+    std::fs::write(b.config_path(), format!("providers:\n  local:\n    base_url: {}\n", mock.url())).unwrap();
     assert!(b.wait_for_log("released zrok access (frontend fe2)"), "{}", b.logs());
+    b.signal("TERM");
     let (code, logs) = a.stop();
     assert_eq!(code, Some(0), "{logs}");
     assert!(logs.contains("deleted zrok share 'share1'"), "{logs}");
@@ -340,4 +346,42 @@ async fn failures_have_exact_messages() {
     let (code, logs) = Bare::start(&served(&mock, ""), &env).wait();
     assert_eq!(code, Some(78), "{logs}");
     assert!(logs.contains("libziti not available: set ZITI_LIB_PATH"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_share_fails_over_like_a_dead_host() {
+    let controller = Controller::start().await;
+    let fixture = Fixture::new(&controller);
+    let mock = Mock::start().await;
+    let owned = fixture.env();
+    let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let config = format!(
+        "providers:\n  local:\n    endpoints:\n      - name: behind-zrok\n        zrok_share_token: nosuchshare\n      - name: direct\n        base_url: {}\n",
+        mock.url()
+    );
+    let b = Gateway::start_with_env(&config, &env);
+    for _ in 0..4 {
+        let r = post_json(
+            &b.url("/v1/chat/completions"),
+            r#"{"model":"llama3","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), b.logs());
+    }
+    assert!(b.wait_for_log("endpoint 'behind-zrok' is now unhealthy"), "{}", b.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_line_flags_share_and_listen_serves_both() {
+    let controller = Controller::start().await;
+    let fixture = Fixture::new(&controller);
+    let mock = Mock::start().await;
+    let config = format!("listen: 127.0.0.1:0\nproviders:\n  local:\n    base_url: {}\n", mock.url());
+    let a = Bare::start_with_args(&config, &fixture.env(), &["--zrok", "--zrok-mode", "public"]);
+    assert!(a.wait_for_log("serving via zrok share 'share1'"), "{}", a.logs());
+    assert!(a.wait_for_log("listening on 127.0.0.1:"), "`listen` set: TCP too");
+    assert_eq!(controller.body_of("POST /share")["shareMode"], "public");
+    let (code, logs) = a.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("deleted zrok share 'share1'"), "{logs}");
 }
