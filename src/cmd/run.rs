@@ -57,7 +57,11 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     };
     let reload = (args.config != std::path::Path::new("-")).then(|| (args.config.clone(), file_plan, !args.no_watch));
-    runtime.block_on(serve(plan, reload))
+    let code = runtime.block_on(serve(plan, reload));
+    // A blocking call stuck in libziti (a controller that never answers) must not keep the
+    // process from exiting: dropping the runtime would wait for it forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 fn apply_overrides(plan: &mut Plan, args: &RunArgs) -> Result<(), String> {
