@@ -115,3 +115,51 @@ async fn a_failing_classifier_falls_through_to_the_default() {
     assert!(gw.wait_for_log("classifier error: classifier error 401"), "{}", gw.logs());
     assert!(gw.wait_for_log("cascade=[classifier:no_match,default:general]"), "{}", gw.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_classifier_times_out_into_the_default() {
+    let mock = Mock::start().await;
+    let semantic = "    enabled: false\n  classifier:\n    enabled: true\n    provider: local\n    model: slow\n    timeout_ms: 200\n";
+    let gw = Gateway::start(&config(&mock, semantic));
+    let started = std::time::Instant::now();
+    let (model, _) = ask(&gw, &mock, None, "write me a sonnet").await;
+    assert_eq!(model, "general-model");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "the mock answers `slow` after 3 s");
+    assert!(gw.wait_for_log("classifier error: no answer within 200 ms"), "{}", gw.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_embeddings_carry_the_providers_key() {
+    let mock = Mock::start().await;
+    let config = config(&mock, "    enabled: true\n    provider: openai\n    model: text-embedding-3-small\n").replace(
+        "providers:\n",
+        &format!("providers:\n  open_ai:\n    base_url: {}\n    api_key: sk-test-key\n", mock.url()),
+    );
+    let gw = Gateway::start(&config);
+    let (model, _) = ask(&gw, &mock, None, "a poem about the weather").await;
+    assert_eq!(model, "poem-model");
+    let embed = mock.posts().into_iter().find(|p| p.path == "/v1/embeddings").unwrap();
+    assert_eq!(embed.headers["authorization"], "Bearer sk-test-key");
+}
+
+#[cfg(feature = "builtin-embeddings")]
+#[test]
+fn run_without_the_builtin_model_names_the_setup_command() {
+    let empty = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, "providers:\n  local: {}\nrouting:\n  semantic: {enabled: true}\n  routes:\n    - {name: a, model: m, examples: [hi]}\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_llm-gateway"))
+        .args(["run", "--address", "127.0.0.1:0"])
+        .arg(&path)
+        .env("LLM_GATEWAY_EMBED_DIR", empty.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("failed to initialize semantic router: the builtin embedding model is not installed"),
+        "{err}"
+    );
+    assert!(err.contains("run ./scripts/setup-embeddings.sh"), "{err}");
+}

@@ -84,8 +84,10 @@ async fn answer(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
     let (parts, body) = req.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
     let path = parts.uri.path().to_owned();
-    let Some(rest) = path.strip_prefix("/api/v2") else {
-        return Ok(reply(StatusCode::NOT_FOUND, None));
+    let (rest, accepted) = match (path.strip_prefix("/api/v2"), path.strip_prefix("/api/v1")) {
+        (Some(rest), _) => (rest, "v2.0"),
+        (_, Some(rest)) => (rest, "v1.1"),
+        _ => return Ok(reply(StatusCode::NOT_FOUND, None)),
     };
     if !body.is_empty() && parts.headers.get("content-type").is_none_or(|c| c != "application/zrok.v1+json") {
         return Ok(reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, None));
@@ -93,7 +95,7 @@ async fn answer(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
     let json: Value = serde_json::from_slice(&body).unwrap_or_default();
     if rest == "/clientVersionCheck" {
         let version = json["clientVersion"].as_str().unwrap_or_default();
-        return Ok(match version.starts_with("v2.0") {
+        return Ok(match version.starts_with(accepted) {
             true => reply(StatusCode::OK, None),
             false => reply(StatusCode::BAD_REQUEST, Some(json!(format!("client version '{version}' does not match")))),
         });
@@ -162,8 +164,13 @@ struct Fixture {
 
 impl Fixture {
     fn new(controller: &Controller) -> Fixture {
+        Self::with_root(controller, ".zrok2")
+    }
+
+    /// `.zrok2` for zrok v2, `.zrok` for v1.
+    fn with_root(controller: &Controller, dir: &str) -> Fixture {
         let home = tempfile::tempdir().unwrap();
-        let root = home.path().join(".zrok2");
+        let root = home.path().join(dir);
         std::fs::create_dir_all(root.join("identities")).unwrap();
         std::fs::write(root.join("metadata.json"), r#"{"v":"v0.4"}"#).unwrap();
         let enabled = json!({"zrok_token": TOKEN, "ziti_identity": ENV_ZID, "api_endpoint": format!("http://{}", controller.addr)});
@@ -384,4 +391,22 @@ async fn command_line_flags_share_and_listen_serves_both() {
     let (code, logs) = a.stop();
     assert_eq!(code, Some(0), "{logs}");
     assert!(logs.contains("deleted zrok share 'share1'"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_environment_speaks_the_v1_api() {
+    let controller = Controller::start().await;
+    let fixture = Fixture::with_root(&controller, ".zrok");
+    let mock = Mock::start().await;
+    let a = Bare::start(&served(&mock, "    mode: public\n"), &fixture.env());
+    assert!(a.wait_for_log("serving via zrok share 'share1'"), "{}", a.logs());
+    let share = controller.body_of("POST /share");
+    assert_eq!((&share["frontendSelection"], &share["reserved"]), (&json!(["public"]), &json!(false)), "{share}");
+    assert!(share.get("nameSelections").is_none(), "{share}");
+    let (code, logs) = a.stop();
+    assert_eq!(code, Some(0), "{logs}");
+    assert_eq!(
+        controller.body_of("DELETE /unshare"),
+        json!({"envZId": ENV_ZID, "shareToken": "share1", "reserved": false})
+    );
 }

@@ -89,7 +89,7 @@ string_enum! {
 
 section! {
     ZrokShare {
-        /// Serve through a zrok share instead of (later: besides) the TCP listener. Default false.
+        /// Serve through a zrok share (and also on TCP only when `listen` is set). Default false.
         #[schemars(extend("default" = false))]
         enabled: S<bool>,
         /// `private` (default) or `public`.
