@@ -12,6 +12,46 @@ use crate::transport::http::{HttpClient, client};
 
 const MEDIA: &str = "application/zrok.v1+json";
 
+pub type Answer<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// The controller calls the gateway makes. [`Api`] makes them over HTTP; the tests' fake
+/// controller answers them on the wire, so the real client is what they exercise.
+pub trait Controller: Send + Sync {
+    /// Fails unless the controller accepts this client's version (once, at startup).
+    fn version_check(&self) -> Answer<'_, ()>;
+    fn share(&self, public: bool) -> Answer<'_, Created>;
+    fn unshare<'a>(&'a self, token: &'a str) -> Answer<'a, ()>;
+    fn share_detail<'a>(&'a self, token: &'a str) -> Answer<'a, ()>;
+    fn access<'a>(&'a self, share: &'a str) -> Answer<'a, String>;
+    fn unaccess<'a>(&'a self, frontend: &'a str, share: &'a str) -> Answer<'a, ()>;
+}
+
+impl Controller for Api {
+    fn version_check(&self) -> Answer<'_, ()> {
+        Box::pin(Api::version_check(self))
+    }
+
+    fn share(&self, public: bool) -> Answer<'_, Created> {
+        Box::pin(Api::share(self, public))
+    }
+
+    fn unshare<'a>(&'a self, token: &'a str) -> Answer<'a, ()> {
+        Box::pin(Api::unshare(self, token))
+    }
+
+    fn share_detail<'a>(&'a self, token: &'a str) -> Answer<'a, ()> {
+        Box::pin(Api::share_detail(self, token))
+    }
+
+    fn access<'a>(&'a self, share: &'a str) -> Answer<'a, String> {
+        Box::pin(Api::access(self, share))
+    }
+
+    fn unaccess<'a>(&'a self, frontend: &'a str, share: &'a str) -> Answer<'a, ()> {
+        Box::pin(Api::unaccess(self, frontend, share))
+    }
+}
+
 pub struct Api {
     base: String,
     flavour: Flavour,
@@ -73,8 +113,7 @@ impl Api {
             .map_err(|_| format!("{what}: no answer within 30 s"))?
     }
 
-    /// Fails unless the controller accepts this client version (once, at startup).
-    pub async fn version_check(&self) -> Result<(), String> {
+    async fn version_check(&self) -> Result<(), String> {
         let version = match self.flavour {
             Flavour::V1 => "v1.1.11",
             Flavour::V2 => "v2.0.4",
@@ -85,7 +124,7 @@ impl Api {
     }
 
     /// An ephemeral share of the gateway, bound by this process (`proxy` backend).
-    pub async fn share(&self, public: bool) -> Result<Created, String> {
+    async fn share(&self, public: bool) -> Result<Created, String> {
         let mode = if public { "public" } else { "private" };
         let mut body = json!({
             "envZId": self.env_zid, "shareMode": mode, "backendMode": "proxy",
@@ -118,7 +157,7 @@ impl Api {
         Ok(Created { token: token.to_owned(), frontends })
     }
 
-    pub async fn unshare(&self, token: &str) -> Result<(), String> {
+    async fn unshare(&self, token: &str) -> Result<(), String> {
         let mut body = json!({ "envZId": self.env_zid, "shareToken": token });
         if self.flavour == Flavour::V1 {
             body["reserved"] = false.into();
@@ -128,7 +167,7 @@ impl Api {
     }
 
     /// Fails clearly when a persistent share does not exist.
-    pub async fn share_detail(&self, token: &str) -> Result<(), String> {
+    async fn share_detail(&self, token: &str) -> Result<(), String> {
         let (status, answer) = self.call(Method::GET, &format!("/detail/share/{token}"), None).await?;
         if status == StatusCode::NOT_FOUND {
             return Err("the zrok share in `zrok.share.token` does not exist".into());
@@ -137,7 +176,7 @@ impl Api {
     }
 
     /// A private access to `share`: its frontend token.
-    pub async fn access(&self, share: &str) -> Result<String, String> {
+    async fn access(&self, share: &str) -> Result<String, String> {
         let body = json!({ "envZId": self.env_zid, "shareToken": share });
         let (status, answer) = self.call(Method::POST, "/access", Some(body)).await?;
         expect(status, &answer, &[StatusCode::CREATED, StatusCode::OK], "zrok refused an access to the share")?;
@@ -145,7 +184,7 @@ impl Api {
         value["frontendToken"].as_str().map(str::to_owned).ok_or_else(|| "the zrok access answer has no token".into())
     }
 
-    pub async fn unaccess(&self, frontend: &str, share: &str) -> Result<(), String> {
+    async fn unaccess(&self, frontend: &str, share: &str) -> Result<(), String> {
         let body = json!({ "frontendToken": frontend, "envZId": self.env_zid, "shareToken": share });
         let (status, answer) = self.call(Method::DELETE, "/unaccess", Some(body)).await?;
         expect(status, &answer, &[StatusCode::OK], "zrok refused to release the access")

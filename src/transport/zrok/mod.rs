@@ -18,7 +18,7 @@ use std::time::Duration;
 use tracing::info;
 
 use self::access::Access;
-use self::api::Api;
+use self::api::{Api, Controller};
 use self::env::Environment;
 use self::ziti::{FakeZiti, ZitiTransport};
 
@@ -34,7 +34,7 @@ const CONTEXT_DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct Zrok {
     pub env: Environment,
-    pub api: Api,
+    pub api: Box<dyn Controller>,
     pub ziti: Arc<dyn ZitiTransport>,
     accesses: Mutex<Vec<Weak<Access>>>,
 }
@@ -77,7 +77,7 @@ pub async fn start() -> Result<Arc<Zrok>, String> {
         }
         None => Arc::new(load_libziti(&env).await?),
     };
-    let zrok = Arc::new(Zrok { env, api, ziti, accesses: Mutex::new(Vec::new()) });
+    let zrok = Arc::new(Zrok { env, api: Box::new(api), ziti, accesses: Mutex::new(Vec::new()) });
     Ok(RUNTIME.get_or_init(|| zrok).clone())
 }
 
