@@ -46,6 +46,11 @@ fn benches(c: &mut Criterion) {
         })
     });
     group.finish();
+    // The request side, on the overhead harness's streamed chat request.
+    let body = br#"{"model":"claude-sonnet-4-20250514","messages":[{"role":"system","content":"You are a helpful assistant that answers briefly."},{"role":"user","content":"Give me three facts about the Rust programming language and its memory model, please."}],"max_tokens":64,"stream":true}"#;
+    c.bench_function("anthropic_request/translate_streamed_chat", |b| {
+        b.iter(|| llm_gateway::providers::anthropic::request::translate(body, "claude-sonnet-4-20250514").unwrap())
+    });
 }
 
 criterion_group!(translate_benches, benches);
