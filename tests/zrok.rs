@@ -251,6 +251,14 @@ impl Bare {
     }
 }
 
+impl Drop for Bare {
+    /// A failed assertion must not leave the gateway running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn served(mock: &Mock, zrok: &str) -> String {
     format!("providers:\n  local:\n    base_url: {}\nzrok:\n  share:\n    enabled: true\n{zrok}", mock.url())
 }
