@@ -2,7 +2,7 @@
 //! request belongs to, given the routes' names and descriptions. Any failure is an `Err` the
 //! cascade logs and steps past.
 
-use llm_gateway_compiler::plan::{ClassifierPlan, ClassifierProvider, ProviderKind, RouteId, RoutingPlan};
+use llm_gateway_compiler::plan::{ClassifierPlan, RouteId, RoutingPlan};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -25,10 +25,7 @@ pub async fn classify(
     pools: &Pools,
     text: &str,
 ) -> Result<(RouteId, f64), String> {
-    let kind = match plan.provider {
-        ClassifierProvider::Local => ProviderKind::Local,
-        ClassifierProvider::Openai => ProviderKind::OpenAi,
-    };
+    let kind = plan.provider.provider();
     let cache_key = key(&format!("classifier:{}:{}", kind.config_name(), plan.model), text);
     if let Some(hit) = ANSWERS.get(plan.cache.as_ref(), &cache_key) {
         return Ok(hit);

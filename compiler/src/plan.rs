@@ -67,6 +67,27 @@ pub enum ProviderKind {
     Local,
 }
 
+impl EmbedProvider {
+    /// The configured provider whose embeddings API it calls; `None` for the in-process model.
+    pub fn provider(self) -> Option<ProviderKind> {
+        match self {
+            EmbedProvider::Builtin => None,
+            EmbedProvider::Local => Some(ProviderKind::Local),
+            EmbedProvider::Openai => Some(ProviderKind::OpenAi),
+        }
+    }
+}
+
+impl ClassifierProvider {
+    /// The configured provider whose chat API answers the classifier's prompt.
+    pub fn provider(self) -> ProviderKind {
+        match self {
+            ClassifierProvider::Local => ProviderKind::Local,
+            ClassifierProvider::Openai => ProviderKind::OpenAi,
+        }
+    }
+}
+
 impl ProviderKind {
     pub const ALL: [ProviderKind; 3] = [Self::OpenAi, Self::Anthropic, Self::Local];
 

@@ -337,23 +337,18 @@ fn semantic(
     let (threshold, ambiguous_threshold) = thresholds(cx, raw);
     let provider = raw.provider.as_ref().map(|p| p.value).unwrap_or(EmbedProvider::Builtin);
     let model = non_empty(&raw.model).map(|m| m.value.clone());
-    if let Some(p) = &raw.provider {
-        let kind = match p.value {
-            EmbedProvider::Builtin => None,
-            EmbedProvider::Local => Some(ProviderKind::Local),
-            EmbedProvider::Openai => Some(ProviderKind::OpenAi),
-        };
-        if let Some(kind) = kind {
-            needs_provider(cx, "routing.semantic.provider", p.span.clone(), kind, providers);
-            if model.is_none() {
-                cx.at("routing.semantic", |cx| {
-                    cx.error_help(
-                        p.span.clone(),
-                        format!("`provider: {}` needs a `model`", p.value.as_str()),
-                        "name the embedding model, e.g. `model: nomic-embed-text`",
-                    )
-                });
-            }
+    if let Some(p) = &raw.provider
+        && let Some(kind) = p.value.provider()
+    {
+        needs_provider(cx, "routing.semantic.provider", p.span.clone(), kind, providers);
+        if model.is_none() {
+            cx.at("routing.semantic", |cx| {
+                cx.error_help(
+                    p.span.clone(),
+                    format!("`provider: {}` needs a `model`", p.value.as_str()),
+                    "name the embedding model, e.g. `model: nomic-embed-text`",
+                )
+            });
         }
     }
     if let (EmbedProvider::Builtin, Some(m)) = (provider, non_empty(&raw.model))
@@ -398,11 +393,7 @@ fn classifier(
 ) -> ClassifierPlan {
     let provider = match &raw.provider {
         Some(p) => {
-            let kind = match p.value {
-                ClassifierProvider::Local => ProviderKind::Local,
-                ClassifierProvider::Openai => ProviderKind::OpenAi,
-            };
-            needs_provider(cx, "routing.classifier.provider", p.span.clone(), kind, providers);
+            needs_provider(cx, "routing.classifier.provider", p.span.clone(), p.value.provider(), providers);
             p.value
         }
         None => {

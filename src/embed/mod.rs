@@ -35,16 +35,14 @@ impl Embedder {
     /// The plan's embedder. The builtin model is loaded (blocking, once per process) on
     /// first use.
     pub fn for_plan(semantic: &SemanticPlan) -> Result<Self, String> {
-        let model = semantic.model.clone().unwrap_or_default();
-        match semantic.provider {
+        match semantic.provider.provider() {
+            Some(kind) => Ok(Embedder::Remote { kind, model: semantic.model.clone().unwrap_or_default() }),
             #[cfg(feature = "builtin-embeddings")]
-            EmbedProvider::Builtin => builtin::shared().map(Embedder::Builtin),
+            None => builtin::shared().map(Embedder::Builtin),
             #[cfg(not(feature = "builtin-embeddings"))]
-            EmbedProvider::Builtin => Err("this llm-gateway was built without the builtin embedder \
+            None => Err("this llm-gateway was built without the builtin embedder \
                 (cargo feature `builtin-embeddings`); use `routing.semantic.provider: local` or `openai`"
                 .into()),
-            EmbedProvider::Local => Ok(Embedder::Remote { kind: ProviderKind::Local, model }),
-            EmbedProvider::Openai => Ok(Embedder::Remote { kind: ProviderKind::OpenAi, model }),
         }
     }
 
