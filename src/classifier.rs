@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::embed::Pools;
 use crate::embed::cache::{TtlLru, key};
-use crate::pool::call::post_json;
+use crate::pool::call::{post_json, status_error};
 
 static ANSWERS: TtlLru<(RouteId, f64)> = TtlLru::new();
 
@@ -43,8 +43,7 @@ pub async fn classify(
         None => call.await,
     }?;
     if !status.is_success() {
-        let text = String::from_utf8_lossy(&answer[..answer.len().min(500)]).into_owned();
-        return Err(format!("classifier error {}: {text}", status.as_u16()));
+        return Err(status_error("classifier error", status, &answer));
     }
     let reply: serde_json::Value =
         serde_json::from_slice(&answer).map_err(|_| "classifier answer is not JSON".to_owned())?;

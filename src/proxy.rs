@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::access_log::AccessLog;
 use crate::body::{Body, json, no_buffering};
 use crate::error::ApiError;
-use crate::pool::{Credential, EndpointTransport, Operation};
+use crate::pool::{EndpointTransport, Operation};
 use crate::providers::anthropic;
 use crate::queue::{self, Gate};
 use crate::relay::Relay;
@@ -145,12 +145,7 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
     if anthropic && op != Operation::Chat {
         return Err(ApiError::bad_request("unsupported_operation", format!("Anthropic does not serve {}", op.path())));
     }
-    let credential: Option<(http::HeaderName, HeaderValue)> = match &pool.credential {
-        Credential::None => None,
-        Credential::Bearer(v) => Some((header::AUTHORIZATION, v.clone())),
-        Credential::XApiKey(v) => Some((http::HeaderName::from_static("x-api-key"), v.clone())),
-        Credential::Missing(why) => return Err(ApiError::internal("provider_credentials_missing", why.clone())),
-    };
+    let credential = pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
     if live.plan.tracing.enabled && op == Operation::Chat {
         trace::log_request(&parsed, &target.model, live.plan.tracing.max_content_length);
     }

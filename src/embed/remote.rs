@@ -7,7 +7,7 @@ use llm_gateway_compiler::plan::ProviderKind;
 use serde_json::{Value, json};
 
 use crate::pool::Pool;
-use crate::pool::call::post_json;
+use crate::pool::call::{post_json, status_error};
 
 pub async fn embed(pool: &Pool, model: &str, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
     let who = if pool.kind == ProviderKind::OpenAi { "openai" } else { "local" };
@@ -38,8 +38,7 @@ fn parse(
     vectors: impl Fn(&Value) -> Option<Vec<Value>>,
 ) -> Result<Vec<Vec<f32>>, String> {
     if !status.is_success() {
-        let text = String::from_utf8_lossy(&answer[..answer.len().min(500)]).into_owned();
-        return Err(format!("{who} embed error {}: {text}", status.as_u16()));
+        return Err(status_error(&format!("{who} embed error"), status, answer));
     }
     let bad = || format!("{who} embed answer is not a list of vectors");
     let value: Value = serde_json::from_slice(answer).map_err(|_| bad())?;

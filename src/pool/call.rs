@@ -6,11 +6,12 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 
-use super::{Credential, EndpointTransport, Pool};
+use super::{EndpointTransport, Pool};
 
 /// The status and body of the first endpoint that answered.
 pub async fn post_json(pool: &Pool, path: &str, body: Vec<u8>) -> Result<(StatusCode, Bytes), String> {
     let body = Bytes::from(body);
+    let credential = pool.credential.header()?;
     let mut last = format!("provider '{}' has no endpoints", pool.kind.config_name());
     for index in pool.attempt_order() {
         let endpoint = &pool.endpoints[index];
@@ -25,11 +26,8 @@ pub async fn post_json(pool: &Pool, path: &str, body: Vec<u8>) -> Result<(Status
             .header(header::USER_AGENT, concat!("llm-gateway/", env!("CARGO_PKG_VERSION")))
             .body(Full::new(body.clone()))
             .map_err(|e| format!("cannot build the request: {e}"))?;
-        match &pool.credential {
-            Credential::None => {}
-            Credential::Bearer(v) => drop(req.headers_mut().insert(header::AUTHORIZATION, v.clone())),
-            Credential::XApiKey(v) => drop(req.headers_mut().insert("x-api-key", v.clone())),
-            Credential::Missing(why) => return Err(why.clone()),
+        if let Some((name, value)) = &credential {
+            req.headers_mut().insert(name, value.clone());
         }
         match target.client.request(req).await {
             Ok(resp) => {
@@ -44,4 +42,10 @@ pub async fn post_json(pool: &Pool, path: &str, body: Vec<u8>) -> Result<(Status
         pool.set_healthy(index, false);
     }
     Err(last)
+}
+
+/// `<what> <status>: <the answer's first 500 bytes>`, as the anchor words provider errors.
+pub fn status_error(what: &str, status: StatusCode, answer: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&answer[..answer.len().min(500)]);
+    format!("{what} {}: {text}", status.as_u16())
 }

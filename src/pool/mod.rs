@@ -69,6 +69,18 @@ pub enum Credential {
     Missing(String),
 }
 
+impl Credential {
+    /// The header to send, if any; `Err` with the reason when the key is missing.
+    pub fn header(&self) -> Result<Option<(http::HeaderName, HeaderValue)>, &str> {
+        match self {
+            Credential::None => Ok(None),
+            Credential::Bearer(v) => Ok(Some((http::header::AUTHORIZATION, v.clone()))),
+            Credential::XApiKey(v) => Ok(Some((http::HeaderName::from_static("x-api-key"), v.clone()))),
+            Credential::Missing(why) => Err(why),
+        }
+    }
+}
+
 pub struct Endpoint {
     pub name: String,
     /// What makes two endpoints the same across reloads: name, transport and connect timeout.
