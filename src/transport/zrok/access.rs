@@ -58,10 +58,7 @@ impl Access {
         if self.released.swap(true, Ordering::AcqRel) {
             return;
         }
-        match self.zrok.api.unaccess(frontend, &self.share).await {
-            Ok(()) => info!("released zrok access (frontend {frontend})"),
-            Err(e) => warn!("could not release zrok access (frontend {frontend}): {e}"),
-        }
+        unaccess(&self.zrok, frontend, &self.share).await;
     }
 }
 
@@ -75,11 +72,13 @@ impl Drop for Access {
             return;
         }
         let (zrok, share) = (self.zrok.clone(), self.share.clone());
-        handle.spawn(async move {
-            match zrok.api.unaccess(&frontend, &share).await {
-                Ok(()) => info!("released zrok access (frontend {frontend})"),
-                Err(e) => warn!("could not release zrok access (frontend {frontend}): {e}"),
-            }
-        });
+        handle.spawn(async move { unaccess(&zrok, &frontend, &share).await });
+    }
+}
+
+async fn unaccess(zrok: &Zrok, frontend: &str, share: &str) {
+    match zrok.api.unaccess(frontend, share).await {
+        Ok(()) => info!("released zrok access (frontend {frontend})"),
+        Err(e) => warn!("could not release zrok access (frontend {frontend}): {e}"),
     }
 }

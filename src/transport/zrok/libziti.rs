@@ -117,11 +117,6 @@ impl Loaded {
         self.lib.context = context as usize;
         Ok(self.lib)
     }
-
-    /// The error of a failed call, as text (for tests of the library's own checks).
-    pub fn error(&self, ret: c_int) -> String {
-        self.lib.error(ret)
-    }
 }
 
 impl LibZiti {

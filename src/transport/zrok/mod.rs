@@ -33,7 +33,6 @@ pub enum Flavour {
 const CONTEXT_DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct Zrok {
-    pub env: Environment,
     pub api: Box<dyn Controller>,
     pub ziti: Arc<dyn ZitiTransport>,
     accesses: Mutex<Vec<Weak<Access>>>,
@@ -77,7 +76,7 @@ pub async fn start() -> Result<Arc<Zrok>, String> {
         }
         None => Arc::new(load_libziti(&env).await?),
     };
-    let zrok = Arc::new(Zrok { env, api: Box::new(api), ziti, accesses: Mutex::new(Vec::new()) });
+    let zrok = Arc::new(Zrok { api: Box::new(api), ziti, accesses: Mutex::new(Vec::new()) });
     Ok(RUNTIME.get_or_init(|| zrok).clone())
 }
 
