@@ -55,8 +55,10 @@ async fn cascade<'c>(
         let route = &r.routes[id];
         Ok(Target { method, confidence, cascade: trace, ..to_target(&route.model, &route.name) })
     };
-    if let Some(h) = &r.heuristics {
-        match h.decide(&request()) {
+    let needs_text = r.semantic.is_some() || r.classifier.is_some();
+    let view = (r.heuristics.is_some() || needs_text).then(request);
+    if let (Some(h), Some(view)) = (&r.heuristics, &view) {
+        match h.decide(view) {
             Some(d) => {
                 trace.push(format!("heuristic:{}", r.routes[d.route].name));
                 return decided(d.route, "heuristic", 1.0, trace);
@@ -64,10 +66,9 @@ async fn cascade<'c>(
             None => trace.push("heuristic:no_match".into()),
         }
     }
-    let needs_text = r.semantic.is_some() || r.classifier.is_some();
-    let text = if needs_text { last_user_text(&request()) } else { None };
+    let text = view.as_ref().filter(|_| needs_text).and_then(last_user_text);
     let mut ask_classifier = r.classifier.is_some() && r.semantic.is_none();
-    if let (Some((semantic, vectors)), Some(text)) = (embed::vectors(r), text.as_deref()) {
+    if let (Some((semantic, vectors)), Some(text)) = (embed::vectors(r), text) {
         let prompt = &text[..floor_char_boundary(text, PROMPT_BYTES)];
         match embed::prompt(semantic, pools, prompt).await {
             Err(e) => warn!("embedding match error: {e}"),
@@ -86,7 +87,7 @@ async fn cascade<'c>(
     } else if r.semantic.is_some() {
         trace.push("semantic:no_match".into());
     }
-    if let (true, Some(classifier), Some(text)) = (ask_classifier, &r.classifier, text.as_deref()) {
+    if let (true, Some(classifier), Some(text)) = (ask_classifier, &r.classifier, text) {
         match crate::classifier::classify(classifier, r, pools, text).await {
             Ok((id, confidence)) if confidence >= classifier.confidence_threshold => {
                 trace.push(format!("classifier:{}:{confidence:.2}", r.routes[id].name));
@@ -104,8 +105,8 @@ async fn cascade<'c>(
     decided(id, "default", 0.0, trace)
 }
 
-fn last_user_text(view: &RequestView) -> Option<String> {
-    view.messages.iter().rev().find(|m| m.role.eq_ignore_ascii_case("user")).map(|m| m.text.to_string())
+fn last_user_text<'v>(view: &'v RequestView) -> Option<&'v str> {
+    view.messages.iter().rev().find(|m| m.role.eq_ignore_ascii_case("user")).map(|m| m.text.as_ref())
 }
 
 /// The largest index ≤ `max` on a character boundary (the anchor cuts bytes and can split a
