@@ -322,7 +322,7 @@ async fn sigterm_lets_an_open_stream_finish_then_exits_zero() {
     gw.signal("TERM");
     let r = pending.await.unwrap();
     assert_eq!(r.body.as_ref(), fixture("openai/chat-stream.sse").as_slice(), "the stream completed");
-    let status = gw.child.wait().unwrap();
+    let status = gw.process.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(gw.wait_for_log("received SIGTERM"));
 }

@@ -6,15 +6,12 @@
 mod common;
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Gateway, Mock, post_json};
+use common::{Gateway, Mock, Process, post_json};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -188,77 +185,6 @@ impl Fixture {
     }
 }
 
-/// A gateway with no `--address`: served only through zrok when its config has no `listen`.
-struct Bare {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Bare {
-    fn start(config: &str, env: &[(&'static str, String)]) -> Bare {
-        Self::start_with_args(config, env, &[])
-    }
-
-    fn start_with_args(config: &str, env: &[(&'static str, String)], args: &[&str]) -> Bare {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.yaml");
-        std::fs::write(&path, config).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-gateway"));
-        cmd.arg("run").arg(&path).args(args).env("RUST_LOG", "info");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log: Arc<Mutex<String>> = Arc::default();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        Bare { child, log, _dir: dir }
-    }
-
-    fn logs(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn wait_for_log(&self, needle: &str) -> bool {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while std::time::Instant::now() < deadline {
-            if self.logs().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(mut self) -> (Option<i32>, String) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        (status.code(), self.logs())
-    }
-
-    fn wait(mut self) -> (Option<i32>, String) {
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        (status.code(), self.logs())
-    }
-}
-
-impl Drop for Bare {
-    /// A failed assertion must not leave the gateway running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn served(mock: &Mock, zrok: &str) -> String {
     format!("providers:\n  local:\n    base_url: {}\nzrok:\n  share:\n    enabled: true\n{zrok}", mock.url())
 }
@@ -273,7 +199,7 @@ async fn a_gateway_reaches_another_through_a_zrok_share() {
     let fixture = Fixture::new(&controller);
     let mock = Mock::start().await;
 
-    let a = Bare::start(&served(&mock, ""), &fixture.env());
+    let a = Process::run(&served(&mock, ""), &fixture.env(), &[]);
     assert!(a.wait_for_log("serving via zrok share 'share1'"), "{}", a.logs());
     assert!(!a.logs().contains("listening on"), "no TCP port in zrok mode without `listen`");
     assert!(socket_exists(fixture.ziti.path(), "share1"));
@@ -316,18 +242,18 @@ async fn persistent_and_public_shares() {
     let fixture = Fixture::new(&controller);
     let mock = Mock::start().await;
 
-    let a = Bare::start(&served(&mock, &format!("    token: {PERSISTENT}\n")), &fixture.env());
+    let a = Process::run(&served(&mock, &format!("    token: {PERSISTENT}\n")), &fixture.env(), &[]);
     assert!(a.wait_for_log(&format!("serving via zrok share '{PERSISTENT}'")), "{}", a.logs());
     let (code, logs) = a.stop();
     assert_eq!(code, Some(0), "{logs}");
     assert_eq!(controller.calls(), [format!("GET /detail/share/{PERSISTENT}")], "a persistent share is never deleted");
 
-    let a = Bare::start(&served(&mock, "    token: nosuchshare\n"), &fixture.env());
+    let a = Process::run(&served(&mock, "    token: nosuchshare\n"), &fixture.env(), &[]);
     let (code, logs) = a.wait();
     assert_ne!(code, Some(0));
     assert!(logs.contains("the zrok share in `zrok.share.token` does not exist"), "{logs}");
 
-    let a = Bare::start(&served(&mock, "    mode: public\n"), &fixture.env());
+    let a = Process::run(&served(&mock, "    mode: public\n"), &fixture.env(), &[]);
     assert!(a.wait_for_log("serving via zrok share 'share1'"), "{}", a.logs());
     assert!(a.wait_for_log("zrok frontend: https://share1.share.example"), "{}", a.logs());
     assert_eq!(controller.body_of("POST /share")["nameSelections"], json!([{"namespaceToken": "public"}]));
@@ -342,14 +268,14 @@ async fn failures_have_exact_messages() {
 
     let empty = tempfile::tempdir().unwrap();
     let not_enabled = [("HOME", empty.path().display().to_string())];
-    let (code, logs) = Bare::start(&served(&mock, ""), &not_enabled).wait();
+    let (code, logs) = Process::run(&served(&mock, ""), &not_enabled, &[]).wait();
     assert_eq!(code, Some(78), "{logs}");
     assert!(logs.contains("zrok environment is not enabled; run 'zrok enable' first"), "{logs}");
 
     // The Ziti layer cannot bind: the ephemeral share is deleted before the gateway exits.
     let mut env = fixture.env();
     env[1].1 = fixture.ziti.path().join("missing").display().to_string();
-    let (code, logs) = Bare::start(&served(&mock, ""), &env).wait();
+    let (code, logs) = Process::run(&served(&mock, ""), &env, &[]).wait();
     assert_eq!(code, Some(1), "{logs}");
     assert!(logs.contains("cannot serve through zrok share 'share1': cannot bind service"), "{logs}");
     assert!(logs.contains("deleted zrok share 'share1'"), "{logs}");
@@ -358,7 +284,7 @@ async fn failures_have_exact_messages() {
     // Without the fake and without libziti, zrok fails clearly; nothing else is needed.
     let env =
         [("HOME", fixture.home.path().display().to_string()), ("ZITI_LIB_PATH", "/nonexistent/libziti.so".into())];
-    let (code, logs) = Bare::start(&served(&mock, ""), &env).wait();
+    let (code, logs) = Process::run(&served(&mock, ""), &env, &[]).wait();
     assert_eq!(code, Some(78), "{logs}");
     assert!(logs.contains("libziti not available: set ZITI_LIB_PATH"), "{logs}");
 }
@@ -392,7 +318,7 @@ async fn command_line_flags_share_and_listen_serves_both() {
     let fixture = Fixture::new(&controller);
     let mock = Mock::start().await;
     let config = format!("listen: 127.0.0.1:0\nproviders:\n  local:\n    base_url: {}\n", mock.url());
-    let a = Bare::start_with_args(&config, &fixture.env(), &["--zrok", "--zrok-mode", "public"]);
+    let a = Process::run(&config, &fixture.env(), &["--zrok", "--zrok-mode", "public"]);
     assert!(a.wait_for_log("serving via zrok share 'share1'"), "{}", a.logs());
     assert!(a.wait_for_log("listening on 127.0.0.1:"), "`listen` set: TCP too");
     assert_eq!(controller.body_of("POST /share")["shareMode"], "public");
@@ -406,7 +332,7 @@ async fn a_v1_environment_speaks_the_v1_api() {
     let controller = Controller::start().await;
     let fixture = Fixture::with_root(&controller, ".zrok");
     let mock = Mock::start().await;
-    let a = Bare::start(&served(&mock, "    mode: public\n"), &fixture.env());
+    let a = Process::run(&served(&mock, "    mode: public\n"), &fixture.env(), &[]);
     assert!(a.wait_for_log("serving via zrok share 'share1'"), "{}", a.logs());
     let share = controller.body_of("POST /share");
     assert_eq!((&share["frontendSelection"], &share["reserved"]), (&json!(["public"]), &json!(false)), "{share}");

@@ -242,38 +242,36 @@ pub fn topic_vector(text: &str) -> Vec<f32> {
     ["code", "poem", "weather"].iter().map(|w| if text.contains(w) { 1.0 } else { 0.05 }).collect()
 }
 
-/// The real binary serving `config` on 127.0.0.1:0.
-pub struct Gateway {
+/// A gateway process (`llm-gateway run`) whose log (stderr) is collected as it runs.
+pub struct Process {
     pub child: Child,
-    pub addr: SocketAddr,
-    pub log: Arc<Mutex<String>>,
+    log: Arc<Mutex<String>>,
+    /// Addresses from `listening on …` lines, as they appear.
+    listening: std::sync::mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
 }
 
-impl Gateway {
-    pub fn start(config: &str) -> Gateway {
-        Self::start_with_env(config, &[])
-    }
-
-    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Gateway {
+impl Process {
+    /// Runs the gateway on `config` (written to a temporary directory) with `args`.
+    pub fn run<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+        config: &str,
+        env: &[(K, V)],
+        args: &[&str],
+    ) -> Process {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).unwrap();
-        Self::launch(dir, &path, env, &[])
+        Self::spawn(dir, &path, env, args)
     }
 
-    /// Runs on a config file the caller prepared inside `dir` (kept alive with the gateway).
-    pub fn start_at(dir: tempfile::TempDir, path: &Path, args: &[&str]) -> Gateway {
-        Self::launch(dir, path, &[], args)
-    }
-
-    pub fn config_path(&self) -> std::path::PathBuf {
-        self._dir.path().join("config.yaml")
-    }
-
-    fn launch(dir: tempfile::TempDir, path: &Path, env: &[(&str, &str)], args: &[&str]) -> Gateway {
+    fn spawn<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+        dir: tempfile::TempDir,
+        path: &Path,
+        env: &[(K, V)],
+        args: &[&str],
+    ) -> Process {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-gateway"));
-        cmd.arg("run").arg(path).arg("--address").arg("127.0.0.1:0").args(args);
+        cmd.arg("run").arg(path).args(args);
         cmd.env("RUST_LOG", "info").env_remove("LLM_GATEWAY_CONFIG");
         for (k, v) in env {
             cmd.env(k, v);
@@ -281,7 +279,7 @@ impl Gateway {
         let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log: Arc<Mutex<String>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, listening) = std::sync::mpsc::channel();
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -291,14 +289,11 @@ impl Gateway {
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("gateway did not start:\n{}", log.lock().unwrap()));
-        Gateway { child, addr: addr.parse().unwrap(), log, _dir: dir }
+        Process { child, log, listening, _dir: dir }
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("config.yaml")
     }
 
     pub fn logs(&self) -> String {
@@ -320,12 +315,77 @@ impl Gateway {
     pub fn signal(&self, sig: &str) {
         let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
     }
+
+    /// SIGTERM, then the exit status and the whole log.
+    pub fn stop(self) -> (Option<i32>, String) {
+        self.signal("TERM");
+        self.wait()
+    }
+
+    /// Waits for the process to exit by itself: its status and the whole log.
+    pub fn wait(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        // The reader thread may still be appending the last lines.
+        std::thread::sleep(Duration::from_millis(100));
+        (status.code(), self.logs())
+    }
 }
 
-impl Drop for Gateway {
+impl Drop for Process {
+    /// A failed assertion must not leave the gateway running.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The real binary serving `config` on 127.0.0.1:0.
+pub struct Gateway {
+    pub process: Process,
+    pub addr: SocketAddr,
+}
+
+impl Gateway {
+    pub fn start(config: &str) -> Gateway {
+        Self::start_with_env(config, &[])
+    }
+
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::listening(Process::run(config, env, &["--address", "127.0.0.1:0"]))
+    }
+
+    /// Runs on a config file the caller prepared inside `dir` (kept alive with the gateway).
+    pub fn start_at(dir: tempfile::TempDir, path: &Path, args: &[&str]) -> Gateway {
+        let args: Vec<&str> = ["--address", "127.0.0.1:0"].iter().chain(args).copied().collect();
+        Self::listening(Process::spawn(dir, path, &[] as &[(&str, &str)], &args))
+    }
+
+    fn listening(process: Process) -> Gateway {
+        let addr = process
+            .listening
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("gateway did not start:\n{}", process.logs()));
+        Gateway { addr: addr.parse().unwrap(), process }
+    }
+
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.process.config_path()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn logs(&self) -> String {
+        self.process.logs()
+    }
+
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        self.process.wait_for_log(needle)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        self.process.signal(sig)
     }
 }
 
