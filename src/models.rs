@@ -13,28 +13,12 @@ use serde_json::{Value, json};
 use crate::body::{Body, json};
 use crate::state::Live;
 
-/// The anchor's static list: Anthropic has no OpenAI-style model listing.
-pub const ANTHROPIC_MODELS: [&str; 10] = [
-    "claude-opus-4-6",
-    "claude-sonnet-4-6",
-    "claude-haiku-4-5-20251001",
-    "claude-sonnet-4-5-20250929",
-    "claude-opus-4-5-20251101",
-    "claude-opus-4-1-20250805",
-    "claude-sonnet-4-20250514",
-    "claude-opus-4-20250514",
-    "claude-3-7-sonnet-20250219",
-    "claude-3-haiku-20240307",
-];
-
 pub fn list(live: &Live, key: Option<&KeyEntry>) -> Response<Body> {
     let mut entries: Vec<(String, &'static str)> = Vec::new();
     for kind in ProviderKind::ALL {
         let Some(pool) = live.pool(kind) else { continue };
-        let models = match kind {
-            ProviderKind::Anthropic => ANTHROPIC_MODELS.iter().map(|m| m.to_string()).collect(),
-            _ => pool.models(),
-        };
+        let fixed = crate::providers::adapter(kind).static_models();
+        let models = if fixed.is_empty() { pool.models() } else { fixed.iter().map(|m| m.to_string()).collect() };
         entries.extend(
             models.into_iter().filter(|id| key.is_none_or(|k| k.allows_model(id))).map(|id| (id, kind.label())),
         );

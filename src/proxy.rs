@@ -1,77 +1,156 @@
-//! The request pipeline: route table → auth → body → model/route → provider → endpoint →
-//! upstream → response relayed as it arrives.
+//! The request pipeline: route table → auth → body → model/route → ACL → the upstream body in
+//! the provider's dialect → [`upstream::forward`] → the answer relayed or translated back.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use llm_gateway_compiler::keywords::{Message, RequestView};
 use llm_gateway_compiler::plan::ProviderKind;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::access_log::AccessLog;
-use crate::body::{Body, json, no_buffering};
+use crate::body::{Body, json};
+use crate::dialect::Dialect;
+use crate::dialect::convert::{Conversion, Ingress, Prepared, prepare};
 use crate::error::ApiError;
-use crate::pool::{EndpointTransport, Operation};
-use crate::providers::anthropic;
-use crate::queue::{self, Gate};
-use crate::relay::Relay;
+use crate::providers::Operation;
 use crate::state::{Live, Shared};
-use crate::{auth, models, request, route, trace};
+use crate::upstream::{self, OnQueue, Outgoing, Policy, respond::respond};
+use crate::{auth, models, queue, request, route, trace};
 
 pub async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Body>, Infallible> {
     let live = shared.load_full();
     let mut log = AccessLog::new(req.method(), req.uri().path());
     log.metrics = live.plan.metrics.enabled;
-    let result = dispatch(req, &live, &mut log).await;
-    Ok(match result {
-        Ok(resp) => resp,
+    let dialect = dialect_of(req.uri().path());
+    log.dialect = dialect.label();
+    Ok(match dispatch(req, &live, &mut log).await {
+        Ok(Next::Answer(resp)) => resp,
+        Ok(Next::Forward(job)) => {
+            let route = job.route.clone();
+            let mut resp = if job.conversion.stream && job.queued() {
+                queue::streaming(dialect, move |on_queue| exchange(job, log, on_queue)).await
+            } else {
+                exchange(job, log, Box::new(|_| {})).await
+            };
+            if let Some(route) = route.as_deref().and_then(|r| HeaderValue::from_str(r).ok()) {
+                resp.headers_mut().insert("x-llm-gateway-route", route);
+            }
+            resp
+        }
         Err(e) => {
             log.status = e.status.as_u16();
             if log.error.is_none() {
                 log.error = Some(e.message.clone());
             }
-            e.response()
+            e.response_in(dialect)
         }
     })
 }
 
-async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog) -> Result<Response<Body>, ApiError> {
+/// The dialect errors are answered in, by path (before anything else is known).
+fn dialect_of(path: &str) -> Dialect {
+    match path {
+        "/v1/messages" | "/v1/messages/count_tokens" => Dialect::Messages,
+        "/v1/responses" => Dialect::Responses,
+        _ => Dialect::Chat,
+    }
+}
+
+enum Next {
+    /// Answered by the gateway itself.
+    Answer(Response<Body>),
+    Forward(Box<Job>),
+}
+
+/// Everything needed to send a request upstream and answer it, owned so a queued stream can
+/// finish it in its own task.
+struct Job {
+    live: Arc<Live>,
+    kind: ProviderKind,
+    op: Operation,
+    body: Bytes,
+    conversion: Box<Conversion>,
+    /// The client's Anthropic headers, passed on when it speaks Messages to Anthropic.
+    client_headers: Option<HeaderMap>,
+    policy: Policy,
+    route: Option<String>,
+}
+
+impl Job {
+    /// Whether the request may wait in a queue (a slot limit applies).
+    fn queued(&self) -> bool {
+        self.policy.key_gate.is_some() || self.policy.slots.is_some()
+    }
+}
+
+/// Sends the job and answers in the client's dialect; whatever fails is recorded in `log`.
+async fn exchange(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<OnQueue<'static>>) -> Response<Body> {
+    let client = job.conversion.client;
+    let result = match job.live.pool(job.kind) {
+        None => Err(ApiError::internal("no_provider", "provider vanished")),
+        Some(pool) => {
+            let out = Outgoing {
+                op: job.op,
+                body: job.body,
+                stream: job.conversion.stream,
+                client_headers: job.client_headers.as_ref(),
+            };
+            let wait = job.live.plan.server.queue_timeout;
+            upstream::forward(pool, &out, &job.policy, wait, &mut log, &mut *on_queue).await
+        }
+    };
+    match result {
+        Ok(answer) => respond(answer, &job.conversion, &job.live, log).await,
+        Err(e) => {
+            log.status = e.status.as_u16();
+            log.error = Some(e.message.clone());
+            e.response_in(client)
+        }
+    }
+}
+
+async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog) -> Result<Next, ApiError> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let read = method == Method::GET || method == Method::HEAD;
-    let op = match path.as_str() {
+    let ingress = match path.as_str() {
         "/health" if read => {
             log.status = 200;
-            return Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})));
+            return Ok(Next::Answer(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))));
         }
         "/v1/models" if read => {
             let key = auth::authenticate(&live.plan, req.headers())?;
             log.key = key.map(|k| k.name.clone());
             log.status = 200;
-            return Ok(models::list(live, key));
+            return Ok(Next::Answer(models::list(live, key)));
         }
         "/metrics" if read && live.plan.metrics.enabled => {
             log.status = 200;
             let mut resp = Response::new(crate::body::full(crate::metrics::render()));
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-            return Ok(resp);
+            return Ok(Next::Answer(resp));
         }
         "/metrics" if live.plan.metrics.enabled => {
             return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD"));
         }
         "/health" | "/v1/models" => return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD")),
-        "/v1/chat/completions" => Operation::Chat,
-        "/v1/embeddings" => Operation::Embeddings,
-        "/v1/completions" => Operation::Completions,
+        "/v1/chat/completions" => Ingress::Chat,
+        "/v1/embeddings" => Ingress::Embeddings,
+        "/v1/completions" => Ingress::Completions,
+        "/v1/messages" => Ingress::Messages,
+        "/v1/messages/count_tokens" => Ingress::CountTokens,
+        "/v1/responses" => Ingress::Responses,
         _ => return Err(ApiError::not_found(&path)),
     };
     if method != Method::POST {
         return Err(ApiError::method_not_allowed(&method, &path, "POST"));
     }
+    let dialect = ingress.dialect();
     let key = auth::authenticate(&live.plan, req.headers())?;
     log.key = key.map(|k| k.name.clone());
     let (parts, body) = req.into_parts();
@@ -79,18 +158,24 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
     let parsed = request::parse(&body)?;
     log.stream = parsed.is_stream();
     log.model_asked = parsed.model.clone();
-    if op == Operation::Chat && !parsed.has_messages() {
-        return Err(ApiError::bad_request("messages_required", "messages is required"));
+    match ingress {
+        Ingress::Chat | Ingress::Messages | Ingress::CountTokens if !parsed.has_messages() => {
+            return Err(ApiError::bad_request("messages_required", "messages is required"));
+        }
+        Ingress::Responses if !parsed.has_input() => {
+            return Err(ApiError::bad_request("input_required", "input is required"));
+        }
+        _ => {}
     }
     let routing_started = std::time::Instant::now();
     let texts = std::sync::OnceLock::new();
     let view = || RequestView {
         messages: texts
-            .get_or_init(|| trace::role_texts(&parsed))
+            .get_or_init(|| trace::role_texts(&parsed, dialect))
             .iter()
             .map(|(role, text): &(String, String)| Message { role, text: text.as_str().into() })
             .collect(),
-        max_tokens: parsed.probe.max_tokens,
+        max_tokens: parsed.max_tokens(),
         has_tools: parsed.has_tools(),
     };
     let target = route::resolve(&live.plan, &live.pools, parsed.model.as_deref(), &view).await?;
@@ -141,215 +226,42 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
             ),
         )
     })?;
-    let anthropic = target.provider == ProviderKind::Anthropic;
-    if anthropic && op != Operation::Chat {
-        return Err(ApiError::bad_request("unsupported_operation", format!("Anthropic does not serve {}", op.path())));
+    pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
+    if live.plan.tracing.enabled && matches!(ingress, Ingress::Chat | Ingress::Messages | Ingress::Responses) {
+        trace::log_request(&parsed, dialect, &target.model, live.plan.tracing.max_content_length);
     }
-    let credential = pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
-    if live.plan.tracing.enabled && op == Operation::Chat {
-        trace::log_request(&parsed, &target.model, live.plan.tracing.max_content_length);
-    }
-    let stream = parsed.is_stream();
-    let (upstream_body, asked) = if anthropic {
-        let (bytes, asked) = anthropic::request::translate(&body, &target.model)?;
-        (Bytes::from(bytes), Some(asked))
-    } else if parsed.model.as_deref() == Some(target.model.as_str()) {
-        (body.clone(), None)
-    } else {
-        (Bytes::from(request::with_model(&body, &parsed, &target.model)), None)
+    let (op, body, conversion) = match prepare(ingress, &body, &parsed, &target.model, target.provider)? {
+        Prepared::Answer(value) => {
+            log.status = 200;
+            return Ok(Next::Answer(json(StatusCode::OK, &value)));
+        }
+        Prepared::Forward { op, body, conversion } => (op, body, conversion),
     };
     drop(parsed);
-
-    let key_gate = key.and_then(|k| live.key_gates.get(&k.name).cloned());
-    let queued = key_gate.is_some() || live.plan.server.max_concurrent.is_some();
-    let job =
-        Job { live: live.clone(), kind: target.provider, op, body: upstream_body, stream, asked, credential, key_gate };
-    let mut resp = if stream && queued {
-        queue::streaming(job, std::mem::replace(log, AccessLog::detached())).await?
-    } else {
-        attempt(&job, log, &mut |_| {}).await?
+    let client_headers = (conversion.passthrough() && dialect == Dialect::Messages).then(|| {
+        parts
+            .headers
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with("anthropic-"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect()
+    });
+    let server = &live.plan.server;
+    let policy = Policy {
+        first_byte: server.first_byte_timeout,
+        slots: server.max_concurrent.map(|_| server.queue_timeout),
+        key_gate: key.and_then(|k| live.key_gates.get(&k.name).cloned()),
     };
-    if let Some(route) = target.route.as_deref().and_then(|r| HeaderValue::from_str(r).ok()) {
-        resp.headers_mut().insert("x-llm-gateway-route", route);
-    }
-    Ok(resp)
-}
-
-/// Everything needed to send a request upstream, owned so a queued stream can finish it in
-/// its own task.
-pub(crate) struct Job {
-    pub live: Arc<Live>,
-    pub kind: ProviderKind,
-    pub op: Operation,
-    pub body: Bytes,
-    pub stream: bool,
-    pub asked: Option<anthropic::request::Asked>,
-    pub credential: Option<(http::HeaderName, HeaderValue)>,
-    pub key_gate: Option<Arc<Gate>>,
-}
-
-/// Waits for the key's and each endpoint's concurrency slots (reporting queue positions to
-/// `on_queue`), then tries the endpoints in order; the slots are held until the response
-/// body is finished.
-pub(crate) async fn attempt(
-    job: &Job,
-    log: &mut AccessLog,
-    on_queue: &mut (dyn FnMut(usize) + Send),
-) -> Result<Response<Body>, ApiError> {
-    let live = &job.live;
-    let pool = live.pool(job.kind).ok_or_else(|| ApiError::internal("no_provider", "provider vanished"))?;
-    let (op, stream, anthropic) = (job.op, job.stream, job.kind == ProviderKind::Anthropic);
-    let limits = &live.plan.server;
-    let mut permits = Vec::new();
-    if let Some(gate) = &job.key_gate {
-        permits.push(queue::admit(gate, "key", limits.queue_timeout, on_queue).await?);
-    }
-    let timeout = limits.first_byte_timeout;
-    let mut last_failure = None;
-    let mut tried = 0;
-    for index in pool.attempt_order() {
-        let endpoint = &pool.endpoints[index];
-        let EndpointTransport::Http(target) = &endpoint.transport else {
-            last_failure = Some(ApiError::not_implemented("zrok was not started in this process"));
-            continue;
-        };
-        tried += 1;
-        log.endpoint = Some(endpoint.name.clone());
-        let slot = match limits.max_concurrent {
-            Some(_) => Some(queue::admit(&endpoint.gate, &endpoint.name, limits.queue_timeout, on_queue).await?),
-            None => None,
-        };
-        let mut up = Request::builder()
-            .method(Method::POST)
-            .uri(target.uris[op as usize].clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, if stream { "text/event-stream" } else { "application/json" })
-            .header(header::USER_AGENT, concat!("llm-gateway/", env!("CARGO_PKG_VERSION")))
-            .body(Full::new(job.body.clone()))
-            .map_err(|e| {
-                ApiError::internal("bad_upstream_request", format!("cannot build the upstream request: {e}"))
-            })?;
-        if let Some((name, value)) = &job.credential {
-            up.headers_mut().insert(name.clone(), value.clone());
-        }
-        if anthropic {
-            up.headers_mut().insert("anthropic-version", HeaderValue::from_static(anthropic::VERSION));
-        }
-        let started = tokio::time::Instant::now();
-        let who = format!("endpoint '{}' of provider '{}'", endpoint.name, pool.kind.config_name());
-        // No response byte yet: the request can safely move to the next endpoint. Once a
-        // response (any status) has started, it is the answer.
-        let failure = match tokio::time::timeout(timeout, target.client.request(up)).await {
-            Ok(Ok(resp)) => {
-                log.ttfb_ms = Some(started.elapsed().as_millis());
-                log.status = resp.status().as_u16();
-                if resp.status().as_u16() >= 400 {
-                    log.error_type = Some(format!("http_{}", resp.status().as_u16()));
-                }
-                let log = std::mem::replace(log, AccessLog::detached());
-                permits.extend(slot);
-                let resp = match &job.asked {
-                    Some(asked) => from_anthropic(resp, asked, live, log).await?,
-                    None => relay(resp, live, log),
-                };
-                return Ok(queue::hold(resp, permits));
-            }
-            Err(_) => ApiError::gateway_timeout(format!(
-                "{who} did not answer within {} s (timeouts.first_byte_seconds)",
-                timeout.as_secs()
-            )),
-            Ok(Err(e)) => {
-                warn!(endpoint = %endpoint.name, error = ?e, "upstream request failed");
-                let what = if e.is_connect() { "could not connect to" } else { "failed before answering:" };
-                ApiError::bad_gateway(format!("{what} {who}"))
-            }
-        };
-        pool.set_healthy(index, false);
-        log.error_type =
-            Some(if failure.status == http::StatusCode::GATEWAY_TIMEOUT { "timeout" } else { "unreachable" }.into());
-        last_failure = Some(failure);
-    }
-    let failure = last_failure.unwrap_or_else(|| ApiError::internal("no_endpoints", "provider has no endpoints"));
-    if tried <= 1 {
-        return Err(failure);
-    }
-    Err(ApiError::unavailable(format!(
-        "every endpoint of provider '{}' failed ({tried} tried); last: {}",
-        pool.kind.config_name(),
-        failure.message
-    )))
-}
-
-/// Anthropic's answer in OpenAI's format: a stream translated as it arrives, or the whole
-/// message (or error) read and translated.
-async fn from_anthropic(
-    resp: Response<Incoming>,
-    asked: &anthropic::request::Asked,
-    live: &Live,
-    mut log: AccessLog,
-) -> Result<Response<Body>, ApiError> {
-    let status = resp.status();
-    let sse = is_event_stream(resp.headers());
-    if status.is_success() && asked.stream && sse {
-        let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        parts.headers.remove(header::CONTENT_LENGTH);
-        no_buffering(&mut parts.headers);
-        let translator = anthropic::stream::StreamTranslator::new(asked);
-        let body = Relay::new(body, live.plan.server.idle_stream_timeout, true, log).translated(translator);
-        return Ok(Response::from_parts(parts, body.boxed()));
-    }
-    let read = tokio::time::timeout(live.plan.server.idle_stream_timeout, resp.into_body().collect()).await;
-    let bytes = match read {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        _ => return Err(ApiError::bad_gateway("Anthropic's response broke off before it was complete")),
-    };
-    log.body_bytes = bytes.len() as u64;
-    let (status, value) = if status.is_success() {
-        match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(msg) => (status, anthropic::response::completion(&msg)),
-            Err(_) => return Err(ApiError::bad_gateway("Anthropic answered with a body that is not JSON")),
-        }
-    } else {
-        anthropic::response::error(status, &bytes)
-    };
-    log.status = status.as_u16();
-    log.tokens = value["usage"]["prompt_tokens"].as_u64().zip(value["usage"]["completion_tokens"].as_u64());
-    Ok(json(status, &value))
-}
-
-fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"))
-}
-
-/// Builds the client response around the upstream one: status and end-to-end headers kept.
-fn relay(resp: Response<Incoming>, live: &Live, log: AccessLog) -> Response<Body> {
-    let (mut parts, body) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    let sse = is_event_stream(&parts.headers);
-    if sse {
-        no_buffering(&mut parts.headers);
-    }
-    // A stream that breaks can only end with an error event when its length is open; a
-    // fixed-length body that breaks is cut short, which the client sees from the length.
-    let error_event = sse && !parts.headers.contains_key(header::CONTENT_LENGTH);
-    let body = Relay::new(body, live.plan.server.idle_stream_timeout, error_event, log);
-    Response::from_parts(parts, body.boxed())
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-        .collect();
-    for name in named {
-        headers.remove(name.as_str());
-    }
-    for h in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"] {
-        headers.remove(h);
-    }
+    Ok(Next::Forward(Box::new(Job {
+        live: live.clone(),
+        kind: target.provider,
+        op,
+        body,
+        conversion,
+        client_headers,
+        policy,
+        route: target.route,
+    })))
 }
 
 async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {

@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::metrics;
 use crate::pool::health::{self, BootClock};
-use crate::state::{Live, Shared};
+use crate::state::{Live, Probe, Shared};
 
 /// Bursts of file events within this window make one reload.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -119,10 +119,8 @@ impl Reloader {
             error!("config reload failed: {e}; still serving the previous config");
             return;
         }
-        let (mut live, fresh) = Live::reconciled(plan, Some(&old));
         // New endpoints get their first probe before any traffic can reach them.
-        futures_util::future::join_all(fresh.iter().map(|(pool, indices)| health::probe_some(pool, indices))).await;
-        let embedded = match live.embed().await {
+        let (live, embedded) = match Live::build(plan, Some(&old), Probe::First).await {
             Ok(done) => done,
             Err(e) => {
                 metrics::get().reloads.with_label_values(&["failure"]).inc();

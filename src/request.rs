@@ -19,6 +19,16 @@ pub struct Probe<'a> {
     pub max_tokens: Option<u64>,
     #[serde(borrow, default)]
     pub tools: Option<&'a RawValue>,
+    /// Messages: the system prompt (a string or text blocks).
+    #[serde(borrow, default)]
+    pub system: Option<&'a RawValue>,
+    /// Responses: the conversation (a string or items) and the system prompt.
+    #[serde(borrow, default)]
+    pub input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub instructions: Option<&'a RawValue>,
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
 }
 
 /// The parsed request: the probe plus where its `model` value sits in the body.
@@ -67,6 +77,20 @@ impl Parsed<'_> {
         self.probe
             .messages
             .is_some_and(|m| m.get().strip_prefix('[').is_some_and(|rest| !rest.trim_start().starts_with(']')))
+    }
+
+    /// Responses: `input` is a non-empty string or a non-empty list.
+    pub fn has_input(&self) -> bool {
+        self.probe.input.is_some_and(|i| {
+            let v = i.get();
+            v.strip_prefix('[').is_some_and(|rest| !rest.trim_start().starts_with(']'))
+                || (v.starts_with('"') && v != "\"\"")
+        })
+    }
+
+    /// The output token limit, whichever dialect's name it has.
+    pub fn max_tokens(&self) -> Option<u64> {
+        self.probe.max_tokens.or(self.probe.max_output_tokens)
     }
 }
 

@@ -15,8 +15,8 @@ pub struct Target {
     pub model: String,
     pub route: Option<String>,
     pub provider: ProviderKind,
-    /// How it was decided: `explicit`, `route` (the model named a route), `heuristic`,
-    /// `semantic`, `classifier` or `default`.
+    /// How it was decided: `explicit`, `route` (the model named a route), `alias` (the model
+    /// matched `routing.aliases`), `heuristic`, `semantic`, `classifier` or `default`.
     pub method: &'static str,
     /// The similarity or the classifier's confidence; 1 for rules and names, 0 for the default.
     pub confidence: f64,
@@ -37,6 +37,15 @@ pub async fn resolve<'c>(
     let asked = asked.filter(|m| !m.is_empty() && *m != AUTO);
     let routing = plan.routing.as_ref();
     let route_named = |r: &RoutingPlan, name: &str| r.route(name).map(|route| to_target(&route.model, &route.name));
+    // An alias is the operator's choice: it applies even where explicit models are refused.
+    if let (Some(m), Some(r)) = (asked, routing)
+        && let Some(alias) = r.alias(m)
+    {
+        return match alias {
+            AUTO => cascade(r, pools, request).await,
+            name => Ok(Target { method: "alias", ..route_named(r, name).unwrap_or_else(|| explicit(name)) }),
+        };
+    }
     match (asked, routing) {
         (Some(m), Some(r)) if r.allow_explicit_model => Ok(route_named(r, m).unwrap_or_else(|| explicit(m))),
         (Some(m), None) => Ok(explicit(m)),
@@ -176,6 +185,19 @@ mod tests {
         assert_eq!((t.model.as_str(), t.route), ("qwen", None));
         let strict = plan(&yaml.replace("routing:\n", "routing:\n  allow_explicit_model: false\n"));
         assert_eq!(decide(&strict, Some("qwen"), &none).unwrap().model, "llama3");
+    }
+
+    #[test]
+    fn aliases_map_agent_model_ids_first_match_wins() {
+        let yaml = "providers:\n  local: {}\nrouting:\n  allow_explicit_model: false\n  aliases:\n    \"claude-*haiku*\": fast\n    \"claude-*\": qwen2.5-coder\n    \"gpt-5*\": auto\n  routes:\n    - {name: fast, model: llama3}\n    - {name: big, model: qwen}\n";
+        let p = plan(yaml);
+        let t = decide(&p, Some("claude-haiku-4-5-20251001"), &none).unwrap();
+        assert_eq!((t.model.as_str(), t.route.as_deref(), t.method), ("llama3", Some("fast"), "alias"));
+        let t = decide(&p, Some("claude-sonnet-4-5-20250929"), &none).unwrap();
+        assert_eq!((t.model.as_str(), t.route, t.provider), ("qwen2.5-coder", None, ProviderKind::Local));
+        let t = decide(&p, Some("gpt-5-codex"), &none).unwrap();
+        assert_eq!((t.model.as_str(), t.method), ("llama3", "default"), "`auto` runs the cascade");
+        assert_eq!(decide(&p, Some("mistral"), &none).unwrap().method, "default", "no alias: as before");
     }
 
     #[test]

@@ -19,23 +19,31 @@ pub struct Live {
     pub key_gates: std::collections::HashMap<String, Arc<crate::queue::Gate>>,
 }
 
-/// Pools with endpoints that are new in this plan (their indices), to probe before use.
-pub type Fresh = Vec<(Arc<Pool>, Vec<usize>)>;
+/// How [`Live::build`] treats endpoints that are new in the plan.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Probe them before the state serves traffic (`run` and reloads).
+    First,
+    /// Leave them unprobed (`check`, tools).
+    Never,
+}
 
 impl Live {
-    pub fn new(plan: Plan) -> Self {
-        Self::reconciled(plan, None).0
-    }
-
-    /// The state for `plan`, keeping from `old` every endpoint whose identity is unchanged
-    /// (its connections, health and models).
-    pub fn reconciled(plan: Plan, old: Option<&Live>) -> (Self, Fresh) {
+    /// The state that executes `plan`, finished here and nowhere else: endpoints whose
+    /// identity is unchanged are kept from `previous` (their connections, health and models),
+    /// new ones are probed (with [`Probe::First`]), and the routes' examples are embedded
+    /// (reusing vectors already computed for the same texts). The plan is immutable after.
+    pub async fn build(
+        mut plan: Plan,
+        previous: Option<&Live>,
+        probe: Probe,
+    ) -> Result<(Live, crate::embed::Embedded), String> {
         let connect = plan.server.connect_timeout;
         let limits = &plan.server;
         let mut fresh = Vec::new();
         let pools = ProviderKind::ALL.map(|k| {
             let p = plan.provider(k)?;
-            let (pool, new) = Pool::reconciled(p, connect, old.and_then(|o| o.pool(k)));
+            let (pool, new) = Pool::reconciled(p, connect, previous.and_then(|o| o.pool(k)));
             if let Some(limit) = limits.max_concurrent {
                 for e in &pool.endpoints {
                     e.limit(limit, limits.max_queue);
@@ -53,13 +61,17 @@ impl Live {
             }
             _ => Default::default(),
         };
-        (Self { plan: Arc::new(plan), pools, key_gates }, fresh)
-    }
-
-    /// Puts the routes' example vectors into the plan (before the state is shared).
-    pub async fn embed(&mut self) -> Result<crate::embed::Embedded, String> {
-        let plan = Arc::get_mut(&mut self.plan).ok_or("the plan is already shared")?;
-        crate::embed::attach(plan.routing.as_mut(), &self.pools).await
+        if probe == Probe::First {
+            let round = fresh.iter().map(|(pool, indices)| async move {
+                match previous {
+                    None => crate::pool::health::first_round(pool).await,
+                    Some(_) => crate::pool::health::probe_some(pool, indices).await,
+                }
+            });
+            futures_util::future::join_all(round).await;
+        }
+        let embedded = crate::embed::attach(plan.routing.as_mut(), &pools).await?;
+        Ok((Self { plan: Arc::new(plan), pools, key_gates }, embedded))
     }
 
     pub fn pool(&self, kind: ProviderKind) -> Option<&Pool> {
@@ -72,7 +84,7 @@ impl Live {
     pub fn model_label(&self, model: &str) -> String {
         let routed = self.plan.routing.iter().flat_map(|r| &r.routes).any(|r| r.model == model);
         let listed = || {
-            crate::models::ANTHROPIC_MODELS.contains(&model)
+            crate::providers::anthropic::MODELS.contains(&model)
                 || self.pools.iter().flatten().any(|p| p.endpoints.iter().any(|e| e.reports(model)))
         };
         if routed || listed() { model.to_owned() } else { "other".to_owned() }

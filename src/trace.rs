@@ -5,6 +5,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::info;
 
+use serde_json::value::RawValue;
+
+use crate::dialect::Dialect;
 use crate::request::Parsed;
 
 #[derive(Deserialize)]
@@ -26,11 +29,32 @@ pub fn text_of(content: &Value) -> String {
     }
 }
 
-/// Every message's role and text, for the heuristics.
-pub fn role_texts(parsed: &Parsed) -> Vec<(String, String)> {
-    let messages: Vec<Message> =
-        parsed.probe.messages.and_then(|m| serde_json::from_str(m.get()).ok()).unwrap_or_default();
-    messages.into_iter().map(|m| (m.role, text_of(&m.content))).collect()
+/// Every message's role and text, for the heuristics and the embedding layer, in whichever
+/// dialect: Chat's `messages`; Messages' `system` then `messages`; Responses' `instructions`
+/// then `input` (a string is one user message; items without a role, such as function
+/// calls, carry no prompt text).
+pub fn role_texts(parsed: &Parsed, dialect: Dialect) -> Vec<(String, String)> {
+    let parse = |raw: Option<&RawValue>| raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+    let (system, conversation) = match dialect {
+        Dialect::Chat => (None, parse(parsed.probe.messages)),
+        Dialect::Messages => (parse(parsed.probe.system), parse(parsed.probe.messages)),
+        Dialect::Responses => (parse(parsed.probe.instructions), parse(parsed.probe.input)),
+    };
+    let mut out: Vec<(String, String)> = system.map(|s| ("system".to_owned(), text_of(&s))).into_iter().collect();
+    match conversation {
+        Some(Value::String(s)) => out.push(("user".to_owned(), s)),
+        Some(Value::Array(items)) => {
+            for item in items {
+                if let Ok(m) = serde_json::from_value::<Message>(item)
+                    && !m.role.is_empty()
+                {
+                    out.push((m.role, text_of(&m.content)));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 pub fn truncate(text: &str, max_chars: usize) -> String {
@@ -41,14 +65,13 @@ pub fn truncate(text: &str, max_chars: usize) -> String {
     }
 }
 
-pub fn log_request(parsed: &Parsed, model: &str, max_chars: usize) {
-    let messages: Vec<Message> =
-        parsed.probe.messages.and_then(|m| serde_json::from_str(m.get()).ok()).unwrap_or_default();
+pub fn log_request(parsed: &Parsed, dialect: Dialect, model: &str, max_chars: usize) {
+    let messages = role_texts(parsed, dialect);
     let tools =
         parsed.probe.tools.and_then(|t| serde_json::from_str::<Vec<Value>>(t.get()).ok()).map_or(0, |t| t.len());
     info!("trace: model='{model}' messages={} stream={} tools={tools}", messages.len(), parsed.is_stream());
-    for (i, m) in messages.iter().enumerate() {
-        info!("trace:   [{i}] role='{}' content='{}'", m.role, truncate(&text_of(&m.content), max_chars));
+    for (i, (role, text)) in messages.iter().enumerate() {
+        info!("trace:   [{i}] role='{role}' content='{}'", truncate(text, max_chars));
     }
 }
 

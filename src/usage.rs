@@ -1,7 +1,9 @@
 //! Token counts read from a response without parsing it: the last bytes of every body are
 //! kept, and at the end the last `"usage":{…}` object in them is read (OpenAI and
 //! llama.cpp put usage at or near the end of a completion, and in the final chunk of a
-//! stream that asked for it).
+//! stream that asked for it; Anthropic and the Responses API in the last event). Chat names
+//! the counts `prompt_tokens` / `completion_tokens`, Messages and Responses `input_tokens` /
+//! `output_tokens`.
 
 /// How much of a body's end is kept.
 const TAIL: usize = 2048;
@@ -41,8 +43,19 @@ impl Tail {
             depth == 0
         })?;
         let usage: serde_json::Value = serde_json::from_slice(&rest[..=end]).ok()?;
-        Some((usage["prompt_tokens"].as_u64()?, usage["completion_tokens"].as_u64()?))
+        counts(&usage)
     }
+}
+
+/// `(prompt, completion)` from a usage object of any dialect.
+fn counts(usage: &serde_json::Value) -> Option<(u64, u64)> {
+    let n = |chat: &str, other: &str| usage[chat].as_u64().or_else(|| usage[other].as_u64());
+    Some((n("prompt_tokens", "input_tokens")?, n("completion_tokens", "output_tokens")?))
+}
+
+/// `(prompt, completion)` from a whole response of any dialect.
+pub fn of(response: &serde_json::Value) -> Option<(u64, u64)> {
+    counts(&response["usage"])
 }
 
 #[cfg(test)]

@@ -98,3 +98,31 @@ async fn errors_keep_their_status_and_become_openai_shaped() {
     let r = post_json(&gw.url("/v1/embeddings"), r#"{"model":"claude-x","input":"x"}"#).await;
     assert_eq!(r.status.as_u16(), 400);
 }
+
+/// A whole Anthropic answer that is not JSON, or breaks off, is a 502 for the client — and
+/// the access log and metrics say 502 too (they used to record the upstream's 200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_anthropic_body_is_a_502_in_the_log_and_metrics_too() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&format!("{}metrics:\n  enabled: true\n", config(&mock)));
+    for model in ["claude-not-json", "claude-broken-body"] {
+        let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"Hi"}}]}}"#);
+        let r = post_json(&gw.url("/v1/chat/completions"), &body).await;
+        assert_eq!(r.status.as_u16(), 502, "{model}: {}", r.text());
+        assert_eq!(r.json()["error"]["type"], "upstream_error");
+        assert!(gw.wait_for_log(&format!("model_asked={model}")), "{}", gw.logs());
+    }
+    let lines: Vec<String> =
+        gw.logs().lines().filter(|l| l.contains("model_asked=claude-")).map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains("status=502")), "{lines:?}");
+    let metrics = common::send("GET", &gw.url("/metrics"), &[], "").await.text();
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("llm_gateway_requests_total") && l.contains("status=\"200\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|l| l.starts_with("llm_gateway_requests_total") && l.contains("status=\"502\"")),
+        "{metrics}"
+    );
+}

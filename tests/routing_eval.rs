@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use llm_gateway::route::resolve;
-use llm_gateway::state::Live;
+use llm_gateway::state::{Live, Probe};
 use llm_gateway_compiler::keywords::{Message, RequestView};
 
 const GOAL: f64 = 0.85;
@@ -49,8 +49,7 @@ async fn routing_accuracy_meets_the_goal() {
         asked.clone().unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/routing/config.yaml").into());
     let source = std::fs::read_to_string(&config).unwrap();
     let plan = llm_gateway_compiler::compile(&source, &llm_gateway_compiler::ProcessEnv).unwrap().plan;
-    let mut live = Live::new(plan);
-    live.embed().await.expect("run ./scripts/setup-embeddings.sh first");
+    let (live, _) = Live::build(plan, None, Probe::Never).await.expect("run ./scripts/setup-embeddings.sh first");
     let routes: Vec<String> = live.plan.routing.as_ref().unwrap().routes.iter().map(|r| r.name.clone()).collect();
 
     let cases = cases();

@@ -128,6 +128,7 @@ mod tests {
 
     fn routing(routes: &[(&str, &[&str])]) -> RoutingPlan {
         RoutingPlan {
+            aliases: Vec::new(),
             allow_explicit_model: true,
             routes: routes
                 .iter()

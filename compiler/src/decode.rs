@@ -229,6 +229,32 @@ impl<T: FromNode> FromNode for Vec<T> {
     }
 }
 
+/// A mapping of names to strings kept in file order (`routing.aliases`), each with its span.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StringMap(pub Vec<(Spanned<String>, Spanned<String>)>);
+
+impl FromNode for StringMap {
+    fn from_node(node: &Node, cx: &mut Cx) -> Option<Self> {
+        let entries = cx.expect_map(node)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            if let Some(v) = cx.field::<Spanned<String>>(key, value) {
+                out.push((Spanned { value: key.text.clone(), span: key.span.clone() }, v));
+            }
+        }
+        Some(StringMap(out))
+    }
+}
+
+impl schemars::JsonSchema for StringMap {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StringMap".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "object", "additionalProperties": {"type": "string"}})
+    }
+}
+
 impl FromNode for String {
     fn from_node(node: &Node, cx: &mut Cx) -> Option<Self> {
         cx.scalar(node, "a string", false).map(|s| s.text)

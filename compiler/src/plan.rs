@@ -226,6 +226,9 @@ pub type RouteId = usize;
 #[derive(Debug)]
 pub struct RoutingPlan {
     pub allow_explicit_model: bool,
+    /// `routing.aliases`, in file order: a client model matching the glob is taken as the
+    /// target (a route name, `auto`, or a model).
+    pub aliases: Vec<(crate::glob::Glob, String)>,
     pub routes: Vec<RoutePlan>,
     pub by_name: HashMap<String, RouteId>,
     /// `default_route`, else the first route; `None` when there are no routes.
@@ -238,6 +241,11 @@ pub struct RoutingPlan {
 impl RoutingPlan {
     pub fn route(&self, name: &str) -> Option<&RoutePlan> {
         self.by_name.get(name).map(|&id| &self.routes[id])
+    }
+
+    /// What `model` is an alias of, if any (the first glob that matches).
+    pub fn alias(&self, model: &str) -> Option<&str> {
+        self.aliases.iter().find(|(glob, _)| glob.matches(model)).map(|(_, target)| target.as_str())
     }
 }
 

@@ -2,7 +2,7 @@
 //! its span. Field docs become the JSON Schema's descriptions. Defaults are applied when the
 //! plan is compiled, not here, so diagnostics can tell "absent" from "set to the default".
 
-use crate::decode::{FromNode, ProviderKey, SecretString, Spanned, section, string_enum};
+use crate::decode::{FromNode, ProviderKey, SecretString, Spanned, StringMap, section, string_enum};
 
 type S<T> = Spanned<T>;
 type List<T> = Spanned<Vec<Spanned<T>>>;
@@ -215,6 +215,10 @@ section! {
         allow_explicit_model: S<bool>,
         /// Route used when no layer decides. Default: the first route.
         default_route: S<String>,
+        /// Client model names (globs: `*`, `?`, `[...]`) mapped to a route name, `auto`, or a
+        /// model name, tried in file order before anything else; the first match wins. For
+        /// agents that send fixed ids: `{"claude-*haiku*": fast, "claude-*": coder, "gpt-5*": coder}`.
+        aliases: S<StringMap>,
         heuristics: S<Heuristics>,
         semantic: S<Semantic>,
         classifier: S<Classifier>,

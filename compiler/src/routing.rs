@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::decode::{Cx, Spanned, suggest};
 use crate::endpoints::{bounded, non_empty};
+use crate::glob::Glob;
 use crate::keywords::{Heuristics, RuleSpec};
 use crate::plan::{
     CachePlan, ClassifierPlan, ClassifierProvider, Comparison, EmbedProvider, ProviderKind, ProviderPlan, RouteId,
@@ -68,6 +69,7 @@ pub fn compile(cx: &mut Cx, raw: &raw::Routing, providers: &[Option<ProviderPlan
 
     RoutingPlan {
         allow_explicit_model: raw.allow_explicit_model.as_ref().is_none_or(|b| b.value),
+        aliases: aliases(cx, raw),
         routes,
         by_name,
         default_route,
@@ -75,6 +77,46 @@ pub fn compile(cx: &mut Cx, raw: &raw::Routing, providers: &[Option<ProviderPlan
         semantic,
         classifier,
     }
+}
+
+/// `routing.aliases`: each key a valid glob, each target non-empty. A target that is not a
+/// route (nor `auto`) is a model name, sent to the provider its prefix selects.
+fn aliases(cx: &mut Cx, raw: &raw::Routing) -> Vec<(Glob, String)> {
+    let mut out = Vec::new();
+    for (pattern, target) in raw.aliases.as_ref().map(|a| a.value.0.as_slice()).unwrap_or_default() {
+        let path = format!("routing.aliases.{}", pattern.value);
+        let glob = match Glob::parse(&pattern.value) {
+            Ok(g) => g,
+            Err(why) => {
+                cx.at(&path, |cx| {
+                    cx.error_help(
+                        pattern.span.clone(),
+                        format!("invalid glob `{}`: {why}", pattern.value),
+                        "globs use `*`, `?` and `[...]`",
+                    )
+                });
+                continue;
+            }
+        };
+        if target.value.trim().is_empty() {
+            cx.at(&path, |cx| {
+                cx.error_help(target.span.clone(), "an alias needs a target", "a route name, `auto`, or a model name")
+            });
+            continue;
+        }
+        if let Some((earlier, _)) = out.iter().find(|(g, _): &&(Glob, String)| g.matches(&pattern.value)) {
+            let earlier = earlier.as_str().to_owned();
+            cx.at(&path, |cx| {
+                cx.warn(
+                    pattern.span.clone(),
+                    format!("alias `{}` is shadowed by the earlier `{earlier}`", pattern.value),
+                    Some("the first matching alias wins: put the more specific glob first".into()),
+                )
+            });
+        }
+        out.push((glob, target.value.clone()));
+    }
+    out
 }
 
 /// Looks a route name up, reporting an unknown one with the closest known name.

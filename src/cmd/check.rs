@@ -73,10 +73,7 @@ fn embed(loaded: &mut crate::config::Loaded) {
         return;
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    let result = runtime.block_on(async {
-        let mut live = crate::state::Live::new(plan);
-        live.embed().await
-    });
+    let result = runtime.block_on(crate::state::Live::build(plan, None, crate::state::Probe::Never));
     if let Err(message) = result {
         loaded.reports[0].diags.0.push(Diagnostic {
             severity: Severity::Error,

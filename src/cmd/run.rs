@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 use crate::cli::RunArgs;
 use crate::exit;
 use crate::reload::{FilePlan, Reloader};
-use crate::state::{Live, uses_zrok};
+use crate::state::{Live, Probe, uses_zrok};
 
 pub fn run(args: RunArgs) -> ExitCode {
     crate::logging::init(args.log_format);
@@ -121,16 +121,18 @@ async fn serve(plan: Plan, reload: ReloadSetup) -> ExitCode {
     let share_plan = plan.zrok_share.clone();
     let drain = plan.server.drain_timeout;
     crate::metrics::get().config_loaded(&plan.hash_hex());
-    let mut live = Live::new(plan);
-    futures_util::future::join_all(live.pools.iter().flatten().map(|p| crate::pool::health::first_round(p))).await;
-    match live.embed().await {
+    let live = match Live::build(plan, None, Probe::First).await {
         Err(e) => {
             error!("failed to initialize semantic router: {e}");
             return exit::code(exit::CONFIG);
         }
-        Ok(done) if done.fresh > 0 => info!("semantic routing: embedded {} route example(s)", done.fresh),
-        Ok(_) => {}
-    }
+        Ok((live, done)) => {
+            if done.fresh > 0 {
+                info!("semantic routing: embedded {} route example(s)", done.fresh);
+            }
+            live
+        }
+    };
     let shared = Arc::new(ArcSwap::from_pointee(live));
     let boot = crate::pool::health::boot_clock();
     let mut _watcher = None;

@@ -7,14 +7,15 @@ use llm_gateway_compiler::plan::ProviderKind;
 use serde_json::{Value, json};
 
 use crate::pool::Pool;
-use crate::pool::call::{post_json, status_error};
+use crate::providers::Operation;
+use crate::upstream::{call_json, status_error};
 
 pub async fn embed(pool: &Pool, model: &str, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
     let who = if pool.kind == ProviderKind::OpenAi { "openai" } else { "local" };
     let body = serde_json::to_vec(&json!({ "model": model, "input": texts })).expect("serializable");
-    let (status, answer) = post_json(pool, "/v1/embeddings", body.clone()).await?;
+    let (status, answer) = call_json(pool, Operation::Embeddings, body.clone()).await?;
     if status == StatusCode::NOT_FOUND && pool.kind == ProviderKind::Local {
-        let (status, answer) = post_json(pool, "/api/embed", body).await?;
+        let (status, answer) = call_json(pool, Operation::OllamaEmbed, body).await?;
         let vectors =
             parse(who, status, &answer, |v| v["embeddings"].as_array().cloned().map(|a| a.into_iter().collect()))?;
         return counted(vectors, texts.len());

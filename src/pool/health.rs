@@ -8,15 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, header};
-use http_body_util::{BodyExt, Full};
-use llm_gateway_compiler::plan::ProviderKind;
+use http::Method;
+use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::{Credential, EndpointTransport, Pool};
+use super::{EndpointTransport, Pool};
 
 /// Backoff never grows past this many intervals.
 const MAX_BACKOFF: u32 = 10;
@@ -26,9 +25,9 @@ const STAGGER_WINDOW: Duration = Duration::from_secs(2);
 /// Boot time running ahead of monotonic time by more than this means the host slept.
 const SLEEP_GAP: Duration = Duration::from_secs(5);
 
-/// Whether a pool is probed: OpenAI-compatible upstreams reached over HTTP.
+/// Whether a pool is probed: its adapter names probe paths (OpenAI-compatible upstreams).
 pub fn probed(pool: &Pool) -> bool {
-    pool.kind != ProviderKind::Anthropic
+    !crate::providers::adapter(pool.kind).probes().is_empty()
 }
 
 /// Delay until the next probe after `failures` consecutive failures: 1×, 2×, 4× … the
@@ -41,36 +40,36 @@ pub fn next_delay(interval: Duration, failures: u32, jitter: f64) -> Duration {
     interval.mul_f64(f64::from(factor) * jitter.clamp(0.9, 1.1))
 }
 
-/// Probes one endpoint; `Some(models)` when it is healthy.
+/// Probes one endpoint with the adapter's probes, in order; `Some(models)` when one answered.
 pub async fn probe(pool: &Pool, index: usize) -> Option<Vec<String>> {
     let EndpointTransport::Http(target) = &pool.endpoints[index].transport else {
         return None;
     };
-    let ask = |path: &'static str| async move {
-        let mut req = Request::builder().method(Method::GET).uri(format!("{}{path}", target.base));
-        if let Credential::Bearer(v) = &pool.credential {
-            req = req.header(header::AUTHORIZATION, v.clone());
-        }
-        let resp = target.client.request(req.body(Full::new(Bytes::new())).ok()?).await.ok()?;
+    let ask = |probe: &'static crate::providers::Probe| async move {
+        let uri = format!("{}{}", target.base, probe.path).parse().ok()?;
+        let req = crate::upstream::request(pool, Method::GET, uri, Bytes::new(), false, None).ok()?;
+        let resp = target.client.request(req).await.ok()?;
         if resp.status() != http::StatusCode::OK {
             return None;
         }
         let body = resp.into_body().collect().await.ok()?.to_bytes();
-        Some(serde_json::from_slice::<Value>(&body).unwrap_or_default())
+        let v = serde_json::from_slice::<Value>(&body).unwrap_or_default();
+        Some(
+            v.get(probe.list)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|m| m.get(probe.field)?.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+        )
     };
-    let ids = |v: &Value, list: &str, field: &str| -> Vec<String> {
-        v.get(list)
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|m| m.get(field)?.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default()
-    };
-    let both = async {
-        if let Some(v) = ask("/v1/models").await {
-            return Some(ids(&v, "data", "id"));
+    let first_answer = async {
+        for p in crate::providers::adapter(pool.kind).probes() {
+            if let Some(models) = ask(p).await {
+                return Some(models);
+            }
         }
-        ask("/api/tags").await.map(|v| ids(&v, "models", "name"))
+        None
     };
-    match tokio::time::timeout(pool.health_check.timeout, both).await {
+    match tokio::time::timeout(pool.health_check.timeout, first_answer).await {
         Ok(found) => found,
         Err(_) => {
             debug!(endpoint = %pool.endpoints[index].name, "health probe timed out");
@@ -243,7 +242,10 @@ mod tests {
             format!("providers:\n  local:\n    endpoints:\n{eps}    health_check:\n      interval_seconds: 30\n");
         let plan =
             llm_gateway_compiler::compile(&yaml, &std::collections::HashMap::<String, String>::new()).unwrap().plan;
-        Arc::new(Pool::new(plan.provider(ProviderKind::Local).unwrap(), Duration::from_secs(1)))
+        Arc::new(Pool::new(
+            plan.provider(llm_gateway_compiler::plan::ProviderKind::Local).unwrap(),
+            Duration::from_secs(1),
+        ))
     }
 
     type Calls = Arc<Mutex<Vec<(usize, Duration)>>>;

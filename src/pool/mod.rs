@@ -1,7 +1,6 @@
 //! A provider's endpoints: smooth weighted round-robin over the healthy ones, passive
 //! failover order, health state, and the models each endpoint reported.
 
-pub mod call;
 pub mod health;
 pub mod swrr;
 
@@ -9,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
-use http::HeaderValue;
-use llm_gateway_compiler::plan::{ApiKey, EndpointSpec, HealthCheck, ProviderKind, ProviderPlan, Transport};
+use llm_gateway_compiler::plan::{EndpointSpec, HealthCheck, ProviderKind, ProviderPlan, Transport};
 use tracing::{info, warn};
 
+use crate::providers::{Credential, Operation};
 use crate::transport::http::{Dialer, HttpClient, client, client_with};
 use crate::transport::zrok::access::Access;
 
@@ -57,30 +56,6 @@ fn advance(key: usize, start: impl FnOnce() -> usize) -> usize {
     })
 }
 
-/// What goes into the upstream's auth header.
-#[derive(Clone)]
-pub enum Credential {
-    None,
-    /// `Authorization: Bearer …`, ready to send (marked sensitive so it is never logged).
-    Bearer(HeaderValue),
-    /// Anthropic's `x-api-key: …` (also sensitive).
-    XApiKey(HeaderValue),
-    /// The key names environment variables that were unset: requests fail with this message.
-    Missing(String),
-}
-
-impl Credential {
-    /// The header to send, if any; `Err` with the reason when the key is missing.
-    pub fn header(&self) -> Result<Option<(http::HeaderName, HeaderValue)>, &str> {
-        match self {
-            Credential::None => Ok(None),
-            Credential::Bearer(v) => Ok(Some((http::header::AUTHORIZATION, v.clone()))),
-            Credential::XApiKey(v) => Ok(Some((http::HeaderName::from_static("x-api-key"), v.clone()))),
-            Credential::Missing(why) => Err(why),
-        }
-    }
-}
-
 pub struct Endpoint {
     pub name: String,
     /// What makes two endpoints the same across reloads: name, transport and connect timeout.
@@ -103,43 +78,23 @@ pub enum EndpointTransport {
 pub struct HttpTarget {
     /// Base URL without a trailing slash; paths such as `/v1/models` are appended.
     pub base: String,
-    /// The URIs of the forwarded operations, built once (indexed by [`Operation`]).
-    pub uris: [http::Uri; 3],
+    /// The URIs of the operations the provider serves, built once (indexed by [`Operation`]).
+    uris: [Option<http::Uri>; Operation::ALL.len()],
     pub client: HttpClient,
 }
 
 impl HttpTarget {
     fn new(kind: ProviderKind, base: String, client: HttpClient) -> Self {
-        // A validated base URL plus a fixed path always parses; fall back to a relative URI
-        // (which then fails per request) rather than panic.
-        let uris = Operation::ALL.map(|op| {
-            let path = match (kind, op) {
-                (ProviderKind::Anthropic, Operation::Chat) => "/v1/messages",
-                _ => op.path(),
-            };
-            format!("{base}{path}").parse().unwrap_or_default()
-        });
+        let adapter = crate::providers::adapter(kind);
+        // A validated base URL plus a fixed path always parses; `None` otherwise (the
+        // request then fails with a clear error rather than a panic).
+        let uris = Operation::ALL.map(|op| adapter.path(op).and_then(|path| format!("{base}{path}").parse().ok()));
         Self { base, uris, client }
     }
-}
 
-/// The OpenAI-compatible operations the gateway forwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Chat,
-    Embeddings,
-    Completions,
-}
-
-impl Operation {
-    pub const ALL: [Operation; 3] = [Operation::Chat, Operation::Embeddings, Operation::Completions];
-
-    pub fn path(self) -> &'static str {
-        match self {
-            Operation::Chat => "/v1/chat/completions",
-            Operation::Embeddings => "/v1/embeddings",
-            Operation::Completions => "/v1/completions",
-        }
+    /// The URI of `op` on this endpoint, if the provider serves it.
+    pub fn uri(&self, op: Operation) -> Option<&http::Uri> {
+        self.uris[op as usize].as_ref()
     }
 }
 
@@ -151,7 +106,7 @@ impl Pool {
     /// The pool for `p`, reusing every endpoint of `old` whose identity is unchanged.
     /// Returns the indices of the endpoints that are new (they need a first probe).
     pub fn reconciled(p: &ProviderPlan, connect: std::time::Duration, old: Option<&Pool>) -> (Self, Vec<usize>) {
-        let credential = Self::credential(p);
+        let credential = Credential::of(p.kind, &p.api_key);
         let mut fresh = Vec::new();
         let endpoints: Vec<Arc<Endpoint>> = p
             .endpoints
@@ -182,33 +137,6 @@ impl Pool {
             pool.publish_health(e);
         }
         (pool, fresh)
-    }
-
-    fn credential(p: &ProviderPlan) -> Credential {
-        match &p.api_key {
-            ApiKey::None => Credential::None,
-            ApiKey::Set(key) => match HeaderValue::from_str(&match p.kind {
-                ProviderKind::Anthropic => key.expose().to_owned(),
-                _ => format!("Bearer {}", key.expose()),
-            }) {
-                Ok(mut v) => {
-                    v.set_sensitive(true);
-                    match p.kind {
-                        ProviderKind::Anthropic => Credential::XApiKey(v),
-                        _ => Credential::Bearer(v),
-                    }
-                }
-                Err(_) => Credential::Missing(format!(
-                    "the API key of provider `{}` contains characters not allowed in an HTTP header",
-                    p.kind
-                )),
-            },
-            ApiKey::Unset { vars } => Credential::Missing(format!(
-                "provider `{}` has no API key: environment variable {} is not set",
-                p.kind,
-                vars.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
-            )),
-        }
     }
 
     /// The endpoint the next request should try first, by smooth WRR over the healthy ones.

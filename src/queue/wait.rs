@@ -1,7 +1,8 @@
 //! Waiting for slots: admission with position reports, permits held by response bodies,
 //! and the streaming answer that tells a queued client where it stands.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -10,11 +11,11 @@ use hyper::body::{Body as HttpBody, Frame};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Full, Gate, Permit};
-use crate::access_log::AccessLog;
 use crate::body::{Body, BoxError};
+use crate::dialect::Dialect;
 use crate::error::ApiError;
 use crate::metrics;
-use crate::proxy::{Job, attempt};
+use crate::upstream::OnQueue;
 
 /// Waits for a slot of `gate`, telling `on_queue` each new position; `scope` names the
 /// queue in metrics. Full queue: 429; waited too long: 503; both with `Retry-After`.
@@ -22,7 +23,7 @@ pub async fn admit(
     gate: &Arc<Gate>,
     scope: &str,
     timeout: std::time::Duration,
-    on_queue: &mut (dyn FnMut(usize) + Send),
+    on_queue: &mut OnQueue<'_>,
 ) -> Result<Permit, ApiError> {
     let m = metrics::get();
     let mut ticket = match gate.enter() {
@@ -97,93 +98,89 @@ pub fn hold(resp: Response<Body>, permits: Vec<Permit>) -> Response<Body> {
 enum First {
     /// It is waiting at this position: answer with an event stream now.
     Queued(usize),
-    /// It never waited: the ordinary response (or error), unchanged.
+    /// It never waited: the ordinary response, unchanged.
     Done(Response<Body>),
-}
-
-/// Writes the request's log line with its error.
-fn failed(mut log: AccessLog, e: &ApiError) {
-    log.status = e.status.as_u16();
-    log.error = Some(e.message.clone());
 }
 
 fn comment(position: usize) -> Bytes {
     Bytes::from(format!(": queue position {position}\n\n"))
 }
 
-/// A streaming request that may have to queue. If it is admitted at once, the answer is the
-/// ordinary one. If it has to wait, the client gets an event stream at once, SSE comments
-/// `: queue position N` as its place changes (SDKs ignore comments), then the upstream's
-/// events — or an error event, since the status line has gone out. A client that leaves
-/// leaves the queue.
-pub(crate) async fn streaming(job: Job, mut log: AccessLog) -> Result<Response<Body>, ApiError> {
+/// A streaming request that may have to queue; `run` sends it, reporting queue positions to
+/// the callback it is given, and answers in the client's dialect. If it is admitted at once,
+/// the answer is the ordinary one. If it has to wait, the client gets an event stream at
+/// once, SSE comments `: queue position N` as its place changes (every SSE client ignores
+/// comments, in all three dialects), then the upstream's events — or an error event in
+/// `dialect`, since the status line has gone out. A client that leaves leaves the queue.
+pub fn streaming<F, Fut>(dialect: Dialect, run: F) -> impl Future<Output = Response<Body>> + Send
+where
+    F: FnOnce(Box<OnQueue<'static>>) -> Fut + Send + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
     let (first_tx, first_rx) = oneshot::channel::<First>();
     let (tx, rx) = mpsc::channel::<Bytes>(32);
+    let first = Arc::new(Mutex::new(Some(first_tx)));
+    let reporter = {
+        let (first, tx) = (first.clone(), tx.clone());
+        Box::new(move |position: usize| match first.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(f) => {
+                let _ = f.send(First::Queued(position));
+            }
+            None => {
+                let _ = tx.try_send(comment(position));
+            }
+        })
+    };
     tokio::spawn(async move {
-        let mut first = Some(first_tx);
-        let result = {
-            let mut on_queue = |position: usize| match first.take() {
-                Some(f) => {
-                    let _ = f.send(First::Queued(position));
-                }
-                None => {
-                    let _ = tx.try_send(comment(position));
-                }
-            };
-            // The receiver lives until the answer is chosen, and then in the response body:
-            // it closes only when a queued client leaves, which drops the ticket too.
-            tokio::select! {
-                r = attempt(&job, &mut log, &mut on_queue) => r,
-                () = tx.closed() => return,
-            }
+        // The receiver lives until the answer is chosen, and then in the response body: it
+        // closes only when a queued client leaves, which drops the ticket too.
+        let resp = tokio::select! {
+            r = run(reporter) => r,
+            () = tx.closed() => return,
         };
-        match (first.take(), result) {
-            (Some(f), Ok(resp)) => {
-                let _ = f.send(First::Done(resp));
-            }
-            (Some(f), Err(e)) => {
-                failed(log, &e);
-                let _ = f.send(First::Done(e.response()));
-            }
-            (None, Ok(resp)) => {
-                let ok = resp.status().is_success();
-                let mut body = resp.into_body();
-                if !ok {
-                    // The status line went out long ago: the upstream's error becomes an event.
-                    let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                    let text = String::from_utf8_lossy(&bytes);
-                    let _ = tx.send(Bytes::from(format!("data: {}\n\n", text.trim()))).await;
-                    return;
-                }
-                while let Some(Ok(frame)) = body.frame().await {
-                    if let Ok(data) = frame.into_data()
-                        && tx.send(data).await.is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-            (None, Err(e)) => {
-                failed(log, &e);
-                let _ = tx.send(Bytes::from(format!("data: {}\n\n", e.body()))).await;
+        if let Some(f) = first.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = f.send(First::Done(resp));
+            return;
+        }
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            // The status line went out long ago: the error becomes an event.
+            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_owned());
+            let error = ApiError { status, ..ApiError::bad_gateway(message) };
+            let _ = tx.send(Bytes::from(dialect.error_event(&error))).await;
+            return;
+        }
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data()
+                && tx.send(data).await.is_err()
+            {
+                return;
             }
         }
     });
-    match first_rx.await {
-        Ok(First::Done(resp)) => Ok(resp),
-        Ok(First::Queued(position)) => {
-            let head = futures_util::stream::once(async move { comment(position) });
-            let rest = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
-            let frames = futures_util::StreamExt::map(futures_util::StreamExt::chain(head, rest), |b| {
-                Ok::<_, BoxError>(Frame::data(b))
-            });
-            let mut resp = Response::new(StreamBody::new(frames).boxed());
-            let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-            crate::body::no_buffering(h);
-            *resp.status_mut() = StatusCode::OK;
-            Ok(resp)
+    async move {
+        match first_rx.await {
+            Ok(First::Done(resp)) => resp,
+            Ok(First::Queued(position)) => {
+                let head = futures_util::stream::once(async move { comment(position) });
+                let rest = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+                let frames = futures_util::StreamExt::map(futures_util::StreamExt::chain(head, rest), |b| {
+                    Ok::<_, BoxError>(Frame::data(b))
+                });
+                let mut resp = Response::new(StreamBody::new(frames).boxed());
+                let h = resp.headers_mut();
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                crate::body::no_buffering(h);
+                *resp.status_mut() = StatusCode::OK;
+                resp
+            }
+            Err(_) => ApiError::internal("queue_task_failed", "the queued request's task ended unexpectedly")
+                .response_in(dialect),
         }
-        Err(_) => Err(ApiError::internal("queue_task_failed", "the queued request's task ended unexpectedly")),
     }
 }

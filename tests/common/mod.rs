@@ -185,6 +185,8 @@ async fn answer(
                 ("claude-tools", true) => sse_file("anthropic/stream-tools.sse", Duration::from_millis(2), None),
                 ("claude-tools", false) => ok("anthropic/message-tools.json"),
                 ("claude-error-stream", _) => sse_file("anthropic/stream-error.sse", Duration::from_millis(2), None),
+                ("claude-not-json", _) => full(StatusCode::OK, "application/json", b"<html>oops</html>".to_vec()),
+                ("claude-broken-body", false) => sse_file("anthropic/message.json", Duration::ZERO, Some(0)),
                 (_, true) => sse_file("anthropic/stream-text.sse", Duration::from_millis(2), None),
                 (_, false) => ok("anthropic/message.json"),
             }

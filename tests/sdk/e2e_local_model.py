@@ -1,10 +1,13 @@
 """End to end through the gateway to a real model: llama.cpp's server with SmolLM2-135M
-(started by scripts/test.sh or the quickstart). The text is a tiny model's, so only the shape,
-token counts and finish reasons are checked, never the content.
+(started by scripts/test.sh or the quickstart), through the openai SDK's Chat Completions and
+the gateway's two client dialects: the anthropic SDK on /v1/messages and the openai SDK on
+/v1/responses, both translated to Chat Completions for llama.cpp. The text is a tiny model's, so
+only the shape, token counts and finish reasons are checked, never the content.
 
 Usage: python e2e_local_model.py MODEL_SERVER_URL MODEL_ALIAS"""
 import sys
 
+from anthropic import Anthropic
 from openai import OpenAI
 
 from harness import Gateway, binary
@@ -17,6 +20,9 @@ providers:
     api_key: unused-by-llama-cpp
     base_url: "{upstream}"
 routing:
+  aliases:
+    "claude-sonnet-*": {alias}
+    "gpt-5*": chat
   default_route: chat
   semantic:
     enabled: true
@@ -44,6 +50,40 @@ def check_stream(client, model):
     assert "".join(pieces), f"{model}: streamed no text"
     assert finish in ("stop", "length"), finish
     assert usage and 0 < usage.completion_tokens <= 12, usage
+
+
+def check_dialects(gateway):
+    """Agents' dialects to the real model: `claude-sonnet-*` is aliased to the model's name,
+    `gpt-5*` to the `chat` route."""
+    a = Anthropic(base_url=f"http://{gateway.addr}", api_key="unused", max_retries=0, timeout=300)
+    r = a.messages.create(model="claude-sonnet-4-5", max_tokens=8, system="Be brief.",
+                          messages=[{"role": "user", "content": "Say hello."}])
+    assert r.type == "message" and r.role == "assistant", r
+    assert [b.type for b in r.content] == ["text"] and r.content[0].text, r.content
+    assert r.stop_reason in ("end_turn", "max_tokens"), r.stop_reason
+    assert r.usage.input_tokens > 0 and 0 < r.usage.output_tokens <= 8, r.usage
+
+    with a.messages.stream(model="claude-sonnet-4-5", max_tokens=12,
+                           messages=[{"role": "user", "content": "Count to three."}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text and final.content and final.content[0].text == text, (text, final.content)
+    assert final.stop_reason in ("end_turn", "max_tokens"), final.stop_reason
+    assert 0 < final.usage.output_tokens <= 12, final.usage
+
+    # The Responses API ends a turn cut by max_output_tokens as `incomplete`, else `completed`.
+    o = OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0, timeout=300)
+    r = o.responses.create(model="gpt-5", instructions="Be brief.", input="Say hello.", max_output_tokens=8)
+    assert r.object == "response" and r.status in ("completed", "incomplete"), r
+    assert r.output_text, r.output
+    assert r.usage.input_tokens > 0 and 0 < r.usage.output_tokens <= 8, r.usage
+
+    events = list(o.responses.create(model="gpt-5", input="Count to three.", max_output_tokens=12, stream=True))
+    types = [e.type for e in events]
+    assert types[0] == "response.created" and types[-1] in ("response.completed", "response.incomplete"), types
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text and events[-1].response.output_text == text, (text, events[-1])
+    assert 0 < events[-1].response.usage.output_tokens <= 12, events[-1].response.usage
 
 
 def main():
@@ -78,6 +118,8 @@ def main():
         assert r.choices[0].finish_reason in ("stop", "length"), r
         assert r.choices[0].message.content and 0 < r.usage.completion_tokens <= 8, r
         check_stream(client, "claude")
+
+        check_dialects(gateway)
     finally:
         gateway.stop()
     print(f"end to end through the gateway to {alias}: all checks passed")

@@ -8,13 +8,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::request::Asked;
-use super::response::{finish_reason, now, usage};
+use super::response::{finish_reason, usage};
+use crate::dialect::sse::Reader;
+use crate::dialect::{StreamTranslator, json_str, now};
 
-pub struct StreamTranslator {
-    /// Bytes of an incomplete line.
-    line: Vec<u8>,
-    /// `data:` lines of the event being read.
-    data: Vec<u8>,
+pub struct ToChat {
+    reader: Reader,
     /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":`,
     /// built once at `message_start` and reused for every chunk.
     prefix: Vec<u8>,
@@ -94,16 +93,10 @@ struct ErrorBody<'a> {
     message: Cow<'a, str>,
 }
 
-/// Appends `s` as a JSON string.
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    let _ = serde_json::to_writer(&mut *out, s);
-}
-
-impl StreamTranslator {
+impl ToChat {
     pub fn new(asked: &Asked) -> Self {
         let mut t = Self {
-            line: Vec::new(),
-            data: Vec::new(),
+            reader: Reader::default(),
             prefix: Vec::new(),
             created: now(),
             include_usage: asked.include_usage,
@@ -124,63 +117,6 @@ impl StreamTranslator {
         let _ = write!(self.prefix, ",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":", self.created);
         json_str(&mut self.prefix, model);
         self.prefix.extend_from_slice(b",\"choices\":");
-    }
-
-    /// `(prompt, completion)` tokens, once the stream reported its output usage.
-    pub fn tokens(&self) -> Option<(u64, u64)> {
-        if self.output_tokens == 0 {
-            return None;
-        }
-        let n = |k: &str| self.input_usage[k].as_u64().unwrap_or(0);
-        let prompt = n("input_tokens") + n("cache_read_input_tokens") + n("cache_creation_input_tokens");
-        Some((prompt, self.output_tokens))
-    }
-
-    /// Feeds upstream bytes; appends translated SSE bytes to `out`.
-    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) {
-        while let Some(nl) = memchr::memchr(b'\n', bytes) {
-            let (head, rest) = bytes.split_at(nl);
-            bytes = &rest[1..];
-            if self.line.is_empty() {
-                self.line_done(head, out);
-            } else {
-                let mut line = std::mem::take(&mut self.line);
-                line.extend_from_slice(head);
-                self.line_done(&line, out);
-                line.clear();
-                self.line = line;
-            }
-        }
-        self.line.extend_from_slice(bytes);
-    }
-
-    /// At upstream end of stream: a stream that stopped before `message_stop` ends with an
-    /// error event instead of silently.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if !self.done {
-            self.error_event("anthropic_stream_incomplete", "Anthropic's stream ended before message_stop", out);
-        }
-    }
-
-    fn line_done(&mut self, line: &[u8], out: &mut Vec<u8>) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            if !self.data.is_empty() {
-                let data = std::mem::take(&mut self.data);
-                self.event(&data, out);
-                self.data = data;
-                self.data.clear();
-            }
-            return;
-        }
-        if let Some(value) = line.strip_prefix(b"data:") {
-            let value = value.strip_prefix(b" ").unwrap_or(value);
-            if !self.data.is_empty() {
-                self.data.push(b'\n');
-            }
-            self.data.extend_from_slice(value);
-        }
-        // `event:`, `id:`, `retry:` and comments: the JSON `type` decides.
     }
 
     fn event(&mut self, data: &[u8], out: &mut Vec<u8>) {
@@ -296,6 +232,38 @@ impl StreamTranslator {
     }
 }
 
+impl StreamTranslator for ToChat {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let mut reader = std::mem::take(&mut self.reader);
+        // `event:` names are redundant with the JSON `type`, which decides.
+        reader.feed(bytes, &mut |e| self.event(e.data, out));
+        self.reader = reader;
+    }
+
+    /// A stream that stopped before `message_stop` ends with an error event, not silently.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if !self.done {
+            self.error_event("anthropic_stream_incomplete", "Anthropic's stream ended before message_stop", out);
+        }
+    }
+
+    fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
+        if !self.done {
+            self.error_event(code, message, out);
+        }
+    }
+
+    /// `(prompt, completion)` tokens, once the stream reported its output usage.
+    fn tokens(&self) -> Option<(u64, u64)> {
+        if self.output_tokens == 0 {
+            return None;
+        }
+        let n = |k: &str| self.input_usage[k].as_u64().unwrap_or(0);
+        let prompt = n("input_tokens") + n("cache_read_input_tokens") + n("cache_creation_input_tokens");
+        Some((prompt, self.output_tokens))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,7 +274,7 @@ mod tests {
     }
 
     fn translate(input: &[u8], splits: &[usize], include_usage: bool) -> String {
-        let mut t = StreamTranslator::new(&Asked { stream: true, include_usage });
+        let mut t = ToChat::new(&Asked { stream: true, include_usage });
         t.created = 1_700_000_000;
         let mut out = Vec::new();
         let mut last = 0;

@@ -1,7 +1,8 @@
 //! The upstream response body on its way to the client: frames pass through untouched as
-//! they arrive; a body that stays silent too long or breaks ends an event stream with an
-//! SSE error event when its length is open (never a silent truncation); the request's log line is written when the
-//! body is done or dropped (client gone).
+//! they arrive, or through a [`StreamTranslator`] when the client speaks another dialect; a
+//! body that stays silent too long or breaks ends an event stream with an error event in the
+//! client's dialect when its length is open (never a silent truncation); the request's log
+//! line is written when the body is done or dropped (client gone).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,8 +15,8 @@ use tokio::time::{Instant, Sleep, sleep};
 
 use crate::access_log::AccessLog;
 use crate::body::BoxError;
+use crate::dialect::{Dialect, StreamTranslator};
 use crate::error::ApiError;
-use crate::providers::anthropic::stream::StreamTranslator;
 
 pin_project_lite::pin_project! {
     pub struct Relay {
@@ -24,24 +25,26 @@ pin_project_lite::pin_project! {
         // Armed at the first wait, so a body that is already complete costs no timer.
         idle: Option<Pin<Box<Sleep>>>,
         idle_after: Duration,
-        sse: bool,
+        // The dialect of the error event that ends a broken event stream; `None`: the body
+        // is not an open-length event stream, so a break fails it.
+        errors: Option<Dialect>,
         done: bool,
         // A non-data frame or a failure met while batching, delivered on the next poll.
         held_frame: Option<Frame<Bytes>>,
         held_failure: Option<String>,
-        // Rewrites the stream on its way (Anthropic SSE → OpenAI SSE); `None` passes bytes through.
-        translator: Option<Box<StreamTranslator>>,
+        // Rewrites the stream on its way; `None` passes bytes through.
+        translator: Option<Box<dyn StreamTranslator>>,
         log: AccessLog,
     }
 }
 
 impl Relay {
-    pub fn new(inner: Incoming, idle_after: Duration, sse: bool, log: AccessLog) -> Self {
+    pub fn new(inner: Incoming, idle_after: Duration, errors: Option<Dialect>, log: AccessLog) -> Self {
         Self {
             inner,
             idle: None,
             idle_after,
-            sse,
+            errors,
             done: false,
             held_frame: None,
             held_failure: None,
@@ -50,8 +53,8 @@ impl Relay {
         }
     }
 
-    pub fn translated(mut self, translator: StreamTranslator) -> Self {
-        self.translator = Some(Box::new(translator));
+    pub fn translated(mut self, translator: Box<dyn StreamTranslator>) -> Self {
+        self.translator = Some(translator);
         self
     }
 }
@@ -149,13 +152,16 @@ impl HttpBody for Relay {
             (None, Some(failure)) => {
                 *this.done = true;
                 this.log.error = Some(failure.clone());
-                if !*this.sse {
-                    return Poll::Ready(Some(Err(failure.into())));
-                }
                 let err = ApiError::bad_gateway(failure);
-                let mut event = b"\n\ndata: ".to_vec();
-                event.extend_from_slice(err.body().to_string().as_bytes());
-                event.extend_from_slice(b"\n\n");
+                let event = match (this.translator.as_mut(), *this.errors) {
+                    (Some(t), _) => {
+                        let mut out = Vec::new();
+                        t.fail(err.code, &err.message, &mut out);
+                        out
+                    }
+                    (None, Some(dialect)) => dialect.error_event(&err),
+                    (None, None) => return Poll::Ready(Some(Err(err.message.into()))),
+                };
                 Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
             }
         }
@@ -166,6 +172,6 @@ impl HttpBody for Relay {
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.sse { SizeHint::default() } else { self.inner.size_hint() }
+        if self.errors.is_some() || self.translator.is_some() { SizeHint::default() } else { self.inner.size_hint() }
     }
 }

@@ -22,15 +22,23 @@ fn bad(message: impl Into<String>) -> ApiError {
 
 /// Translates the client's body; `model` is the model to send.
 pub fn translate(body: &[u8], model: &str) -> Result<(Vec<u8>, Asked), ApiError> {
-    let req: Map<String, Value> = serde_json::from_slice(body)
+    let req: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}")))?;
+    let asked = Asked { stream: req["stream"] == true, include_usage: req["stream_options"]["include_usage"] == true };
+    Ok((from_chat(&req, model, &asked)?, asked))
+}
+
+/// A Chat request (the client's, or the hub form of another dialect's) as Anthropic's body;
+/// `asked.stream` decides whether to stream.
+pub fn from_chat(chat: &Value, model: &str, asked: &Asked) -> Result<Vec<u8>, ApiError> {
+    let req =
+        chat.as_object().ok_or_else(|| ApiError::bad_request("invalid_json", "request body must be a JSON object"))?;
     let mut out = Map::new();
     out.insert("model".into(), json!(model));
-    let mut asked = Asked::default();
     let mut system: Vec<String> = Vec::new();
     let mut turns: Vec<(String, Vec<Value>)> = Vec::new();
     let mut max_tokens = None;
-    for (key, value) in &req {
+    for (key, value) in req {
         match key.as_str() {
             "model" => {}
             "messages" => {
@@ -58,8 +66,7 @@ pub fn translate(body: &[u8], model: &str) -> Result<(Vec<u8>, Asked), ApiError>
             "user" if value.is_string() => {
                 out.insert("metadata".into(), json!({"user_id": value}));
             }
-            "stream" => asked.stream = value.as_bool().unwrap_or(false),
-            "stream_options" => asked.include_usage = value["include_usage"] == true,
+            "stream" | "stream_options" => {}
             "tools" if !value.is_null() => {
                 out.insert("tools".into(), tools(value)?);
             }
@@ -104,8 +111,7 @@ pub fn translate(body: &[u8], model: &str) -> Result<(Vec<u8>, Asked), ApiError>
     if asked.stream {
         out.insert("stream".into(), json!(true));
     }
-    let bytes = serde_json::to_vec(&Value::Object(out)).unwrap_or_default();
-    Ok((bytes, asked))
+    Ok(serde_json::to_vec(&Value::Object(out)).unwrap_or_default())
 }
 
 /// Adds one OpenAI message: system text, or content blocks appended to the turn of its

@@ -3,6 +3,8 @@
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use crate::dialect::now;
+
 /// `stop_reason` → `finish_reason`.
 pub fn finish_reason(stop: &str) -> &'static str {
     match stop {
@@ -26,10 +28,6 @@ pub fn usage(u: &Value) -> Value {
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
     })
-}
-
-pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A complete message → a `chat.completion`.

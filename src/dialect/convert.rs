@@ -1,0 +1,199 @@
+//! One request's way between the client's dialect and the upstream's: the upstream body
+//! (passed through with `model` spliced, or translated through the Chat hub) and how the
+//! answer comes back (bytes, a stream translator, or a whole-body translation).
+
+use bytes::Bytes;
+use http::StatusCode;
+use llm_gateway_compiler::plan::ProviderKind;
+use serde_json::Value;
+
+use super::messages::{client as messages_client, upstream as anthropic};
+use super::responses::{self, response::Echo};
+use super::{Chain, Dialect, StreamTranslator};
+use crate::error::ApiError;
+use crate::providers::{Operation, adapter};
+use crate::request::{self, Parsed};
+
+/// What the client asked for, by path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    Chat,
+    Embeddings,
+    Completions,
+    Messages,
+    CountTokens,
+    Responses,
+}
+
+impl Ingress {
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Ingress::Chat | Ingress::Embeddings | Ingress::Completions => Dialect::Chat,
+            Ingress::Messages | Ingress::CountTokens => Dialect::Messages,
+            Ingress::Responses => Dialect::Responses,
+        }
+    }
+
+    /// The upstream operation when the upstream serves the client's dialect as is.
+    fn operation(self) -> Operation {
+        match self {
+            Ingress::Chat => Operation::Chat,
+            Ingress::Embeddings => Operation::Embeddings,
+            Ingress::Completions => Operation::Completions,
+            Ingress::Messages => Operation::Messages,
+            Ingress::CountTokens => Operation::CountTokens,
+            Ingress::Responses => Operation::Responses,
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Ingress::Chat => "/v1/chat/completions",
+            Ingress::Embeddings => "/v1/embeddings",
+            Ingress::Completions => "/v1/completions",
+            Ingress::Messages => "/v1/messages",
+            Ingress::CountTokens => "/v1/messages/count_tokens",
+            Ingress::Responses => "/v1/responses",
+        }
+    }
+}
+
+/// How the answer goes back to the client.
+pub struct Conversion {
+    pub client: Dialect,
+    /// The dialect the upstream answers in.
+    pub upstream: Dialect,
+    pub stream: bool,
+    /// A Chat client asked for a usage chunk (`stream_options.include_usage`).
+    include_usage: bool,
+    /// What a Responses answer repeats from the request.
+    echo: Option<Echo>,
+}
+
+/// The upstream request, or an answer the gateway gives itself.
+pub enum Prepared {
+    Forward {
+        op: Operation,
+        body: Bytes,
+        conversion: Box<Conversion>,
+    },
+    /// `count_tokens` for an upstream without it: an estimate.
+    Answer(Value),
+}
+
+fn invalid_json(e: serde_json::Error) -> ApiError {
+    ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}"))
+}
+
+/// The upstream body for `model` on provider `kind`.
+pub fn prepare(
+    ingress: Ingress,
+    body: &Bytes,
+    parsed: &Parsed,
+    model: &str,
+    kind: ProviderKind,
+) -> Result<Prepared, ApiError> {
+    let client = ingress.dialect();
+    let adapter = adapter(kind);
+    let stream = parsed.is_stream();
+    if adapter.serves(client) {
+        let body = match parsed.model.as_deref() == Some(model) {
+            true => body.clone(),
+            false => Bytes::from(request::with_model(body, parsed, model)),
+        };
+        let conversion = Conversion { client, upstream: client, stream, include_usage: false, echo: None };
+        return Ok(Prepared::Forward { op: ingress.operation(), body, conversion: Box::new(conversion) });
+    }
+    if matches!(ingress, Ingress::Embeddings | Ingress::Completions) {
+        return Err(ApiError::bad_request(
+            "unsupported_operation",
+            format!("provider '{}' does not serve {}", kind.config_name(), ingress.path()),
+        ));
+    }
+    let req: Value = serde_json::from_slice(body).map_err(invalid_json)?;
+    if ingress == Ingress::CountTokens {
+        let tokens = messages_client::count::estimate(&req);
+        return Ok(Prepared::Answer(serde_json::json!({ "input_tokens": tokens })));
+    }
+    let openai = kind == ProviderKind::OpenAi;
+    let mut conversion = Conversion { client, upstream: adapter.dialect(), stream, include_usage: true, echo: None };
+    let chat = match client {
+        Dialect::Chat => {
+            conversion.include_usage = req["stream_options"]["include_usage"] == true;
+            req
+        }
+        Dialect::Messages => messages_client::request::to_chat(&req, model, openai)?,
+        Dialect::Responses => {
+            conversion.echo = Some(Echo::from_request(&req));
+            responses::request::to_chat(&req, model, openai)?
+        }
+    };
+    let (op, body) = match conversion.upstream {
+        Dialect::Messages => {
+            let asked = anthropic::request::Asked { stream, include_usage: conversion.include_usage };
+            (Operation::Messages, anthropic::request::from_chat(&chat, model, &asked)?)
+        }
+        _ => (Operation::Chat, serde_json::to_vec(&chat).unwrap_or_default()),
+    };
+    Ok(Prepared::Forward { op, body: Bytes::from(body), conversion: Box::new(conversion) })
+}
+
+impl Conversion {
+    pub fn passthrough(&self) -> bool {
+        self.client == self.upstream
+    }
+
+    /// The stream translator from the upstream's dialect to the client's.
+    pub fn translator(&self) -> Box<dyn StreamTranslator> {
+        let asked = anthropic::request::Asked { stream: true, include_usage: self.include_usage };
+        let echo = || self.echo.clone().unwrap_or_default();
+        match (self.upstream, self.client) {
+            (Dialect::Messages, Dialect::Responses) => {
+                Box::new(Chain::new(anthropic::stream::ToChat::new(&asked), responses::stream::FromChat::new(echo())))
+            }
+            (Dialect::Messages, _) => Box::new(anthropic::stream::ToChat::new(&asked)),
+            (_, Dialect::Messages) => Box::new(messages_client::stream::FromChat::new()),
+            _ => Box::new(responses::stream::FromChat::new(echo())),
+        }
+    }
+
+    /// A whole upstream answer in the client's dialect: the status to send and the body.
+    /// `Err` when a successful answer is not the JSON it should be.
+    pub fn whole(&self, status: StatusCode, body: &[u8]) -> Result<(StatusCode, Value), ApiError> {
+        let from_anthropic = self.upstream == Dialect::Messages;
+        if !status.is_success() {
+            return Ok(match (from_anthropic, self.client) {
+                (true, _) => anthropic::response::error(status, body),
+                (false, Dialect::Messages) => (status, messages_client::response::error(status, body)),
+                (false, _) => (status, openai_error(status, body)),
+            });
+        }
+        let upstream = if from_anthropic { "Anthropic" } else { "the upstream" };
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|_| ApiError::bad_gateway(format!("{upstream} answered with a body that is not JSON")))?;
+        let chat = if from_anthropic { anthropic::response::completion(&value) } else { value };
+        Ok((
+            status,
+            match self.client {
+                Dialect::Chat => chat,
+                Dialect::Messages => messages_client::response::from_chat(&chat),
+                Dialect::Responses => {
+                    responses::response::from_chat(&chat, self.echo.as_ref().unwrap_or(&Echo::default()))
+                }
+            },
+        ))
+    }
+}
+
+/// An OpenAI-compatible upstream's error for a Responses client (the same error shape):
+/// kept when it is one, else wrapped in one.
+fn openai_error(status: StatusCode, body: &[u8]) -> Value {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v["error"].is_object() => v,
+        _ => {
+            let text = String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
+            let message = if text.trim().is_empty() { format!("the upstream answered {status}") } else { text };
+            serde_json::json!({"error": {"message": message, "type": "upstream_error", "code": status.as_u16()}})
+        }
+    }
+}

@@ -1,0 +1,637 @@
+//! Chat Completions SSE (`chat.completion.chunk`s, `[DONE]`) → Anthropic Messages SSE,
+//! incrementally: bytes in as they arrive (split anywhere), events out as Anthropic sends them.
+//!
+//! Strings the events carry (text, argument fragments, ids, names) are copied as the raw JSON
+//! the upstream sent, still escaped: no unescaping and re-escaping, and no allocation per chunk.
+
+use std::io::Write as _;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::response::stop_reason;
+use crate::dialect::sse::{Event, Reader};
+use crate::dialect::{StreamTranslator, json_str};
+
+pub struct FromChat {
+    reader: Reader,
+    state: State,
+}
+
+#[derive(Default)]
+struct State {
+    started: bool,
+    /// `message_stop` or an error event was sent: nothing more.
+    done: bool,
+    /// The open content block.
+    open: Open,
+    /// Index of the next content block.
+    next: u64,
+    /// Chat tool-call indices that already had a block, to spot arguments for a block that
+    /// was closed (Anthropic cannot reopen one).
+    tools: Vec<u64>,
+    /// Raw JSON of the message id (`"msg_…"`), for tool calls the upstream sent without an id.
+    id: Vec<u8>,
+    stop: Option<&'static str>,
+    usage: Option<Usage>,
+}
+
+#[derive(Default, Clone, Copy, PartialEq)]
+enum Open {
+    #[default]
+    None,
+    Text,
+    /// A tool call, by its Chat index.
+    Tool(u64),
+}
+
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    choices: Option<&'a RawValue>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default)]
+    index: u64,
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    /// Raw, as a `&str` field cannot borrow a string with escapes.
+    #[serde(default, borrow)]
+    finish_reason: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    refusal: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ToolCall<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    function: Option<Function<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Function<'a> {
+    #[serde(default, borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    arguments: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct Usage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<Details>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct Details {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+/// The raw JSON of a non-empty string, or `None` (absent, null, `""`, not a string).
+fn nonempty_str(raw: Option<&RawValue>) -> Option<&str> {
+    raw.map(RawValue::get).filter(|r| r.len() > 2 && r.starts_with('"'))
+}
+
+/// Calls `f` for each element of a JSON list without collecting them (`null` is an empty list).
+fn each<'a, T: Deserialize<'a>>(raw: &'a RawValue, f: impl FnMut(T)) -> Result<(), serde_json::Error> {
+    struct Each<F, T>(F, PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for Each<F, T> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(x) = seq.next_element()? {
+                (self.0)(x);
+            }
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    serde::Deserializer::deserialize_any(&mut de, Each(f, PhantomData))
+}
+
+impl FromChat {
+    pub fn new() -> Self {
+        Self { reader: Reader::default(), state: State::default() }
+    }
+}
+
+impl Default for FromChat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamTranslator for FromChat {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let state = &mut self.state;
+        self.reader.feed(bytes, &mut |e: Event<'_>| state.event(e.data, out));
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        // A finish_reason is the model's last word; only the usage chunk and `[DONE]` may be
+        // missing (some servers end there).
+        if self.state.stop.is_some() {
+            self.state.end(out);
+        } else {
+            self.state.error("api_error", "the upstream stream ended before the response was complete", out);
+        }
+    }
+
+    fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
+        self.state.error(error_type(code), message, out);
+    }
+
+    fn tokens(&self) -> Option<(u64, u64)> {
+        self.state.usage.map(|u| (u.prompt_tokens, u.completion_tokens))
+    }
+}
+
+/// An error type for the client: an Anthropic one when the code already is, else `api_error`.
+fn error_type(code: &str) -> &str {
+    match code {
+        "invalid_request_error"
+        | "authentication_error"
+        | "permission_error"
+        | "not_found_error"
+        | "request_too_large"
+        | "rate_limit_error"
+        | "api_error"
+        | "overloaded_error" => code,
+        _ => "api_error",
+    }
+}
+
+impl State {
+    fn event(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        if data.trim_ascii() == b"[DONE]" {
+            self.end(out);
+            return;
+        }
+        let Ok(chunk) = serde_json::from_slice::<Chunk>(data) else {
+            self.error("api_error", "the upstream sent a stream chunk that is not valid JSON", out);
+            return;
+        };
+        if let Some(e) = chunk.error {
+            self.upstream_error(e, out);
+            return;
+        }
+        if !self.started {
+            self.start(chunk.id, chunk.model, out);
+        }
+        if let Some(u) = chunk.usage {
+            self.usage = Some(u);
+        }
+        let Some(choices) = chunk.choices else { return };
+        let mut choice = None;
+        // Only choice 0: the translated request never asks for more.
+        let parsed = each(choices, |c: Choice| {
+            if c.index == 0 && choice.is_none() {
+                choice = Some(c);
+            }
+        });
+        if parsed.is_err() {
+            self.error("api_error", "the upstream sent a stream chunk that is not valid", out);
+            return;
+        }
+        let Some(choice) = choice else { return };
+        if let Some(delta) = choice.delta {
+            if let Some(t) = nonempty_str(delta.content).or(nonempty_str(delta.refusal)) {
+                self.text(t, out);
+            }
+            if let Some(calls) = delta.tool_calls {
+                let mut failed = false;
+                let parsed = each(calls, |c: ToolCall| failed = failed || !self.tool_call(&c, out));
+                if failed || parsed.is_err() {
+                    self.error("api_error", "the upstream sent tool calls the Messages stream cannot express", out);
+                    return;
+                }
+            }
+        }
+        if let Some(f) = nonempty_str(choice.finish_reason) {
+            self.stop = Some(stop_reason(f.trim_matches('"')));
+        }
+    }
+
+    /// `message_start` and `ping`, at the first chunk.
+    fn start(&mut self, id: Option<&RawValue>, model: Option<&RawValue>, out: &mut Vec<u8>) {
+        self.started = true;
+        self.id.clear();
+        match nonempty_str(id) {
+            Some(raw) if raw.starts_with("\"msg_") => self.id.extend_from_slice(raw.as_bytes()),
+            Some(raw) => {
+                self.id.extend_from_slice(b"\"msg_");
+                self.id.extend_from_slice(&raw.as_bytes()[1..]);
+            }
+            None => json_str(&mut self.id, &format!("msg_{}", crate::dialect::now())),
+        }
+        out.extend_from_slice(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":");
+        out.extend_from_slice(&self.id);
+        out.extend_from_slice(br#","type":"message","role":"assistant","model":"#);
+        out.extend_from_slice(nonempty_str(model).unwrap_or("\"\"").as_bytes());
+        out.extend_from_slice(
+            br#","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}"#,
+        );
+        out.extend_from_slice(b"\n\nevent: ping\ndata: {\"type\":\"ping\"}\n\n");
+    }
+
+    /// A text fragment (raw JSON string) into the open text block, opening one if needed.
+    fn text(&mut self, raw: &str, out: &mut Vec<u8>) {
+        if self.open != Open::Text {
+            self.close(out);
+            self.open = Open::Text;
+            let _ = write!(
+                out,
+                concat!(
+                    "event: content_block_start\ndata: ",
+                    r#"{{"type":"content_block_start","index":{},"content_block":{{"type":"text","text":""}}}}"#,
+                    "\n\n"
+                ),
+                self.next
+            );
+        }
+        self.delta(r#"text_delta","text":"#, raw, out);
+    }
+
+    /// One tool-call delta. False when it continues a call whose block was already closed.
+    fn tool_call(&mut self, c: &ToolCall, out: &mut Vec<u8>) -> bool {
+        // Servers that omit `index` send a call's id only in its first delta.
+        let index = match (c.index, self.open) {
+            (Some(i), _) => i,
+            (None, Open::Tool(i)) if c.id.is_none() => i,
+            (None, _) => self.tools.len() as u64,
+        };
+        let (name, arguments) = c.function.as_ref().map_or((None, None), |f| (f.name, f.arguments));
+        if self.open != Open::Tool(index) {
+            if self.tools.contains(&index) {
+                return false;
+            }
+            self.close(out);
+            self.tools.push(index);
+            self.open = Open::Tool(index);
+            let _ = write!(
+                out,
+                concat!(
+                    "event: content_block_start\ndata: ",
+                    r#"{{"type":"content_block_start","index":{},"content_block":{{"type":"tool_use","id":"#
+                ),
+                self.next
+            );
+            match nonempty_str(c.id) {
+                Some(id) => out.extend_from_slice(id.as_bytes()),
+                // The client answers with this id in `tool_result`, so one is made up.
+                None => {
+                    out.extend_from_slice(b"\"toolu_");
+                    out.extend_from_slice(self.id.get(1..self.id.len().saturating_sub(1)).unwrap_or_default());
+                    let _ = write!(out, "_{index}\"");
+                }
+            }
+            out.extend_from_slice(b",\"name\":");
+            out.extend_from_slice(nonempty_str(name).unwrap_or("\"\"").as_bytes());
+            out.extend_from_slice(b",\"input\":{}}}\n\n");
+        }
+        if let Some(args) = nonempty_str(arguments) {
+            self.delta(r#"input_json_delta","partial_json":"#, args, out);
+        }
+        true
+    }
+
+    /// A `content_block_delta` of the open block; `kind` is the delta type and its field name.
+    fn delta(&self, kind: &str, raw: &str, out: &mut Vec<u8>) {
+        let _ = write!(
+            out,
+            concat!(
+                "event: content_block_delta\ndata: ",
+                r#"{{"type":"content_block_delta","index":{},"delta":{{"type":"{}{}}}}}"#,
+                "\n\n"
+            ),
+            self.next, kind, raw
+        );
+    }
+
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if self.open != Open::None {
+            let _ = write!(
+                out,
+                "event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":{}}}\n\n",
+                self.next
+            );
+            self.open = Open::None;
+            self.next += 1;
+        }
+    }
+
+    /// The closing events: the open block's stop, `message_delta` with the stop reason and
+    /// usage, `message_stop`.
+    fn end(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        if !self.started {
+            self.start(None, None, out);
+        }
+        self.close(out);
+        let u = self.usage;
+        let prompt = u.map_or(0, |u| u.prompt_tokens);
+        let cached = u.and_then(|u| u.prompt_tokens_details).and_then(|d| d.cached_tokens);
+        let _ = write!(
+            out,
+            concat!(
+                "event: message_delta\ndata: ",
+                r#"{{"type":"message_delta","delta":{{"stop_reason":"{}","stop_sequence":null}},"#,
+                r#""usage":{{"input_tokens":{},"output_tokens":{}"#
+            ),
+            self.stop.unwrap_or("end_turn"),
+            prompt.saturating_sub(cached.unwrap_or(0)),
+            u.map_or(0, |u| u.completion_tokens),
+        );
+        if let Some(cached) = cached {
+            let _ = write!(out, ",\"cache_read_input_tokens\":{cached}");
+        }
+        out.extend_from_slice(b"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        self.done = true;
+    }
+
+    /// An upstream `{"error": …}` chunk: OpenAI's object or Ollama's plain string.
+    fn upstream_error(&mut self, raw: &RawValue, out: &mut Vec<u8>) {
+        let e: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
+        let message = e["message"].as_str().or(e.as_str()).unwrap_or("the upstream stream failed");
+        self.error(error_type(e["type"].as_str().unwrap_or_default()), message, out);
+    }
+
+    fn error(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        out.extend_from_slice(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":");
+        json_str(out, kind);
+        out.extend_from_slice(b",\"message\":");
+        json_str(out, message);
+        out.extend_from_slice(b"}}\n\n");
+        self.done = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dialects/messages").join(name))
+            .unwrap()
+    }
+
+    fn translate(input: &[u8], splits: &[usize]) -> String {
+        let mut t = FromChat::new();
+        let mut out = Vec::new();
+        let mut last = 0;
+        for &s in splits.iter().chain([input.len()].iter()) {
+            t.feed(&input[last..s], &mut out);
+            last = s;
+        }
+        t.finish(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// `(event name, data)` pairs; checks each event's name matches its data's `type`.
+    fn events(text: &str) -> Vec<(String, Value)> {
+        assert!(text.ends_with("\n\n"), "{text}");
+        text.split_terminator("\n\n")
+            .map(|e| {
+                let (name, data) = e.split_once('\n').unwrap();
+                let name = name.strip_prefix("event: ").unwrap().to_owned();
+                let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+                assert_eq!(data["type"], name.as_str());
+                (name, data)
+            })
+            .collect()
+    }
+
+    fn names(events: &[(String, Value)]) -> Vec<&str> {
+        events.iter().map(|e| e.0.as_str()).collect()
+    }
+
+    #[test]
+    fn text_stream() {
+        let got = events(&translate(&fixture("chat-text.sse"), &[]));
+        assert_eq!(
+            names(&got),
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(
+            got[0].1["message"],
+            json!({"id": "msg_chatcmpl-Bx7text", "type": "message", "role": "assistant", "model": "gpt-4o-mini-2024-07-18",
+                   "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0}})
+        );
+        assert_eq!(got[2].1["content_block"], json!({"type": "text", "text": ""}));
+        let text: String = got[3..6].iter().map(|e| e.1["delta"]["text"].as_str().unwrap()).collect();
+        assert_eq!(text, "Hello! \"Quoted\"\nHow can I help?");
+        assert!(got[2..7].iter().all(|e| e.1["index"] == 0));
+        assert_eq!(
+            got[7].1,
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                   "usage": {"input_tokens": 7, "output_tokens": 10, "cache_read_input_tokens": 12}})
+        );
+    }
+
+    #[test]
+    fn text_then_two_parallel_tool_calls() {
+        let got = events(&translate(&fixture("chat-tools.sse"), &[]));
+        assert_eq!(
+            names(&got),
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(got[3].1["delta"], json!({"type": "text_delta", "text": "Checking both."}));
+        assert_eq!(
+            got[5].1,
+            json!({"type": "content_block_start", "index": 1,
+                   "content_block": {"type": "tool_use", "id": "call_paris", "name": "get_weather", "input": {}}})
+        );
+        assert_eq!(got[9].1["content_block"]["id"], "call_tokyo");
+        assert_eq!(got[9].1["index"], 2);
+        let args = |index: u64| -> String {
+            got.iter()
+                .filter(|e| e.1["index"] == index && e.1["delta"]["type"] == "input_json_delta")
+                .map(|e| e.1["delta"]["partial_json"].as_str().unwrap())
+                .collect()
+        };
+        assert_eq!(args(1), r#"{"city":"Paris"}"#);
+        assert_eq!(args(2), r#"{"city":"Tokyo","unit":"c"}"#);
+        assert_eq!(got[13].1, json!({"type": "content_block_stop", "index": 2}));
+        assert_eq!(got[14].1["delta"]["stop_reason"], "tool_use");
+        assert_eq!(got[14].1["usage"], json!({"input_tokens": 80, "output_tokens": 31}));
+    }
+
+    #[test]
+    fn a_cut_stream_ends_with_an_error() {
+        let mut t = FromChat::new();
+        let mut out = Vec::new();
+        t.feed(&fixture("chat-cut.sse"), &mut out);
+        t.finish(&mut out);
+        let got = events(std::str::from_utf8(&out).unwrap());
+        assert_eq!(
+            names(&got),
+            ["message_start", "ping", "content_block_start", "content_block_delta", "content_block_delta", "error"]
+        );
+        assert_eq!(got[5].1["error"]["type"], "api_error");
+        assert_eq!(t.tokens(), None);
+        // Nothing after the error, not even from fail().
+        let n = out.len();
+        t.fail("upstream_timeout", "late", &mut out);
+        t.feed(b"data: [DONE]\n\n", &mut out);
+        assert_eq!(out.len(), n);
+    }
+
+    #[test]
+    fn upstream_error_chunk_and_fail() {
+        let input = b"data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"error\":{\"message\":\"CUDA out of memory\",\"type\":\"server_error\"}}\n\ndata: [DONE]\n\n";
+        let got = events(&translate(input, &[]));
+        assert_eq!(got.last().unwrap().1["error"], json!({"type": "api_error", "message": "CUDA out of memory"}));
+        assert_eq!(got.iter().filter(|e| e.0 == "message_stop").count(), 0);
+        let got = events(&translate(b"data: {\"error\":\"model not found\"}\n\n", &[]));
+        assert_eq!(names(&got), ["error"]);
+        assert_eq!(got[0].1["error"]["message"], "model not found");
+        let mut t = FromChat::new();
+        let mut out = Vec::new();
+        t.fail("overloaded_error", "queue full", &mut out);
+        t.fail("other", "twice", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"queue full\"}}\n\n"
+        );
+    }
+
+    #[test]
+    fn finish_reason_without_done_usage_in_finish_chunk_and_no_tool_ids() {
+        // llama.cpp-style: usage in the finish chunk; a server that omits index and id.
+        let input = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"reasoning_content\":\"hmm\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\n",
+        );
+        let mut t = FromChat::new();
+        let mut out = Vec::new();
+        t.feed(input.as_bytes(), &mut out);
+        t.finish(&mut out);
+        let got = events(std::str::from_utf8(&out).unwrap());
+        assert_eq!(
+            names(&got),
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        let id = got[0].1["message"]["id"].as_str().unwrap();
+        assert!(id.starts_with("msg_"));
+        assert_eq!(got[2].1["content_block"]["id"], format!("toolu_{id}_0"));
+        assert_eq!(got[5].1["delta"]["stop_reason"], "tool_use");
+        assert_eq!(t.tokens(), Some((5, 2)));
+    }
+
+    #[test]
+    fn interleaved_tool_arguments_are_an_error_not_a_corruption() {
+        let call = |i: u64, id: &str, args: &str| {
+            format!(
+                "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"index\":{i},{id}\"function\":{{\"arguments\":\"{args}\"}}}}]}}}}]}}\n\n"
+            )
+        };
+        let input = [call(0, "\"id\":\"a\",", "{"), call(1, "\"id\":\"b\",", "{}"), call(0, "", "}")].concat();
+        let got = events(&translate(input.as_bytes(), &[]));
+        assert_eq!(got.last().unwrap().0, "error");
+    }
+
+    /// Any split of the byte stream gives the same output: every split point, and many
+    /// random multi-way splits.
+    #[test]
+    fn output_does_not_depend_on_how_bytes_arrive() {
+        for name in ["chat-text.sse", "chat-tools.sse", "chat-cut.sse"] {
+            let input = fixture(name);
+            let whole = translate(&input, &[]);
+            for s in 0..=input.len() {
+                assert_eq!(translate(&input, &[s]), whole, "{name} split at {s}");
+            }
+            let mut seed = 0x2545f4914f6cdd1du64;
+            for _ in 0..300 {
+                let mut splits: Vec<usize> = (0..8)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        (seed % (input.len() as u64 + 1)) as usize
+                    })
+                    .collect();
+                splits.sort_unstable();
+                assert_eq!(translate(&input, &splits), whole, "{name} splits {splits:?}");
+            }
+        }
+    }
+}

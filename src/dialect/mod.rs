@@ -1,0 +1,144 @@
+//! Wire formats ("dialects") and the translations between them. Chat Completions is the hub:
+//! a client dialect that differs from the upstream's is translated to Chat and from there to
+//! the upstream's, and the response takes the reverse way. Same dialect on both sides: bytes
+//! pass through (only `model` is spliced).
+//!
+//! - `messages/`: Anthropic's Messages API. `upstream/` — Chat client, Anthropic upstream;
+//!   `client/` — Messages client, Chat upstream.
+//! - `responses/`: OpenAI's Responses API, as a client dialect translated to Chat.
+
+pub mod convert;
+pub mod messages;
+pub mod responses;
+pub mod sse;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use crate::error::ApiError;
+
+/// The wire format a client speaks or an upstream serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// OpenAI Chat Completions (`POST /v1/chat/completions`), and the other OpenAI-compatible
+    /// operations (embeddings, completions).
+    Chat,
+    /// Anthropic Messages (`POST /v1/messages`).
+    Messages,
+    /// OpenAI Responses (`POST /v1/responses`).
+    Responses,
+}
+
+impl Dialect {
+    /// The event that ends a broken or failed stream, in this dialect. It starts with a blank
+    /// line, which ends whatever event the client had half-read.
+    pub fn error_event(self, err: &ApiError) -> Vec<u8> {
+        let mut out = b"\n\n".to_vec();
+        let body = match self {
+            Dialect::Chat => {
+                out.extend_from_slice(b"data: ");
+                err.body_in(self)
+            }
+            Dialect::Messages => {
+                out.extend_from_slice(b"event: error\ndata: ");
+                err.body_in(self)
+            }
+            // The Responses API's `error` event; its `error` object is what makes the openai
+            // SDK raise (Codex, ignoring it, fails on the missing `response.completed`).
+            Dialect::Responses => {
+                out.extend_from_slice(b"event: error\ndata: ");
+                let mut body = err.body_in(self);
+                body["type"] = "error".into();
+                body["code"] = err.code.into();
+                body["message"] = err.message.as_str().into();
+                body
+            }
+        };
+        let _ = serde_json::to_writer(&mut out, &body);
+        out.extend_from_slice(b"\n\n");
+        out
+    }
+
+    /// The `dialect` label in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Dialect::Chat => "chat",
+            Dialect::Messages => "messages",
+            Dialect::Responses => "responses",
+        }
+    }
+}
+
+/// A response stream rewritten on its way to the client: upstream bytes in, split anywhere;
+/// client bytes out. Implementations buffer at most one event plus what the final summary
+/// needs.
+pub trait StreamTranslator: Send + Sync {
+    /// Feeds upstream bytes; appends translated bytes to `out`.
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>);
+    /// The upstream ended: closing events, or an error event when the stream stopped before
+    /// its end (never a clean-looking truncated stream).
+    fn finish(&mut self, out: &mut Vec<u8>);
+    /// The stream failed outside the translator (upstream broke off, went silent): an error
+    /// event in the client's dialect, once; nothing after it.
+    fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>);
+    /// `(prompt, completion)` tokens, once the stream reported them.
+    fn tokens(&self) -> Option<(u64, u64)>;
+}
+
+/// Two translators in a row (Anthropic → Chat → Responses).
+pub struct Chain<A, B> {
+    pub first: A,
+    pub second: B,
+    scratch: Vec<u8>,
+}
+
+impl<A: StreamTranslator, B: StreamTranslator> Chain<A, B> {
+    pub fn new(first: A, second: B) -> Self {
+        Self { first, second, scratch: Vec::new() }
+    }
+}
+
+impl<A: StreamTranslator, B: StreamTranslator> StreamTranslator for Chain<A, B> {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        self.scratch.clear();
+        self.first.feed(bytes, &mut self.scratch);
+        if !self.scratch.is_empty() {
+            self.second.feed(&self.scratch, out);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        self.scratch.clear();
+        self.first.finish(&mut self.scratch);
+        self.second.feed(&self.scratch, out);
+        self.second.finish(out);
+    }
+
+    fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
+        self.second.fail(code, message, out);
+    }
+
+    fn tokens(&self) -> Option<(u64, u64)> {
+        self.first.tokens().or_else(|| self.second.tokens())
+    }
+}
+
+/// Logs, once per process and field, that a request field was dropped because the upstream
+/// dialect has no equivalent (clients such as Claude Code and Codex send them on every turn).
+pub fn dropped(field: &str, why: &str) {
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.get_or_insert_with(HashSet::new).insert(field.to_owned()) {
+        tracing::info!("dropping `{field}` from requests: {why} (logged once)");
+    }
+}
+
+/// Seconds since the Unix epoch, for `created` fields.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Appends `s` as a JSON string.
+pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    let _ = serde_json::to_writer(&mut *out, s);
+}

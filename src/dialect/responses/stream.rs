@@ -1,0 +1,785 @@
+//! Chat SSE (`data: {chunk}` … `data: [DONE]`) → Responses SSE events, incrementally: bytes
+//! in as they arrive (split anywhere), events out. Kept: the output items' text and arguments,
+//! which the `done` events and the final Response repeat; nothing else grows.
+//!
+//! Failures (an upstream error chunk, a stream cut before `finish_reason`, `fail()`) end the
+//! stream with `response.failed` (status `failed`, `response.error` {code, message}), not the
+//! `error` event: Codex ignores `error` events and turns `response.failed` into the turn's
+//! error (its `error.code` `context_length_exceeded` into "context window exceeded"), and
+//! openai-python yields it as `ResponseFailedEvent`, which the Agents SDK and the
+//! `responses.stream()` helper report. `response.created` always comes first, since the SDK
+//! helper refuses events before it.
+
+use std::borrow::Cow;
+use std::io::Write as _;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::response::{Echo, Usage, incomplete_reason, new_id_base};
+use crate::dialect::sse::Reader;
+use crate::dialect::{StreamTranslator, json_str, now};
+
+/// One output item, as much of it as has arrived.
+enum Item {
+    Message { text: String },
+    Call { call_id: String, name: String, arguments: String },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Nothing sent yet.
+    Fresh,
+    /// `response.created` sent.
+    Started,
+    /// The terminal event sent: nothing more.
+    Done,
+}
+
+pub struct FromChat {
+    reader: Reader,
+    /// Random hex shared by the response and item ids (`resp_{base}`, `msg_{base}_{index}`).
+    base: String,
+    created_at: u64,
+    model: String,
+    /// `,"instructions":…,"tools":…` — the echoed Response fields, serialized once.
+    echo: Vec<u8>,
+    seq: u64,
+    items: Vec<Item>,
+    /// Whether the last item is still streaming (its `done` events not sent).
+    open: bool,
+    /// Chat tool-call index → position in `items`.
+    calls: Vec<(u64, usize)>,
+    /// A `finish_reason` arrived: the output is whole even if `[DONE]` does not follow.
+    finished: bool,
+    /// `incomplete_details.reason` when the finish reason was `length` or `content_filter`.
+    incomplete: Option<&'static str>,
+    usage: Option<Usage>,
+    state: State,
+}
+
+/// The fields of a Chat chunk that matter, borrowed from the event text.
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    created: Option<u64>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default)]
+    index: u64,
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<CallDelta<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct CallDelta<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    function: Option<FunctionDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+impl FromChat {
+    pub fn new(echo: Echo) -> Self {
+        let model = echo.model.as_str().unwrap_or_default().to_owned();
+        let mut fields = serde_json::to_vec(&Value::Object(echo.fields())).unwrap_or_default();
+        // `{…}` → `,…`: spliced after the other fields of every Response object.
+        if fields.len() > 2 {
+            fields[0] = b',';
+            fields.pop();
+        } else {
+            fields.clear();
+        }
+        Self {
+            reader: Reader::default(),
+            base: new_id_base(),
+            created_at: now(),
+            model,
+            echo: fields,
+            seq: 0,
+            items: Vec::new(),
+            open: false,
+            calls: Vec::new(),
+            finished: false,
+            incomplete: None,
+            usage: None,
+            state: State::Fresh,
+        }
+    }
+
+    fn data(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        let data = data.trim_ascii();
+        if self.state == State::Done || data.is_empty() {
+            return;
+        }
+        if data == b"[DONE]" {
+            self.complete(out);
+            return;
+        }
+        let chunk: Chunk = match serde_json::from_slice(data) {
+            Ok(c) => c,
+            Err(_) => {
+                return self.failed("upstream_bad_chunk", "the upstream sent a stream chunk that is not valid", out);
+            }
+        };
+        if let Some(e) = &chunk.error {
+            let (code, message) = upstream_error(e);
+            return self.failed(code, message, out);
+        }
+        if self.state == State::Fresh {
+            if let Some(m) = chunk.model.filter(|m| !m.is_empty()) {
+                self.model = m.into_owned();
+            }
+            self.created_at = chunk.created.unwrap_or(self.created_at);
+            self.start(out);
+        }
+        // n > 1 is never asked for: only the first choice counts.
+        for choice in chunk.choices.into_iter().flatten().filter(|c| c.index == 0) {
+            if let Some(delta) = choice.delta {
+                if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                    self.text(&text, out);
+                }
+                for (j, call) in delta.tool_calls.into_iter().flatten().enumerate() {
+                    self.call(j, call, out);
+                }
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.finished = true;
+                self.incomplete = incomplete_reason(&reason);
+            }
+        }
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<u8>) {
+        let continuing = self.open && matches!(self.items.last(), Some(Item::Message { .. }));
+        let pos = if continuing {
+            self.items.len() - 1
+        } else {
+            self.close("completed", out);
+            let pos = self.items.len();
+            self.items.push(Item::Message { text: String::new() });
+            self.open = true;
+            self.event(out, "response.output_item.added");
+            let _ = write!(out, r#","output_index":{pos},"item":"#);
+            self.write_item(out, pos, "in_progress", false);
+            Self::end(out);
+            self.event(out, "response.content_part.added");
+            self.write_part_head(out, pos);
+            out.extend_from_slice(br#","part":{"type":"output_text","text":"","annotations":[]}"#);
+            Self::end(out);
+            pos
+        };
+        if let Some(Item::Message { text: t }) = self.items.get_mut(pos) {
+            t.push_str(text);
+        }
+        self.event(out, "response.output_text.delta");
+        self.write_part_head(out, pos);
+        out.extend_from_slice(br#","delta":"#);
+        json_str(out, text);
+        out.extend_from_slice(br#","logprobs":[]"#);
+        Self::end(out);
+    }
+
+    fn call(&mut self, j: usize, delta: CallDelta<'_>, out: &mut Vec<u8>) {
+        let key = match delta.index {
+            Some(i) => i,
+            // No index (some servers send each call whole, in its own chunk): a new id starts a
+            // new call; none continues the last one.
+            None => match self.calls.last() {
+                Some(&(k, pos)) if delta.id.as_deref().is_none_or(|id| self.call_id(pos) == Some(id)) => k,
+                _ => u64::MAX - j as u64 - self.calls.len() as u64,
+            },
+        };
+        let (name, arguments) = match delta.function {
+            Some(f) => (f.name, f.arguments),
+            None => (None, None),
+        };
+        let pos = match self.calls.iter().find(|c| c.0 == key) {
+            Some(&(_, pos)) => {
+                if let (Some(Item::Call { name: n, .. }), Some(name)) = (self.items.get_mut(pos), &name)
+                    && n.is_empty()
+                {
+                    n.push_str(name);
+                }
+                pos
+            }
+            None => {
+                self.close("completed", out);
+                let pos = self.items.len();
+                let call_id = match delta.id.filter(|id| !id.is_empty()) {
+                    Some(id) => id.into_owned(),
+                    None => format!("call_{}_{pos}", self.base),
+                };
+                let name = name.map(Cow::into_owned).unwrap_or_default();
+                self.items.push(Item::Call { call_id, name, arguments: String::new() });
+                self.calls.push((key, pos));
+                self.open = true;
+                self.event(out, "response.output_item.added");
+                let _ = write!(out, r#","output_index":{pos},"item":"#);
+                self.write_item(out, pos, "in_progress", false);
+                Self::end(out);
+                pos
+            }
+        };
+        let Some(arguments) = arguments.filter(|a| !a.is_empty()) else { return };
+        if let Some(Item::Call { arguments: a, .. }) = self.items.get_mut(pos) {
+            a.push_str(&arguments);
+        }
+        // A delta for a call whose `done` was sent (calls interleaved) cannot be streamed any
+        // more: it only reaches the final Response.
+        if self.open && pos + 1 == self.items.len() {
+            self.event(out, "response.function_call_arguments.delta");
+            out.extend_from_slice(br#","item_id":"#);
+            self.write_id(out, pos);
+            let _ = write!(out, r#","output_index":{pos},"delta":"#);
+            json_str(out, &arguments);
+            Self::end(out);
+        }
+    }
+
+    fn call_id(&self, pos: usize) -> Option<&str> {
+        match self.items.get(pos) {
+            Some(Item::Call { call_id, .. }) => Some(call_id),
+            _ => None,
+        }
+    }
+
+    /// The `done` events of the item still streaming, if any.
+    fn close(&mut self, status: &str, out: &mut Vec<u8>) {
+        if !self.open {
+            return;
+        }
+        self.open = false;
+        let Some(pos) = self.items.len().checked_sub(1) else { return };
+        if matches!(self.items[pos], Item::Message { .. }) {
+            self.event(out, "response.output_text.done");
+            self.write_part_head(out, pos);
+            out.extend_from_slice(br#","text":"#);
+            self.write_text(out, pos);
+            out.extend_from_slice(br#","logprobs":[]"#);
+            Self::end(out);
+            self.event(out, "response.content_part.done");
+            self.write_part_head(out, pos);
+            out.extend_from_slice(br#","part":{"type":"output_text","text":"#);
+            self.write_text(out, pos);
+            out.extend_from_slice(br#","annotations":[]}"#);
+            Self::end(out);
+        } else {
+            self.event(out, "response.function_call_arguments.done");
+            out.extend_from_slice(br#","item_id":"#);
+            self.write_id(out, pos);
+            let _ = write!(out, r#","output_index":{pos}"#);
+            if let Item::Call { name, arguments, .. } = &self.items[pos] {
+                out.extend_from_slice(br#","name":"#);
+                json_str(out, name);
+                out.extend_from_slice(br#","arguments":"#);
+                json_str(out, arguments);
+            }
+            Self::end(out);
+        }
+        self.event(out, "response.output_item.done");
+        let _ = write!(out, r#","output_index":{pos},"item":"#);
+        self.write_item(out, pos, status, true);
+        Self::end(out);
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        if self.state != State::Fresh {
+            return;
+        }
+        self.state = State::Started;
+        for kind in ["response.created", "response.in_progress"] {
+            self.event(out, kind);
+            out.extend_from_slice(br#","response":"#);
+            self.write_response(out, "in_progress", None, None);
+            Self::end(out);
+        }
+    }
+
+    /// The upstream's output is whole: close the last item, send the final Response.
+    fn complete(&mut self, out: &mut Vec<u8>) {
+        if self.state == State::Done {
+            return;
+        }
+        self.start(out);
+        let (kind, status) = match self.incomplete {
+            Some(_) => ("response.incomplete", "incomplete"),
+            None => ("response.completed", "completed"),
+        };
+        self.close(status, out);
+        self.event(out, kind);
+        out.extend_from_slice(br#","response":"#);
+        self.write_response(out, status, None, Some(status));
+        Self::end(out);
+        self.state = State::Done;
+    }
+
+    fn failed(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
+        if self.state == State::Done {
+            return;
+        }
+        self.start(out);
+        // A partial item gets no `done` event (Codex would run a half-streamed call); the
+        // failed Response lists it as incomplete.
+        let last = if self.open { "incomplete" } else { "completed" };
+        self.event(out, "response.failed");
+        out.extend_from_slice(br#","response":"#);
+        self.write_response(out, "failed", Some((code, message)), Some(last));
+        Self::end(out);
+        self.state = State::Done;
+    }
+
+    /// `event: <kind>` and the start of its data object, up to the sequence number.
+    fn event(&mut self, out: &mut Vec<u8>, kind: &str) {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\ndata: {\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        let _ = write!(out, "\",\"sequence_number\":{}", self.seq);
+        self.seq += 1;
+    }
+
+    fn end(out: &mut Vec<u8>) {
+        out.extend_from_slice(b"}\n\n");
+    }
+
+    /// A Response object. `output`: None for the empty list of the opening events, else the
+    /// status of the last item (the others are complete).
+    fn write_response(&self, out: &mut Vec<u8>, status: &str, error: Option<(&str, &str)>, output: Option<&str>) {
+        let _ = write!(
+            out,
+            r#"{{"id":"resp_{}","object":"response","created_at":{},"status":"{status}","error":"#,
+            self.base, self.created_at
+        );
+        match error {
+            Some((code, message)) => {
+                out.extend_from_slice(br#"{"code":"#);
+                json_str(out, code);
+                out.extend_from_slice(br#","message":"#);
+                json_str(out, message);
+                out.push(b'}');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        match self.incomplete.filter(|_| status == "incomplete") {
+            Some(reason) => {
+                let _ = write!(out, r#","incomplete_details":{{"reason":"{reason}"}}"#);
+            }
+            None => out.extend_from_slice(br#","incomplete_details":null"#),
+        }
+        out.extend_from_slice(br#","model":"#);
+        json_str(out, &self.model);
+        out.extend_from_slice(br#","output":["#);
+        if let Some(last) = output {
+            for pos in 0..self.items.len() {
+                if pos > 0 {
+                    out.push(b',');
+                }
+                let status = if pos + 1 == self.items.len() { last } else { "completed" };
+                self.write_item(out, pos, status, true);
+            }
+        }
+        out.extend_from_slice(br#"],"usage":"#);
+        match (&self.usage, output) {
+            (Some(u), Some(_)) => u.write(out),
+            _ => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(&self.echo);
+        out.push(b'}');
+    }
+
+    /// An output item; `full`: with its content or arguments (else as first announced).
+    fn write_item(&self, out: &mut Vec<u8>, pos: usize, status: &str, full: bool) {
+        match &self.items[pos] {
+            Item::Message { text } => {
+                out.extend_from_slice(br#"{"type":"message","id":"#);
+                self.write_id(out, pos);
+                let _ = write!(out, r#","status":"{status}","role":"assistant","content":["#);
+                if full {
+                    out.extend_from_slice(br#"{"type":"output_text","text":"#);
+                    json_str(out, text);
+                    out.extend_from_slice(br#","annotations":[]}"#);
+                }
+                out.extend_from_slice(b"]}");
+            }
+            Item::Call { call_id, name, arguments } => {
+                out.extend_from_slice(br#"{"type":"function_call","id":"#);
+                self.write_id(out, pos);
+                out.extend_from_slice(br#","call_id":"#);
+                json_str(out, call_id);
+                out.extend_from_slice(br#","name":"#);
+                json_str(out, name);
+                out.extend_from_slice(br#","arguments":"#);
+                json_str(out, if full { arguments } else { "" });
+                let _ = write!(out, r#","status":"{status}"}}"#);
+            }
+        }
+    }
+
+    fn write_id(&self, out: &mut Vec<u8>, pos: usize) {
+        let prefix = match self.items.get(pos) {
+            Some(Item::Call { .. }) => "fc",
+            _ => "msg",
+        };
+        let _ = write!(out, r#""{prefix}_{}_{pos}""#, self.base);
+    }
+
+    /// `,"item_id":…,"output_index":…,"content_index":0` of a text event.
+    fn write_part_head(&self, out: &mut Vec<u8>, pos: usize) {
+        out.extend_from_slice(br#","item_id":"#);
+        self.write_id(out, pos);
+        let _ = write!(out, r#","output_index":{pos},"content_index":0"#);
+    }
+
+    fn write_text(&self, out: &mut Vec<u8>, pos: usize) {
+        if let Some(Item::Message { text }) = self.items.get(pos) {
+            json_str(out, text);
+        }
+    }
+}
+
+/// An upstream error chunk (`{"error":{"message","type","code"}}`, or a bare string) → the
+/// code and message of `response.error`. Context overflows get OpenAI's code, which Codex acts
+/// on (it stops retrying and reports the full context window).
+fn upstream_error(e: &Value) -> (&str, &str) {
+    let text = |k: &str| e[k].as_str().filter(|s| !s.is_empty());
+    let code = text("code").or(text("type")).unwrap_or("upstream_error");
+    let code = match code {
+        "exceed_context_size_error" | "context_length_exceeded" => "context_length_exceeded",
+        other => other,
+    };
+    let message = text("message").or(e.as_str()).unwrap_or("the upstream reported an error");
+    (code, message)
+}
+
+impl StreamTranslator for FromChat {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if self.state == State::Done {
+            return;
+        }
+        let mut reader = std::mem::take(&mut self.reader);
+        reader.feed(bytes, &mut |e| self.data(e.data, out));
+        self.reader = reader;
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.finished {
+            // The output is whole; only `[DONE]` (and maybe the usage chunk) went missing.
+            self.complete(out);
+        } else {
+            self.failed(
+                "upstream_stream_incomplete",
+                "the upstream's stream ended before the response was complete",
+                out,
+            );
+        }
+    }
+
+    fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
+        self.failed(code, message, out);
+    }
+
+    fn tokens(&self) -> Option<(u64, u64)> {
+        self.usage.map(|u| (u.input(), u.output()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dialects/responses").join(name))
+            .unwrap()
+    }
+
+    fn echo() -> Echo {
+        Echo::from_request(&json!({"model": "asked", "input": "hi", "tools": [{"type": "web_search"}]}))
+    }
+
+    fn translator() -> FromChat {
+        let mut t = FromChat::new(echo());
+        t.base = "t".into();
+        t
+    }
+
+    fn translate(input: &[u8], splits: &[usize]) -> String {
+        let mut t = translator();
+        let mut out = Vec::new();
+        let mut last = 0;
+        for &s in splits.iter().chain([input.len()].iter()) {
+            t.feed(&input[last..s], &mut out);
+            last = s;
+        }
+        t.finish(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// `(event name, data)` per event; checks the name matches `type` and the sequence
+    /// numbers count up from 0.
+    fn events(text: &str) -> Vec<(String, Value)> {
+        assert!(text.ends_with("\n\n"), "{text}");
+        let got: Vec<(String, Value)> = text
+            .split_terminator("\n\n")
+            .map(|e| {
+                let (name, data) = e.split_once('\n').unwrap();
+                let name = name.strip_prefix("event: ").unwrap().to_owned();
+                let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+                assert_eq!(data["type"], name.as_str());
+                (name, data)
+            })
+            .collect();
+        for (n, (_, data)) in got.iter().enumerate() {
+            assert_eq!(data["sequence_number"], n as u64, "{data}");
+        }
+        got
+    }
+
+    fn names(events: &[(String, Value)]) -> Vec<&str> {
+        events.iter().map(|e| e.0.as_str()).collect()
+    }
+
+    fn response(status: &str, output: Value, usage: Value) -> Value {
+        json!({
+            "id": "resp_t", "object": "response", "created_at": 1_750_000_000u64, "status": status,
+            "error": null, "incomplete_details": null, "model": "qwen3-coder-30b", "output": output, "usage": usage,
+            "instructions": null, "max_output_tokens": null, "metadata": {}, "parallel_tool_calls": true,
+            "store": false, "temperature": null, "tool_choice": "auto", "tools": [{"type": "web_search"}], "top_p": null
+        })
+    }
+
+    #[test]
+    fn text_stream() {
+        let got = events(&translate(&fixture("chat-stream-text.sse"), &[]));
+        let data: Vec<Value> = got.into_iter().map(|(_, d)| d).collect();
+        let msg = |status: &str, content: Value| json!({"type": "message", "id": "msg_t_0", "status": status, "role": "assistant", "content": content});
+        let part = |text: &str| json!({"type": "output_text", "text": text, "annotations": []});
+        let text = "Hello! Café time?";
+        let usage = json!({"input_tokens": 12, "input_tokens_details": {"cached_tokens": 4}, "output_tokens": 7,
+            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 19});
+        let head = |kind: &str, n: u64| json!({"type": kind, "sequence_number": n, "item_id": "msg_t_0", "output_index": 0, "content_index": 0});
+        let with = |mut v: Value, extra: Value| {
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            v
+        };
+        let want = vec![
+            json!({"type": "response.created", "sequence_number": 0, "response": response("in_progress", json!([]), Value::Null)}),
+            json!({"type": "response.in_progress", "sequence_number": 1, "response": response("in_progress", json!([]), Value::Null)}),
+            json!({"type": "response.output_item.added", "sequence_number": 2, "output_index": 0, "item": msg("in_progress", json!([]))}),
+            with(head("response.content_part.added", 3), json!({"part": part("")})),
+            with(head("response.output_text.delta", 4), json!({"delta": "Hello", "logprobs": []})),
+            with(head("response.output_text.delta", 5), json!({"delta": "! Café time?", "logprobs": []})),
+            with(head("response.output_text.done", 6), json!({"text": text, "logprobs": []})),
+            with(head("response.content_part.done", 7), json!({"part": part(text)})),
+            json!({"type": "response.output_item.done", "sequence_number": 8, "output_index": 0, "item": msg("completed", json!([part(text)]))}),
+            json!({"type": "response.completed", "sequence_number": 9,
+                "response": response("completed", json!([msg("completed", json!([part(text)]))]), usage)}),
+        ];
+        assert_eq!(data, want);
+        let mut t = translator();
+        t.feed(&fixture("chat-stream-text.sse"), &mut Vec::new());
+        assert_eq!(t.tokens(), Some((12, 7)));
+    }
+
+    #[test]
+    fn parallel_tool_calls_streamed_in_pieces() {
+        let got = events(&translate(&fixture("chat-stream-tools.sse"), &[]));
+        assert_eq!(
+            names(&got),
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        let paris = json!({"type": "function_call", "id": "fc_t_1", "call_id": "call_p", "name": "get_weather",
+            "arguments": "{\"city\": \"Paris\"}", "status": "completed"});
+        let tokyo = json!({"type": "function_call", "id": "fc_t_2", "call_id": "call_t", "name": "get_weather",
+            "arguments": "{\"city\": \"Tokyo\"}", "status": "completed"});
+        assert_eq!(
+            got[8].1["item"],
+            json!({"type": "function_call", "id": "fc_t_1", "call_id": "call_p",
+            "name": "get_weather", "arguments": "", "status": "in_progress"})
+        );
+        assert_eq!(got[9].1["item_id"], "fc_t_1");
+        assert_eq!(got[9].1["delta"], "{\"city\"");
+        assert_eq!(got[12].1["arguments"], "{\"city\": \"Paris\"}");
+        assert_eq!(got[13].1["item"], paris);
+        assert_eq!(got[15].1["output_index"], 2);
+        assert_eq!(got[18].1["item"], tokyo);
+        let resp = &got[19].1["response"];
+        assert_eq!(resp["status"], "completed");
+        assert_eq!(resp["output"].as_array().unwrap().len(), 3);
+        assert_eq!(resp["output"][0]["content"][0]["text"], "Checking both.");
+        assert_eq!((&resp["output"][1], &resp["output"][2]), (&paris, &tokyo));
+        assert_eq!(resp["usage"]["total_tokens"], 130);
+    }
+
+    #[test]
+    fn a_stream_cut_midway_fails() {
+        let text = fixture("chat-stream-text.sse");
+        let cut = &text[..text.len() / 2];
+        let got = events(&translate(cut, &[]));
+        assert_eq!(
+            names(&got),
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.failed",
+            ]
+        );
+        let resp = &got[5].1["response"];
+        assert_eq!(resp["status"], "failed");
+        assert_eq!(resp["error"]["code"], "upstream_stream_incomplete");
+        assert_eq!(resp["output"][0]["status"], "incomplete");
+        assert_eq!(resp["output"][0]["content"][0]["text"], "Hello");
+        assert_eq!(resp["usage"], Value::Null);
+    }
+
+    #[test]
+    fn an_upstream_error_chunk_fails_and_ends_the_stream() {
+        let got = events(&translate(&fixture("chat-stream-error.sse"), &[]));
+        assert_eq!(
+            names(&got),
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.failed",
+            ]
+        );
+        let resp = &got[5].1["response"];
+        assert_eq!(resp["status"], "failed");
+        assert_eq!(
+            resp["error"],
+            json!({"code": "context_length_exceeded", "message": "the request exceeds the available context size"})
+        );
+    }
+
+    #[test]
+    fn fail_finish_and_done_send_one_terminal_event() {
+        // fail() before any chunk: created first (the SDK helper wants it), then failed.
+        let mut t = translator();
+        let mut out = Vec::new();
+        t.fail("upstream_timeout", "the upstream went silent", &mut out);
+        t.fail("again", "x", &mut out);
+        t.finish(&mut out);
+        t.feed(b"data: [DONE]\n\n", &mut out);
+        let got = events(&String::from_utf8(out).unwrap());
+        assert_eq!(names(&got), ["response.created", "response.in_progress", "response.failed"]);
+        assert_eq!(got[2].1["response"]["error"]["message"], "the upstream went silent");
+        assert_eq!(got[2].1["response"]["model"], "asked");
+
+        // A finish_reason then the end without [DONE]: complete; `length` makes it incomplete.
+        let input = b"data: {\"model\":\"m\",\"created\":1,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ab\"},\"finish_reason\":\"length\"}]}\n\n";
+        let got = events(&translate(input, &[]));
+        let last = got.last().unwrap();
+        assert_eq!(last.0, "response.incomplete");
+        assert_eq!(last.1["response"]["status"], "incomplete");
+        assert_eq!(last.1["response"]["incomplete_details"], json!({"reason": "max_output_tokens"}));
+        assert_eq!(last.1["response"]["output"][0]["status"], "incomplete");
+        assert_eq!(got[got.len() - 2].1["item"]["status"], "incomplete");
+
+        // Not JSON.
+        let got = events(&translate(b"data: {\"choices\":[\n\n", &[]));
+        assert_eq!(got.last().unwrap().1["response"]["error"]["code"], "upstream_bad_chunk");
+    }
+
+    #[test]
+    fn calls_without_index_are_told_apart_by_id() {
+        let input = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"b\",\"function\":{\"name\":\"g\",\"arguments\":\"{\\\"x\\\":1}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let got = events(&translate(input.as_bytes(), &[]));
+        let output = &got.last().unwrap().1["response"]["output"];
+        assert_eq!(output[0]["call_id"], "a");
+        assert_eq!(output[1]["call_id"], "b");
+        assert_eq!(output[1]["name"], "g");
+        assert_eq!(output[1]["arguments"], "{\"x\":1}");
+    }
+
+    /// Any split of the byte stream gives the same output: every split point for pairs, and
+    /// many random multi-way splits.
+    #[test]
+    fn output_does_not_depend_on_how_bytes_arrive() {
+        for name in ["chat-stream-text.sse", "chat-stream-tools.sse", "chat-stream-error.sse"] {
+            let input = fixture(name);
+            let whole = translate(&input, &[]);
+            for s in 0..=input.len() {
+                assert_eq!(translate(&input, &[s]), whole, "{name} split at {s}");
+            }
+            let mut seed = 0x2545f4914f6cdd1du64;
+            for _ in 0..300 {
+                let mut splits: Vec<usize> = (0..8)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        (seed % (input.len() as u64 + 1)) as usize
+                    })
+                    .collect();
+                splits.sort_unstable();
+                assert_eq!(translate(&input, &splits), whole, "{name} splits {splits:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Anthropic: the Messages API (`POST /v1/messages`, `POST /v1/messages/count_tokens`),
+//! `x-api-key`, `anthropic-version`. Not probed (no model listing the anchor used); its
+//! models are listed from a fixed list.
+
+use http::{HeaderMap, HeaderValue};
+
+use super::{Adapter, Operation};
+use crate::dialect::Dialect;
+use crate::dialect::messages::VERSION;
+
+pub struct Anthropic;
+
+pub static ANTHROPIC: Anthropic = Anthropic;
+
+/// The anchor's static list: Anthropic has no OpenAI-style model listing.
+pub const MODELS: [&str; 10] = [
+    "claude-opus-4-6",
+    "claude-sonnet-4-6",
+    "claude-haiku-4-5-20251001",
+    "claude-sonnet-4-5-20250929",
+    "claude-opus-4-5-20251101",
+    "claude-opus-4-1-20250805",
+    "claude-sonnet-4-20250514",
+    "claude-opus-4-20250514",
+    "claude-3-7-sonnet-20250219",
+    "claude-3-haiku-20240307",
+];
+
+impl Adapter for Anthropic {
+    fn dialect(&self) -> Dialect {
+        Dialect::Messages
+    }
+
+    fn path(&self, op: Operation) -> Option<&'static str> {
+        match op {
+            Operation::Messages => Some("/v1/messages"),
+            Operation::CountTokens => Some("/v1/messages/count_tokens"),
+            _ => None,
+        }
+    }
+
+    fn auth_header(&self, key: &str) -> Result<(http::HeaderName, HeaderValue), http::header::InvalidHeaderValue> {
+        Ok((http::HeaderName::from_static("x-api-key"), HeaderValue::from_str(key)?))
+    }
+
+    /// The client's `anthropic-version` and `anthropic-beta` when it speaks Messages (Claude
+    /// Code asks for betas it relies on); else the version the translation is written for.
+    fn headers(&self, client: Option<&HeaderMap>, out: &mut HeaderMap) {
+        let version = client.and_then(|h| h.get("anthropic-version")).cloned();
+        out.insert("anthropic-version", version.unwrap_or(HeaderValue::from_static(VERSION)));
+        if let Some(beta) = client.and_then(|h| h.get("anthropic-beta")) {
+            out.insert("anthropic-beta", beta.clone());
+        }
+    }
+
+    fn static_models(&self) -> &'static [&'static str] {
+        &MODELS
+    }
+}

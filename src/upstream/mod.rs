@@ -1,0 +1,203 @@
+//! The one way anything reaches an upstream: client traffic, the classifier, embeddings and
+//! health probes all build their requests with [`request`], and everything but the probes
+//! (which ask one endpoint each) goes through [`forward`] — the only code that orders a
+//! pool's endpoints, takes queue slots, applies the first-byte timeout, fails over and
+//! records the attempt in the request's log. What happens to the answer is the caller's:
+//! [`respond`] for client traffic (relayed or translated), a collected body for the gateway's
+//! own calls.
+
+pub mod relay;
+pub mod respond;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tracing::warn;
+
+use crate::access_log::AccessLog;
+use crate::error::ApiError;
+use crate::pool::{EndpointTransport, Pool};
+use crate::providers::{Operation, adapter};
+use crate::queue::{self, Gate, Permit};
+
+/// Told each new queue position while a request waits for a slot.
+pub type OnQueue<'a> = dyn FnMut(usize) + Send + 'a;
+
+/// One request to send to a pool.
+pub struct Outgoing<'a> {
+    pub op: Operation,
+    pub body: Bytes,
+    pub stream: bool,
+    /// The client's headers, when the client speaks the upstream's dialect (version and beta
+    /// headers pass through).
+    pub client_headers: Option<&'a HeaderMap>,
+}
+
+/// How long to wait, and for which slots.
+#[derive(Clone)]
+pub struct Policy {
+    /// For the upstream's response headers, per endpoint tried.
+    pub first_byte: Duration,
+    /// Endpoint slots (`limits.max_concurrent`) and how long to queue for one; `None` for the
+    /// gateway's own calls, which are not counted.
+    pub slots: Option<Duration>,
+    /// The key's slots (`limits.max_concurrent_per_key`), taken before any endpoint's.
+    pub key_gate: Option<Arc<Gate>>,
+}
+
+/// A response that has started, with the slots its body must hold until it is finished.
+pub struct Answer {
+    pub response: Response<Incoming>,
+    pub permits: Vec<Permit>,
+}
+
+/// An upstream request: method, URI, auth, the adapter's headers.
+pub fn request(
+    pool: &Pool,
+    method: Method,
+    uri: http::Uri,
+    body: Bytes,
+    stream: bool,
+    client_headers: Option<&HeaderMap>,
+) -> Result<Request<Full<Bytes>>, ApiError> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::USER_AGENT, concat!("llm-gateway/", env!("CARGO_PKG_VERSION")))
+        .header(header::ACCEPT, if stream { "text/event-stream" } else { "application/json" });
+    if !body.is_empty() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    let mut req = req
+        .body(Full::new(body))
+        .map_err(|e| ApiError::internal("bad_upstream_request", format!("cannot build the upstream request: {e}")))?;
+    let credential = pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
+    if let Some((name, value)) = credential {
+        req.headers_mut().insert(name.clone(), value.clone());
+    }
+    adapter(pool.kind).headers(client_headers, req.headers_mut());
+    Ok(req)
+}
+
+/// Sends `out` to the pool: the key's slot, then each endpoint in the pool's order (its slot
+/// first, when limited) until one answers. A request moves on only while no response byte
+/// has arrived; once a response (any status) has started, it is the answer.
+pub async fn forward(
+    pool: &Pool,
+    out: &Outgoing<'_>,
+    policy: &Policy,
+    max_queue_wait: Duration,
+    log: &mut AccessLog,
+    on_queue: &mut OnQueue<'_>,
+) -> Result<Answer, ApiError> {
+    let mut permits = Vec::new();
+    if let Some(gate) = &policy.key_gate {
+        permits.push(queue::admit(gate, "key", max_queue_wait, on_queue).await?);
+    }
+    let mut last_failure = None;
+    let mut tried = 0;
+    for index in pool.attempt_order() {
+        let endpoint = &pool.endpoints[index];
+        let EndpointTransport::Http(target) = &endpoint.transport else {
+            last_failure = Some(ApiError::not_implemented("zrok was not started in this process"));
+            continue;
+        };
+        let Some(uri) = target.uri(out.op) else {
+            return Err(ApiError::bad_request(
+                "unsupported_operation",
+                format!("provider '{}' does not serve this operation", pool.kind.config_name()),
+            ));
+        };
+        tried += 1;
+        log.endpoint = Some(endpoint.name.clone());
+        let slot = match policy.slots {
+            Some(wait) => Some(queue::admit(&endpoint.gate, &endpoint.name, wait, on_queue).await?),
+            None => None,
+        };
+        let req = request(pool, Method::POST, uri.clone(), out.body.clone(), out.stream, out.client_headers)?;
+        let started = tokio::time::Instant::now();
+        let who = format!("endpoint '{}' of provider '{}'", endpoint.name, pool.kind.config_name());
+        let failure = match tokio::time::timeout(policy.first_byte, target.client.request(req)).await {
+            Ok(Ok(response)) => {
+                log.ttfb_ms = Some(started.elapsed().as_millis());
+                log.status = response.status().as_u16();
+                if response.status().as_u16() >= 400 {
+                    log.error_type = Some(format!("http_{}", response.status().as_u16()));
+                }
+                permits.extend(slot);
+                return Ok(Answer { response, permits });
+            }
+            Err(_) => ApiError::gateway_timeout(format!(
+                "{who} did not answer within {} s (timeouts.first_byte_seconds)",
+                policy.first_byte.as_secs()
+            )),
+            Ok(Err(e)) => {
+                warn!(endpoint = %endpoint.name, error = ?e, "upstream request failed");
+                let what = if e.is_connect() { "could not connect to" } else { "failed before answering:" };
+                ApiError::bad_gateway(format!("{what} {who}"))
+            }
+        };
+        pool.set_healthy(index, false);
+        log.error_type =
+            Some(if failure.status == StatusCode::GATEWAY_TIMEOUT { "timeout" } else { "unreachable" }.into());
+        last_failure = Some(failure);
+    }
+    let failure = last_failure.unwrap_or_else(|| ApiError::internal("no_endpoints", "provider has no endpoints"));
+    if tried <= 1 {
+        return Err(failure);
+    }
+    Err(ApiError::unavailable(format!(
+        "every endpoint of provider '{}' failed ({tried} tried); last: {}",
+        pool.kind.config_name(),
+        failure.message
+    )))
+}
+
+/// The gateway's own call (embeddings, classifier prompts): JSON in, the first answer's
+/// status and whole body out, with the same failover as client traffic. Callers bound the
+/// total time.
+pub async fn call_json(pool: &Pool, op: Operation, body: Vec<u8>) -> Result<(StatusCode, Bytes), String> {
+    let out = Outgoing { op, body: Bytes::from(body), stream: false, client_headers: None };
+    // The caller's own timeout bounds the whole call; this only stops one stuck endpoint
+    // from holding the failover forever.
+    let policy = Policy { first_byte: Duration::from_secs(300), slots: None, key_gate: None };
+    let mut log = AccessLog::detached();
+    let answer = forward(pool, &out, &policy, Duration::ZERO, &mut log, &mut |_| {}).await.map_err(|e| e.message)?;
+    let status = answer.response.status();
+    let endpoint = log.endpoint.take().unwrap_or_default();
+    match answer.response.into_body().collect().await {
+        Ok(body) => Ok((status, body.to_bytes())),
+        Err(e) => Err(format!("endpoint '{endpoint}' broke off its answer: {e}")),
+    }
+}
+
+/// `<what> <status>: <the answer's first 500 bytes>`, as the anchor words provider errors.
+pub fn status_error(what: &str, status: StatusCode, answer: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&answer[..answer.len().min(500)]);
+    format!("{what} {}: {text}", status.as_u16())
+}
+
+/// Whether a response is an event stream.
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// Removes hop-by-hop headers (and those `Connection` names) from a relayed response.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in named {
+        headers.remove(name.as_str());
+    }
+    for h in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"] {
+        headers.remove(h);
+    }
+}
