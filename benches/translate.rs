@@ -1,9 +1,13 @@
-//! Anthropic SSE → OpenAI SSE translation. Goal (issue 5): ≤ 1 µs per event.
+//! Stream translators, per event: Anthropic SSE → Chat SSE (goal ≤ 1 µs per event), and Chat
+//! SSE → Anthropic Messages SSE and → Responses SSE (the new client dialects).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use llm_gateway::dialect::StreamTranslator as _;
+use llm_gateway::dialect::StreamTranslator;
+use llm_gateway::dialect::messages::client::stream::FromChat as MessagesFromChat;
 use llm_gateway::dialect::messages::upstream::request::Asked;
 use llm_gateway::dialect::messages::upstream::stream::ToChat;
+use llm_gateway::dialect::responses::response::Echo;
+use llm_gateway::dialect::responses::stream::FromChat as ResponsesFromChat;
 
 /// A 200-event stream: start, a text block of 195 deltas, its stop, message delta and stop.
 fn stream() -> Vec<u8> {
@@ -17,6 +21,39 @@ fn stream() -> Vec<u8> {
     s.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":195}}\n\n");
     s.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
     s.into_bytes()
+}
+
+/// A 200-event Chat stream: a role chunk, 197 content deltas, the finish chunk and usage.
+fn chat_stream() -> Vec<u8> {
+    let head = r#"data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"llama3","choices":[{"index":0,"delta":"#;
+    let mut s = format!("{head}{{\"role\":\"assistant\",\"content\":\"\"}},\"finish_reason\":null}}]}}\n\n");
+    for i in 0..197 {
+        s.push_str(&format!("{head}{{\"content\":\"token {i} \"}},\"finish_reason\":null}}]}}\n\n"));
+    }
+    s.push_str(&format!("{head}{{}},\"finish_reason\":\"stop\"}}]}}\n\n"));
+    s.push_str(r#"data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"llama3","choices":[],"usage":{"prompt_tokens":25,"completion_tokens":197,"total_tokens":222}}"#);
+    s.push_str("\n\ndata: [DONE]\n\n");
+    s.into_bytes()
+}
+
+/// Feeds the whole stream at once, as a burst arrives.
+fn run(t: &mut dyn StreamTranslator, input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() * 2);
+    t.feed(input, &mut out);
+    t.finish(&mut out);
+    out
+}
+
+fn chat_out(c: &mut Criterion) {
+    let input = chat_stream();
+    assert_eq!(input.windows(2).filter(|w| w == b"\n\n").count(), 201);
+    let mut group = c.benchmark_group("chat_stream_to_client");
+    group.throughput(Throughput::Elements(200));
+    group.bench_function("messages_200_events", |b| b.iter(|| run(&mut MessagesFromChat::new(), &input)));
+    group.bench_function("responses_200_events", |b| {
+        b.iter(|| run(&mut ResponsesFromChat::new(Echo::default()), &input))
+    });
+    group.finish();
 }
 
 fn benches(c: &mut Criterion) {
@@ -56,5 +93,5 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(translate_benches, benches);
+criterion_group!(translate_benches, benches, chat_out);
 criterion_main!(translate_benches);

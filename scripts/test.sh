@@ -37,8 +37,5 @@ else
 fi
 
 echo "==> agents: Claude Code and Codex CLI -> llm-gateway -> mock upstream (each runs one shell tool call)"
-if ensure_agents; then
-    CLAUDE_BIN="$CLAUDE_BIN" CODEX_BIN="$CODEX_BIN" "$SDK_PYTHON" tests/agents/run_agents.py
-else
-    echo "SKIPPED: Claude Code or Codex CLI could not be installed from npm (see above)"
-fi
+ensure_agents
+CLAUDE_BIN="$CLAUDE_BIN" CODEX_BIN="$CODEX_BIN" "$SDK_PYTHON" tests/agents/run_agents.py

@@ -3,7 +3,8 @@
 //! interleaved round by round in one run.
 //!
 //! Run with `scripts/bench.sh` (builds release, pins everything to one CPU, runs the
-//! gateway with one worker thread; see ../shared/reference/benchmarking.md for why).
+//! gateway with one worker thread: on a 2-vCPU VM, waking a process on the other CPU costs
+//! tens of microseconds and makes placement, not the proxy, decide the result).
 //! The same binary plays three parts: `overhead mock`, `overhead floor <upstream>`, and the
 //! driver (no arguments, or `--gateway PATH --rounds N --requests N`).
 
@@ -26,6 +27,8 @@ const ANTHROPIC_SSE: &[u8] = include_bytes!("../../fixtures/upstream/anthropic/s
 /// The same conversation in Anthropic's format, for the direct and floor legs of the
 /// translated-stream comparison.
 const ANTHROPIC_REQUEST: &str = r#"{"model":"claude-sonnet-4-20250514","system":"You are a helpful assistant that answers briefly.","messages":[{"role":"user","content":[{"type":"text","text":"Give me three facts about the Rust programming language and its memory model, please."}]}],"max_tokens":64,"stream":true}"#;
+/// The same conversation as a Responses request, for the Responses → Chat pair.
+const RESPONSES_REQUEST: &str = r#"{"model":"llama3","instructions":"You are a helpful assistant that answers briefly.","input":"Give me three facts about the Rust programming language and its memory model, please.","max_output_tokens":64,"stream":true}"#;
 /// A 368-byte chat request, as in the reference measurements.
 const REQUEST: &str = r#"{"model":"llama3","messages":[{"role":"system","content":"You are a helpful assistant that answers briefly."},{"role":"user","content":"Give me three facts about the Rust programming language and its memory model, please."}],"max_tokens":64,"temperature":0.2,"top_p":0.9,"presence_penalty":0,"frequency_penalty":0,"user":"bench-user-0001","seed":12345,"n":1,"stream":false}"#;
 
@@ -83,7 +86,7 @@ fn memchr_contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// The floor, as in ../shared/reference/benchmarking.md: a minimal hyper 1 reverse proxy —
+/// The floor: a minimal hyper 1 reverse proxy —
 /// pooled hyper-util client, TCP_NODELAY both sides, bodies streamed frame by frame,
 /// current-thread runtime.
 async fn floor(upstream: SocketAddr) {
@@ -267,6 +270,8 @@ async fn drive(args: &[String]) {
         "overhead harness: {rounds} rounds x {per_round} requests per target and mode, interleaved; all processes on CPU 0"
     );
     let same = |body: &'static str| [(CHAT_PATH, body); 3];
+    let messages_to_chat: &'static str =
+        Box::leak(ANTHROPIC_REQUEST.replace("claude-sonnet-4-20250514", "llama3").into_boxed_str());
     let modes = [
         ("non-streaming", same(REQUEST), false),
         ("streaming (time to first event)", same(stream_body), true),
@@ -276,6 +281,19 @@ async fn drive(args: &[String]) {
             [("/v1/messages", ANTHROPIC_REQUEST), ("/v1/messages", ANTHROPIC_REQUEST), (CHAT_PATH, claude_body)],
             true,
         ),
+        // Direct and floor carry the Chat stream the upstream sends; the gateway takes the
+        // client's other dialect, sends Chat upstream and translates the stream back.
+        (
+            "Messages client, Chat upstream (time to first event)",
+            [(CHAT_PATH, stream_body), (CHAT_PATH, stream_body), ("/v1/messages", messages_to_chat)],
+            true,
+        ),
+        (
+            "Responses client, Chat upstream (time to first event)",
+            [(CHAT_PATH, stream_body), (CHAT_PATH, stream_body), ("/v1/responses", RESPONSES_REQUEST)],
+            true,
+        ),
+        ("Messages passthrough to Anthropic (time to first event)", [("/v1/messages", ANTHROPIC_REQUEST); 3], true),
     ];
     for (mode, requests, first) in modes {
         let mut samples: Vec<Samples> = (0..3).map(|_| Samples::default()).collect();

@@ -157,7 +157,7 @@ ensure_embedding_model() {
 }
 
 # libziti 0.29.3 for zrok, from the PyPI wheel openziti==0.6.0 (the newest with a Linux
-# build), checked against the SHA-256 in ../shared/reference/zrok.md, at $ZITI_LIB_PATH's
+# build), checked against the SHA-256 recorded when the wheel was verified (below), at $ZITI_LIB_PATH's
 # default ($CACHE/ziti/libziti.so). Sets ZITI_LIB. x86_64 Linux only.
 OPENZITI_VERSION="0.6.0"
 LIBZITI_SHA256="a88e5a0f2e85caa475b0912a3df365c664d2cf5f38b177f6c51cc9f1eb1bb094"
