@@ -131,7 +131,7 @@ impl Drop for AccessLog {
                 $level!(
                     method = %self.method,
                     path = %self.path,
-                    dialect = self.dialect,
+                    dialect = %self.dialect,
                     key = %o(&self.key),
                     model_asked = %o(&self.model_asked),
                     model_sent = %o(&self.model_sent),

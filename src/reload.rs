@@ -93,7 +93,7 @@ impl Reloader {
         if !warnings.is_empty() {
             warn!("config {name} has warnings:\n{warnings}");
         }
-        let Some(mut plan) = loaded.plan else { return };
+        let Some(plan) = loaded.plan else { return };
         if plan.hash == self.file.hash {
             metrics::get().reloads.with_label_values(&["unchanged"]).inc();
             return;
@@ -106,13 +106,11 @@ impl Reloader {
         if new_file.zrok != self.file.zrok {
             warn!("`zrok.share` changed; it takes effect after a restart");
         }
-        // Settings that cannot change live keep what the running server uses.
-        plan.listen = old.plan.listen.clone();
-        plan.zrok_share = old.plan.zrok_share.clone();
         let compile_ms = started.elapsed().as_millis();
         let changes = describe(&old.plan, &plan);
         // A zrok endpoint may be the first: zrok starts now, or the reload is refused.
-        if crate::state::uses_zrok(&plan)
+        // (`zrok.share` itself only changes at a restart.)
+        if (old.plan.zrok_share.is_some() || crate::state::reaches_through_zrok(&plan))
             && let Err(e) = crate::transport::zrok::start().await
         {
             metrics::get().reloads.with_label_values(&["failure"]).inc();

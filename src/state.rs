@@ -32,12 +32,18 @@ impl Live {
     /// The state that executes `plan`, finished here and nowhere else: endpoints whose
     /// identity is unchanged are kept from `previous` (their connections, health and models),
     /// new ones are probed (with [`Probe::First`]), and the routes' examples are embedded
-    /// (reusing vectors already computed for the same texts). The plan is immutable after.
+    /// (reusing vectors already computed for the same texts). Settings that cannot change
+    /// while serving (`listen`, `zrok.share`) keep what `previous` runs with. The plan is
+    /// immutable after.
     pub async fn build(
         mut plan: Plan,
         previous: Option<&Live>,
         probe: Probe,
     ) -> Result<(Live, crate::embed::Embedded), String> {
+        if let Some(old) = previous {
+            plan.listen = old.plan.listen.clone();
+            plan.zrok_share = old.plan.zrok_share.clone();
+        }
         let connect = plan.server.connect_timeout;
         let limits = &plan.server;
         let mut fresh = Vec::new();
@@ -93,11 +99,10 @@ impl Live {
 
 /// True when the plan serves through a zrok share or reaches an endpoint through one.
 pub fn uses_zrok(plan: &Plan) -> bool {
-    plan.zrok_share.is_some()
-        || plan
-            .providers
-            .iter()
-            .flatten()
-            .flat_map(|p| &p.endpoints)
-            .any(|e| matches!(e.transport, Transport::Zrok { .. }))
+    plan.zrok_share.is_some() || reaches_through_zrok(plan)
+}
+
+/// True when some endpoint is reached through a zrok share.
+pub fn reaches_through_zrok(plan: &Plan) -> bool {
+    plan.providers.iter().flatten().flat_map(|p| &p.endpoints).any(|e| matches!(e.transport, Transport::Zrok { .. }))
 }

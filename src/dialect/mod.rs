@@ -142,3 +142,48 @@ pub fn now() -> u64 {
 pub fn json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
+
+/// Shared by the translators' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::StreamTranslator;
+
+    /// A file under `fixtures/`.
+    pub fn fixture(path: &str) -> Vec<u8> {
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path)).unwrap()
+    }
+
+    /// Feeds `input` cut at `splits` (sorted offsets), then finishes; the output as text.
+    pub fn feed_split(t: &mut dyn StreamTranslator, input: &[u8], splits: &[usize]) -> String {
+        let mut out = Vec::new();
+        let mut last = 0;
+        for &s in splits.iter().chain([input.len()].iter()) {
+            t.feed(&input[last..s], &mut out);
+            last = s;
+        }
+        t.finish(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Any split of the byte stream gives the same output: every single split point, and
+    /// 300 random eight-way splits.
+    pub fn assert_split_invariant(name: &str, input: &[u8], translate: impl Fn(&[u8], &[usize]) -> String) {
+        let whole = translate(input, &[]);
+        for s in 0..=input.len() {
+            assert_eq!(translate(input, &[s]), whole, "{name} split at {s}");
+        }
+        let mut seed = 0x2545f4914f6cdd1du64;
+        for _ in 0..300 {
+            let mut splits: Vec<usize> = (0..8)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed % (input.len() as u64 + 1)) as usize
+                })
+                .collect();
+            splits.sort_unstable();
+            assert_eq!(translate(input, &splits), whole, "{name} splits {splits:?}");
+        }
+    }
+}

@@ -522,10 +522,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::dialect::testing::{self, assert_split_invariant, feed_split};
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dialects/responses").join(name))
-            .unwrap()
+        testing::fixture(&format!("dialects/responses/{name}"))
     }
 
     fn echo() -> Echo {
@@ -539,15 +539,7 @@ mod tests {
     }
 
     fn translate(input: &[u8], splits: &[usize]) -> String {
-        let mut t = translator();
-        let mut out = Vec::new();
-        let mut last = 0;
-        for &s in splits.iter().chain([input.len()].iter()) {
-            t.feed(&input[last..s], &mut out);
-            last = s;
-        }
-        t.finish(&mut out);
-        String::from_utf8(out).unwrap()
+        feed_split(&mut translator(), input, splits)
     }
 
     /// `(event name, data)` per event; checks the name matches `type` and the sequence
@@ -762,24 +754,7 @@ mod tests {
     #[test]
     fn output_does_not_depend_on_how_bytes_arrive() {
         for name in ["chat-stream-text.sse", "chat-stream-tools.sse", "chat-stream-error.sse"] {
-            let input = fixture(name);
-            let whole = translate(&input, &[]);
-            for s in 0..=input.len() {
-                assert_eq!(translate(&input, &[s]), whole, "{name} split at {s}");
-            }
-            let mut seed = 0x2545f4914f6cdd1du64;
-            for _ in 0..300 {
-                let mut splits: Vec<usize> = (0..8)
-                    .map(|_| {
-                        seed ^= seed << 13;
-                        seed ^= seed >> 7;
-                        seed ^= seed << 17;
-                        (seed % (input.len() as u64 + 1)) as usize
-                    })
-                    .collect();
-                splits.sort_unstable();
-                assert_eq!(translate(&input, &splits), whole, "{name} splits {splits:?}");
-            }
+            assert_split_invariant(name, &fixture(name), translate);
         }
     }
 }

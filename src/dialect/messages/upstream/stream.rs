@@ -267,23 +267,16 @@ impl StreamTranslator for ToChat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::testing::{self, assert_split_invariant, feed_split};
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/upstream/anthropic").join(name))
-            .unwrap()
+        testing::fixture(&format!("upstream/anthropic/{name}"))
     }
 
     fn translate(input: &[u8], splits: &[usize], include_usage: bool) -> String {
         let mut t = ToChat::new(&Asked { stream: true, include_usage });
         t.created = 1_700_000_000;
-        let mut out = Vec::new();
-        let mut last = 0;
-        for &s in splits.iter().chain([input.len()].iter()) {
-            t.feed(&input[last..s], &mut out);
-            last = s;
-        }
-        t.finish(&mut out);
-        String::from_utf8(out).unwrap()
+        feed_split(&mut t, input, splits)
     }
 
     fn events(text: &str) -> Vec<Value> {
@@ -353,24 +346,7 @@ mod tests {
     #[test]
     fn output_does_not_depend_on_how_bytes_arrive() {
         for name in ["stream-text.sse", "stream-tools.sse", "stream-error.sse"] {
-            let input = fixture(name);
-            let whole = translate(&input, &[], true);
-            for s in 0..=input.len() {
-                assert_eq!(translate(&input, &[s], true), whole, "{name} split at {s}");
-            }
-            let mut seed = 0x2545f4914f6cdd1du64;
-            for _ in 0..300 {
-                let mut splits: Vec<usize> = (0..8)
-                    .map(|_| {
-                        seed ^= seed << 13;
-                        seed ^= seed >> 7;
-                        seed ^= seed << 17;
-                        (seed % (input.len() as u64 + 1)) as usize
-                    })
-                    .collect();
-                splits.sort_unstable();
-                assert_eq!(translate(&input, &splits, true), whole, "{name} splits {splits:?}");
-            }
+            assert_split_invariant(name, &fixture(name), |input, splits| translate(input, splits, true));
         }
     }
 }

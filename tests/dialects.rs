@@ -1,0 +1,184 @@
+//! The Messages and Responses ingresses over real sockets, against the mock upstream that
+//! replays the recorded OpenAI and Anthropic fixtures: passthrough to Anthropic, translation
+//! to a Chat upstream and through two hops (Responses → Chat → Messages), errors in the
+//! client's dialect, aliases, and the `dialect` label.
+
+mod common;
+
+use common::{Gateway, Mock, send};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-gw-dialects-test-0123456789";
+
+fn config(mock: &Mock) -> String {
+    format!(
+        "providers:\n  local:\n    base_url: {url}\n  anthropic:\n    api_key: sk-ant-upstream\n    base_url: {url}\n\
+         metrics:\n  enabled: true\nrouting:\n  aliases:\n    \"claude-*haiku*\": llama3\n    \"claude-*\": claude-sonnet-4-20250514\n\
+         api_keys:\n  enabled: true\n  keys:\n    - name: agent\n      key: {KEY}\n",
+        url = mock.url()
+    )
+}
+
+async fn post(gw: &Gateway, path: &str, headers: &[(&str, &str)], body: Value) -> common::Reply {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    send("POST", &gw.url(path), &all, body.to_string()).await
+}
+
+/// `(event name, data)` of every SSE event.
+fn events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let name = e.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or_default().to_owned();
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or("null");
+            (name, serde_json::from_str(data).unwrap_or(Value::Null))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_to_anthropic_pass_through_with_the_model_spliced_and_betas_forwarded() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock));
+    let body = json!({"model": "claude-sonnet-4-5-20250929", "max_tokens": 64, "messages": [{"role": "user", "content": "Hello"}], "thinking": {"type": "enabled", "budget_tokens": 1024}});
+    let headers = [
+        ("x-api-key", KEY),
+        ("anthropic-version", "2023-06-01"),
+        ("anthropic-beta", "interleaved-thinking-2025-05-14"),
+    ];
+    let r = post(&gw, "/v1/messages?beta=true", &headers, body.clone()).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(r.json()["type"], "message", "Anthropic's own answer, untouched");
+    let seen = &mock.posts()[0];
+    assert_eq!(seen.path, "/v1/messages");
+    assert_eq!(seen.headers["x-api-key"], "sk-ant-upstream", "the provider's key, not the client's");
+    assert_eq!(seen.headers["anthropic-beta"], "interleaved-thinking-2025-05-14");
+    let mut want = body;
+    want["model"] = json!("claude-sonnet-4-20250514");
+    assert_eq!(serde_json::from_slice::<Value>(&seen.body).unwrap(), want, "only the model changed");
+    assert_eq!(
+        String::from_utf8_lossy(&seen.body).replace("claude-sonnet-4-20250514", "claude-sonnet-4-5-20250929"),
+        want.to_string().replace("claude-sonnet-4-20250514", "claude-sonnet-4-5-20250929"),
+        "every other byte as sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_to_a_chat_upstream_streamed_and_whole() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock));
+    let auth = [("authorization", &*format!("Bearer {KEY}"))];
+    let body = json!({"model": "claude-3-5-haiku-latest", "max_tokens": 64, "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}], "messages": [{"role": "user", "content": "Weather?"}]});
+    let r = post(&gw, "/v1/messages", &auth, body.clone()).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let m = r.json();
+    assert_eq!((m["type"].as_str(), m["role"].as_str()), (Some("message"), Some("assistant")));
+    assert!(m["content"][0]["text"].as_str().is_some_and(|t| !t.is_empty()), "{m}");
+    assert!(m["usage"]["output_tokens"].as_u64().is_some(), "{m}");
+    let sent: Value = serde_json::from_slice(&mock.posts()[0].body).unwrap();
+    assert_eq!(mock.posts()[0].path, "/v1/chat/completions");
+    assert_eq!(sent["model"], "llama3", "the alias for haiku ids");
+    assert_eq!(sent["messages"][0], json!({"role": "system", "content": "Be brief."}));
+
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    let r = post(&gw, "/v1/messages", &auth, streamed).await;
+    assert_eq!(r.status.as_u16(), 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/event-stream"));
+    let got = events(&r.text());
+    let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names.first(), Some(&"message_start"), "{names:?}");
+    assert_eq!(names.last(), Some(&"message_stop"), "{names:?}");
+    assert!(names.contains(&"content_block_delta") && names.contains(&"message_delta"), "{names:?}");
+    for (name, data) in &got {
+        assert_eq!(data["type"], name.as_str(), "each event names its type");
+    }
+    let sent: Value = serde_json::from_slice(&mock.posts()[1].body).unwrap();
+    assert_eq!(sent["stream_options"], json!({"include_usage": true}), "asked for usage to report it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_to_anthropic_go_through_the_chat_hub_both_ways() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock));
+    let auth = [("authorization", &*format!("Bearer {KEY}"))];
+    let body =
+        json!({"model": "claude-sonnet-4-20250514", "instructions": "Be brief.", "input": "Hello", "store": false});
+    let r = post(&gw, "/v1/responses", &auth, body.clone()).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let resp = r.json();
+    assert_eq!((resp["object"].as_str(), resp["status"].as_str()), (Some("response"), Some("completed")));
+    assert_eq!(resp["output"][0]["content"][0]["text"], "Hello! How can I help you today?");
+    assert_eq!(resp["usage"]["output_tokens"], 11);
+    let seen = &mock.posts()[0];
+    assert_eq!(seen.path, "/v1/messages");
+    let sent: Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(sent["system"], "Be brief.");
+
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    let r = post(&gw, "/v1/responses", &auth, streamed).await;
+    let got = events(&r.text());
+    let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names.first(), Some(&"response.created"), "{names:?}");
+    assert_eq!(names.last(), Some(&"response.completed"), "{names:?}");
+    let text: String =
+        got.iter().filter(|e| e.0 == "response.output_text.delta").filter_map(|e| e.1["delta"].as_str()).collect();
+    assert_eq!(text, "Hello! How can I help?", "the recorded stream's text");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_come_back_in_the_clients_dialect() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock));
+    let body = json!({"model": "llama3", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&gw, "/v1/messages", &[], body.clone()).await;
+    assert_eq!(r.status.as_u16(), 401);
+    assert_eq!(r.json()["type"], "error");
+    assert_eq!(r.json()["error"]["type"], "authentication_error");
+
+    let r = post(&gw, "/v1/messages", &[("x-api-key", KEY)], json!({"model": "llama3", "max_tokens": 8})).await;
+    assert_eq!((r.status.as_u16(), r.json()["error"]["type"].as_str()), (400, Some("invalid_request_error")));
+
+    let auth = [("x-api-key", KEY)];
+    let r = post(
+        &gw,
+        "/v1/messages",
+        &auth,
+        json!({"model": "claude-x-overloaded", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 200, "an alias to a model the mock serves: {}", r.text());
+
+    let r =
+        post(&gw, "/v1/responses", &auth, json!({"model": "llama3", "input": "hi", "previous_response_id": "resp_1"}))
+            .await;
+    assert_eq!(r.status.as_u16(), 400);
+    assert_eq!(r.json()["error"]["code"], "stateless_gateway");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("previous_response_id"));
+    let r = post(&gw, "/v1/responses", &auth, json!({"model": "llama3"})).await;
+    assert_eq!((r.status.as_u16(), r.json()["error"]["code"].as_str()), (400, Some("input_required")));
+    assert_eq!(mock.posts().len(), 1, "refused requests never reach the upstream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_tokens_is_estimated_without_anthropic_and_the_dialect_is_labelled() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock));
+    let auth = [("x-api-key", KEY)];
+    let body = json!({"model": "llama3", "messages": [{"role": "user", "content": "x".repeat(400)}]});
+    let r = post(&gw, "/v1/messages/count_tokens", &auth, body).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let n = r.json()["input_tokens"].as_u64().unwrap();
+    assert!((100..=110).contains(&n), "about 400 bytes / 4: {n}");
+    assert!(mock.posts().is_empty(), "answered by the gateway");
+
+    post(&gw, "/v1/responses", &auth, json!({"model": "llama3", "input": "hi"})).await;
+    assert!(gw.wait_for_log("dialect=responses"), "{}", gw.logs());
+    let metrics = send("GET", &gw.url("/metrics"), &[], "").await.text();
+    let labelled = |d: &str| {
+        metrics.lines().any(|l| l.starts_with("llm_gateway_requests_total") && l.contains(&format!("dialect=\"{d}\"")))
+    };
+    assert!(labelled("messages") && labelled("responses"), "{metrics}");
+}
