@@ -155,7 +155,12 @@ fn server(cx: &mut decode::Cx, timeouts: Option<&raw::Timeouts>, limits: Option<
         first_byte_timeout: secs(cx, "first_byte_seconds", &t.first_byte_seconds, 600),
         idle_stream_timeout: secs(cx, "idle_stream_seconds", &t.idle_stream_seconds, 300),
         drain_timeout: secs(cx, "drain_seconds", &t.drain_seconds, 30),
+        request_header_timeout: secs(cx, "request_header_seconds", &t.request_header_seconds, 30),
+        request_body_timeout: secs(cx, "request_body_seconds", &t.request_body_seconds, 60),
+        idle_connection_timeout: secs(cx, "idle_connection_seconds", &t.idle_connection_seconds, 120),
         max_body_bytes: endpoints::bounded(cx, "limits.max_body_bytes", &max_body, 32 << 20, 1 << 32) as usize,
+        max_event_bytes: endpoints::bounded(cx, "limits.max_event_bytes", &l.max_event_bytes, 16 << 20, 1 << 32)
+            as usize,
         max_concurrent: optional(cx, "max_concurrent", &l.max_concurrent),
         max_concurrent_per_key: optional(cx, "max_concurrent_per_key", &l.max_concurrent_per_key),
         max_queue: endpoints::bounded(cx, "limits.max_queue", &l.max_queue, 100, 1_000_000) as usize,

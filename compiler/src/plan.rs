@@ -41,7 +41,15 @@ pub struct ServerPlan {
     pub first_byte_timeout: Duration,
     pub idle_stream_timeout: Duration,
     pub drain_timeout: Duration,
+    /// From connecting (or the end of the previous request) to the request's headers.
+    pub request_header_timeout: Duration,
+    /// For a whole request body.
+    pub request_body_timeout: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub idle_connection_timeout: Duration,
     pub max_body_bytes: usize,
+    /// The largest upstream event (SSE event, or whole body to translate) the gateway reads.
+    pub max_event_bytes: usize,
     /// Per endpoint; `None`: unlimited.
     pub max_concurrent: Option<usize>,
     /// Per virtual key; `None`: unlimited.

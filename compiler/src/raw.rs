@@ -50,6 +50,16 @@ section! {
         /// Seconds in-flight requests get to finish on shutdown. Default 30.
         #[schemars(extend("default" = 30))]
         drain_seconds: S<i64>,
+        /// Seconds a client has to send a request's headers, from connecting or from the end of
+        /// its previous request (a silent connection is closed after it). Default 30.
+        #[schemars(extend("default" = 30))]
+        request_header_seconds: S<i64>,
+        /// Seconds a client has to send a whole request body; slower gets 408. Default 60.
+        #[schemars(extend("default" = 60))]
+        request_body_seconds: S<i64>,
+        /// Seconds an idle keep-alive connection (HTTP/1.1 or HTTP/2) stays open. Default 120.
+        #[schemars(extend("default" = 120))]
+        idle_connection_seconds: S<i64>,
     }
 }
 
@@ -58,6 +68,10 @@ section! {
         /// Largest accepted request body in bytes; larger gets 413. Default 33554432 (32 MiB).
         #[schemars(extend("default" = 33554432))]
         max_body_bytes: S<i64>,
+        /// Largest single upstream event (an SSE event, or a whole answer the gateway must read
+        /// to translate) in bytes; larger ends the response with an error. Default 16777216 (16 MiB).
+        #[schemars(extend("default" = 16777216))]
+        max_event_bytes: S<i64>,
         /// Requests one endpoint serves at once; more wait in a FIFO queue. Absent: no limit.
         max_concurrent: S<i64>,
         /// Requests one virtual key may have served at once; more wait. Absent: no limit.
