@@ -6,6 +6,9 @@
 #   scripts/bench.sh semantic   embedding decision and centroid compile, on one CPU
 #   scripts/bench.sh soak       the reload soak: load for SECONDS (60) while the config is
 #                               rewritten REWRITES (30) times; fails on any failed request
+#   scripts/bench.sh chaos      the chaos soak: SECONDS_CHAOS (600) of mixed dialects against a
+#                               faulty upstream, REWRITES (30) rewrites (half invalid), silent and
+#                               slow clients; fails on a hung or silently truncated answer
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -21,6 +24,11 @@ if [ "$what" = all ] || [ "$what" = soak ]; then
     cargo bench --locked --bench overhead --no-run --quiet
     cargo bench --locked --bench overhead -- soak \
         --gateway target/release/llm-gateway --seconds "${SECONDS_SOAK:-60}" --rewrites "${REWRITES:-30}"
+fi
+if [ "$what" = chaos ]; then
+    cargo bench --locked --bench overhead --no-run --quiet
+    cargo bench --locked --bench overhead -- chaos \
+        --gateway target/release/llm-gateway --seconds "${SECONDS_CHAOS:-600}" --rewrites "${REWRITES:-30}"
 fi
 if [ "$what" = all ] || [ "$what" = overhead ]; then
     cargo bench --locked --bench overhead --no-run --quiet

@@ -1,5 +1,9 @@
 //! One log line per request, written when the response is finished (for streams: when the
 //! last byte went out or the client left), so duration covers the whole exchange.
+//!
+//! Every string field goes through [`Clean`]: control characters (CR, LF and the rest of C0,
+//! DEL, C1) are written escaped, so nothing a client sends (a model name, a path, an error
+//! quoting either) can end the line and forge another in the text format.
 
 use std::time::Instant;
 
@@ -9,6 +13,8 @@ use crate::metrics;
 use crate::usage::Tail;
 
 pub struct AccessLog {
+    /// The request's id (`request_id.rs`).
+    pub request_id: Option<crate::request_id::RequestId>,
     pub method: http::Method,
     pub path: String,
     /// The client's dialect (`chat`, `messages`, `responses`).
@@ -51,6 +57,7 @@ impl AccessLog {
 
     fn build(method: &http::Method, path: &str, counted: bool) -> Self {
         Self {
+            request_id: None,
             method: method.clone(),
             path: path.to_owned(),
             dialect: "chat",
@@ -125,12 +132,15 @@ impl Drop for AccessLog {
             self.tokens = self.tail.tokens();
         }
         self.record(duration);
-        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        fn o(v: &Option<String>) -> Clean<'_> {
+            Clean(v.as_deref().unwrap_or_default())
+        }
         macro_rules! line {
             ($level:ident) => {
                 $level!(
-                    method = %self.method,
-                    path = %self.path,
+                    request_id = %Clean(self.request_id.as_deref().unwrap_or_default()),
+                    method = %Clean(self.method.as_str()),
+                    path = %Clean(&self.path),
                     dialect = %self.dialect,
                     key = %o(&self.key),
                     model_asked = %o(&self.model_asked),
@@ -151,5 +161,45 @@ impl Drop for AccessLog {
             };
         }
         if self.error.is_some() { line!(warn) } else { line!(info) }
+    }
+}
+
+/// A string written with its control characters escaped (`\n`, `\r`, `\t`, `\u{1b}`…) and
+/// backslashes doubled, so it stays on one line and reads back unambiguously.
+pub struct Clean<'a>(pub &'a str);
+
+impl std::fmt::Display for Clean<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        let text = self.0;
+        if !text.chars().any(|c| c.is_control() || c == '\\' || c == '\u{2028}' || c == '\u{2029}') {
+            return f.write_str(text);
+        }
+        for c in text.chars() {
+            match c {
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                '\\' => f.write_str("\\\\")?,
+                c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Clean;
+
+    #[test]
+    fn control_characters_cannot_start_a_line() {
+        let forged = "gpt-4o\n2026-01-01T00:00:00Z  INFO request status=200\r\u{1b}[2J\u{85}";
+        let written = Clean(forged).to_string();
+        assert!(!written.chars().any(char::is_control), "{written}");
+        assert_eq!(written, "gpt-4o\\n2026-01-01T00:00:00Z  INFO request status=200\\r\\u{1b}[2J\\u{85}");
+        assert_eq!(Clean("a\\nb").to_string(), "a\\\\nb", "a literal backslash-n stays distinct");
+        assert_eq!(Clean("plain ünïcode").to_string(), "plain ünïcode");
     }
 }

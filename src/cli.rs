@@ -142,7 +142,16 @@ pub struct GenkeyArgs {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() && json_logs_asked() => {
+            // `run --log-format json`: even a usage error is a JSON log line.
+            crate::logging::init(crate::logging::LogFormat::Json);
+            tracing::error!(usage = %e.render(), "invalid command line: {}", first_line(&e.to_string()));
+            return crate::exit::code(crate::exit::USAGE);
+        }
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::Run(args) => crate::cmd::run::run(args),
         Command::Check(args) => crate::cmd::check::run(args),
@@ -157,4 +166,14 @@ pub fn main() -> ExitCode {
             crate::exit::code(crate::exit::OK)
         }
     }
+}
+
+/// Whether the command line asks for JSON logs (looked at before it is parsed).
+fn json_logs_asked() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2).any(|w| w[0] == "--log-format" && w[1] == "json") || args.iter().any(|a| a == "--log-format=json")
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default().trim_start_matches("error: ")
 }

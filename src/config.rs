@@ -24,6 +24,8 @@ pub struct Loaded {
     pub reports: Vec<FileReport>,
     /// A file could not be read at all.
     pub unreadable: Option<String>,
+    /// Warnings about files that hold secrets and that other users can read.
+    pub exposed: Vec<String>,
 }
 
 impl Loaded {
@@ -33,6 +35,81 @@ impl Loaded {
 
     pub fn render(&self) -> String {
         self.reports.iter().map(FileReport::render).collect()
+    }
+
+    /// Drops the files' text (it may hold plaintext keys), overwritten first.
+    pub fn wipe_sources(&mut self) {
+        for r in &mut self.reports {
+            wipe(std::mem::take(&mut r.source).into_bytes());
+        }
+    }
+}
+
+/// Overwrites bytes that may hold a secret before freeing them.
+pub fn wipe(mut bytes: Vec<u8>) {
+    bytes.fill(0);
+    std::hint::black_box(&bytes);
+}
+
+/// A file's text, read into one buffer of its size (so no copy of it is left behind in a
+/// freed buffer). A file over the compiler's size limit is refused before it is read; one
+/// that is not UTF-8 or holds a NUL byte is an error that says where.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    use llm_gateway_compiler::{MAX_SOURCE_BYTES, source_text};
+    let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+    let size = std::fs::metadata(path)?.len();
+    if size > MAX_SOURCE_BYTES as u64 {
+        return Err(invalid(format!(
+            "the file is {size} bytes; a config file may be at most {MAX_SOURCE_BYTES} bytes"
+        )));
+    }
+    let bytes = std::fs::read(path)?;
+    let problem =
+        source_text(&bytes).err().map(|d| d.render(&path.display().to_string(), &String::from_utf8_lossy(&bytes)));
+    match problem {
+        None => String::from_utf8(bytes).map_err(|e| {
+            wipe(e.into_bytes());
+            invalid("the file is not UTF-8 text".into())
+        }),
+        Some(rendered) => {
+            wipe(bytes);
+            Err(invalid(rendered.trim_end().to_owned()))
+        }
+    }
+}
+
+/// Whether a config's text holds a secret in the clear: a virtual key's `key:` or a
+/// provider's `api_key:` written out rather than taken from `${VAR}`.
+pub fn holds_plaintext_secret(source: &str) -> bool {
+    source.lines().any(|line| {
+        let line = line.trim_start();
+        let line = if line.starts_with('#') { "" } else { line.split(" #").next().unwrap_or_default() };
+        ["key", "api_key", "share_token", "zrok_share_token"].iter().any(|field| {
+            line.match_indices(field).any(|(at, _)| {
+                let before = line[..at].chars().next_back();
+                let after = line[at + field.len()..].trim_start();
+                let value = after.strip_prefix(':').map(|v| v.trim_start().trim_start_matches(['"', '\'']));
+                before.is_none_or(|c| c.is_whitespace() || matches!(c, '{' | ',' | '-'))
+                    && value.is_some_and(|v| !v.is_empty() && !v.starts_with('$') && !v.starts_with(['#', ',', '}']))
+            })
+        })
+    })
+}
+
+/// A warning when `path`, which holds secrets (`what`), can be read by other users.
+pub fn exposure(path: &Path, what: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        let file = path.display();
+        format!("{file} {what} and other users can read it (mode {mode:04o}); run `chmod 600 {file}`")
+    })
+}
+
+/// Logs [`Loaded::exposed`]-style warnings for a plan's files (after a reload).
+pub fn warn_if_exposed(warnings: &[String]) {
+    for w in warnings {
+        tracing::warn!("{w}");
     }
 }
 
@@ -51,18 +128,25 @@ pub fn load(path: &Path, name: &str, source: String) -> Loaded {
         Ok(c) => (Some(c.plan), c.warnings),
         Err(d) => (None, d),
     };
+    let mut exposed: Vec<String> = Vec::new();
+    if path != Path::new("-") && holds_plaintext_secret(&source) {
+        exposed.extend(exposure(path, "holds plaintext keys"));
+    }
     let mut reports = vec![FileReport { name: name.to_owned(), source, diags }];
     let mut unreadable = None;
     let keys_file = plan.as_ref().and_then(|p| p.keys_file.clone());
     if let (Some(p), Some(file)) = (plan.as_mut(), keys_file) {
         let keys_path = keys_path(path, &file);
         let keys_name = keys_path.display().to_string();
-        match std::fs::read_to_string(&keys_path) {
+        match read_text(&keys_path) {
             Err(e) => {
                 unreadable = Some(format!("cannot read the keys file {keys_name}: {e}"));
                 plan = None;
             }
             Ok(keys_source) => {
+                let what =
+                    if holds_plaintext_secret(&keys_source) { "holds plaintext keys" } else { "lists the API keys" };
+                exposed.extend(exposure(&keys_path, what));
                 let (entries, diags) = match compile_keys_file(&keys_source, &ProcessEnv, p.routing.as_ref()) {
                     Ok((entries, warnings)) => (Some(entries), warnings),
                     Err(d) => (None, d),
@@ -82,5 +166,31 @@ pub fn load(path: &Path, name: &str, source: String) -> Loaded {
             }
         }
     }
-    Loaded { plan, reports, unreadable }
+    Loaded { plan, reports, unreadable, exposed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_secrets_are_recognised() {
+        for yes in [
+            "api_keys:\n  keys:\n    - name: a\n      key: sk-gw-123\n",
+            "keys:\n  - {name: a, key: \"sk-gw-123\"}\n",
+            "providers:\n  openai:\n    api_key: sk-proj-abc\n",
+            "providers:\n  local:\n    zrok_share_token: abc123\n",
+        ] {
+            assert!(holds_plaintext_secret(yes), "{yes}");
+        }
+        for no in [
+            "keys:\n  - name: a\n    key_sha256: 0123\n",
+            "providers:\n  openai:\n    api_key: ${OPENAI_API_KEY}\n",
+            "providers:\n  openai:\n    api_key: \"${OPENAI_API_KEY}\"\n",
+            "# key: old\nlisten: :8080\n",
+            "routing:\n  routes:\n    - {name: monkey, model: x}\n",
+        ] {
+            assert!(!holds_plaintext_secret(no), "{no}");
+        }
+    }
 }

@@ -1,7 +1,10 @@
 //! Errors the gateway itself answers with, in the client's dialect: OpenAI's
 //! `{"error":{"message","type","code"}}` (Chat and Responses) or Anthropic's
 //! `{"type":"error","error":{"type","message"}}` (Messages), the right status, and
-//! `x-llm-gateway-error` saying which side failed.
+//! `x-llm-gateway-error` saying which side failed. Every body carries the request's id
+//! (`request_id.rs`) when one is current: inside `error` in OpenAI's shape (the openai SDKs
+//! expose that object as the exception's body; OpenAI itself sends the id only as the
+//! `x-request-id` header), at the top level in Anthropic's (as Anthropic's API does).
 
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
@@ -75,6 +78,16 @@ impl ApiError {
         )
     }
 
+    /// 408: the client did not send its request body in time (`timeouts.request_body_seconds`).
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "request_timeout",
+            format!("the request body did not arrive within {} s (timeouts.request_body_seconds)", limit.as_secs_f64()),
+        )
+    }
+
     pub fn internal(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", code, message)
     }
@@ -119,17 +132,30 @@ impl ApiError {
 
     /// The error object as it appears in a body or an SSE error event.
     pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"message": self.message, "type": self.kind, "code": self.code}})
+        self.body_in(Dialect::Chat)
     }
 
-    /// The error object in `dialect`'s shape.
+    /// The error object in `dialect`'s shape, with the current request's id.
     pub fn body_in(&self, dialect: Dialect) -> serde_json::Value {
+        let id = crate::request_id::current();
         match dialect {
-            Dialect::Messages => json!({
-                "type": "error",
-                "error": {"type": error_type(self.status.as_u16()), "message": self.message},
-            }),
-            Dialect::Chat | Dialect::Responses => self.body(),
+            Dialect::Messages => {
+                let mut body = json!({
+                    "type": "error",
+                    "error": {"type": error_type(self.status.as_u16()), "message": self.message},
+                });
+                if let Some(id) = id {
+                    body["request_id"] = id.as_ref().into();
+                }
+                body
+            }
+            Dialect::Chat | Dialect::Responses => {
+                let mut body = json!({"error": {"message": self.message, "type": self.kind, "code": self.code}});
+                if let Some(id) = id {
+                    body["error"]["request_id"] = id.as_ref().into();
+                }
+                body
+            }
         }
     }
 

@@ -24,12 +24,15 @@ pub fn list(live: &Live, key: Option<&KeyEntry>) -> Response<Body> {
         );
     }
     if let Some(routing) = &live.plan.routing {
-        for r in &routing.routes {
-            if key.is_none_or(|k| k.allows_route(&r.name)) {
-                entries.push((r.name.clone(), "llm-gateway"));
-            }
+        // A route is listed when the key may use it (its name and its model); `auto` when the
+        // cascade has a route it may choose for this key.
+        let usable: Vec<_> = routing.routes.iter().filter(|r| crate::route::usable(key, r)).collect();
+        for r in &usable {
+            entries.push((r.name.clone(), "llm-gateway"));
         }
-        entries.push((AUTO.to_owned(), "llm-gateway"));
+        if !usable.is_empty() || key.is_none() {
+            entries.push((AUTO.to_owned(), "llm-gateway"));
+        }
     }
     let mut seen = HashSet::new();
     let data: Vec<Value> = entries

@@ -6,36 +6,54 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use llm_gateway_compiler::keywords::{Message, RequestView};
 use llm_gateway_compiler::plan::ProviderKind;
 use tracing::info;
 
-use crate::access_log::AccessLog;
+use crate::access_log::{AccessLog, Clean};
 use crate::body::{Body, json};
 use crate::dialect::Dialect;
 use crate::dialect::convert::{Conversion, Ingress, Prepared, prepare};
 use crate::error::ApiError;
 use crate::providers::Operation;
+use crate::request_id::{RequestId, Scoped};
 use crate::state::{Live, Shared};
 use crate::upstream::{self, OnQueue, Outgoing, Policy, respond::respond};
-use crate::{auth, models, queue, request, route, trace};
+use crate::{auth, models, queue, request, request_body, request_id, route, trace};
 
 pub async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Body>, Infallible> {
+    let id = request_id::from_headers(req.headers());
+    let mut resp = request_id::scope(id.clone(), answer(req, shared, id.clone())).await;
+    // The upstream's own id (OpenAI's, say) stays readable under another name.
+    if let Ok(ours) = HeaderValue::from_str(&id)
+        && let Some(theirs) = resp.headers_mut().insert(request_id::HEADER, ours)
+        && theirs.as_bytes() != id.as_bytes()
+    {
+        resp.headers_mut().insert(UPSTREAM_REQUEST_ID, theirs);
+    }
+    Ok(resp)
+}
+
+/// Where the upstream's `x-request-id` goes when the gateway's replaces it.
+pub const UPSTREAM_REQUEST_ID: &str = "x-upstream-request-id";
+
+async fn answer(req: Request<Incoming>, shared: Shared, id: RequestId) -> Response<Body> {
     let live = shared.load_full();
     let mut log = AccessLog::new(req.method(), req.uri().path());
+    log.request_id = Some(id.clone());
     log.metrics = live.plan.metrics.enabled;
     let dialect = dialect_of(req.uri().path());
     log.dialect = dialect.label();
-    Ok(match dispatch(req, &live, &mut log).await {
+    match dispatch(req, &live, &mut log).await {
         Ok(Next::Answer(resp)) => resp,
         Ok(Next::Forward(job)) => {
             let route = job.route.clone();
             let mut resp = if job.conversion.stream && job.queued() {
-                queue::streaming(dialect, move |on_queue| exchange(job, log, on_queue)).await
+                queue::streaming(dialect, move |on_queue| exchange(job, log, on_queue, id)).await
             } else {
-                exchange(job, log, Box::new(|_| {})).await
+                exchange(job, log, Box::new(|_| {}), id).await
             };
             if let Some(route) = route.as_deref().and_then(|r| HeaderValue::from_str(r).ok()) {
                 resp.headers_mut().insert("x-llm-gateway-route", route);
@@ -49,7 +67,7 @@ pub async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<B
             }
             e.response_in(dialect)
         }
-    })
+    }
 }
 
 /// The dialect errors are answered in, by path (before anything else is known).
@@ -89,7 +107,14 @@ impl Job {
 }
 
 /// Sends the job and answers in the client's dialect; whatever fails is recorded in `log`.
-async fn exchange(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<OnQueue<'static>>) -> Response<Body> {
+/// Runs with the request's id current (a queued stream runs it in a task of its own), and the
+/// response body is polled with it current too, so errors written into a stream carry it.
+async fn exchange(job: Box<Job>, log: AccessLog, on_queue: Box<OnQueue<'static>>, id: RequestId) -> Response<Body> {
+    let resp = request_id::scope(id.clone(), exchange_in_scope(job, log, on_queue)).await;
+    resp.map(|body| Scoped::new(body, id).boxed())
+}
+
+async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<OnQueue<'static>>) -> Response<Body> {
     let client = job.conversion.client;
     let result = match job.live.pool(job.kind) {
         None => Err(ApiError::internal("no_provider", "provider vanished")),
@@ -123,6 +148,11 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
             log.status = 200;
             return Ok(Next::Answer(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))));
         }
+        "/ready" if read => {
+            let (status, value) = crate::ready::response(live);
+            log.status = status.as_u16();
+            return Ok(Next::Answer(json(status, &value)));
+        }
         "/v1/models" if read => {
             let key = auth::authenticate(&live.plan, req.headers())?;
             log.key = key.map(|k| k.name.clone());
@@ -138,7 +168,7 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
         "/metrics" if live.plan.metrics.enabled => {
             return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD"));
         }
-        "/health" | "/v1/models" => return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD")),
+        "/health" | "/ready" | "/v1/models" => return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD")),
         "/v1/chat/completions" => Ingress::Chat,
         "/v1/embeddings" => Ingress::Embeddings,
         "/v1/completions" => Ingress::Completions,
@@ -154,7 +184,11 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
     let key = auth::authenticate(&live.plan, req.headers())?;
     log.key = key.map(|k| k.name.clone());
     let (parts, body) = req.into_parts();
-    let body = read_body(&parts.headers, body, live.plan.server.max_body_bytes).await?;
+    let limits = request_body::Limits {
+        max_bytes: live.plan.server.max_body_bytes,
+        timeout: live.plan.server.request_body_timeout,
+    };
+    let body = request_body::read(&parts.headers, parts.version, body, limits).await?;
     let parsed = request::parse(&body)?;
     log.stream = parsed.is_stream();
     log.model_asked = parsed.model.clone();
@@ -178,15 +212,15 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
         max_tokens: parsed.max_tokens(),
         has_tools: parsed.has_tools(),
     };
-    let target = route::resolve(&live.plan, &live.pools, parsed.model.as_deref(), &view).await?;
+    let target = route::resolve(&live.plan, &live.pools, parsed.model.as_deref(), &view, key).await?;
     if live.plan.routing.is_some() {
         // The anchor's decision line, so its log tooling keeps working.
         info!(
             "semantic routing: key='{}' method={} route='{}' model='{}' confidence={:.2} latency={}ms cascade=[{}]",
-            log.key.as_deref().unwrap_or(""),
+            Clean(log.key.as_deref().unwrap_or("")),
             target.method,
-            target.route.as_deref().unwrap_or(""),
-            target.model,
+            Clean(target.route.as_deref().unwrap_or("")),
+            Clean(&target.model),
             target.confidence,
             routing_started.elapsed().as_millis(),
             target.cascade.join(",")
@@ -262,16 +296,4 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
         policy,
         route: target.route,
     })))
-}
-
-async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::too_large(limit));
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
-        Err(e) => Err(ApiError::bad_request("body_read_error", format!("could not read the request body: {e}"))),
-    }
 }

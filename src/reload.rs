@@ -1,7 +1,10 @@
-//! Live config changes: watch the config's directory (so saves by rename, `sed -i` and
-//! Kubernetes ConfigMap symlink swaps are seen) and SIGHUP; debounce; compile with the same
-//! compiler as `check`; keep the old plan on errors; otherwise reconcile (unchanged endpoints
-//! keep their connections and health, new ones are probed first) and swap atomically.
+//! Live config changes: watch the config's directory for events about the config and keys
+//! files (so saves by rename, `sed -i` and Kubernetes ConfigMap symlink swaps are seen, and
+//! other files there are not) and SIGHUP; debounce; wait until the files read the same twice
+//! (never a half-written file); compile with the same compiler as `check`; keep the old plan
+//! on errors or when the new one would serve nothing (diagnostics printed once per content);
+//! otherwise reconcile (unchanged endpoints keep their connections and health, new ones are
+//! probed first) and swap atomically.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,12 +38,36 @@ impl FilePlan {
     }
 }
 
+/// What started a reload: a file event (skipped when the files did not change) or SIGHUP
+/// (always compiles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    File,
+    Signal,
+}
+
+/// A file must read the same twice this far apart before it is compiled: a file caught
+/// while an editor or a script is still writing it is never applied.
+const SETTLE: Duration = Duration::from_millis(200);
+/// A file that keeps changing for longer is left alone until its next change.
+const SETTLE_MAX: Duration = Duration::from_secs(5);
+
+/// The config file and the keys file as read at one instant: a digest of their content,
+/// size and modification time (`None` parts: unreadable).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Snapshot(u64);
+
 pub struct Reloader {
     path: PathBuf,
     shared: Shared,
     boot: BootClock,
     checkers: Vec<JoinHandle<()>>,
     file: FilePlan,
+    /// The files as last compiled (a file event that changes neither is not a reload).
+    compiled: Option<Snapshot>,
+    /// The files whose diagnostics were last printed: the same failing content is reported
+    /// with one short line, not its whole diagnostic again.
+    reported: Option<Snapshot>,
 }
 
 impl Reloader {
@@ -48,52 +75,114 @@ impl Reloader {
     pub fn new(path: &Path, shared: Shared, file: FilePlan, boot: BootClock) -> Self {
         let live = shared.load_full();
         let checkers = health::spawn_all(&live, &boot);
-        Self { path: path.to_owned(), shared, boot, checkers, file }
+        Self { path: path.to_owned(), shared, boot, checkers, file, compiled: None, reported: None }
     }
 
     /// Runs until the trigger channel closes.
-    pub async fn run(mut self, mut triggers: mpsc::UnboundedReceiver<()>) {
-        while triggers.recv().await.is_some() {
+    pub async fn run(mut self, mut triggers: mpsc::UnboundedReceiver<Trigger>) {
+        while let Some(first) = triggers.recv().await {
             // Let a burst of events (editors write, rename, chmod…) settle into one reload.
             tokio::time::sleep(DEBOUNCE).await;
-            while triggers.try_recv().is_ok() {}
-            self.reload().await;
+            let mut forced = first == Trigger::Signal;
+            while let Ok(t) = triggers.try_recv() {
+                forced |= t == Trigger::Signal;
+            }
+            let Some(snapshot) = self.settled().await else {
+                warn!(
+                    "config {} is still changing after {} s; it is compiled after its next change",
+                    self.path.display(),
+                    SETTLE_MAX.as_secs()
+                );
+                continue;
+            };
+            if !forced && self.compiled == Some(snapshot) {
+                continue;
+            }
+            self.compiled = Some(snapshot);
+            self.reload(snapshot).await;
         }
     }
 
-    async fn reload(&mut self) {
+    /// The files' state once two readings [`SETTLE`] apart agree; `None` if they keep
+    /// changing for [`SETTLE_MAX`].
+    async fn settled(&self) -> Option<Snapshot> {
+        let deadline = Instant::now() + SETTLE_MAX;
+        let mut last = self.snapshot();
+        while Instant::now() < deadline {
+            tokio::time::sleep(SETTLE).await;
+            let now = self.snapshot();
+            if now == last {
+                return Some(now);
+            }
+            last = now;
+        }
+        None
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        let keys = self.shared.load().plan.keys_file.as_ref().map(|f| crate::config::keys_path(&self.path, f));
+        for path in std::iter::once(&self.path).chain(keys.as_ref()) {
+            let meta = std::fs::metadata(path).ok();
+            meta.as_ref().map(|m| (m.len(), m.modified().ok())).hash(&mut h);
+            match std::fs::read(path) {
+                Ok(bytes) => {
+                    bytes.hash(&mut h);
+                    crate::config::wipe(bytes);
+                }
+                Err(e) => e.kind().hash(&mut h),
+            }
+        }
+        Snapshot(h.finish())
+    }
+
+    fn fail(&mut self, snapshot: Snapshot, problem: &str, details: &str) {
+        metrics::get().reloads.with_label_values(&["failure"]).inc();
+        if self.reported == Some(snapshot) || details.is_empty() {
+            error!("config reload failed: {problem}; still serving the previous config");
+        } else {
+            error!("config reload failed: {problem}; still serving the previous config\n{details}");
+        }
+        self.reported = Some(snapshot);
+    }
+
+    async fn reload(&mut self, snapshot: Snapshot) {
         let started = Instant::now();
         let name = self.path.display().to_string();
-        let source = match std::fs::read_to_string(&self.path) {
+        let source = match crate::config::read_text(&self.path) {
             Ok(s) => s,
-            Err(e) => {
-                metrics::get().reloads.with_label_values(&["failure"]).inc();
-                error!("config reload failed: cannot read {name}: {e}; still serving the previous config");
-                return;
-            }
+            Err(e) => return self.fail(snapshot, &format!("cannot read {name}: {e}"), ""),
         };
         // An editor that truncates before writing can be caught in between; an empty file
         // would be a valid config with no providers, so it is never applied.
         if source.trim().is_empty() {
-            metrics::get().reloads.with_label_values(&["failure"]).inc();
-            error!("config reload failed: config file is empty; still serving the previous config");
-            return;
+            return self.fail(snapshot, "config file is empty", "");
         }
-        let loaded = crate::config::load(&self.path, &name, source);
+        let mut loaded = crate::config::load(&self.path, &name, source);
         let problem = loaded
             .unreadable
             .clone()
             .or_else(|| loaded.plan.is_none().then(|| format!("{} error(s)", loaded.errors())));
+        let rendered = loaded.render();
+        // The sources may hold plaintext keys: wiped as soon as they are rendered.
+        loaded.wipe_sources();
         if let Some(problem) = problem {
-            metrics::get().reloads.with_label_values(&["failure"]).inc();
-            error!("config reload failed: {problem}; still serving the previous config\n{}", loaded.render());
-            return;
-        }
-        let warnings = loaded.render();
-        if !warnings.is_empty() {
-            warn!("config {name} has warnings:\n{warnings}");
+            return self.fail(snapshot, &problem, &rendered);
         }
         let Some(plan) = loaded.plan else { return };
+        // A config that serves nothing (comments only, `null`, `---`, a half-written file
+        // that names no endpoint) would fail every request: never applied.
+        if !serves_something(&plan) {
+            return self.fail(snapshot, "the new config defines no provider endpoint and would serve nothing", "");
+        }
+        if self.reported != Some(snapshot) {
+            if !rendered.is_empty() {
+                warn!("config {name} has warnings:\n{rendered}");
+            }
+            crate::config::warn_if_exposed(&loaded.exposed);
+        }
+        self.reported = Some(snapshot);
         if plan.hash == self.file.hash {
             metrics::get().reloads.with_label_values(&["unchanged"]).inc();
             return;
@@ -155,6 +244,11 @@ impl Reloader {
     }
 }
 
+/// Whether a plan has at least one endpoint to send requests to.
+pub fn serves_something(plan: &Plan) -> bool {
+    plan.providers.iter().flatten().any(|p| !p.endpoints.is_empty())
+}
+
 /// A short human summary of what a reload changes: `+1 endpoint, -1 key, routes changed`.
 fn describe(old: &Plan, new: &Plan) -> String {
     let endpoints = |p: &Plan| -> Vec<(String, String)> {
@@ -203,17 +297,24 @@ fn describe(old: &Plan, new: &Plan) -> String {
     parts.join(", ")
 }
 
-/// Sends a trigger for every change in the directory of the config file (and of its keys
-/// file). The returned watcher must be kept alive.
+/// Sends a trigger for every change to the config file or its keys file. Their directories
+/// are watched (so saves by rename, `sed -i` and Kubernetes ConfigMap symlink swaps are
+/// seen), but events about other files there (a log file beside the config) are ignored.
+/// The returned watcher must be kept alive.
 pub fn watch(
     path: &Path,
     keys: Option<&Path>,
-    tx: mpsc::UnboundedSender<()>,
+    tx: mpsc::UnboundedSender<Trigger>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     let dir = crate::config::dir_of(path);
+    let names: Vec<std::ffi::OsString> =
+        std::iter::once(path).chain(keys).filter_map(|p| p.file_name().map(ToOwned::to_owned)).collect();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
-            let _ = tx.send(());
+        if let Ok(e) = event
+            && !matches!(e.kind, notify::EventKind::Access(_))
+            && e.paths.iter().any(|p| concerns(p, &names))
+        {
+            let _ = tx.send(Trigger::File);
         }
     })?;
     watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
@@ -223,20 +324,44 @@ pub fn watch(
     Ok(watcher)
 }
 
+/// Whether an event about `path` may change one of the watched files (named `names`): the
+/// file itself (written in place, or renamed over: the rename's target), or the `..data`
+/// link and `..<timestamp>` folders Kubernetes swaps under a mounted ConfigMap.
+fn concerns(path: &Path, names: &[std::ffi::OsString]) -> bool {
+    let Some(name) = path.file_name() else { return true };
+    names.iter().any(|n| n == name) || name.as_encoded_bytes().starts_with(b"..")
+}
+
 /// Sends a trigger on every SIGHUP.
-pub fn on_sighup(tx: mpsc::UnboundedSender<()>) {
+pub fn on_sighup(tx: mpsc::UnboundedSender<Trigger>) {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::hangup()) {
         Ok(mut hup) => {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
                     info!("received SIGHUP: reloading the config");
-                    if tx.send(()).is_err() {
+                    if tx.send(Trigger::Signal).is_err() {
                         return;
                     }
                 }
             });
         }
         Err(e) => warn!("cannot watch SIGHUP: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_config_and_keys_files_concern_the_reloader() {
+        let names = vec!["config.yaml".into(), "keys.yaml".into()];
+        for p in ["/etc/gw/config.yaml", "./keys.yaml", "/etc/gw/..data", "/etc/gw/..2025_01_01_00_00_00.1"] {
+            assert!(concerns(Path::new(p), &names), "{p}");
+        }
+        for p in ["/etc/gw/gateway.log", "/etc/gw/config.yaml.swp", "/etc/gw/.config.yaml.tmp", "/etc/gw/4913"] {
+            assert!(!concerns(Path::new(p), &names), "{p}");
+        }
     }
 }

@@ -15,8 +15,10 @@ pub struct Probe<'a> {
     pub messages: Option<&'a RawValue>,
     #[serde(default)]
     pub stream: Option<bool>,
+    /// Any JSON number: llama.cpp and LM Studio take `-1` for "no limit", and some clients
+    /// send `256.0`. Only routing reads it, as an estimate.
     #[serde(default)]
-    pub max_tokens: Option<u64>,
+    pub max_tokens: Option<serde_json::Number>,
     #[serde(borrow, default)]
     pub tools: Option<&'a RawValue>,
     /// Messages: the system prompt (a string or text blocks).
@@ -28,7 +30,7 @@ pub struct Probe<'a> {
     #[serde(borrow, default)]
     pub instructions: Option<&'a RawValue>,
     #[serde(default)]
-    pub max_output_tokens: Option<u64>,
+    pub max_output_tokens: Option<serde_json::Number>,
 }
 
 /// The parsed request: the probe plus where its `model` value sits in the body.
@@ -88,9 +90,13 @@ impl Parsed<'_> {
         })
     }
 
-    /// The output token limit, whichever dialect's name it has.
+    /// The output token limit, whichever dialect's name it has; `None` when absent or not a
+    /// limit (negative: "unlimited"). A fraction counts as its whole part.
     pub fn max_tokens(&self) -> Option<u64> {
-        self.probe.max_tokens.or(self.probe.max_output_tokens)
+        let limit = |n: &serde_json::Number| {
+            n.as_u64().or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
+        };
+        self.probe.max_tokens.as_ref().or(self.probe.max_output_tokens.as_ref()).and_then(limit)
     }
 }
 
@@ -155,6 +161,18 @@ mod tests {
         assert!(parse(br#"{"model": 3}"#).unwrap_err().message.contains("must be a string"));
         assert!(parse(br#"{"model":"a","model":"b"}"#).is_err(), "duplicate keys are ambiguous");
         assert!(parse(br#"{"stream":"yes"}"#).is_err());
+    }
+
+    #[test]
+    fn any_number_is_a_token_limit_and_negative_means_none() {
+        let limit = |body: &str| parse(body.as_bytes()).ok().map(|p| p.max_tokens());
+        assert_eq!(limit(r#"{"max_tokens":256}"#), Some(Some(256)));
+        assert_eq!(limit(r#"{"max_tokens":256.0}"#), Some(Some(256)), "a float");
+        assert_eq!(limit(r#"{"max_tokens":-1}"#), Some(None), "llama.cpp's and LM Studio's unlimited");
+        assert_eq!(limit(r#"{"max_tokens":1e3}"#), Some(Some(1000)));
+        assert_eq!(limit(r#"{"max_output_tokens":-1.5}"#), Some(None));
+        assert_eq!(limit(r#"{"max_tokens":null,"max_output_tokens":64}"#), Some(Some(64)));
+        assert!(parse(br#"{"max_tokens":"256"}"#).is_err(), "a string is not a number");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! for `auto` / no model (or every request with `allow_explicit_model: false`) the cascade:
 //! heuristic rules, embeddings, the classifier, then the default route.
 
+use llm_gateway_compiler::acl::KeyEntry;
 use llm_gateway_compiler::keywords::RequestView;
-use llm_gateway_compiler::plan::{ProviderKind, RoutingPlan};
+use llm_gateway_compiler::plan::{ProviderKind, RoutePlan, RoutingPlan};
 use llm_gateway_compiler::{AUTO, Plan};
 use tracing::warn;
 
@@ -27,12 +28,21 @@ pub struct Target {
 /// The embedding layer reads only the last user message, cut to this many bytes.
 const PROMPT_BYTES: usize = 2048;
 
-/// `request` gives the cascade what it reads; it is only called when the cascade runs.
+/// Whether `key` may use `route`: its name is in the key's `allowed_routes` and its model in
+/// `allowed_models` (no key: every route).
+pub fn usable(key: Option<&KeyEntry>, route: &RoutePlan) -> bool {
+    key.is_none_or(|k| k.allows_route(&route.name) && k.allows_model(&route.model))
+}
+
+/// `request` gives the cascade what it reads; it is only called when the cascade runs. The
+/// cascade only chooses routes `key` may use ([`usable`]); a name the client asked for is
+/// returned as asked (the caller refuses it if the key may not use it).
 pub async fn resolve<'c>(
     plan: &Plan,
     pools: &Pools,
     asked: Option<&str>,
     request: &(dyn Fn() -> RequestView<'c> + Sync),
+    key: Option<&KeyEntry>,
 ) -> Result<Target, ApiError> {
     let asked = asked.filter(|m| !m.is_empty() && *m != AUTO);
     let routing = plan.routing.as_ref();
@@ -42,14 +52,14 @@ pub async fn resolve<'c>(
         && let Some(alias) = r.alias(m)
     {
         return match alias {
-            AUTO => cascade(r, pools, request).await,
+            AUTO => cascade(r, pools, request, key).await,
             name => Ok(Target { method: "alias", ..route_named(r, name).unwrap_or_else(|| explicit(name)) }),
         };
     }
     match (asked, routing) {
         (Some(m), Some(r)) if r.allow_explicit_model => Ok(route_named(r, m).unwrap_or_else(|| explicit(m))),
         (Some(m), None) => Ok(explicit(m)),
-        (_, Some(r)) => cascade(r, pools, request).await,
+        (_, Some(r)) => cascade(r, pools, request, key).await,
         (None, None) => Err(model_required()),
     }
 }
@@ -58,7 +68,15 @@ async fn cascade<'c>(
     r: &RoutingPlan,
     pools: &Pools,
     request: &(dyn Fn() -> RequestView<'c> + Sync),
+    key: Option<&KeyEntry>,
 ) -> Result<Target, ApiError> {
+    let allowed = |id: usize| usable(key, &r.routes[id]);
+    if key.is_some() && !r.routes.is_empty() && !r.routes.iter().any(|route| usable(key, route)) {
+        return Err(ApiError::forbidden(
+            "route_not_allowed",
+            "this API key may use none of the routes `auto` chooses from",
+        ));
+    }
     let mut trace = Vec::new();
     let decided = |id: usize, method: &'static str, confidence: f64, trace: Vec<String>| {
         let route = &r.routes[id];
@@ -68,10 +86,11 @@ async fn cascade<'c>(
     let view = (r.heuristics.is_some() || needs_text).then(request);
     if let (Some(h), Some(view)) = (&r.heuristics, &view) {
         match h.decide(view) {
-            Some(d) => {
+            Some(d) if allowed(d.route) => {
                 trace.push(format!("heuristic:{}", r.routes[d.route].name));
                 return decided(d.route, "heuristic", 1.0, trace);
             }
+            Some(d) => trace.push(format!("heuristic:{}:not_allowed", r.routes[d.route].name)),
             None => trace.push("heuristic:no_match".into()),
         }
     }
@@ -82,6 +101,10 @@ async fn cascade<'c>(
         match embed::prompt(semantic, pools, prompt).await {
             Err(e) => warn!("embedding match error: {e}"),
             Ok(query) => match vectors.best(&query, semantic.comparison) {
+                Some((id, score)) if !allowed(id) => {
+                    trace.push(format!("semantic:{}:{score:.2}:not_allowed", r.routes[id].name));
+                    ask_classifier = r.classifier.is_some();
+                }
                 Some((id, score)) if f64::from(score) >= semantic.threshold => {
                     trace.push(format!("semantic:{}:{score:.2}", r.routes[id].name));
                     return decided(id, "semantic", score.into(), trace);
@@ -98,6 +121,9 @@ async fn cascade<'c>(
     }
     if let (true, Some(classifier), Some(text)) = (ask_classifier, &r.classifier, text) {
         match crate::classifier::classify(classifier, r, pools, text).await {
+            Ok((id, confidence)) if !allowed(id) => {
+                trace.push(format!("classifier:{}:{confidence:.2}:not_allowed", r.routes[id].name));
+            }
             Ok((id, confidence)) if confidence >= classifier.confidence_threshold => {
                 trace.push(format!("classifier:{}:{confidence:.2}", r.routes[id].name));
                 return decided(id, "classifier", confidence, trace);
@@ -110,6 +136,11 @@ async fn cascade<'c>(
         }
     }
     let id = r.default_route.ok_or_else(model_required)?;
+    // The default route, or when the key may not use it, the first route it may use.
+    let id = match allowed(id) {
+        true => id,
+        false => (0..r.routes.len()).find(|&i| allowed(i)).unwrap_or(id),
+    };
     trace.push(format!("default:{}", r.routes[id].name));
     decided(id, "default", 0.0, trace)
 }
@@ -157,7 +188,7 @@ mod tests {
         request: &(dyn Fn() -> RequestView<'c> + Sync),
     ) -> Result<Target, ApiError> {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(resolve(plan, &Default::default(), asked, request))
+        rt.block_on(resolve(plan, &Default::default(), asked, request, None))
     }
 
     fn plan(yaml: &str) -> Plan {
@@ -220,5 +251,29 @@ mod tests {
         assert_eq!(t.cascade, ["heuristic:no_match", "default:b"]);
         let t = decide(&p, Some("gpt-4o"), &asks("translate")).unwrap();
         assert_eq!(t.method, "explicit", "an explicit model skips the cascade");
+    }
+
+    #[test]
+    fn the_cascade_chooses_only_among_the_routes_the_key_may_use() {
+        let yaml = "providers:\n  local: {}\napi_keys:\n  enabled: true\n  keys:\n    - {name: small, key: sk-gw-small-0123456789abcdef, allowed_routes: [cheap]}\n    - {name: none, key: sk-gw-none-0123456789abcdef, allowed_models: [\"gpt-*\"]}\n    - {name: models, key: sk-gw-models-0123456789abcdef, allowed_models: [llama3]}\nrouting:\n  default_route: big\n  heuristics:\n    enabled: true\n    rules:\n      - match: { keywords: [hard] }\n        route: big\n  routes:\n    - {name: big, model: qwen}\n    - {name: cheap, model: llama3}\n";
+        let p = plan(yaml);
+        let keys = p.keys.as_ref().unwrap();
+        let small = keys.lookup("sk-gw-small-0123456789abcdef");
+        let hard = || RequestView {
+            messages: vec![llm_gateway_compiler::keywords::Message { role: "user", text: "a hard one".into() }],
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let run = |key, asked| rt.block_on(resolve(&p, &Default::default(), asked, &hard, key));
+        let t = run(None, Some("auto")).unwrap();
+        assert_eq!((t.route.as_deref(), t.method), (Some("big"), "heuristic"), "no key: every route");
+        let t = run(small, Some("auto")).unwrap();
+        assert_eq!((t.route.as_deref(), t.method), (Some("cheap"), "default"), "{:?}", t.cascade);
+        assert_eq!(t.cascade, ["heuristic:big:not_allowed", "default:cheap"]);
+        let t = run(keys.lookup("sk-gw-models-0123456789abcdef"), None).unwrap();
+        assert_eq!(t.route.as_deref(), Some("cheap"), "a route whose model the key may not use is skipped");
+        let e = run(keys.lookup("sk-gw-none-0123456789abcdef"), Some("auto")).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (403, "route_not_allowed"), "{}", e.message);
+        assert_eq!(run(small, Some("big")).unwrap().route.as_deref(), Some("big"), "asked by name: the caller checks");
     }
 }

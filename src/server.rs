@@ -1,6 +1,7 @@
 //! The listeners: HTTP/1.1 keep-alive and h2c on a TCP port and/or a zrok share, TCP_NODELAY,
-//! graceful shutdown that stops accepting and gives in-flight requests (streams included) a
-//! drain deadline.
+//! connection deadlines (`connection.rs`: silent and idle connections are closed), graceful
+//! shutdown that stops accepting and gives in-flight requests (streams included) a drain
+//! deadline.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,10 +9,12 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
 
+use crate::connection::{Due, Limits, Tracked, Watch, Watched};
 use crate::proxy;
 use crate::state::Shared;
 
@@ -26,9 +29,12 @@ pub struct Listeners {
 pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<Output = ()>, drain: Duration) -> bool {
     let Listeners { tcp, mut zrok } = listeners;
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    // Header and idle deadlines are the connection watch's: hyper's header timer also runs
+    // while a keep-alive connection is idle, which would make the idle timeout meaningless.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    // Every connection holds a receiver; `closed()` resolves when the last one ended.
+    let (graceful, _) = watch::channel(false);
     tokio::spawn(timer_heartbeat());
     tokio::pin!(shutdown);
     loop {
@@ -44,7 +50,7 @@ pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<O
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                spawn_connection(&builder, &graceful, TokioIo::new(stream), &shared, peer.to_string());
+                spawn_connection(&builder, &graceful, stream, &shared, peer.to_string());
             }
             Some(stream) = async { match zrok.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 let stream = match stream.set_nonblocking(true).and_then(|()| tokio::net::UnixStream::from_std(stream)) {
@@ -54,7 +60,7 @@ pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<O
                         continue;
                     }
                 };
-                spawn_connection(&builder, &graceful, TokioIo::new(stream), &shared, "zrok".into());
+                spawn_connection(&builder, &graceful, stream, &shared, "zrok".into());
             }
             () = &mut shutdown => break,
         }
@@ -62,7 +68,8 @@ pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<O
     drop(tcp);
     drop(zrok);
     info!("shutting down: no new connections; draining in-flight requests for up to {} s", drain.as_secs());
-    match tokio::time::timeout(drain, graceful.shutdown()).await {
+    let _ = graceful.send(true);
+    match tokio::time::timeout(drain, graceful.closed()).await {
         Ok(()) => {
             info!("all connections finished");
             true
@@ -74,21 +81,83 @@ pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<O
     }
 }
 
-fn spawn_connection<I>(
+fn spawn_connection<S>(
     builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
-    io: I,
+    graceful: &watch::Sender<bool>,
+    stream: S,
     shared: &Shared,
     peer: String,
 ) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let server = &shared.load().plan.server;
+    let limits = Limits { header: server.request_header_timeout, idle: server.idle_connection_timeout };
+    let watch = Watch::new();
+    let io = TokioIo::new(Watched::new(stream, watch.clone()));
     let shared = shared.clone();
-    let service = service_fn(move |req| proxy::handle(req, shared.clone()));
-    let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
+    let requests = watch.clone();
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let busy = requests.begin(req.version());
+        let answer = proxy::handle(req, shared.clone());
+        async move { answer.await.map(|resp| resp.map(|body| Tracked::new(body, busy))) }
+    });
+    let conn = builder.serve_connection(io, service).into_owned();
+    let mut shutdown = graceful.subscribe();
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        tokio::pin!(conn);
+        let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let timer = tokio::time::sleep_until(far());
+        tokio::pin!(timer);
+        // Set once an idle connection's graceful shutdown started: it is dropped then.
+        let mut closing: Option<tokio::time::Instant> = None;
+        let mut draining = false;
+        loop {
+            let wake = watch.wake.notified();
+            let deadline = match (closing, watch.due(limits)) {
+                (Some(at), _) | (None, Due::Headers(at) | Due::Idle(at)) => at,
+                // Busy: nothing due; keep a far timer rather than re-arming one per request.
+                (None, Due::Busy) if timer.deadline() > tokio::time::Instant::now() + Duration::from_secs(3600) => {
+                    timer.deadline()
+                }
+                (None, Due::Busy) => far(),
+            };
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = &mut timer => {
+                    let now = tokio::time::Instant::now();
+                    if closing.is_some_and(|at| at <= now) {
+                        debug!(%peer, "idle connection did not close in time; dropped");
+                        return;
+                    }
+                    match watch.due(limits) {
+                        Due::Headers(at) if at <= now => {
+                            debug!(%peer, "no request headers in time (timeouts.request_header_seconds); closed");
+                            return;
+                        }
+                        Due::Idle(at) if at <= now && closing.is_none() => {
+                            debug!(%peer, "idle (timeouts.idle_connection_seconds); closing");
+                            conn.as_mut().graceful_shutdown();
+                            closing = Some(now + limits.header);
+                        }
+                        _ => {}
+                    }
+                }
+                () = wake => {}
+                changed = shutdown.changed(), if !draining => {
+                    draining = true;
+                    if changed.is_ok() {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
         }
     });
 }

@@ -1,5 +1,5 @@
 //! The anchor's `tracing:` section: log each chat request's messages, truncated.
-//! Truncation counts characters (never splits one) and newlines are escaped.
+//! Truncation counts characters (never splits one); control characters are escaped.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -57,21 +57,44 @@ pub fn role_texts(parsed: &Parsed, dialect: Dialect) -> Vec<(String, String)> {
     out
 }
 
+/// `text` cut to `max_chars` characters (never splitting one), then made safe for a log
+/// line: see [`escape`].
 pub fn truncate(text: &str, max_chars: usize) -> String {
-    let escaped = text.replace('\n', "\\n");
-    match escaped.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}...", &escaped[..cut]),
-        None => escaped,
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}...", escape(&text[..cut])),
+        None => escape(text),
     }
+}
+
+/// Client text made safe for one log line: `\n`, `\r`, `\t` and `\\` escaped as in Rust
+/// source, every other control character (C0, DEL, C1, and the Unicode line and paragraph
+/// separators) as `\u{..}`, so traced content can never start a line of its own or drive a
+/// terminal.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{{{:x}}}", u32::from(c)))
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub fn log_request(parsed: &Parsed, dialect: Dialect, model: &str, max_chars: usize) {
     let messages = role_texts(parsed, dialect);
     let tools =
         parsed.probe.tools.and_then(|t| serde_json::from_str::<Vec<Value>>(t.get()).ok()).map_or(0, |t| t.len());
+    let model = escape(model);
     info!("trace: model='{model}' messages={} stream={} tools={tools}", messages.len(), parsed.is_stream());
     for (i, (role, text)) in messages.iter().enumerate() {
-        info!("trace:   [{i}] role='{role}' content='{}'", truncate(text, max_chars));
+        info!("trace:   [{i}] role='{}' content='{}'", truncate(role, 32), truncate(text, max_chars));
     }
 }
 
@@ -81,8 +104,18 @@ mod tests {
 
     #[test]
     fn truncates_by_characters_and_escapes_newlines() {
-        assert_eq!(truncate("héllo\nworld", 7), "héllo\\n...");
+        // Cut first (characters of the text as sent, as the anchor cuts before escaping).
+        assert_eq!(truncate("héllo\nworld", 7), "héllo\\nw...");
         assert_eq!(truncate("short", 10), "short");
+    }
+
+    #[test]
+    fn control_characters_cannot_start_a_log_line() {
+        let forged = "hi\r\n2025-01-01T00:00:00Z  INFO forged\u{1b}[2J\u{85}\u{2028}end\\n";
+        let out = truncate(forged, 1000);
+        assert!(!out.chars().any(|c| c.is_control() || c == '\u{2028}'), "{out:?}");
+        assert_eq!(out, "hi\\r\\n2025-01-01T00:00:00Z  INFO forged\\u{1b}[2J\\u{85}\\u{2028}end\\\\n");
+        assert_eq!(truncate("a\rb", 2), "a\\r...", "cut by characters of the original");
     }
 
     #[test]

@@ -86,7 +86,7 @@ fn check_rejects_an_invalid_file_with_line_and_column() {
     assert!(text.contains("error: unknown key `openai`"), "{text}");
     assert!(text.contains("unknown-provider-name.yaml:4:3"), "{text}");
     assert!(text.contains("help: did you mean `open_ai`?"), "{text}");
-    assert!(text.contains("FAILED (1 error, 1 warning)"), "{text}");
+    assert!(text.contains("FAILED (1 error, 0 warnings)"), "the misspelt provider, nothing else: {text}");
 }
 
 #[test]
@@ -172,4 +172,22 @@ fn version_and_schema() {
     let committed =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/config.schema.json")).unwrap();
     assert_eq!(schema, committed);
+}
+
+/// A file with a NUL byte or bytes that are not UTF-8 is refused with the place, not a
+/// generic read error.
+#[test]
+fn check_refuses_binary_files_saying_where() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [
+        ("nul.yaml", &b"providers:\n  local: {}\n\0\0junk"[..]),
+        ("latin1.yaml", b"providers:\n  local: {}\n# caf\xe9\n"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = run(&["check", path.to_str().unwrap()]);
+        let text = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        assert_ne!(out.status.code(), Some(0), "{text}");
+        assert!(text.contains(&format!("{name}:3:")), "points at line 3: {text}");
+    }
 }

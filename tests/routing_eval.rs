@@ -66,7 +66,7 @@ async fn routing_accuracy_meets_the_goal() {
             messages.push(Message { role: "user", text: case.text.as_str().into() });
             RequestView { messages, max_tokens: case.max_tokens, has_tools: case.tools }
         };
-        let target = resolve(&live.plan, &live.pools, None, &view).await.unwrap();
+        let target = resolve(&live.plan, &live.pools, None, &view, None).await.unwrap();
         let got = target.route.unwrap();
         let want = routes.iter().position(|r| *r == case.want).expect("a known route");
         let at = routes.iter().position(|r| *r == got).unwrap();

@@ -318,9 +318,9 @@ async fn command_line_flags_share_and_listen_serves_both() {
     let fixture = Fixture::new(&controller);
     let mock = Mock::start().await;
     let config = format!("listen: 127.0.0.1:0\nproviders:\n  local:\n    base_url: {}\n", mock.url());
-    let a = Process::run(&config, &fixture.env(), &["--zrok", "--zrok-mode", "public"]);
+    let a = Process::run(&config, &fixture.env(), &["--zrok", "--zrok-mode", "public", "--address", "127.0.0.1:0"]);
     assert!(a.wait_for_log("serving via zrok share 'share1'"), "{}", a.logs());
-    assert!(a.wait_for_log("listening on 127.0.0.1:"), "`listen` set: TCP too");
+    assert!(a.wait_for_log("listening on 127.0.0.1:"), "`--address` given: TCP too");
     assert_eq!(controller.body_of("POST /share")["shareMode"], "public");
     let (code, logs) = a.stop();
     assert_eq!(code, Some(0), "{logs}");

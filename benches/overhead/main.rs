@@ -21,6 +21,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 
+mod chaos;
+
 const CHAT: &[u8] = include_bytes!("../../fixtures/upstream/openai/chat.json");
 const SSE: &[u8] = include_bytes!("../../fixtures/upstream/openai/chat-stream.sse");
 const ANTHROPIC_SSE: &[u8] = include_bytes!("../../fixtures/upstream/anthropic/stream-text.sse");
@@ -41,6 +43,7 @@ fn main() {
         Some("mock") => rt.block_on(mock()),
         Some("floor") => rt.block_on(floor(args[1].parse().expect("upstream address"))),
         Some("soak") => rt.block_on(soak(&args)),
+        Some("chaos") => rt.block_on(chaos::chaos(&args)),
         _ => rt.block_on(drive(&args)),
     }
 }

@@ -85,11 +85,12 @@ impl KeyTable {
 
     /// Adds the keys of a keys file; a name or key already present is refused.
     pub fn extend(&mut self, more: Vec<(KeyHash, KeyEntry)>) -> Result<(), String> {
+        let mut names: std::collections::HashSet<String> = self.keys.iter().map(|k| k.name.clone()).collect();
         for (hash, entry) in more {
             if self.by_hash.contains_key(&hash) {
                 return Err(format!("key `{}` is also in the config", entry.name));
             }
-            if self.keys.iter().any(|k| k.name == entry.name) {
+            if !names.insert(entry.name.clone()) {
                 return Err(format!("key name `{}` is also in the config", entry.name));
             }
             self.by_hash.insert(hash, self.keys.len());

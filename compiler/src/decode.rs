@@ -118,10 +118,11 @@ impl<'e> Cx<'e> {
         }
     }
 
-    /// Decodes one field of a mapping; a null value counts as absent.
+    /// Decodes one field of a mapping; a null value counts as absent unless the type says
+    /// otherwise ([`FromNode::from_null`]), and then it stands at its key.
     pub fn field<T: FromNode>(&mut self, key: &Key, value: &Node) -> Option<T> {
         self.within(Segment::Key(key.text.clone()), |cx| match value.kind {
-            Kind::Null => None,
+            Kind::Null => T::from_null(&Node { kind: Kind::Null, span: key.span.clone() }, cx),
             _ => T::from_node(value, cx),
         })
     }
@@ -204,11 +205,20 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 /// A raw config type that can be read from a node.
 pub trait FromNode: Sized {
     fn from_node(node: &Node, cx: &mut Cx) -> Option<Self>;
+
+    /// A field written with no value (`local:`): absent, unless the type has a meaning for it.
+    fn from_null(_node: &Node, _cx: &mut Cx) -> Option<Self> {
+        None
+    }
 }
 
 impl<T: FromNode> FromNode for Spanned<T> {
     fn from_node(node: &Node, cx: &mut Cx) -> Option<Self> {
         T::from_node(node, cx).map(|value| Spanned { value, span: node.span.clone() })
+    }
+
+    fn from_null(node: &Node, cx: &mut Cx) -> Option<Self> {
+        T::from_null(node, cx).map(|value| Spanned { value, span: node.span.clone() })
     }
 }
 
@@ -371,11 +381,12 @@ impl FromNode for ProviderKey {
 }
 
 /// Declares a config section: a struct of optional fields plus its [`FromNode`] impl.
-/// `field = "yaml-name": Type` gives a YAML key that is not a Rust identifier.
+/// `field = "yaml-name": Type` gives a YAML key that is not a Rust identifier; a name followed by
+/// `(null_is_default)` makes a key written without a value (`local:`) the section with its defaults.
 macro_rules! section {
     (
         $(#[$meta:meta])*
-        $name:ident {
+        $name:ident $(($null:ident))? {
             $( $(#[$fmeta:meta])* $field:ident $(= $key:literal)? : $ty:ty ),* $(,)?
         }
     ) => {
@@ -398,6 +409,13 @@ macro_rules! section {
                 }
                 Some(out)
             }
+
+            $(
+                fn from_null(_: &$crate::yaml::Node, _: &mut $crate::decode::Cx) -> Option<Self> {
+                    let _ = stringify!($null);
+                    Some(Self::default())
+                }
+            )?
         }
     };
 }

@@ -1,11 +1,14 @@
 //! Diagnostics: every problem the compiler finds, with where it is and what to do about it.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label};
 use codespan_reporting::files::{Files, SimpleFile};
 use codespan_reporting::term;
 use serde::Serialize;
+
+use crate::mask::{Masked, mask_urls};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,10 +39,10 @@ pub struct Located<'a> {
     pub line: usize,
     pub column: usize,
     pub severity: Severity,
-    pub path: &'a str,
-    pub message: &'a str,
+    pub path: Cow<'a, str>,
+    pub message: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub help: Option<&'a str>,
+    pub help: Option<Cow<'a, str>>,
 }
 
 impl Diagnostics {
@@ -68,8 +71,16 @@ impl Diagnostics {
     }
 
     /// Renders like rustc: a header, the offending source line with a caret, and help.
+    ///
+    /// The quoted source has its secrets masked (values of `key:`, `api_key:`, `token:`,
+    /// `zrok_share_token:` and the like, and URL userinfo, as `****`), and so do messages
+    /// that quote a URL: what `check` prints and the reload logs may be shared.
     pub fn render(&self, file_name: &str, source: &str) -> String {
-        let file = SimpleFile::new(file_name, source);
+        if self.0.is_empty() {
+            return String::new();
+        }
+        let masked = Masked::new(source);
+        let file = SimpleFile::new(file_name, masked.text.as_str());
         let config = term::Config::default();
         let mut out = String::new();
         for d in &self.0 {
@@ -77,16 +88,17 @@ impl Diagnostics {
                 Severity::Error => codespan_reporting::diagnostic::Severity::Error,
                 Severity::Warning => codespan_reporting::diagnostic::Severity::Warning,
             };
-            let span = clamp(&d.span, source.len());
+            let span = clamp(&masked.span(&clamp(&d.span, source)), &masked.text);
+            let message = mask_urls(&d.message);
             let mut cs = CsDiagnostic::new(severity)
-                .with_message(&d.message)
-                .with_labels(vec![Label::primary((), span).with_message(&d.path)]);
+                .with_message(message.as_ref())
+                .with_labels(vec![Label::primary((), span).with_message(mask_urls(&d.path))]);
             if let Some(help) = &d.help {
-                cs = cs.with_notes(vec![format!("help: {help}")]);
+                cs = cs.with_notes(vec![format!("help: {}", mask_urls(help))]);
             }
             match term::emit_into_string(&config, &file, &cs) {
                 Ok(text) => out.push_str(&text),
-                Err(_) => out.push_str(&format!("{file_name}: {}\n", d.message)),
+                Err(_) => out.push_str(&format!("{file_name}: {message}\n")),
             }
         }
         out
@@ -98,15 +110,15 @@ impl Diagnostics {
         self.0
             .iter()
             .map(|d| {
-                let (line, column) = line_col(&file, d.span.start.min(source.len()));
+                let (line, column) = line_col(&file, clamp(&d.span, source).start);
                 Located {
                     file: file_name,
                     line,
                     column,
                     severity: d.severity,
-                    path: &d.path,
-                    message: &d.message,
-                    help: d.help.as_deref(),
+                    path: mask_urls(&d.path),
+                    message: mask_urls(&d.message),
+                    help: d.help.as_deref().map(mask_urls),
                 }
             })
             .collect()
@@ -121,7 +133,8 @@ pub fn line_col(file: &SimpleFile<&str, &str>, offset: usize) -> (usize, usize) 
     }
 }
 
-fn clamp(span: &Range<usize>, len: usize) -> Range<usize> {
-    let start = span.start.min(len);
-    start..span.end.clamp(start, len)
+/// A span inside `text` whose ends are on character boundaries.
+fn clamp(span: &Range<usize>, text: &str) -> Range<usize> {
+    let start = text.floor_char_boundary(span.start);
+    start..text.ceil_char_boundary(span.end.max(start))
 }

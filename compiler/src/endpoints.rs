@@ -97,12 +97,13 @@ pub fn zrok_share(cx: &mut Cx, zrok: Option<&raw::Zrok>) -> Option<ZrokShare> {
 /// Validates a base URL and normalises it: no trailing `/` and no trailing `/v1`, because
 /// the gateway appends `/v1/...` itself.
 pub fn base_url(cx: &mut Cx, path: &str, field: &Spanned<String>) -> Option<Url> {
-    let text = field.value.as_str();
+    // Messages quote the URL without its userinfo: they reach logs.
+    let text = &*crate::mask::mask_urls(field.value.as_str());
     let fail = |cx: &mut Cx, why: String| {
         cx.at(path, |cx| cx.error_help(field.span.clone(), why, "write a full URL such as `http://10.0.0.1:11434`"));
         None
     };
-    let mut url = match Url::parse(text) {
+    let mut url = match Url::parse(field.value.as_str()) {
         Ok(u) => u,
         Err(e) => return fail(cx, format!("invalid URL `{text}`: {e}")),
     };
@@ -137,6 +138,11 @@ pub fn providers(cx: &mut Cx, raw: Option<&raw::Providers>) -> [Option<ProviderP
         }
     }
     out
+}
+
+/// A provider with every default, as `local: {}` would give (`span`: what asked for it).
+pub fn default_provider(cx: &mut Cx, kind: ProviderKind, span: std::ops::Range<usize>) -> ProviderPlan {
+    provider(cx, kind, &Spanned { value: raw::Provider::default(), span })
 }
 
 fn provider(cx: &mut Cx, kind: ProviderKind, raw: &Spanned<raw::Provider>) -> ProviderPlan {

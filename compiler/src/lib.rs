@@ -15,6 +15,7 @@ mod endpoints;
 pub mod env;
 pub mod glob;
 pub mod keywords;
+pub mod mask;
 pub mod plan;
 pub mod raw;
 mod routing;
@@ -30,6 +31,7 @@ pub use crate::env::{Env, ProcessEnv};
 pub use crate::plan::Plan;
 pub use crate::routing::AUTO;
 pub use crate::secret::Secret;
+pub use crate::yaml::{MAX_ALIAS_NODES, MAX_DEPTH, MAX_SOURCE_BYTES};
 
 /// A successful compilation: the plan and any warnings.
 #[derive(Debug)]
@@ -41,19 +43,74 @@ pub struct Compiled {
 /// Compiles a config. Errors and warnings come back sorted by position; any error means no plan.
 pub fn compile(source: &str, env: &dyn Env) -> Result<Compiled, Diagnostics> {
     let mut cx = decode::Cx::new(env);
-    let config = match yaml::parse(source) {
-        Ok(node) => raw::decode(&node, &mut cx),
+    let (config, shape) = match yaml::parse(source) {
+        Ok(mut node) => {
+            let config = raw::decode(&node, &mut cx);
+            let shape = match &node.kind {
+                yaml::Kind::Map(entries) if entries.is_empty() => Shape::Empty(node.span.clone()),
+                yaml::Kind::Map(_) => Shape::Config,
+                _ => Shape::Broken,
+            };
+            node.wipe();
+            (config, shape)
+        }
         Err(errors) => {
             for e in errors {
                 cx.error(e.span, e.message);
             }
-            raw::Config::default()
+            (raw::Config::default(), Shape::Broken)
         }
     };
-    let plan = build(&mut cx, &config, source);
+    let plan = build(&mut cx, &config, source, shape);
     let mut diags = Diagnostics(cx.diags);
     diags.sort();
     if diags.has_errors() { Err(diags) } else { Ok(Compiled { plan, warnings: diags }) }
+}
+
+/// What the file turned out to be, for the "no provider" check.
+enum Shape {
+    /// A mapping of settings.
+    Config,
+    /// Nothing at all: empty, comments only, `null`, `---`, `{}`.
+    Empty(std::ops::Range<usize>),
+    /// Not a mapping, or not YAML: already reported, nothing more to say.
+    Broken,
+}
+
+/// A config or keys file's bytes as text: UTF-8, no NUL byte, at most [`MAX_SOURCE_BYTES`].
+/// A problem's span is valid in `String::from_utf8_lossy(bytes)`, which is what to render it
+/// with. (A leading byte-order mark is kept here and skipped by [`compile`].)
+pub fn source_text(bytes: &[u8]) -> Result<&str, Diagnostics> {
+    let fail = |span: std::ops::Range<usize>, message: String, help: &str| {
+        Err(Diagnostics(vec![Diagnostic {
+            severity: Severity::Error,
+            path: String::new(),
+            span,
+            message,
+            help: Some(help.to_owned()),
+        }]))
+    };
+    if bytes.len() > MAX_SOURCE_BYTES {
+        let message =
+            format!("the file is {} bytes; a config file may be at most {MAX_SOURCE_BYTES} bytes", bytes.len());
+        return fail(0..0, message, "is this the right file?");
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let at = e.valid_up_to();
+            let message = format!("the file is not UTF-8 text: byte 0x{:02x} cannot start a character", bytes[at]);
+            return fail(at..at, message, "save the file as UTF-8");
+        }
+    };
+    match memchr::memchr(0, bytes) {
+        Some(at) => fail(
+            at..at + 1,
+            "the file contains a NUL byte: a config file is UTF-8 text".into(),
+            "is this the right file?",
+        ),
+        None => Ok(text),
+    }
 }
 
 /// Compiles a keys file (`keys:` entries, as `api_keys.keys`), checking route names against
@@ -82,7 +139,11 @@ pub fn read_keys_file(source: &str, env: &dyn Env) -> Result<raw::KeysFile, Diag
 fn decode_keys(source: &str, cx: &mut decode::Cx) -> raw::KeysFile {
     use decode::FromNode;
     match yaml::parse(source) {
-        Ok(node) => raw::KeysFile::from_node(&node, cx).unwrap_or_default(),
+        Ok(mut node) => {
+            let file = raw::KeysFile::from_node(&node, cx).unwrap_or_default();
+            node.wipe();
+            file
+        }
         Err(errors) => {
             for e in errors {
                 cx.error(e.span, e.message);
@@ -92,17 +153,11 @@ fn decode_keys(source: &str, cx: &mut decode::Cx) -> raw::KeysFile {
     }
 }
 
-fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str) -> Plan {
-    let providers = endpoints::providers(cx, config.providers.as_deref());
+fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str, shape: Shape) -> Plan {
+    let mut providers = endpoints::providers(cx, config.providers.as_deref());
+    implicit_local(cx, config.routing.as_deref(), &mut providers);
     if providers.iter().all(Option::is_none) {
-        let span = config.providers.as_ref().map(|p| p.span.clone()).unwrap_or(0..0);
-        cx.at("providers", |cx| {
-            cx.warn(
-                span,
-                "no providers are configured; every request will fail",
-                Some("add `providers.local.base_url`, `providers.open_ai` or `providers.anthropic`".into()),
-            )
-        });
+        no_provider(cx, config, shape);
     }
     let routing = config.routing.as_ref().map(|r| routing::compile(cx, r, &providers));
     let keys = config.api_keys.as_ref().and_then(|k| acl::compile(cx, k, routing.as_ref()));
@@ -136,6 +191,64 @@ fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str) -> Plan {
             .map(|f| f.value.clone()),
         routing,
         server: server(cx, config.timeouts.as_deref(), config.limits.as_deref()),
+    }
+}
+
+/// The embedder or classifier on `local` without a `providers.local`: as in the anchor, the
+/// local provider is used at its default address, so the plan configures it (chat requests
+/// for local models go there too) and a warning says so.
+fn implicit_local(
+    cx: &mut decode::Cx,
+    routing: Option<&raw::Routing>,
+    providers: &mut [Option<plan::ProviderPlan>; 3],
+) {
+    let local = plan::ProviderKind::Local;
+    if providers[local.index()].is_some() {
+        return;
+    }
+    let on = |e: &Option<decode::Spanned<bool>>| e.as_ref().is_some_and(|e| e.value);
+    let semantic = routing
+        .and_then(|r| r.semantic.as_ref())
+        .filter(|s| on(&s.enabled))
+        .and_then(|s| s.provider.as_ref())
+        .filter(|p| p.value.provider() == Some(local))
+        .map(|p| ("routing.semantic.provider", p.span.clone()));
+    let classifier = routing
+        .and_then(|r| r.classifier.as_ref())
+        .filter(|c| on(&c.enabled))
+        .and_then(|c| c.provider.as_ref())
+        .filter(|p| p.value.provider() == local)
+        .map(|p| ("routing.classifier.provider", p.span.clone()));
+    let Some((path, span)) = semantic.or(classifier) else {
+        return;
+    };
+    let message =
+        format!("provider `local` is not configured; `{}` (its default) will be used", local.default_base_url());
+    let help = "add a `providers.local` section to choose the server (it also serves chat for local models)";
+    cx.at(path, |cx| cx.warn(span.clone(), message, Some(help.into())));
+    providers[local.index()] = Some(endpoints::default_provider(cx, local, span));
+}
+
+/// A config that configures no provider: an error when the file sets nothing at all or its
+/// `providers` section names none; a warning when it has other settings but no `providers`
+/// (the anchor's documentation shows such partial configs, and they must keep compiling).
+fn no_provider(cx: &mut decode::Cx, config: &raw::Config, shape: Shape) {
+    let message = "no provider is configured: add providers.local, providers.open_ai or providers.anthropic";
+    let help = "the smallest config that serves requests is `providers:` with `local: {}` under it (Ollama at http://localhost:11434)";
+    match (shape, &config.providers) {
+        (Shape::Broken, _) => {}
+        (Shape::Empty(span), _) => cx.at("providers", |cx| cx.error_help(span, message, help)),
+        // A `providers` section already in error (a misspelt provider) says what is wrong.
+        (Shape::Config, Some(_))
+            if cx.diags.iter().any(|d| d.severity == Severity::Error && d.path.starts_with("providers")) => {}
+        (Shape::Config, Some(p)) => cx.at("providers", |cx| cx.error_help(p.span.clone(), message, help)),
+        (Shape::Config, None) => cx.at("providers", |cx| {
+            cx.warn(
+                0..0,
+                "no providers are configured; every request will fail",
+                Some("add `providers.local`, `providers.open_ai` or `providers.anthropic`".into()),
+            )
+        }),
     }
 }
 

@@ -115,7 +115,8 @@ section! {
 }
 
 section! {
-    Providers {
+    /// Written without a value (`providers:`), it names no provider, which is an error.
+    Providers (null_is_default) {
         /// OpenAI or any OpenAI-compatible cloud API (`gpt-*`, `o1-*`, `o3-*`).
         open_ai: S<Provider>,
         /// Anthropic Messages API (`claude-*`), translated to and from the OpenAI format.
@@ -127,7 +128,8 @@ section! {
 
 section! {
     /// One upstream provider: a single `base_url` (or `zrok_share_token`), or a pool of `endpoints`.
-    Provider {
+    /// Written without a value (`local:`), it is enabled with its defaults, like `local: {}`.
+    Provider (null_is_default) {
         /// Bearer key sent upstream (`x-api-key` for Anthropic). Use `${VAR}`; an unset variable is a warning and a clear error at request time.
         api_key: S<ProviderKey>,
         /// Upstream base URL without `/v1` (a trailing `/v1` or `/` is removed). Defaults: `https://api.openai.com`, `https://api.anthropic.com`, `http://localhost:11434`.

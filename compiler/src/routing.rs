@@ -18,7 +18,7 @@ use crate::raw;
 pub const AUTO: &str = "auto";
 
 pub fn compile(cx: &mut Cx, raw: &raw::Routing, providers: &[Option<ProviderPlan>; 3]) -> RoutingPlan {
-    let (routes, by_name) = routes(cx, raw, providers);
+    let (routes, by_name, origins) = routes(cx, raw, providers);
     let lookup = |cx: &mut Cx, path: &str, name: &Spanned<String>| resolve(cx, &routes, &by_name, path, name);
 
     let explicit_default = non_empty(&raw.default_route).and_then(|d| lookup(cx, "routing.default_route", d));
@@ -49,21 +49,22 @@ pub fn compile(cx: &mut Cx, raw: &raw::Routing, providers: &[Option<ProviderPlan
         thresholds(cx, s);
     }
 
-    if let Some(list) = &raw.routes {
-        for (id, route) in list.value.iter().enumerate() {
-            let reachable = Some(id) == default_route
-                || rule_targets.contains(&id)
-                || classifier.is_some()
-                || (semantic.is_some() && !routes[id].examples.is_empty());
-            if !reachable && id < routes.len() {
-                cx.at(&format!("routing.routes[{id}]"), |cx| {
-                    cx.warn(
-                        route.span.clone(),
-                        format!("nothing can route to `{}`", routes[id].name),
-                        Some("it is not the default, no enabled heuristic names it, and neither embeddings nor the classifier can pick it; clients can still ask for it by name".into()),
-                    )
-                });
-            }
+    // `id` numbers the compiled routes; `at` is where each came from in `routing.routes` (a
+    // route with errors is left out, so the two differ after it).
+    let written = raw.routes.as_ref().map(|l| l.value.as_slice()).unwrap_or_default();
+    for (id, (route, &at)) in routes.iter().zip(&origins).enumerate() {
+        let reachable = Some(id) == default_route
+            || rule_targets.contains(&id)
+            || classifier.is_some()
+            || (semantic.is_some() && !route.examples.is_empty());
+        if let (false, Some(w)) = (reachable, written.get(at)) {
+            cx.at(&format!("routing.routes[{at}]"), |cx| {
+                cx.warn(
+                    w.span.clone(),
+                    format!("nothing can route to `{}`", route.name),
+                    Some("it is not the default, no enabled heuristic names it, and neither embeddings nor the classifier can pick it; clients can still ask for it by name".into()),
+                )
+            });
         }
     }
 
@@ -82,7 +83,9 @@ pub fn compile(cx: &mut Cx, raw: &raw::Routing, providers: &[Option<ProviderPlan
 /// `routing.aliases`: each key a valid glob, each target non-empty. A target that is not a
 /// route (nor `auto`) is a model name, sent to the provider its prefix selects.
 fn aliases(cx: &mut Cx, raw: &raw::Routing) -> Vec<(Glob, String)> {
-    let mut out = Vec::new();
+    let mut out: Vec<(Glob, String)> = Vec::new();
+    let mut literals: HashMap<String, usize> = HashMap::new();
+    let mut wildcards: Vec<usize> = Vec::new();
     for (pattern, target) in raw.aliases.as_ref().map(|a| a.value.0.as_slice()).unwrap_or_default() {
         let path = format!("routing.aliases.{}", pattern.value);
         let glob = match Glob::parse(&pattern.value) {
@@ -104,8 +107,17 @@ fn aliases(cx: &mut Cx, raw: &raw::Routing) -> Vec<(Glob, String)> {
             });
             continue;
         }
-        if let Some((earlier, _)) = out.iter().find(|(g, _): &&(Glob, String)| g.matches(&pattern.value)) {
-            let earlier = earlier.as_str().to_owned();
+        // An earlier literal shadows only its own text; the wildcard globs are tried (the
+        // first `LOOK` of them: a config with more is pathological and may miss a warning).
+        const LOOK: usize = 1024;
+        let earlier = literals
+            .get(pattern.value.as_str())
+            .copied()
+            .into_iter()
+            .chain(wildcards.iter().take(LOOK).copied().filter(|&i| out[i].0.matches(&pattern.value)))
+            .min();
+        if let Some(i) = earlier {
+            let earlier = out[i].0.as_str().to_owned();
             cx.at(&path, |cx| {
                 cx.warn(
                     pattern.span.clone(),
@@ -113,6 +125,11 @@ fn aliases(cx: &mut Cx, raw: &raw::Routing) -> Vec<(Glob, String)> {
                     Some("the first matching alias wins: put the more specific glob first".into()),
                 )
             });
+        }
+        if glob.is_literal() {
+            literals.entry(pattern.value.clone()).or_insert(out.len());
+        } else {
+            wildcards.push(out.len());
         }
         out.push((glob, target.value.clone()));
     }
@@ -147,11 +164,12 @@ fn routes(
     cx: &mut Cx,
     raw: &raw::Routing,
     providers: &[Option<ProviderPlan>; 3],
-) -> (Vec<RoutePlan>, HashMap<String, RouteId>) {
+) -> (Vec<RoutePlan>, HashMap<String, RouteId>, Vec<usize>) {
     let mut out: Vec<RoutePlan> = Vec::new();
     let mut by_name = HashMap::new();
+    let mut origins = Vec::new();
     let Some(list) = &raw.routes else {
-        return (out, by_name);
+        return (out, by_name, origins);
     };
     for (i, route) in list.value.iter().enumerate() {
         let path = format!("routing.routes[{i}]");
@@ -209,6 +227,7 @@ fn routes(
         let examples: Vec<String> =
             route.examples.as_ref().map(|l| l.value.iter().map(|e| e.value.clone()).collect()).unwrap_or_default();
         by_name.insert(name.value.clone(), out.len());
+        origins.push(i);
         out.push(RoutePlan {
             name: name.value.clone(),
             model,
@@ -216,11 +235,12 @@ fn routes(
             examples,
         });
     }
-    (out, by_name)
+    (out, by_name, origins)
 }
 
 fn rules(cx: &mut Cx, raw: &raw::Heuristics, lookup: &Lookup) -> Vec<RuleSpec> {
     let mut specs: Vec<RuleSpec> = Vec::new();
+    let mut shadows = Shadows::default();
     let Some(list) = &raw.rules else {
         return Vec::new();
     };
@@ -284,7 +304,7 @@ fn rules(cx: &mut Cx, raw: &raw::Heuristics, lookup: &Lookup) -> Vec<RuleSpec> {
             route: route.unwrap_or(usize::MAX),
         }
         .normalized();
-        if let Some(j) = specs.iter().position(|earlier| spec.shadowed_by(earlier)) {
+        if let Some(j) = shadows.first(&specs, &spec) {
             cx.at(&path, |cx| {
                 cx.warn(
                     rule.span.clone(),
@@ -293,9 +313,42 @@ fn rules(cx: &mut Cx, raw: &raw::Heuristics, lookup: &Lookup) -> Vec<RuleSpec> {
                 )
             });
         }
+        shadows.add(specs.len(), &spec);
         specs.push(spec);
     }
     specs
+}
+
+/// Finds the first earlier rule that shadows a rule without comparing every pair: a rule with
+/// keywords can only be shadowed by a rule without keywords or by one that has its first
+/// keyword. Each list is looked at up to [`Shadows::LOOK`] entries, so a pathological config
+/// (100,000 rules sharing a keyword) stays linear and at worst misses a warning.
+#[derive(Default)]
+struct Shadows {
+    without_keywords: Vec<usize>,
+    by_keyword: HashMap<String, Vec<usize>>,
+}
+
+impl Shadows {
+    const LOOK: usize = 256;
+
+    fn add(&mut self, id: usize, spec: &RuleSpec) {
+        if spec.keywords.is_empty() {
+            self.without_keywords.push(id);
+        }
+        for k in &spec.keywords {
+            self.by_keyword.entry(k.clone()).or_default().push(id);
+        }
+    }
+
+    fn first(&self, specs: &[RuleSpec], spec: &RuleSpec) -> Option<usize> {
+        let find = |ids: &[usize]| ids.iter().take(Self::LOOK).copied().find(|&j| spec.shadowed_by(&specs[j]));
+        let keyworded = spec.keywords.first().and_then(|k| self.by_keyword.get(k)).and_then(|ids| find(ids));
+        match (find(&self.without_keywords), keyworded) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 fn unit(cx: &mut Cx, path: &str, field: &Option<Spanned<f64>>) -> f64 {
@@ -345,8 +398,8 @@ fn cache(
         .then(|| CachePlan { ttl: Duration::from_secs(ttl), size: size as usize })
 }
 
-/// An embedding or classifier provider must name a configured provider, except `local`,
-/// which (as in the anchor) falls back to the default local base URL.
+/// An embedding or classifier provider must name a configured provider. (`local` always is by
+/// now: the compiler adds it with its defaults when these layers need it, as the anchor does.)
 fn needs_provider(
     cx: &mut Cx,
     path: &str,
@@ -354,15 +407,8 @@ fn needs_provider(
     kind: ProviderKind,
     providers: &[Option<ProviderPlan>; 3],
 ) {
-    if providers[kind.index()].is_some() {
-        return;
-    }
-    let help = format!("add a `providers.{kind}` section");
-    if kind == ProviderKind::Local {
-        let message =
-            format!("provider `local` is not configured; `{}` (its default) will be used", kind.default_base_url());
-        cx.at(path, |cx| cx.warn(span, message, Some(help)));
-    } else {
+    if providers[kind.index()].is_none() {
+        let help = format!("add a `providers.{kind}` section");
         cx.at(path, |cx| cx.error_help(span, format!("provider `{kind}` is not configured"), help));
     }
 }

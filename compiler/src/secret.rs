@@ -2,9 +2,18 @@
 
 use std::fmt;
 
-/// A secret string. `Debug` and `Display` redact; only [`Secret::expose`] reveals it.
+use zeroize::Zeroize;
+
+/// A secret string. `Debug` and `Display` redact; only [`Secret::expose`] reveals it; its
+/// memory is overwritten when it is dropped (a client key lives only until it is hashed).
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {

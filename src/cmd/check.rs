@@ -12,6 +12,8 @@ use crate::exit;
 pub fn run(args: CheckArgs) -> ExitCode {
     let mut status = exit::OK;
     let mut files = Vec::new();
+    // Files holding secrets that other users can read (warnings, not errors).
+    let mut exposed: Vec<String> = Vec::new();
     for path in &args.configs {
         let (name, source) = match super::read_config(path) {
             Ok(read) => read,
@@ -30,6 +32,12 @@ pub fn run(args: CheckArgs) -> ExitCode {
         let mut loaded = crate::config::load(path, &name, source);
         if !args.no_embed {
             embed(&mut loaded);
+        }
+        for w in &loaded.exposed {
+            match args.format {
+                Format::Text => eprintln!("warning: {w}"),
+                Format::Json => exposed.push(w.clone()),
+            }
         }
         if let Some(why) = &loaded.unreadable {
             match args.format {
@@ -60,7 +68,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
         }
     }
     if args.format == Format::Json {
-        println!("{}", json!({ "ok": status == exit::OK, "files": files }));
+        println!("{}", json!({ "ok": status == exit::OK, "files": files, "exposed": exposed }));
     }
     exit::code(status)
 }

@@ -35,7 +35,21 @@ pub fn run(args: KeysArgs) -> ExitCode {
 type Failure = (u8, String);
 
 fn execute(args: &KeysArgs) -> Result<(), Failure> {
+    // Only `add` creates the file; every other command needs it to exist.
+    if !matches!(args.command, KeysCommand::Add { .. }) && !args.file.exists() {
+        return Err((
+            exit::NO_INPUT,
+            format!("{} does not exist (`llm-gateway keys --file {0} add NAME` creates it)", args.file.display()),
+        ));
+    }
     let mut records = read(&args.file)?;
+    if records.iter().any(|r| r.credential.0 == "key")
+        && let Some(warning) = crate::config::exposure(&args.file, "holds plaintext keys")
+    {
+        eprintln!("warning: {warning}");
+    } else if let Some(warning) = crate::config::exposure(&args.file, "lists the API keys") {
+        eprintln!("warning: {warning}");
+    }
     let find = |records: &[Record], name: &str| records.iter().position(|r| r.name == name);
     match &args.command {
         KeysCommand::List => {
@@ -86,7 +100,7 @@ fn execute(args: &KeysArgs) -> Result<(), Failure> {
 }
 
 fn read(path: &Path) -> Result<Vec<Record>, Failure> {
-    let source = match std::fs::read_to_string(path) {
+    let source = match crate::config::read_text(path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err((exit::NO_INPUT, format!("cannot read {}: {e}", path.display()))),

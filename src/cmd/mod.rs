@@ -23,6 +23,6 @@ pub fn read_config(path: &Path) -> std::io::Result<(String, String)> {
         std::io::stdin().read_to_string(&mut source)?;
         Ok(("<stdin>".to_owned(), source))
     } else {
-        Ok((path.display().to_string(), std::fs::read_to_string(path)?))
+        Ok((path.display().to_string(), crate::config::read_text(path)?))
     }
 }

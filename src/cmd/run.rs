@@ -23,8 +23,10 @@ pub fn run(args: RunArgs) -> ExitCode {
             return exit::code(exit::NO_INPUT);
         }
     };
-    let loaded = crate::config::load(&args.config, &name, source);
-    eprint!("{}", loaded.render());
+    let mut loaded = crate::config::load(&args.config, &name, source);
+    report(&loaded, args.log_format);
+    // The text may hold plaintext keys; the plan holds them as secrets from here on.
+    loaded.wipe_sources();
     if let Some(why) = &loaded.unreadable {
         error!("{why}; not starting");
         return exit::code(exit::NO_INPUT);
@@ -57,11 +59,35 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     };
     let reload = (args.config != std::path::Path::new("-")).then(|| (args.config.clone(), file_plan, !args.no_watch));
-    let code = runtime.block_on(serve(plan, reload));
+    let code = runtime.block_on(serve(plan, reload, args.address.is_some()));
     // A blocking call stuck in libziti (a controller that never answers) must not keep the
     // process from exiting: dropping the runtime would wait for it forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// The config's diagnostics and exposure warnings: rendered like rustc on a text log; as log
+/// events (one per file, the rendered text in a `diagnostics` field) on a JSON log, so every
+/// line the process prints is JSON.
+fn report(loaded: &crate::config::Loaded, format: crate::logging::LogFormat) {
+    for r in &loaded.reports {
+        let (errors, warnings) = (r.diags.errors(), r.diags.warnings());
+        if errors + warnings == 0 {
+            continue;
+        }
+        match format {
+            crate::logging::LogFormat::Text => eprint!("{}", r.render()),
+            crate::logging::LogFormat::Json if errors > 0 => {
+                error!(file = %r.name, diagnostics = %r.render(), "{}: {errors} error(s), {warnings} warning(s)", r.name)
+            }
+            crate::logging::LogFormat::Json => {
+                warn!(file = %r.name, diagnostics = %r.render(), "{}: {warnings} warning(s)", r.name)
+            }
+        }
+    }
+    for w in &loaded.exposed {
+        warn!("{w}");
+    }
 }
 
 fn apply_overrides(plan: &mut Plan, args: &RunArgs) -> Result<(), String> {
@@ -92,7 +118,8 @@ fn apply_overrides(plan: &mut Plan, args: &RunArgs) -> Result<(), String> {
 /// The config path, what it said, and whether to watch it.
 type ReloadSetup = Option<(std::path::PathBuf, FilePlan, bool)>;
 
-async fn serve(plan: Plan, reload: ReloadSetup) -> ExitCode {
+/// `address_flag`: `--address` was given (it opens a TCP port even when served through zrok).
+async fn serve(plan: Plan, reload: ReloadSetup, address_flag: bool) -> ExitCode {
     let zrok = match uses_zrok(&plan) {
         true => match crate::transport::zrok::start().await {
             Ok(z) => Some(z),
@@ -103,8 +130,15 @@ async fn serve(plan: Plan, reload: ReloadSetup) -> ExitCode {
         },
         false => None,
     };
-    // Served through zrok, the gateway opens no TCP port unless `listen` was asked for.
-    let tcp = match plan.zrok_share.is_none() || plan.listen_set {
+    // Served through zrok, the gateway opens no TCP port (the anchor's promise: the config's
+    // `listen`, `:8080` in its sample, is ignored) unless `--address` asks for one as well.
+    if plan.zrok_share.is_some() && !address_flag && plan.listen_set {
+        warn!(
+            "served through zrok: `listen: {}` in the config opens no TCP port; pass --address to serve on TCP as well",
+            plan.listen
+        );
+    }
+    let tcp = match plan.zrok_share.is_none() || address_flag {
         true => {
             let host = plan.listen.host.clone().unwrap_or_else(|| "0.0.0.0".to_owned());
             match TcpListener::bind((host.as_str(), plan.listen.port)).await {

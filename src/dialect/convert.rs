@@ -143,8 +143,15 @@ impl Conversion {
         self.client == self.upstream
     }
 
-    /// The stream translator from the upstream's dialect to the client's.
-    pub fn translator(&self) -> Box<dyn StreamTranslator> {
+    /// The stream translator from the upstream's dialect to the client's, reading events of
+    /// at most `max_event_bytes`.
+    pub fn translator(&self, max_event_bytes: usize) -> Box<dyn StreamTranslator> {
+        let mut t = self.translator_unbounded();
+        t.limit_events(max_event_bytes);
+        t
+    }
+
+    fn translator_unbounded(&self) -> Box<dyn StreamTranslator> {
         let asked = anthropic::request::Asked { stream: true, include_usage: self.include_usage };
         let echo = || self.echo.clone().unwrap_or_default();
         match (self.upstream, self.client) {

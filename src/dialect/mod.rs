@@ -83,6 +83,9 @@ pub trait StreamTranslator: Send + Sync {
     fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>);
     /// `(prompt, completion)` tokens, once the stream reported them.
     fn tokens(&self) -> Option<(u64, u64)>;
+    /// Bounds one upstream event (and whatever else the translator keeps) to `max_bytes`;
+    /// past it the stream ends with an error event.
+    fn limit_events(&mut self, max_bytes: usize);
 }
 
 /// Two translators in a row (Anthropic → Chat → Responses).
@@ -120,6 +123,11 @@ impl<A: StreamTranslator, B: StreamTranslator> StreamTranslator for Chain<A, B> 
 
     fn tokens(&self) -> Option<(u64, u64)> {
         self.first.tokens().or_else(|| self.second.tokens())
+    }
+
+    fn limit_events(&mut self, max_bytes: usize) {
+        self.first.limit_events(max_bytes);
+        self.second.limit_events(max_bytes);
     }
 }
 

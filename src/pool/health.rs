@@ -40,53 +40,78 @@ pub fn next_delay(interval: Duration, failures: u32, jitter: f64) -> Duration {
     interval.mul_f64(f64::from(factor) * jitter.clamp(0.9, 1.1))
 }
 
+/// The first re-probe after a failed first probe comes this soon, then twice as late each
+/// time until the delay reaches the interval: a backend that starts a moment after the
+/// gateway is seen within about a second, not an interval later.
+const WARMUP_FIRST: Duration = Duration::from_secs(1);
+
+/// The delay before warm-up re-probe number `attempt` (0-based) of an endpoint that has not
+/// answered yet: 1 s, 2 s, 4 s … while shorter than the interval; `None` after (the
+/// endpoint then follows [`next_delay`]).
+pub fn warmup_delay(interval: Duration, attempt: u32) -> Option<Duration> {
+    let d = WARMUP_FIRST.checked_mul(1u32.checked_shl(attempt)?)?;
+    (d < interval).then_some(d)
+}
+
 /// Probes one endpoint with the adapter's probes, in order; `Some(models)` when one answered.
 pub async fn probe(pool: &Pool, index: usize) -> Option<Vec<String>> {
+    probe_why(pool, index).await.ok()
+}
+
+/// Like [`probe`], with why the endpoint did not answer (the last probe's reason, in plain
+/// words: no URL, no client `Debug` text).
+pub async fn probe_why(pool: &Pool, index: usize) -> Result<Vec<String>, String> {
     let EndpointTransport::Http(target) = &pool.endpoints[index].transport else {
-        return None;
+        return Err("zrok was not started in this process".into());
     };
     let ask = |probe: &'static crate::providers::Probe| async move {
-        let uri = format!("{}{}", target.base, probe.path).parse().ok()?;
-        let req = crate::upstream::request(pool, Method::GET, uri, Bytes::new(), false, None).ok()?;
-        let resp = target.client.request(req).await.ok()?;
+        let uri = format!("{}{}", target.base, probe.path)
+            .parse()
+            .map_err(|_| format!("{} is not a valid URL path", probe.path))?;
+        let req = crate::upstream::request(pool, Method::GET, uri, Bytes::new(), false, None).map_err(|e| e.message)?;
+        let resp = target.client.request(req).await.map_err(|e| crate::transport::http::describe(&e))?;
         if resp.status() != http::StatusCode::OK {
-            return None;
+            return Err(format!("GET {} answered {}", probe.path, resp.status().as_u16()));
         }
-        let body = resp.into_body().collect().await.ok()?.to_bytes();
-        let v = serde_json::from_slice::<Value>(&body).unwrap_or_default();
-        Some(
-            v.get(probe.list)
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|m| m.get(probe.field)?.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default(),
-        )
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| crate::transport::http::cause(&e).unwrap_or_else(|| "the answer broke off".to_owned()))?;
+        let v = serde_json::from_slice::<Value>(&body.to_bytes()).unwrap_or_default();
+        Ok(v.get(probe.list)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|m| m.get(probe.field)?.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default())
     };
     let first_answer = async {
+        let mut why = "no probe".to_owned();
         for p in crate::providers::adapter(pool.kind).probes() {
-            if let Some(models) = ask(p).await {
-                return Some(models);
+            match ask(p).await {
+                Ok(models) => return Ok(models),
+                Err(e) => why = e,
             }
         }
-        None
+        Err(why)
     };
     match tokio::time::timeout(pool.health_check.timeout, first_answer).await {
         Ok(found) => found,
         Err(_) => {
             debug!(endpoint = %pool.endpoints[index].name, "health probe timed out");
-            None
+            Err(format!("no answer within {} s", pool.health_check.timeout.as_secs_f64()))
         }
     }
 }
 
 async fn probe_and_record(pool: &Pool, index: usize) -> bool {
-    match probe(pool, index).await {
-        Some(models) => {
+    match probe_why(pool, index).await {
+        Ok(models) => {
             pool.endpoints[index].set_models(models);
             pool.set_healthy(index, true);
             true
         }
-        None => {
-            pool.set_healthy(index, false);
+        Err(why) => {
+            pool.set_unhealthy_because(index, &why);
             false
         }
     }
@@ -142,11 +167,16 @@ async fn run(pool: Arc<Pool>, boot: BootClock, probe: Probe) {
     let n = pool.endpoints.len();
     let mut rng = Jitter::seeded(&pool);
     let mut failures = vec![0u32; n];
-    for (i, f) in failures.iter_mut().enumerate() {
-        *f = u32::from(!pool.endpoints[i].is_healthy());
-    }
+    // Endpoints whose first probe failed are warming up: re-probed soon (see [`warmup_delay`]).
+    let mut warming: Vec<Option<u32>> =
+        pool.endpoints.iter().map(|e| (!e.is_healthy() && warmup_delay(interval, 0).is_some()).then_some(0)).collect();
     let start = Instant::now();
-    let mut due: Vec<Instant> = failures.iter().map(|&f| start + next_delay(interval, f, rng.next())).collect();
+    let mut due: Vec<Instant> = (0..n)
+        .map(|i| match warming[i].and_then(|k| warmup_delay(interval, k)) {
+            Some(d) => start + d,
+            None => start + next_delay(interval, 0, rng.next()),
+        })
+        .collect();
     let mut last = (Instant::now(), boot());
     loop {
         let Some(&wake) = due.iter().min() else { return };
@@ -168,7 +198,20 @@ async fn run(pool: Arc<Pool>, boot: BootClock, probe: Probe) {
         let ready: Vec<usize> = (0..n).filter(|&i| due[i] <= now.0).collect();
         let results = futures_util::future::join_all(ready.iter().map(|&i| probe(pool.clone(), i))).await;
         for (&i, ok) in ready.iter().zip(results) {
-            failures[i] = if ok { 0 } else { failures[i].saturating_add(1) };
+            let soon = match (ok, warming[i]) {
+                (false, Some(k)) => warmup_delay(interval, k + 1).inspect(|_| warming[i] = Some(k + 1)),
+                _ => None,
+            };
+            if let Some(d) = soon {
+                due[i] = Instant::now() + d;
+                continue;
+            }
+            // Warm-up over (it answered, or the delays reached the interval): the usual backoff.
+            failures[i] = match (ok, warming[i].take()) {
+                (true, _) => 0,
+                (false, Some(_)) => 1,
+                (false, None) => failures[i].saturating_add(1),
+            };
             due[i] = Instant::now() + next_delay(interval, failures[i], rng.next());
         }
     }
@@ -294,6 +337,37 @@ mod tests {
             assert!((want * 0.9..=want * 1.1).contains(gap), "gaps {gaps:?}");
         }
         assert!(p.endpoints[1].is_healthy());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_whose_first_probe_failed_is_re_probed_within_seconds() {
+        let p = pool(2);
+        // e1's first probe (before serving) failed: the backend was not up yet.
+        p.set_healthy(1, false);
+        let t0 = Instant::now();
+        let calls: Calls = Arc::default();
+        let boot: BootClock = Arc::new(|| None);
+        let probe = scripted(vec![vec![], vec![false, false, true]], t0, calls.clone());
+        let task = tokio::spawn(run(p.clone(), boot, probe));
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        task.abort();
+        // Warm-up: 1 s, then 2 s later, then 4 s later (healthy), then the interval.
+        let sick = times(&calls, 1);
+        let gaps: Vec<f64> = std::iter::once(sick[0]).chain(sick.windows(2).map(|w| w[1] - w[0])).collect();
+        assert_eq!(&gaps[..3], [1.0, 2.0, 4.0], "{gaps:?}");
+        assert!((27.0..=33.0).contains(&gaps[3]), "{gaps:?}");
+        assert!(p.endpoints[1].is_healthy());
+        // The healthy endpoint keeps its interval.
+        assert!((27.0..=33.0).contains(&times(&calls, 0)[0]));
+    }
+
+    #[test]
+    fn warm_up_delays_double_until_the_interval() {
+        let i = Duration::from_secs(30);
+        let got: Vec<Option<u64>> = (0..6).map(|k| warmup_delay(i, k).map(|d| d.as_secs())).collect();
+        assert_eq!(got, [Some(1), Some(2), Some(4), Some(8), Some(16), None]);
+        assert_eq!(warmup_delay(Duration::from_secs(1), 0), None, "an interval of 1 s needs no warm-up");
+        assert_eq!(warmup_delay(i, 64), None);
     }
 
     #[tokio::test(start_paused = true)]

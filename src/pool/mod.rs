@@ -163,13 +163,24 @@ impl Pool {
 
     /// Records a health observation; logs and rebuilds the schedule on a transition.
     pub fn set_healthy(&self, index: usize, healthy: bool) {
+        self.observe(index, healthy, None);
+    }
+
+    /// Records a failed health observation with its reason (logged on the transition).
+    pub fn set_unhealthy_because(&self, index: usize, why: &str) {
+        self.observe(index, false, Some(why));
+    }
+
+    fn observe(&self, index: usize, healthy: bool, why: Option<&str>) {
         let endpoint = &self.endpoints[index];
         if endpoint.healthy.swap(healthy, Ordering::AcqRel) != healthy {
             self.publish_health(endpoint);
-            if healthy {
-                info!(provider = self.kind.label(), "endpoint '{}' is now healthy", endpoint.name);
-            } else {
-                warn!(provider = self.kind.label(), "endpoint '{}' is now unhealthy", endpoint.name);
+            match (healthy, why) {
+                (true, _) => info!(provider = self.kind.label(), "endpoint '{}' is now healthy", endpoint.name),
+                (false, Some(why)) => {
+                    warn!(provider = self.kind.label(), "endpoint '{}' is now unhealthy: {why}", endpoint.name)
+                }
+                (false, None) => warn!(provider = self.kind.label(), "endpoint '{}' is now unhealthy", endpoint.name),
             }
             self.reschedule();
         }

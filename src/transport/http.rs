@@ -147,3 +147,136 @@ impl hyper::rt::Write for Conn {
         }
     }
 }
+
+/// A URL fit for a log: any `user:password@` before the host replaced by `***@`.
+pub fn without_userinfo(url: &str) -> String {
+    let rest_at = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[rest_at..].find(['/', '?', '#']).map_or(url.len(), |i| rest_at + i);
+    match url[rest_at..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..rest_at], &url[rest_at + at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// A transport error as a person reads it: what went wrong (connection refused, reset,
+/// timed out, name resolution, TLS…) from the error's `source()` chain, instead of the
+/// client's `Debug` text. Never contains a URL (so no userinfo).
+pub fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    let cause = cause(e);
+    match (e.is_connect(), cause) {
+        (true, Some(cause)) => format!("could not connect: {cause}"),
+        (true, None) => "could not connect".to_owned(),
+        (false, Some(cause)) => cause,
+        (false, None) => "the connection failed before a response".to_owned(),
+    }
+}
+
+/// The most telling description in an error's `source()` chain.
+pub fn cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut found: Option<String> = None;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            let what = match io.kind() {
+                ConnectionRefused => "connection refused".to_owned(),
+                ConnectionReset => "connection reset by the peer".to_owned(),
+                ConnectionAborted => "connection aborted".to_owned(),
+                TimedOut => "timed out".to_owned(),
+                BrokenPipe => "connection closed while sending (broken pipe)".to_owned(),
+                UnexpectedEof => "connection closed before a complete response".to_owned(),
+                NotFound => "not found".to_owned(),
+                PermissionDenied => "permission denied".to_owned(),
+                HostUnreachable | NetworkUnreachable => "host or network unreachable".to_owned(),
+                AddrNotAvailable => "address not available".to_owned(),
+                _ => match io.get_ref() {
+                    // A wrapped error (rustls puts its own inside an io::Error): keep walking.
+                    Some(inner) => {
+                        next = Some(inner);
+                        continue;
+                    }
+                    None => io.to_string(),
+                },
+            };
+            return Some(what);
+        }
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(format!("TLS: {tls}"));
+        }
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            let what = if h.is_incomplete_message() {
+                Some("connection closed before a complete response")
+            } else if h.is_timeout() {
+                Some("timed out")
+            } else if h.is_closed() || h.is_canceled() {
+                Some("connection closed")
+            } else if h.is_parse() {
+                Some("the upstream's response is not valid HTTP")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                found.get_or_insert_with(|| what.to_owned());
+            }
+        } else {
+            let text = err.to_string();
+            if text.starts_with("dns error") {
+                found = Some("name resolution failed (DNS)".to_owned());
+            } else if text.contains("timed out") || text.contains("timeout") {
+                found.get_or_insert_with(|| "timed out".to_owned());
+            }
+        }
+        next = err.source();
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_masked() {
+        assert_eq!(without_userinfo("https://bob:hunter2@api.example:8443/v1"), "https://***@api.example:8443/v1");
+        assert_eq!(without_userinfo("http://127.0.0.1:8080/x@y"), "http://127.0.0.1:8080/x@y");
+        assert_eq!(without_userinfo("https://api.zrok.io"), "https://api.zrok.io");
+    }
+
+    async fn fail(url: &str) -> String {
+        let client = client(Duration::from_secs(2));
+        let req = http::Request::get(url).body(Full::new(Bytes::new())).unwrap();
+        describe(&client.request(req).await.unwrap_err())
+    }
+
+    #[tokio::test]
+    async fn transport_errors_read_as_plain_words() {
+        // A port nothing listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let refused = fail(&format!("http://user:secret@127.0.0.1:{port}/v1/models")).await;
+        assert_eq!(refused, "could not connect: connection refused");
+        // A server that accepts and hangs up at once.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                drop(s);
+            }
+        });
+        let closed = fail(&format!("http://{addr}/")).await;
+        assert!(closed.starts_with("connection closed"), "{closed}");
+        // TLS to a plain-HTTP server.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+            }
+        });
+        let tls = fail(&format!("https://{addr}/")).await;
+        assert!(tls.contains("TLS"), "{tls}");
+        for text in [&refused, &closed, &tls] {
+            assert!(!text.contains("Error(") && !text.contains("secret") && !text.contains("127.0.0.1"), "{text}");
+        }
+    }
+}

@@ -8,6 +8,7 @@
 
 pub mod relay;
 pub mod respond;
+pub mod scan;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,12 @@ pub fn request(
         req.headers_mut().insert(name.clone(), value.clone());
     }
     adapter(pool.kind).headers(client_headers, req.headers_mut());
+    // The request's id, so the upstream's logs correlate with ours.
+    if let Some(id) = crate::request_id::current()
+        && let Ok(v) = http::HeaderValue::from_str(&id)
+    {
+        req.headers_mut().insert(crate::request_id::HEADER, v);
+    }
     Ok(req)
 }
 
@@ -136,7 +143,7 @@ pub async fn forward(
                 policy.first_byte.as_secs()
             )),
             Ok(Err(e)) => {
-                warn!(endpoint = %endpoint.name, error = ?e, "upstream request failed");
+                warn!(endpoint = %endpoint.name, error = %crate::transport::http::describe(&e), "upstream request failed");
                 let what = if e.is_connect() { "could not connect to" } else { "failed before answering:" };
                 ApiError::bad_gateway(format!("{what} {who}"))
             }

@@ -1,18 +1,25 @@
 //! The upstream response body on its way to the client: frames pass through untouched as
 //! they arrive, or through a [`StreamTranslator`] when the client speaks another dialect; a
 //! body that stays silent too long or breaks ends an event stream with an error event in the
-//! client's dialect when its length is open (never a silent truncation); the request's log
-//! line is written when the body is done or dropped (client gone).
+//! client's dialect when its length is open (never a silent truncation); a body whose length
+//! is open and that ends short of a whole answer (an event stream without its dialect's last
+//! event, a JSON document cut mid-way) ends with that error event too, or fails (so the client
+//! sees a broken response, never a clean-looking truncated one); the request's log line is
+//! written when the body is done or dropped (client gone).
+//!
+//! Data that has already arrived goes out as one frame (one write for a burst of events),
+//! up to [`BATCH`] bytes: relaying is linear in the body's size and holds at most a batch.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep, sleep};
 
+use super::scan::Check;
 use crate::access_log::AccessLog;
 use crate::body::BoxError;
 use crate::dialect::{Dialect, StreamTranslator};
@@ -25,6 +32,9 @@ pin_project_lite::pin_project! {
         // Armed at the first wait, so a body that is already complete costs no timer.
         idle: Option<Pin<Box<Sleep>>>,
         idle_after: Duration,
+        // The timer runs for the current wait: a wait starts when the body is polled and the
+        // upstream has nothing (time the client spent not reading is not upstream silence).
+        waiting: bool,
         // The dialect of the error event that ends a broken event stream; `None`: the body
         // is not an open-length event stream, so a break fails it.
         errors: Option<Dialect>,
@@ -34,9 +44,14 @@ pin_project_lite::pin_project! {
         held_failure: Option<String>,
         // Rewrites the stream on its way; `None` passes bytes through.
         translator: Option<Box<dyn StreamTranslator>>,
+        // Tells whether a body passed through ended whole.
+        check: Option<Check>,
         log: AccessLog,
     }
 }
+
+/// Data is batched into one frame up to this size; past it the frame goes out.
+pub const BATCH: usize = 64 << 10;
 
 impl Relay {
     pub fn new(inner: Incoming, idle_after: Duration, errors: Option<Dialect>, log: AccessLog) -> Self {
@@ -44,13 +59,21 @@ impl Relay {
             inner,
             idle: None,
             idle_after,
+            waiting: false,
             errors,
             done: false,
             held_frame: None,
             held_failure: None,
             translator: None,
+            check: None,
             log,
         }
+    }
+
+    /// Checks at the end that the body passed through is whole (see [`Check`]).
+    pub fn checked(mut self, check: Check) -> Self {
+        self.check = Some(check);
+        self
     }
 
     pub fn translated(mut self, translator: Box<dyn StreamTranslator>) -> Self {
@@ -59,17 +82,49 @@ impl Relay {
     }
 }
 
-/// Adds `data` to what will go out as one frame (no copy when it is the first piece).
-fn append(batch: &mut Option<Bytes>, data: Bytes) {
-    *batch = Some(match batch.take() {
-        None => data,
-        Some(first) => {
-            let mut joined = bytes::BytesMut::with_capacity(first.len() + data.len());
-            joined.extend_from_slice(&first);
-            joined.extend_from_slice(&data);
-            joined.freeze()
+/// What will go out as one frame: the first piece as it came (no copy), later ones copied
+/// after it, up to about [`BATCH`] bytes.
+#[derive(Default)]
+struct Batch {
+    first: Option<Bytes>,
+    joined: BytesMut,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.joined.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes `data`, or gives it back when it should be a frame of its own (the batch has
+    /// something and `data` would take it past [`BATCH`]).
+    fn push(&mut self, data: Bytes) -> Option<Bytes> {
+        let len = self.len();
+        if len == 0 {
+            self.first = Some(data);
+            return None;
         }
-    });
+        if len + data.len() > BATCH {
+            return Some(data);
+        }
+        if let Some(first) = self.first.take() {
+            self.joined.reserve(BATCH.min(len + data.len()).max(first.len() + data.len()));
+            self.joined.extend_from_slice(&first);
+        }
+        self.joined.extend_from_slice(&data);
+        None
+    }
+
+    fn take(self) -> Option<Bytes> {
+        match self.first {
+            Some(first) => Some(first),
+            None if self.joined.is_empty() => None,
+            None => Some(self.joined.freeze()),
+        }
+    }
 }
 
 impl HttpBody for Relay {
@@ -77,25 +132,27 @@ impl HttpBody for Relay {
     type Error = BoxError;
 
     /// Passes data through unchanged, but hands hyper everything that has already arrived
-    /// as one frame: one write for a burst of SSE events instead of one per event.
+    /// (up to [`BATCH`] bytes) as one frame: one write for a burst of SSE events instead of
+    /// one per event.
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         if let Some(frame) = this.held_frame.take() {
             return Poll::Ready(Some(Ok(frame)));
         }
-        if *this.done {
+        let mut failure = this.held_failure.take();
+        if *this.done && failure.is_none() {
             return Poll::Ready(None);
         }
-        let mut batch: Option<Bytes> = None;
-        let mut failure = this.held_failure.take();
-        while failure.is_none() {
+        let mut batch = Batch::default();
+        while failure.is_none() && !*this.done && batch.len() < BATCH {
             match this.inner.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(idle) = this.idle.as_mut() {
-                        idle.as_mut().reset(Instant::now() + *this.idle_after);
-                    }
+                    *this.waiting = false;
                     match frame.into_data() {
                         Ok(data) => {
+                            if let Some(check) = this.check.as_mut() {
+                                check.feed(&data);
+                            }
                             let data = match this.translator.as_mut() {
                                 None => data,
                                 Some(t) => {
@@ -112,9 +169,12 @@ impl HttpBody for Relay {
                             }
                             this.log.body_bytes += data.len() as u64;
                             this.log.tail.push(&data);
-                            append(&mut batch, data);
+                            if let Some(own) = batch.push(data) {
+                                *this.held_frame = Some(Frame::data(own));
+                                break;
+                            }
                         }
-                        Err(other) if batch.is_none() => return Poll::Ready(Some(Ok(other))),
+                        Err(other) if batch.is_empty() => return Poll::Ready(Some(Ok(other))),
                         Err(other) => {
                             *this.held_frame = Some(other);
                             break;
@@ -127,28 +187,40 @@ impl HttpBody for Relay {
                         this.log.tokens = t.tokens();
                         let mut tail = Vec::new();
                         t.finish(&mut tail);
-                        if !tail.is_empty() {
-                            append(&mut batch, Bytes::from(tail));
+                        if !tail.is_empty()
+                            && let Some(own) = batch.push(Bytes::from(tail))
+                        {
+                            *this.held_frame = Some(Frame::data(own));
                         }
                     }
-                    break;
+                    if this.check.as_ref().is_some_and(|c| !c.complete()) {
+                        failure = Some("the upstream's answer ended before it was complete".to_owned());
+                    }
                 }
                 Poll::Ready(Some(Err(e))) => failure = Some(format!("upstream response broke off: {e}")),
-                Poll::Pending if batch.is_some() => break,
+                Poll::Pending if !batch.is_empty() => break,
                 Poll::Pending => {
                     let after = *this.idle_after;
-                    ready!(this.idle.get_or_insert_with(|| Box::pin(sleep(after))).as_mut().poll(cx));
+                    let idle = this.idle.get_or_insert_with(|| Box::pin(sleep(after)));
+                    if !*this.waiting {
+                        idle.as_mut().reset(Instant::now() + after);
+                        *this.waiting = true;
+                    }
+                    ready!(idle.as_mut().poll(cx));
                     failure =
                         Some(format!("upstream sent nothing for {} s (timeouts.idle_stream_seconds)", after.as_secs()));
                 }
             }
         }
-        match (batch, failure) {
+        match (batch.take(), failure) {
             (Some(data), failure) => {
                 *this.held_failure = failure;
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
-            (None, None) => Poll::Ready(None),
+            (None, None) => match this.held_frame.take() {
+                Some(frame) => Poll::Ready(Some(Ok(frame))),
+                None => Poll::Ready(None),
+            },
             (None, Some(failure)) => {
                 *this.done = true;
                 this.log.error = Some(failure.clone());
@@ -173,5 +245,77 @@ impl HttpBody for Relay {
 
     fn size_hint(&self) -> SizeHint {
         if self.errors.is_some() || self.translator.is_some() { SizeHint::default() } else { self.inner.size_hint() }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Holds back the last data frame of a body until the body has ended well: a body that
+    /// fails at its end (a [`Relay`] whose [`Check`] found the answer incomplete) then reaches
+    /// the client short of its length, or without its last chunk, which every HTTP client
+    /// reports as a broken response — never as a whole one. For bodies a client reads whole
+    /// (JSON), not for event streams, whose events must not wait for the next one.
+    pub struct HoldLast<B> {
+        #[pin]
+        inner: B,
+        held: Option<Bytes>,
+        // A non-data frame that came while a data frame was held.
+        after: Option<Frame<Bytes>>,
+        ended: bool,
+    }
+}
+
+impl<B> HoldLast<B> {
+    pub fn new(inner: B) -> Self {
+        Self { inner, held: None, after: None, ended: false }
+    }
+}
+
+impl<B: HttpBody<Data = Bytes>> HttpBody for HoldLast<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        if let Some(frame) = this.after.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if *this.ended {
+            return Poll::Ready(this.held.take().map(|data| Ok(Frame::data(data))));
+        }
+        loop {
+            match ready!(this.inner.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        if let Some(previous) = this.held.replace(data) {
+                            return Poll::Ready(Some(Ok(Frame::data(previous))));
+                        }
+                    }
+                    Err(other) => match this.held.take() {
+                        Some(previous) => {
+                            *this.after = Some(other);
+                            return Poll::Ready(Some(Ok(Frame::data(previous))));
+                        }
+                        None => return Poll::Ready(Some(Ok(other))),
+                    },
+                },
+                Some(Err(e)) => {
+                    *this.ended = true;
+                    *this.held = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    *this.ended = true;
+                    return Poll::Ready(this.held.take().map(|data| Ok(Frame::data(data))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.held.is_none() && self.after.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

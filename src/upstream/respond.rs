@@ -7,22 +7,21 @@ use http::{Response, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::relay::Relay;
+use super::relay::{HoldLast, Relay};
+use super::scan::{Check, JsonEnd};
 use super::{Answer, is_event_stream, strip_hop_by_hop};
 use crate::access_log::AccessLog;
 use crate::body::{Body, json, no_buffering};
 use crate::dialect::convert::Conversion;
+use crate::dialect::sse::Ending;
 use crate::error::ApiError;
 use crate::queue;
 use crate::state::Live;
 
-/// A translated answer read whole is at most this large (a chat completion is kilobytes;
-/// this only stops a broken upstream from filling memory).
-const MAX_WHOLE_BYTES: usize = 64 << 20;
-
 pub async fn respond(answer: Answer, conversion: &Conversion, live: &Live, mut log: AccessLog) -> Response<Body> {
     let Answer { response, permits } = answer;
     let idle = live.plan.server.idle_stream_timeout;
+    let max_event = live.plan.server.max_event_bytes;
     let status = response.status();
     let out = if conversion.passthrough() {
         relay(response, idle, conversion, log)
@@ -31,10 +30,10 @@ pub async fn respond(answer: Answer, conversion: &Conversion, live: &Live, mut l
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
         no_buffering(&mut parts.headers);
-        let body = Relay::new(body, idle, Some(conversion.client), log).translated(conversion.translator());
+        let body = Relay::new(body, idle, Some(conversion.client), log).translated(conversion.translator(max_event));
         Response::from_parts(parts, body.boxed())
     } else {
-        match whole(response, conversion, idle, &mut log).await {
+        match whole(response, conversion, idle, max_event, &mut log).await {
             Ok(resp) => resp,
             Err(e) => {
                 log.status = e.status.as_u16();
@@ -51,17 +50,37 @@ async fn whole(
     response: Response<Incoming>,
     conversion: &Conversion,
     idle: std::time::Duration,
+    max_bytes: usize,
     log: &mut AccessLog,
 ) -> Result<Response<Body>, ApiError> {
     let status = response.status();
-    let limited = http_body_util::Limited::new(response.into_body(), MAX_WHOLE_BYTES);
-    let bytes = match tokio::time::timeout(idle, limited.collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Err(ApiError::bad_gateway(format!("the upstream's answer is larger than {MAX_WHOLE_BYTES} bytes")));
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    // Silence, not the whole read, is bounded by the idle timeout: a large answer may take
+    // longer than that to arrive.
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else { continue };
+                if bytes.len() + data.len() > max_bytes {
+                    return Err(ApiError::bad_gateway(format!(
+                        "the upstream's answer is larger than {max_bytes} bytes (limits.max_event_bytes)"
+                    )));
+                }
+                bytes.extend_from_slice(&data);
+            }
+            Ok(Some(Err(_))) => {
+                return Err(ApiError::bad_gateway("the upstream's answer broke off before it was complete"));
+            }
+            Err(_) => {
+                return Err(ApiError::bad_gateway(format!(
+                    "the upstream sent nothing for {} s before its answer was complete (timeouts.idle_stream_seconds)",
+                    idle.as_secs()
+                )));
+            }
         }
-        _ => return Err(ApiError::bad_gateway("the upstream's answer broke off before it was complete")),
-    };
+    }
     log.body_bytes = bytes.len() as u64;
     let (status, value) = conversion.whole(status, &bytes)?;
     log.status = status.as_u16();
@@ -82,9 +101,32 @@ fn relay(
     if sse {
         no_buffering(&mut parts.headers);
     }
-    // A stream that breaks can only end with an error event when its length is open; a
-    // fixed-length body that breaks is cut short, which the client sees from the length.
-    let errors = (sse && !parts.headers.contains_key(header::CONTENT_LENGTH)).then_some(conversion.client);
+    // A body that breaks can only end with an error event when its length is open; a
+    // fixed-length body that breaks is cut short, which the client sees from the length. Any
+    // body that ends without a whole answer (the HTTP layer cannot tell when the upstream ends
+    // it by closing, or declares too short a length) ends with that error event, or fails.
+    let open = !parts.headers.contains_key(header::CONTENT_LENGTH);
+    let errors = (sse && open).then_some(conversion.client);
     let body = Relay::new(body, idle, errors, log);
-    Response::from_parts(parts, body.boxed())
+    let body = if sse {
+        body.checked(Check::Events(conversion.client, Ending::default()))
+    } else if is_json(&parts.headers) {
+        body.checked(Check::Json(JsonEnd::default()))
+    } else {
+        return Response::from_parts(parts, body.boxed());
+    };
+    match errors {
+        // An open event stream that falls short ends with an error event.
+        Some(_) => Response::from_parts(parts, body.boxed()),
+        None => Response::from_parts(parts, HoldLast::new(body).boxed()),
+    }
+}
+
+/// Whether a response says its body is JSON (`application/json`, `…+json`), or says nothing.
+fn is_json(headers: &http::HeaderMap) -> bool {
+    match headers.get(header::CONTENT_TYPE).map(|v| v.to_str().map(str::to_ascii_lowercase)) {
+        None => true,
+        Some(Ok(v)) => v.split(';').next().is_some_and(|t| t.trim().ends_with("json")),
+        Some(Err(_)) => false,
+    }
 }

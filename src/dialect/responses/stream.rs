@@ -56,6 +56,10 @@ pub struct FromChat {
     incomplete: Option<&'static str>,
     usage: Option<Usage>,
     state: State,
+    /// Bytes of text and arguments kept in `items`, and their bound (`limits.max_event_bytes`:
+    /// the final `response.completed` event repeats them all).
+    kept: usize,
+    limit: usize,
 }
 
 /// The fields of a Chat chunk that matter, borrowed from the event text.
@@ -134,6 +138,8 @@ impl FromChat {
             incomplete: None,
             usage: None,
             state: State::Fresh,
+            kept: 0,
+            limit: crate::dialect::sse::DEFAULT_MAX_EVENT_BYTES,
         }
     }
 
@@ -204,6 +210,7 @@ impl FromChat {
         };
         if let Some(Item::Message { text: t }) = self.items.get_mut(pos) {
             t.push_str(text);
+            self.kept += text.len();
         }
         self.event(out, "response.output_text.delta");
         self.write_part_head(out, pos);
@@ -257,6 +264,7 @@ impl FromChat {
         let Some(arguments) = arguments.filter(|a| !a.is_empty()) else { return };
         if let Some(Item::Call { arguments: a, .. }) = self.items.get_mut(pos) {
             a.push_str(&arguments);
+            self.kept += arguments.len();
         }
         // A delta for a call whose `done` was sent (calls interleaved) cannot be streamed any
         // more: it only reaches the final Response.
@@ -491,8 +499,14 @@ impl StreamTranslator for FromChat {
             return;
         }
         let mut reader = std::mem::take(&mut self.reader);
-        reader.feed(bytes, &mut |e| self.data(e.data, out));
+        let read = reader.feed(bytes, &mut |e| self.data(e.data, out));
         self.reader = reader;
+        if let Err(e) = read {
+            self.failed("upstream_event_too_large", &e.to_string(), out);
+        } else if self.kept > self.limit {
+            let message = format!("the response's output is larger than {} bytes (limits.max_event_bytes)", self.limit);
+            self.failed("upstream_output_too_large", &message, out);
+        }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
@@ -514,6 +528,11 @@ impl StreamTranslator for FromChat {
 
     fn tokens(&self) -> Option<(u64, u64)> {
         self.usage.map(|u| (u.input(), u.output()))
+    }
+
+    fn limit_events(&mut self, max_bytes: usize) {
+        self.reader.set_limit(max_bytes);
+        self.limit = max_bytes;
     }
 }
 

@@ -103,7 +103,11 @@ impl Api {
         let req = req.body(Full::new(bytes)).map_err(|e| format!("cannot build a zrok API request: {e}"))?;
         let what = format!("zrok API {method} {path}");
         let call = async {
-            let resp = self.client.request(req).await.map_err(|e| format!("{what} failed: {e:?}"))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| format!("{what} failed: {}", crate::transport::http::describe(&e)))?;
             let status = resp.status();
             let body = resp.into_body().collect().await.map_err(|e| format!("{what} broke off: {e}"))?.to_bytes();
             Ok((status, body))

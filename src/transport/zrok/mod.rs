@@ -64,7 +64,7 @@ pub async fn start() -> Result<Arc<Zrok>, String> {
         "zrok environment {} ({:?}), controller API {}, identity {}",
         env.root.display(),
         env.flavour,
-        env.api_endpoint,
+        crate::transport::http::without_userinfo(&env.api_endpoint),
         env.ziti_identity
     );
     let api = Api::new(&env)?;

@@ -40,7 +40,7 @@ pub async fn open(zrok: &Arc<Zrok>, plan: &ZrokShare) -> Result<(Share, Receiver
         Ok(connections) => {
             info!("serving via zrok share '{}'", share.token);
             for url in &frontends {
-                info!("zrok frontend: {url}");
+                info!("zrok frontend: {}", crate::transport::http::without_userinfo(url));
             }
             Ok((share, connections))
         }

@@ -158,7 +158,9 @@ impl Default for FromChat {
 impl StreamTranslator for FromChat {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         let state = &mut self.state;
-        self.reader.feed(bytes, &mut |e: Event<'_>| state.event(e.data, out));
+        if let Err(e) = self.reader.feed(bytes, &mut |e: Event<'_>| state.event(e.data, out)) {
+            self.state.error("api_error", &e.to_string(), out);
+        }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
@@ -177,6 +179,10 @@ impl StreamTranslator for FromChat {
 
     fn tokens(&self) -> Option<(u64, u64)> {
         self.state.usage.map(|u| (u.prompt_tokens, u.completion_tokens))
+    }
+
+    fn limit_events(&mut self, max_bytes: usize) {
+        self.reader.set_limit(max_bytes);
     }
 }
 

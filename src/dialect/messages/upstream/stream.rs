@@ -1,5 +1,6 @@
 //! Anthropic SSE → OpenAI `chat.completion.chunk` SSE, incrementally: bytes in as they
-//! arrive (split anywhere), chunks out, no whole-response buffering, no line-length limit.
+//! arrive (split anywhere), chunks out, no whole-response buffering; an event larger than
+//! `limits.max_event_bytes` ends the stream with an error chunk.
 
 use std::borrow::Cow;
 use std::io::Write as _;
@@ -236,8 +237,13 @@ impl StreamTranslator for ToChat {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         let mut reader = std::mem::take(&mut self.reader);
         // `event:` names are redundant with the JSON `type`, which decides.
-        reader.feed(bytes, &mut |e| self.event(e.data, out));
+        let read = reader.feed(bytes, &mut |e| self.event(e.data, out));
         self.reader = reader;
+        if let Err(e) = read
+            && !self.done
+        {
+            self.error_event("anthropic_event_too_large", &e.to_string(), out);
+        }
     }
 
     /// A stream that stopped before `message_stop` ends with an error event, not silently.
@@ -261,6 +267,10 @@ impl StreamTranslator for ToChat {
         let n = |k: &str| self.input_usage[k].as_u64().unwrap_or(0);
         let prompt = n("input_tokens") + n("cache_read_input_tokens") + n("cache_creation_input_tokens");
         Some((prompt, self.output_tokens))
+    }
+
+    fn limit_events(&mut self, max_bytes: usize) {
+        self.reader.set_limit(max_bytes);
     }
 }
 
