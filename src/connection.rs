@@ -57,6 +57,8 @@ pub struct Watch {
     /// connection (a next request starting); 0 when none did since it went idle.
     reading_since: AtomicU64,
     h2: AtomicBool,
+    /// Asked to close because too many connections are open (see [`Registry`]).
+    shed: AtomicBool,
     /// Wakes the connection's task when its deadline may have moved earlier or gone.
     pub wake: Notify,
 }
@@ -69,8 +71,20 @@ impl Watch {
             idle_since: AtomicU64::new(0),
             reading_since: AtomicU64::new(0),
             h2: AtomicBool::new(false),
+            shed: AtomicBool::new(false),
             wake: Notify::new(),
         })
+    }
+
+    /// Whether the connection was asked to close to make room (it closes when no request of
+    /// its is in flight).
+    pub fn is_shed(&self) -> bool {
+        self.shed.load(Ordering::Acquire)
+    }
+
+    fn shed(&self) {
+        self.shed.store(true, Ordering::Release);
+        self.wake.notify_one();
     }
 
     fn stamp(&self) -> u64 {
@@ -120,6 +134,44 @@ impl Watch {
     }
 }
 
+/// The open client connections, oldest first, and how many may be open at once. Past the
+/// limit, connections with no request in flight (silent ones, idle keep-alives) are asked to
+/// close, oldest first: a flood of idle sockets costs the flooder its oldest sockets, not
+/// other clients their access. Busy connections are never shed.
+pub struct Registry {
+    open: std::sync::Mutex<std::collections::VecDeque<std::sync::Weak<Watch>>>,
+    limit: usize,
+}
+
+impl Registry {
+    pub fn new(limit: usize) -> Self {
+        Self { open: Default::default(), limit: limit.max(1) }
+    }
+
+    /// Records a new connection; sheds idle ones if that puts the count over the limit.
+    pub fn admit(&self, watch: &Arc<Watch>, limits: Limits) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.push_back(Arc::downgrade(watch));
+        if open.len() <= self.limit {
+            return;
+        }
+        open.retain(|w| w.strong_count() > 0);
+        let mut excess = open.len().saturating_sub(self.limit);
+        for w in open.iter().filter_map(std::sync::Weak::upgrade) {
+            if excess == 0 {
+                break;
+            }
+            if !w.is_shed() && w.due(limits) != Due::Busy {
+                w.shed();
+                excess -= 1;
+            }
+        }
+        if excess > 0 {
+            tracing::debug!("{} connections open, every one busy; over limits.max_connections", open.len());
+        }
+    }
+}
+
 /// A request in flight on a connection; dropping it (with the response body, or with the
 /// request's future when the client leaves first) ends it.
 pub struct Busy(Arc<Watch>);
@@ -163,15 +215,89 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
     }
 }
 
-/// A client stream that tells its [`Watch`] when bytes arrive.
+/// A client stream that tells its [`Watch`] when bytes arrive, and gives hyper's own error
+/// answers a body (see [`with_body`]).
 pub struct Watched<S> {
     inner: S,
     watch: Arc<Watch>,
+    /// A rewritten answer being written: its bytes, how far, and the length hyper wrote.
+    rewritten: Option<(Vec<u8>, usize, usize)>,
 }
 
 impl<S> Watched<S> {
     pub fn new(inner: S, watch: Arc<Watch>) -> Self {
-        Self { inner, watch }
+        Self { inner, watch, rewritten: None }
+    }
+}
+
+/// hyper answers a request it cannot parse (400, 414, 431) itself, with an empty body and no
+/// hook to change it: a client then sees a bare status. Such an answer is recognised on its
+/// way out — written while no request is in flight, a 4xx status line, `content-length: 0`,
+/// and none of the headers every answer of ours carries (`x-request-id`) — and rewritten with
+/// a JSON error body in OpenAI's shape.
+fn with_body(head: &[u8]) -> Option<Vec<u8>> {
+    let rest = head.strip_prefix(b"HTTP/1.1 4")?;
+    let end = memchr::memmem::find(head, b"\r\n\r\n")?;
+    let lower = head[..end].to_ascii_lowercase();
+    if end + 4 != head.len()
+        || memchr::memmem::find(&lower, b"\r\ncontent-length: 0\r\n").is_none()
+            && !lower.ends_with(b"\r\ncontent-length: 0")
+        || memchr::memmem::find(&lower, b"x-request-id").is_some()
+    {
+        return None;
+    }
+    let (code, message) = match &rest[..2] {
+        b"31" => ("request_header_fields_too_large", "the request's headers are too large"),
+        b"14" => ("uri_too_long", "the request's URI is too long"),
+        _ => ("bad_request", "the request is not valid HTTP"),
+    };
+    let body = format!(r#"{{"error":{{"message":"{message}","type":"invalid_request_error","code":"{code}"}}}}"#);
+    let line_end = memchr::memmem::find(head, b"\r\n")?;
+    let mut out = head[..line_end].to_vec();
+    for line in head[line_end + 2..end].split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.to_ascii_lowercase().starts_with(b"content-length:") && !line.is_empty() {
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(
+        format!("\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes(),
+    );
+    out.extend_from_slice(body.as_bytes());
+    Some(out)
+}
+
+impl<S: AsyncWrite + Unpin> Watched<S> {
+    /// Writes the rewritten answer to its end; then tells hyper its own bytes were written.
+    fn poll_rewritten(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        while let Some((bytes, done, theirs)) = self.rewritten.as_mut() {
+            if *done == bytes.len() {
+                let theirs = *theirs;
+                self.rewritten = None;
+                return Poll::Ready(Ok(theirs));
+            }
+            match std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*done..])) {
+                Ok(0) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => *done += n,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(0))
+    }
+
+    /// Whether `buf` is one of hyper's bare error answers; if so, starts writing its rewrite.
+    fn rewrite(&mut self, buf: &[u8]) -> bool {
+        if self.watch.inflight.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        match with_body(buf) {
+            Some(bytes) => {
+                self.rewritten = Some((bytes, 0, buf.len()));
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -188,6 +314,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if self.rewritten.is_some() || (buf.starts_with(b"HTTP/1.1 4") && self.rewrite(buf)) {
+            return self.poll_rewritten(cx);
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -196,6 +325,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        let first = bufs.iter().find(|b| !b.is_empty());
+        if self.rewritten.is_some() || first.is_some_and(|b| b.starts_with(b"HTTP/1.1 4")) {
+            let whole: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            if self.rewritten.is_some() || self.rewrite(&whole) {
+                return self.poll_rewritten(cx);
+            }
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -238,6 +374,39 @@ mod tests {
             Due::Headers(idle + Duration::from_secs(3) + LIMITS.header),
             "a next request started"
         );
+    }
+
+    #[test]
+    fn hypers_bare_error_answers_get_a_json_body_and_nothing_else_is_touched() {
+        let bare = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Wed, 02 Dec 2026 07:36:44 GMT\r\n\r\n";
+        let out = String::from_utf8(with_body(bare).unwrap()).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len()))
+                && head.contains("content-type: application/json")
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["code"], "request_header_fields_too_large");
+        let ours = b"HTTP/1.1 404 Not Found\r\nx-request-id: 1\r\ncontent-length: 0\r\n\r\n";
+        assert!(with_body(ours).is_none(), "our own answers carry x-request-id");
+        let with_a_body = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 5\r\n\r\n";
+        assert!(with_body(with_a_body).is_none());
+        assert!(with_body(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_the_limit_the_oldest_idle_connections_are_shed_never_busy_ones() {
+        let registry = Registry::new(2);
+        let busy = Watch::new();
+        let _request = busy.begin(http::Version::HTTP_11);
+        let (silent, newest) = (Watch::new(), Watch::new());
+        for w in [&busy, &silent, &newest] {
+            registry.admit(w, LIMITS);
+        }
+        assert!(!busy.is_shed(), "a connection with a request in flight is never shed");
+        assert!(silent.is_shed(), "the oldest idle one makes room");
+        assert!(!newest.is_shed());
     }
 
     #[tokio::test(start_paused = true)]

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::connection::{Due, Limits, Tracked, Watch, Watched};
+use crate::connection::{Due, Limits, Registry, Tracked, Watch, Watched};
 use crate::proxy;
 use crate::state::Shared;
 
@@ -35,6 +35,8 @@ pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<O
     builder.http2().timer(TokioTimer::new());
     // Every connection holds a receiver; `closed()` resolves when the last one ended.
     let (graceful, _) = watch::channel(false);
+    let limit = shared.load().plan.server.max_connections.unwrap_or_else(default_max_connections);
+    let registry = std::sync::Arc::new(Registry::new(limit));
     tokio::spawn(timer_heartbeat());
     tokio::pin!(shutdown);
     loop {
@@ -50,7 +52,7 @@ pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<O
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                spawn_connection(&builder, &graceful, stream, &shared, peer.to_string());
+                spawn_connection(&builder, &graceful, &registry, stream, &shared, peer.to_string());
             }
             Some(stream) = async { match zrok.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 let stream = match stream.set_nonblocking(true).and_then(|()| tokio::net::UnixStream::from_std(stream)) {
@@ -60,7 +62,7 @@ pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<O
                         continue;
                     }
                 };
-                spawn_connection(&builder, &graceful, stream, &shared, "zrok".into());
+                spawn_connection(&builder, &graceful, &registry, stream, &shared, "zrok".into());
             }
             () = &mut shutdown => break,
         }
@@ -84,6 +86,7 @@ pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<O
 fn spawn_connection<S>(
     builder: &auto::Builder<TokioExecutor>,
     graceful: &watch::Sender<bool>,
+    registry: &Registry,
     stream: S,
     shared: &Shared,
     peer: String,
@@ -93,6 +96,7 @@ fn spawn_connection<S>(
     let server = &shared.load().plan.server;
     let limits = Limits { header: server.request_header_timeout, idle: server.idle_connection_timeout };
     let watch = Watch::new();
+    registry.admit(&watch, limits);
     let io = TokioIo::new(Watched::new(stream, watch.clone()));
     let shared = shared.clone();
     let requests = watch.clone();
@@ -150,7 +154,12 @@ fn spawn_connection<S>(
                         _ => {}
                     }
                 }
-                () = wake => {}
+                () = wake => {
+                    if watch.is_shed() && watch.due(limits) != Due::Busy {
+                        debug!(%peer, "idle connection closed to make room (limits.max_connections)");
+                        return;
+                    }
+                }
                 changed = shutdown.changed(), if !draining => {
                     draining = true;
                     if changed.is_ok() {
@@ -160,6 +169,21 @@ fn spawn_connection<S>(
             }
         }
     });
+}
+
+/// Half the file-descriptor limit: each proxied request may also hold an upstream connection.
+fn default_max_connections() -> usize {
+    let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+    usize::try_from(soft / 2).unwrap_or(usize::MAX).clamp(64, 1 << 20)
+}
+
+/// Raises the soft file-descriptor limit to the hard one (often 1,024 by default, which a
+/// few hundred idle sockets and their upstream connections would exhaust).
+pub fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => debug!("file-descriptor limit: {n}"),
+        Err(e) => warn!("cannot raise the file-descriptor limit: {e}"),
+    }
 }
 
 /// Keeps a timer due within a second at all times. Every request arms timers (header read,

@@ -257,3 +257,50 @@ async fn an_oversized_upload_written_whole_before_reading_gets_a_readable_413() 
         assert!(text.contains(r#""code":"request_too_large""#), "{framing}: {text}");
     }
 }
+
+/// A flood of silent sockets past `limits.max_connections` costs the flooder its oldest
+/// sockets, not other clients their access: a request sent after the flood is answered at
+/// once, long before the header deadline would have freed anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_silent_sockets_cannot_lock_clients_out() {
+    let mock = Mock::start().await;
+    let config = format!(
+        "providers:\n  local:\n    base_url: {}/v1\ntimeouts:\n  request_header_seconds: 60\nlimits:\n  max_connections: 20\n",
+        mock.url()
+    );
+    let gw = Gateway::start(&config);
+    let mut flood = Vec::new();
+    for _ in 0..60 {
+        flood.push(TcpStream::connect(gw.addr).await.unwrap());
+    }
+    let started = Instant::now();
+    let r = tokio::time::timeout(PATIENCE, common::send("GET", &gw.url("/health"), &[], "")).await.expect("answered");
+    assert_eq!(r.status.as_u16(), 200);
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    // The oldest silent sockets were closed to make room.
+    let (got, _) = until_closed(&mut flood[0]).await;
+    assert!(got.is_empty());
+}
+
+/// Requests hyper cannot parse (a garbage request line, headers over its limit, a control
+/// byte in the target) are answered with a JSON error body, not a bare status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_a_json_error_body() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock, ""));
+    let huge = format!("GET /health HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "a".repeat(1 << 20));
+    for (what, payload, status) in [
+        ("garbage", b"GARBAGE LINE\r\n\r\n".to_vec(), "400"),
+        ("huge headers", huge.into_bytes(), "431"),
+        ("a control byte", b"GET /\x01 HTTP/1.1\r\n\r\n".to_vec(), "400"),
+    ] {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        let _ = s.write_all(&payload).await;
+        let (got, _) = until_closed(&mut s).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{what}: {text}");
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}: {text}"));
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{what}");
+    }
+}

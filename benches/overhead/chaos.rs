@@ -214,7 +214,7 @@ fn shape(rng: &mut Rng) -> Shape {
                 r#"{{"model":"{model}","messages":[{{"role":"user","content":"{hello}"}}],"stream":{stream}}}"#
             ),
             stream,
-            end: if stream { b"data: [DONE]\n\n" } else { b"}" },
+            end: if stream { b"data: [DONE]" } else { b"}" },
         },
         1 => Shape {
             path: "/v1/messages",
@@ -239,13 +239,26 @@ struct Tally {
     explicit_errors: AtomicU64,
     truncated: AtomicU64,
     hung: AtomicU64,
+    /// The first few truncated answers, to show what went wrong.
+    examples: std::sync::Mutex<Vec<String>>,
+}
+
+/// The last event of an event stream (without its blank line).
+fn last_event(body: &[u8]) -> &[u8] {
+    let mut end = body.len();
+    while end > 0 && matches!(body[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    let start = body[..end].windows(2).rposition(|w| w == b"\n\n").map_or(0, |i| i + 2);
+    &body[start..end]
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Classifies one answer: complete, an explicit error, or silently truncated.
 fn judge(shape: &Shape, status: http::StatusCode, body: &[u8], tally: &Tally) {
-    let tail = &body[body.len().saturating_sub(512)..];
-    let has_error_event =
-        tail.windows(7).any(|w| w == b"\"error\"") || tail.windows(15).any(|w| w == b"response.failed");
     let counter = if !status.is_success() {
         // An error status must carry an error body (JSON with an `error`).
         if serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("error").is_some()) {
@@ -254,15 +267,11 @@ fn judge(shape: &Shape, status: http::StatusCode, body: &[u8], tally: &Tally) {
             &tally.truncated
         }
     } else if shape.stream {
-        let ended = if shape.end == b"data: [DONE]\n\n" {
-            tail.ends_with(shape.end)
-        } else {
-            tail.windows(shape.end.len()).any(|w| w == shape.end)
-        };
-        if ended && !has_error_event {
-            &tally.ok
-        } else if has_error_event {
+        let last = last_event(body);
+        if contains(last, b"\"error\"") || contains(last, b"response.failed") {
             &tally.explicit_errors
+        } else if contains(last, shape.end) {
+            &tally.ok
         } else {
             &tally.truncated
         }
@@ -272,6 +281,18 @@ fn judge(shape: &Shape, status: http::StatusCode, body: &[u8], tally: &Tally) {
         &tally.truncated
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    if std::ptr::eq(counter, &tally.truncated) {
+        let mut examples = tally.examples.lock().expect("lock");
+        if examples.len() < 5 {
+            let tail = &body[body.len().saturating_sub(300)..];
+            examples.push(format!(
+                "{} stream={} {status}: …{}",
+                shape.path,
+                shape.stream,
+                String::from_utf8_lossy(tail)
+            ));
+        }
+    }
 }
 
 fn config(upstream: SocketAddr, variant: u64) -> String {
@@ -425,6 +446,9 @@ pub async fn chaos(args: &[String]) {
         t(&tally.truncated),
         t(&tally.hung)
     );
+    for e in tally.examples.lock().expect("lock").iter() {
+        println!("  truncated: {e}");
+    }
     println!(
         "  reloads: {applied} applied ({valid} valid rewrites), {rejected} refused; gateway alive: {alive}; peak RSS {} KiB",
         peak_rss_kib(pid)

@@ -48,6 +48,8 @@ pub struct ServerPlan {
     /// An idle keep-alive connection is closed after this.
     pub idle_connection_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Client connections open at once; `None`: half the file-descriptor limit.
+    pub max_connections: Option<usize>,
     /// The largest upstream event (SSE event, or whole body to translate) the gateway reads.
     pub max_event_bytes: usize,
     /// Per endpoint; `None`: unlimited.

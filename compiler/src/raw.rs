@@ -68,6 +68,11 @@ section! {
         /// Largest accepted request body in bytes; larger gets 413. Default 33554432 (32 MiB).
         #[schemars(extend("default" = 33554432))]
         max_body_bytes: S<i64>,
+        /// Client connections open at once. Past it, the connections that are waiting for a
+        /// request (silent, idle keep-alive) are closed oldest first, so a flood of idle sockets
+        /// cannot lock clients out. Default: half the process's file-descriptor limit (which
+        /// `run` raises to its hard limit).
+        max_connections: S<i64>,
         /// Largest single upstream event (an SSE event, or a whole answer the gateway must read
         /// to translate) in bytes; larger ends the response with an error. Default 16777216 (16 MiB).
         #[schemars(extend("default" = 16777216))]

@@ -42,6 +42,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         error!("{message}");
         return exit::code(exit::USAGE);
     }
+    crate::server::raise_fd_limit();
     let mut builder = match args.worker_threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
