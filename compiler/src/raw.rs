@@ -50,8 +50,8 @@ section! {
         /// Seconds in-flight requests get to finish on shutdown. Default 30.
         #[schemars(extend("default" = 30))]
         drain_seconds: S<i64>,
-        /// Seconds a client has to send a request's headers, from connecting or from the end of
-        /// its previous request (a silent connection is closed after it). Default 30.
+        /// Seconds a client has to send a request's headers, from connecting or from the first byte of
+        /// a later request (a silent connection is closed after it). Default 30.
         #[schemars(extend("default" = 30))]
         request_header_seconds: S<i64>,
         /// Seconds a client has to send a whole request body; slower gets 408. Default 60.
@@ -108,7 +108,7 @@ string_enum! {
 
 section! {
     ZrokShare {
-        /// Serve through a zrok share (and also on TCP only when `listen` is set). Default false.
+        /// Serve through a zrok share (and also on TCP only when `--address` is given; `listen` is ignored then). Default false.
         #[schemars(extend("default" = false))]
         enabled: S<bool>,
         /// `private` (default) or `public`.
