@@ -148,20 +148,23 @@ impl Registry {
         Self { open: Default::default(), limit: limit.max(1) }
     }
 
-    /// Records a new connection; sheds idle ones if that puts the count over the limit.
+    /// Records a new connection; sheds idle ones if that puts the count over the limit. Only
+    /// connections not already asked to close count, and the new one is never shed (it has
+    /// not had its header deadline yet).
     pub fn admit(&self, watch: &Arc<Watch>, limits: Limits) {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.push_back(Arc::downgrade(watch));
         if open.len() <= self.limit {
             return;
         }
-        open.retain(|w| w.strong_count() > 0);
+        open.retain(|w| w.upgrade().is_some_and(|w| !w.is_shed()));
         let mut excess = open.len().saturating_sub(self.limit);
-        for w in open.iter().filter_map(std::sync::Weak::upgrade) {
+        let older = open.len() - 1;
+        for w in open.iter().take(older).filter_map(std::sync::Weak::upgrade) {
             if excess == 0 {
                 break;
             }
-            if !w.is_shed() && w.due(limits) != Due::Busy {
+            if w.due(limits) != Due::Busy {
                 w.shed();
                 excess -= 1;
             }
@@ -407,6 +410,11 @@ mod tests {
         assert!(!busy.is_shed(), "a connection with a request in flight is never shed");
         assert!(silent.is_shed(), "the oldest idle one makes room");
         assert!(!newest.is_shed());
+        // Already asked to close: not counted again, and the one arriving is never shed.
+        let later = Watch::new();
+        registry.admit(&later, LIMITS);
+        assert!(!newest.is_shed() || !later.is_shed());
+        assert!(!later.is_shed(), "the connection being admitted keeps its header deadline");
     }
 
     #[tokio::test(start_paused = true)]
