@@ -32,7 +32,11 @@ import secrets
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import pathlib
+from http.server import ThreadingHTTPServer
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "sdk"))
+from harness import JsonHandler  # noqa: E402
 
 MODEL = "mock-model"
 SHELL_TOOLS = ["Bash", "exec_command", "shell_command", "shell", "local_shell"]
@@ -150,20 +154,7 @@ def main():
         with lock, open(log_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def reply(self, status, obj):
-            data = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def do_GET(self):
             if self.path.split("?")[0] == "/v1/models":
                 return self.reply(200, {"object": "list", "data": [

@@ -15,14 +15,14 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import anthropic
 import openai
 from anthropic import Anthropic
 from openai import OpenAI
 
-from harness import Gateway, binary
+from harness import Gateway, JsonHandler, binary
 
 KEY = "sk-gw-dialects-0123456789abcdef"
 CONFIG = """
@@ -55,20 +55,7 @@ class ChatUpstream:
         self.bodies = []
         mock = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def reply(self, status, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self):
                 if self.path == "/v1/models":
                     return self.reply(200, {"object": "list", "data": [

@@ -15,6 +15,23 @@ FIXTURES = ROOT / "fixtures" / "upstream" / "openai"
 ANTHROPIC = ROOT / "fixtures" / "upstream" / "anthropic"
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """The mock upstreams' base: HTTP/1.1 keep-alive, quiet, and a JSON reply helper."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class Gateway:
     """`llm-gateway run` on a config written to a temp file; the address comes from its log."""
 
