@@ -45,10 +45,10 @@ impl Loaded {
     }
 }
 
-/// Overwrites bytes that may hold a secret before freeing them.
+/// Overwrites bytes that may hold a secret before freeing them (with `zeroize`, as the
+/// compiler wipes its own copies, so the writes cannot be optimised away).
 pub fn wipe(mut bytes: Vec<u8>) {
-    bytes.fill(0);
-    std::hint::black_box(&bytes);
+    zeroize::Zeroize::zeroize(&mut bytes);
 }
 
 /// A file's text, read into one buffer of its size (so no copy of it is left behind in a
