@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
-use super::{CHAT, SSE, connect, flag, peak_rss_kib, start_gateway};
+use super::{connect, flag, peak_rss_kib, start_gateway};
 
-const ANTHROPIC_MESSAGE: &[u8] = include_bytes!("../../fixtures/upstream/anthropic/message.json");
-const ANTHROPIC_SSE: &[u8] = include_bytes!("../../fixtures/upstream/anthropic/stream-text.sse");
+#[path = "../../tests/common/faulty.rs"]
+mod faulty;
+use faulty::{Fault, Faulty};
 
 /// A tiny xorshift: reproducible runs from `--seed`.
 struct Rng(u64);
@@ -37,160 +38,28 @@ impl Rng {
     }
 }
 
-/// What the faulty upstream does with one request.
-#[derive(Clone, Copy, Debug)]
-enum Fault {
-    None,
-    ResetBeforeHeaders,
-    StallBeforeHeaders,
-    Garbage,
-    CutCloseDelimited,
-    ShortContentLength,
-    CutStream,
-    StallMidStream,
-    TooMany,
-    ServerError,
-}
-
+/// The faults a third of the upstream's answers get (the fault-injection tests' upstream).
 const FAULTS: [Fault; 9] = [
     Fault::ResetBeforeHeaders,
+    Fault::ResetAfterHeaders,
     Fault::StallBeforeHeaders,
+    Fault::StallAfterHeaders,
     Fault::Garbage,
-    Fault::CutCloseDelimited,
+    Fault::CloseDelimitedCut,
     Fault::ShortContentLength,
-    Fault::CutStream,
-    Fault::StallMidStream,
-    Fault::TooMany,
-    Fault::ServerError,
+    Fault::Status(429),
+    Fault::Status(500),
 ];
 
-/// The faulty upstream: raw HTTP/1.1 over TCP, one request per connection, so it can send
-/// anything. Speaks Chat at `/v1/chat/completions` and Anthropic at `/v1/messages`.
-async fn faulty_upstream(seed: u64, stall: Duration) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let rng = Arc::new(std::sync::Mutex::new(Rng(seed | 1)));
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
-            let rng = rng.clone();
-            tokio::spawn(async move {
-                let _ = serve_one(stream, &rng, stall).await;
-            });
-        }
-    });
-    addr
-}
-
-async fn serve_one(mut s: TcpStream, rng: &std::sync::Mutex<Rng>, stall: Duration) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let length: usize =
-        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-    while buf.len() < head_end + length {
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    if head.starts_with("get ") {
-        let models = br#"{"object":"list","data":[{"id":"llama3","object":"model","created":0,"owned_by":"chaos"}]}"#;
-        return whole(&mut s, "200 OK", models).await;
-    }
-    let anthropic = head.starts_with("post /v1/messages");
-    let stream = buf[head_end..].windows(13).any(|w| w == b"\"stream\":true");
-    let fault = {
+/// The upstream: Chat at `/v1/chat/completions`, Anthropic at `/v1/messages`, a random fault
+/// for a third of the answers.
+async fn faulty_upstream(seed: u64) -> SocketAddr {
+    let rng = std::sync::Mutex::new(Rng(seed | 1));
+    let choose = Arc::new(move || {
         let mut r = rng.lock().expect("rng");
         if r.below(3) == 0 { FAULTS[r.below(FAULTS.len() as u64) as usize] } else { Fault::None }
-    };
-    let (json, sse) = if anthropic { (ANTHROPIC_MESSAGE, ANTHROPIC_SSE) } else { (CHAT, SSE) };
-    match fault {
-        Fault::None if stream => chunked(&mut s, sse, sse.len()).await,
-        Fault::None => whole(&mut s, "200 OK", json).await,
-        Fault::ResetBeforeHeaders => {
-            // A zero linger makes the close an RST; it does not block.
-            #[allow(deprecated)]
-            s.set_linger(Some(Duration::ZERO))?;
-            Ok(())
-        }
-        Fault::StallBeforeHeaders => {
-            tokio::time::sleep(stall).await;
-            Ok(())
-        }
-        Fault::Garbage => s.write_all(b"HELLO, this is not HTTP\r\n\r\n\x00\x01").await,
-        Fault::CutCloseDelimited => {
-            let kind = if stream { "text/event-stream" } else { "application/json" };
-            let body = if stream { sse } else { json };
-            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\nconnection: close\r\n\r\n");
-            s.write_all(head.as_bytes()).await?;
-            s.write_all(&body[..body.len() / 2]).await
-        }
-        Fault::ShortContentLength => {
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                json.len() + 100
-            );
-            s.write_all(head.as_bytes()).await?;
-            s.write_all(json).await
-        }
-        Fault::CutStream if stream => chunked(&mut s, sse, sse.len() / 2).await,
-        Fault::StallMidStream if stream => {
-            chunked_open(&mut s, &sse[..sse.len() / 2]).await?;
-            tokio::time::sleep(stall).await;
-            Ok(())
-        }
-        Fault::CutStream | Fault::StallMidStream => whole(&mut s, "200 OK", json).await,
-        Fault::TooMany => {
-            let e = br#"{"error":{"message":"Rate limit reached","type":"rate_limit_error","code":"rate_limited"}}"#;
-            whole(&mut s, "429 Too Many Requests", e).await
-        }
-        Fault::ServerError => {
-            let e = br#"{"error":{"message":"The server had an error","type":"server_error","code":null}}"#;
-            whole(&mut s, "500 Internal Server Error", e).await
-        }
-    }
-}
-
-async fn whole(s: &mut TcpStream, status: &str, body: &[u8]) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(body).await
-}
-
-/// An event stream, chunked, with its first `upto` bytes; it ends properly only when whole.
-async fn chunked(s: &mut TcpStream, sse: &[u8], upto: usize) -> std::io::Result<()> {
-    chunked_open(s, &sse[..upto]).await?;
-    if upto == sse.len() {
-        s.write_all(b"0\r\n\r\n").await?;
-    }
-    Ok(())
-}
-
-async fn chunked_open(s: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
-    let head =
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
-    s.write_all(head.as_bytes()).await?;
-    for piece in data.chunks(97) {
-        s.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).await?;
-        s.write_all(piece).await?;
-        s.write_all(b"\r\n").await?;
-    }
-    Ok(())
+    });
+    Faulty::start_with(Fault::None, choose).await.addr
 }
 
 /// One client request: dialect, path, body, whether it streams, and how a complete answer
@@ -338,7 +207,7 @@ pub async fn chaos(args: &[String]) {
     let rewrites: u64 = flag(args, "--rewrites", "30").parse().expect("rewrites");
     let clients: usize = flag(args, "--clients", "12").parse().expect("clients");
     let seed: u64 = flag(args, "--seed", "20261202").parse().expect("seed");
-    let upstream = faulty_upstream(seed, Duration::from_secs(3)).await;
+    let upstream = faulty_upstream(seed).await;
     let dir = std::env::temp_dir().join(format!("llm-gateway-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("config.yaml");

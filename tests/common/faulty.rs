@@ -61,8 +61,18 @@ pub struct Faulty {
     pub infinite_closed: Arc<AtomicUsize>,
 }
 
+/// Picks the fault for each request.
+pub type Chooser = Arc<dyn Fn() -> Fault + Send + Sync>;
+
 impl Faulty {
+    /// Every request answered with `fault`.
     pub async fn start(fault: Fault) -> Faulty {
+        Self::start_with(fault, Arc::new(move || fault)).await
+    }
+
+    /// Each request answered with the fault `choose` picks (the chaos soak's random faults);
+    /// `listening` is `Fault::Refused` for an address where nothing listens.
+    pub async fn start_with(listening: Fault, choose: Chooser) -> Faulty {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let posts = Arc::new(AtomicUsize::new(0));
@@ -74,7 +84,7 @@ impl Faulty {
             infinite_started: infinite_started.clone(),
             infinite_closed: infinite_closed.clone(),
         };
-        if fault == Fault::Refused {
+        if listening == Fault::Refused {
             drop(listener);
             return me;
         }
@@ -83,8 +93,9 @@ impl Faulty {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let _ = stream.set_nodelay(true);
                 let counters = (posts.clone(), infinite_started.clone(), infinite_closed.clone());
+                let choose = choose.clone();
                 tokio::spawn(async move {
-                    let _ = serve(stream, fault, counters).await;
+                    let _ = serve(stream, &*choose, counters).await;
                 });
             }
         });
@@ -304,7 +315,7 @@ async fn whole(stream: &mut TcpStream, body: Body, streamed: bool) -> std::io::R
 
 async fn serve(
     mut stream: TcpStream,
-    fault: Fault,
+    choose: &(dyn Fn() -> Fault + Send + Sync),
     (posts, infinite_started, infinite_closed): (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<AtomicUsize>),
 ) -> std::io::Result<()> {
     let (method, path, body) = read_request(&mut stream).await?;
@@ -315,6 +326,7 @@ async fn serve(
         return stream.flush().await;
     }
     posts.fetch_add(1, Ordering::SeqCst);
+    let fault = choose();
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let streamed = request["stream"] == true;
     let upstream = if path.starts_with("/v1/messages") { Upstream::Anthropic } else { Upstream::Chat };
