@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks: criterion (config compile, heuristic decisions, key lookup) and the end-to-end
-# overhead harness (direct vs a minimal hyper proxy vs llm-gateway, interleaved, pinned to one CPU).
+# overhead harness (direct vs a minimal hyper proxy vs llm-gateway as shipped, access log on:
+# every dialect pair streamed and whole, interleaved, pinned to one CPU; then throughput on
+# every CPU at concurrency 64; one table of gateway/floor ratios at the end).
 #   scripts/bench.sh            both
-#   scripts/bench.sh overhead   only the overhead harness (ROUNDS, REQUESTS to tune)
+#   scripts/bench.sh overhead   only the overhead harness (ROUNDS, REQUESTS to tune;
+#                               ONLY=text keeps the pairs whose name has it, or `throughput`;
+#                               GATEWAY_RUST_LOG=warn measures without the access log)
 #   scripts/bench.sh semantic   embedding decision and centroid compile, on one CPU
 #   scripts/bench.sh soak       the reload soak: load for SECONDS (60) while the config is
 #                               rewritten REWRITES (30) times; fails on any failed request
@@ -33,5 +37,6 @@ fi
 if [ "$what" = all ] || [ "$what" = overhead ]; then
     cargo bench --locked --bench overhead --no-run --quiet
     taskset -c 0 cargo bench --locked --bench overhead -- \
-        --gateway target/release/llm-gateway --rounds "${ROUNDS:-10}" --requests "${REQUESTS:-1000}"
+        --gateway target/release/llm-gateway --rounds "${ROUNDS:-10}" --requests "${REQUESTS:-1000}" \
+        --only "${ONLY:-}"
 fi

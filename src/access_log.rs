@@ -1,14 +1,17 @@
-//! One log line per request, written when the response is finished (for streams: when the
-//! last byte went out or the client left), so duration covers the whole exchange.
+//! One log line per request, recorded when the response is finished (for streams: when the
+//! last byte went out or the client left), so duration covers the whole exchange. The record
+//! is queued unformatted ([`crate::log_sink`]); the log's writer thread formats it, in the
+//! same text and JSON shapes as every other line, off the request's path.
 //!
 //! Every string field goes through [`Clean`]: control characters (CR, LF and the rest of C0,
 //! DEL, C1) are written escaped, so nothing a client sends (a model name, a path, an error
 //! quoting either) can end the line and forge another in the text format.
 
-use std::time::Instant;
+use std::io::Write as _;
+use std::time::{Duration, Instant, SystemTime};
 
-use tracing::{info, warn};
-
+use crate::log_sink::{self, Line};
+use crate::logging::LogFormat;
 use crate::metrics;
 use crate::usage::Tail;
 
@@ -47,6 +50,11 @@ pub struct AccessLog {
     /// Counted in the in-flight gauge (the real log, not a detached placeholder).
     counted: bool,
     pub error: Option<String>,
+    /// When the response finished, and how long the exchange took (set when queued).
+    finished: SystemTime,
+    duration: Duration,
+    /// The level lets this record's line be written.
+    write: bool,
 }
 
 impl AccessLog {
@@ -80,6 +88,9 @@ impl AccessLog {
             error_type: None,
             counted,
             error: None,
+            finished: SystemTime::UNIX_EPOCH,
+            duration: Duration::ZERO,
+            write: false,
         }
     }
 }
@@ -90,18 +101,29 @@ impl AccessLog {
         Self::build(&http::Method::GET, "", false)
     }
 
-    fn record(&self, duration: std::time::Duration) {
-        if !self.metrics {
-            return;
+    /// Whether the writer formats a line for this record.
+    pub(crate) fn writes_line(&self) -> bool {
+        self.write
+    }
+
+    /// Records this request in the metrics, once (the log's writer does, or a scrape first).
+    pub(crate) fn meter(&mut self) {
+        if std::mem::take(&mut self.metrics) {
+            self.record();
         }
+    }
+
+    fn record(&self) {
+        let duration = self.duration;
         // Requests refused before a provider was chosen are counted too, under `-`.
         let provider = self.provider.unwrap_or("-");
         let model = self.metric_model.as_deref().unwrap_or("-");
         let m = metrics::get();
         let key = self.key.as_deref().unwrap_or("-");
-        let status = self.status.to_string();
+        let code = http::StatusCode::from_u16(self.status);
+        let status = code.as_ref().map_or("0", http::StatusCode::as_str);
         let streaming = if self.stream { "true" } else { "false" };
-        m.requests.with_label_values(&[provider, model, streaming, &status, self.dialect]).inc();
+        m.requests.with_label_values(&[provider, model, streaming, status, self.dialect]).inc();
         m.duration.with_label_values(&[provider, model]).observe(duration.as_secs_f64());
         if let (true, Some(first)) = (self.stream, self.first_byte) {
             m.time_to_first_token.with_label_values(&[provider, model]).observe(first.as_secs_f64());
@@ -121,58 +143,201 @@ impl AccessLog {
 }
 
 impl Drop for AccessLog {
+    /// Hands the record to the log's writer, which records its metrics and writes its line
+    /// off the request's path.
     fn drop(&mut self) {
         if !self.counted {
             return;
         }
+        // What is queued below is this record's data, not another request.
+        self.counted = false;
         metrics::get().inflight.dec();
-        let duration = self.started.elapsed();
-        let duration_ms = duration.as_millis();
-        if self.tokens.is_none() && (self.metrics || tracing::enabled!(tracing::Level::WARN)) {
+        self.duration = self.started.elapsed();
+        self.write = if self.error.is_some() {
+            tracing::enabled!(tracing::Level::WARN)
+        } else {
+            tracing::enabled!(tracing::Level::INFO)
+        };
+        if !self.write && !self.metrics {
+            return;
+        }
+        if self.tokens.is_none() {
             self.tokens = self.tail.tokens();
         }
-        self.record(duration);
-        fn o(v: &Option<String>) -> Clean<'_> {
-            Clean(v.as_deref().unwrap_or_default())
-        }
-        macro_rules! line {
-            ($level:ident) => {
-                $level!(
-                    request_id = %Clean(self.request_id.as_deref().unwrap_or_default()),
-                    method = %Clean(self.method.as_str()),
-                    path = %Clean(&self.path),
-                    dialect = %self.dialect,
-                    key = %o(&self.key),
-                    model_asked = %o(&self.model_asked),
-                    model_sent = %o(&self.model_sent),
-                    route = %o(&self.route),
-                    provider = self.provider.unwrap_or(""),
-                    endpoint = %o(&self.endpoint),
-                    status = self.status,
-                    stream = self.stream,
-                    duration_ms,
-                    ttfb_ms = self.ttfb_ms.map(|t| t as i64).unwrap_or(-1),
-                    bytes = self.body_bytes,
-                    prompt_tokens = self.tokens.map(|t| t.0 as i64).unwrap_or(-1),
-                    completion_tokens = self.tokens.map(|t| t.1 as i64).unwrap_or(-1),
-                    error = %o(&self.error),
-                    "request"
-                )
-            };
-        }
-        if self.error.is_some() { line!(warn) } else { line!(info) }
+        self.finished = SystemTime::now();
+        self.tail = Tail::default();
+        log_sink::push(Line::Access(std::mem::replace(self, Self::detached())));
     }
+}
+
+/// The fields of a line, in order, as tracing's formatter writes them.
+enum Value<'a> {
+    /// Written as given on a text line (escaped by [`Clean`]), as a JSON string.
+    Text(&'a str),
+    /// Quoted on a text line too (a `&str` field in tracing's text format).
+    Quoted(&'a str),
+    Number(i128),
+    Bool(bool),
+}
+
+impl AccessLog {
+    fn fields(&self) -> [(&'static str, Value<'_>); 18] {
+        fn text(v: &Option<String>) -> Value<'_> {
+            Value::Text(v.as_deref().unwrap_or_default())
+        }
+        let tokens = |pick: fn((u64, u64)) -> u64| Value::Number(self.tokens.map_or(-1, |t| i128::from(pick(t))));
+        [
+            ("request_id", Value::Text(self.request_id.as_deref().unwrap_or_default())),
+            ("method", Value::Text(self.method.as_str())),
+            ("path", Value::Text(&self.path)),
+            ("dialect", Value::Text(self.dialect)),
+            ("key", text(&self.key)),
+            ("model_asked", text(&self.model_asked)),
+            ("model_sent", text(&self.model_sent)),
+            ("route", text(&self.route)),
+            ("provider", Value::Quoted(self.provider.unwrap_or_default())),
+            ("endpoint", text(&self.endpoint)),
+            ("status", Value::Number(self.status.into())),
+            ("stream", Value::Bool(self.stream)),
+            ("duration_ms", Value::Number(self.duration.as_millis() as i128)),
+            ("ttfb_ms", Value::Number(self.ttfb_ms.map_or(-1, |t| t as i128))),
+            ("bytes", Value::Number(self.body_bytes.into())),
+            ("prompt_tokens", tokens(|t| t.0)),
+            ("completion_tokens", tokens(|t| t.1)),
+            ("error", text(&self.error)),
+        ]
+    }
+
+    /// Appends this record's line (newline included) in the log's format.
+    pub(crate) fn write_line(&self, out: &mut Vec<u8>, format: LogFormat, ansi: bool) {
+        match format {
+            LogFormat::Text => {
+                let paint = |out: &mut Vec<u8>, code: &[u8], text: &[u8]| {
+                    if ansi {
+                        out.extend_from_slice(b"\x1b[");
+                        out.extend_from_slice(code);
+                        out.push(b'm');
+                    }
+                    out.extend_from_slice(text);
+                    if ansi {
+                        out.extend_from_slice(b"\x1b[0m");
+                    }
+                };
+                let mut stamp = Vec::with_capacity(27);
+                timestamp(&mut stamp, self.finished);
+                paint(out, b"2", &stamp);
+                out.push(b' ');
+                // Padded to five characters, as tracing pads levels.
+                let (colour, padded): (&[u8], &[u8]) =
+                    if self.error.is_some() { (b"33", b" WARN") } else { (b"32", b" INFO") };
+                paint(out, colour, padded);
+                out.push(b' ');
+                paint(out, b"2", concat!(module_path!(), ":").as_bytes());
+                out.extend_from_slice(b" request");
+                for (name, value) in self.fields() {
+                    out.push(b' ');
+                    out.extend_from_slice(name.as_bytes());
+                    out.push(b'=');
+                    match value {
+                        Value::Text(v) => Clean(v).push(out),
+                        Value::Quoted(v) => {
+                            out.push(b'"');
+                            Clean(v).push(out);
+                            out.push(b'"');
+                        }
+                        other => other.write_json(out),
+                    }
+                }
+            }
+            LogFormat::Json => {
+                out.extend_from_slice(b"{\"timestamp\":\"");
+                timestamp(out, self.finished);
+                out.extend_from_slice(if self.error.is_some() {
+                    b"\",\"level\":\"WARN"
+                } else {
+                    b"\",\"level\":\"INFO"
+                });
+                out.extend_from_slice(b"\",\"message\":\"request\"");
+                for (name, value) in self.fields() {
+                    out.extend_from_slice(b",\"");
+                    out.extend_from_slice(name.as_bytes());
+                    out.extend_from_slice(b"\":");
+                    value.write_json(out);
+                }
+                out.extend_from_slice(concat!(",\"target\":\"", module_path!(), "\"}").as_bytes());
+            }
+        }
+        out.push(b'\n');
+    }
+}
+
+impl Value<'_> {
+    /// As JSON; strings as [`Clean`] writes them.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let _ = match *self {
+            Value::Text(v) | Value::Quoted(v) if Clean(v).is_plain() => serde_json::to_writer(&mut *out, v),
+            Value::Text(v) | Value::Quoted(v) => serde_json::to_writer(&mut *out, &Clean(v).to_string()),
+            Value::Number(n) => {
+                let _ = write!(out, "{n}");
+                Ok(())
+            }
+            Value::Bool(b) => {
+                out.extend_from_slice(if b { b"true" } else { b"false" });
+                Ok(())
+            }
+        };
+    }
+}
+
+/// RFC 3339 in UTC with microseconds (`2026-12-02T09:24:57.224230Z`), as tracing writes it.
+fn timestamp(out: &mut Vec<u8>, at: SystemTime) {
+    let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days to a civil date (Howard Hinnant's algorithm), valid for any date after 1970.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rest / 3_600,
+        rest / 60 % 60,
+        rest % 60,
+        since.subsec_micros()
+    );
 }
 
 /// A string written with its control characters escaped (`\n`, `\r`, `\t`, `\u{1b}`…) and
 /// backslashes doubled, so it stays on one line and reads back unambiguously.
 pub struct Clean<'a>(pub &'a str);
 
+impl Clean<'_> {
+    /// Nothing in it needs escaping.
+    fn is_plain(&self) -> bool {
+        !self.0.chars().any(|c| c.is_control() || c == '\\' || c == '\u{2028}' || c == '\u{2029}')
+    }
+
+    fn push(&self, out: &mut Vec<u8>) {
+        if self.is_plain() {
+            out.extend_from_slice(self.0.as_bytes());
+        } else {
+            let _ = write!(out, "{self}");
+        }
+    }
+}
+
 impl std::fmt::Display for Clean<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use std::fmt::Write;
         let text = self.0;
-        if !text.chars().any(|c| c.is_control() || c == '\\' || c == '\u{2028}' || c == '\u{2029}') {
+        if self.is_plain() {
             return f.write_str(text);
         }
         for c in text.chars() {
@@ -191,7 +356,74 @@ impl std::fmt::Display for Clean<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::Clean;
+    use std::time::{Duration, SystemTime};
+
+    use super::{AccessLog, Clean, timestamp};
+    use crate::logging::LogFormat;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let at = |secs: u64, micros: u64| {
+            let mut out = Vec::new();
+            timestamp(&mut out, SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros));
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(1_709_251_199, 1), "2024-02-29T23:59:59.000001Z");
+        assert_eq!(at(951_868_800, 999_999), "2000-03-01T00:00:00.999999Z");
+        assert_eq!(at(1_796_203_497, 224_230), "2026-12-02T09:24:57.224230Z");
+        assert_eq!(at(4_133_980_799, 0), "2100-12-31T23:59:59.000000Z");
+    }
+
+    fn record() -> AccessLog {
+        let mut log = AccessLog::detached();
+        log.request_id = Some("rid-1".into());
+        log.method = http::Method::POST;
+        log.path = "/v1/chat/completions".into();
+        log.model_asked = Some("gpt\n\"x\"".into());
+        log.model_sent = Some("llama3".into());
+        log.provider = Some("local");
+        log.endpoint = Some("gpu-a".into());
+        log.status = 200;
+        log.ttfb_ms = Some(3);
+        log.body_bytes = 619;
+        log.tokens = Some((19, 10));
+        log.finished = SystemTime::UNIX_EPOCH + Duration::from_micros(1_796_203_497_224_230);
+        log.duration = Duration::from_millis(12);
+        log
+    }
+
+    /// The shapes tracing's own formatter gives every other line (text, and JSON with the
+    /// event's fields flattened), so one parser reads the whole log.
+    #[test]
+    fn lines_have_the_shape_of_the_other_log_lines() {
+        let mut text = Vec::new();
+        record().write_line(&mut text, LogFormat::Text, false);
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "2026-12-02T09:24:57.224230Z  INFO llm_gateway::access_log: request request_id=rid-1 method=POST \
+             path=/v1/chat/completions dialect=chat key= model_asked=gpt\\n\"x\" model_sent=llama3 route= \
+             provider=\"local\" endpoint=gpu-a status=200 stream=false duration_ms=12 ttfb_ms=3 bytes=619 \
+             prompt_tokens=19 completion_tokens=10 error=\n"
+        );
+        let mut json = Vec::new();
+        let mut failed = record();
+        failed.error = Some("upstream\rbroke".into());
+        failed.tokens = None;
+        failed.write_line(&mut json, LogFormat::Json, false);
+        assert_eq!(json.iter().filter(|&&b| b == b'\n').count(), 1);
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["timestamp"], "2026-12-02T09:24:57.224230Z");
+        assert_eq!((value["level"].as_str(), value["message"].as_str()), (Some("WARN"), Some("request")));
+        assert_eq!(value["model_asked"], "gpt\\n\"x\"", "escaped as on a text line, then as JSON");
+        assert_eq!(value["error"], "upstream\\rbroke");
+        assert_eq!((value["status"].as_u64(), value["duration_ms"].as_u64()), (Some(200), Some(12)));
+        assert_eq!((value["prompt_tokens"].as_i64(), value["stream"].as_bool()), (Some(-1), Some(false)));
+        assert_eq!(value["target"], "llm_gateway::access_log");
+        let mut painted = Vec::new();
+        record().write_line(&mut painted, LogFormat::Text, true);
+        assert!(String::from_utf8(painted).unwrap().contains("\x1b[32m INFO\x1b[0m"), "a terminal gets colours");
+    }
 
     #[test]
     fn control_characters_cannot_start_a_line() {

@@ -61,8 +61,8 @@ pub struct RunArgs {
     /// Do not watch the config file for changes (SIGHUP still reloads it).
     #[arg(long)]
     pub no_watch: bool,
-    /// Worker threads (default: one per CPU). 1 runs a single-threaded runtime, the
-    /// cheapest choice on a one-core box or when pinned for benchmarks.
+    /// Serving threads (default: one per CPU), each with its own runtime; a connection stays
+    /// on the thread it was given. 1 serves everything on one thread.
     #[arg(long, env = "LLM_GATEWAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     pub worker_threads: Option<u16>,
     /// Log format (level from RUST_LOG, default info; logs go to stderr).
@@ -146,7 +146,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() && json_logs_asked() => {
             // `run --log-format json`: even a usage error is a JSON log line.
-            crate::logging::init(crate::logging::LogFormat::Json);
+            let _flush = crate::logging::init(crate::logging::LogFormat::Json);
             tracing::error!(usage = %e.render(), "invalid command line: {}", first_line(&e.to_string()));
             return crate::exit::code(crate::exit::USAGE);
         }

@@ -23,9 +23,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The connection deadlines, from the plan (`timeouts.*`).
@@ -59,8 +59,13 @@ pub struct Watch {
     h2: AtomicBool,
     /// Asked to close because too many connections are open (see [`Registry`]).
     shed: AtomicBool,
-    /// Wakes the connection's task when its deadline may have moved earlier or gone.
-    pub wake: Notify,
+    /// The server is shutting down (see [`Registry::drain`]).
+    draining: AtomicBool,
+    /// Set by [`Watch::wake`], taken by [`Watch::poll_woken`].
+    woken: AtomicBool,
+    /// The connection's task, woken when it is asked to close (deadlines it looks at itself).
+    /// Not a `Notify`: that takes a lock on every poll, and the task is polled on every read.
+    waker: AtomicWaker,
 }
 
 impl Watch {
@@ -72,7 +77,9 @@ impl Watch {
             reading_since: AtomicU64::new(0),
             h2: AtomicBool::new(false),
             shed: AtomicBool::new(false),
-            wake: Notify::new(),
+            draining: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
         })
     }
 
@@ -84,7 +91,27 @@ impl Watch {
 
     fn shed(&self) {
         self.shed.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.wake();
+    }
+
+    /// Whether the server is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Ready once after each time the connection was asked to close (to make room, or
+    /// because the server is shutting down).
+    pub fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.woken.swap(false, Ordering::AcqRel) { Poll::Ready(()) } else { Poll::Pending }
     }
 
     fn stamp(&self) -> u64 {
@@ -129,7 +156,6 @@ impl Watch {
             && !self.h2.load(Ordering::Relaxed)
         {
             self.reading_since.store(self.stamp(), Ordering::Release);
-            self.wake.notify_one();
         }
     }
 }
@@ -173,6 +199,15 @@ impl Registry {
             tracing::debug!("{} connections open, every one busy; over limits.max_connections", open.len());
         }
     }
+
+    /// Tells every open connection the server is shutting down.
+    pub fn drain(&self) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        for w in open.iter().filter_map(std::sync::Weak::upgrade) {
+            w.draining.store(true, Ordering::Release);
+            w.wake();
+        }
+    }
 }
 
 /// A request in flight on a connection; dropping it (with the response body, or with the
@@ -183,8 +218,9 @@ impl Drop for Busy {
     fn drop(&mut self) {
         let w = &self.0;
         w.idle_since.store(w.stamp(), Ordering::Release);
-        if w.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            w.wake.notify_one();
+        // A connection asked to make room closes as soon as it is idle.
+        if w.inflight.fetch_sub(1, Ordering::AcqRel) == 1 && w.is_shed() {
+            w.wake();
         }
     }
 }

@@ -1,14 +1,17 @@
 //! Prometheus metrics, served at `GET /metrics` when `metrics.enabled`.
 //!
 //! Recorded once per request when its response is finished (the access log's moment), so
-//! streams count their whole duration and the tokens their last chunk reported. Label values
+//! streams count their whole duration and the tokens their last chunk reported — by the log's
+//! writer thread, off the request's path (`log_sink.rs`); a scrape first records whatever is
+//! still queued. Label values
 //! are bounded: `model` is a model the plan knows (routes, endpoint probes, Anthropic's list)
 //! or `other`; `key` is a configured key name or `-`.
 
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -28,6 +31,7 @@ pub struct Metrics {
     config_info: IntGaugeVec,
     pub queue_wait: HistogramVec,
     pub last_reload_success: Gauge,
+    pub log_lines_dropped: IntCounter,
 }
 
 /// LLM calls take from milliseconds (cached, tiny models) to minutes (long generations).
@@ -57,6 +61,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     )
     .expect("valid metric");
     r.register(Box::new(endpoint_healthy.clone())).expect("unique metric");
+    let log_lines_dropped = IntCounter::new(
+        "llm_gateway_log_lines_dropped_total",
+        "Log lines dropped because stderr could not take them fast enough",
+    )
+    .expect("valid metric");
+    r.register(Box::new(log_lines_dropped.clone())).expect("unique metric");
     let last_reload_success = Gauge::new(
         "llm_gateway_config_last_reload_success_timestamp_seconds",
         "Unix time of the last successful config load",
@@ -141,6 +151,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         inflight,
         endpoint_healthy,
         last_reload_success,
+        log_lines_dropped,
         registry: r,
     }
 });
@@ -159,8 +170,10 @@ impl Metrics {
     }
 }
 
-/// The exposition text.
+/// The exposition text, counting every request finished so far (their records may still be
+/// on their way to the log's writer).
 pub fn render() -> Vec<u8> {
+    crate::log_sink::settle();
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&METRICS.registry.gather(), &mut out);
     out

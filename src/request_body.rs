@@ -43,7 +43,13 @@ where
     let mut buf = BytesMut::new();
     let mut len = 0usize;
     loop {
-        let frame = match timeout_at(deadline, body.frame()).await {
+        // Most bodies have fully arrived with their headers: take what is there without
+        // arming a timer (each costs the runtime handle's shared reference count).
+        let frame = match futures_util::FutureExt::now_or_never(body.frame()) {
+            Some(frame) => Ok(frame),
+            None => timeout_at(deadline, body.frame()).await,
+        };
+        let frame = match frame {
             Err(_) => return Err(ApiError::request_timeout(limits.timeout)),
             Ok(None) => break,
             Ok(Some(Err(e))) => {

@@ -70,12 +70,24 @@ fn mix(mut z: u64) -> u64 {
 
 /// A new id: 32 lowercase hex digits.
 pub fn generate() -> RequestId {
+    Arc::from(unique_hex().as_str())
+}
+
+/// 32 hex digits that do not repeat within the process and are unpredictable across
+/// processes (a per-thread random key and counter; no system call per id).
+pub fn unique_hex() -> String {
     let (a, b, n) = NEXT.with(|c| {
         let (a, b, n) = c.get();
         c.set((a, b, n.wrapping_add(1)));
         (a, b, n)
     });
-    Arc::from(format!("{:016x}{:016x}", mix(a ^ n), mix(b.wrapping_add(n))))
+    let mut hex = String::with_capacity(32);
+    for half in [mix(a ^ n), mix(b.wrapping_add(n))] {
+        for shift in (0..16).rev() {
+            hex.push(char::from(b"0123456789abcdef"[(half >> (4 * shift) & 0xf) as usize]));
+        }
+    }
+    hex
 }
 
 /// The id of the request being handled, if any.

@@ -4,13 +4,14 @@
 //! deadline.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -25,19 +26,24 @@ pub struct Listeners {
 }
 
 /// Serves until `shutdown` resolves, then drains for at most `drain`. Returns true when
-/// every connection finished within the deadline.
+/// every connection finished within the deadline. Connections are spread round-robin over
+/// this thread and [`crate::shard::count`]` - 1` more, each with its own runtime.
 pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<Output = ()>, drain: Duration) -> bool {
     let Listeners { tcp, mut zrok } = listeners;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Header and idle deadlines are the connection watch's: hyper's header timer also runs
-    // while a keep-alive connection is idle, which would make the idle timeout meaningless.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(None);
-    builder.http2().timer(TokioTimer::new());
+    let builder = connection_builder();
     // Every connection holds a receiver; `closed()` resolves when the last one ended.
     let (graceful, _) = watch::channel(false);
     let limit = shared.load().plan.server.max_connections.unwrap_or_else(default_max_connections);
-    let registry = std::sync::Arc::new(Registry::new(limit));
+    let registry = Arc::new(Registry::new(limit));
     tokio::spawn(timer_heartbeat());
+    let mut shards = Vec::new();
+    for i in 1..crate::shard::count() {
+        match Shard::start(i, &shared, &registry) {
+            Ok(shard) => shards.push(shard),
+            Err(e) => warn!("cannot start serving thread {i}: {e}; serving on {i} thread(s)"),
+        }
+    }
+    let mut next = 0usize;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -52,6 +58,15 @@ pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<O
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                next = (next + 1) % (shards.len() + 1);
+                let stream = match next.checked_sub(1).map(|i| &shards[i]) {
+                    // Served here after all if that thread is gone.
+                    Some(shard) => match shard.hand(stream, peer.to_string()) {
+                        None => continue,
+                        Some(stream) => stream,
+                    },
+                    None => stream,
+                };
                 spawn_connection(&builder, &graceful, &registry, stream, &shared, peer.to_string());
             }
             Some(stream) = async { match zrok.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
@@ -70,16 +85,86 @@ pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<O
     drop(tcp);
     drop(zrok);
     info!("shutting down: no new connections; draining in-flight requests for up to {} s", drain.as_secs());
-    let _ = graceful.send(true);
-    match tokio::time::timeout(drain, graceful.closed()).await {
-        Ok(()) => {
-            info!("all connections finished");
-            true
-        }
-        Err(_) => {
-            warn!("drain deadline passed; closing remaining connections");
-            false
-        }
+    registry.drain();
+    let deadline = tokio::time::Instant::now() + drain;
+    let others: Vec<_> = shards.into_iter().map(|s| s.finish(deadline)).collect();
+    let mut finished = tokio::time::timeout_at(deadline, graceful.closed()).await.is_ok();
+    for other in others {
+        finished &= other.await.unwrap_or(false);
+    }
+    if finished {
+        info!("all connections finished");
+    } else {
+        warn!("drain deadline passed; closing remaining connections");
+    }
+    finished
+}
+
+fn connection_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Header and idle deadlines are the connection watch's: hyper's header timer also runs
+    // while a keep-alive connection is idle, which would make the idle timeout meaningless.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(None);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+enum ToShard {
+    Connection(std::net::TcpStream, String),
+    /// Stop: drain this thread's connections until the deadline.
+    Drain(tokio::time::Instant),
+}
+
+/// A serving thread other than the main one: it takes the connections handed to it.
+struct Shard {
+    inbox: tokio::sync::mpsc::UnboundedSender<ToShard>,
+    /// Whether its connections all finished within the drain deadline.
+    done: tokio::sync::oneshot::Receiver<bool>,
+}
+
+impl Shard {
+    fn start(i: usize, shared: &Shared, registry: &Arc<Registry>) -> std::io::Result<Shard> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (inbox, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (report, done) = tokio::sync::oneshot::channel();
+        let (shared, registry) = (shared.clone(), registry.clone());
+        std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || {
+            crate::shard::enter(i);
+            let finished = runtime.block_on(async move {
+                tokio::spawn(timer_heartbeat());
+                let builder = connection_builder();
+                let (graceful, _) = watch::channel(false);
+                while let Some(message) = rx.recv().await {
+                    match message {
+                        ToShard::Connection(stream, peer) => match TcpStream::from_std(stream) {
+                            Ok(stream) => spawn_connection(&builder, &graceful, &registry, stream, &shared, peer),
+                            Err(e) => warn!(error = %e, "cannot serve a connection on thread {i}"),
+                        },
+                        ToShard::Drain(deadline) => {
+                            return tokio::time::timeout_at(deadline, graceful.closed()).await.is_ok();
+                        }
+                    }
+                }
+                true
+            });
+            let _ = report.send(finished);
+            // Whatever is left past the deadline is dropped with the runtime.
+            runtime.shutdown_background();
+        })?;
+        Ok(Shard { inbox, done })
+    }
+
+    /// Hands a connection over; gives it back if the thread is gone (a stream that cannot
+    /// even leave this thread's reactor is dropped: it is broken).
+    fn hand(&self, stream: TcpStream, peer: String) -> Option<TcpStream> {
+        let std = stream.into_std().ok()?;
+        let ToShard::Connection(std, _) = self.inbox.send(ToShard::Connection(std, peer)).err()?.0 else { return None };
+        TcpStream::from_std(std).ok()
+    }
+
+    fn finish(self, deadline: tokio::time::Instant) -> tokio::sync::oneshot::Receiver<bool> {
+        let _ = self.inbox.send(ToShard::Drain(deadline));
+        self.done
     }
 }
 
@@ -106,28 +191,29 @@ fn spawn_connection<S>(
         async move { answer.await.map(|resp| resp.map(|body| Tracked::new(body, busy))) }
     });
     let conn = builder.serve_connection(io, service).into_owned();
-    let mut shutdown = graceful.subscribe();
+    // Held, never polled: the server's `closed()` waits for the last one to go.
+    let alive = graceful.subscribe();
     tokio::spawn(async move {
+        let _alive = alive;
         tokio::pin!(conn);
-        let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
-        let timer = tokio::time::sleep_until(far());
+        // Requests move the deadlines without waking this task (that would cost a wake-up and
+        // a timer reset per request): it looks again at least every `step`. Every deadline a
+        // request can set is an event after the last look plus a limit no shorter than `step`,
+        // so none is missed.
+        let step = limits.header.min(limits.idle);
+        let timer = tokio::time::sleep(step);
         tokio::pin!(timer);
         // Set once an idle connection's graceful shutdown started: it is dropped then.
         let mut closing: Option<tokio::time::Instant> = None;
         let mut draining = false;
         loop {
-            let wake = watch.wake.notified();
+            let next = tokio::time::Instant::now() + step;
             let deadline = match (closing, watch.due(limits)) {
-                (Some(at), _) | (None, Due::Headers(at) | Due::Idle(at)) => at,
-                // Busy: nothing due; keep a far timer rather than re-arming one per request.
-                (None, Due::Busy) if timer.deadline() > tokio::time::Instant::now() + Duration::from_secs(3600) => {
-                    timer.deadline()
-                }
-                (None, Due::Busy) => far(),
+                (Some(at), _) => at,
+                (None, Due::Headers(at) | Due::Idle(at)) => at.min(next),
+                (None, Due::Busy) => next,
             };
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
-            }
+            timer.as_mut().reset(deadline);
             tokio::select! {
                 ended = conn.as_mut() => {
                     if let Err(e) = ended {
@@ -154,16 +240,14 @@ fn spawn_connection<S>(
                         _ => {}
                     }
                 }
-                () = wake => {
+                () = std::future::poll_fn(|cx| watch.poll_woken(cx)) => {
+                    if watch.is_draining() && !draining {
+                        draining = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
                     if watch.is_shed() && watch.due(limits) != Due::Busy {
                         debug!(%peer, "idle connection closed to make room (limits.max_connections)");
                         return;
-                    }
-                }
-                changed = shutdown.changed(), if !draining => {
-                    draining = true;
-                    if changed.is_ok() {
-                        conn.as_mut().graceful_shutdown();
                     }
                 }
             }

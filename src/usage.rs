@@ -42,9 +42,18 @@ impl Tail {
             }
             depth == 0
         })?;
-        let usage: serde_json::Value = serde_json::from_slice(&rest[..=end]).ok()?;
-        counts(&usage)
+        // Typed, so the other fields (token details and the like) are skipped, not built.
+        let usage: Counts = serde_json::from_slice(&rest[..=end]).ok()?;
+        Some((usage.prompt_tokens.or(usage.input_tokens)?, usage.completion_tokens.or(usage.output_tokens)?))
     }
+}
+
+#[derive(serde::Deserialize)]
+struct Counts {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
 }
 
 /// `(prompt, completion)` from a usage object of any dialect.

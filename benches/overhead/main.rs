@@ -2,11 +2,17 @@
 //! directly, through a minimal hyper pass-through proxy (the floor), and through llm-gateway,
 //! interleaved round by round in one run.
 //!
-//! Run with `scripts/bench.sh` (builds release, pins everything to one CPU, runs the
-//! gateway with one worker thread: on a 2-vCPU VM, waking a process on the other CPU costs
-//! tens of microseconds and makes placement, not the proxy, decide the result).
-//! The same binary plays three parts: `overhead mock`, `overhead floor <upstream>`, and the
-//! driver (no arguments, or `--gateway PATH --rounds N --requests N`).
+//! Every dialect pair the gateway serves is measured streamed (time to first event) and whole;
+//! direct and the floor send the upstream's own dialect, so they relay the bytes the gateway
+//! translates. The gateway runs as shipped: default log level, access log on
+//! (`GATEWAY_RUST_LOG` overrides). One table of gateway/floor ratios closes the run.
+//!
+//! Latency runs pin everything to one CPU with the gateway on one worker thread (on a 2-vCPU
+//! VM, waking a process on the other CPU costs tens of microseconds and makes placement, not
+//! the proxy, decide the result); the throughput run then uses every CPU, the gateway's
+//! default runtime against a floor with as many threads.
+//! The same binary plays four parts: `overhead mock`, `overhead floor <upstream> [--threads N]`,
+//! `overhead load <addr>` and the driver (`--gateway PATH --rounds N --requests N [--only TEXT]`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,7 +31,10 @@ mod chaos;
 
 const CHAT: &[u8] = include_bytes!("../../fixtures/upstream/openai/chat.json");
 const SSE: &[u8] = include_bytes!("../../fixtures/upstream/openai/chat-stream.sse");
+const ANTHROPIC: &[u8] = include_bytes!("../../fixtures/upstream/anthropic/message.json");
 const ANTHROPIC_SSE: &[u8] = include_bytes!("../../fixtures/upstream/anthropic/stream-text.sse");
+const RESPONSES: &[u8] = include_bytes!("../../fixtures/upstream/openai/responses.json");
+const RESPONSES_SSE: &[u8] = include_bytes!("../../fixtures/upstream/openai/responses-stream.sse");
 /// The same conversation in Anthropic's format, for the direct and floor legs of the
 /// translated-stream comparison.
 const ANTHROPIC_REQUEST: &str = r#"{"model":"claude-sonnet-4-20250514","system":"You are a helpful assistant that answers briefly.","messages":[{"role":"user","content":[{"type":"text","text":"Give me three facts about the Rust programming language and its memory model, please."}]}],"max_tokens":64,"stream":true}"#;
@@ -35,13 +44,24 @@ const RESPONSES_REQUEST: &str = r#"{"model":"llama3","instructions":"You are a h
 const REQUEST: &str = r#"{"model":"llama3","messages":[{"role":"system","content":"You are a helpful assistant that answers briefly."},{"role":"user","content":"Give me three facts about the Rust programming language and its memory model, please."}],"max_tokens":64,"temperature":0.2,"top_p":0.9,"presence_penalty":0,"frequency_penalty":0,"user":"bench-user-0001","seed":12345,"n":1,"stream":false}"#;
 
 const CHAT_PATH: &str = "/v1/chat/completions";
+const MESSAGES_PATH: &str = "/v1/messages";
+const RESPONSES_PATH: &str = "/v1/responses";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    match args.first().map(String::as_str) {
+    let mode = args.first().map(String::as_str);
+    let threads: usize = flag(&args, "--threads", "1").parse().expect("threads");
+    let rt = match (mode, threads) {
+        (Some("floor"), n) if n > 1 => {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build().expect("runtime")
+        }
+        (Some("load"), _) => tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime"),
+        _ => tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"),
+    };
+    match mode {
         Some("mock") => rt.block_on(mock()),
         Some("floor") => rt.block_on(floor(args[1].parse().expect("upstream address"))),
+        Some("load") => rt.block_on(load(&args)),
         Some("soak") => rt.block_on(soak(&args)),
         Some("chaos") => rt.block_on(chaos::chaos(&args)),
         _ => rt.block_on(drive(&args)),
@@ -62,10 +82,13 @@ async fn mock() {
         stream.set_nodelay(true).ok();
         tokio::spawn(async move {
             let service = service_fn(|req: Request<Incoming>| async move {
-                let messages = req.uri().path() == "/v1/messages";
+                let (whole, sse) = match req.uri().path() {
+                    "/v1/messages" => (ANTHROPIC, ANTHROPIC_SSE),
+                    "/v1/responses" => (RESPONSES, RESPONSES_SSE),
+                    _ => (CHAT, SSE),
+                };
                 let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                 let resp = if memchr_contains(&body, b"\"stream\":true") {
-                    let sse = if messages { ANTHROPIC_SSE } else { SSE };
                     let events =
                         futures_util::stream::once(
                             async move { Ok::<_, Infallible>(Frame::data(Bytes::from_static(sse))) },
@@ -76,7 +99,7 @@ async fn mock() {
                 } else {
                     Response::builder()
                         .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from_static(CHAT)).boxed())
+                        .body(Full::new(Bytes::from_static(whole)).boxed())
                 };
                 Ok::<_, Infallible>(resp.expect("response"))
             });
@@ -140,29 +163,27 @@ fn spawn_self(args: &[&str]) -> Proc {
     Proc { addr: line.trim().parse().expect("addr"), child, reloads: Default::default() }
 }
 
-fn spawn_gateway(bin: &str, upstream: SocketAddr) -> Proc {
+fn spawn_gateway(bin: &str, upstream: SocketAddr, extra: &[&str]) -> Proc {
     let dir = std::env::temp_dir().join(format!("llm-gateway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let config = dir.join("config.yaml");
     let yaml = format!(
-        "providers:\n  local:\n    base_url: http://{upstream}\n  anthropic:\n    api_key: sk-ant-bench\n    base_url: http://{upstream}\n"
+        "providers:\n  local:\n    base_url: http://{upstream}\n  anthropic:\n    api_key: sk-ant-bench\n    base_url: http://{upstream}\n  open_ai:\n    api_key: sk-bench\n    base_url: http://{upstream}\n"
     );
     std::fs::write(&config, yaml).expect("config");
-    start_gateway(bin, &config, &["--worker-threads", "1"])
+    start_gateway(bin, &config, extra)
 }
 
+/// The gateway as shipped: its default log level (access log on) unless `GATEWAY_RUST_LOG`
+/// sets one (the lines saying where it listens and what reloads did are kept).
 fn start_gateway(bin: &str, config: &std::path::Path, extra: &[&str]) -> Proc {
-    let mut child = Command::new(bin)
-        .args(["run", config.to_str().expect("path"), "--address", "127.0.0.1:0"])
-        .args(extra)
-        .env(
-            "RUST_LOG",
-            std::env::var("GATEWAY_RUST_LOG")
-                .unwrap_or_else(|_| "warn,llm_gateway::cmd::run=info,llm_gateway::reload=info".into()),
-        )
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gateway");
+    let mut command = Command::new(bin);
+    command.args(["run", config.to_str().expect("path"), "--address", "127.0.0.1:0"]).args(extra);
+    match std::env::var("GATEWAY_RUST_LOG") {
+        Ok(level) => command.env("RUST_LOG", format!("{level},llm_gateway::cmd::run=info,llm_gateway::reload=info")),
+        Err(_) => command.env_remove("RUST_LOG"),
+    };
+    let mut child = command.stderr(Stdio::piped()).spawn().expect("spawn gateway");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     let reloads: std::sync::Arc<std::sync::Mutex<(u64, u64)>> = Default::default();
@@ -185,8 +206,8 @@ fn start_gateway(bin: &str, config: &std::path::Path, extra: &[&str]) -> Proc {
     Proc { addr: addr.parse().expect("addr"), child, reloads }
 }
 
-fn pin_to_cpu0(pid: u32) {
-    let _ = Command::new("taskset").args(["-a", "-pc", "0", &pid.to_string()]).stdout(Stdio::null()).status();
+fn pin_to(pid: u32, cpus: &str) {
+    let _ = Command::new("taskset").args(["-a", "-pc", cpus, &pid.to_string()]).stdout(Stdio::null()).status();
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -251,92 +272,127 @@ struct Samples {
     requests: u64,
 }
 
+fn leak(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+/// One dialect pair: what direct and the floor send (the upstream's own dialect, so they
+/// relay the bytes the upstream sends) and what the gateway is sent (the client's dialect).
+struct Pair {
+    name: &'static str,
+    native: (&'static str, &'static str),
+    gateway: (&'static str, &'static str),
+}
+
+/// Every pair the gateway serves, streamed (time to first event) and whole.
+fn pairs() -> Vec<Pair> {
+    let chat = leak(REQUEST.replace("\"stream\":false", "\"stream\":true"));
+    let model = |body: &str, from: &str, to: &str| leak(body.replace(from, to));
+    let messages = (MESSAGES_PATH, ANTHROPIC_REQUEST);
+    vec![
+        Pair { name: "Chat -> local (passthrough)", native: (CHAT_PATH, chat), gateway: (CHAT_PATH, chat) },
+        Pair {
+            name: "Chat -> Anthropic",
+            native: messages,
+            gateway: (CHAT_PATH, model(chat, "\"llama3\"", "\"claude-sonnet-4-20250514\"")),
+        },
+        Pair { name: "Messages -> Anthropic (passthrough)", native: messages, gateway: messages },
+        Pair {
+            name: "Messages -> local",
+            native: (CHAT_PATH, chat),
+            gateway: (MESSAGES_PATH, model(ANTHROPIC_REQUEST, "claude-sonnet-4-20250514", "llama3")),
+        },
+        Pair {
+            name: "Responses -> OpenAI (passthrough)",
+            native: (RESPONSES_PATH, model(RESPONSES_REQUEST, "llama3", "gpt-4.1")),
+            gateway: (RESPONSES_PATH, model(RESPONSES_REQUEST, "llama3", "gpt-4.1")),
+        },
+        Pair { name: "Responses -> local", native: (CHAT_PATH, chat), gateway: (RESPONSES_PATH, RESPONSES_REQUEST) },
+        Pair {
+            name: "Responses -> Anthropic (two hops)",
+            native: messages,
+            gateway: (RESPONSES_PATH, model(RESPONSES_REQUEST, "llama3", "claude-sonnet-4-20250514")),
+        },
+    ]
+}
+
+/// The gateway/floor ratios of one measurement: added p50, added p99, CPU per request.
+type Ratios = [f64; 3];
+
 async fn drive(args: &[String]) {
     let gateway_bin = flag(args, "--gateway", "target/release/llm-gateway");
     let rounds: usize = flag(args, "--rounds", "10").parse().expect("rounds");
     let per_round: usize = flag(args, "--requests", "1000").parse().expect("requests");
+    let only = flag(args, "--only", "");
     let mock = spawn_self(&["mock"]);
     let floor = spawn_self(&["floor", &mock.addr.to_string()]);
-    let gateway = spawn_gateway(&gateway_bin, mock.addr);
+    let gateway = spawn_gateway(&gateway_bin, mock.addr, &["--worker-threads", "1"]);
     for pid in [mock.child.id(), floor.child.id(), gateway.child.id(), std::process::id()] {
-        pin_to_cpu0(pid);
+        pin_to(pid, "0");
     }
-    let stream_body: &'static str = Box::leak(REQUEST.replace("\"stream\":false", "\"stream\":true").into_boxed_str());
-    let claude_body: &'static str =
-        Box::leak(stream_body.replace("\"llama3\"", "\"claude-sonnet-4-20250514\"").into_boxed_str());
     let targets = [
         ("direct", mock.addr, None),
         ("floor", floor.addr, Some(floor.child.id())),
         ("gateway", gateway.addr, Some(gateway.child.id())),
     ];
     println!(
-        "overhead harness: {rounds} rounds x {per_round} requests per target and mode, interleaved; all processes on CPU 0"
+        "overhead harness: {rounds} rounds x {per_round} requests per target and mode, interleaved; all processes on CPU 0; gateway log: {}",
+        std::env::var("GATEWAY_RUST_LOG").unwrap_or_else(|_| "as shipped (access log on)".into())
     );
-    let same = |body: &'static str| [(CHAT_PATH, body); 3];
-    let messages_to_chat: &'static str =
-        Box::leak(ANTHROPIC_REQUEST.replace("claude-sonnet-4-20250514", "llama3").into_boxed_str());
-    let modes = [
-        ("non-streaming", same(REQUEST), false),
-        ("streaming (time to first event)", same(stream_body), true),
-        // Direct and floor carry Anthropic's own stream; the gateway translates it to OpenAI's.
-        (
-            "Anthropic stream translated to OpenAI (time to first event)",
-            [("/v1/messages", ANTHROPIC_REQUEST), ("/v1/messages", ANTHROPIC_REQUEST), (CHAT_PATH, claude_body)],
-            true,
-        ),
-        // Direct and floor carry the Chat stream the upstream sends; the gateway takes the
-        // client's other dialect, sends Chat upstream and translates the stream back.
-        (
-            "Messages client, Chat upstream (time to first event)",
-            [(CHAT_PATH, stream_body), (CHAT_PATH, stream_body), ("/v1/messages", messages_to_chat)],
-            true,
-        ),
-        (
-            "Responses client, Chat upstream (time to first event)",
-            [(CHAT_PATH, stream_body), (CHAT_PATH, stream_body), ("/v1/responses", RESPONSES_REQUEST)],
-            true,
-        ),
-        ("Messages passthrough to Anthropic (time to first event)", [("/v1/messages", ANTHROPIC_REQUEST); 3], true),
-    ];
-    for (mode, requests, first) in modes {
-        let mut samples: Vec<Samples> = (0..3).map(|_| Samples::default()).collect();
-        let mut senders = Vec::new();
-        for (_, addr, _) in &targets {
-            senders.push(connect(*addr).await);
-        }
-        for (i, (_, addr, _)) in targets.iter().enumerate() {
-            for _ in 0..200 {
-                one(&mut senders[i], *addr, requests[i].0, requests[i].1, first).await;
+    let mut summary: Vec<(&str, [Option<Ratios>; 2])> = Vec::new();
+    for pair in pairs().into_iter().filter(|p| p.name.contains(&only)) {
+        let mut row = [None, None];
+        for (k, first) in [true, false].into_iter().enumerate() {
+            let body = |(path, body): (&'static str, &'static str)| {
+                (path, if first { body } else { leak(body.replace("\"stream\":true", "\"stream\":false")) })
+            };
+            let requests = [body(pair.native), body(pair.native), body(pair.gateway)];
+            let mut samples: Vec<Samples> = (0..3).map(|_| Samples::default()).collect();
+            let mut senders = Vec::new();
+            for (_, addr, _) in &targets {
+                senders.push(connect(*addr).await);
             }
-        }
-        for round in 0..rounds {
-            for k in 0..3 {
-                let i = (round + k) % 3;
-                let (_, addr, pid) = targets[i];
-                let before = pid.map(cpu_ns).unwrap_or(0);
-                for _ in 0..per_round {
-                    let d = one(&mut senders[i], addr, requests[i].0, requests[i].1, first).await;
-                    samples[i].latency.push(d);
+            for (i, (_, addr, _)) in targets.iter().enumerate() {
+                for _ in 0..200 {
+                    one(&mut senders[i], *addr, requests[i].0, requests[i].1, first).await;
                 }
-                samples[i].cpu_ns += pid.map(cpu_ns).unwrap_or(0) - before;
-                samples[i].requests += per_round as u64;
             }
+            for round in 0..rounds {
+                for k in 0..3 {
+                    let i = (round + k) % 3;
+                    let (_, addr, pid) = targets[i];
+                    let before = pid.map(cpu_ns).unwrap_or(0);
+                    for _ in 0..per_round {
+                        let d = one(&mut senders[i], addr, requests[i].0, requests[i].1, first).await;
+                        samples[i].latency.push(d);
+                    }
+                    samples[i].cpu_ns += pid.map(cpu_ns).unwrap_or(0) - before;
+                    samples[i].requests += per_round as u64;
+                }
+            }
+            let what = if first { "time to first event" } else { "whole response" };
+            row[k] = Some(report(&format!("{} ({what})", pair.name), &targets.map(|t| t.0), &mut samples));
         }
-        report(mode, &targets.map(|t| t.0), &mut samples);
+        summary.push((pair.name, row));
     }
-    let throughput = concurrency(&targets, 32, Duration::from_secs(3)).await;
-    println!("\nthroughput at concurrency 32 (3 s each, non-streaming):");
-    for (name, rps) in &throughput {
-        println!("  {name:<8} {rps:>9.0} req/s");
+    println!("\ngateway/floor ratios (goal: added p50 and p99 <= 1.3x, CPU/request <= 1.5x):");
+    println!("  {:<38} {:>24}   {:>24}", "pair", "first event p50/p99/CPU", "whole p50/p99/CPU");
+    for (name, row) in &summary {
+        let cell = |r: &Option<Ratios>| r.map_or("-".into(), |r| format!("{:.2}x {:.2}x {:.2}x", r[0], r[1], r[2]));
+        println!("  {name:<38} {:>24}   {:>24}", cell(&row[0]), cell(&row[1]));
     }
     println!(
         "\npeak RSS: floor {} KiB, gateway {} KiB",
         peak_rss_kib(floor.child.id()),
         peak_rss_kib(gateway.child.id())
     );
+    drop((gateway, floor, mock));
+    if only.is_empty() || only == "throughput" {
+        multicore(&gateway_bin, 64, Duration::from_secs(3)).await;
+    }
 }
 
-fn report(mode: &str, names: &[&str; 3], samples: &mut [Samples]) {
+fn report(mode: &str, names: &[&str; 3], samples: &mut [Samples]) -> Ratios {
     println!("\n{mode}:");
     println!(
         "  {:<8} {:>9} {:>9} {:>11} {:>11} {:>10}",
@@ -361,41 +417,86 @@ fn report(mode: &str, names: &[&str; 3], samples: &mut [Samples]) {
         a
     };
     let cpu_per = |i: usize| samples[i].cpu_ns as f64 / samples[i].requests.max(1) as f64;
+    let ratios = [added(2, 0) / added(1, 0), added(2, 1) / added(1, 1), cpu_per(2) / cpu_per(1)];
     println!(
         "  ratios gateway/floor: added p50 {:.2}x, added p99 {:.2}x, CPU/request {:.2}x",
-        added(2, 0) / added(1, 0),
-        added(2, 1) / added(1, 1),
-        cpu_per(2) / cpu_per(1)
+        ratios[0], ratios[1], ratios[2]
     );
+    ratios
 }
 
-async fn concurrency(
-    targets: &[(&'static str, SocketAddr, Option<u32>); 3],
-    conns: usize,
-    span: Duration,
-) -> Vec<(&'static str, f64)> {
-    let mut out = Vec::new();
-    for (name, addr, _) in targets.iter().copied() {
-        let deadline = Instant::now() + span;
-        let mut tasks = Vec::new();
-        for _ in 0..conns {
-            tasks.push(tokio::spawn(async move {
-                let mut sender = connect(addr).await;
-                let mut n = 0u64;
-                while Instant::now() < deadline {
-                    one(&mut sender, addr, CHAT_PATH, REQUEST, false).await;
-                    n += 1;
-                }
-                n
-            }));
-        }
-        let mut total = 0;
-        for t in tasks {
-            total += t.await.expect("task");
-        }
-        out.push((name, total as f64 / span.as_secs_f64()));
+/// Throughput on every core: the floor with as many worker threads as the gateway's default
+/// runtime has (one per CPU), the gateway as shipped, each under `conns` keep-alive
+/// connections from a separate load process, alternated over three rounds; nothing pinned.
+async fn multicore(gateway_bin: &str, conns: usize, span: Duration) {
+    // Every CPU online, not the ones this (pinned) process may use.
+    let all = std::fs::read_to_string("/sys/devices/system/cpu/online").expect("online CPUs").trim().to_owned();
+    let cpus: usize = all
+        .split(',')
+        .map(|range| match range.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().expect("cpu") - a.parse::<usize>().expect("cpu") + 1,
+            None => 1,
+        })
+        .sum();
+    pin_to(std::process::id(), &all);
+    let mock = spawn_self(&["mock"]);
+    let floor = spawn_self(&["floor", &mock.addr.to_string(), "--threads", &cpus.to_string()]);
+    let gateway = spawn_gateway(gateway_bin, mock.addr, &[]);
+    for pid in [mock.child.id(), floor.child.id(), gateway.child.id()] {
+        pin_to(pid, &all);
     }
-    out
+    let mut results = [(0.0, Vec::new()), (0.0, Vec::new())];
+    for round in 0..3 {
+        for k in 0..2 {
+            let i = (round + k) % 2;
+            let addr = if i == 0 { floor.addr } else { gateway.addr };
+            let out = Command::new(std::env::current_exe().expect("exe"))
+                .args(["load", &addr.to_string(), "--connections", &conns.to_string()])
+                .args(["--millis", &span.as_millis().to_string()])
+                .output()
+                .expect("load");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut numbers = text.split_whitespace().map(|n| n.parse::<f64>().expect("load output"));
+            let rps = numbers.next().expect("rps");
+            results[i].0 += rps / 3.0;
+            results[i].1.push(numbers.next().expect("p99"));
+        }
+    }
+    println!(
+        "\nthroughput on {cpus} CPUs, concurrency {conns}, non-streaming ({} s x 3 rounds each; floor with {cpus} worker threads, gateway as shipped):",
+        span.as_secs()
+    );
+    for (name, (rps, p99)) in ["floor", "gateway"].iter().zip(&results) {
+        let p99 = p99.iter().map(|p| format!("{p:.0}")).collect::<Vec<_>>().join("/");
+        println!("  {name:<8} {rps:>9.0} req/s   p99 {p99} µs");
+    }
+    println!("  ratio gateway/floor: {:.2}x", results[1].0 / results[0].0);
+}
+
+/// `overhead load ADDR --connections N --millis T`: non-streaming chat requests on N
+/// keep-alive connections for T ms; prints requests per second and p99 latency (µs).
+async fn load(args: &[String]) {
+    let addr: SocketAddr = args[1].parse().expect("address");
+    let conns: usize = flag(args, "--connections", "64").parse().expect("connections");
+    let span = Duration::from_millis(flag(args, "--millis", "3000").parse().expect("millis"));
+    let deadline = Instant::now() + span;
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(addr).await;
+            let mut latency = Vec::new();
+            while Instant::now() < deadline {
+                latency.push(one(&mut sender, addr, CHAT_PATH, REQUEST, false).await);
+            }
+            latency
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    all.sort();
+    println!("{:.0} {:.1}", all.len() as f64 / span.as_secs_f64(), percentile(&all, 0.99));
 }
 
 /// The reload soak: load (streaming and not) for `--seconds` while the config is rewritten

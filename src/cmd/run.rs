@@ -15,7 +15,12 @@ use crate::reload::{FilePlan, Reloader};
 use crate::state::{Live, Probe, uses_zrok};
 
 pub fn run(args: RunArgs) -> ExitCode {
-    crate::logging::init(args.log_format);
+    // One single-threaded runtime per serving thread (see `shard.rs`); set before anything
+    // keeps per-thread state (the log's queues, upstream connection pools).
+    let threads =
+        args.worker_threads.map_or_else(|| std::thread::available_parallelism().map_or(1, usize::from), usize::from);
+    crate::shard::set_count(threads);
+    let _flush = crate::logging::init(args.log_format);
     let (name, source) = match super::read_config(&args.config) {
         Ok(read) => read,
         Err(e) => {
@@ -43,16 +48,8 @@ pub fn run(args: RunArgs) -> ExitCode {
         return exit::code(exit::USAGE);
     }
     crate::server::raise_fd_limit();
-    let mut builder = match args.worker_threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n.into());
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    let runtime = match builder.enable_all().build() {
+    // This thread serves too: it is the first serving thread.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             error!("cannot start the async runtime: {e}");
@@ -77,7 +74,10 @@ fn report(loaded: &crate::config::Loaded, format: crate::logging::LogFormat) {
             continue;
         }
         match format {
-            crate::logging::LogFormat::Text => eprint!("{}", r.render()),
+            // Through the log's queue, so it keeps its place among the other lines.
+            crate::logging::LogFormat::Text => {
+                crate::log_sink::push(crate::log_sink::Line::Formatted(r.render().into_bytes()))
+            }
             crate::logging::LogFormat::Json if errors > 0 => {
                 error!(file = %r.name, diagnostics = %r.render(), "{}: {errors} error(s), {warnings} warning(s)", r.name)
             }

@@ -12,6 +12,7 @@ use llm_gateway_compiler::plan::{EndpointSpec, HealthCheck, ProviderKind, Provid
 use tracing::{info, warn};
 
 use crate::providers::{Credential, Operation};
+use crate::shard::PerShard;
 use crate::transport::http::{Dialer, HttpClient, client, client_with};
 use crate::transport::zrok::access::Access;
 
@@ -80,16 +81,21 @@ pub struct HttpTarget {
     pub base: String,
     /// The URIs of the operations the provider serves, built once (indexed by [`Operation`]).
     uris: [Option<http::Uri>; Operation::ALL.len()],
-    pub client: HttpClient,
+    clients: PerShard<HttpClient>,
 }
 
 impl HttpTarget {
-    fn new(kind: ProviderKind, base: String, client: HttpClient) -> Self {
+    fn new(kind: ProviderKind, base: String, client: impl FnMut() -> HttpClient) -> Self {
         let adapter = crate::providers::adapter(kind);
         // A validated base URL plus a fixed path always parses; `None` otherwise (the
         // request then fails with a clear error rather than a panic).
         let uris = Operation::ALL.map(|op| adapter.path(op).and_then(|path| format!("{base}{path}").parse().ok()));
-        Self { base, uris, client }
+        Self { base, uris, clients: PerShard::new(client) }
+    }
+
+    /// The serving thread's client (its own connection pool).
+    pub fn client(&self) -> &HttpClient {
+        self.clients.get()
     }
 
     /// The URI of `op` on this endpoint, if the provider serves it.
@@ -229,7 +235,7 @@ impl Endpoint {
         let transport = match &spec.transport {
             Transport::Http { base_url } => {
                 let base = base_url.as_str().trim_end_matches('/').to_owned();
-                EndpointTransport::Http(Box::new(HttpTarget::new(kind, base, client(connect))))
+                EndpointTransport::Http(Box::new(HttpTarget::new(kind, base, || client(connect))))
             }
             Transport::Zrok { share_token, base_url } => match crate::transport::zrok::get() {
                 Some(zrok) => {
@@ -240,7 +246,9 @@ impl Endpoint {
                         Some(url) => url.as_str().trim_end_matches('/').to_owned(),
                         None => "http://zrok-share".to_owned(),
                     };
-                    EndpointTransport::Http(Box::new(HttpTarget::new(kind, base, client_with(Dialer::Zrok(access)))))
+                    EndpointTransport::Http(Box::new(HttpTarget::new(kind, base, || {
+                        client_with(Dialer::Zrok(access.clone()))
+                    })))
                 }
                 None => EndpointTransport::Zrok,
             },

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tracing::warn;
@@ -65,13 +65,21 @@ pub fn request(
     stream: bool,
     client_headers: Option<&HeaderMap>,
 ) -> Result<Request<Full<Bytes>>, ApiError> {
+    // Host set here from the URI (as the client would), so hyper does not format one.
+    let host = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
     let mut req = Request::builder()
         .method(method)
         .uri(uri)
-        .header(header::USER_AGENT, concat!("llm-gateway/", env!("CARGO_PKG_VERSION")))
-        .header(header::ACCEPT, if stream { "text/event-stream" } else { "application/json" });
+        .header(header::USER_AGENT, HeaderValue::from_static(concat!("llm-gateway/", env!("CARGO_PKG_VERSION"))))
+        .header(
+            header::ACCEPT,
+            HeaderValue::from_static(if stream { "text/event-stream" } else { "application/json" }),
+        );
+    if let Some(host) = host {
+        req = req.header(header::HOST, host);
+    }
     if !body.is_empty() {
-        req = req.header(header::CONTENT_TYPE, "application/json");
+        req = req.header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     let mut req = req
         .body(Full::new(body))
@@ -127,8 +135,8 @@ pub async fn forward(
         };
         let req = request(pool, Method::POST, uri.clone(), out.body.clone(), out.stream, out.client_headers)?;
         let started = tokio::time::Instant::now();
-        let who = format!("endpoint '{}' of provider '{}'", endpoint.name, pool.kind.config_name());
-        let failure = match tokio::time::timeout(policy.first_byte, target.client.request(req)).await {
+        let who = || format!("endpoint '{}' of provider '{}'", endpoint.name, pool.kind.config_name());
+        let failure = match tokio::time::timeout(policy.first_byte, target.client().request(req)).await {
             Ok(Ok(response)) => {
                 log.ttfb_ms = Some(started.elapsed().as_millis());
                 log.status = response.status().as_u16();
@@ -139,13 +147,14 @@ pub async fn forward(
                 return Ok(Answer { response, permits });
             }
             Err(_) => ApiError::gateway_timeout(format!(
-                "{who} did not answer within {} s (timeouts.first_byte_seconds)",
+                "{} did not answer within {} s (timeouts.first_byte_seconds)",
+                who(),
                 policy.first_byte.as_secs()
             )),
             Ok(Err(e)) => {
                 warn!(endpoint = %endpoint.name, error = %crate::transport::http::describe(&e), "upstream request failed");
                 let what = if e.is_connect() { "could not connect to" } else { "failed before answering:" };
-                ApiError::bad_gateway(format!("{what} {who}"))
+                ApiError::bad_gateway(format!("{what} {}", who()))
             }
         };
         pool.set_healthy(index, false);

@@ -132,13 +132,9 @@ pub(super) fn incomplete_reason(finish_reason: &str) -> Option<&'static str> {
 /// A random id suffix (hex): Response and item ids must not repeat across responses, and Chat
 /// ids cannot be trusted for that (Ollama's are `chatcmpl-` and three digits).
 pub(super) fn new_id_base() -> String {
-    let mut bytes = [0u8; 12];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No OS randomness: time still makes ids distinct enough for a stateless gateway.
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        bytes.copy_from_slice(&nanos.to_le_bytes()[..12]);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = crate::request_id::unique_hex();
+    hex.truncate(24);
+    hex
 }
 
 /// A `chat.completion` → a Response object.

@@ -1,0 +1,250 @@
+//! Where every log line and every request's metrics go: queues (one per serving thread, so
+//! no two threads share a lock or a cache line per request) that one writer thread drains,
+//! so no request formats or writes its access line, updates shared counters, or waits on a
+//! slow or full stderr.
+//!
+//! A request pushes its access record unformatted, other events push their formatted line
+//! (through tracing's writer). The writer sleeps until a first line arrives, collects for up
+//! to [`FLUSH_INTERVAL`] (less once [`HIGH_WATER`] lines wait in a queue), records the
+//! batch's metrics, formats it and writes it with one `write`: a burst of thousands of
+//! requests costs a few system calls, and lines are never torn or interleaved. A queue past
+//! [`CAPACITY`] drops new lines and counts them (`llm_gateway_log_lines_dropped_total`)
+//! rather than making traffic wait (their metrics are recorded at once: metrics are never
+//! lost). [`settle`] records what is queued before a scrape; [`close`] (at exit) writes
+//! whatever is waiting, giving up after a deadline if stderr is stuck.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crate::access_log::AccessLog;
+use crate::logging::LogFormat;
+use crate::shard::PerShard;
+
+/// The longest a line waits before it is written.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+/// Lines waiting in a queue that make the writer write without waiting out the interval.
+const HIGH_WATER: usize = 2048;
+/// Lines waiting in a queue past which new ones are dropped: bounds memory while stderr is
+/// blocked.
+const CAPACITY: usize = 16 * 1024;
+/// A batch buffer grown past this by a burst is given back once written.
+const KEEP_BYTES: usize = 1 << 20;
+
+// Records are stored inline in the reused queue buffers: boxing them would cost an allocation
+// per request for no saving.
+#[allow(clippy::large_enum_variant)]
+pub enum Line {
+    /// A finished request's record: its metrics, and its line unless the level hides it.
+    Access(AccessLog),
+    /// A line another event formatted (tracing's text or JSON), newline included.
+    Formatted(Vec<u8>),
+}
+
+impl Line {
+    fn meter(&mut self) {
+        if let Line::Access(record) = self {
+            record.meter();
+        }
+    }
+}
+
+struct Sink {
+    queues: PerShard<Mutex<Vec<Line>>>,
+    writer: OnceLock<Thread>,
+    /// The writer waits for a first line, so pushing one must wake it.
+    idle: AtomicBool,
+    /// The writer took lines whose metrics it has not recorded yet.
+    metering: AtomicBool,
+    closing: AtomicBool,
+    closed: Mutex<bool>,
+    /// [`close`] waits on it for the writer to finish.
+    done: Condvar,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Sink {
+    fn wake(&self) {
+        if let Some(writer) = self.writer.get() {
+            writer.unpark();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queues.iter().all(|q| lock(q).is_empty())
+    }
+}
+
+/// Starts the writer (once per process, after [`crate::shard::set_count`]); until then,
+/// records only have their metrics recorded.
+pub fn install(format: LogFormat, ansi: bool) {
+    let mut fresh = false;
+    let sink = SINK.get_or_init(|| {
+        fresh = true;
+        Sink {
+            queues: PerShard::new(Mutex::default),
+            writer: OnceLock::new(),
+            idle: AtomicBool::new(false),
+            metering: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            closed: Mutex::new(false),
+            done: Condvar::new(),
+        }
+    });
+    if fresh {
+        let spawned =
+            std::thread::Builder::new().name("log-writer".into()).spawn(move || write_loop(sink, format, ansi));
+        match spawned {
+            Ok(handle) => {
+                let _ = sink.writer.set(handle.thread().clone());
+            }
+            Err(_) => *lock(&sink.closed) = true,
+        }
+    }
+}
+
+/// Queues a line; never blocks on the output.
+pub fn push(mut line: Line) {
+    let Some(sink) = SINK.get().filter(|s| s.writer.get().is_some() && !s.closing.load(Ordering::Acquire)) else {
+        // No writer (not started, or the process is exiting): done here, synchronously.
+        match &mut line {
+            Line::Access(record) => record.meter(),
+            Line::Formatted(text) => {
+                let _ = std::io::stderr().lock().write_all(text);
+            }
+        }
+        return;
+    };
+    let mut queue = lock(sink.queues.get());
+    if queue.len() >= CAPACITY {
+        drop(queue);
+        line.meter();
+        if !matches!(&line, Line::Access(record) if !record.writes_line()) {
+            crate::metrics::get().log_lines_dropped.inc();
+        }
+        return;
+    }
+    queue.push(line);
+    let wake = queue.len() == HIGH_WATER;
+    drop(queue);
+    if wake || sink.idle.load(Ordering::SeqCst) {
+        sink.wake();
+    }
+}
+
+/// Records the metrics of every request that finished so far (a scrape calls it first).
+pub fn settle() {
+    let Some(sink) = SINK.get() else { return };
+    for queue in sink.queues.iter() {
+        lock(queue).iter_mut().for_each(Line::meter);
+    }
+    // Lines the writer took and is metering: that takes microseconds, never any I/O.
+    let until = Instant::now() + Duration::from_millis(100);
+    while sink.metering.load(Ordering::SeqCst) && Instant::now() < until {
+        std::thread::yield_now();
+    }
+}
+
+/// Writes what is queued and stops the writer, waiting at most `deadline` (stderr may be a
+/// pipe nobody reads). Lines pushed afterwards are not written (their metrics still are).
+pub fn close(deadline: Duration) {
+    let Some(sink) = SINK.get() else { return };
+    let until = Instant::now() + deadline;
+    sink.closing.store(true, Ordering::SeqCst);
+    sink.wake();
+    let mut closed = lock(&sink.closed);
+    while !*closed {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        closed = sink.done.wait_timeout(closed, left).unwrap_or_else(PoisonError::into_inner).0;
+    }
+}
+
+fn write_loop(sink: &Sink, format: LogFormat, ansi: bool) {
+    let mut batches: Vec<Vec<Line>> = sink.queues.iter().map(|_| Vec::new()).collect();
+    let mut out = Vec::with_capacity(64 * 1024);
+    loop {
+        sink.idle.store(true, Ordering::SeqCst);
+        while !sink.closing.load(Ordering::SeqCst) && sink.is_empty() {
+            std::thread::park();
+        }
+        sink.idle.store(false, Ordering::SeqCst);
+        if !sink.closing.load(Ordering::SeqCst) {
+            // Collect a batch (a queue reaching its high-water mark cuts this short).
+            std::thread::park_timeout(FLUSH_INTERVAL);
+        }
+        sink.metering.store(true, Ordering::SeqCst);
+        for (queue, batch) in sink.queues.iter().zip(&mut batches) {
+            std::mem::swap(&mut *lock(queue), batch);
+        }
+        batches.iter_mut().flatten().for_each(Line::meter);
+        sink.metering.store(false, Ordering::SeqCst);
+        if batches.iter().all(Vec::is_empty) && sink.closing.load(Ordering::SeqCst) {
+            *lock(&sink.closed) = true;
+            sink.done.notify_all();
+            return;
+        }
+        let mut lines = 0;
+        for line in batches.iter_mut().flat_map(|b| b.drain(..)) {
+            match line {
+                Line::Access(record) if record.writes_line() => record.write_line(&mut out, format, ansi),
+                Line::Access(_) => continue,
+                Line::Formatted(text) => out.extend_from_slice(&text),
+            }
+            lines += 1;
+        }
+        if !out.is_empty() && std::io::stderr().lock().write_all(&out).is_err() {
+            crate::metrics::get().log_lines_dropped.inc_by(lines);
+        }
+        out.clear();
+        if out.capacity() > KEEP_BYTES {
+            out.shrink_to(64 * 1024);
+        }
+        for batch in &mut batches {
+            if batch.capacity() > HIGH_WATER {
+                batch.shrink_to(HIGH_WATER);
+            }
+        }
+    }
+}
+
+/// tracing's writer: each event's formatted line becomes one queued [`Line::Formatted`].
+pub struct Writer;
+
+pub struct Buffered(Vec<u8>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Writer {
+    type Writer = Buffered;
+
+    fn make_writer(&'a self) -> Buffered {
+        Buffered(Vec::new())
+    }
+}
+
+impl Write for Buffered {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Buffered {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            push(Line::Formatted(std::mem::take(&mut self.0)));
+        }
+    }
+}
