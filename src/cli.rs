@@ -62,8 +62,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_watch: bool,
     /// Serving threads (default: one per CPU), each with its own runtime; a connection stays
-    /// on the thread it was given. 1 serves everything on one thread.
-    #[arg(long, env = "LLM_GATEWAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    /// on the thread it was given. 1 serves everything on one thread (at most 1,024).
+    #[arg(long, env = "LLM_GATEWAY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: Option<u16>,
     /// Log format (level from RUST_LOG, default info; logs go to stderr).
     #[arg(long, value_enum, default_value_t = crate::logging::LogFormat::Text)]

@@ -167,11 +167,14 @@ impl Watch {
 pub struct Registry {
     open: std::sync::Mutex<std::collections::VecDeque<std::sync::Weak<Watch>>>,
     limit: usize,
+    /// Set by [`Registry::drain`] (under the lock): a connection admitted afterwards — one
+    /// handed to another thread just before shutdown — is told to drain at once.
+    draining: AtomicBool,
 }
 
 impl Registry {
     pub fn new(limit: usize) -> Self {
-        Self { open: Default::default(), limit: limit.max(1) }
+        Self { open: Default::default(), limit: limit.max(1), draining: AtomicBool::new(false) }
     }
 
     /// Records a new connection; sheds idle ones if that puts the count over the limit. Only
@@ -179,6 +182,10 @@ impl Registry {
     /// not had its header deadline yet).
     pub fn admit(&self, watch: &Arc<Watch>, limits: Limits) {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if self.draining.load(Ordering::Acquire) {
+            watch.draining.store(true, Ordering::Release);
+            watch.wake();
+        }
         open.push_back(Arc::downgrade(watch));
         if open.len() <= self.limit {
             return;
@@ -203,6 +210,7 @@ impl Registry {
     /// Tells every open connection the server is shutting down.
     pub fn drain(&self) {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        self.draining.store(true, Ordering::Release);
         for w in open.iter().filter_map(std::sync::Weak::upgrade) {
             w.draining.store(true, Ordering::Release);
             w.wake();
@@ -432,6 +440,22 @@ mod tests {
         let with_a_body = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 5\r\n\r\n";
         assert!(with_body(with_a_body).is_none());
         assert!(with_body(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+    }
+
+    #[test]
+    fn a_connection_admitted_after_drain_began_drains_too() {
+        let registry = Registry::new(10);
+        let (before, after) = (Watch::new(), Watch::new());
+        registry.admit(&before, LIMITS);
+        registry.drain();
+        // Handed to another serving thread just before shutdown, admitted there just after.
+        registry.admit(&after, LIMITS);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        for w in [&before, &after] {
+            assert!(w.is_draining());
+            assert_eq!(w.poll_woken(&mut cx), Poll::Ready(()), "its task is woken to close");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -24,7 +24,7 @@ use crate::logging::LogFormat;
 use crate::shard::PerShard;
 
 /// The longest a line waits before it is written.
-const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
 /// Lines waiting in a queue that make the writer write without waiting out the interval.
 const HIGH_WATER: usize = 2048;
 /// Lines waiting in a queue past which new ones are dropped: bounds memory while stderr is
@@ -52,6 +52,8 @@ impl Line {
 }
 
 struct Sink {
+    format: LogFormat,
+    ansi: bool,
     queues: PerShard<Mutex<Vec<Line>>>,
     writer: OnceLock<Thread>,
     /// The writer waits for a first line, so pushing one must wake it.
@@ -89,6 +91,8 @@ pub fn install(format: LogFormat, ansi: bool) {
     let sink = SINK.get_or_init(|| {
         fresh = true;
         Sink {
+            format,
+            ansi,
             queues: PerShard::new(Mutex::default),
             writer: OnceLock::new(),
             idle: AtomicBool::new(false),
@@ -99,12 +103,12 @@ pub fn install(format: LogFormat, ansi: bool) {
         }
     });
     if fresh {
-        let spawned =
-            std::thread::Builder::new().name("log-writer".into()).spawn(move || write_loop(sink, format, ansi));
+        let spawned = std::thread::Builder::new().name("log-writer".into()).spawn(move || write_loop(sink));
         match spawned {
             Ok(handle) => {
                 let _ = sink.writer.set(handle.thread().clone());
             }
+            // `push` then writes each line itself.
             Err(_) => *lock(&sink.closed) = true,
         }
     }
@@ -112,17 +116,25 @@ pub fn install(format: LogFormat, ansi: bool) {
 
 /// Queues a line; never blocks on the output.
 pub fn push(mut line: Line) {
-    let Some(sink) = SINK.get().filter(|s| s.writer.get().is_some() && !s.closing.load(Ordering::Acquire)) else {
-        // No writer (not started, or the process is exiting): done here, synchronously.
-        match &mut line {
-            Line::Access(record) => record.meter(),
-            Line::Formatted(text) => {
-                let _ = std::io::stderr().lock().write_all(text);
-            }
-        }
+    let Some(sink) = SINK.get() else {
+        line.meter();
         return;
     };
     let mut queue = lock(sink.queues.get());
+    // Checked under the lock: the writer's last round takes the queue after `closing` is set.
+    if sink.writer.get().is_none() || sink.closing.load(Ordering::SeqCst) {
+        drop(queue);
+        // No writer (it could not start, or the process is exiting): done here.
+        line.meter();
+        let mut out = Vec::new();
+        match line {
+            Line::Access(record) if record.writes_line() => record.write_line(&mut out, sink.format, sink.ansi),
+            Line::Access(_) => {}
+            Line::Formatted(text) => out = text,
+        }
+        let _ = std::io::stderr().lock().write_all(&out);
+        return;
+    }
     if queue.len() >= CAPACITY {
         drop(queue);
         line.meter();
@@ -143,7 +155,13 @@ pub fn push(mut line: Line) {
 pub fn settle() {
     let Some(sink) = SINK.get() else { return };
     for queue in sink.queues.iter() {
-        lock(queue).iter_mut().for_each(Line::meter);
+        // Metered outside the lock (a blocked stderr can leave thousands queued), then put
+        // back in front of whatever was pushed meanwhile.
+        let mut taken = std::mem::take(&mut *lock(queue));
+        taken.iter_mut().for_each(Line::meter);
+        let mut queue = lock(queue);
+        taken.append(&mut queue);
+        *queue = taken;
     }
     // Lines the writer took and is metering: that takes microseconds, never any I/O.
     let until = Instant::now() + Duration::from_millis(100);
@@ -169,7 +187,7 @@ pub fn close(deadline: Duration) {
     }
 }
 
-fn write_loop(sink: &Sink, format: LogFormat, ansi: bool) {
+fn write_loop(sink: &Sink) {
     let mut batches: Vec<Vec<Line>> = sink.queues.iter().map(|_| Vec::new()).collect();
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
@@ -182,13 +200,15 @@ fn write_loop(sink: &Sink, format: LogFormat, ansi: bool) {
             // Collect a batch (a queue reaching its high-water mark cuts this short).
             std::thread::park_timeout(FLUSH_INTERVAL);
         }
+        // Read before taking the queues: a line pushed before `closing` was set is in them.
+        let last = sink.closing.load(Ordering::SeqCst);
         sink.metering.store(true, Ordering::SeqCst);
         for (queue, batch) in sink.queues.iter().zip(&mut batches) {
             std::mem::swap(&mut *lock(queue), batch);
         }
         batches.iter_mut().flatten().for_each(Line::meter);
         sink.metering.store(false, Ordering::SeqCst);
-        if batches.iter().all(Vec::is_empty) && sink.closing.load(Ordering::SeqCst) {
+        if batches.iter().all(Vec::is_empty) && last {
             *lock(&sink.closed) = true;
             sink.done.notify_all();
             return;
@@ -196,7 +216,7 @@ fn write_loop(sink: &Sink, format: LogFormat, ansi: bool) {
         let mut lines = 0;
         for line in batches.iter_mut().flat_map(|b| b.drain(..)) {
             match line {
-                Line::Access(record) if record.writes_line() => record.write_line(&mut out, format, ansi),
+                Line::Access(record) if record.writes_line() => record.write_line(&mut out, sink.format, sink.ansi),
                 Line::Access(_) => continue,
                 Line::Formatted(text) => out.extend_from_slice(&text),
             }

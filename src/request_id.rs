@@ -73,8 +73,8 @@ pub fn generate() -> RequestId {
     Arc::from(unique_hex().as_str())
 }
 
-/// 32 hex digits that do not repeat within the process and are unpredictable across
-/// processes (a per-thread random key and counter; no system call per id).
+/// 32 hex digits that do not repeat within the process and differ between processes (a
+/// per-thread random key and a counter, mixed; no system call per id). Distinct, not secret.
 pub fn unique_hex() -> String {
     let (a, b, n) = NEXT.with(|c| {
         let (a, b, n) = c.get();

@@ -90,7 +90,9 @@ pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<O
     let others: Vec<_> = shards.into_iter().map(|s| s.finish(deadline)).collect();
     let mut finished = tokio::time::timeout_at(deadline, graceful.closed()).await.is_ok();
     for other in others {
-        finished &= other.await.unwrap_or(false);
+        // Bounded even if that thread is stuck: the process must exit.
+        let report = tokio::time::timeout_at(deadline + Duration::from_secs(1), other).await;
+        finished &= matches!(report, Ok(Ok(true)));
     }
     if finished {
         info!("all connections finished");
@@ -147,9 +149,10 @@ impl Shard {
                 }
                 true
             });
-            let _ = report.send(finished);
-            // Whatever is left past the deadline is dropped with the runtime.
+            // Whatever is left past the deadline is dropped with the runtime — before the
+            // report, so their access records are queued before the log closes.
             runtime.shutdown_background();
+            let _ = report.send(finished);
         })?;
         Ok(Shard { inbox, done })
     }

@@ -47,8 +47,3 @@ impl<T> PerShard<T> {
         self.0.iter()
     }
 }
-
-/// The serving thread the caller runs on (0 outside serving threads).
-pub fn index() -> usize {
-    INDEX.get().min(count() - 1)
-}

@@ -5,6 +5,8 @@
 //! the counts `prompt_tokens` / `completion_tokens`, Messages and Responses `input_tokens` /
 //! `output_tokens`.
 
+use serde::Deserialize;
+
 /// How much of a body's end is kept.
 const TAIL: usize = 2048;
 
@@ -43,11 +45,12 @@ impl Tail {
             depth == 0
         })?;
         // Typed, so the other fields (token details and the like) are skipped, not built.
-        let usage: Counts = serde_json::from_slice(&rest[..=end]).ok()?;
-        Some((usage.prompt_tokens.or(usage.input_tokens)?, usage.completion_tokens.or(usage.output_tokens)?))
+        serde_json::from_slice::<Counts>(&rest[..=end]).ok()?.pair()
     }
 }
 
+/// A usage object of any dialect: Chat names the counts `prompt_tokens` /
+/// `completion_tokens`, Messages and Responses `input_tokens` / `output_tokens`.
 #[derive(serde::Deserialize)]
 struct Counts {
     prompt_tokens: Option<u64>,
@@ -56,15 +59,15 @@ struct Counts {
     output_tokens: Option<u64>,
 }
 
-/// `(prompt, completion)` from a usage object of any dialect.
-fn counts(usage: &serde_json::Value) -> Option<(u64, u64)> {
-    let n = |chat: &str, other: &str| usage[chat].as_u64().or_else(|| usage[other].as_u64());
-    Some((n("prompt_tokens", "input_tokens")?, n("completion_tokens", "output_tokens")?))
+impl Counts {
+    fn pair(&self) -> Option<(u64, u64)> {
+        Some((self.prompt_tokens.or(self.input_tokens)?, self.completion_tokens.or(self.output_tokens)?))
+    }
 }
 
 /// `(prompt, completion)` from a whole response of any dialect.
 pub fn of(response: &serde_json::Value) -> Option<(u64, u64)> {
-    counts(&response["usage"])
+    Counts::deserialize(&response["usage"]).ok()?.pair()
 }
 
 #[cfg(test)]

@@ -329,6 +329,34 @@ async fn sigterm_lets_an_open_stream_finish_then_exits_zero() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_serving_thread_lets_its_open_streams_finish() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config(&mock, "")).unwrap();
+    // Three threads, three connections: one lands on each (round-robin).
+    let mut gw = Gateway::start_at(dir, &path, &["--worker-threads", "3"]);
+    let mut pending = Vec::new();
+    for _ in 0..3 {
+        let url = gw.url("/v1/chat/completions");
+        pending.push(tokio::spawn(async move {
+            post_json(&url, r#"{"model":"slow-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#).await
+        }));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while mock.posts().len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gw.signal("TERM");
+    for p in pending {
+        let r = p.await.unwrap();
+        assert_eq!(r.body.as_ref(), fixture("openai/chat-stream.sse").as_slice(), "every stream completed");
+    }
+    assert_eq!(gw.process.child.wait().unwrap().code(), Some(0));
+    assert!(gw.wait_for_log("all connections finished"), "{}", gw.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heuristic_rules_pick_the_route_for_auto() {
     let mock = Mock::start().await;
     let routing = "routing:\n  default_route: general\n  heuristics:\n    enabled: true\n    rules:\n      - match: { keywords: [translate], exclude: [code block] }\n        route: fast\n      - match: { has_tools: true }\n        route: tools\n  routes:\n    - name: fast\n      model: qwen\n    - name: tools\n      model: hermes\n    - name: general\n      model: llama3\n";
