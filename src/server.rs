@@ -1,7 +1,7 @@
 //! The listeners: HTTP/1.1 keep-alive and h2c on a TCP port and/or a zrok share, TCP_NODELAY,
-//! connection deadlines (`connection.rs`: silent and idle connections are closed), graceful
-//! shutdown that stops accepting and gives in-flight requests (streams included) a drain
-//! deadline.
+//! connection deadlines (`connection.rs`: silent and idle connections are closed), the
+//! serving threads connections are handed to (`shard.rs`), graceful shutdown that stops
+//! accepting and gives in-flight requests (streams included) on every thread a drain deadline.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,7 +40,7 @@ pub async fn serve(listeners: Listeners, shared: Shared, shutdown: impl Future<O
     for i in 1..crate::shard::count() {
         match Shard::start(i, &shared, &registry) {
             Ok(shard) => shards.push(shard),
-            Err(e) => warn!("cannot start serving thread {i}: {e}; serving on {i} thread(s)"),
+            Err(e) => warn!("cannot start serving thread {i}: {e}; serving on fewer threads"),
         }
     }
     let mut next = 0usize;
