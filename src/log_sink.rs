@@ -49,6 +49,20 @@ impl Line {
             record.meter();
         }
     }
+
+    /// Whether there is a line to write (a record's is not when its level is filtered out).
+    fn is_written(&self) -> bool {
+        !matches!(self, Line::Access(record) if !record.writes_line())
+    }
+
+    /// Appends the line, if there is one, to `out`.
+    fn append(self, out: &mut Vec<u8>, sink: &Sink) {
+        match self {
+            Line::Access(record) if record.writes_line() => record.write_line(out, sink.format, sink.ansi),
+            Line::Access(_) => {}
+            Line::Formatted(text) => out.extend_from_slice(&text),
+        }
+    }
 }
 
 struct Sink {
@@ -127,18 +141,14 @@ pub fn push(mut line: Line) {
         // No writer (it could not start, or the process is exiting): done here.
         line.meter();
         let mut out = Vec::new();
-        match line {
-            Line::Access(record) if record.writes_line() => record.write_line(&mut out, sink.format, sink.ansi),
-            Line::Access(_) => {}
-            Line::Formatted(text) => out = text,
-        }
+        line.append(&mut out, sink);
         let _ = std::io::stderr().lock().write_all(&out);
         return;
     }
     if queue.len() >= CAPACITY {
         drop(queue);
         line.meter();
-        if !matches!(&line, Line::Access(record) if !record.writes_line()) {
+        if line.is_written() {
             crate::metrics::get().log_lines_dropped.inc();
         }
         return;
@@ -215,12 +225,8 @@ fn write_loop(sink: &Sink) {
         }
         let mut lines = 0;
         for line in batches.iter_mut().flat_map(|b| b.drain(..)) {
-            match line {
-                Line::Access(record) if record.writes_line() => record.write_line(&mut out, sink.format, sink.ansi),
-                Line::Access(_) => continue,
-                Line::Formatted(text) => out.extend_from_slice(&text),
-            }
-            lines += 1;
+            lines += u64::from(line.is_written());
+            line.append(&mut out, sink);
         }
         if !out.is_empty() && std::io::stderr().lock().write_all(&out).is_err() {
             crate::metrics::get().log_lines_dropped.inc_by(lines);
