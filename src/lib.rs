@@ -23,6 +23,7 @@ pub mod pool;
 pub mod providers;
 pub mod proxy;
 pub mod queue;
+pub mod ratelimit;
 pub mod ready;
 pub mod reload;
 pub mod request;

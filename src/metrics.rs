@@ -32,6 +32,11 @@ pub struct Metrics {
     pub queue_wait: HistogramVec,
     pub last_reload_success: Gauge,
     pub log_lines_dropped: IntCounter,
+    pub fallbacks: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub rate_limited: IntCounterVec,
+    pub rate_limit_backend_errors: IntCounter,
+    pub user_tokens: IntCounterVec,
 }
 
 /// LLM calls take from milliseconds (cached, tiny models) to minutes (long generations).
@@ -67,6 +72,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     )
     .expect("valid metric");
     r.register(Box::new(log_lines_dropped.clone())).expect("unique metric");
+    let rate_limit_backend_errors = IntCounter::new(
+        "llm_gateway_rate_limit_backend_errors_total",
+        "Rate-limit checks the backend (Redis) failed or was too slow to answer",
+    )
+    .expect("valid metric");
+    r.register(Box::new(rate_limit_backend_errors.clone())).expect("unique metric");
     let last_reload_success = Gauge::new(
         "llm_gateway_config_last_reload_success_timestamp_seconds",
         "Unix time of the last successful config load",
@@ -146,6 +157,31 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &["scope"],
             TTFT_BUCKETS,
         ),
+        fallbacks: counter(
+            &r,
+            "llm_gateway_fallbacks_total",
+            "Requests moved to a fallback model, by the model that failed, the fallback and why",
+            &["from", "to", "reason"],
+        ),
+        retries: counter(
+            &r,
+            "llm_gateway_retries_total",
+            "Tries of a model repeated after a failure",
+            &["model", "reason"],
+        ),
+        rate_limited: counter(
+            &r,
+            "llm_gateway_rate_limited_total",
+            "Requests refused by a key's rpm, tpm or tokens_per_day",
+            &["key", "limit"],
+        ),
+        user_tokens: counter(
+            &r,
+            "llm_gateway_user_tokens_total",
+            "Tokens used per user (a key's `user`, else the key's name), by kind (prompt or completion)",
+            &["user", "kind"],
+        ),
+        rate_limit_backend_errors,
         queue_depth,
         config_info,
         inflight,

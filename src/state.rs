@@ -15,8 +15,13 @@ pub struct Live {
     pub plan: Arc<Plan>,
     /// Indexed by [`ProviderKind::index`].
     pub pools: [Option<Arc<Pool>>; 3],
-    /// Per virtual key, with `limits.max_concurrent_per_key`.
+    /// Per key subject (its `user`, else its name), with `limits.max_concurrent_per_key` or
+    /// the key's own `max_concurrent`; kept across reloads so slots in use stay counted.
     pub key_gates: std::collections::HashMap<String, Arc<crate::queue::Gate>>,
+    /// `limits.max_concurrent` for the whole gateway; kept across reloads.
+    pub gateway_gate: Option<Arc<crate::queue::Gate>>,
+    /// Per-key `rpm`, `tpm` and `tokens_per_day`; counters kept across reloads.
+    pub limiter: Arc<crate::ratelimit::Limiter>,
 }
 
 /// How [`Live::build`] treats endpoints that are new in the plan.
@@ -50,7 +55,7 @@ impl Live {
         let pools = ProviderKind::ALL.map(|k| {
             let p = plan.provider(k)?;
             let (pool, new) = Pool::reconciled(p, connect, previous.and_then(|o| o.pool(k)));
-            if let Some(limit) = limits.max_concurrent {
+            if let Some(limit) = limits.max_concurrent_per_endpoint {
                 for e in &pool.endpoints {
                     e.limit(limit, limits.max_queue);
                 }
@@ -61,12 +66,24 @@ impl Live {
             }
             Some(pool)
         });
-        let key_gates = match (&plan.keys, plan.server.max_concurrent_per_key) {
-            (Some(keys), Some(limit)) => {
-                keys.names().map(|n| (n.to_owned(), crate::queue::Gate::new(limit, plan.server.max_queue))).collect()
+        let max_queue = plan.server.max_queue;
+        let gate = |old: Option<&Arc<crate::queue::Gate>>, limit: usize| match old {
+            Some(g) => {
+                g.set_limits(limit, max_queue);
+                g.clone()
             }
-            _ => Default::default(),
+            None => crate::queue::Gate::new(limit, max_queue),
         };
+        let mut key_gates = std::collections::HashMap::new();
+        for k in plan.keys.iter().flat_map(|t| t.entries()) {
+            if let Some(limit) = k.limits.max_concurrent.or(plan.server.max_concurrent_per_key) {
+                let old = previous.and_then(|p| p.key_gates.get(k.subject()));
+                key_gates.entry(k.subject().to_owned()).or_insert_with(|| gate(old, limit));
+            }
+        }
+        let gateway_gate =
+            plan.server.max_concurrent.map(|limit| gate(previous.and_then(|p| p.gateway_gate.as_ref()), limit));
+        let limiter = crate::ratelimit::Limiter::reconciled(&plan.rate_limits, previous.map(|p| &p.limiter));
         if probe == Probe::First {
             let round = fresh.iter().map(|(pool, indices)| async move {
                 match previous {
@@ -77,7 +94,7 @@ impl Live {
             futures_util::future::join_all(round).await;
         }
         let embedded = crate::embed::attach(plan.routing.as_mut(), &pools).await?;
-        Ok((Self { plan: Arc::new(plan), pools, key_gates }, embedded))
+        Ok((Self { plan: Arc::new(plan), pools, key_gates, gateway_gate, limiter }, embedded))
     }
 
     pub fn pool(&self, kind: ProviderKind) -> Option<&Pool> {

@@ -10,6 +10,7 @@ use crate::endpoints::non_empty;
 use crate::glob::{Glob, GlobList};
 use crate::plan::RoutingPlan;
 use crate::raw;
+pub use crate::traffic::KeyLimits;
 
 pub type KeyHash = [u8; 32];
 
@@ -42,6 +43,9 @@ pub struct KeyTable {
 #[derive(Debug)]
 pub struct KeyEntry {
     pub name: String,
+    /// Who the key belongs to; keys sharing a user share its counters.
+    pub user: Option<String>,
+    pub limits: KeyLimits,
     /// `None`: every model.
     models: Option<GlobList>,
     /// `None`: every route.
@@ -50,7 +54,12 @@ pub struct KeyEntry {
 
 impl KeyEntry {
     pub fn new(name: String, models: Option<GlobList>, routes: Option<GlobList>) -> Self {
-        Self { name, models, routes }
+        Self { name, user: None, limits: KeyLimits::default(), models, routes }
+    }
+
+    /// Whom limits and per-user metrics count this key's requests for: its user, else itself.
+    pub fn subject(&self) -> &str {
+        self.user.as_deref().unwrap_or(&self.name)
     }
 
     pub fn allows_model(&self, model: &str) -> bool {
@@ -97,6 +106,11 @@ impl KeyTable {
             self.keys.push(entry);
         }
         Ok(())
+    }
+
+    /// Every key.
+    pub fn entries(&self) -> impl Iterator<Item = &KeyEntry> {
+        self.keys.iter()
     }
 
     /// The names of every key.
@@ -228,8 +242,10 @@ pub(crate) fn entries(
             k.allowed_routes.as_ref(),
             routing.map(|_| route_names.as_slice()),
         );
+        let user = crate::traffic::user(cx, &path, k);
+        let limits = crate::traffic::key_limits(cx, &path, k);
         if let Some(hash) = hash {
-            entries.push((hash, KeyEntry::new(name, models, routes)));
+            entries.push((hash, KeyEntry { user, limits, ..KeyEntry::new(name, models, routes) }));
         }
     }
     entries

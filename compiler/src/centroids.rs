@@ -137,6 +137,7 @@ mod tests {
                     model: "m".into(),
                     description: String::new(),
                     examples: examples.iter().map(|e| (*e).into()).collect(),
+                    fallbacks: Vec::new(),
                 })
                 .collect(),
             by_name: Default::default(),

@@ -239,29 +239,39 @@ impl<T: FromNode> FromNode for Vec<T> {
     }
 }
 
-/// A mapping of names to strings kept in file order (`routing.aliases`), each with its span.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StringMap(pub Vec<(Spanned<String>, Spanned<String>)>);
+/// A mapping of names to values kept in file order (`routing.aliases`, `fallbacks`), each
+/// name with its span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderedMap<T>(pub Vec<(Spanned<String>, Spanned<T>)>);
 
-impl FromNode for StringMap {
+/// Names to strings (`routing.aliases`).
+pub type StringMap = OrderedMap<String>;
+
+impl<T> Default for OrderedMap<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T: FromNode> FromNode for OrderedMap<T> {
     fn from_node(node: &Node, cx: &mut Cx) -> Option<Self> {
         let entries = cx.expect_map(node)?;
         let mut out = Vec::with_capacity(entries.len());
         for (key, value) in entries {
-            if let Some(v) = cx.field::<Spanned<String>>(key, value) {
+            if let Some(v) = cx.field::<Spanned<T>>(key, value) {
                 out.push((Spanned { value: key.text.clone(), span: key.span.clone() }, v));
             }
         }
-        Some(StringMap(out))
+        Some(OrderedMap(out))
     }
 }
 
-impl schemars::JsonSchema for StringMap {
+impl<T: schemars::JsonSchema> schemars::JsonSchema for OrderedMap<T> {
     fn schema_name() -> std::borrow::Cow<'static, str> {
-        "StringMap".into()
+        format!("Map_of_{}", T::schema_name()).into()
     }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({"type": "object", "additionalProperties": {"type": "string"}})
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "object", "additionalProperties": generator.subschema_for::<T>()})
     }
 }
 

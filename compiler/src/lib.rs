@@ -21,6 +21,7 @@ pub mod raw;
 mod routing;
 pub mod schema;
 pub mod secret;
+mod traffic;
 mod yaml;
 
 use sha2::{Digest, Sha256};
@@ -161,6 +162,7 @@ fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str, shape: Shape) 
     }
     let routing = config.routing.as_ref().map(|r| routing::compile(cx, r, &providers));
     let keys = config.api_keys.as_ref().and_then(|k| acl::compile(cx, k, routing.as_ref()));
+    let fallbacks = traffic::fallbacks(cx, config.fallbacks.as_ref(), &providers);
     let tracing = config.tracing.as_deref();
     let max_content_length = tracing.and_then(|t| t.max_content_length.as_ref());
     Plan {
@@ -191,6 +193,10 @@ fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str, shape: Shape) 
             .map(|f| f.value.clone()),
         routing,
         server: server(cx, config.timeouts.as_deref(), config.limits.as_deref()),
+        fallbacks,
+        retry: traffic::retry(cx, config.retry.as_deref()),
+        rate_limits: traffic::rate_limits(cx, config.rate_limits.as_deref()),
+        unknown_paths: config.unknown_paths.as_ref().map_or(plan::UnknownPaths::Reject, |u| u.value),
     }
 }
 
@@ -276,6 +282,7 @@ fn server(cx: &mut decode::Cx, timeouts: Option<&raw::Timeouts>, limits: Option<
         max_event_bytes: endpoints::bounded(cx, "limits.max_event_bytes", &l.max_event_bytes, 16 << 20, 1 << 32)
             as usize,
         max_concurrent: optional(cx, "max_concurrent", &l.max_concurrent),
+        max_concurrent_per_endpoint: optional(cx, "max_concurrent_per_endpoint", &l.max_concurrent_per_endpoint),
         max_concurrent_per_key: optional(cx, "max_concurrent_per_key", &l.max_concurrent_per_key),
         max_queue: endpoints::bounded(cx, "limits.max_queue", &l.max_queue, 100, 1_000_000) as usize,
         queue_timeout: std::time::Duration::from_secs(endpoints::bounded(

@@ -8,7 +8,7 @@ use url::Url;
 
 use crate::acl::KeyTable;
 use crate::keywords::Heuristics;
-pub use crate::raw::{ClassifierProvider, Comparison, EmbedProvider, ShareMode};
+pub use crate::raw::{ClassifierProvider, Comparison, EmbedProvider, OnBackendError, RetryOn, ShareMode, UnknownPaths};
 use crate::secret::Secret;
 
 #[derive(Debug)]
@@ -32,6 +32,54 @@ pub struct Plan {
     /// `None`: no `routing:` section.
     pub routing: Option<RoutingPlan>,
     pub server: ServerPlan,
+    /// Top-level `fallbacks`, in file order: the first glob matching the model sent applies.
+    pub fallbacks: Vec<(crate::glob::Glob, Vec<String>)>,
+    pub retry: RetryPlan,
+    pub rate_limits: RateLimitPlan,
+    pub unknown_paths: UnknownPaths,
+}
+
+/// `retry`: how often one model is tried, how long between tries, and which failures retry
+/// (and fall back).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPlan {
+    /// Tries of one model, at least 1.
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub on: Vec<RetryOn>,
+}
+
+impl RetryPlan {
+    pub fn covers(&self, failure: RetryOn) -> bool {
+        self.on.contains(&failure)
+    }
+}
+
+impl Default for RetryPlan {
+    fn default() -> Self {
+        Self {
+            attempts: 1,
+            backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(5),
+            on: RetryOn::ALL.iter().map(|(_, v)| *v).collect(),
+        }
+    }
+}
+
+/// `rate_limits`: where counters live and what a failing backend means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitPlan {
+    pub backend: RateBackend,
+    pub on_backend_error: OnBackendError,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RateBackend {
+    Memory,
+    /// A `redis://` or `rediss://` URL (it may hold a password).
+    Redis(Secret),
 }
 
 /// Timeouts and limits of the request path.
@@ -52,8 +100,10 @@ pub struct ServerPlan {
     pub max_connections: Option<usize>,
     /// The largest upstream event (SSE event, or whole body to translate) the gateway reads.
     pub max_event_bytes: usize,
-    /// Per endpoint; `None`: unlimited.
+    /// For the whole gateway; `None`: unlimited.
     pub max_concurrent: Option<usize>,
+    /// Per endpoint; `None`: unlimited.
+    pub max_concurrent_per_endpoint: Option<usize>,
     /// Per virtual key; `None`: unlimited.
     pub max_concurrent_per_key: Option<usize>,
     pub max_queue: usize,
@@ -63,6 +113,20 @@ pub struct ServerPlan {
 impl Plan {
     pub fn provider(&self, kind: ProviderKind) -> Option<&ProviderPlan> {
         self.providers[kind.index()].as_ref()
+    }
+
+    /// The models to try after `model` (sent for `route`) fails: the route's fallbacks, then
+    /// those of the first top-level glob that matches, each once and never `model` itself.
+    pub fn fallbacks_of<'p>(&'p self, model: &str, route: Option<&str>) -> Vec<&'p str> {
+        let route = route.and_then(|r| self.routing.as_ref()?.route(r)).map(|r| r.fallbacks.as_slice());
+        let global = self.fallbacks.iter().find(|(glob, _)| glob.matches(model)).map(|(_, list)| list.as_slice());
+        let mut out: Vec<&str> = Vec::new();
+        for m in route.unwrap_or_default().iter().chain(global.unwrap_or_default()) {
+            if m != model && !out.contains(&m.as_str()) {
+                out.push(m);
+            }
+        }
+        out
     }
 
     pub fn hash_hex(&self) -> String {
@@ -265,6 +329,8 @@ pub struct RoutePlan {
     pub model: String,
     pub description: String,
     pub examples: Vec<String>,
+    /// Models tried in order when this route's model fails (before the top-level fallbacks).
+    pub fallbacks: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -2,7 +2,7 @@
 //! its span. Field docs become the JSON Schema's descriptions. Defaults are applied when the
 //! plan is compiled, not here, so diagnostics can tell "absent" from "set to the default".
 
-use crate::decode::{FromNode, ProviderKey, SecretString, Spanned, StringMap, section, string_enum};
+use crate::decode::{FromNode, OrderedMap, ProviderKey, SecretString, Spanned, StringMap, section, string_enum};
 
 type S<T> = Spanned<T>;
 type List<T> = Spanned<Vec<Spanned<T>>>;
@@ -32,6 +32,85 @@ section! {
         timeouts: S<Timeouts>,
         /// Request limits (new in llm-gateway).
         limits: S<Limits>,
+        /// Models to try, in order, when a model fails (see `retry.on`): model globs mapped to
+        /// lists of models of any provider, e.g. `{"gpt-4o*": [claude-sonnet-4-5, "llama3.1:70b"]}`.
+        /// The first glob that matches the model sent applies; a route's own `fallbacks` come first.
+        fallbacks: S<OrderedMap<Vec<Spanned<String>>>>,
+        /// Retries of a failed model before its fallbacks are tried.
+        retry: S<Retry>,
+        /// Where per-key `rpm`, `tpm` and `tokens_per_day` are counted.
+        rate_limits: S<RateLimits>,
+        /// What `/v1/*` paths the gateway does not know get: `reject` (404, the default) or
+        /// `forward` (sent to the provider the body's `model` chooses, `local` without one).
+        #[schemars(extend("default" = "reject"))]
+        unknown_paths: S<UnknownPaths>,
+    }
+}
+
+section! {
+    Retry {
+        /// Tries of one model before its fallbacks (1: no retry). Default 1.
+        #[schemars(extend("default" = 1))]
+        attempts: S<i64>,
+        /// Milliseconds before the first retry; doubled each retry, with jitter. Default 250.
+        #[schemars(extend("default" = 250))]
+        backoff_ms: S<i64>,
+        /// The longest wait between tries, in milliseconds, also for an upstream's `Retry-After`
+        /// (a longer `Retry-After` moves on to the fallbacks at once). Default 5000.
+        #[schemars(extend("default" = 5000))]
+        max_backoff_ms: S<i64>,
+        /// The failures that retry and fall back. Default all of them: `no_healthy_endpoint`,
+        /// `connect`, `timeout`, `rate_limited` (429), `server_error` (5xx). Other 4xx never do.
+        on: List<RetryOn>,
+    }
+}
+
+string_enum! {
+    /// A failure that retries and falls back (only before anything reached the client).
+    RetryOn {
+        /// Every endpoint of the provider is unhealthy (the fallbacks are tried without waiting).
+        NoHealthyEndpoint = "no_healthy_endpoint",
+        /// The connection failed or was reset before the answer's first byte.
+        Connect = "connect",
+        /// No answer within `timeouts.first_byte_seconds`.
+        Timeout = "timeout",
+        /// The upstream answered 429.
+        RateLimited = "rate_limited",
+        /// The upstream answered 500-599.
+        ServerError = "server_error",
+    }
+}
+
+string_enum! {
+    /// What to do with a request when the rate-limit backend cannot be reached.
+    OnBackendError {
+        /// Serve it (the default: an outage of Redis is not an outage of the gateway).
+        Allow = "allow",
+        /// Refuse it with 503.
+        Deny = "deny",
+    }
+}
+
+string_enum! {
+    /// What an unknown `/v1/*` path gets.
+    UnknownPaths {
+        Reject = "reject",
+        Forward = "forward",
+    }
+}
+
+section! {
+    RateLimits {
+        /// `memory` (each gateway counts alone; the default) or `redis://host:port/db`
+        /// (`rediss://` for TLS; every gateway using the same Redis shares the counters).
+        #[schemars(extend("default" = "memory"))]
+        backend: S<SecretString>,
+        /// `allow` (default) or `deny` requests when the backend fails or is slower than `timeout_ms`.
+        #[schemars(extend("default" = "allow"))]
+        on_backend_error: S<OnBackendError>,
+        /// Milliseconds to wait for the backend before `on_backend_error` applies. Default 50.
+        #[schemars(extend("default" = 50))]
+        timeout_ms: S<i64>,
     }
 }
 
@@ -77,8 +156,11 @@ section! {
         /// to translate) in bytes; larger ends the response with an error. Default 16777216 (16 MiB).
         #[schemars(extend("default" = 16777216))]
         max_event_bytes: S<i64>,
-        /// Requests one endpoint serves at once; more wait in a FIFO queue. Absent: no limit.
+        /// Requests the whole gateway sends upstream at once; more wait in a FIFO queue (streaming
+        /// clients are told their position). Absent: no limit.
         max_concurrent: S<i64>,
+        /// Requests one endpoint serves at once; more wait in a FIFO queue. Absent: no limit.
+        max_concurrent_per_endpoint: S<i64>,
         /// Requests one virtual key may have served at once; more wait. Absent: no limit.
         max_concurrent_per_key: S<i64>,
         /// Requests that may wait in one queue; more get 429 with `Retry-After`. Default 100.
@@ -226,6 +308,17 @@ section! {
         allowed_models: List<String>,
         /// Globs of route names this key may use. Empty or absent: all.
         allowed_routes: List<String>,
+        /// The person or team the key belongs to: several keys may share a user, and then
+        /// metrics and the limits below count per user.
+        user: S<String>,
+        /// Requests per minute (per user when `user` is set). Over it: 429 with `Retry-After`.
+        rpm: S<i64>,
+        /// Tokens (prompt + completion) per minute.
+        tpm: S<i64>,
+        /// Tokens per day (UTC).
+        tokens_per_day: S<i64>,
+        /// Requests this key may have served at once (overrides `limits.max_concurrent_per_key`).
+        max_concurrent: S<i64>,
     }
 }
 
@@ -371,6 +464,8 @@ section! {
         description: S<String>,
         /// Example prompts, embedded to recognise this route.
         examples: List<String>,
+        /// Models to try, in order, when this route's model fails (before the top-level `fallbacks`).
+        fallbacks: List<String>,
     }
 }
 

@@ -228,11 +228,17 @@ fn routes(
             route.examples.as_ref().map(|l| l.value.iter().map(|e| e.value.clone()).collect()).unwrap_or_default();
         by_name.insert(name.value.clone(), out.len());
         origins.push(i);
+        let fallbacks = route
+            .fallbacks
+            .as_ref()
+            .map(|l| crate::traffic::models(cx, &format!("{path}.fallbacks"), &l.value, providers))
+            .unwrap_or_default();
         out.push(RoutePlan {
             name: name.value.clone(),
             model,
             description: route.description.as_ref().map(|d| d.value.clone()).unwrap_or_default(),
             examples,
+            fallbacks,
         });
     }
     (out, by_name, origins)
