@@ -47,6 +47,8 @@ pub struct AccessLog {
     pub metric_model: Option<String>,
     /// The kind of upstream failure, for `llm_gateway_provider_errors_total`.
     pub error_type: Option<String>,
+    /// Tokens reserved against the key's token limits, corrected when the answer is done.
+    pub reservation: Option<crate::ratelimit::Reservation>,
     /// Counted in the in-flight gauge (the real log, not a detached placeholder).
     counted: bool,
     pub error: Option<String>,
@@ -86,6 +88,7 @@ impl AccessLog {
             metrics: false,
             metric_model: None,
             error_type: None,
+            reservation: None,
             counted,
             error: None,
             finished: SystemTime::UNIX_EPOCH,
@@ -158,11 +161,17 @@ impl Drop for AccessLog {
         } else {
             tracing::enabled!(tracing::Level::INFO)
         };
+        if self.tokens.is_none() && (self.write || self.metrics || self.reservation.is_some()) {
+            self.tokens = self.tail.tokens();
+        }
+        if let Some(reservation) = self.reservation.take() {
+            // No count in the answer (it failed, or said nothing): the estimate stands.
+            if let Some((prompt, completion)) = self.tokens {
+                reservation.settle(prompt + completion);
+            }
+        }
         if !self.write && !self.metrics {
             return;
-        }
-        if self.tokens.is_none() {
-            self.tokens = self.tail.tokens();
         }
         self.finished = SystemTime::now();
         self.tail = Tail::default();

@@ -34,12 +34,13 @@ pub struct ApiError {
     /// For 405: the methods the path accepts.
     pub allow: Option<&'static str>,
     /// Send `Retry-After: 1` (queue full or queue timeout).
-    pub retry_after: bool,
+    /// Seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, code, message: message.into(), side: Side::Gateway, allow: None, retry_after: false }
+        Self { status, kind, code, message: message.into(), side: Side::Gateway, allow: None, retry_after: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -105,13 +106,40 @@ impl ApiError {
 
     /// 429 with `Retry-After`.
     pub fn too_many(code: &'static str, message: impl Into<String>) -> Self {
-        Self { retry_after: true, ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", code, message) }
+        Self { retry_after: Some(1), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", code, message) }
+    }
+
+    /// The rate-limit backend failed and `rate_limits.on_backend_error` is `deny`.
+    pub fn rate_limit_backend() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "rate_limit_backend_unavailable",
+                "the rate-limit backend cannot be reached (rate_limits.on_backend_error: deny)",
+            )
+        }
+    }
+
+    /// A key over its `rpm`, `tpm` or `tokens_per_day`.
+    pub fn rate_limited(limit: &str, retry_after: std::time::Duration) -> Self {
+        let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                format!("this API key is over its `{limit}` limit; retry in {secs} s"),
+            )
+        }
     }
 
     /// 503 with `Retry-After`: waited too long in a queue.
     pub fn queue_timeout(message: impl Into<String>) -> Self {
         Self {
-            retry_after: true,
+            retry_after: Some(1),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "queue_timeout", message)
         }
     }
@@ -173,8 +201,8 @@ impl ApiError {
         if let Some(allow) = self.allow {
             resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
         }
-        if self.retry_after {
-            resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -15,13 +15,13 @@ use tracing::info;
 use crate::access_log::{AccessLog, Clean};
 use crate::body::{Body, json};
 use crate::dialect::Dialect;
-use crate::dialect::convert::{Conversion, Ingress, Prepared, prepare};
+use crate::dialect::convert::{Ingress, Prepared, prepare};
 use crate::error::ApiError;
-use crate::providers::Operation;
 use crate::request_id::{RequestId, Scoped};
 use crate::state::{Live, Shared};
-use crate::upstream::{self, OnQueue, Outgoing, Policy, respond::respond};
-use crate::{auth, models, queue, request, request_body, request_id, route, trace};
+use crate::upstream::retry::{self, Candidate};
+use crate::upstream::{self, OnQueue, Policy, respond::respond};
+use crate::{auth, models, queue, ratelimit, request, request_body, request_id, route, trace};
 
 pub async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Body>, Infallible> {
     let id = request_id::from_headers(req.headers());
@@ -46,11 +46,13 @@ async fn answer(req: Request<Incoming>, shared: Shared, id: RequestId) -> Respon
     log.metrics = live.plan.metrics.enabled;
     let dialect = dialect_of(req.uri().path());
     log.dialect = dialect.label();
-    match dispatch(req, &live, &mut log).await {
+    // The key's rate-limit headers, on every response of a limited key.
+    let mut limit_headers = Vec::new();
+    let mut resp = match dispatch(req, &live, &mut log, &mut limit_headers).await {
         Ok(Next::Answer(resp)) => resp,
         Ok(Next::Forward(job)) => {
             let route = job.route.clone();
-            let mut resp = if job.conversion.stream && job.queued() {
+            let mut resp = if job.first.conversion.stream && job.queued() {
                 queue::streaming(dialect, move |on_queue| exchange(job, log, on_queue, id)).await
             } else {
                 exchange(job, log, Box::new(|_| {}), id).await
@@ -67,7 +69,11 @@ async fn answer(req: Request<Incoming>, shared: Shared, id: RequestId) -> Respon
             }
             e.response_in(dialect)
         }
+    };
+    for (name, value) in limit_headers {
+        resp.headers_mut().insert(name, value);
     }
+    resp
 }
 
 /// The dialect errors are answered in, by path (before anything else is known).
@@ -89,20 +95,24 @@ enum Next {
 /// finish it in its own task.
 struct Job {
     live: Arc<Live>,
-    kind: ProviderKind,
-    op: Operation,
-    body: Bytes,
-    conversion: Box<Conversion>,
-    /// The client's Anthropic headers, passed on when it speaks Messages to Anthropic.
+    ingress: Ingress,
+    /// The client's body, to build a fallback's request in its provider's dialect.
+    client_body: Bytes,
+    first: Candidate,
+    /// Models to try when the first fails (already filtered to what the key may use).
+    fallbacks: Vec<String>,
+    /// The client's Anthropic headers (a Messages client), passed on to a passthrough upstream.
     client_headers: Option<HeaderMap>,
     policy: Policy,
+    /// The gateway's and the key's slots, taken once for all tries.
+    gates: Vec<(Arc<queue::Gate>, &'static str)>,
     route: Option<String>,
 }
 
 impl Job {
     /// Whether the request may wait in a queue (a slot limit applies).
     fn queued(&self) -> bool {
-        self.policy.key_gate.is_some() || self.policy.slots.is_some()
+        !self.gates.is_empty() || self.policy.slots.is_some()
     }
 }
 
@@ -115,31 +125,73 @@ async fn exchange(job: Box<Job>, log: AccessLog, on_queue: Box<OnQueue<'static>>
 }
 
 async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<OnQueue<'static>>) -> Response<Body> {
-    let client = job.conversion.client;
-    let result = match job.live.pool(job.kind) {
-        None => Err(ApiError::internal("no_provider", "provider vanished")),
-        Some(pool) => {
-            let out = Outgoing {
-                op: job.op,
-                body: job.body,
-                stream: job.conversion.stream,
-                client_headers: job.client_headers.as_ref(),
-            };
-            let wait = job.live.plan.server.queue_timeout;
-            upstream::forward(pool, &out, &job.policy, wait, &mut log, &mut *on_queue).await
+    let Job { live, ingress, client_body, first, fallbacks, client_headers, policy, gates, .. } = *job;
+    let client = first.conversion.client;
+    let wait = live.plan.server.queue_timeout;
+    let gates: Vec<_> = gates.iter().map(|(gate, scope)| (gate, *scope)).collect();
+    let permits = match upstream::admit_all(&gates, wait, &mut *on_queue).await {
+        Ok(p) => p,
+        Err(e) => {
+            log.status = e.status.as_u16();
+            log.error = Some(e.message.clone());
+            return e.response_in(client);
         }
     };
-    match result {
-        Ok(answer) => respond(answer, &job.conversion, &job.live, log).await,
-        Err(e) => {
+    let prepare = |model: &str| fallback(&live, ingress, &client_body, model);
+    let (result, answered) = retry::run(
+        &live,
+        first,
+        &fallbacks,
+        &prepare,
+        client_headers.as_ref(),
+        &policy,
+        &mut log,
+        &mut *on_queue,
+    )
+    .await;
+    let model = HeaderValue::from_str(&answered.model).ok();
+    let mut resp = match result {
+        Ok(mut answer) => {
+            answer.permits.extend(permits);
+            respond(answer, &answered.conversion, &live, log).await
+        }
+        Err(failure) => {
+            let e = failure.error;
             log.status = e.status.as_u16();
             log.error = Some(e.message.clone());
             e.response_in(client)
         }
+    };
+    if let Some(model) = model {
+        resp.headers_mut().insert(MODEL_HEADER, model);
+    }
+    resp
+}
+
+/// Names the model that answered (a fallback's, when one took over).
+pub const MODEL_HEADER: &str = "x-llm-gateway-model";
+
+/// A fallback's request: the client's body prepared for `model` on the provider its name
+/// selects.
+fn fallback(live: &Live, ingress: Ingress, body: &Bytes, model: &str) -> Result<Candidate, ApiError> {
+    let kind = ProviderKind::for_model(model);
+    let pool = live.pool(kind).ok_or_else(|| {
+        ApiError::bad_request("provider_not_configured", format!("provider '{}' is not configured", kind.config_name()))
+    })?;
+    pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
+    let parsed = request::parse(body)?;
+    match prepare(ingress, body, &parsed, model, kind)? {
+        Prepared::Forward { op, body, conversion } => Ok(Candidate { model: model.to_owned(), kind, op, body, conversion }),
+        Prepared::Answer(_) => Err(ApiError::bad_request("unsupported_operation", "answered by an estimate")),
     }
 }
 
-async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog) -> Result<Next, ApiError> {
+async fn dispatch(
+    req: Request<Incoming>,
+    live: &Arc<Live>,
+    log: &mut AccessLog,
+    limit_headers: &mut Vec<(http::HeaderName, HeaderValue)>,
+) -> Result<Next, ApiError> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let read = method == Method::GET || method == Method::HEAD;
@@ -264,15 +316,42 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
     if live.plan.tracing.enabled && matches!(ingress, Ingress::Chat | Ingress::Messages | Ingress::Responses) {
         trace::log_request(&parsed, dialect, &target.model, live.plan.tracing.max_content_length);
     }
-    let (op, body, conversion) = match prepare(ingress, &body, &parsed, &target.model, target.provider)? {
+    if let Some(k) = key.filter(|k| k.limits.limits_rate()) {
+        // The prompt's tokens, roughly (4 bytes each), until the answer says.
+        let estimate = body.len() as u64 / 4;
+        match live.limiter.admit(k.subject(), &k.limits, estimate).await {
+            ratelimit::Decision::Allowed(admission) => {
+                *limit_headers = admission.headers;
+                log.reservation = admission.reservation;
+            }
+            ratelimit::Decision::Limited(refusal) => {
+                *limit_headers = refusal.headers;
+                if log.metrics {
+                    crate::metrics::get().rate_limited.with_label_values(&[&k.name, refusal.limit]).inc();
+                }
+                return Err(ApiError::rate_limited(refusal.limit, refusal.retry_after));
+            }
+            ratelimit::Decision::Unavailable(_) => {
+                return Err(ApiError::rate_limit_backend());
+            }
+        }
+    }
+    let (op, upstream_body, conversion) = match prepare(ingress, &body, &parsed, &target.model, target.provider)? {
         Prepared::Answer(value) => {
             log.status = 200;
             return Ok(Next::Answer(json(StatusCode::OK, &value)));
         }
         Prepared::Forward { op, body, conversion } => (op, body, conversion),
     };
+    let fallbacks: Vec<String> = live
+        .plan
+        .fallbacks_of(&target.model, target.route.as_deref())
+        .into_iter()
+        .filter(|m| key.is_none_or(|k| k.allows_model(m)) && live.pool(ProviderKind::for_model(m)).is_some())
+        .map(str::to_owned)
+        .collect();
     drop(parsed);
-    let client_headers = (conversion.passthrough() && dialect == Dialect::Messages).then(|| {
+    let client_headers = (dialect == Dialect::Messages).then(|| {
         parts
             .headers
             .iter()
@@ -283,17 +362,25 @@ async fn dispatch(req: Request<Incoming>, live: &Arc<Live>, log: &mut AccessLog)
     let server = &live.plan.server;
     let policy = Policy {
         first_byte: server.first_byte_timeout,
-        slots: server.max_concurrent.map(|_| server.queue_timeout),
-        key_gate: key.and_then(|k| live.key_gates.get(&k.name).cloned()),
+        slots: server.max_concurrent_per_endpoint.map(|_| server.queue_timeout),
     };
+    let mut gates = Vec::new();
+    if let Some(gate) = &live.gateway_gate {
+        gates.push((gate.clone(), "gateway"));
+    }
+    if let Some(gate) = key.and_then(|k| live.key_gates.get(k.subject())) {
+        gates.push((gate.clone(), "key"));
+    }
+    let first = Candidate { model: target.model, kind: target.provider, op, body: upstream_body, conversion };
     Ok(Next::Forward(Box::new(Job {
         live: live.clone(),
-        kind: target.provider,
-        op,
-        body,
-        conversion,
+        ingress,
+        client_body: body,
+        first,
+        fallbacks,
         client_headers,
         policy,
+        gates,
         route: target.route,
     })))
 }

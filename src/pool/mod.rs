@@ -146,6 +146,11 @@ impl Pool {
     }
 
     /// The endpoint the next request should try first, by smooth WRR over the healthy ones.
+    /// Whether some endpoint passes its health checks (the schedule holds the healthy ones).
+    pub fn any_healthy(&self) -> bool {
+        !self.schedule.load().is_empty()
+    }
+
     pub fn pick(&self) -> Option<usize> {
         let schedule = self.schedule.load();
         if schedule.is_empty() {

@@ -8,6 +8,7 @@
 
 pub mod relay;
 pub mod respond;
+pub mod retry;
 pub mod scan;
 
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tracing::warn;
+
+use llm_gateway_compiler::plan::RetryOn;
 
 use crate::access_log::AccessLog;
 use crate::error::ApiError;
@@ -43,11 +46,22 @@ pub struct Outgoing<'a> {
 pub struct Policy {
     /// For the upstream's response headers, per endpoint tried.
     pub first_byte: Duration,
-    /// Endpoint slots (`limits.max_concurrent`) and how long to queue for one; `None` for the
-    /// gateway's own calls, which are not counted.
+    /// Endpoint slots (`limits.max_concurrent_per_endpoint`) and how long to queue for one;
+    /// `None` for the gateway's own calls, which are not counted.
     pub slots: Option<Duration>,
-    /// The key's slots (`limits.max_concurrent_per_key`), taken before any endpoint's.
-    pub key_gate: Option<Arc<Gate>>,
+}
+
+/// A request [`forward`] could not get answered, and whether the failure is one that
+/// `retry.on` may retry or fall back on (`None`: it never does, e.g. a full queue).
+pub struct Failure {
+    pub error: ApiError,
+    pub cause: Option<RetryOn>,
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Self { error, cause: None }
+    }
 }
 
 /// A response that has started, with the slots its body must hold until it is finished.
@@ -98,22 +112,33 @@ pub fn request(
     Ok(req)
 }
 
-/// Sends `out` to the pool: the key's slot, then each endpoint in the pool's order (its slot
-/// first, when limited) until one answers. A request moves on only while no response byte
-/// has arrived; once a response (any status) has started, it is the answer.
+/// Takes a slot of each gate in order (the gateway's, the key's), waiting in their queues.
+pub async fn admit_all(
+    gates: &[(&Arc<Gate>, &str)],
+    max_queue_wait: Duration,
+    on_queue: &mut OnQueue<'_>,
+) -> Result<Vec<Permit>, ApiError> {
+    let mut permits = Vec::with_capacity(gates.len());
+    for (gate, scope) in gates {
+        permits.push(queue::admit(gate, scope, max_queue_wait, on_queue).await?);
+    }
+    Ok(permits)
+}
+
+/// Sends `out` to the pool: each endpoint in the pool's order (its slot first, when limited)
+/// until one answers. A request moves on only while no response byte has arrived; once a
+/// response (any status) has started, it is the answer (whether its status is worth a retry
+/// or a fallback is [`retry`]'s call).
 pub async fn forward(
     pool: &Pool,
     out: &Outgoing<'_>,
     policy: &Policy,
-    max_queue_wait: Duration,
     log: &mut AccessLog,
     on_queue: &mut OnQueue<'_>,
-) -> Result<Answer, ApiError> {
+) -> Result<Answer, Failure> {
     let mut permits = Vec::new();
-    if let Some(gate) = &policy.key_gate {
-        permits.push(queue::admit(gate, "key", max_queue_wait, on_queue).await?);
-    }
     let mut last_failure = None;
+    let mut cause = None;
     let mut tried = 0;
     for index in pool.attempt_order() {
         let endpoint = &pool.endpoints[index];
@@ -125,7 +150,8 @@ pub async fn forward(
             return Err(ApiError::bad_request(
                 "unsupported_operation",
                 format!("provider '{}' does not serve this operation", pool.kind.config_name()),
-            ));
+            )
+            .into());
         };
         tried += 1;
         log.endpoint = Some(endpoint.name.clone());
@@ -146,12 +172,16 @@ pub async fn forward(
                 permits.extend(slot);
                 return Ok(Answer { response, permits });
             }
-            Err(_) => ApiError::gateway_timeout(format!(
-                "{} did not answer within {} s (timeouts.first_byte_seconds)",
-                who(),
-                policy.first_byte.as_secs()
-            )),
+            Err(_) => {
+                cause = Some(RetryOn::Timeout);
+                ApiError::gateway_timeout(format!(
+                    "{} did not answer within {} s (timeouts.first_byte_seconds)",
+                    who(),
+                    policy.first_byte.as_secs()
+                ))
+            }
             Ok(Err(e)) => {
+                cause = Some(RetryOn::Connect);
                 warn!(endpoint = %endpoint.name, error = %crate::transport::http::describe(&e), "upstream request failed");
                 let what = if e.is_connect() { "could not connect to" } else { "failed before answering:" };
                 ApiError::bad_gateway(format!("{what} {}", who()))
@@ -164,13 +194,14 @@ pub async fn forward(
     }
     let failure = last_failure.unwrap_or_else(|| ApiError::internal("no_endpoints", "provider has no endpoints"));
     if tried <= 1 {
-        return Err(failure);
+        return Err(Failure { error: failure, cause });
     }
-    Err(ApiError::unavailable(format!(
+    let error = ApiError::unavailable(format!(
         "every endpoint of provider '{}' failed ({tried} tried); last: {}",
         pool.kind.config_name(),
         failure.message
-    )))
+    ));
+    Err(Failure { error, cause })
 }
 
 /// The gateway's own call (embeddings, classifier prompts): JSON in, the first answer's
@@ -180,9 +211,9 @@ pub async fn call_json(pool: &Pool, op: Operation, body: Vec<u8>) -> Result<(Sta
     let out = Outgoing { op, body: Bytes::from(body), stream: false, client_headers: None };
     // The caller's own timeout bounds the whole call; this only stops one stuck endpoint
     // from holding the failover forever.
-    let policy = Policy { first_byte: Duration::from_secs(300), slots: None, key_gate: None };
+    let policy = Policy { first_byte: Duration::from_secs(300), slots: None };
     let mut log = AccessLog::detached();
-    let answer = forward(pool, &out, &policy, Duration::ZERO, &mut log, &mut |_| {}).await.map_err(|e| e.message)?;
+    let answer = forward(pool, &out, &policy, &mut log, &mut |_| {}).await.map_err(|f| f.error.message)?;
     let status = answer.response.status();
     let endpoint = log.endpoint.take().unwrap_or_default();
     match answer.response.into_body().collect().await {

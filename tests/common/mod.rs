@@ -34,7 +34,9 @@ pub struct Seen {
 
 /// A mock upstream on 127.0.0.1:0. Behaviour is chosen by the request's model:
 /// `slow` answers after 3 s, `error-401` answers with OpenAI's 401, `break` streams two
-/// events and then drops the connection, `slow-stream` spaces its events 300 ms apart.
+/// events and then drops the connection, `slow-stream` spaces its events 300 ms apart,
+/// `rate-limited` answers OpenAI's 429 (`retry-after: 30`), `overloaded` 503, `flaky` 503
+/// (`retry-after-ms: 50`) to its first request and the fixture after.
 pub struct Mock {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
@@ -219,8 +221,29 @@ async fn answer(
         ("POST", "/v1/completions") => ok("openai/completions.json"),
         ("POST", "/v1/chat/completions") => match model.as_str() {
             "error-401" => full(StatusCode::UNAUTHORIZED, "application/json", fixture("openai/error-401.json")),
+            // OpenAI's 429, asking for a pause longer than any retry cap.
+            "rate-limited" => {
+                let mut r = full(StatusCode::TOO_MANY_REQUESTS, "application/json", fixture("openai/error-429.json"));
+                r.headers_mut().insert("retry-after", http::HeaderValue::from_static("30"));
+                r
+            }
+            "overloaded" => full(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "application/json",
+                br#"{"error":{"message":"The server is overloaded","type":"server_error"}}"#.to_vec(),
+            ),
+            // 503 with a short `retry-after-ms` on its first request, then the fixture.
+            "flaky" if seen.lock().unwrap().iter().filter(|s| s.body.windows(7).any(|w| w == b"\"flaky\"")).count() == 1 => {
+                let mut r = full(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    br#"{"error":{"message":"warming up","type":"server_error"}}"#.to_vec(),
+                );
+                r.headers_mut().insert("retry-after-ms", http::HeaderValue::from_static("50"));
+                r
+            }
             "classifier" => ok("openai/chat-classifier.json"),
-            "slow" => {
+            "slow" | "gpt-slow" => {
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 ok("openai/chat.json")
             }
