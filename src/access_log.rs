@@ -23,6 +23,8 @@ pub struct AccessLog {
     /// The client's dialect (`chat`, `messages`, `responses`).
     pub dialect: &'static str,
     pub key: Option<String>,
+    /// The key's `user`, when it has one.
+    pub user: Option<String>,
     pub model_asked: Option<String>,
     pub model_sent: Option<String>,
     pub route: Option<String>,
@@ -41,6 +43,8 @@ pub struct AccessLog {
     pub tail: Tail,
     /// Time to the first response body bytes (streams).
     pub first_byte: Option<std::time::Duration>,
+    /// The generation time the upstream reported (llama.cpp's `timings.predicted_ms`).
+    pub generation: Option<Duration>,
     /// Record this request in the metrics (`metrics.enabled`).
     pub metrics: bool,
     /// The (bounded) model label, once the model is known.
@@ -72,6 +76,7 @@ impl AccessLog {
             path: path.to_owned(),
             dialect: "chat",
             key: None,
+            user: None,
             model_asked: None,
             model_sent: None,
             route: None,
@@ -89,6 +94,7 @@ impl AccessLog {
             metric_model: None,
             error_type: None,
             reservation: None,
+            generation: None,
             counted,
             error: None,
             finished: SystemTime::UNIX_EPOCH,
@@ -134,7 +140,18 @@ impl AccessLog {
         if let Some((prompt, completion)) = self.tokens {
             m.tokens_prompt.with_label_values(&[provider, model, key]).inc_by(prompt);
             m.tokens_completion.with_label_values(&[provider, model, key]).inc_by(completion);
-            let generating = duration.saturating_sub(self.first_byte.unwrap_or_default()).as_secs_f64();
+            if let Some(user) = self.user.as_deref().or(self.key.as_deref()) {
+                m.user_tokens.with_label_values(&[user, "prompt"]).inc_by(prompt);
+                m.user_tokens.with_label_values(&[user, "completion"]).inc_by(completion);
+            }
+            // The upstream's own generation time when it gives one; else a stream's time after
+            // its first token, or a whole answer's duration (its first byte is its last).
+            let generating = match (self.generation, self.stream) {
+                (Some(g), _) => g,
+                (None, true) => duration.saturating_sub(self.first_byte.unwrap_or_default()),
+                (None, false) => duration,
+            }
+            .as_secs_f64();
             if completion > 0 && generating > 0.0 {
                 m.tokens_per_second.with_label_values(&[model, key]).observe(completion as f64 / generating);
             }
@@ -164,6 +181,9 @@ impl Drop for AccessLog {
         if self.tokens.is_none() && (self.write || self.metrics || self.reservation.is_some()) {
             self.tokens = self.tail.tokens();
         }
+        if self.generation.is_none() && self.metrics && self.tokens.is_some() {
+            self.generation = self.tail.generation();
+        }
         if let Some(reservation) = self.reservation.take() {
             // No count in the answer (it failed, or said nothing): the estimate stands.
             if let Some((prompt, completion)) = self.tokens {
@@ -190,7 +210,7 @@ enum Value<'a> {
 }
 
 impl AccessLog {
-    fn fields(&self) -> [(&'static str, Value<'_>); 18] {
+    fn fields(&self) -> [(&'static str, Value<'_>); 19] {
         fn text(v: &Option<String>) -> Value<'_> {
             Value::Text(v.as_deref().unwrap_or_default())
         }
@@ -201,6 +221,7 @@ impl AccessLog {
             ("path", Value::Text(&self.path)),
             ("dialect", Value::Text(self.dialect)),
             ("key", text(&self.key)),
+            ("user", text(&self.user)),
             ("model_asked", text(&self.model_asked)),
             ("model_sent", text(&self.model_sent)),
             ("route", text(&self.route)),
@@ -411,7 +432,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(text).unwrap(),
             "2026-12-02T09:24:57.224230Z  INFO llm_gateway::access_log: request request_id=rid-1 method=POST \
-             path=/v1/chat/completions dialect=chat key= model_asked=gpt\\n\"x\" model_sent=llama3 route= \
+             path=/v1/chat/completions dialect=chat key= user= model_asked=gpt\\n\"x\" model_sent=llama3 route= \
              provider=\"local\" endpoint=gpu-a status=200 stream=false duration_ms=12 ttfb_ms=3 bytes=619 \
              prompt_tokens=19 completion_tokens=10 error=\n"
         );

@@ -138,17 +138,9 @@ async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<
         }
     };
     let prepare = |model: &str| fallback(&live, ingress, &client_body, model);
-    let (result, answered) = retry::run(
-        &live,
-        first,
-        &fallbacks,
-        &prepare,
-        client_headers.as_ref(),
-        &policy,
-        &mut log,
-        &mut *on_queue,
-    )
-    .await;
+    let (result, answered) =
+        retry::run(&live, first, &fallbacks, &prepare, client_headers.as_ref(), &policy, &mut log, &mut *on_queue)
+            .await;
     let model = HeaderValue::from_str(&answered.model).ok();
     let mut resp = match result {
         Ok(mut answer) => {
@@ -181,7 +173,9 @@ fn fallback(live: &Live, ingress: Ingress, body: &Bytes, model: &str) -> Result<
     pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
     let parsed = request::parse(body)?;
     match prepare(ingress, body, &parsed, model, kind)? {
-        Prepared::Forward { op, body, conversion } => Ok(Candidate { model: model.to_owned(), kind, op, body, conversion }),
+        Prepared::Forward { op, body, conversion } => {
+            Ok(Candidate { model: model.to_owned(), kind, op, body, conversion })
+        }
         Prepared::Answer(_) => Err(ApiError::bad_request("unsupported_operation", "answered by an estimate")),
     }
 }
@@ -208,6 +202,7 @@ async fn dispatch(
         "/v1/models" if read => {
             let key = auth::authenticate(&live.plan, req.headers())?;
             log.key = key.map(|k| k.name.clone());
+            log.user = key.and_then(|k| k.user.clone());
             log.status = 200;
             return Ok(Next::Answer(models::list(live, key)));
         }
@@ -235,6 +230,7 @@ async fn dispatch(
     let dialect = ingress.dialect();
     let key = auth::authenticate(&live.plan, req.headers())?;
     log.key = key.map(|k| k.name.clone());
+    log.user = key.and_then(|k| k.user.clone());
     let (parts, body) = req.into_parts();
     let limits = request_body::Limits {
         max_bytes: live.plan.server.max_body_bytes,

@@ -9,7 +9,7 @@ use crate::error::ApiError;
 /// The fields a decision needs; everything else is skipped, not copied.
 #[derive(Debug, Deserialize)]
 pub struct Probe<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     pub model: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub messages: Option<&'a RawValue>,
@@ -31,6 +31,15 @@ pub struct Probe<'a> {
     pub instructions: Option<&'a RawValue>,
     #[serde(default)]
     pub max_output_tokens: Option<serde_json::Number>,
+    /// Chat and Completions: `include_usage` asks for a usage chunk at a stream's end.
+    #[serde(borrow, default, deserialize_with = "present")]
+    pub stream_options: Option<&'a RawValue>,
+}
+
+/// A field that is present, `null` included (serde reads `null` as `None`), so the gateway
+/// replaces it where it is instead of adding the key a second time.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// The parsed request: the probe plus where its `model` value sits in the body.
@@ -41,6 +50,14 @@ pub struct Parsed<'a> {
     pub model: Option<String>,
     /// Byte range of the `model` value in the body, when present.
     model_span: Option<std::ops::Range<usize>>,
+    /// Byte range of the `stream_options` value, when present.
+    options_span: Option<std::ops::Range<usize>>,
+}
+
+/// Where a raw value sits in the body it was borrowed from.
+fn span_of(body: &[u8], raw: &RawValue) -> std::ops::Range<usize> {
+    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+    start..start + raw.get().len()
 }
 
 pub fn parse(body: &[u8]) -> Result<Parsed<'_>, ApiError> {
@@ -52,16 +69,13 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, ApiError> {
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}")))?;
     let (model, model_span) = match probe.model {
         None => (None, None),
-        Some(raw) => {
-            let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
-            let span = start..start + raw.get().len();
-            match serde_json::from_str::<Option<String>>(raw.get()) {
-                Ok(m) => (m, Some(span)),
-                Err(_) => return Err(ApiError::bad_request("invalid_model", "`model` must be a string")),
-            }
-        }
+        Some(raw) => match serde_json::from_str::<Option<String>>(raw.get()) {
+            Ok(m) => (m, Some(span_of(body, raw))),
+            Err(_) => return Err(ApiError::bad_request("invalid_model", "`model` must be a string")),
+        },
     };
-    Ok(Parsed { probe, model, model_span })
+    let options_span = probe.stream_options.map(|raw| span_of(body, raw));
+    Ok(Parsed { probe, model, model_span, options_span })
 }
 
 impl Parsed<'_> {
@@ -100,29 +114,91 @@ impl Parsed<'_> {
     }
 }
 
+/// What `stream_options` says about a usage chunk.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UsageAsked {
+    /// `include_usage: true`: the client wants the chunk.
+    Yes,
+    /// Absent, null, or an object without `include_usage: true`: the gateway may ask for it.
+    No,
+    /// Not an object: left for the upstream to judge.
+    Unreadable,
+}
+
+impl Parsed<'_> {
+    pub fn usage_asked(&self) -> UsageAsked {
+        #[derive(Deserialize)]
+        struct Options {
+            include_usage: Option<bool>,
+        }
+        match self.probe.stream_options.map(|raw| raw.get()) {
+            None | Some("null") => UsageAsked::No,
+            Some(text) => match serde_json::from_str::<Options>(text) {
+                Ok(Options { include_usage: Some(true) }) => UsageAsked::Yes,
+                Ok(_) => UsageAsked::No,
+                Err(_) => UsageAsked::Unreadable,
+            },
+        }
+    }
+}
+
 /// The body with `model` set to `model`: the value replaced in place, or the key inserted
 /// first when the client sent none. All other bytes are kept.
 pub fn with_model(body: &[u8], parsed: &Parsed, model: &str) -> Vec<u8> {
-    let quoted = serde_json::to_string(model).unwrap_or_default();
-    let mut out = Vec::with_capacity(body.len() + quoted.len() + 10);
-    match &parsed.model_span {
-        Some(span) => {
-            out.extend_from_slice(&body[..span.start]);
-            out.extend_from_slice(quoted.as_bytes());
-            out.extend_from_slice(&body[span.end..]);
-        }
-        None => {
-            let brace = body.iter().position(|&b| b == b'{').unwrap_or(0);
-            out.extend_from_slice(&body[..=brace]);
-            out.extend_from_slice(b"\"model\":");
-            out.extend_from_slice(quoted.as_bytes());
-            let rest = &body[brace + 1..];
-            if rest.iter().any(|b| !b.is_ascii_whitespace() && *b != b'}') {
-                out.push(b',');
+    rewrite(body, parsed, Some(model), false)
+}
+
+/// The body with `model` set (when given) and, with `ask_usage`, `stream_options` asking for
+/// the usage chunk (the client's other options kept). Values are replaced in place, missing
+/// keys inserted first; every other byte is kept.
+pub fn rewrite(body: &[u8], parsed: &Parsed, model: Option<&str>, ask_usage: bool) -> Vec<u8> {
+    let mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
+    let mut inserted: Vec<u8> = Vec::new();
+    if let Some(model) = model {
+        let quoted = serde_json::to_vec(model).unwrap_or_default();
+        match &parsed.model_span {
+            Some(span) => edits.push((span.clone(), quoted)),
+            None => {
+                inserted.extend_from_slice(b"\"model\":");
+                inserted.extend_from_slice(&quoted);
             }
-            out.extend_from_slice(rest);
         }
     }
+    if ask_usage {
+        let mut options = parsed
+            .probe
+            .stream_options
+            .and_then(|raw| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get()).ok())
+            .unwrap_or_default();
+        options.insert("include_usage".into(), true.into());
+        let options = serde_json::to_vec(&options).unwrap_or_default();
+        match &parsed.options_span {
+            Some(span) => edits.push((span.clone(), options)),
+            None => {
+                if !inserted.is_empty() {
+                    inserted.push(b',');
+                }
+                inserted.extend_from_slice(b"\"stream_options\":");
+                inserted.extend_from_slice(&options);
+            }
+        }
+    }
+    if !inserted.is_empty() {
+        let brace = body.iter().position(|&b| b == b'{').unwrap_or(0);
+        if body[brace + 1..].iter().any(|b| !b.is_ascii_whitespace() && *b != b'}') {
+            inserted.push(b',');
+        }
+        edits.push((brace + 1..brace + 1, inserted));
+    }
+    edits.sort_by_key(|(span, _)| span.start);
+    let mut out = Vec::with_capacity(body.len() + edits.iter().map(|(_, e)| e.len()).sum::<usize>());
+    let mut at = 0;
+    for (span, replacement) in edits {
+        out.extend_from_slice(&body[at..span.start]);
+        out.extend_from_slice(&replacement);
+        at = span.end;
+    }
+    out.extend_from_slice(&body[at..]);
     out
 }
 
@@ -148,9 +224,45 @@ mod tests {
         let body = br#"  {"messages":[]}"#;
         let p = parse(body).unwrap();
         assert_eq!(String::from_utf8(with_model(body, &p, "m")).unwrap(), r#"  {"model":"m","messages":[]}"#);
+        let null = br#"{"model":null,"messages":[]}"#;
+        let p = parse(null).unwrap();
+        assert_eq!(p.model, None);
+        assert_eq!(
+            String::from_utf8(with_model(null, &p, "m")).unwrap(),
+            r#"{"model":"m","messages":[]}"#,
+            "replaced, not added twice"
+        );
         let empty = b"{ }";
         let p = parse(empty).unwrap();
         assert_eq!(String::from_utf8(with_model(empty, &p, "m")).unwrap(), r#"{"model":"m" }"#);
+    }
+
+    #[test]
+    fn asks_for_usage_keeping_the_clients_other_options() {
+        let ask = |body: &str, model: Option<&str>| {
+            let p = parse(body.as_bytes()).unwrap();
+            let asked = p.usage_asked();
+            (asked, String::from_utf8(rewrite(body.as_bytes(), &p, model, true)).unwrap())
+        };
+        assert_eq!(
+            ask(r#"{"model":"a","stream":true}"#, Some("b")),
+            (UsageAsked::No, r#"{"stream_options":{"include_usage":true},"model":"b","stream":true}"#.into())
+        );
+        assert_eq!(
+            ask(r#"{"stream":true}"#, Some("b")),
+            (UsageAsked::No, r#"{"model":"b","stream_options":{"include_usage":true},"stream":true}"#.into())
+        );
+        assert_eq!(
+            ask(r#"{"stream_options":{"include_usage":false,"x":1},"model":"a"}"#, None),
+            (UsageAsked::No, r#"{"stream_options":{"include_usage":true,"x":1},"model":"a"}"#.into())
+        );
+        assert_eq!(
+            ask(r#"{"stream_options":null}"#, None),
+            (UsageAsked::No, r#"{"stream_options":{"include_usage":true}}"#.into())
+        );
+        assert_eq!(ask(r#"{"stream_options":{"include_usage":true}}"#, None).0, UsageAsked::Yes);
+        assert_eq!(ask(r#"{"stream_options":[1]}"#, None).0, UsageAsked::Unreadable);
+        assert_eq!(ask("{}", None).1, r#"{"stream_options":{"include_usage":true}}"#);
     }
 
     #[test]

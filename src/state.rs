@@ -105,7 +105,12 @@ impl Live {
     /// an endpoint reported, an Anthropic model), else `other` — clients cannot grow the
     /// label set.
     pub fn model_label(&self, model: &str) -> String {
-        let routed = self.plan.routing.iter().flat_map(|r| &r.routes).any(|r| r.model == model || r.fallbacks.iter().any(|f| f == model));
+        let routed = self
+            .plan
+            .routing
+            .iter()
+            .flat_map(|r| &r.routes)
+            .any(|r| r.model == model || r.fallbacks.iter().any(|f| f == model));
         let fallback = || self.plan.fallbacks.iter().any(|(_, list)| list.iter().any(|f| f == model));
         let listed = || {
             crate::providers::anthropic::MODELS.contains(&model)

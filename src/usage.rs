@@ -11,42 +11,92 @@ use serde::Deserialize;
 const TAIL: usize = 2048;
 
 #[derive(Default)]
-pub struct Tail(Vec<u8>);
+pub struct Tail {
+    end: Vec<u8>,
+    /// The first [`TAIL`] bytes too, when asked for: an Anthropic stream reports its input
+    /// tokens in its first event and only the output tokens in its last.
+    head: Option<Vec<u8>>,
+}
 
 impl Tail {
+    /// A tail that also keeps the body's first bytes.
+    pub fn with_head() -> Self {
+        Self { end: Vec::new(), head: Some(Vec::new()) }
+    }
+
     /// Keeps at least the last [`TAIL`] bytes; compacts only when twice that has piled up,
     /// so a stream of many small events costs one copy per byte, not one shift per event.
     pub fn push(&mut self, data: &[u8]) {
-        let data = &data[data.len().saturating_sub(TAIL)..];
-        if self.0.len() + data.len() > 2 * TAIL {
-            let keep = TAIL.saturating_sub(data.len());
-            self.0.drain(..self.0.len() - keep);
+        if let Some(head) = self.head.as_mut().filter(|h| h.len() < TAIL) {
+            head.extend_from_slice(&data[..data.len().min(TAIL - head.len())]);
         }
-        self.0.extend_from_slice(data);
+        let data = &data[data.len().saturating_sub(TAIL)..];
+        if self.end.len() + data.len() > 2 * TAIL {
+            let keep = TAIL.saturating_sub(data.len());
+            self.end.drain(..self.end.len() - keep);
+        }
+        self.end.extend_from_slice(data);
     }
 
-    /// `(prompt_tokens, completion_tokens)` of the last usage object, if any.
-    pub fn tokens(&self) -> Option<(u64, u64)> {
-        let tail = &self.0[self.0.len().saturating_sub(TAIL)..];
-        let at = memchr::memmem::rfind(tail, b"\"usage\":")?;
-        let rest = &tail[at + 8..];
-        let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
-        let rest = &rest[start..];
-        if rest.first() != Some(&b'{') {
-            return None;
-        }
-        let mut depth = 0usize;
-        let end = rest.iter().position(|&b| {
-            match b {
-                b'{' => depth += 1,
-                b'}' => depth -= 1,
-                _ => {}
-            }
-            depth == 0
-        })?;
-        // Typed, so the other fields (token details and the like) are skipped, not built.
-        serde_json::from_slice::<Counts>(&rest[..=end]).ok()?.pair()
+    fn recent(&self) -> &[u8] {
+        &self.end[self.end.len().saturating_sub(TAIL)..]
     }
+
+    /// `(prompt_tokens, completion_tokens)` of the last usage object, if any; its prompt
+    /// count from the first usage object when the last has none (Anthropic's streams).
+    pub fn tokens(&self) -> Option<(u64, u64)> {
+        let last = usage_at(self.recent(), memchr::memmem::rfind(self.recent(), USAGE)?)?;
+        let first = || {
+            let head = self.head.as_deref()?;
+            usage_at(head, memchr::memmem::find(head, USAGE)?)?.prompt()
+        };
+        Some((last.prompt().or_else(first)?, last.completion()?))
+    }
+
+    /// How long the upstream says it spent generating (llama.cpp's `timings.predicted_ms`).
+    pub fn generation(&self) -> Option<std::time::Duration> {
+        generation(self.recent())
+    }
+}
+
+const USAGE: &[u8] = b"\"usage\":";
+
+/// `(prompt, completion)` of the last usage object in `text`.
+pub fn tokens_in(text: &[u8]) -> Option<(u64, u64)> {
+    usage_at(text, memchr::memmem::rfind(text, USAGE)?)?.pair()
+}
+
+/// The usage object whose key starts at `at`.
+fn usage_at(text: &[u8], at: usize) -> Option<Counts> {
+    let rest = &text[at + USAGE.len()..];
+    let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    let rest = &rest[start..];
+    if rest.first() != Some(&b'{') {
+        return None;
+    }
+    let mut depth = 0usize;
+    let end = rest.iter().position(|&b| {
+        match b {
+            b'{' => depth += 1,
+            b'}' => depth -= 1,
+            _ => {}
+        }
+        depth == 0
+    })?;
+    // Typed, so the other fields (token details and the like) are skipped, not built.
+    serde_json::from_slice::<Counts>(&rest[..=end]).ok()
+}
+
+/// The generation time a llama.cpp server reports (`"predicted_ms": 1234.5`) near the end
+/// of `text`, if any.
+pub fn generation(text: &[u8]) -> Option<std::time::Duration> {
+    const KEY: &[u8] = b"\"predicted_ms\":";
+    let at = memchr::memmem::rfind(text, KEY)? + KEY.len();
+    let rest = &text[at..];
+    let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    let len = rest[start..].iter().position(|b| !matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))?;
+    let ms: f64 = std::str::from_utf8(&rest[start..start + len]).ok()?.parse().ok()?;
+    (ms.is_finite() && ms > 0.0 && ms < 1e10).then(|| std::time::Duration::from_secs_f64(ms / 1000.0))
 }
 
 /// A usage object of any dialect: Chat names the counts `prompt_tokens` /
@@ -57,11 +107,23 @@ struct Counts {
     completion_tokens: Option<u64>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    /// Anthropic counts cached prompt tokens apart from `input_tokens`.
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
 }
 
 impl Counts {
+    fn prompt(&self) -> Option<u64> {
+        let cached = self.cache_read_input_tokens.unwrap_or(0) + self.cache_creation_input_tokens.unwrap_or(0);
+        self.prompt_tokens.or(self.input_tokens.map(|n| n + cached))
+    }
+
+    fn completion(&self) -> Option<u64> {
+        self.completion_tokens.or(self.output_tokens)
+    }
+
     fn pair(&self) -> Option<(u64, u64)> {
-        Some((self.prompt_tokens.or(self.input_tokens)?, self.completion_tokens.or(self.output_tokens)?))
+        Some((self.prompt()?, self.completion()?))
     }
 }
 
@@ -100,6 +162,32 @@ mod tests {
         for _ in 0..1000 {
             t.push(b"0123456789");
         }
-        assert!(t.0.len() <= 2 * TAIL);
+        assert!(t.end.len() <= 2 * TAIL);
+    }
+
+    #[test]
+    fn an_anthropic_stream_counts_input_from_its_first_event_and_cache_too() {
+        let mut plain = Tail::default();
+        let mut headed = Tail::with_head();
+        let stream = fixture("anthropic/stream-text.sse");
+        for piece in stream.chunks(5) {
+            plain.push(piece);
+            headed.push(piece);
+        }
+        assert_eq!(plain.tokens(), None, "the last event has output tokens only");
+        let (prompt, completion) = headed.tokens().expect("input tokens from message_start");
+        assert!(prompt > 0 && completion > 0);
+        let mut cached = Tail::default();
+        cached.push(br#"{"usage":{"input_tokens":5,"cache_read_input_tokens":100,"cache_creation_input_tokens":7,"output_tokens":3}}"#);
+        assert_eq!(cached.tokens(), Some((112, 3)));
+    }
+
+    #[test]
+    fn reads_llama_cpp_generation_time() {
+        let body = br#"{"usage":{"prompt_tokens":3,"completion_tokens":40},"timings":{"prompt_ms":12.5,"predicted_n":40,"predicted_ms":800.0,"predicted_per_second":50.0}}"#;
+        assert_eq!(generation(body), Some(std::time::Duration::from_millis(800)));
+        assert_eq!(generation(br#"{"predicted_ms":-1}"#), None);
+        assert_eq!(generation(br#"{"predicted_ms":"x"}"#), None);
+        assert_eq!(generation(b"no timings"), None);
     }
 }

@@ -28,10 +28,7 @@ fn chat(model: &str) -> Value {
 
 async fn metric(gw: &Gateway, needle: &str) -> f64 {
     let text = send("GET", &gw.url("/metrics"), &[], "").await.text();
-    text.lines()
-        .filter(|l| l.starts_with(needle))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    text.lines().filter(|l| l.starts_with(needle)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,7 +83,7 @@ async fn queued_streams_see_their_position_count_down_and_all_complete() {
         let (positions, rest) = split(&text);
         assert_eq!(
             rest.as_bytes(),
-            fixture("openai/chat-stream.sse").as_slice(),
+            common::chat_stream_without_usage().as_slice(),
             "the stream after the comments is intact"
         );
         if let Some(&first) = positions.first() {

@@ -66,6 +66,9 @@ pub struct Conversion {
     pub stream: bool,
     /// A Chat client asked for a usage chunk (`stream_options.include_usage`).
     include_usage: bool,
+    /// The gateway asked a passthrough Chat stream for its usage chunk on the client's
+    /// behalf: take it out of what the client receives.
+    pub strip_usage: bool,
     /// What a Responses answer repeats from the request.
     echo: Option<Echo>,
 }
@@ -97,11 +100,15 @@ pub fn prepare(
     let adapter = adapter(kind);
     let stream = parsed.is_stream();
     if adapter.serves(client) {
-        let body = match parsed.model.as_deref() == Some(model) {
-            true => body.clone(),
-            false => Bytes::from(request::with_model(body, parsed, model)),
+        // Streamed tokens are counted always: ask for the usage chunk the client did not.
+        let strip_usage = stream
+            && matches!(ingress, Ingress::Chat | Ingress::Completions)
+            && parsed.usage_asked() == request::UsageAsked::No;
+        let body = match (parsed.model.as_deref() == Some(model), strip_usage) {
+            (true, false) => body.clone(),
+            (same, _) => Bytes::from(request::rewrite(body, parsed, (!same).then_some(model), strip_usage)),
         };
-        let conversion = Conversion { client, upstream: client, stream, include_usage: false, echo: None };
+        let conversion = Conversion { client, upstream: client, stream, include_usage: false, strip_usage, echo: None };
         return Ok(Prepared::Forward { op: ingress.operation(), body, conversion: Box::new(conversion) });
     }
     if matches!(ingress, Ingress::Embeddings | Ingress::Completions) {
@@ -116,7 +123,8 @@ pub fn prepare(
         return Ok(Prepared::Answer(serde_json::json!({ "input_tokens": tokens })));
     }
     let openai = kind == ProviderKind::OpenAi;
-    let mut conversion = Conversion { client, upstream: adapter.dialect(), stream, include_usage: true, echo: None };
+    let mut conversion =
+        Conversion { client, upstream: adapter.dialect(), stream, include_usage: true, strip_usage: false, echo: None };
     let chat = match client {
         Dialect::Chat => {
             conversion.include_usage = req["stream_options"]["include_usage"] == true;

@@ -10,6 +10,7 @@ pub mod relay;
 pub mod respond;
 pub mod retry;
 pub mod scan;
+pub mod strip;
 
 use std::sync::Arc;
 use std::time::Duration;

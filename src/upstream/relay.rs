@@ -20,6 +20,7 @@ use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep, sleep};
 
 use super::scan::Check;
+use super::strip::UsageStrip;
 use crate::access_log::AccessLog;
 use crate::body::BoxError;
 use crate::dialect::{Dialect, StreamTranslator};
@@ -46,6 +47,8 @@ pin_project_lite::pin_project! {
         translator: Option<Box<dyn StreamTranslator>>,
         // Tells whether a body passed through ended whole.
         check: Option<Check>,
+        // Takes out the usage chunk the gateway asked for on the client's behalf.
+        strip: Option<UsageStrip>,
         log: AccessLog,
     }
 }
@@ -66,6 +69,7 @@ impl Relay {
             held_failure: None,
             translator: None,
             check: None,
+            strip: None,
             log,
         }
     }
@@ -73,6 +77,12 @@ impl Relay {
     /// Checks at the end that the body passed through is whole (see [`Check`]).
     pub fn checked(mut self, check: Check) -> Self {
         self.check = Some(check);
+        self
+    }
+
+    /// Removes the usage chunk the gateway asked for (see [`UsageStrip`]).
+    pub fn stripped(mut self, strip: UsageStrip) -> Self {
+        self.strip = Some(strip);
         self
     }
 
@@ -153,9 +163,10 @@ impl HttpBody for Relay {
                             if let Some(check) = this.check.as_mut() {
                                 check.feed(&data);
                             }
-                            let data = match this.translator.as_mut() {
-                                None => data,
-                                Some(t) => {
+                            let data = match (this.translator.as_mut(), this.strip.as_mut()) {
+                                (None, Some(strip)) => strip.feed(data),
+                                (None, None) => data,
+                                (Some(t), _) => {
                                     let mut out = Vec::new();
                                     t.feed(&data, &mut out);
                                     Bytes::from(out)
@@ -183,6 +194,17 @@ impl HttpBody for Relay {
                 }
                 Poll::Ready(None) => {
                     *this.done = true;
+                    if let Some(strip) = this.strip.as_mut() {
+                        this.log.tokens = strip.tokens();
+                        let rest = strip.finish();
+                        if !rest.is_empty() {
+                            this.log.body_bytes += rest.len() as u64;
+                            this.log.tail.push(&rest);
+                            if let Some(own) = batch.push(rest) {
+                                *this.held_frame = Some(Frame::data(own));
+                            }
+                        }
+                    }
                     if let Some(t) = this.translator.as_mut() {
                         this.log.tokens = t.tokens();
                         let mut tail = Vec::new();

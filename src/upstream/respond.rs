@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 
 use super::relay::{HoldLast, Relay};
 use super::scan::{Check, JsonEnd};
+use super::strip::UsageStrip;
 use super::{Answer, is_event_stream, strip_hop_by_hop};
 use crate::access_log::AccessLog;
 use crate::body::{Body, json, no_buffering};
@@ -24,7 +25,7 @@ pub async fn respond(answer: Answer, conversion: &Conversion, live: &Live, mut l
     let max_event = live.plan.server.max_event_bytes;
     let status = response.status();
     let out = if conversion.passthrough() {
-        relay(response, idle, conversion, log)
+        relay(response, idle, max_event, conversion, log)
     } else if status.is_success() && conversion.stream && is_event_stream(response.headers()) {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
@@ -82,6 +83,7 @@ async fn whole(
         }
     }
     log.body_bytes = bytes.len() as u64;
+    log.generation = crate::usage::generation(&bytes[bytes.len().saturating_sub(4096)..]);
     let (status, value) = conversion.whole(status, &bytes)?;
     log.status = status.as_u16();
     log.tokens = crate::usage::of(&value);
@@ -92,14 +94,18 @@ async fn whole(
 fn relay(
     resp: Response<Incoming>,
     idle: std::time::Duration,
+    max_event: usize,
     conversion: &Conversion,
-    log: AccessLog,
+    mut log: AccessLog,
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let sse = is_event_stream(&parts.headers);
     if sse {
         no_buffering(&mut parts.headers);
+        if conversion.client == crate::dialect::Dialect::Messages {
+            log.tail = crate::usage::Tail::with_head();
+        }
     }
     // A body that breaks can only end with an error event when its length is open; a
     // fixed-length body that breaks is cut short, which the client sees from the length. Any
@@ -107,7 +113,10 @@ fn relay(
     // it by closing, or declares too short a length) ends with that error event, or fails.
     let open = !parts.headers.contains_key(header::CONTENT_LENGTH);
     let errors = (sse && open).then_some(conversion.client);
-    let body = Relay::new(body, idle, errors, log);
+    let mut body = Relay::new(body, idle, errors, log);
+    if sse && conversion.strip_usage {
+        body = body.stripped(UsageStrip::new(max_event));
+    }
     let body = if sse {
         body.checked(Check::Events(conversion.client, Ending::default()))
     } else if is_json(&parts.headers) {

@@ -62,7 +62,10 @@ pub async fn run(
             // An upstream asking for a longer pause than the cap is not retried: its fallback
             // (or its own answer) is better than a client left waiting.
             if let Some(wait) = wait_before(plan, attempt, asked) {
-                crate::metrics::get().retries.with_label_values(&[&live.model_label(&candidate.model), cause.as_str()]).inc();
+                crate::metrics::get()
+                    .retries
+                    .with_label_values(&[&live.model_label(&candidate.model), cause.as_str()])
+                    .inc();
                 warn!(
                     "retry: model '{}' failed ({}); try {} of {} in {} ms",
                     Clean(&candidate.model),
@@ -121,10 +124,8 @@ async fn try_once(
 ) -> Result<Answer, Failure> {
     let down = live.pool(candidate.kind).is_some_and(|p| !p.any_healthy());
     if down && may_fall_back && live.plan.retry.covers(RetryOn::NoHealthyEndpoint) {
-        let error = ApiError::unavailable(format!(
-            "no endpoint of provider '{}' is healthy",
-            candidate.kind.config_name()
-        ));
+        let error =
+            ApiError::unavailable(format!("no endpoint of provider '{}' is healthy", candidate.kind.config_name()));
         return Err(Failure { error, cause: Some(RetryOn::NoHealthyEndpoint) });
     }
     send(live, candidate, client_headers, policy, log, on_queue).await
@@ -187,7 +188,9 @@ fn describe(result: &Result<Answer, Failure>) -> String {
 /// The upstream's own pause: OpenAI's `retry-after-ms`, else `Retry-After` in seconds (the
 /// HTTP-date form is not used by LLM APIs and is ignored).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
+    let number = |name: &str| {
+        headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
+    };
     number("retry-after-ms")
         .map(|ms| Duration::from_secs_f64(ms / 1000.0))
         .or_else(|| number("retry-after").map(|s| Duration::from_secs_f64(s.min(86_400.0))))

@@ -23,6 +23,13 @@ pub fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/upstream").join(rel)).unwrap()
 }
 
+/// The Chat stream fixture as a client that did not ask for `stream_options.include_usage`
+/// receives it: without the usage chunk.
+pub fn chat_stream_without_usage() -> Vec<u8> {
+    let text = String::from_utf8(fixture("openai/chat-stream.sse")).unwrap();
+    text.split_inclusive("\n\n").filter(|e| !e.contains("\"choices\":[]")).collect::<String>().into_bytes()
+}
+
 /// One request as the upstream saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -105,14 +112,20 @@ fn full(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<MockB
         .unwrap()
 }
 
-/// The SSE fixture as a stream of one frame per event, `gap` apart, optionally failing after `fail_after` events.
-fn sse(gap: Duration, fail_after: Option<usize>) -> Response<MockBody> {
-    sse_file("openai/chat-stream.sse", gap, fail_after)
+/// The SSE fixture as a stream of one frame per event, `gap` apart, optionally failing after
+/// `fail_after` events; its usage chunk only when the request asked for it, as OpenAI does.
+fn sse(gap: Duration, fail_after: Option<usize>, usage: bool) -> Response<MockBody> {
+    let text = String::from_utf8(fixture("openai/chat-stream.sse")).unwrap();
+    let events = text.split_inclusive("\n\n").filter(|e| usage || !e.contains("\"choices\":[]")).map(str::to_owned);
+    sse_events(events.collect(), gap, fail_after)
 }
 
 fn sse_file(file: &str, gap: Duration, fail_after: Option<usize>) -> Response<MockBody> {
     let text = String::from_utf8(fixture(file)).unwrap();
-    let events: Vec<String> = text.split_inclusive("\n\n").map(str::to_owned).collect();
+    sse_events(text.split_inclusive("\n\n").map(str::to_owned).collect(), gap, fail_after)
+}
+
+fn sse_events(events: Vec<String>, gap: Duration, fail_after: Option<usize>) -> Response<MockBody> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
     tokio::spawn(async move {
         for (i, e) in events.into_iter().enumerate() {
@@ -156,6 +169,7 @@ async fn answer(
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let model = json["model"].as_str().unwrap_or_default().to_owned();
     let stream = json["stream"] == true;
+    let usage = json["stream_options"]["include_usage"] == true;
     let ok = |file: &str| full(StatusCode::OK, "application/json", fixture(file));
     if parts.method == "POST" {
         match behaviour {
@@ -233,7 +247,10 @@ async fn answer(
                 br#"{"error":{"message":"The server is overloaded","type":"server_error"}}"#.to_vec(),
             ),
             // 503 with a short `retry-after-ms` on its first request, then the fixture.
-            "flaky" if seen.lock().unwrap().iter().filter(|s| s.body.windows(7).any(|w| w == b"\"flaky\"")).count() == 1 => {
+            "flaky"
+                if seen.lock().unwrap().iter().filter(|s| s.body.windows(7).any(|w| w == b"\"flaky\"")).count()
+                    == 1 =>
+            {
                 let mut r = full(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "application/json",
@@ -243,14 +260,15 @@ async fn answer(
                 r
             }
             "classifier" => ok("openai/chat-classifier.json"),
+            "llamacpp" => ok("llamacpp/chat.json"),
             "slow" | "gpt-slow" => {
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 ok("openai/chat.json")
             }
-            "break" => sse(Duration::from_millis(10), Some(2)),
-            "slow-stream" => sse(Duration::from_millis(300), None),
-            "medium-stream" => sse(Duration::from_millis(60), None),
-            _ if stream => sse(Duration::from_millis(5), None),
+            "break" => sse(Duration::from_millis(10), Some(2), usage),
+            "slow-stream" => sse(Duration::from_millis(300), None, usage),
+            "medium-stream" => sse(Duration::from_millis(60), None, usage),
+            _ if stream => sse(Duration::from_millis(5), None, usage),
             _ => ok("openai/chat.json"),
         },
         _ => full(StatusCode::NOT_FOUND, "application/json", br#"{"error":"not found"}"#.to_vec()),

@@ -1,0 +1,161 @@
+//! The usage chunk the gateway asked for on a client's behalf, taken out of a Chat event
+//! stream: a streaming client that did not ask for `stream_options.include_usage` still has
+//! its tokens counted (the gateway asks the upstream for them), and receives exactly the
+//! events it would have without the gateway's question — the `"choices":[]` chunk that
+//! carries the usage is read and removed.
+//!
+//! Complete events pass on as they came (the same bytes, no copy, unless a piece holds the
+//! usage chunk); the start of an event still arriving waits for its end, so a usage chunk
+//! split across reads is still recognised.
+
+use bytes::{Bytes, BytesMut};
+
+#[derive(Default)]
+pub struct UsageStrip {
+    /// The start of an event whose end has not arrived.
+    partial: BytesMut,
+    tokens: Option<(u64, u64)>,
+    /// Past this many bytes without an event's end, the stream is passed on untouched.
+    limit: usize,
+    gave_up: bool,
+}
+
+impl UsageStrip {
+    pub fn new(max_event_bytes: usize) -> Self {
+        Self { limit: max_event_bytes, ..Self::default() }
+    }
+
+    /// The bytes to pass on for `data`.
+    pub fn feed(&mut self, data: Bytes) -> Bytes {
+        if self.gave_up {
+            return data;
+        }
+        let data = if self.partial.is_empty() {
+            data
+        } else {
+            self.partial.extend_from_slice(&data);
+            std::mem::take(&mut self.partial).freeze()
+        };
+        let end = last_boundary(&data);
+        if data.len() - end > self.limit {
+            // No event is this large: not an event stream the gateway can read; leave it be.
+            self.gave_up = true;
+            return data;
+        }
+        self.partial.extend_from_slice(&data[end..]);
+        let complete = data.slice(..end);
+        if memchr::memmem::find(&complete, b"\"usage\"").is_none() {
+            return complete;
+        }
+        let mut out = BytesMut::with_capacity(complete.len());
+        let mut rest: &[u8] = &complete;
+        while !rest.is_empty() {
+            let len = first_boundary(rest).unwrap_or(rest.len());
+            let (event, after) = rest.split_at(len);
+            match self.usage_only(event) {
+                Some(tokens) => self.tokens = Some(tokens),
+                None => out.extend_from_slice(event),
+            }
+            rest = after;
+        }
+        out.freeze()
+    }
+
+    /// What is left at the end of the stream (an event that never ended passes on as it is).
+    pub fn finish(&mut self) -> Bytes {
+        std::mem::take(&mut self.partial).freeze()
+    }
+
+    /// The tokens the removed chunk reported.
+    pub fn tokens(&self) -> Option<(u64, u64)> {
+        self.tokens
+    }
+
+    /// The counts of a chunk that has no choices and a usage object: the one the gateway
+    /// asked for. (Unescaped quotes cannot occur inside a JSON string, so these byte patterns
+    /// only match the chunk's own keys.)
+    fn usage_only(&self, event: &[u8]) -> Option<(u64, u64)> {
+        let finder = |needle: &[u8]| memchr::memmem::find(event, needle).is_some();
+        if !(finder(b"\"choices\":[]") && finder(b"\"usage\":{")) {
+            return None;
+        }
+        crate::usage::tokens_in(event)
+    }
+}
+
+/// The index just past the last event terminator (`\n\n` or `\r\n\r\n`) in `data`; 0 if none.
+fn last_boundary(data: &[u8]) -> usize {
+    let lf = memchr::memmem::rfind(data, b"\n\n").map_or(0, |i| i + 2);
+    let crlf = memchr::memmem::rfind(data, b"\r\n\r\n").map_or(0, |i| i + 4);
+    lf.max(crlf)
+}
+
+/// The length of the first event in `data`, terminator included.
+fn first_boundary(data: &[u8]) -> Option<usize> {
+    let lf = memchr::memmem::find(data, b"\n\n").map(|i| i + 2);
+    let crlf = memchr::memmem::find(data, b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> Vec<u8> {
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/upstream/openai/chat-stream.sse"))
+            .unwrap()
+    }
+
+    /// The fixture without its usage chunk, as a client that did not ask sees it.
+    fn without_usage(text: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8(text.to_vec()).unwrap();
+        text.split_inclusive("\n\n").filter(|e| !e.contains("\"choices\":[]")).collect::<String>().into_bytes()
+    }
+
+    fn run(pieces: &[&[u8]]) -> (Vec<u8>, Option<(u64, u64)>) {
+        let mut s = UsageStrip::new(1 << 20);
+        let mut out = Vec::new();
+        for p in pieces {
+            out.extend_from_slice(&s.feed(Bytes::copy_from_slice(p)));
+        }
+        out.extend_from_slice(&s.finish());
+        (out, s.tokens())
+    }
+
+    #[test]
+    fn removes_the_usage_chunk_at_every_split_point_and_keeps_every_other_byte() {
+        let text = fixture();
+        let want = without_usage(&text);
+        assert!(want.len() < text.len(), "the fixture has a usage chunk");
+        for at in 0..=text.len() {
+            let (out, tokens) = run(&[&text[..at], &text[at..]]);
+            assert_eq!(out, want, "split at {at}");
+            assert_eq!(tokens, Some((71, 16)), "split at {at}");
+        }
+        let bytes: Vec<&[u8]> = text.chunks(1).collect();
+        assert_eq!(run(&bytes).0, want, "one byte at a time");
+    }
+
+    #[test]
+    fn a_chunk_with_choices_and_crlf_events_and_a_stream_without_usage_pass_unchanged() {
+        let with_choices = b"data: {\"choices\":[{\"delta\":{}}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n";
+        assert_eq!(run(&[with_choices]).0, with_choices.to_vec());
+        let crlf = b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\r\n\r\ndata: [DONE]\r\n\r\n";
+        let (out, tokens) = run(&[crlf]);
+        assert_eq!(out, b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\ndata: [DONE]\r\n\r\n".to_vec());
+        assert_eq!(tokens, Some((3, 4)));
+        let cut = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3";
+        assert_eq!(run(&[cut]).0, cut.to_vec(), "an event that never ends passes on as it is");
+    }
+
+    #[test]
+    fn an_event_past_the_limit_is_passed_on_untouched() {
+        let mut s = UsageStrip::new(8);
+        let big = Bytes::from_static(b"data: {\"choices\":[],\"usage\":{}} no end in sight");
+        assert_eq!(s.feed(big.clone()), big);
+        assert_eq!(s.feed(Bytes::from_static(b"\n\n")), Bytes::from_static(b"\n\n"));
+    }
+}
