@@ -14,6 +14,26 @@ use crate::body::{Body, json};
 use crate::state::Live;
 
 pub fn list(live: &Live, key: Option<&KeyEntry>) -> Response<Body> {
+    json(StatusCode::OK, &json!({"object": "list", "data": entries(live, key)}))
+}
+
+/// `GET /v1/models/{id}`: the entry the list has for `id`, or OpenAI's 404.
+pub fn one(live: &Live, key: Option<&KeyEntry>, id: &str) -> Response<Body> {
+    match entries(live, key).into_iter().find(|e| e["id"] == id) {
+        Some(entry) => json(StatusCode::OK, &entry),
+        None => json(
+            StatusCode::NOT_FOUND,
+            &json!({"error": {
+                "message": format!("The model '{id}' does not exist or you do not have access to it."),
+                "type": "invalid_request_error",
+                "param": null,
+                "code": "model_not_found",
+            }}),
+        ),
+    }
+}
+
+fn entries(live: &Live, key: Option<&KeyEntry>) -> Vec<Value> {
     let mut entries: Vec<(String, &'static str)> = Vec::new();
     for kind in ProviderKind::ALL {
         let Some(pool) = live.pool(kind) else { continue };
@@ -35,10 +55,9 @@ pub fn list(live: &Live, key: Option<&KeyEntry>) -> Response<Body> {
         }
     }
     let mut seen = HashSet::new();
-    let data: Vec<Value> = entries
+    entries
         .into_iter()
         .filter(|(id, _)| seen.insert(id.clone()))
         .map(|(id, owner)| json!({"id": id, "object": "model", "created": 0, "owned_by": owner}))
-        .collect();
-    json(StatusCode::OK, &json!({"object": "list", "data": data}))
+        .collect()
 }

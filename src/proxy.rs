@@ -4,24 +4,23 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+
 use hyper::body::Incoming;
 use llm_gateway_compiler::keywords::{Message, RequestView};
-use llm_gateway_compiler::plan::ProviderKind;
+use llm_gateway_compiler::plan::{ProviderKind, UnknownPaths};
 use tracing::info;
 
 use crate::access_log::{AccessLog, Clean};
 use crate::body::{Body, json};
 use crate::dialect::Dialect;
-use crate::dialect::convert::{Ingress, Prepared, prepare};
+use crate::dialect::convert::{Conversion, Ingress, Prepared, prepare};
 use crate::error::ApiError;
-use crate::request_id::{RequestId, Scoped};
+use crate::job::{self, Job, Rebuild};
+use crate::providers::Operation;
+use crate::request_id::RequestId;
 use crate::state::{Live, Shared};
-use crate::upstream::retry::{self, Candidate};
-use crate::upstream::{self, OnQueue, Policy, respond::respond};
-use crate::{auth, models, queue, ratelimit, request, request_body, request_id, route, trace};
+use crate::{auth, models, queue, request, request_body, request_id, route, surface, trace};
 
 pub async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Body>, Infallible> {
     let id = request_id::from_headers(req.headers());
@@ -53,9 +52,9 @@ async fn answer(req: Request<Incoming>, shared: Shared, id: RequestId) -> Respon
         Ok(Next::Forward(job)) => {
             let route = job.route.clone();
             let mut resp = if job.first.conversion.stream && job.queued() {
-                queue::streaming(dialect, move |on_queue| exchange(job, log, on_queue, id)).await
+                queue::streaming(dialect, move |on_queue| job::exchange(job, log, on_queue, id)).await
             } else {
-                exchange(job, log, Box::new(|_| {}), id).await
+                job::exchange(job, log, Box::new(|_| {}), id).await
             };
             if let Some(route) = route.as_deref().and_then(|r| HeaderValue::from_str(r).ok()) {
                 resp.headers_mut().insert("x-llm-gateway-route", route);
@@ -89,95 +88,6 @@ enum Next {
     /// Answered by the gateway itself.
     Answer(Response<Body>),
     Forward(Box<Job>),
-}
-
-/// Everything needed to send a request upstream and answer it, owned so a queued stream can
-/// finish it in its own task.
-struct Job {
-    live: Arc<Live>,
-    ingress: Ingress,
-    /// The client's body, to build a fallback's request in its provider's dialect.
-    client_body: Bytes,
-    first: Candidate,
-    /// Models to try when the first fails (already filtered to what the key may use).
-    fallbacks: Vec<String>,
-    /// The client's Anthropic headers (a Messages client), passed on to a passthrough upstream.
-    client_headers: Option<HeaderMap>,
-    policy: Policy,
-    /// The gateway's and the key's slots, taken once for all tries.
-    gates: Vec<(Arc<queue::Gate>, &'static str)>,
-    route: Option<String>,
-}
-
-impl Job {
-    /// Whether the request may wait in a queue (a slot limit applies).
-    fn queued(&self) -> bool {
-        !self.gates.is_empty() || self.policy.slots.is_some()
-    }
-}
-
-/// Sends the job and answers in the client's dialect; whatever fails is recorded in `log`.
-/// Runs with the request's id current (a queued stream runs it in a task of its own), and the
-/// response body is polled with it current too, so errors written into a stream carry it.
-async fn exchange(job: Box<Job>, log: AccessLog, on_queue: Box<OnQueue<'static>>, id: RequestId) -> Response<Body> {
-    let resp = request_id::scope(id.clone(), exchange_in_scope(job, log, on_queue)).await;
-    resp.map(|body| Scoped::new(body, id).boxed())
-}
-
-async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<OnQueue<'static>>) -> Response<Body> {
-    let Job { live, ingress, client_body, first, fallbacks, client_headers, policy, gates, .. } = *job;
-    let client = first.conversion.client;
-    let wait = live.plan.server.queue_timeout;
-    let gates: Vec<_> = gates.iter().map(|(gate, scope)| (gate, *scope)).collect();
-    let permits = match upstream::admit_all(&gates, wait, &mut *on_queue).await {
-        Ok(p) => p,
-        Err(e) => {
-            log.status = e.status.as_u16();
-            log.error = Some(e.message.clone());
-            return e.response_in(client);
-        }
-    };
-    let prepare = |model: &str| fallback(&live, ingress, &client_body, model);
-    let (result, answered) =
-        retry::run(&live, first, &fallbacks, &prepare, client_headers.as_ref(), &policy, &mut log, &mut *on_queue)
-            .await;
-    let model = HeaderValue::from_str(&answered.model).ok();
-    let mut resp = match result {
-        Ok(mut answer) => {
-            answer.permits.extend(permits);
-            respond(answer, &answered.conversion, &live, log).await
-        }
-        Err(failure) => {
-            let e = failure.error;
-            log.status = e.status.as_u16();
-            log.error = Some(e.message.clone());
-            e.response_in(client)
-        }
-    };
-    if let Some(model) = model {
-        resp.headers_mut().insert(MODEL_HEADER, model);
-    }
-    resp
-}
-
-/// Names the model that answered (a fallback's, when one took over).
-pub const MODEL_HEADER: &str = "x-llm-gateway-model";
-
-/// A fallback's request: the client's body prepared for `model` on the provider its name
-/// selects.
-fn fallback(live: &Live, ingress: Ingress, body: &Bytes, model: &str) -> Result<Candidate, ApiError> {
-    let kind = ProviderKind::for_model(model);
-    let pool = live.pool(kind).ok_or_else(|| {
-        ApiError::bad_request("provider_not_configured", format!("provider '{}' is not configured", kind.config_name()))
-    })?;
-    pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
-    let parsed = request::parse(body)?;
-    match prepare(ingress, body, &parsed, model, kind)? {
-        Prepared::Forward { op, body, conversion } => {
-            Ok(Candidate { model: model.to_owned(), kind, op, body, conversion })
-        }
-        Prepared::Answer(_) => Err(ApiError::bad_request("unsupported_operation", "answered by an estimate")),
-    }
 }
 
 async fn dispatch(
@@ -216,12 +126,27 @@ async fn dispatch(
             return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD"));
         }
         "/health" | "/ready" | "/v1/models" => return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD")),
+        p if p.starts_with("/v1/models/") => {
+            if !read {
+                return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD"));
+            }
+            let key = auth::authenticate(&live.plan, req.headers())?;
+            log.key = key.map(|k| k.name.clone());
+            log.user = key.and_then(|k| k.user.clone());
+            let resp = models::one(live, key, &p["/v1/models/".len()..]);
+            log.status = resp.status().as_u16();
+            return Ok(Next::Answer(resp));
+        }
         "/v1/chat/completions" => Ingress::Chat,
         "/v1/embeddings" => Ingress::Embeddings,
         "/v1/completions" => Ingress::Completions,
         "/v1/messages" => Ingress::Messages,
         "/v1/messages/count_tokens" => Ingress::CountTokens,
         "/v1/responses" => Ingress::Responses,
+        p if surface::known(p) => return surface_request(req, live, log, limit_headers, true).await,
+        p if p.starts_with("/v1/") && live.plan.unknown_paths == UnknownPaths::Forward => {
+            return surface_request(req, live, log, limit_headers, false).await;
+        }
         _ => return Err(ApiError::not_found(&path)),
     };
     if method != Method::POST {
@@ -284,68 +209,19 @@ async fn dispatch(
             crate::metrics::get().routing_decisions.with_label_values(&[target.method, route]).inc();
         }
     }
-    if let Some(k) = key {
-        if !k.allows_model(&target.model) {
-            return Err(ApiError::forbidden(
-                "model_not_allowed",
-                format!("model '{}' is not allowed for this API key", target.model),
-            ));
-        }
-        if let Some(r) = target.route.as_deref().filter(|r| !k.allows_route(r)) {
-            return Err(ApiError::forbidden(
-                "route_not_allowed",
-                format!("route '{r}' is not allowed for this API key"),
-            ));
-        }
-    }
-    let pool = live.pool(target.provider).ok_or_else(|| {
-        ApiError::bad_request(
-            "provider_not_configured",
-            format!(
-                "model '{}' is served by provider '{}', which is not configured",
-                target.model,
-                target.provider.config_name()
-            ),
-        )
-    })?;
-    pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
+    job::pool_of(live, &target)?;
     if live.plan.tracing.enabled && matches!(ingress, Ingress::Chat | Ingress::Messages | Ingress::Responses) {
         trace::log_request(&parsed, dialect, &target.model, live.plan.tracing.max_content_length);
     }
-    if let Some(k) = key.filter(|k| k.limits.limits_rate()) {
-        // The prompt's tokens, roughly (4 bytes each), until the answer says.
-        let estimate = body.len() as u64 / 4;
-        match live.limiter.admit(k.subject(), &k.limits, estimate).await {
-            ratelimit::Decision::Allowed(admission) => {
-                *limit_headers = admission.headers;
-                log.reservation = admission.reservation;
-            }
-            ratelimit::Decision::Limited(refusal) => {
-                *limit_headers = refusal.headers;
-                if log.metrics {
-                    crate::metrics::get().rate_limited.with_label_values(&[&k.name, refusal.limit]).inc();
-                }
-                return Err(ApiError::rate_limited(refusal.limit, refusal.retry_after));
-            }
-            ratelimit::Decision::Unavailable(_) => {
-                return Err(ApiError::rate_limit_backend());
-            }
-        }
-    }
-    let (op, upstream_body, conversion) = match prepare(ingress, &body, &parsed, &target.model, target.provider)? {
+    // The prompt's tokens, roughly (4 bytes each), until the answer says.
+    job::admit(live, key, &target, body.len() as u64 / 4, log, limit_headers).await?;
+    let first = match prepare(ingress, &body, &parsed, &target.model, target.provider)? {
         Prepared::Answer(value) => {
             log.status = 200;
             return Ok(Next::Answer(json(StatusCode::OK, &value)));
         }
         Prepared::Forward { op, body, conversion } => (op, body, conversion),
     };
-    let fallbacks: Vec<String> = live
-        .plan
-        .fallbacks_of(&target.model, target.route.as_deref())
-        .into_iter()
-        .filter(|m| key.is_none_or(|k| k.allows_model(m)) && live.pool(ProviderKind::for_model(m)).is_some())
-        .map(str::to_owned)
-        .collect();
     drop(parsed);
     let client_headers = (dialect == Dialect::Messages).then(|| {
         parts
@@ -355,28 +231,59 @@ async fn dispatch(
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect()
     });
-    let server = &live.plan.server;
-    let policy = Policy {
-        first_byte: server.first_byte_timeout,
-        slots: server.max_concurrent_per_endpoint.map(|_| server.queue_timeout),
+    Ok(Next::Forward(Job::new(live, key, target, first, Rebuild::Dialect(ingress), body, client_headers)))
+}
+
+/// A request of the rest of the surface (`known`), or any other `/v1/*` path when
+/// `unknown_paths: forward` (sent to `local` when its body names no model).
+async fn surface_request(
+    req: Request<Incoming>,
+    live: &Arc<Live>,
+    log: &mut AccessLog,
+    limit_headers: &mut Vec<(http::HeaderName, HeaderValue)>,
+    known: bool,
+) -> Result<Next, ApiError> {
+    if known && req.method() != Method::POST {
+        return Err(ApiError::method_not_allowed(req.method(), req.uri().path(), "POST"));
+    }
+    let key = auth::authenticate(&live.plan, req.headers())?;
+    log.key = key.map(|k| k.name.clone());
+    log.user = key.and_then(|k| k.user.clone());
+    let (parts, body) = req.into_parts();
+    let limits = request_body::Limits {
+        max_bytes: live.plan.server.max_body_bytes,
+        timeout: live.plan.server.request_body_timeout,
     };
-    let mut gates = Vec::new();
-    if let Some(gate) = &live.gateway_gate {
-        gates.push((gate.clone(), "gateway"));
+    let body = request_body::read(&parts.headers, parts.version, body, limits).await?;
+    let raw = Arc::new(surface::Raw::new(&parts));
+    let asked = raw.model(&body)?;
+    let stream = raw.stream(&body);
+    log.stream = stream;
+    log.model_asked = asked.clone();
+    let target = match (asked.as_deref(), known) {
+        (Some(m), _) => route::resolve(&live.plan, &live.pools, Some(m), &RequestView::default, key).await?,
+        (None, true) => return Err(ApiError::bad_request("model_required", "model is required")),
+        (None, false) => route::Target::unnamed(ProviderKind::Local),
+    };
+    if target.provider == ProviderKind::Anthropic {
+        return Err(ApiError::bad_request(
+            "unsupported_operation",
+            format!("model '{}' is served by Anthropic, which does not serve {}", target.model, parts.uri.path()),
+        ));
     }
-    if let Some(gate) = key.and_then(|k| live.key_gates.get(k.subject())) {
-        gates.push((gate.clone(), "key"));
+    log.model_sent = Some(target.model.clone());
+    log.route = target.route.clone();
+    log.provider = Some(target.provider.label());
+    if log.metrics {
+        log.metric_model = Some(live.model_label(&target.model));
     }
-    let first = Candidate { model: target.model, kind: target.provider, op, body: upstream_body, conversion };
-    Ok(Next::Forward(Box::new(Job {
-        live: live.clone(),
-        ingress,
-        client_body: body,
-        first,
-        fallbacks,
-        client_headers,
-        policy,
-        gates,
-        route: target.route,
-    })))
+    job::pool_of(live, &target)?;
+    let estimate = if raw.is_json() { body.len() as u64 / 4 } else { 0 };
+    job::admit(live, key, &target, estimate, log, limit_headers).await?;
+    let upstream_body = match target.model.is_empty() {
+        true => body.clone(),
+        false => raw.body_for(&body, &target.model)?,
+    };
+    let first = (Operation::Chat, upstream_body, Box::new(Conversion::bytes(stream)));
+    Ok(Next::Forward(Job::new(live, key, target, first, Rebuild::Surface(raw), body, None)))
 }

@@ -159,6 +159,13 @@ fn model_required() -> ApiError {
     ApiError::bad_request("model_required", "model is required")
 }
 
+impl Target {
+    /// A request that names no model, sent to `provider` as it is (an unknown `/v1/*` path).
+    pub fn unnamed(provider: ProviderKind) -> Self {
+        Target { provider, method: "default", ..explicit("") }
+    }
+}
+
 fn explicit(model: &str) -> Target {
     Target {
         model: model.to_owned(),

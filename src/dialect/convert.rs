@@ -59,6 +59,7 @@ impl Ingress {
 }
 
 /// How the answer goes back to the client.
+#[derive(Clone)]
 pub struct Conversion {
     pub client: Dialect,
     /// The dialect the upstream answers in.
@@ -69,6 +70,9 @@ pub struct Conversion {
     /// The gateway asked a passthrough Chat stream for its usage chunk on the client's
     /// behalf: take it out of what the client receives.
     pub strip_usage: bool,
+    /// The answer is one of the dialect's (a stream must end as its streams do); false for
+    /// the rest of the surface, whose streams the gateway does not judge.
+    pub dialect_answer: bool,
     /// What a Responses answer repeats from the request.
     echo: Option<Echo>,
 }
@@ -108,7 +112,15 @@ pub fn prepare(
             (true, false) => body.clone(),
             (same, _) => Bytes::from(request::rewrite(body, parsed, (!same).then_some(model), strip_usage)),
         };
-        let conversion = Conversion { client, upstream: client, stream, include_usage: false, strip_usage, echo: None };
+        let conversion = Conversion {
+            client,
+            upstream: client,
+            stream,
+            include_usage: false,
+            strip_usage,
+            dialect_answer: true,
+            echo: None,
+        };
         return Ok(Prepared::Forward { op: ingress.operation(), body, conversion: Box::new(conversion) });
     }
     if matches!(ingress, Ingress::Embeddings | Ingress::Completions) {
@@ -123,8 +135,15 @@ pub fn prepare(
         return Ok(Prepared::Answer(serde_json::json!({ "input_tokens": tokens })));
     }
     let openai = kind == ProviderKind::OpenAi;
-    let mut conversion =
-        Conversion { client, upstream: adapter.dialect(), stream, include_usage: true, strip_usage: false, echo: None };
+    let mut conversion = Conversion {
+        client,
+        upstream: adapter.dialect(),
+        stream,
+        include_usage: true,
+        strip_usage: false,
+        dialect_answer: true,
+        echo: None,
+    };
     let chat = match client {
         Dialect::Chat => {
             conversion.include_usage = req["stream_options"]["include_usage"] == true;
@@ -147,6 +166,20 @@ pub fn prepare(
 }
 
 impl Conversion {
+    /// Bytes both ways, for the rest of the surface (an OpenAI client, an OpenAI-compatible
+    /// upstream).
+    pub fn bytes(stream: bool) -> Self {
+        Self {
+            client: Dialect::Chat,
+            upstream: Dialect::Chat,
+            stream,
+            include_usage: false,
+            strip_usage: false,
+            dialect_answer: false,
+            echo: None,
+        }
+    }
+
     pub fn passthrough(&self) -> bool {
         self.client == self.upstream
     }

@@ -40,6 +40,9 @@ pub struct Outgoing<'a> {
     /// The client's headers, when the client speaks the upstream's dialect (version and beta
     /// headers pass through).
     pub client_headers: Option<&'a HeaderMap>,
+    /// A request of the rest of the surface: sent with the client's method, path and content
+    /// type instead of `op`'s.
+    pub raw: Option<&'a crate::surface::Raw>,
 }
 
 /// How long to wait, and for which slots.
@@ -147,7 +150,11 @@ pub async fn forward(
             last_failure = Some(ApiError::not_implemented("zrok was not started in this process"));
             continue;
         };
-        let Some(uri) = target.uri(out.op) else {
+        let uri = match out.raw {
+            Some(raw) => format!("{}{}", target.base, raw.path_and_query).parse::<http::Uri>().ok(),
+            None => target.uri(out.op).cloned(),
+        };
+        let Some(uri) = uri else {
             return Err(ApiError::bad_request(
                 "unsupported_operation",
                 format!("provider '{}' does not serve this operation", pool.kind.config_name()),
@@ -160,7 +167,17 @@ pub async fn forward(
             Some(wait) => Some(queue::admit(&endpoint.gate, &endpoint.name, wait, on_queue).await?),
             None => None,
         };
-        let req = request(pool, Method::POST, uri.clone(), out.body.clone(), out.stream, out.client_headers)?;
+        let method = out.raw.map_or(Method::POST, |r| r.method.clone());
+        let mut req = request(pool, method, uri, out.body.clone(), out.stream, out.client_headers)?;
+        if let Some(raw) = out.raw {
+            let headers = req.headers_mut();
+            for (name, value) in [(header::CONTENT_TYPE, &raw.content_type), (header::ACCEPT, &raw.accept)] {
+                match value {
+                    Some(v) => headers.insert(name, v.clone()),
+                    None => headers.remove(name),
+                };
+            }
+        }
         let started = tokio::time::Instant::now();
         let who = || format!("endpoint '{}' of provider '{}'", endpoint.name, pool.kind.config_name());
         let failure = match tokio::time::timeout(policy.first_byte, target.client().request(req)).await {
@@ -209,7 +226,7 @@ pub async fn forward(
 /// status and whole body out, with the same failover as client traffic. Callers bound the
 /// total time.
 pub async fn call_json(pool: &Pool, op: Operation, body: Vec<u8>) -> Result<(StatusCode, Bytes), String> {
-    let out = Outgoing { op, body: Bytes::from(body), stream: false, client_headers: None };
+    let out = Outgoing { op, body: Bytes::from(body), stream: false, client_headers: None, raw: None };
     // The caller's own timeout bounds the whole call; this only stops one stuck endpoint
     // from holding the failover forever.
     let policy = Policy { first_byte: Duration::from_secs(300), slots: None };

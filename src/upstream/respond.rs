@@ -117,7 +117,9 @@ fn relay(
     if sse && conversion.strip_usage {
         body = body.stripped(UsageStrip::new(max_event));
     }
-    let body = if sse {
+    let body = if sse && !conversion.dialect_answer {
+        return Response::from_parts(parts, body.boxed());
+    } else if sse {
         body.checked(Check::Events(conversion.client, Ending::default()))
     } else if is_json(&parts.headers) {
         body.checked(Check::Json(JsonEnd::default()))

@@ -19,12 +19,15 @@ use crate::providers::Operation;
 use crate::state::Live;
 
 /// One model to try: its upstream request and how its answer comes back to the client.
+#[derive(Clone)]
 pub struct Candidate {
     pub model: String,
     pub kind: ProviderKind,
     pub op: Operation,
     pub body: Bytes,
     pub conversion: Box<Conversion>,
+    /// How the client sent a request of the rest of the surface (sent on as it came).
+    pub raw: Option<std::sync::Arc<crate::surface::Raw>>,
 }
 
 /// The client's headers a passthrough upstream receives (Anthropic's version and betas).
@@ -147,6 +150,7 @@ async fn send(
         body: candidate.body.clone(),
         stream: candidate.conversion.stream,
         client_headers: client_headers.filter(|_| candidate.conversion.passthrough()),
+        raw: candidate.raw.as_deref(),
     };
     forward(pool, &out, policy, log, on_queue).await
 }

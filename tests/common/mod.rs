@@ -271,6 +271,27 @@ async fn answer(
             _ if stream => sse(Duration::from_millis(5), None, usage),
             _ => ok("openai/chat.json"),
         },
+        // The rest of the surface: 503 when the body names `overloaded`, audio for speech,
+        // else a small JSON answer (the tests read what the mock saw).
+        (_, p)
+            if p.starts_with("/v1/audio/")
+                || p.starts_with("/v1/images/")
+                || p.starts_with("/v1/files")
+                || p == "/v1/rerank"
+                || p == "/v1/moderations" =>
+        {
+            if body.windows(10).any(|w| w == b"overloaded") {
+                full(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    br#"{"error":{"message":"busy","type":"server_error"}}"#.to_vec(),
+                )
+            } else if p == "/v1/audio/speech" {
+                full(StatusCode::OK, "audio/mpeg", b"ID3\x04\x00fake mp3 \xff\xfb".to_vec())
+            } else {
+                full(StatusCode::OK, "application/json", format!(r#"{{"object":"ok","path":"{p}"}}"#).into_bytes())
+            }
+        }
         _ => full(StatusCode::NOT_FOUND, "application/json", br#"{"error":"not found"}"#.to_vec()),
     })
 }

@@ -1,0 +1,251 @@
+//! A request on its way upstream once the gateway knows its target: the checks every such
+//! request passes (the key's ACL and rate limits), and the [`Job`] that takes the gateway's
+//! and the key's slots, tries the target and its fallbacks ([`retry`]) and answers in the
+//! client's dialect. The chat dialects and the rest of the surface share all of it; they
+//! differ only in how a fallback's request is built ([`Rebuild`]).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
+use http_body_util::BodyExt;
+use llm_gateway_compiler::acl::KeyEntry;
+use llm_gateway_compiler::plan::ProviderKind;
+
+use crate::access_log::AccessLog;
+use crate::body::Body;
+use crate::dialect::convert::{Conversion, Ingress, Prepared, prepare};
+use crate::error::ApiError;
+use crate::pool::Pool;
+use crate::providers::Operation;
+use crate::request_id::{RequestId, Scoped};
+use crate::route::Target;
+use crate::state::Live;
+use crate::upstream::retry::{self, Candidate};
+use crate::upstream::{self, OnQueue, Policy, respond::respond};
+use crate::{queue, ratelimit, request, request_id, surface};
+
+/// Names the model that answered (a fallback's, when one took over).
+pub const MODEL_HEADER: &str = "x-llm-gateway-model";
+
+/// How to build the request for a fallback model from the client's body.
+pub enum Rebuild {
+    /// Through the dialect layer, in the fallback provider's dialect.
+    Dialect(Ingress),
+    /// The same bytes with the model replaced (the rest of the surface).
+    Surface(Arc<surface::Raw>),
+}
+
+/// Everything needed to send a request upstream and answer it, owned so a queued stream can
+/// finish it in its own task.
+pub struct Job {
+    live: Arc<Live>,
+    rebuild: Rebuild,
+    /// The client's body, to build a fallback's request.
+    client_body: Bytes,
+    pub first: Candidate,
+    /// Models to try when the first fails (already filtered to what the key may use).
+    fallbacks: Vec<String>,
+    /// The client's Anthropic headers (a Messages client), passed on to a passthrough upstream.
+    client_headers: Option<HeaderMap>,
+    policy: Policy,
+    /// The gateway's and the key's slots, taken once for all tries.
+    gates: Vec<(Arc<queue::Gate>, &'static str)>,
+    pub route: Option<String>,
+}
+
+/// The upstream pool of `target`, usable (configured, with its credentials).
+pub fn pool_of<'l>(live: &'l Live, target: &Target) -> Result<&'l Pool, ApiError> {
+    let pool = live.pool(target.provider).ok_or_else(|| {
+        ApiError::bad_request(
+            "provider_not_configured",
+            format!(
+                "model '{}' is served by provider '{}', which is not configured",
+                target.model,
+                target.provider.config_name()
+            ),
+        )
+    })?;
+    pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
+    Ok(pool)
+}
+
+/// The key's ACL for `target`, then its rate limits (`estimate`: the prompt's tokens, until
+/// the answer says). The limit headers go on the response whatever happens next.
+pub async fn admit(
+    live: &Live,
+    key: Option<&KeyEntry>,
+    target: &Target,
+    estimate: u64,
+    log: &mut AccessLog,
+    limit_headers: &mut Vec<(HeaderName, HeaderValue)>,
+) -> Result<(), ApiError> {
+    let Some(k) = key else { return Ok(()) };
+    if !k.allows_model(&target.model) {
+        return Err(ApiError::forbidden(
+            "model_not_allowed",
+            format!("model '{}' is not allowed for this API key", target.model),
+        ));
+    }
+    if let Some(r) = target.route.as_deref().filter(|r| !k.allows_route(r)) {
+        return Err(ApiError::forbidden("route_not_allowed", format!("route '{r}' is not allowed for this API key")));
+    }
+    if !k.limits.limits_rate() {
+        return Ok(());
+    }
+    match live.limiter.admit(k.subject(), &k.limits, estimate).await {
+        ratelimit::Decision::Allowed(admission) => {
+            *limit_headers = admission.headers;
+            log.reservation = admission.reservation;
+            Ok(())
+        }
+        ratelimit::Decision::Limited(refusal) => {
+            *limit_headers = refusal.headers;
+            if log.metrics {
+                crate::metrics::get().rate_limited.with_label_values(&[&k.name, refusal.limit]).inc();
+            }
+            Err(ApiError::rate_limited(refusal.limit, refusal.retry_after))
+        }
+        ratelimit::Decision::Unavailable(_) => Err(ApiError::rate_limit_backend()),
+    }
+}
+
+impl Job {
+    /// The job for `target`, whose first request is already built (`op`, `body`, `conversion`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        live: &Arc<Live>,
+        key: Option<&KeyEntry>,
+        target: Target,
+        (op, body, conversion): (Operation, Bytes, Box<Conversion>),
+        rebuild: Rebuild,
+        client_body: Bytes,
+        client_headers: Option<HeaderMap>,
+    ) -> Box<Self> {
+        let fallbacks = live
+            .plan
+            .fallbacks_of(&target.model, target.route.as_deref())
+            .into_iter()
+            .filter(|m| key.is_none_or(|k| k.allows_model(m)) && live.pool(ProviderKind::for_model(m)).is_some())
+            .map(str::to_owned)
+            .collect();
+        let server = &live.plan.server;
+        let policy = Policy {
+            first_byte: server.first_byte_timeout,
+            slots: server.max_concurrent_per_endpoint.map(|_| server.queue_timeout),
+        };
+        let mut gates = Vec::new();
+        if let Some(gate) = &live.gateway_gate {
+            gates.push((gate.clone(), "gateway"));
+        }
+        if let Some(gate) = key.and_then(|k| live.key_gates.get(k.subject())) {
+            gates.push((gate.clone(), "key"));
+        }
+        let raw = match &rebuild {
+            Rebuild::Surface(raw) => Some(raw.clone()),
+            Rebuild::Dialect(_) => None,
+        };
+        let first = Candidate { model: target.model, kind: target.provider, op, body, conversion, raw };
+        Box::new(Job {
+            live: live.clone(),
+            rebuild,
+            client_body,
+            first,
+            fallbacks,
+            client_headers,
+            policy,
+            gates,
+            route: target.route,
+        })
+    }
+
+    /// Whether the request may wait in a queue (a slot limit applies).
+    pub fn queued(&self) -> bool {
+        !self.gates.is_empty() || self.policy.slots.is_some()
+    }
+
+    /// A fallback's request: the client's body for `model` on the provider its name selects.
+    fn fallback(&self, model: &str) -> Result<Candidate, ApiError> {
+        let kind = ProviderKind::for_model(model);
+        let pool = self.live.pool(kind).ok_or_else(|| {
+            ApiError::bad_request(
+                "provider_not_configured",
+                format!("provider '{}' is not configured", kind.config_name()),
+            )
+        })?;
+        pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
+        let model = model.to_owned();
+        match &self.rebuild {
+            Rebuild::Surface(raw) => {
+                if kind == ProviderKind::Anthropic {
+                    return Err(ApiError::bad_request("unsupported_operation", "Anthropic does not serve this path"));
+                }
+                let body = raw.body_for(&self.client_body, &model)?;
+                let conversion = Box::new(Conversion::bytes(self.first.conversion.stream));
+                Ok(Candidate { model, kind, op: Operation::Chat, body, conversion, raw: Some(raw.clone()) })
+            }
+            Rebuild::Dialect(ingress) => {
+                let parsed = request::parse(&self.client_body)?;
+                match prepare(*ingress, &self.client_body, &parsed, &model, kind)? {
+                    Prepared::Forward { op, body, conversion } => {
+                        Ok(Candidate { model, kind, op, body, conversion, raw: None })
+                    }
+                    Prepared::Answer(_) => {
+                        Err(ApiError::bad_request("unsupported_operation", "answered by an estimate"))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends the job and answers in the client's dialect; whatever fails is recorded in `log`.
+/// Runs with the request's id current (a queued stream runs it in a task of its own), and the
+/// response body is polled with it current too, so errors written into a stream carry it.
+pub async fn exchange(job: Box<Job>, log: AccessLog, on_queue: Box<OnQueue<'static>>, id: RequestId) -> Response<Body> {
+    let resp = request_id::scope(id.clone(), exchange_in_scope(job, log, on_queue)).await;
+    resp.map(|body| Scoped::new(body, id).boxed())
+}
+
+async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<OnQueue<'static>>) -> Response<Body> {
+    let client = job.first.conversion.client;
+    let live = job.live.clone();
+    let gates: Vec<_> = job.gates.iter().map(|(gate, scope)| (gate, *scope)).collect();
+    let permits = match upstream::admit_all(&gates, live.plan.server.queue_timeout, &mut *on_queue).await {
+        Ok(p) => p,
+        Err(e) => {
+            log.status = e.status.as_u16();
+            log.error = Some(e.message.clone());
+            return e.response_in(client);
+        }
+    };
+    let prepare = |model: &str| job.fallback(model);
+    let (result, answered) = retry::run(
+        &live,
+        job.first.clone(),
+        &job.fallbacks,
+        &prepare,
+        job.client_headers.as_ref(),
+        &job.policy,
+        &mut log,
+        &mut *on_queue,
+    )
+    .await;
+    let model = HeaderValue::from_str(&answered.model).ok();
+    let mut resp = match result {
+        Ok(mut answer) => {
+            answer.permits.extend(permits);
+            respond(answer, &answered.conversion, &live, log).await
+        }
+        Err(failure) => {
+            let e = failure.error;
+            log.status = e.status.as_u16();
+            log.error = Some(e.message.clone());
+            e.response_in(client)
+        }
+    };
+    if let Some(model) = model {
+        resp.headers_mut().insert(MODEL_HEADER, model);
+    }
+    resp
+}
