@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `genkey`, `schema`, `version`.
+//! The command line: `run`, `check`, `genkey`, `keys`, `schema`, `version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,7 +33,7 @@ pub enum Command {
     ///
     /// With --name, print a YAML entry ready to paste under `api_keys.keys`.
     Genkey(GenkeyArgs),
-    /// List, add, remove or rotate the keys of a keys file (`api_keys.keys_file`).
+    /// List, add, remove, rotate or import the keys of a keys file (`api_keys.keys_file`).
     ///
     /// A running gateway picks the change up within a second. New keys are stored as
     /// `key_sha256` and printed once on standard output.
@@ -97,7 +97,7 @@ pub enum Format {
 
 #[derive(clap::Args, Debug)]
 pub struct KeysArgs {
-    /// The keys file (created by `add` when missing).
+    /// The keys file (created by `add` and `import` when missing).
     #[arg(long, short)]
     pub file: PathBuf,
     #[command(subcommand)]
@@ -106,22 +106,62 @@ pub struct KeysArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
-    /// Names, masked keys and allowed globs.
+    /// Names, masked keys, users, limits and allowed globs.
     List,
-    /// A new key for NAME.
-    Add {
-        name: String,
-        /// Comma-separated globs of allowed models.
-        #[arg(long, value_delimiter = ',')]
-        models: Vec<String>,
-        /// Comma-separated globs of allowed routes.
-        #[arg(long, value_delimiter = ',')]
-        routes: Vec<String>,
+    /// A new key for NAME (printed once), or an existing one with --key.
+    ///
+    /// Without NAME, asks on standard error for the user (also the key's name, made unique)
+    /// and the key (an empty answer generates one), reading the answers from standard input.
+    Add(KeysAddArgs),
+    /// Remove NAME's key, or with --user every key of USER.
+    Remove {
+        #[arg(required_unless_present = "user")]
+        name: Option<String>,
+        /// Remove every key whose `user` is USER.
+        #[arg(long, conflicts_with = "name")]
+        user: Option<String>,
     },
-    /// Remove NAME's key.
-    Remove { name: String },
     /// A new value for NAME's key (the old one stops working).
     Rotate { name: String },
+    /// Add the keys of a users.json (`{"KEY": "USER", …}`, hcastc00/llm-gateway's format),
+    /// stored hashed, one entry per key named after its user. Keys already present are skipped.
+    Import {
+        /// The users.json file.
+        users_json: PathBuf,
+    },
+}
+
+/// The largest `rpm`, `tpm` and `tokens_per_day` the compiler accepts.
+const MAX_COUNT: u64 = 1_000_000_000_000;
+
+#[derive(clap::Args, Debug)]
+pub struct KeysAddArgs {
+    /// Unique name of the key; without it, `add` asks for the user and the key.
+    pub name: Option<String>,
+    /// Register this existing key instead of making one (stored hashed, never printed).
+    #[arg(long, requires = "name", value_name = "KEY")]
+    pub key: Option<String>,
+    /// The user the key belongs to (keys of one user share its limits and metrics).
+    #[arg(long, requires = "name")]
+    pub user: Option<String>,
+    /// Comma-separated globs of allowed models.
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Comma-separated globs of allowed routes.
+    #[arg(long, value_delimiter = ',')]
+    pub routes: Vec<String>,
+    /// Requests per minute (per user when the key has one).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
+    pub rpm: Option<u64>,
+    /// Tokens (prompt + completion) per minute.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
+    pub tpm: Option<u64>,
+    /// Tokens per day (UTC).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
+    pub tokens_per_day: Option<u64>,
+    /// Requests the key may have served at once.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_concurrent: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
