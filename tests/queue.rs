@@ -170,3 +170,41 @@ async fn per_key_limits_hold_one_key_back_not_the_others() {
     assert_eq!(second.status.as_u16(), 503, "alice's second request waits for her first");
     assert_eq!(holder.await.unwrap().status.as_u16(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_wide_limit_holds_across_endpoints_and_the_per_endpoint_limit_does_not() {
+    let one = Mock::start().await;
+    let two = Mock::start().await;
+    let pool = |limits: &str| {
+        format!(
+            "providers:\n  local:\n    endpoints:\n      - {{name: a, base_url: \"{}\"}}\n      - {{name: b, base_url: \"{}\"}}\nlimits:\n{limits}",
+            one.url(),
+            two.url()
+        )
+    };
+    let quick = r#"{"model":"llama3","messages":[{"role":"user","content":"x"}]}"#;
+    let slow_posts = || one.posts().len() + two.posts().len();
+    for (limits, second) in [
+        ("  max_concurrent: 1\n  queue_timeout_seconds: 1\n", 503),
+        ("  max_concurrent_per_endpoint: 1\n  queue_timeout_seconds: 1\n", 200),
+    ] {
+        let gw = Gateway::start(&pool(limits));
+        let url = gw.url("/v1/chat/completions");
+        let before = slow_posts();
+        let holder = {
+            let url = url.clone();
+            tokio::spawn(async move {
+                post_json(&url, r#"{"model":"slow-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#)
+                    .await
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while slow_posts() == before {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let r = post_json(&url, quick).await;
+        assert_eq!(r.status.as_u16(), second, "{limits}: {}", r.text());
+        assert_eq!(holder.await.unwrap().status.as_u16(), 200);
+    }
+}

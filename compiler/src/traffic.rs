@@ -70,7 +70,7 @@ pub(crate) fn fallbacks(
             }
         };
         let models = models(cx, &path, &list.value, providers);
-        if models.is_empty() {
+        if list.value.is_empty() {
             cx.at(&path, |cx| cx.warn(list.span.clone(), "no fallback models listed: this entry does nothing", None));
         }
         out.push((glob, models));

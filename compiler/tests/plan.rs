@@ -131,3 +131,74 @@ fn all_errors_are_reported_in_one_pass() {
     let messages: Vec<&str> = diags.0.iter().map(|d| d.message.as_str()).collect();
     assert_eq!(diags.errors(), 6, "{messages:#?}");
 }
+
+#[test]
+fn fallbacks_retry_and_rate_limits_compile_with_their_defaults() {
+    let c = ok("providers:\n  local: {}\n");
+    let p = &c.plan;
+    assert!(p.fallbacks.is_empty());
+    assert_eq!(p.retry.attempts, 1, "no retry unless asked");
+    assert_eq!(p.retry.on.len(), 5, "every trigger");
+    assert_eq!(p.rate_limits.backend, llm_gateway_compiler::plan::RateBackend::Memory);
+    assert_eq!(p.rate_limits.timeout, Duration::from_millis(50));
+    assert_eq!(p.unknown_paths, llm_gateway_compiler::plan::UnknownPaths::Reject);
+    let src = "providers:\n  local: {}\n  anthropic:\n    api_key: sk-ant-x\n\
+               fallbacks:\n  \"gpt-4o*\": [claude-sonnet-4-5, \"llama3.1:70b\"]\n  \"*\": [llama3]\n\
+               retry: {attempts: 3, backoff_ms: 100, max_backoff_ms: 2000, on: [rate_limited, server_error]}\n\
+               rate_limits: {backend: \"redis://127.0.0.1:6379/2\", on_backend_error: deny, timeout_ms: 20}\n\
+               routing:\n  routes:\n    - {name: fast, model: qwen, fallbacks: [llama3, claude-haiku-4-5]}\n\
+               api_keys:\n  enabled: true\n  keys:\n    - {name: a, key: sk-gw-aaaaaaaaaaaaaaaa, user: alice, rpm: 60, tpm: 10000, tokens_per_day: 1000000, max_concurrent: 2}\n";
+    let c = ok(src);
+    let p = &c.plan;
+    assert_eq!(p.fallbacks_of("gpt-4o-mini", None), ["claude-sonnet-4-5", "llama3.1:70b"]);
+    assert_eq!(p.fallbacks_of("qwen", Some("fast")), ["llama3", "claude-haiku-4-5"], "the route's first, no repeats");
+    assert_eq!(p.fallbacks_of("llama3", None), Vec::<&str>::new(), "never the model itself");
+    assert_eq!(p.retry.attempts, 3);
+    assert_eq!(p.retry.backoff, Duration::from_millis(100));
+    assert!(!p.retry.covers(llm_gateway_compiler::plan::RetryOn::Connect));
+    assert!(matches!(&p.rate_limits.backend, llm_gateway_compiler::plan::RateBackend::Redis(_)));
+    assert!(!format!("{:?}", p.rate_limits).contains("6379"), "the URL may hold a password: redacted");
+    let key = p.keys.as_ref().unwrap().lookup("sk-gw-aaaaaaaaaaaaaaaa").unwrap();
+    assert_eq!((key.user.as_deref(), key.subject()), (Some("alice"), "alice"));
+    assert_eq!((key.limits.rpm, key.limits.tpm, key.limits.tokens_per_day), (Some(60), Some(10000), Some(1_000_000)));
+    assert_eq!(key.limits.max_concurrent, Some(2));
+}
+
+#[test]
+fn bad_traffic_settings_are_errors_and_doubtful_ones_warnings() {
+    let errors = |src: &str| -> Vec<String> {
+        let diags = compile(src, &env(&[])).err().map(|d| d.0).unwrap_or_default();
+        diags
+            .iter()
+            .filter(|d| d.severity == llm_gateway_compiler::Severity::Error)
+            .map(|d| d.message.clone())
+            .collect()
+    };
+    let base = "providers:\n  local: {}\n";
+    assert_eq!(errors(&format!("{base}fallbacks:\n  \"[\": [x]\n")), ["invalid glob `[`: `[` without a closing `]`"]);
+    assert_eq!(errors(&format!("{base}fallbacks:\n  x: [\"\"]\n")), ["a fallback needs a model name"]);
+    assert_eq!(errors(&format!("{base}retry: {{attempts: 0}}\n")), ["0 is out of range"]);
+    assert_eq!(errors(&format!("{base}retry: {{on: [conect]}}\n")), ["unknown value `conect`"]);
+    assert_eq!(
+        errors(&format!("{base}retry: {{backoff_ms: 500, max_backoff_ms: 100}}\n")),
+        ["`max_backoff_ms` is below `backoff_ms`"]
+    );
+    assert_eq!(
+        errors(&format!("{base}rate_limits: {{backend: \"http://x\"}}\n")),
+        ["`backend` must be `memory` or a Redis URL"]
+    );
+    assert_eq!(errors(&format!("{base}unknown_paths: allow\n")), ["unknown value `allow`"]);
+    let keys = "api_keys:\n  enabled: true\n  keys:\n    - {name: a, key: sk-gw-aaaaaaaaaaaaaaaa, ";
+    assert_eq!(errors(&format!("{base}{keys}rpm: 0}}\n")), ["0 is out of range"]);
+    assert_eq!(errors(&format!("{base}{keys}user: \" \"}}\n")), ["`user` is empty"]);
+    let c = ok(&format!("{base}fallbacks:\n  x: [gpt-4o, gpt-4o]\n  y: []\n"));
+    assert_eq!(
+        warnings(&c),
+        [
+            "fallback `gpt-4o` goes to provider `open_ai`, which is not configured",
+            "fallback `gpt-4o` goes to provider `open_ai`, which is not configured",
+            "fallback `gpt-4o` is listed twice",
+            "no fallback models listed: this entry does nothing",
+        ]
+    );
+}
