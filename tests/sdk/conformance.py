@@ -21,12 +21,14 @@ api_keys:
   keys:
     - name: sdk
       key: {KEY}
-      allowed_models: ["llama*", "gpt-*", "error-401", "nomic*", "claude-*"]
+      allowed_models: ["llama*", "gpt-*", "error-401", "nomic*", "claude-*", "whisper*"]
 routing:
   default_route: general
   routes:
     - name: general
       model: llama3
+    - name: whisper
+      model: whisper-large-v3
 """
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
@@ -49,7 +51,7 @@ def run(gateway, upstream):
     client = OpenAI(base_url=gateway.base_url, api_key=KEY, max_retries=0, timeout=30)
 
     ids = [m.id for m in client.models.list()]
-    assert ids[-3:] == ["gpt-4o-mini", "general", "auto"], ids
+    assert ids[-4:] == ["gpt-4o-mini", "general", "whisper", "auto"], ids
     assert "claude-sonnet-4-20250514" in ids, ids
 
     r = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "Hello!"}],
@@ -84,6 +86,22 @@ def run(gateway, upstream):
     assert usage.total_tokens == 87
     sent = upstream.bodies[-1][1]
     assert sent["tools"] == TOOLS and sent["parallel_tool_calls"] is False and sent["tool_choice"] == "auto"
+
+    # A stream whose client did not ask for usage: the gateway asks, counts it, and the client
+    # sees no usage chunk (the SDK would surface one as a chunk without choices).
+    chunks = list(client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "Hi"}],
+                                                 stream=True))
+    assert all(c.usage is None and c.choices for c in chunks), chunks[-1]
+    assert upstream.bodies[-1][1]["stream_options"] == {"include_usage": True}
+
+    # The rest of the surface: a multipart upload routed by its form's model, and binary speech.
+    t = client.audio.transcriptions.create(model="whisper", file=("hello.wav", b"RIFF\x00\x01fake wav", "audio/wav"))
+    assert t.text == "Hello from the mock.", t
+    path, body = upstream.bodies[-1]
+    assert path == "/v1/audio/transcriptions" and b'name="model"\r\n\r\nwhisper-large-v3\r\n' in body, body
+    assert b"RIFF\x00\x01fake wav" in body and "multipart/form-data; boundary=" in upstream.headers[-1]["content-type"]
+    speech = client.audio.speech.create(model="llama-tts", voice="alloy", input="Hello")
+    assert speech.content == b"ID3\x04\x00 mock speech"
 
     e = client.embeddings.create(model="nomic-embed-text", input="hello")
     assert len(e.data[0].embedding) == 3

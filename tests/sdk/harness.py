@@ -107,8 +107,14 @@ class MockUpstream:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                mock.bodies.append((self.path, json.loads(body)))
                 mock.headers.append(dict(self.headers))
+                if self.path.startswith("/v1/audio/"):
+                    # The rest of the surface: the raw body (a multipart upload, or JSON).
+                    mock.bodies.append((self.path, body))
+                    if self.path == "/v1/audio/speech":
+                        return self.reply(200, "audio/mpeg", b"ID3\x04\x00 mock speech")
+                    return self.reply(200, "application/json", b'{"text": "Hello from the mock."}')
+                mock.bodies.append((self.path, json.loads(body)))
                 request = json.loads(body)
                 if self.path == "/v1/messages":
                     tools = request["model"] == "claude-tools"
@@ -127,7 +133,9 @@ class MockUpstream:
                 if not request.get("stream"):
                     return self.reply(200, "application/json", (FIXTURES / "chat.json").read_bytes())
                 text = (FIXTURES / "chat-stream.sse").read_text()
-                self.stream([e + "\n\n" for e in text.split("\n\n") if e.strip()])
+                # The usage chunk only when asked for, as OpenAI does.
+                usage = (request.get("stream_options") or {}).get("include_usage") is True
+                self.stream([e + "\n\n" for e in text.split("\n\n") if e.strip() and (usage or '"choices":[]' not in e)])
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
