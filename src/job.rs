@@ -163,37 +163,32 @@ impl Job {
     pub fn queued(&self) -> bool {
         !self.gates.is_empty() || self.policy.slots.is_some()
     }
+}
 
-    /// A fallback's request: the client's body for `model` on the provider its name selects.
-    fn fallback(&self, model: &str) -> Result<Candidate, ApiError> {
-        let kind = ProviderKind::for_model(model);
-        let pool = self.live.pool(kind).ok_or_else(|| {
-            ApiError::bad_request(
-                "provider_not_configured",
-                format!("provider '{}' is not configured", kind.config_name()),
-            )
-        })?;
-        pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
-        let model = model.to_owned();
-        match &self.rebuild {
-            Rebuild::Surface(raw) => {
-                if kind == ProviderKind::Anthropic {
-                    return Err(ApiError::bad_request("unsupported_operation", "Anthropic does not serve this path"));
-                }
-                let body = raw.body_for(&self.client_body, &model)?;
-                let conversion = Box::new(Conversion::bytes(self.first.conversion.stream));
-                Ok(Candidate { model, kind, op: Operation::Chat, body, conversion, raw: Some(raw.clone()) })
+/// A fallback's request: the client's `body` for `model` on the provider its name selects.
+fn fallback(live: &Live, rebuild: &Rebuild, body: &Bytes, stream: bool, model: &str) -> Result<Candidate, ApiError> {
+    let kind = ProviderKind::for_model(model);
+    let pool = live.pool(kind).ok_or_else(|| {
+        ApiError::bad_request("provider_not_configured", format!("provider '{}' is not configured", kind.config_name()))
+    })?;
+    pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
+    let model = model.to_owned();
+    match rebuild {
+        Rebuild::Surface(raw) => {
+            if kind == ProviderKind::Anthropic {
+                return Err(ApiError::bad_request("unsupported_operation", "Anthropic does not serve this path"));
             }
-            Rebuild::Dialect(ingress) => {
-                let parsed = request::parse(&self.client_body)?;
-                match prepare(*ingress, &self.client_body, &parsed, &model, kind)? {
-                    Prepared::Forward { op, body, conversion } => {
-                        Ok(Candidate { model, kind, op, body, conversion, raw: None })
-                    }
-                    Prepared::Answer(_) => {
-                        Err(ApiError::bad_request("unsupported_operation", "answered by an estimate"))
-                    }
+            let body = raw.body_for(body, &model)?;
+            let conversion = Box::new(Conversion::bytes(stream));
+            Ok(Candidate { model, kind, op: Operation::Chat, body, conversion, raw: Some(raw.clone()) })
+        }
+        Rebuild::Dialect(ingress) => {
+            let parsed = request::parse(body)?;
+            match prepare(*ingress, body, &parsed, &model, kind)? {
+                Prepared::Forward { op, body, conversion } => {
+                    Ok(Candidate { model, kind, op, body, conversion, raw: None })
                 }
+                Prepared::Answer(_) => Err(ApiError::bad_request("unsupported_operation", "answered by an estimate")),
             }
         }
     }
@@ -208,9 +203,9 @@ pub async fn exchange(job: Box<Job>, log: AccessLog, on_queue: Box<OnQueue<'stat
 }
 
 async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<OnQueue<'static>>) -> Response<Body> {
-    let client = job.first.conversion.client;
-    let live = job.live.clone();
-    let gates: Vec<_> = job.gates.iter().map(|(gate, scope)| (gate, *scope)).collect();
+    let Job { live, rebuild, client_body, first, fallbacks, client_headers, policy, gates, .. } = *job;
+    let client = first.conversion.client;
+    let gates: Vec<_> = gates.iter().map(|(gate, scope)| (gate, *scope)).collect();
     let permits = match upstream::admit_all(&gates, live.plan.server.queue_timeout, &mut *on_queue).await {
         Ok(p) => p,
         Err(e) => {
@@ -219,18 +214,11 @@ async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<
             return e.response_in(client);
         }
     };
-    let prepare = |model: &str| job.fallback(model);
-    let (result, answered) = retry::run(
-        &live,
-        job.first.clone(),
-        &job.fallbacks,
-        &prepare,
-        job.client_headers.as_ref(),
-        &job.policy,
-        &mut log,
-        &mut *on_queue,
-    )
-    .await;
+    let stream = first.conversion.stream;
+    let prepare = |model: &str| fallback(&live, &rebuild, &client_body, stream, model);
+    let (result, answered) =
+        retry::run(&live, first, &fallbacks, &prepare, client_headers.as_ref(), &policy, &mut log, &mut *on_queue)
+            .await;
     let model = HeaderValue::from_str(&answered.model).ok();
     let mut resp = match result {
         Ok(mut answer) => {

@@ -59,7 +59,6 @@ impl Ingress {
 }
 
 /// How the answer goes back to the client.
-#[derive(Clone)]
 pub struct Conversion {
     pub client: Dialect,
     /// The dialect the upstream answers in.

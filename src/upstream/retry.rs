@@ -19,7 +19,6 @@ use crate::providers::Operation;
 use crate::state::Live;
 
 /// One model to try: its upstream request and how its answer comes back to the client.
-#[derive(Clone)]
 pub struct Candidate {
     pub model: String,
     pub kind: ProviderKind,

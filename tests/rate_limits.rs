@@ -1,0 +1,139 @@
+//! Per-key rate limits and quotas over real sockets: `rpm`, `tpm` and `tokens_per_day`
+//! answered with 429 in the client's dialect, `Retry-After` and OpenAI's `x-ratelimit-*`
+//! headers on every response of a limited key; token limits counting the real usage of each
+//! answer; keys of one user sharing its counters.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Gateway, Mock, send};
+use serde_json::{Value, json};
+
+const ALICE: &str = "sk-gw-alice-0123456789abcdef";
+const ALICE_CI: &str = "sk-gw-alice-ci-0123456789abcdef";
+const BOB: &str = "sk-gw-bob-0123456789abcdef";
+const FREE: &str = "sk-gw-free-0123456789abcdef";
+
+fn config(mock: &Mock, alice: &str) -> String {
+    format!(
+        "providers:\n  local:\n    base_url: {url}\n  anthropic:\n    api_key: sk-ant\n    base_url: {url}\nmetrics:\n  enabled: true\n\
+         api_keys:\n  enabled: true\n  keys:\n\
+         \x20   - {{name: alice, key: {ALICE}, user: alice, {alice}}}\n\
+         \x20   - {{name: alice-ci, key: {ALICE_CI}, user: alice, {alice}}}\n\
+         \x20   - {{name: bob, key: {BOB}, rpm: 100}}\n\
+         \x20   - {{name: free, key: {FREE}}}\n",
+        url = mock.url()
+    )
+}
+
+async fn chat(gw: &Gateway, key: &str) -> common::Reply {
+    let body = json!({"model": "llama3", "messages": [{"role": "user", "content": "hi"}]});
+    send("POST", &gw.url("/v1/chat/completions"), &[("authorization", &format!("Bearer {key}"))], body.to_string())
+        .await
+}
+
+/// Waits until `n` requests are finished and recorded (their token counts settled).
+async fn settled(gw: &Gateway, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = send("GET", &gw.url("/metrics"), &[], "").await.text();
+        let done: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("llm_gateway_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if done >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{done} of {n} requests recorded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpm_refuses_in_each_dialect_with_retry_after_and_openais_headers() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock, "rpm: 2"));
+    let first = chat(&gw, ALICE).await;
+    assert_eq!(first.status.as_u16(), 200);
+    assert_eq!(first.header("x-ratelimit-limit-requests"), Some("2"));
+    assert_eq!(first.header("x-ratelimit-remaining-requests"), Some("1"));
+    assert!(first.header("x-ratelimit-reset-requests").is_some_and(|r| r.ends_with('s')));
+    assert_eq!(first.header("x-ratelimit-limit-tokens"), None, "no token limit on this key");
+    // The second key of the same user shares the count.
+    assert_eq!(chat(&gw, ALICE_CI).await.header("x-ratelimit-remaining-requests"), Some("0"));
+    let refused = chat(&gw, ALICE).await;
+    assert_eq!(refused.status.as_u16(), 429);
+    let v = refused.json();
+    assert_eq!(
+        (v["error"]["type"].clone(), v["error"]["code"].clone()),
+        (json!("rate_limit_error"), json!("rate_limit_exceeded"))
+    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("`rpm`"), "{v}");
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(refused.header("x-ratelimit-remaining-requests"), Some("0"));
+    let auth = format!("Bearer {ALICE}");
+    let messages =
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});
+    let r = send("POST", &gw.url("/v1/messages"), &[("authorization", &auth)], messages.to_string()).await;
+    assert_eq!(r.status.as_u16(), 429);
+    assert_eq!(r.json()["error"]["type"], "rate_limit_error", "Anthropic's shape");
+    assert_eq!(r.json()["type"], "error");
+    let r = send(
+        "POST",
+        &gw.url("/v1/responses"),
+        &[("authorization", &auth)],
+        json!({"model": "llama3", "input": "hi"}).to_string(),
+    )
+    .await;
+    assert_eq!((r.status.as_u16(), r.json()["error"]["code"].clone()), (429, json!("rate_limit_exceeded")));
+    // Others are not held back; a key without limits gets no headers.
+    assert_eq!(chat(&gw, BOB).await.header("x-ratelimit-remaining-requests"), Some("99"));
+    let free = chat(&gw, FREE).await;
+    assert_eq!((free.status.as_u16(), free.header("x-ratelimit-limit-requests")), (200, None));
+    assert!(mock.posts().len() == 4, "refused requests never reach the upstream");
+    let metrics = send("GET", &gw.url("/metrics"), &[], "").await.text();
+    assert!(metrics.contains(r#"llm_gateway_rate_limited_total{key="alice",limit="rpm"} 2"#), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_limits_count_the_real_usage_of_each_answer() {
+    let mock = Mock::start().await;
+    // Each answer reports 19 prompt + 10 completion tokens (the fixture).
+    let gw = Gateway::start(&config(&mock, "tpm: 50"));
+    let first = chat(&gw, ALICE).await;
+    assert_eq!(first.status.as_u16(), 200);
+    assert_eq!(first.header("x-ratelimit-limit-tokens"), Some("50"));
+    settled(&gw, 1.0).await;
+    let second = chat(&gw, ALICE).await;
+    assert_eq!(second.status.as_u16(), 200, "29 tokens used so far");
+    let remaining: u64 = second.header("x-ratelimit-remaining-tokens").unwrap().parse().unwrap();
+    assert!(remaining < 21, "the first answer's 29 real tokens were counted, then this one's estimate: {remaining}");
+    settled(&gw, 2.0).await;
+    let third = chat(&gw, ALICE_CI).await;
+    assert_eq!(third.status.as_u16(), 429, "58 of 50 tokens used by the user");
+    assert!(third.json()["error"]["message"].as_str().unwrap().contains("`tpm`"));
+    assert_eq!(third.header("x-ratelimit-remaining-tokens"), Some("0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_quota_is_reported_in_the_token_headers_and_holds_until_midnight_utc() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock, "tokens_per_day: 30"));
+    let first = chat(&gw, ALICE).await;
+    assert_eq!(first.header("x-ratelimit-limit-tokens"), Some("30"));
+    settled(&gw, 1.0).await;
+    let second = chat(&gw, ALICE).await;
+    assert_eq!(second.status.as_u16(), 200, "29 of 30 used");
+    settled(&gw, 2.0).await;
+    let third = chat(&gw, ALICE).await;
+    assert_eq!(third.status.as_u16(), 429);
+    let retry: u64 = third.header("retry-after").unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let to_midnight = 86_400 - now % 86_400;
+    assert!(retry.abs_diff(to_midnight) <= 2, "retry in {retry} s, midnight UTC in {to_midnight} s");
+    let v: Value = third.json();
+    assert!(v["error"]["message"].as_str().unwrap().contains("`tokens_per_day`"), "{v}");
+}
