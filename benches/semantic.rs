@@ -30,6 +30,7 @@ fn routing() -> RoutingPlan {
             model: "m".into(),
             description: String::new(),
             examples: (0..5).map(|j| format!("example {j} about {topic}")).collect(),
+            fallbacks: Vec::new(),
         })
         .collect();
     RoutingPlan {
