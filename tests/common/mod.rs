@@ -2,6 +2,8 @@
 //! records what it received, the real gateway binary on port 0, and a small HTTP client.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
