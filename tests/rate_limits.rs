@@ -95,7 +95,7 @@ async fn rpm_refuses_in_each_dialect_with_retry_after_and_openais_headers() {
     assert_eq!((free.status.as_u16(), free.header("x-ratelimit-limit-requests")), (200, None));
     assert!(mock.posts().len() == 4, "refused requests never reach the upstream");
     let metrics = send("GET", &gw.url("/metrics"), &[], "").await.text();
-    assert!(metrics.contains(r#"llm_gateway_rate_limited_total{key="alice",limit="rpm"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"llm_gateway_rate_limited_total{key="alice",limit="rpm"} 3"#), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,4 +136,48 @@ async fn a_daily_quota_is_reported_in_the_token_headers_and_holds_until_midnight
     assert!(retry.abs_diff(to_midnight) <= 2, "retry in {retry} s, midnight UTC in {to_midnight} s");
     let v: Value = third.json();
     assert!(v["error"]["message"].as_str().unwrap().contains("`tokens_per_day`"), "{v}");
+}
+
+/// Two gateway processes with one Redis: one key's `rpm` holds across both; Redis stopped
+/// mid-test never holds a request (`allow` serves, `deny` answers 503), and each failure is
+/// counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_rpm_limit_through_redis_and_survive_its_outage() {
+    let Some(mut redis) = common::redis::RedisServer::start() else { return };
+    let mock = Mock::start().await;
+    let shared = |on_error: &str| {
+        format!("{}rate_limits:\n  backend: \"{}\"\n  on_backend_error: {on_error}\n  timeout_ms: 200\n", config(&mock, "rpm: 3"), redis.url())
+    };
+    let a = Gateway::start(&shared("allow"));
+    let b = Gateway::start(&shared("deny"));
+    let mut statuses = Vec::new();
+    for gw in [&a, &b, &a, &b] {
+        let r = chat(gw, ALICE).await;
+        statuses.push(r.status.as_u16());
+        if r.status.as_u16() == 429 {
+            assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("0"));
+            assert_eq!(r.header("x-ratelimit-limit-requests"), Some("3"));
+            assert!(r.header("retry-after").is_some());
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 429], "three requests a minute for alice, whichever replica serves");
+    let remaining = chat(&a, ALICE_CI).await;
+    assert_eq!(remaining.status.as_u16(), 429, "the user's other key counts against the same limit");
+    redis.stop();
+    let started = Instant::now();
+    let served = chat(&a, FREE).await;
+    assert_eq!(served.status.as_u16(), 200, "a key without limits never asks Redis");
+    let allowed = chat(&a, BOB).await;
+    assert_eq!(allowed.status.as_u16(), 200, "`allow`: served without Redis");
+    assert_eq!(allowed.header("x-ratelimit-limit-requests"), None, "nothing to report");
+    let denied = chat(&b, BOB).await;
+    assert_eq!(denied.status.as_u16(), 503, "`deny`: refused");
+    assert_eq!(denied.json()["error"]["code"], "rate_limit_backend_unavailable");
+    assert!(started.elapsed() < Duration::from_secs(5), "never held: {:?}", started.elapsed());
+    for gw in [&a, &b] {
+        let metrics = send("GET", &gw.url("/metrics"), &[], "").await.text();
+        let errors = metrics.lines().find(|l| l.starts_with("llm_gateway_rate_limit_backend_errors_total ")).unwrap();
+        assert_ne!(errors, "llm_gateway_rate_limit_backend_errors_total 0", "{errors}");
+    }
+    assert!(a.wait_for_log("rate limits: the backend failed"), "{}", a.logs());
 }
