@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Gateway, Mock, fixture, post_json, send};
+use common::{Gateway, Mock, post_json, send};
 use http_body_util::{BodyExt, Full};
 
 fn config(mock: &Mock, limits: &str) -> String {

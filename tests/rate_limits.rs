@@ -146,7 +146,11 @@ async fn two_replicas_share_one_rpm_limit_through_redis_and_survive_its_outage()
     let Some(mut redis) = common::redis::RedisServer::start() else { return };
     let mock = Mock::start().await;
     let shared = |on_error: &str| {
-        format!("{}rate_limits:\n  backend: \"{}\"\n  on_backend_error: {on_error}\n  timeout_ms: 200\n", config(&mock, "rpm: 3"), redis.url())
+        format!(
+            "{}rate_limits:\n  backend: \"{}\"\n  on_backend_error: {on_error}\n  timeout_ms: 200\n",
+            config(&mock, "rpm: 3"),
+            redis.url()
+        )
     };
     let a = Gateway::start(&shared("allow"));
     let b = Gateway::start(&shared("deny"));

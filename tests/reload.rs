@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Gateway, Mock, fixture, post_json, send};
+use common::{Gateway, Mock, post_json, send};
 
 fn routed(mock: &Mock, model: &str) -> String {
     format!(
