@@ -45,6 +45,9 @@ pub struct KeyEntry {
     pub name: String,
     /// Who the key belongs to; keys sharing a user share its counters.
     pub user: Option<String>,
+    /// `user:<user>` or `key:<name>`: whom limits and slots count for. Prefixed, so a key
+    /// named like another key's user does not share that user's counters.
+    subject: String,
     pub limits: KeyLimits,
     /// `None`: every model.
     models: Option<GlobList>,
@@ -54,12 +57,26 @@ pub struct KeyEntry {
 
 impl KeyEntry {
     pub fn new(name: String, models: Option<GlobList>, routes: Option<GlobList>) -> Self {
-        Self { name, user: None, limits: KeyLimits::default(), models, routes }
+        Self::with_owner(name, None, KeyLimits::default(), models, routes)
     }
 
-    /// Whom limits and per-user metrics count this key's requests for: its user, else itself.
+    pub fn with_owner(
+        name: String,
+        user: Option<String>,
+        limits: KeyLimits,
+        models: Option<GlobList>,
+        routes: Option<GlobList>,
+    ) -> Self {
+        let subject = match &user {
+            Some(u) => format!("user:{u}"),
+            None => format!("key:{name}"),
+        };
+        Self { name, user, subject, limits, models, routes }
+    }
+
+    /// Whom limits and slots count this key's requests for: its user, else itself.
     pub fn subject(&self) -> &str {
-        self.user.as_deref().unwrap_or(&self.name)
+        &self.subject
     }
 
     pub fn allows_model(&self, model: &str) -> bool {
@@ -245,7 +262,7 @@ pub(crate) fn entries(
         let user = crate::traffic::user(cx, &path, k);
         let limits = crate::traffic::key_limits(cx, &path, k);
         if let Some(hash) = hash {
-            entries.push((hash, KeyEntry { user, limits, ..KeyEntry::new(name, models, routes) }));
+            entries.push((hash, KeyEntry::with_owner(name, user, limits, models, routes)));
         }
     }
     entries

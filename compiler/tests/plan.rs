@@ -159,7 +159,7 @@ fn fallbacks_retry_and_rate_limits_compile_with_their_defaults() {
     assert!(matches!(&p.rate_limits.backend, llm_gateway_compiler::plan::RateBackend::Redis(_)));
     assert!(!format!("{:?}", p.rate_limits).contains("6379"), "the URL may hold a password: redacted");
     let key = p.keys.as_ref().unwrap().lookup("sk-gw-aaaaaaaaaaaaaaaa").unwrap();
-    assert_eq!((key.user.as_deref(), key.subject()), (Some("alice"), "alice"));
+    assert_eq!((key.user.as_deref(), key.subject()), (Some("alice"), "user:alice"));
     assert_eq!((key.limits.rpm, key.limits.tpm, key.limits.tokens_per_day), (Some(60), Some(10000), Some(1_000_000)));
     assert_eq!(key.limits.max_concurrent, Some(2));
 }
