@@ -216,10 +216,10 @@ async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<
     };
     let stream = first.conversion.stream;
     let prepare = |model: &str| fallback(&live, &rebuild, &client_body, stream, model);
-    let (result, answered) =
+    let (result, mut answered) =
         retry::run(&live, first, &fallbacks, &prepare, client_headers.as_ref(), &policy, &mut log, &mut *on_queue)
             .await;
-    let model = HeaderValue::from_str(&answered.model).ok();
+    let model = HeaderValue::from_maybe_shared(Bytes::from(std::mem::take(&mut answered.model))).ok();
     let mut resp = match result {
         Ok(mut answer) => {
             answer.permits.extend(permits);

@@ -195,7 +195,6 @@ impl HttpBody for Relay {
                 Poll::Ready(None) => {
                     *this.done = true;
                     if let Some(strip) = this.strip.as_mut() {
-                        this.log.tokens = strip.tokens();
                         let rest = strip.finish();
                         if !rest.is_empty() {
                             this.log.body_bytes += rest.len() as u64;
@@ -204,6 +203,8 @@ impl HttpBody for Relay {
                                 *this.held_frame = Some(Frame::data(own));
                             }
                         }
+                        // Last in the tail, so its counts are the ones the log reads.
+                        this.log.tail.push(strip.usage());
                     }
                     if let Some(t) = this.translator.as_mut() {
                         this.log.tokens = t.tokens();

@@ -51,12 +51,33 @@ pub async fn run(
     let mut rest = fallbacks.iter();
     let mut attempt = 1;
     loop {
-        let may_fall_back = !rest.as_slice().is_empty();
-        let mut result = try_once(live, &candidate, may_fall_back, client_headers, policy, log, on_queue).await;
+        // A provider with no healthy endpoint hands over to the next fallback at once, without
+        // waiting for its endpoints to time out (with none left, it is tried anyway).
+        let down = live.pool(candidate.kind).is_some_and(|p| !p.any_healthy());
+        if down && plan.covers(RetryOn::NoHealthyEndpoint) && !rest.as_slice().is_empty() {
+            if let Some(next) = next_candidate(&mut rest, prepare) {
+                let why = format!("no endpoint of provider '{}' is healthy", candidate.kind.config_name());
+                fall_back(live, log, &candidate, &next, RetryOn::NoHealthyEndpoint, &why);
+                candidate = next;
+                attempt = 1;
+                continue;
+            }
+        }
+        let Some(pool) = live.pool(candidate.kind) else {
+            return (Err(ApiError::internal("no_provider", "provider vanished").into()), candidate);
+        };
+        let out = Outgoing {
+            op: candidate.op,
+            body: candidate.body.clone(),
+            stream: candidate.conversion.stream,
+            client_headers: client_headers.filter(|_| candidate.conversion.passthrough()),
+            raw: candidate.raw.as_deref(),
+        };
+        let result = forward(pool, &out, policy, log, on_queue).await;
         let Some(cause) = cause_of(&result).filter(|c| plan.covers(*c)) else {
             return (result, candidate);
         };
-        if attempt < plan.attempts && cause != RetryOn::NoHealthyEndpoint {
+        if attempt < plan.attempts {
             let asked = match &result {
                 Ok(answer) => retry_after(answer.response.headers()),
                 Err(_) => None,
@@ -83,75 +104,36 @@ pub async fn run(
             }
         }
         let Some(next) = next_candidate(&mut rest, prepare) else {
-            if cause == RetryOn::NoHealthyEndpoint && result.is_err() {
-                // No fallback could be built after all: try the pool as it is.
-                result = send(live, &candidate, client_headers, policy, log, on_queue).await;
-            }
             return (result, candidate);
         };
-        crate::metrics::get()
-            .fallbacks
-            .with_label_values(&[&live.model_label(&candidate.model), &live.model_label(&next.model), cause.as_str()])
-            .inc();
-        warn!(
-            "fallback: model '{}' failed ({}): {}; trying '{}'",
-            Clean(&candidate.model),
-            cause.as_str(),
-            Clean(&describe(&result)),
-            Clean(&next.model)
-        );
+        fall_back(live, log, &candidate, &next, cause, &describe(&result));
         drop(result);
-        log.model_sent = Some(next.model.clone());
-        log.provider = Some(next.kind.label());
-        log.endpoint = None;
-        log.error_type = None;
-        if log.metrics {
-            log.metric_model = Some(live.model_label(&next.model));
-        }
         candidate = next;
         attempt = 1;
     }
 }
 
-/// One try of `candidate`, or a "no healthy endpoint" failure without a try when its pool is
-/// down and a fallback can take over.
-async fn try_once(
-    live: &Live,
-    candidate: &Candidate,
-    may_fall_back: bool,
-    client_headers: ClientHeaders<'_>,
-    policy: &Policy,
-    log: &mut AccessLog,
-    on_queue: &mut OnQueue<'_>,
-) -> Result<Answer, Failure> {
-    let down = live.pool(candidate.kind).is_some_and(|p| !p.any_healthy());
-    if down && may_fall_back && live.plan.retry.covers(RetryOn::NoHealthyEndpoint) {
-        let error =
-            ApiError::unavailable(format!("no endpoint of provider '{}' is healthy", candidate.kind.config_name()));
-        return Err(Failure { error, cause: Some(RetryOn::NoHealthyEndpoint) });
+/// Records a move from `from` to `next`: a log line, the metric, and the request's log now
+/// names the fallback.
+fn fall_back(live: &Live, log: &mut AccessLog, from: &Candidate, next: &Candidate, cause: RetryOn, why: &str) {
+    crate::metrics::get()
+        .fallbacks
+        .with_label_values(&[&live.model_label(&from.model), &live.model_label(&next.model), cause.as_str()])
+        .inc();
+    warn!(
+        "fallback: model '{}' failed ({}): {}; trying '{}'",
+        Clean(&from.model),
+        cause.as_str(),
+        Clean(why),
+        Clean(&next.model)
+    );
+    log.model_sent = Some(next.model.clone());
+    log.provider = Some(next.kind.label());
+    log.endpoint = None;
+    log.error_type = None;
+    if log.metrics {
+        log.metric_model = Some(live.model_label(&next.model));
     }
-    send(live, candidate, client_headers, policy, log, on_queue).await
-}
-
-async fn send(
-    live: &Live,
-    candidate: &Candidate,
-    client_headers: ClientHeaders<'_>,
-    policy: &Policy,
-    log: &mut AccessLog,
-    on_queue: &mut OnQueue<'_>,
-) -> Result<Answer, Failure> {
-    let Some(pool) = live.pool(candidate.kind) else {
-        return Err(ApiError::internal("no_provider", "provider vanished").into());
-    };
-    let out = Outgoing {
-        op: candidate.op,
-        body: candidate.body.clone(),
-        stream: candidate.conversion.stream,
-        client_headers: client_headers.filter(|_| candidate.conversion.passthrough()),
-        raw: candidate.raw.as_deref(),
-    };
-    forward(pool, &out, policy, log, on_queue).await
 }
 
 /// The next fallback that can be built (its provider serves the request); the others are

@@ -4,9 +4,13 @@
 //! events it would have without the gateway's question — the `"choices":[]` chunk that
 //! carries the usage is read and removed.
 //!
+//! The chunk's counts are read from the access log's tail when the response is done.
+//!
 //! Complete events pass on as they came (the same bytes, no copy, unless a piece holds the
-//! usage chunk); the start of an event still arriving waits for its end, so a usage chunk
-//! split across reads is still recognised.
+//! usage chunk: the one whose `"choices":[]` and `"usage":{` keys mark it — unescaped quotes
+//! cannot occur inside a JSON string, so the patterns only match the chunk's own keys); the
+//! start of an event still arriving waits for its end, so a usage chunk split across reads is
+//! still recognised.
 
 use bytes::{Bytes, BytesMut};
 
@@ -14,7 +18,9 @@ use bytes::{Bytes, BytesMut};
 pub struct UsageStrip {
     /// The start of an event whose end has not arrived.
     partial: BytesMut,
-    tokens: Option<(u64, u64)>,
+    /// The usage chunk taken out, read for its counts once the response is done (off the
+    /// path of the bytes to the client).
+    usage: Vec<u8>,
     /// Past this many bytes without an event's end, the stream is passed on untouched.
     limit: usize,
     gave_up: bool,
@@ -44,20 +50,26 @@ impl UsageStrip {
         }
         self.partial.extend_from_slice(&data[end..]);
         let complete = data.slice(..end);
-        if memchr::memmem::find(&complete, b"\"usage\"").is_none() {
+        // Only a chunk without choices can be the one: look at those events alone.
+        let mut out = BytesMut::new();
+        let (mut copied, mut from) = (0, 0);
+        while let Some(i) = memchr::memmem::find(&complete[from..], b"\"choices\":[]") {
+            let at = from + i;
+            let start = last_boundary(&complete[copied..at]) + copied;
+            let stop = at + first_boundary(&complete[at..]).unwrap_or(complete.len() - at);
+            let event = &complete[start..stop];
+            if memchr::memmem::find(event, b"\"usage\":{").is_some() {
+                out.extend_from_slice(&complete[copied..start]);
+                self.usage.clear();
+                self.usage.extend_from_slice(event);
+                copied = stop;
+            }
+            from = stop;
+        }
+        if copied == 0 {
             return complete;
         }
-        let mut out = BytesMut::with_capacity(complete.len());
-        let mut rest: &[u8] = &complete;
-        while !rest.is_empty() {
-            let len = first_boundary(rest).unwrap_or(rest.len());
-            let (event, after) = rest.split_at(len);
-            match self.usage_only(event) {
-                Some(tokens) => self.tokens = Some(tokens),
-                None => out.extend_from_slice(event),
-            }
-            rest = after;
-        }
+        out.extend_from_slice(&complete[copied..]);
         out.freeze()
     }
 
@@ -66,22 +78,13 @@ impl UsageStrip {
         std::mem::take(&mut self.partial).freeze()
     }
 
-    /// The tokens the removed chunk reported.
-    pub fn tokens(&self) -> Option<(u64, u64)> {
-        self.tokens
-    }
-
-    /// The counts of a chunk that has no choices and a usage object: the one the gateway
-    /// asked for. (Unescaped quotes cannot occur inside a JSON string, so these byte patterns
-    /// only match the chunk's own keys.)
-    fn usage_only(&self, event: &[u8]) -> Option<(u64, u64)> {
-        let finder = |needle: &[u8]| memchr::memmem::find(event, needle).is_some();
-        if !(finder(b"\"choices\":[]") && finder(b"\"usage\":{")) {
-            return None;
-        }
-        crate::usage::tokens_in(event)
+    /// The usage chunk taken out (empty when none was).
+    pub fn usage(&self) -> &[u8] {
+        &self.usage
     }
 }
+
+
 
 /// The index just past the last event terminator (`\n\n` or `\r\n\r\n`) in `data`; 0 if none.
 fn last_boundary(data: &[u8]) -> usize {
@@ -90,10 +93,12 @@ fn last_boundary(data: &[u8]) -> usize {
     lf.max(crlf)
 }
 
-/// The length of the first event in `data`, terminator included.
+/// The length of the first event in `data`, terminator included. (A CRLF terminator is
+/// looked for only before the first LF one, so each byte is scanned a bounded number of times.)
 fn first_boundary(data: &[u8]) -> Option<usize> {
     let lf = memchr::memmem::find(data, b"\n\n").map(|i| i + 2);
-    let crlf = memchr::memmem::find(data, b"\r\n\r\n").map(|i| i + 4);
+    let before = lf.map_or(data.len(), |end| end.min(data.len()));
+    let crlf = memchr::memmem::find(&data[..before], b"\r\n\r\n").map(|i| i + 4);
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -122,7 +127,7 @@ mod tests {
             out.extend_from_slice(&s.feed(Bytes::copy_from_slice(p)));
         }
         out.extend_from_slice(&s.finish());
-        (out, s.tokens())
+        (out, crate::usage::tokens_in(s.usage()))
     }
 
     #[test]
@@ -149,6 +154,24 @@ mod tests {
         assert_eq!(tokens, Some((3, 4)));
         let cut = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3";
         assert_eq!(run(&[cut]).0, cut.to_vec(), "an event that never ends passes on as it is");
+    }
+
+    proptest::proptest! {
+        /// Any bytes, cut anywhere: no panic, and a stream without a usage chunk passes
+        /// unchanged.
+        #[test]
+        fn any_bytes_pass_unchanged_unless_they_hold_the_usage_chunk(
+            data in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(b'\n'), proptest::strategy::Just(b'\r'), proptest::strategy::Just(b'{'),
+                proptest::num::u8::ANY], 0..400),
+            cut in 0usize..400,
+        ) {
+            let cut = cut.min(data.len());
+            let (out, _) = run(&[&data[..cut], &data[cut..]]);
+            if memchr::memmem::find(&data, b"\"choices\":[]").is_none() {
+                proptest::prop_assert_eq!(out, data);
+            }
+        }
     }
 
     #[test]
