@@ -53,6 +53,9 @@ pub struct AccessLog {
     pub error_type: Option<String>,
     /// Tokens reserved against the key's token limits, corrected when the answer is done.
     pub reservation: Option<crate::ratelimit::Reservation>,
+    /// Events relayed of a passthrough stream (counted for a limited key only): a stream that
+    /// ends without its usage is charged its prompt estimate plus one token per event.
+    pub events: u64,
     /// Counted in the in-flight gauge (the real log, not a detached placeholder).
     counted: bool,
     pub error: Option<String>,
@@ -94,6 +97,7 @@ impl AccessLog {
             metric_model: None,
             error_type: None,
             reservation: None,
+            events: 0,
             generation: None,
             counted,
             error: None,
@@ -185,10 +189,15 @@ impl Drop for AccessLog {
             self.generation = self.tail.generation();
         }
         if let Some(reservation) = self.reservation.take() {
-            // No count in the answer (it failed, or said nothing): the estimate stands.
-            if let Some((prompt, completion)) = self.tokens {
-                reservation.settle(prompt + completion);
-            }
+            let actual = match self.tokens {
+                Some((prompt, completion)) => prompt + completion,
+                // Refused or failed: nothing was generated.
+                None if self.status == 0 || self.status >= 400 => 0,
+                // Cut short before its usage (the client left), or an upstream that reports
+                // none: the prompt's estimate, and a token per event relayed.
+                None => reservation.estimate() + self.events,
+            };
+            reservation.settle(actual);
         }
         if !self.write && !self.metrics {
             return;

@@ -33,8 +33,7 @@ pub struct ApiError {
     pub side: Side,
     /// For 405: the methods the path accepts.
     pub allow: Option<&'static str>,
-    /// Send `Retry-After: 1` (queue full or queue timeout).
-    /// Seconds for `Retry-After`.
+    /// Seconds for `Retry-After` (queue full or timed out, a key over its limits).
     pub retry_after: Option<u64>,
 }
 

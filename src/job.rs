@@ -25,6 +25,10 @@ use crate::upstream::retry::{self, Candidate};
 use crate::upstream::{self, OnQueue, Policy, respond::respond};
 use crate::{queue, ratelimit, request, request_id, surface};
 
+/// The rate-limit headers of a key with limits (`Some`, even empty when its backend could not
+/// say), for every response to it; `None` for a key without.
+pub type LimitHeaders = Option<Vec<(HeaderName, HeaderValue)>>;
+
 /// Names the model that answered (a fallback's, when one took over).
 pub const MODEL_HEADER: &str = "x-llm-gateway-model";
 
@@ -71,14 +75,15 @@ pub fn pool_of<'l>(live: &'l Live, target: &Target) -> Result<&'l Pool, ApiError
 }
 
 /// The key's ACL for `target`, then its rate limits (`estimate`: the prompt's tokens, until
-/// the answer says). The limit headers go on the response whatever happens next.
+/// the answer says; `None`: a request that does not count, such as `count_tokens`). The limit
+/// headers go on the response whatever happens next.
 pub async fn admit(
     live: &Live,
     key: Option<&KeyEntry>,
     target: &Target,
-    estimate: u64,
+    estimate: Option<u64>,
     log: &mut AccessLog,
-    limit_headers: &mut Vec<(HeaderName, HeaderValue)>,
+    limit_headers: &mut LimitHeaders,
 ) -> Result<(), ApiError> {
     let Some(k) = key else { return Ok(()) };
     if !k.allows_model(&target.model) {
@@ -90,23 +95,26 @@ pub async fn admit(
     if let Some(r) = target.route.as_deref().filter(|r| !k.allows_route(r)) {
         return Err(ApiError::forbidden("route_not_allowed", format!("route '{r}' is not allowed for this API key")));
     }
-    if !k.limits.limits_rate() {
+    let Some(estimate) = estimate.filter(|_| k.limits.limits_rate()) else {
         return Ok(());
-    }
+    };
     match live.limiter.admit(k.subject(), &k.limits, estimate).await {
         ratelimit::Decision::Allowed(admission) => {
-            *limit_headers = admission.headers;
+            *limit_headers = Some(admission.headers);
             log.reservation = admission.reservation;
             Ok(())
         }
         ratelimit::Decision::Limited(refusal) => {
-            *limit_headers = refusal.headers;
+            *limit_headers = Some(refusal.headers);
             if log.metrics {
                 crate::metrics::get().rate_limited.with_label_values(&[&k.name, refusal.limit]).inc();
             }
             Err(ApiError::rate_limited(refusal.limit, refusal.retry_after))
         }
-        ratelimit::Decision::Unavailable(_) => Err(ApiError::rate_limit_backend()),
+        ratelimit::Decision::Unavailable(_) => {
+            *limit_headers = Some(Vec::new());
+            Err(ApiError::rate_limit_backend())
+        }
     }
 }
 
@@ -122,10 +130,13 @@ impl Job {
         client_body: Bytes,
         client_headers: Option<HeaderMap>,
     ) -> Box<Self> {
+        // A request that names no model (an unknown path sent to `local`) has no fallbacks.
+        let named = !target.model.is_empty();
         let fallbacks = live
             .plan
             .fallbacks_of(&target.model, target.route.as_deref())
             .into_iter()
+            .filter(|_| named)
             .filter(|m| key.is_none_or(|k| k.allows_model(m)) && live.pool(ProviderKind::for_model(m)).is_some())
             .map(str::to_owned)
             .collect();
@@ -134,12 +145,14 @@ impl Job {
             first_byte: server.first_byte_timeout,
             slots: server.max_concurrent_per_endpoint.map(|_| server.queue_timeout),
         };
+        // The key's slot first: a key over its own limit waits without holding one of the
+        // gateway's slots, which would hold every other key back.
         let mut gates = Vec::new();
-        if let Some(gate) = &live.gateway_gate {
-            gates.push((gate.clone(), "gateway"));
-        }
         if let Some(gate) = key.and_then(|k| live.key_gates.get(k.subject())) {
             gates.push((gate.clone(), "key"));
+        }
+        if let Some(gate) = &live.gateway_gate {
+            gates.push((gate.clone(), "gateway"));
         }
         let raw = match &rebuild {
             Rebuild::Surface(raw) => Some(raw.clone()),
@@ -232,7 +245,7 @@ async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<
             e.response_in(client)
         }
     };
-    if let Some(model) = model {
+    if let Some(model) = model.filter(|m| !m.is_empty()) {
         resp.headers_mut().insert(MODEL_HEADER, model);
     }
     resp

@@ -46,7 +46,7 @@ async fn answer(req: Request<Incoming>, shared: Shared, id: RequestId) -> Respon
     let dialect = dialect_of(req.uri().path());
     log.dialect = dialect.label();
     // The key's rate-limit headers, on every response of a limited key.
-    let mut limit_headers = Vec::new();
+    let mut limit_headers = None;
     let mut resp = match dispatch(req, &live, &mut log, &mut limit_headers).await {
         Ok(Next::Answer(resp)) => resp,
         Ok(Next::Forward(job)) => {
@@ -69,8 +69,20 @@ async fn answer(req: Request<Incoming>, shared: Shared, id: RequestId) -> Respon
             e.response_in(dialect)
         }
     };
-    for (name, value) in limit_headers {
-        resp.headers_mut().insert(name, value);
+    if let Some(limit_headers) = limit_headers {
+        // A limited key sees its own limits, not the upstream account's behind the gateway.
+        let theirs: Vec<_> = resp
+            .headers()
+            .keys()
+            .filter(|n| n.as_str().starts_with("x-ratelimit-") || n.as_str().starts_with("anthropic-ratelimit-"))
+            .cloned()
+            .collect();
+        for name in theirs {
+            resp.headers_mut().remove(name);
+        }
+        for (name, value) in limit_headers {
+            resp.headers_mut().insert(name, value);
+        }
     }
     resp
 }
@@ -94,7 +106,7 @@ async fn dispatch(
     req: Request<Incoming>,
     live: &Arc<Live>,
     log: &mut AccessLog,
-    limit_headers: &mut Vec<(http::HeaderName, HeaderValue)>,
+    limit_headers: &mut job::LimitHeaders,
 ) -> Result<Next, ApiError> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -213,8 +225,10 @@ async fn dispatch(
     if live.plan.tracing.enabled && matches!(ingress, Ingress::Chat | Ingress::Messages | Ingress::Responses) {
         trace::log_request(&parsed, dialect, &target.model, live.plan.tracing.max_content_length);
     }
-    // The prompt's tokens, roughly (4 bytes each), until the answer says.
-    job::admit(live, key, &target, body.len() as u64 / 4, log, limit_headers).await?;
+    // The prompt's tokens, roughly (4 bytes each), until the answer says. Counting a prompt's
+    // tokens (which Claude Code asks for often) is not a request that counts.
+    let estimate = (ingress != Ingress::CountTokens).then_some(body.len() as u64 / 4);
+    job::admit(live, key, &target, estimate, log, limit_headers).await?;
     let first = match prepare(ingress, &body, &parsed, &target.model, target.provider)? {
         Prepared::Answer(value) => {
             log.status = 200;
@@ -240,9 +254,12 @@ async fn surface_request(
     req: Request<Incoming>,
     live: &Arc<Live>,
     log: &mut AccessLog,
-    limit_headers: &mut Vec<(http::HeaderName, HeaderValue)>,
+    limit_headers: &mut job::LimitHeaders,
     known: bool,
 ) -> Result<Next, ApiError> {
+    if !surface::safe_path(req.uri().path()) {
+        return Err(ApiError::not_found(req.uri().path()));
+    }
     if known && req.method() != Method::POST {
         return Err(ApiError::method_not_allowed(req.method(), req.uri().path(), "POST"));
     }
@@ -278,7 +295,7 @@ async fn surface_request(
         log.metric_model = Some(live.model_label(&target.model));
     }
     job::pool_of(live, &target)?;
-    let estimate = if raw.is_json() { body.len() as u64 / 4 } else { 0 };
+    let estimate = Some(if raw.is_json() { body.len() as u64 / 4 } else { 0 });
     job::admit(live, key, &target, estimate, log, limit_headers).await?;
     let upstream_body = match target.model.is_empty() {
         true => body.clone(),

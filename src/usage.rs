@@ -110,6 +110,8 @@ struct Counts {
     /// Anthropic counts cached prompt tokens apart from `input_tokens`.
     cache_read_input_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
+    /// Embeddings report `prompt_tokens` and `total_tokens` only: no completion.
+    total_tokens: Option<u64>,
 }
 
 impl Counts {
@@ -119,7 +121,7 @@ impl Counts {
     }
 
     fn completion(&self) -> Option<u64> {
-        self.completion_tokens.or(self.output_tokens)
+        self.completion_tokens.or(self.output_tokens).or(self.total_tokens.map(|_| 0))
     }
 
     fn pair(&self) -> Option<(u64, u64)> {

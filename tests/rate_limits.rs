@@ -55,6 +55,12 @@ async fn settled(gw: &Gateway, n: f64) {
 async fn rpm_refuses_in_each_dialect_with_retry_after_and_openais_headers() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, "rpm: 2"));
+    // Counting a prompt's tokens is not a request that counts.
+    let count = json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]});
+    for _ in 0..3 {
+        let r = send("POST", &gw.url("/v1/messages/count_tokens"), &[("x-api-key", ALICE)], count.to_string()).await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    }
     let first = chat(&gw, ALICE).await;
     assert_eq!(first.status.as_u16(), 200);
     assert_eq!(first.header("x-ratelimit-limit-requests"), Some("2"));
@@ -92,8 +98,12 @@ async fn rpm_refuses_in_each_dialect_with_retry_after_and_openais_headers() {
     // Others are not held back; a key without limits gets no headers.
     assert_eq!(chat(&gw, BOB).await.header("x-ratelimit-remaining-requests"), Some("99"));
     let free = chat(&gw, FREE).await;
-    assert_eq!((free.status.as_u16(), free.header("x-ratelimit-limit-requests")), (200, None));
-    assert!(mock.posts().len() == 4, "refused requests never reach the upstream");
+    assert_eq!(
+        (free.status.as_u16(), free.header("x-ratelimit-limit-requests")),
+        (200, Some("10000")),
+        "a key without limits sees the upstream's own headers; a limited key sees only its own"
+    );
+    assert_eq!(mock.posts().len(), 4 + 3, "refused requests never reach the upstream (three count_tokens did)");
     let metrics = send("GET", &gw.url("/metrics"), &[], "").await.text();
     assert!(metrics.contains(r#"llm_gateway_rate_limited_total{key="alice",limit="rpm"} 3"#), "{metrics}");
 }

@@ -89,6 +89,12 @@ async fn speech_images_rerank_and_moderations_pass_through_with_binary_answers()
     }
     let r = send("GET", &gw.url("/v1/audio/speech"), &headers, "").await;
     assert_eq!(r.status.as_u16(), 405);
+    let before = mock.requests().len();
+    for climbing in ["/v1/audio/../../slots/0?action=save", "/v1/images/%2e%2e/%2e%2e/admin"] {
+        let r = send("POST", &gw.url(climbing), &headers, speech.to_string()).await;
+        assert_eq!(r.status.as_u16(), 404, "{climbing}");
+    }
+    assert_eq!(mock.requests().len(), before, "nothing left the gateway");
     let r = send("POST", &gw.url("/v1/rerank"), &headers, json!({"query": "q"}).to_string()).await;
     assert_eq!((r.status.as_u16(), r.json()["error"]["code"].clone()), (400, json!("model_required")));
     let r =
@@ -114,6 +120,12 @@ async fn keys_acls_and_fallbacks_apply_as_for_chat() {
     let r = send("POST", &gw.url("/v1/audio/transcriptions"), &[("content-type", &content_type)], body).await;
     assert_eq!(r.status.as_u16(), 401);
     assert!(mock.posts().is_empty());
+    let (content_type, mut body) = upload("whisper-large-v3");
+    let twice = format!("\r\n--d6f4b2c1a0e9f8d7\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-transcribe");
+    let at = body.windows(11).position(|w| w == b"\r\n--d6f4b2c").unwrap();
+    body.splice(at..at, twice.bytes());
+    let r = send("POST", &gw.url("/v1/audio/transcriptions"), &[("authorization", &format!("Bearer {KEY}")), ("content-type", &content_type)], body).await;
+    assert_eq!(r.status.as_u16(), 400, "two model fields: servers differ on which they take");
     let (content_type, body) = upload("overloaded");
     let auth = format!("Bearer {KEY}");
     let r = send(

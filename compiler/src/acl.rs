@@ -168,6 +168,7 @@ pub(crate) fn entries(
 ) -> Vec<(KeyHash, KeyEntry)> {
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut hashes: HashMap<KeyHash, usize> = HashMap::new();
+    let mut users: HashMap<String, (usize, crate::traffic::KeyLimits)> = HashMap::new();
     let mut entries = Vec::new();
     for (i, k) in list.iter().enumerate() {
         let path = format!("{prefix}[{i}]");
@@ -261,6 +262,21 @@ pub(crate) fn entries(
         );
         let user = crate::traffic::user(cx, &path, k);
         let limits = crate::traffic::key_limits(cx, &path, k);
+        if let Some(u) = &user {
+            match users.get(u) {
+                Some((first, theirs)) if *theirs != limits => cx.at(&path, |cx| {
+                    cx.warn(
+                        k.span.clone(),
+                        format!("keys of user `{u}` have different limits (see {prefix}[{first}])"),
+                        Some("the user's requests are counted together, but each is checked against its own key's limits: give them the same".into()),
+                    )
+                }),
+                Some(_) => {}
+                None => {
+                    users.insert(u.clone(), (i, limits));
+                }
+            }
+        }
         if let Some(hash) = hash {
             entries.push((hash, KeyEntry::with_owner(name, user, limits, models, routes)));
         }

@@ -163,6 +163,7 @@ fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str, shape: Shape) 
     let routing = config.routing.as_ref().map(|r| routing::compile(cx, r, &providers));
     let keys = config.api_keys.as_ref().and_then(|k| acl::compile(cx, k, routing.as_ref()));
     let fallbacks = traffic::fallbacks(cx, config.fallbacks.as_ref(), &providers);
+    traffic::gateway_wide_concurrency(cx, config.limits.as_deref(), &providers);
     let tracing = config.tracing.as_deref();
     let max_content_length = tracing.and_then(|t| t.max_content_length.as_ref());
     Plan {

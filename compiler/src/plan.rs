@@ -116,13 +116,17 @@ impl Plan {
     }
 
     /// The models to try after `model` (sent for `route`) fails: the route's fallbacks, then
-    /// those of the first top-level glob that matches, each once and never `model` itself.
+    /// those of the first top-level glob that matches (a route's name standing for its model),
+    /// each once and never `model` itself.
     pub fn fallbacks_of<'p>(&'p self, model: &str, route: Option<&str>) -> Vec<&'p str> {
         let route = route.and_then(|r| self.routing.as_ref()?.route(r)).map(|r| r.fallbacks.as_slice());
         let global = self.fallbacks.iter().find(|(glob, _)| glob.matches(model)).map(|(_, list)| list.as_slice());
+        // A fallback may name a route: its model is tried.
+        let routes = self.routing.as_ref();
+        let resolve = |m: &'p String| routes.and_then(|r| r.route(m)).map_or(m.as_str(), |r| r.model.as_str());
         let mut out: Vec<&str> = Vec::new();
-        for m in route.unwrap_or_default().iter().chain(global.unwrap_or_default()) {
-            if m != model && !out.contains(&m.as_str()) {
+        for m in route.unwrap_or_default().iter().chain(global.unwrap_or_default()).map(resolve) {
+            if m != model && !out.contains(&m) {
                 out.push(m);
             }
         }

@@ -184,3 +184,23 @@ pub(crate) fn user(cx: &mut Cx, path: &str, k: &raw::ApiKey) -> Option<String> {
     }
     non_empty(&k.user).map(|u| u.value.trim().to_owned())
 }
+
+/// `limits.max_concurrent` counted per endpoint in earlier versions; a config written then,
+/// with a pool of several endpoints, now allows fewer requests at once than it did: say so.
+pub(crate) fn gateway_wide_concurrency(
+    cx: &mut Cx,
+    limits: Option<&raw::Limits>,
+    providers: &[Option<ProviderPlan>; 3],
+) {
+    let Some(l) = limits else { return };
+    let pooled = providers.iter().flatten().any(|p| p.endpoints.len() > 1);
+    if let (Some(m), None, true) = (&l.max_concurrent, &l.max_concurrent_per_endpoint, pooled) {
+        cx.at("limits.max_concurrent", |cx| {
+            cx.warn(
+                m.span.clone(),
+                "`limits.max_concurrent` is for the whole gateway, not per endpoint",
+                Some("it was per endpoint in earlier versions; for that, write `max_concurrent_per_endpoint`".into()),
+            )
+        });
+    }
+}

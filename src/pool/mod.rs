@@ -63,7 +63,7 @@ pub struct Endpoint {
     identity: (String, Transport, std::time::Duration),
     pub transport: EndpointTransport,
     healthy: AtomicBool,
-    /// With `limits.max_concurrent`: the endpoint's slots and queue (kept across reloads
+    /// With `limits.max_concurrent_per_endpoint`: the endpoint's slots and queue (kept across reloads
     /// with the endpoint, so a reload does not reset who is waiting).
     pub gate: Arc<crate::queue::Gate>,
     /// Model ids from the last successful probe.

@@ -7,6 +7,7 @@
 
 pub mod multipart;
 
+use multipart::Field;
 use bytes::Bytes;
 use http::{HeaderValue, Method, header};
 
@@ -18,6 +19,18 @@ pub fn known(path: &str) -> bool {
     path.starts_with("/v1/audio/")
         || path.starts_with("/v1/images/")
         || matches!(path, "/v1/rerank" | "/v1/moderations")
+}
+
+/// Whether `path` stays where it says when an upstream (or a proxy in front of it) resolves
+/// it: no `.` or `..` segment, also percent-encoded, and no encoded `/` or `\\` that could
+/// make one. The client's path is appended to the endpoint's base URL as it is.
+pub fn safe_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
+        return false;
+    }
+    let decoded = lower.replace("%2e", ".");
+    !decoded.split('/').any(|segment| segment == "." || segment == "..")
 }
 
 /// How the client sent its request, to send it on the same way.
@@ -71,8 +84,9 @@ impl Raw {
             Form::Json if body.iter().all(u8::is_ascii_whitespace) => Ok(None),
             Form::Json => Ok(request::parse(body)?.model),
             Form::Multipart(boundary) => match multipart::field(body, boundary, "model") {
-                None => Ok(None),
-                Some(span) => match std::str::from_utf8(&body[span]) {
+                Field::Absent => Ok(None),
+                Field::Repeated => Err(ApiError::bad_request("invalid_model", "the form has more than one `model` field")),
+                Field::One(span) => match std::str::from_utf8(&body[span]) {
                     Ok(m) => Ok(Some(m.trim().to_owned()).filter(|m| !m.is_empty())),
                     Err(_) => Err(ApiError::bad_request("invalid_model", "the form's `model` field is not UTF-8 text")),
                 },
@@ -87,7 +101,7 @@ impl Raw {
         match &self.form {
             Form::Json => request::parse(body).is_ok_and(|p| p.is_stream()),
             Form::Multipart(boundary) => {
-                multipart::field(body, boundary, "stream").is_some_and(|span| body[span].trim_ascii() == b"true")
+                matches!(multipart::field(body, boundary, "stream"), Field::One(span) if body[span.clone()].trim_ascii() == b"true")
             }
             Form::Opaque => false,
         }
@@ -105,7 +119,7 @@ impl Raw {
                 }
             }
             Form::Multipart(boundary) => match multipart::field(body, boundary, "model") {
-                Some(span) if &body[span.clone()] != model.as_bytes() => {
+                Field::One(span) if &body[span.clone()] != model.as_bytes() => {
                     let mut out = Vec::with_capacity(body.len() + model.len());
                     out.extend_from_slice(&body[..span.start]);
                     out.extend_from_slice(model.as_bytes());
@@ -140,6 +154,15 @@ mod tests {
         assert_eq!(r.model(&out).unwrap().as_deref(), Some("whisper-large-v3"));
         assert_eq!(out.len(), body.len() + "whisper-large-v3".len() - 3);
         assert!(out.starts_with(&body[..60]), "the file part is untouched");
+    }
+
+    #[test]
+    fn paths_that_climb_out_are_refused() {
+        assert!(safe_path("/v1/audio/speech"));
+        assert!(safe_path("/v1/files/file-abc.jsonl"));
+        for bad in ["/v1/audio/../../slots/0", "/v1/./x", "/v1/%2e%2E/admin", "/v1/a%2Fb", "/v1/a%5cb", "/v1/a\\..", "/v1/.."] {
+            assert!(!safe_path(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -19,26 +19,65 @@ pub fn boundary(content_type: &str) -> Option<&str> {
         .filter(|b| !b.is_empty() && b.len() <= 70)
 }
 
-/// Where the value of the field `name` sits in `body`; `None` when the form has no such field
-/// (or is not a well-formed form).
-pub fn field(body: &[u8], boundary: &str, name: &str) -> Option<Range<usize>> {
-    let open = format!("--{boundary}");
+/// A form field, by name.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Field {
+    Absent,
+    /// Where its value sits in the body.
+    One(Range<usize>),
+    /// More than one part has the name: servers differ on which they take (Starlette the
+    /// last, others the first), so the gateway takes none.
+    Repeated,
+}
+
+/// The field `name` of a form with `boundary`. A form the scan cannot follow to its end (not
+/// well formed) has no fields.
+pub fn field(body: &[u8], boundary: &str, name: &str) -> Field {
     let between = format!("\r\n--{boundary}");
-    let mut at = memchr::memmem::find(body, open.as_bytes())? + open.len();
+    // The first delimiter opens the body, or follows a preamble and its CRLF.
+    let Some(mut at) = (if body.starts_with(&between.as_bytes()[2..]) {
+        Some(between.len() - 2)
+    } else {
+        delimiter(body, 0, between.as_bytes()).map(|(_, after)| after)
+    }) else {
+        return Field::Absent;
+    };
+    let mut found = Field::Absent;
     loop {
         let rest = &body[at..];
         if rest.starts_with(b"--") {
-            return None;
+            return found;
         }
-        let headers_start = at + line_end(rest)?;
-        let headers_len = memchr::memmem::find(&body[headers_start..], b"\r\n\r\n")?;
+        let Some(headers_start) = line_end(rest).map(|n| at + n) else { return Field::Absent };
+        let Some(headers_len) = memchr::memmem::find(&body[headers_start..], b"\r\n\r\n") else {
+            return Field::Absent;
+        };
         let headers = &body[headers_start..headers_start + headers_len];
         let content = headers_start + headers_len + 4;
-        let end = content + memchr::memmem::find(&body[content..], between.as_bytes())?;
+        let Some((end, after)) = delimiter(body, content, between.as_bytes()) else { return Field::Absent };
         if names(headers) == Some(name.as_bytes()) {
-            return Some(content..end);
+            found = match found {
+                Field::Absent => Field::One(content..end),
+                _ => Field::Repeated,
+            };
         }
-        at = end + between.len();
+        at = after;
+    }
+}
+
+/// The next delimiter at or after `from`: where it starts (its CRLF) and where the text after
+/// `--boundary` begins. Only `CRLF--boundary` followed by `--` or by optional padding and a
+/// CRLF is one; the same bytes followed by anything else are content.
+fn delimiter(body: &[u8], mut from: usize, between: &[u8]) -> Option<(usize, usize)> {
+    loop {
+        let start = from + memchr::memmem::find(&body[from..], between)?;
+        let after = start + between.len();
+        let rest = &body[after..];
+        let padding = rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+        if rest.starts_with(b"--") || rest[padding..].starts_with(b"\r\n") {
+            return Some((start, after));
+        }
+        from = start + 1;
     }
 }
 
@@ -83,20 +122,32 @@ mod tests {
     #[test]
     fn finds_the_field_after_a_file_that_looks_like_one() {
         let body = form();
-        let span = field(&body, "b0undary", "model").unwrap();
+        let Field::One(span) = field(&body, "b0undary", "model") else { panic!() };
         assert_eq!(&body[span], b"whisper-1");
-        let span = field(&body, "b0undary", "language").unwrap();
+        let Field::One(span) = field(&body, "b0undary", "language") else { panic!() };
         assert_eq!(&body[span], b"en", "unquoted name, lowercase header");
-        assert_eq!(field(&body, "b0undary", "prompt"), None);
-        assert_eq!(field(&body, "other", "model"), None);
-        assert_eq!(field(b"", "b0undary", "model"), None);
+        assert_eq!(field(&body, "b0undary", "prompt"), Field::Absent);
+        assert_eq!(field(&body, "other", "model"), Field::Absent);
+        assert_eq!(field(b"", "b0undary", "model"), Field::Absent);
+    }
+
+    #[test]
+    fn a_repeated_field_and_a_delimiter_lookalike_in_a_file_are_not_taken() {
+        let twice = b"--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-transcribe\r\n--b--\r\n";
+        assert_eq!(field(twice, "b", "model"), Field::Repeated);
+        // `\r\n--bX` inside the file is content: the model field it seems to open is not one.
+        let hidden = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nxx\r\n--bX\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nsneaky\r\n--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--b--\r\n";
+        let Field::One(span) = field(hidden, "b", "model") else { panic!("{:?}", field(hidden, "b", "model")) };
+        assert_eq!(&hidden[span], b"whisper-1");
+        let preamble = b"ignored --b text\r\n--b\r\nContent-Disposition: form-data; name=model\r\n\r\nm\r\n--b--";
+        assert!(matches!(field(preamble, "b", "model"), Field::One(_)));
     }
 
     #[test]
     fn every_cut_of_a_form_is_safe() {
         let body = form();
         for cut in 0..body.len() {
-            let _ = field(&body[..cut], "b0undary", "model");
+            assert_eq!(field(&body[..cut], "b0undary", "model") == Field::One(0..0), false);
         }
     }
 

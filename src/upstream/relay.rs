@@ -163,8 +163,18 @@ impl HttpBody for Relay {
                             if let Some(check) = this.check.as_mut() {
                                 check.feed(&data);
                             }
+                            if this.log.reservation.is_some() && this.translator.is_none() {
+                                // What a stream cut short is charged by: its events so far.
+                                this.log.events += memchr::memmem::find_iter(&data, b"\n\n").count() as u64;
+                            }
                             let data = match (this.translator.as_mut(), this.strip.as_mut()) {
-                                (None, Some(strip)) => strip.feed(data),
+                                (None, Some(strip)) => {
+                                    let out = strip.feed(data);
+                                    if let Some(usage) = strip.take_usage() {
+                                        this.log.tail.push(&usage);
+                                    }
+                                    out
+                                }
                                 (None, None) => data,
                                 (Some(t), _) => {
                                     let mut out = Vec::new();
@@ -203,8 +213,6 @@ impl HttpBody for Relay {
                                 *this.held_frame = Some(Frame::data(own));
                             }
                         }
-                        // Last in the tail, so its counts are the ones the log reads.
-                        this.log.tail.push(strip.usage());
                     }
                     if let Some(t) = this.translator.as_mut() {
                         this.log.tokens = t.tokens();
@@ -267,7 +275,11 @@ impl HttpBody for Relay {
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.errors.is_some() || self.translator.is_some() { SizeHint::default() } else { self.inner.size_hint() }
+        if self.errors.is_some() || self.translator.is_some() || self.strip.is_some() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
     }
 }
 

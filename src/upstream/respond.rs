@@ -106,6 +106,10 @@ fn relay(
         if conversion.client == crate::dialect::Dialect::Messages {
             log.tail = crate::usage::Tail::with_head();
         }
+        if conversion.strip_usage {
+            // The client receives fewer bytes than the upstream sent.
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
     }
     // A body that breaks can only end with an error event when its length is open; a
     // fixed-length body that breaks is cut short, which the client sees from the length. Any

@@ -77,7 +77,10 @@ pub async fn run(
         let Some(cause) = cause_of(&result).filter(|c| plan.covers(*c)) else {
             return (result, candidate);
         };
-        if attempt < plan.attempts {
+        // A pool the failure left with no healthy endpoint is not retried when a fallback can
+        // take over (the top of the loop hands over).
+        let down = !pool.any_healthy() && plan.covers(RetryOn::NoHealthyEndpoint) && !rest.as_slice().is_empty();
+        if attempt < plan.attempts && !down {
             let asked = match &result {
                 Ok(answer) => retry_after(answer.response.headers()),
                 Err(_) => None,
@@ -174,11 +177,13 @@ fn describe(result: &Result<Answer, Failure>) -> String {
 /// HTTP-date form is not used by LLM APIs and is ignored).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let number = |name: &str| {
-        headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
+        let v = headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok()?;
+        // A day at most: any longer is "not now" all the same, and a huge value must not
+        // overflow a `Duration`.
+        (v.is_finite() && v >= 0.0).then_some(v)
     };
-    number("retry-after-ms")
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-        .or_else(|| number("retry-after").map(|s| Duration::from_secs_f64(s.min(86_400.0))))
+    let seconds = number("retry-after-ms").map(|ms| ms / 1000.0).or_else(|| number("retry-after"))?;
+    Some(Duration::from_secs_f64(seconds.min(86_400.0)))
 }
 
 /// How long to wait before try `attempt + 1`: the upstream's `Retry-After` when it gave one
@@ -213,6 +218,7 @@ mod tests {
         assert_eq!(retry_after(&headers(&[("retry-after", "-3")])), None);
         assert_eq!(retry_after(&headers(&[("retry-after", "NaN")])), None);
         assert_eq!(retry_after(&headers(&[("retry-after", "1e300")])), Some(Duration::from_secs(86_400)));
+        assert_eq!(retry_after(&headers(&[("retry-after-ms", "1e25")])), Some(Duration::from_secs(86_400)));
     }
 
     #[test]

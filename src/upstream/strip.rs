@@ -39,7 +39,17 @@ impl UsageStrip {
         let data = if self.partial.is_empty() {
             data
         } else {
+            // Only the new bytes (and the three before them, where a terminator may have
+            // begun) can end the event: an event trickled in small pieces costs linear time.
+            let from = self.partial.len().saturating_sub(3);
             self.partial.extend_from_slice(&data);
+            if last_boundary(&self.partial[from..]) == 0 {
+                if self.partial.len() > self.limit {
+                    self.gave_up = true;
+                    return std::mem::take(&mut self.partial).freeze();
+                }
+                return Bytes::new();
+            }
             std::mem::take(&mut self.partial).freeze()
         };
         let end = last_boundary(&data);
@@ -78,9 +88,10 @@ impl UsageStrip {
         std::mem::take(&mut self.partial).freeze()
     }
 
-    /// The usage chunk taken out (empty when none was).
-    pub fn usage(&self) -> &[u8] {
-        &self.usage
+    /// The usage chunk taken out since the last call, once: the relay hands it to the access
+    /// log's tail at once, so a client that leaves before the stream's end is still counted.
+    pub fn take_usage(&mut self) -> Option<Vec<u8>> {
+        (!self.usage.is_empty()).then(|| std::mem::take(&mut self.usage))
     }
 }
 
@@ -127,7 +138,7 @@ mod tests {
             out.extend_from_slice(&s.feed(Bytes::copy_from_slice(p)));
         }
         out.extend_from_slice(&s.finish());
-        (out, crate::usage::tokens_in(s.usage()))
+        (out, s.take_usage().and_then(|u| crate::usage::tokens_in(&u)))
     }
 
     #[test]

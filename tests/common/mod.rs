@@ -110,6 +110,8 @@ fn full(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<MockB
         .status(status)
         .header("content-type", content_type)
         .header("x-request-id", "req_mock_123")
+        // The upstream account's own limit, as OpenAI reports it on every answer.
+        .header("x-ratelimit-limit-requests", "10000")
         .body(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed())
         .unwrap()
 }
@@ -193,6 +195,7 @@ async fn answer(
         }
         ("GET", "/api/tags") if behaviour == Behaviour::Ollama => ok("ollama/tags.json"),
         ("GET", "/v1/models") => ok("openai/models.json"),
+        ("POST", "/v1/messages/count_tokens") => full(StatusCode::OK, "application/json", br#"{"input_tokens":10}"#.to_vec()),
         ("POST", "/v1/messages") => {
             let anthropic_error = |status: u16, file: &str| {
                 full(StatusCode::from_u16(status).unwrap(), "application/json", fixture(file))
