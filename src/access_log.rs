@@ -67,6 +67,12 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
+    /// The key the request came with (its name and user, for the line and the metrics).
+    pub fn set_key(&mut self, key: Option<&llm_gateway_compiler::acl::KeyEntry>) {
+        self.key = key.map(|k| k.name.clone());
+        self.user = key.and_then(|k| k.user.clone());
+    }
+
     pub fn new(method: &http::Method, path: &str) -> Self {
         metrics::get().inflight.inc();
         Self::build(method, path, true)

@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod access_log;
+pub mod admission;
 pub mod assets;
 pub mod auth;
 pub mod body;

@@ -20,7 +20,7 @@ use crate::job::{self, Job, Rebuild};
 use crate::providers::Operation;
 use crate::request_id::RequestId;
 use crate::state::{Live, Shared};
-use crate::{auth, models, queue, request, request_body, request_id, route, surface, trace};
+use crate::{admission, auth, models, queue, request, request_body, request_id, route, surface, trace};
 
 pub async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Body>, Infallible> {
     let id = request_id::from_headers(req.headers());
@@ -106,7 +106,7 @@ async fn dispatch(
     req: Request<Incoming>,
     live: &Arc<Live>,
     log: &mut AccessLog,
-    limit_headers: &mut job::LimitHeaders,
+    limit_headers: &mut admission::LimitHeaders,
 ) -> Result<Next, ApiError> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -123,8 +123,7 @@ async fn dispatch(
         }
         "/v1/models" if read => {
             let key = auth::authenticate(&live.plan, req.headers())?;
-            log.key = key.map(|k| k.name.clone());
-            log.user = key.and_then(|k| k.user.clone());
+            log.set_key(key);
             log.status = 200;
             return Ok(Next::Answer(models::list(live, key)));
         }
@@ -143,8 +142,7 @@ async fn dispatch(
                 return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD"));
             }
             let key = auth::authenticate(&live.plan, req.headers())?;
-            log.key = key.map(|k| k.name.clone());
-            log.user = key.and_then(|k| k.user.clone());
+            log.set_key(key);
             let resp = models::one(live, key, &p["/v1/models/".len()..]);
             log.status = resp.status().as_u16();
             return Ok(Next::Answer(resp));
@@ -166,8 +164,7 @@ async fn dispatch(
     }
     let dialect = ingress.dialect();
     let key = auth::authenticate(&live.plan, req.headers())?;
-    log.key = key.map(|k| k.name.clone());
-    log.user = key.and_then(|k| k.user.clone());
+    log.set_key(key);
     let (parts, body) = req.into_parts();
     let limits = request_body::Limits {
         max_bytes: live.plan.server.max_body_bytes,
@@ -221,14 +218,14 @@ async fn dispatch(
             crate::metrics::get().routing_decisions.with_label_values(&[target.method, route]).inc();
         }
     }
-    job::pool_of(live, &target)?;
+    admission::pool_of(live, &target)?;
     if live.plan.tracing.enabled && matches!(ingress, Ingress::Chat | Ingress::Messages | Ingress::Responses) {
         trace::log_request(&parsed, dialect, &target.model, live.plan.tracing.max_content_length);
     }
     // The prompt's tokens, roughly (4 bytes each), until the answer says. Counting a prompt's
     // tokens (which Claude Code asks for often) is not a request that counts.
     let estimate = (ingress != Ingress::CountTokens).then_some(body.len() as u64 / 4);
-    job::admit(live, key, &target, estimate, log, limit_headers).await?;
+    admission::admit(live, key, &target, estimate, log, limit_headers).await?;
     let first = match prepare(ingress, &body, &parsed, &target.model, target.provider)? {
         Prepared::Answer(value) => {
             log.status = 200;
@@ -254,7 +251,7 @@ async fn surface_request(
     req: Request<Incoming>,
     live: &Arc<Live>,
     log: &mut AccessLog,
-    limit_headers: &mut job::LimitHeaders,
+    limit_headers: &mut admission::LimitHeaders,
     known: bool,
 ) -> Result<Next, ApiError> {
     if !surface::safe_path(req.uri().path()) {
@@ -264,8 +261,7 @@ async fn surface_request(
         return Err(ApiError::method_not_allowed(req.method(), req.uri().path(), "POST"));
     }
     let key = auth::authenticate(&live.plan, req.headers())?;
-    log.key = key.map(|k| k.name.clone());
-    log.user = key.and_then(|k| k.user.clone());
+    log.set_key(key);
     let (parts, body) = req.into_parts();
     let limits = request_body::Limits {
         max_bytes: live.plan.server.max_body_bytes,
@@ -294,9 +290,9 @@ async fn surface_request(
     if log.metrics {
         log.metric_model = Some(live.model_label(&target.model));
     }
-    job::pool_of(live, &target)?;
+    admission::pool_of(live, &target)?;
     let estimate = Some(if raw.is_json() { body.len() as u64 / 4 } else { 0 });
-    job::admit(live, key, &target, estimate, log, limit_headers).await?;
+    admission::admit(live, key, &target, estimate, log, limit_headers).await?;
     let upstream_body = match target.model.is_empty() {
         true => body.clone(),
         false => raw.body_for(&body, &target.model)?,

@@ -121,10 +121,16 @@ async fn keys_acls_and_fallbacks_apply_as_for_chat() {
     assert_eq!(r.status.as_u16(), 401);
     assert!(mock.posts().is_empty());
     let (content_type, mut body) = upload("whisper-large-v3");
-    let twice = format!("\r\n--d6f4b2c1a0e9f8d7\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-transcribe");
+    let twice = "\r\n--d6f4b2c1a0e9f8d7\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-transcribe";
     let at = body.windows(11).position(|w| w == b"\r\n--d6f4b2c").unwrap();
     body.splice(at..at, twice.bytes());
-    let r = send("POST", &gw.url("/v1/audio/transcriptions"), &[("authorization", &format!("Bearer {KEY}")), ("content-type", &content_type)], body).await;
+    let r = send(
+        "POST",
+        &gw.url("/v1/audio/transcriptions"),
+        &[("authorization", &format!("Bearer {KEY}")), ("content-type", &content_type)],
+        body,
+    )
+    .await;
     assert_eq!(r.status.as_u16(), 400, "two model fields: servers differ on which they take");
     let (content_type, body) = upload("overloaded");
     let auth = format!("Bearer {KEY}");

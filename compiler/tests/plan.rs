@@ -205,9 +205,11 @@ fn bad_traffic_settings_are_errors_and_doubtful_ones_warnings() {
 
 #[test]
 fn keys_of_one_user_with_different_limits_and_a_pooled_max_concurrent_are_warned_about() {
-    let c = ok("providers:\n  local:\n    endpoints:\n      - {name: a, base_url: \"http://a\"}\n      - {name: b, base_url: \"http://b\"}\n\
+    let c = ok(
+        "providers:\n  local:\n    endpoints:\n      - {name: a, base_url: \"http://a\"}\n      - {name: b, base_url: \"http://b\"}\n\
                 limits:\n  max_concurrent: 2\n\
-                api_keys:\n  enabled: true\n  keys:\n    - {name: a, key: sk-gw-aaaaaaaaaaaaaaaa, user: al, rpm: 5}\n    - {name: b, key: sk-gw-bbbbbbbbbbbbbbbb, user: al, rpm: 6}\n    - {name: c, key: sk-gw-cccccccccccccccc, user: al, rpm: 5}\n");
+                api_keys:\n  enabled: true\n  keys:\n    - {name: a, key: sk-gw-aaaaaaaaaaaaaaaa, user: al, rpm: 5}\n    - {name: b, key: sk-gw-bbbbbbbbbbbbbbbb, user: al, rpm: 6}\n    - {name: c, key: sk-gw-cccccccccccccccc, user: al, rpm: 5}\n",
+    );
     assert_eq!(
         warnings(&c),
         [
@@ -215,6 +217,8 @@ fn keys_of_one_user_with_different_limits_and_a_pooled_max_concurrent_are_warned
             "keys of user `al` have different limits (see api_keys.keys[0])",
         ]
     );
-    let routes = ok("providers:\n  local: {}\nfallbacks:\n  \"*\": [fast, llama3]\nrouting:\n  routes:\n    - {name: fast, model: qwen}\n");
+    let routes = ok(
+        "providers:\n  local: {}\nfallbacks:\n  \"*\": [fast, llama3]\nrouting:\n  routes:\n    - {name: fast, model: qwen}\n",
+    );
     assert_eq!(routes.plan.fallbacks_of("mistral", None), ["qwen", "llama3"], "a route name stands for its model");
 }

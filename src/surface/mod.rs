@@ -7,9 +7,9 @@
 
 pub mod multipart;
 
-use multipart::Field;
 use bytes::Bytes;
 use http::{HeaderValue, Method, header};
+use multipart::Field;
 
 use crate::error::ApiError;
 use crate::request;
@@ -85,7 +85,9 @@ impl Raw {
             Form::Json => Ok(request::parse(body)?.model),
             Form::Multipart(boundary) => match multipart::field(body, boundary, "model") {
                 Field::Absent => Ok(None),
-                Field::Repeated => Err(ApiError::bad_request("invalid_model", "the form has more than one `model` field")),
+                Field::Repeated => {
+                    Err(ApiError::bad_request("invalid_model", "the form has more than one `model` field"))
+                }
                 Field::One(span) => match std::str::from_utf8(&body[span]) {
                     Ok(m) => Ok(Some(m.trim().to_owned()).filter(|m| !m.is_empty())),
                     Err(_) => Err(ApiError::bad_request("invalid_model", "the form's `model` field is not UTF-8 text")),
@@ -160,7 +162,9 @@ mod tests {
     fn paths_that_climb_out_are_refused() {
         assert!(safe_path("/v1/audio/speech"));
         assert!(safe_path("/v1/files/file-abc.jsonl"));
-        for bad in ["/v1/audio/../../slots/0", "/v1/./x", "/v1/%2e%2E/admin", "/v1/a%2Fb", "/v1/a%5cb", "/v1/a\\..", "/v1/.."] {
+        for bad in
+            ["/v1/audio/../../slots/0", "/v1/./x", "/v1/%2e%2E/admin", "/v1/a%2Fb", "/v1/a%5cb", "/v1/a\\..", "/v1/.."]
+        {
             assert!(!safe_path(bad), "{bad}");
         }
     }

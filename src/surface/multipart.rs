@@ -146,8 +146,10 @@ mod tests {
     #[test]
     fn every_cut_of_a_form_is_safe() {
         let body = form();
-        for cut in 0..body.len() {
-            assert_eq!(field(&body[..cut], "b0undary", "model") == Field::One(0..0), false);
+        // Until the form's end arrives, its model field cannot be known.
+        let end = body.windows(9).position(|w| w == b"whisper-1").unwrap() + 9 + 2;
+        for cut in 0..end {
+            assert_eq!(field(&body[..cut], "b0undary", "model"), Field::Absent, "cut at {cut}");
         }
     }
 

@@ -54,14 +54,16 @@ pub async fn run(
         // A provider with no healthy endpoint hands over to the next fallback at once, without
         // waiting for its endpoints to time out (with none left, it is tried anyway).
         let down = live.pool(candidate.kind).is_some_and(|p| !p.any_healthy());
-        if down && plan.covers(RetryOn::NoHealthyEndpoint) && !rest.as_slice().is_empty() {
-            if let Some(next) = next_candidate(&mut rest, prepare) {
-                let why = format!("no endpoint of provider '{}' is healthy", candidate.kind.config_name());
-                fall_back(live, log, &candidate, &next, RetryOn::NoHealthyEndpoint, &why);
-                candidate = next;
-                attempt = 1;
-                continue;
-            }
+        if down
+            && plan.covers(RetryOn::NoHealthyEndpoint)
+            && !rest.as_slice().is_empty()
+            && let Some(next) = next_candidate(&mut rest, prepare)
+        {
+            let why = format!("no endpoint of provider '{}' is healthy", candidate.kind.config_name());
+            fall_back(live, log, &candidate, &next, RetryOn::NoHealthyEndpoint, &why);
+            candidate = next;
+            attempt = 1;
+            continue;
         }
         let Some(pool) = live.pool(candidate.kind) else {
             return (Err(ApiError::internal("no_provider", "provider vanished").into()), candidate);

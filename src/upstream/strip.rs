@@ -95,8 +95,6 @@ impl UsageStrip {
     }
 }
 
-
-
 /// The index just past the last event terminator (`\n\n` or `\r\n\r\n`) in `data`; 0 if none.
 fn last_boundary(data: &[u8]) -> usize {
     let lf = memchr::memmem::rfind(data, b"\n\n").map_or(0, |i| i + 2);

@@ -195,7 +195,9 @@ async fn answer(
         }
         ("GET", "/api/tags") if behaviour == Behaviour::Ollama => ok("ollama/tags.json"),
         ("GET", "/v1/models") => ok("openai/models.json"),
-        ("POST", "/v1/messages/count_tokens") => full(StatusCode::OK, "application/json", br#"{"input_tokens":10}"#.to_vec()),
+        ("POST", "/v1/messages/count_tokens") => {
+            full(StatusCode::OK, "application/json", br#"{"input_tokens":10}"#.to_vec())
+        }
         ("POST", "/v1/messages") => {
             let anthropic_error = |status: u16, file: &str| {
                 full(StatusCode::from_u16(status).unwrap(), "application/json", fixture(file))

@@ -1,0 +1,77 @@
+//! The checks a request passes once its target is known, before anything is sent upstream:
+//! the provider is usable, the key may use the model and route, and the key's rate limits let
+//! it through (the limiter's headers then go on whatever response it gets).
+
+use http::{HeaderName, HeaderValue};
+use llm_gateway_compiler::acl::KeyEntry;
+
+use crate::access_log::AccessLog;
+use crate::error::ApiError;
+use crate::pool::Pool;
+use crate::ratelimit;
+use crate::route::Target;
+use crate::state::Live;
+
+/// The rate-limit headers of a key with limits (`Some`, even empty when its backend could not
+/// say), for every response to it; `None` for a key without.
+pub type LimitHeaders = Option<Vec<(HeaderName, HeaderValue)>>;
+
+/// The upstream pool of `target`, usable (configured, with its credentials).
+pub fn pool_of<'l>(live: &'l Live, target: &Target) -> Result<&'l Pool, ApiError> {
+    let pool = live.pool(target.provider).ok_or_else(|| {
+        ApiError::bad_request(
+            "provider_not_configured",
+            format!(
+                "model '{}' is served by provider '{}', which is not configured",
+                target.model,
+                target.provider.config_name()
+            ),
+        )
+    })?;
+    pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
+    Ok(pool)
+}
+
+/// The key's ACL for `target`, then its rate limits (`estimate`: the prompt's tokens, until
+/// the answer says; `None`: a request that does not count, such as `count_tokens`). The limit
+/// headers go on the response whatever happens next.
+pub async fn admit(
+    live: &Live,
+    key: Option<&KeyEntry>,
+    target: &Target,
+    estimate: Option<u64>,
+    log: &mut AccessLog,
+    limit_headers: &mut LimitHeaders,
+) -> Result<(), ApiError> {
+    let Some(k) = key else { return Ok(()) };
+    if !k.allows_model(&target.model) {
+        return Err(ApiError::forbidden(
+            "model_not_allowed",
+            format!("model '{}' is not allowed for this API key", target.model),
+        ));
+    }
+    if let Some(r) = target.route.as_deref().filter(|r| !k.allows_route(r)) {
+        return Err(ApiError::forbidden("route_not_allowed", format!("route '{r}' is not allowed for this API key")));
+    }
+    let Some(estimate) = estimate.filter(|_| k.limits.limits_rate()) else {
+        return Ok(());
+    };
+    match live.limiter.admit(k.subject(), &k.limits, estimate).await {
+        ratelimit::Decision::Allowed(admission) => {
+            *limit_headers = Some(admission.headers);
+            log.reservation = admission.reservation;
+            Ok(())
+        }
+        ratelimit::Decision::Limited(refusal) => {
+            *limit_headers = Some(refusal.headers);
+            if log.metrics {
+                crate::metrics::get().rate_limited.with_label_values(&[&k.name, refusal.limit]).inc();
+            }
+            Err(ApiError::rate_limited(refusal.limit, refusal.retry_after))
+        }
+        ratelimit::Decision::Unavailable(_) => {
+            *limit_headers = Some(Vec::new());
+            Err(ApiError::rate_limit_backend())
+        }
+    }
+}
