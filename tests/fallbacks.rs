@@ -186,3 +186,60 @@ async fn a_routes_fallbacks_come_first() {
     assert_eq!(r.header("x-llm-gateway-model"), Some("llama3"));
     assert_eq!(r.header("x-llm-gateway-route"), Some("fast"));
 }
+
+/// Every trigger, in every client dialect: the answer comes from the fallback, in the
+/// client's dialect, and the metric names the trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_trigger_falls_back_in_every_dialect() {
+    let mock = Mock::start().await;
+    // Passes its health probes, then drops every request's connection without an answer.
+    let closing = Mock::start_with(common::Behaviour::Close).await;
+    let yaml = format!(
+        "providers:\n  local:\n    base_url: {url}\n  anthropic:\n    api_key: sk-ant\n    base_url: {url}\n  open_ai:\n    api_key: sk-x\n    base_url: {closing}\n    health_check: {{interval_seconds: 3600}}\n\
+         metrics:\n  enabled: true\ntimeouts:\n  first_byte_seconds: 1\nfallbacks:\n  \"*\": [llama3]\n",
+        url = mock.url(),
+        closing = closing.url()
+    );
+    let gw = Gateway::start(&yaml);
+    let triggers = [
+        ("rate-limited", "rate_limited"),
+        ("overloaded", "server_error"),
+        ("claude-rate-limited", "rate_limited"),
+        ("claude-overloaded", "server_error"),
+        ("gpt-4o", "connect"),
+        ("slow", "timeout"),
+    ];
+    let mut runs = Vec::new();
+    for (model, _) in triggers {
+        for (path, body) in [
+            ("/v1/chat/completions", chat(model)),
+            (
+                "/v1/messages",
+                json!({"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "Hi"}]}),
+            ),
+            ("/v1/responses", json!({"model": model, "input": "Hi"})),
+        ] {
+            let gw = &gw;
+            runs.push(async move { (model, path, post(gw, path, body).await) });
+        }
+    }
+    for (model, path, r) in futures_util::future::join_all(runs).await {
+        assert_eq!(r.status.as_u16(), 200, "{model} on {path}: {}", r.text());
+        assert_eq!(r.header("x-llm-gateway-model"), Some("llama3"), "{model} on {path}");
+        let v = r.json();
+        let shape = match path {
+            "/v1/chat/completions" => v["object"] == "chat.completion",
+            "/v1/messages" => v["type"] == "message",
+            _ => v["object"] == "response",
+        };
+        assert!(shape, "{model} on {path}: {v}");
+    }
+    let text = send("GET", &gw.url("/metrics"), &[], "").await.text();
+    for (_, reason) in triggers {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("llm_gateway_fallbacks_total{") && l.contains(&format!("reason=\"{reason}\""))),
+            "{reason}: {text}"
+        );
+    }
+}
