@@ -6,6 +6,8 @@ only the shape, token counts and finish reasons are checked, never the content.
 
 Usage: python e2e_local_model.py MODEL_SERVER_URL MODEL_ALIAS"""
 import sys
+import time
+import urllib.request
 
 from anthropic import Anthropic
 from openai import OpenAI
@@ -13,6 +15,8 @@ from openai import OpenAI
 from harness import Gateway, binary
 
 CONFIG = """
+metrics:
+  enabled: true
 providers:
   local:
     base_url: "{upstream}"
@@ -50,6 +54,32 @@ def check_stream(client, model):
     assert "".join(pieces), f"{model}: streamed no text"
     assert finish in ("stop", "length"), finish
     assert usage and 0 < usage.completion_tokens <= 12, usage
+
+
+def metric(gateway, name, model):
+    """The sum of `name`'s samples for `model` in the gateway's /metrics."""
+    text = urllib.request.urlopen(f"http://{gateway.addr}/metrics", timeout=30).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and f'model="{model}"' in line)
+
+
+def check_usage(client, gateway, model):
+    """A stream whose client did not ask for usage: the real server is asked for it (and
+    accepts `stream_options`), the client sees no usage chunk, and its tokens are counted;
+    tokens per second come from the server's own timings, not from a near-zero duration."""
+    before = metric(gateway, "llm_gateway_tokens_completion_total", model)
+    chunks = list(client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Count to three."}],
+                                                 max_tokens=12, stream=True))
+    assert chunks and all(c.usage is None and c.choices for c in chunks), chunks[-1]
+    for _ in range(100):
+        counted = metric(gateway, "llm_gateway_tokens_completion_total", model) - before
+        if counted:
+            break
+        time.sleep(0.05)
+    assert 0 < counted <= 12, counted
+    rate = metric(gateway, "llm_gateway_tokens_per_second_sum", model)
+    requests = metric(gateway, "llm_gateway_tokens_per_second_count", model)
+    assert requests and 0 < rate / requests < 20000, (rate, requests)
 
 
 def check_dialects(gateway):
@@ -102,6 +132,7 @@ def main():
         assert 0 < r.usage.completion_tokens <= 8, r.usage
 
         check_stream(client, alias)
+        check_usage(client, gateway, alias)
 
         # `auto` through the builtin embedder: a coding prompt goes to the `claude` route.
         for prompt, route in [("Write a Python function that adds two numbers.", "claude"), ("Hello there!", "chat")]:
