@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
 use hyper::body::Incoming;
+use llm_gateway_compiler::acl::KeyEntry;
 use llm_gateway_compiler::keywords::{Message, RequestView};
 use llm_gateway_compiler::plan::{ProviderKind, UnknownPaths};
 use tracing::info;
@@ -163,14 +164,7 @@ async fn dispatch(
         return Err(ApiError::method_not_allowed(&method, &path, "POST"));
     }
     let dialect = ingress.dialect();
-    let key = auth::authenticate(&live.plan, req.headers())?;
-    log.set_key(key);
-    let (parts, body) = req.into_parts();
-    let limits = request_body::Limits {
-        max_bytes: live.plan.server.max_body_bytes,
-        timeout: live.plan.server.request_body_timeout,
-    };
-    let body = request_body::read(&parts.headers, parts.version, body, limits).await?;
+    let (key, parts, body) = authenticated(req, live, log).await?;
     let parsed = request::parse(&body)?;
     log.stream = parsed.is_stream();
     log.model_asked = parsed.model.clone();
@@ -245,6 +239,23 @@ async fn dispatch(
     Ok(Next::Forward(Job::new(live, key, target, first, Rebuild::Dialect(ingress), body, client_headers)))
 }
 
+/// The client's key (checked), its request's head and its whole body (bounded in size and time).
+async fn authenticated<'l>(
+    req: Request<Incoming>,
+    live: &'l Live,
+    log: &mut AccessLog,
+) -> Result<(Option<&'l KeyEntry>, http::request::Parts, bytes::Bytes), ApiError> {
+    let key = auth::authenticate(&live.plan, req.headers())?;
+    log.set_key(key);
+    let (parts, body) = req.into_parts();
+    let limits = request_body::Limits {
+        max_bytes: live.plan.server.max_body_bytes,
+        timeout: live.plan.server.request_body_timeout,
+    };
+    let body = request_body::read(&parts.headers, parts.version, body, limits).await?;
+    Ok((key, parts, body))
+}
+
 /// A request of the rest of the surface (`known`), or any other `/v1/*` path when
 /// `unknown_paths: forward` (sent to `local` when its body names no model).
 async fn surface_request(
@@ -260,14 +271,7 @@ async fn surface_request(
     if known && req.method() != Method::POST {
         return Err(ApiError::method_not_allowed(req.method(), req.uri().path(), "POST"));
     }
-    let key = auth::authenticate(&live.plan, req.headers())?;
-    log.set_key(key);
-    let (parts, body) = req.into_parts();
-    let limits = request_body::Limits {
-        max_bytes: live.plan.server.max_body_bytes,
-        timeout: live.plan.server.request_body_timeout,
-    };
-    let body = request_body::read(&parts.headers, parts.version, body, limits).await?;
+    let (key, parts, body) = authenticated(req, live, log).await?;
     let raw = Arc::new(surface::Raw::new(&parts));
     let asked = raw.model(&body)?;
     let stream = raw.stream(&body);

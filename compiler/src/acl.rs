@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::decode::{Cx, Spanned, suggest};
 use crate::endpoints::non_empty;
-use crate::glob::{Glob, GlobList};
+use crate::glob::GlobList;
 use crate::plan::RoutingPlan;
 use crate::raw;
 pub use crate::traffic::KeyLimits;
@@ -40,7 +40,6 @@ pub struct KeyTable {
     keys: Vec<KeyEntry>,
 }
 
-#[derive(Debug)]
 pub struct KeyEntry {
     pub name: String,
     /// Who the key belongs to; keys sharing a user share its counters.
@@ -53,6 +52,21 @@ pub struct KeyEntry {
     models: Option<GlobList>,
     /// `None`: every route.
     routes: Option<GlobList>,
+}
+
+/// Names and users are not secrets, but a careless one may be a URL with a password in it:
+/// shown masked, like every URL in diagnostics.
+impl std::fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::mask::mask_urls;
+        f.debug_struct("KeyEntry")
+            .field("name", &mask_urls(&self.name))
+            .field("user", &self.user.as_deref().map(mask_urls))
+            .field("limits", &self.limits)
+            .field("models", &self.models)
+            .field("routes", &self.routes)
+            .finish()
+    }
 }
 
 impl KeyEntry {
@@ -294,19 +308,7 @@ fn globs(
     let mut out = Vec::new();
     for (j, p) in list.map(|l| l.value.as_slice()).unwrap_or_default().iter().enumerate() {
         let item = format!("{path}[{j}]");
-        let glob = match Glob::parse(&p.value) {
-            Ok(g) => g,
-            Err(why) => {
-                cx.at(&item, |cx| {
-                    cx.error_help(
-                        p.span.clone(),
-                        format!("invalid glob `{}`: {why}", p.value),
-                        "globs use `*`, `?` and `[...]`",
-                    )
-                });
-                continue;
-            }
-        };
+        let Some(glob) = cx.glob(&item, &p.value, p.span.clone()) else { continue };
         if let Some(names) = names
             && glob.is_literal()
             && !names.contains(&p.value.as_str())
@@ -327,7 +329,7 @@ mod tests {
     use super::*;
 
     fn list(patterns: &[&str]) -> Option<GlobList> {
-        GlobList::new(patterns.iter().map(|p| Glob::parse(p).unwrap()).collect())
+        GlobList::new(patterns.iter().map(|p| crate::glob::Glob::parse(p).unwrap()).collect())
     }
 
     fn entry(models: &[&str], routes: &[&str]) -> KeyEntry {
@@ -358,6 +360,19 @@ mod tests {
         assert_eq!(parse_sha256(&hex.to_uppercase()), Some(hash_key("sk-gw-1")));
         assert_eq!(parse_sha256(&hex[1..]), None);
         assert_eq!(parse_sha256(&"g".repeat(64)), None);
+    }
+
+    #[test]
+    fn debug_masks_a_url_password_in_a_name_or_user() {
+        let e = KeyEntry::with_owner(
+            "http://u:hunter2pw@x".into(),
+            Some("http://u:hunter2pw@y".into()),
+            KeyLimits::default(),
+            None,
+            None,
+        );
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("hunter2pw") && shown.contains("KeyEntry"), "{shown}");
     }
 
     #[test]

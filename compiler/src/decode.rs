@@ -127,6 +127,19 @@ impl<'e> Cx<'e> {
         })
     }
 
+    /// `text` as a glob, or an error at `path` saying why not.
+    pub fn glob(&mut self, path: &str, text: &str, span: Range<usize>) -> Option<crate::glob::Glob> {
+        match crate::glob::Glob::parse(text) {
+            Ok(g) => Some(g),
+            Err(why) => {
+                self.at(path, |cx| {
+                    cx.error_help(span, format!("invalid glob `{text}`: {why}"), "globs use `*`, `?` and `[...]`")
+                });
+                None
+            }
+        }
+    }
+
     pub fn unknown_key(&mut self, key: &Key, known: &[&str]) {
         let k = key.text.clone();
         let message = format!("unknown key `{k}`");

@@ -88,19 +88,7 @@ fn aliases(cx: &mut Cx, raw: &raw::Routing) -> Vec<(Glob, String)> {
     let mut wildcards: Vec<usize> = Vec::new();
     for (pattern, target) in raw.aliases.as_ref().map(|a| a.value.0.as_slice()).unwrap_or_default() {
         let path = format!("routing.aliases.{}", pattern.value);
-        let glob = match Glob::parse(&pattern.value) {
-            Ok(g) => g,
-            Err(why) => {
-                cx.at(&path, |cx| {
-                    cx.error_help(
-                        pattern.span.clone(),
-                        format!("invalid glob `{}`: {why}", pattern.value),
-                        "globs use `*`, `?` and `[...]`",
-                    )
-                });
-                continue;
-            }
-        };
+        let Some(glob) = cx.glob(&path, &pattern.value, pattern.span.clone()) else { continue };
         if target.value.trim().is_empty() {
             cx.at(&path, |cx| {
                 cx.error_help(target.span.clone(), "an alias needs a target", "a route name, `auto`, or a model name")

@@ -56,19 +56,7 @@ pub(crate) fn fallbacks(
     let mut out = Vec::new();
     for (pattern, list) in raw.map(|m| m.value.0.as_slice()).unwrap_or_default() {
         let path = format!("fallbacks.{}", pattern.value);
-        let glob = match Glob::parse(&pattern.value) {
-            Ok(g) => g,
-            Err(why) => {
-                cx.at(&path, |cx| {
-                    cx.error_help(
-                        pattern.span.clone(),
-                        format!("invalid glob `{}`: {why}", pattern.value),
-                        "globs use `*`, `?` and `[...]`",
-                    )
-                });
-                continue;
-            }
-        };
+        let Some(glob) = cx.glob(&path, &pattern.value, pattern.span.clone()) else { continue };
         let models = models(cx, &path, &list.value, providers);
         if list.value.is_empty() {
             cx.at(&path, |cx| cx.warn(list.span.clone(), "no fallback models listed: this entry does nothing", None));
