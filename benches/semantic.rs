@@ -31,6 +31,7 @@ fn routing() -> RoutingPlan {
             description: String::new(),
             examples: (0..5).map(|j| format!("example {j} about {topic}")).collect(),
             fallbacks: Vec::new(),
+            span: 0..0,
         })
         .collect();
     RoutingPlan {

@@ -38,6 +38,12 @@ pub enum Command {
     /// A running gateway picks the change up within a second. New keys are stored as
     /// `key_sha256` and printed once on standard output.
     Keys(KeysArgs),
+    /// Show how a prompt is routed (every layer, every route's score, the decision), or
+    /// evaluate a labelled set of prompts (`--eval FILE`; for CI with `--min-accuracy`).
+    ///
+    /// Exit status: 0, or 1 when the accuracy is below --min-accuracy; 78 for a config with
+    /// errors, 66 for a file that cannot be read, 65 for a malformed evaluation file.
+    Route(RouteArgs),
     /// Print the JSON Schema of the config file (for editors and CI).
     Schema,
     /// Print the version.
@@ -82,9 +88,14 @@ pub struct CheckArgs {
     #[arg(long)]
     pub deny_warnings: bool,
     /// Do not embed the routes' examples (by default `check` does, as `run` would, so a
-    /// missing or broken embedding model fails here).
+    /// missing or broken embedding model fails here, and warns about thresholds and routes
+    /// the examples show to be wrong).
     #[arg(long)]
     pub no_embed: bool,
+    /// Also print, per route, how its examples score (leave-one-out) against it and against
+    /// the nearest other route.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +104,30 @@ pub enum Format {
     Text,
     /// One JSON document with every file and diagnostic.
     Json,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RouteArgs {
+    /// `[CONFIG] PROMPT`, or `[CONFIG]` with --eval or --messages (CONFIG: config.yaml).
+    #[arg(num_args = 0..=2)]
+    pub args: Vec<String>,
+    /// A request body (Chat, Messages or Responses JSON) to route instead of one prompt.
+    #[arg(long, value_name = "FILE", conflicts_with = "eval")]
+    pub messages: Option<PathBuf>,
+    /// A labelled set: `route<TAB>prompt` lines (`#` comments; a prompt may start with
+    /// `[tools] `, `[system=...] `, `[max_tokens=N] `).
+    #[arg(long, value_name = "FILE")]
+    pub eval: Option<PathBuf>,
+    /// With --eval: exit 1 when the accuracy is below this (0 to 1).
+    #[arg(long, value_name = "RATIO", requires = "eval", value_parser = ratio)]
+    pub min_accuracy: Option<f64>,
+}
+
+fn ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{text}` is not a number from 0 to 1")),
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -197,6 +232,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => crate::cmd::check::run(args),
         Command::Genkey(args) => crate::cmd::genkey::run(args),
         Command::Keys(args) => crate::cmd::keys::run(args),
+        Command::Route(args) => crate::cmd::route::run(args),
         Command::Schema => {
             print!("{}", llm_gateway_compiler::schema::json());
             crate::exit::code(crate::exit::OK)

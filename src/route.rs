@@ -113,7 +113,9 @@ async fn cascade<'c>(
                     trace.push(format!("semantic:{}:{score:.2}:ambiguous", r.routes[id].name));
                     ask_classifier = true;
                 }
-                _ => trace.push("semantic:no_match".into()),
+                // The nearest route and its score, so a miss says how near it came.
+                Some((id, score)) => trace.push(format!("semantic:no_match(best={}:{score:.2})", r.routes[id].name)),
+                None => trace.push("semantic:no_match".into()),
             },
         }
     } else if r.semantic.is_some() {

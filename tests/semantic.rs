@@ -56,7 +56,7 @@ async fn builtin_embeddings_route_auto_and_model_less_requests() {
     assert_eq!((model.as_str(), route.as_str()), ("general-model", "general"), "below the threshold: default");
     assert!(gw.wait_for_log("method=semantic route='coding' model='code-model' confidence=0."), "{}", gw.logs());
     assert!(gw.wait_for_log("cascade=[semantic:creative:0."), "{}", gw.logs());
-    assert!(gw.wait_for_log("cascade=[semantic:no_match,default:general]"), "{}", gw.logs());
+    assert!(gw.wait_for_log("cascade=[semantic:no_match(best="), "a miss names the nearest route: {}", gw.logs());
 
     // A reload that keeps the examples embeds nothing; a new example is the only one embedded.
     let path = gw.config_path();

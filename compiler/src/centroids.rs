@@ -67,21 +67,152 @@ impl Vectors {
     /// The best route for a unit-length query and its cosine similarity. Only a similarity
     /// above 0 wins; on a tie the earlier route does (the anchor's rules).
     pub fn best(&self, query: &[f32], comparison: Comparison) -> Option<(RouteId, f32)> {
-        if query.len() != self.dims {
-            return None;
-        }
         let mut best: Option<(RouteId, f32)> = None;
-        for r in &self.routes {
-            let score = match comparison {
-                Comparison::Centroid => dot(query, &r.centroid),
-                Comparison::Max => r.examples.iter().map(|e| dot(query, e)).fold(f32::MIN, f32::max),
-                Comparison::Average => r.examples.iter().map(|e| dot(query, e)).sum::<f32>() / r.examples.len() as f32,
-            };
+        for (route, score) in self.scores(query, comparison) {
             if score > best.map_or(0.0, |(_, s)| s) {
-                best = Some((r.route, score));
+                best = Some((route, score));
             }
         }
         best
+    }
+
+    /// Every route's similarity to a unit-length query, in route order (none when the query
+    /// has another number of dimensions).
+    pub fn scores(&self, query: &[f32], comparison: Comparison) -> Vec<(RouteId, f32)> {
+        if query.len() != self.dims {
+            return Vec::new();
+        }
+        self.routes.iter().map(|r| (r.route, score(query, r, comparison))).collect()
+    }
+}
+
+fn score(query: &[f32], r: &RouteVectors, comparison: Comparison) -> f32 {
+    match comparison {
+        Comparison::Centroid => dot(query, &r.centroid),
+        Comparison::Max => r.examples.iter().map(|e| dot(query, e)).fold(f32::MIN, f32::max),
+        Comparison::Average => r.examples.iter().map(|e| dot(query, e)).sum::<f32>() / r.examples.len() as f32,
+    }
+}
+
+/// How well the examples tell their routes apart under one model and comparison: each
+/// example scored against its own route without itself (leave-one-out, as an unseen prompt of
+/// that route would be) and against every other route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    pub routes: Vec<RouteCalibration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteCalibration {
+    pub route: RouteId,
+    pub examples: usize,
+    /// Per example (a route with one example has none): its leave-one-out score against its
+    /// own route, and the best other route with its score.
+    pub scores: Vec<ExampleScore>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExampleScore {
+    pub own: f32,
+    pub nearest: Option<(RouteId, f32)>,
+}
+
+impl ExampleScore {
+    /// Whether the cascade would have taken this example's own route (at threshold 0).
+    pub fn hit(&self) -> bool {
+        self.own > 0.0 && self.nearest.is_none_or(|(_, s)| self.own > s)
+    }
+}
+
+impl RouteCalibration {
+    pub fn hits(&self) -> usize {
+        self.scores.iter().filter(|s| s.hit()).count()
+    }
+
+    /// The lowest and highest leave-one-out own scores.
+    pub fn own_range(&self) -> Option<(f32, f32)> {
+        let own = self.scores.iter().map(|s| s.own);
+        Some((own.clone().reduce(f32::min)?, own.reduce(f32::max)?))
+    }
+
+    /// The other route the examples come closest to, and the best such score.
+    pub fn nearest(&self) -> Option<(RouteId, f32)> {
+        self.scores.iter().filter_map(|s| s.nearest).max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+pub fn calibrate(vectors: &Vectors, comparison: Comparison) -> Calibration {
+    let routes = vectors
+        .routes
+        .iter()
+        .map(|r| {
+            let scores = (0..r.examples.len())
+                .filter(|_| r.examples.len() > 1)
+                .map(|i| {
+                    let e = &r.examples[i];
+                    let own = left_out(r, i, comparison);
+                    let nearest = vectors
+                        .routes
+                        .iter()
+                        .filter(|o| o.route != r.route)
+                        .map(|o| (o.route, score(e, o, comparison)))
+                        .max_by(|a, b| a.1.total_cmp(&b.1));
+                    ExampleScore { own, nearest }
+                })
+                .collect();
+            RouteCalibration { route: r.route, examples: r.examples.len(), scores }
+        })
+        .collect();
+    Calibration { routes }
+}
+
+/// Example `i` of `r` scored against `r` without it.
+fn left_out(r: &RouteVectors, i: usize, comparison: Comparison) -> f32 {
+    let e = &r.examples[i];
+    let others = r.examples.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, x)| x);
+    match comparison {
+        Comparison::Centroid => {
+            let mut c = vec![0.0; e.len()];
+            for x in others {
+                c.iter_mut().zip(x).for_each(|(c, x)| *c += x);
+            }
+            if normalize(&mut c) { dot(e, &c) } else { 0.0 }
+        }
+        Comparison::Max => others.map(|x| dot(e, x)).fold(f32::MIN, f32::max),
+        Comparison::Average => others.map(|x| dot(e, x)).sum::<f32>() / (r.examples.len() - 1) as f32,
+    }
+}
+
+impl Calibration {
+    /// Every example's leave-one-out own score, lowest first.
+    fn own_scores(&self) -> Vec<f32> {
+        let mut all: Vec<f32> = self.routes.iter().flat_map(|r| r.scores.iter().map(|s| s.own)).collect();
+        all.sort_by(f32::total_cmp);
+        all
+    }
+
+    /// The share of examples whose own score is below `threshold` (they would fall to the
+    /// default route as prompts).
+    pub fn below(&self, threshold: f64) -> f64 {
+        let all = self.own_scores();
+        if all.is_empty() {
+            return 0.0;
+        }
+        all.iter().filter(|&&s| f64::from(s) < threshold).count() as f64 / all.len() as f64
+    }
+
+    /// Thresholds for a config that gives none: `threshold` is half the 10th percentile of
+    /// the examples' leave-one-out own scores — a prompt well below what nine in ten examples
+    /// score against their own route is taken as none of them — and `ambiguous_threshold`
+    /// half of that. Both 0 when there is nothing to measure.
+    pub fn suggested(&self) -> (f64, f64) {
+        let all = self.own_scores();
+        if all.is_empty() {
+            return (0.0, 0.0);
+        }
+        let p10 = f64::from(all[(all.len() - 1) / 10]).max(0.0);
+        let threshold = (p10 / 2.0 * 100.0).floor() / 100.0;
+        (threshold, (threshold / 2.0 * 100.0).floor() / 100.0)
     }
 }
 
@@ -138,6 +269,7 @@ mod tests {
                     description: String::new(),
                     examples: examples.iter().map(|e| (*e).into()).collect(),
                     fallbacks: Vec::new(),
+                    span: 0..0,
                 })
                 .collect(),
             by_name: Default::default(),
@@ -184,5 +316,28 @@ mod tests {
         assert_eq!(err, "failed to embed exemplars for route 'b': cannot embed 'what'");
         let err = embed_routes(&routing(&[("z", &["zero"])]), &Axes).unwrap_err();
         assert_eq!(err, "failed to embed exemplars for route 'z': the model returned a zero vector");
+    }
+
+    #[test]
+    fn leave_one_out_scores_each_example_against_its_route_without_it() {
+        let v =
+            embed_routes(&routing(&[("a", &["x 1", "x 2", "xy"]), ("b", &["y 1", "y 2"]), ("c", &["x only"])]), &Axes)
+                .unwrap();
+        let c = calibrate(&v, Comparison::Centroid);
+        let a = &c.routes[0];
+        assert_eq!((a.examples, a.scores.len()), (3, 3));
+        // `x` against the mean of `x` and `xy`: cos 22.5° ≈ 0.92; `xy` against two `x`: 0.71.
+        assert!((a.scores[0].own - 0.924).abs() < 0.01, "{:?}", a.scores[0]);
+        assert!((a.scores[2].own - 0.707).abs() < 0.01, "{:?}", a.scores[2]);
+        assert_eq!(a.scores[0].nearest.map(|(r, _)| r), Some(2), "`c` is all `x`");
+        assert!(!a.scores[0].hit(), "an `x` example is nearer `c` (1.0) than its own route");
+        assert_eq!(c.routes[1].hits(), 2, "`b`'s examples have only themselves");
+        assert!(c.routes[2].scores.is_empty(), "one example: nothing to leave out");
+        let (threshold, ambiguous) = c.suggested();
+        assert!(threshold > 0.0 && ambiguous <= threshold && threshold <= 0.5, "{threshold} {ambiguous}");
+        assert_eq!(c.below(0.0), 0.0);
+        assert_eq!(c.below(2.0), 1.0);
+        let max = calibrate(&v, Comparison::Max);
+        assert!((max.routes[0].scores[2].own - 0.707).abs() < 0.01, "the best other example");
     }
 }

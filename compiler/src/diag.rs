@@ -66,7 +66,7 @@ impl Diagnostics {
         self.0.is_empty()
     }
 
-    pub(crate) fn sort(&mut self) {
+    pub fn sort(&mut self) {
         self.0.sort_by_key(|d| (d.span.start, d.severity == Severity::Warning));
     }
 

@@ -335,6 +335,8 @@ pub struct RoutePlan {
     pub examples: Vec<String>,
     /// Models tried in order when this route's model fails (before the top-level fallbacks).
     pub fallbacks: Vec<String>,
+    /// Where the route is written, for what is found about it after compiling.
+    pub span: std::ops::Range<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -349,6 +351,10 @@ pub struct SemanticPlan {
     pub model: Option<String>,
     pub threshold: f64,
     pub ambiguous_threshold: f64,
+    /// Where `threshold` / `ambiguous_threshold` are written; `None`: omitted, so derived from
+    /// the examples once they are embedded ([`crate::centroids::Calibration::suggested`]).
+    pub threshold_span: Option<std::ops::Range<usize>>,
+    pub ambiguous_span: Option<std::ops::Range<usize>>,
     pub comparison: Comparison,
     pub cache: Option<CachePlan>,
     /// Where `routing.semantic` is, for errors found when embedding the examples.

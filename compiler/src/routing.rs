@@ -227,6 +227,7 @@ fn routes(
             description: route.description.as_ref().map(|d| d.value.clone()).unwrap_or_default(),
             examples,
             fallbacks,
+            span: route.span.clone(),
         });
     }
     (out, by_name, origins)
@@ -460,6 +461,8 @@ fn semantic(
         model,
         threshold,
         ambiguous_threshold,
+        threshold_span: raw.threshold.as_ref().map(|t| t.span.clone()),
+        ambiguous_span: raw.ambiguous_threshold.as_ref().map(|t| t.span.clone()),
         comparison: raw.comparison.as_ref().map(|c| c.value).unwrap_or(Comparison::Centroid),
         cache: cache(cx, "routing.semantic", &raw.cache_embeddings, &raw.cache_ttl, &raw.cache_size, (true, 1000)),
         span: raw.span.clone(),

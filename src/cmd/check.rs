@@ -3,10 +3,12 @@
 
 use std::process::ExitCode;
 
+use llm_gateway_compiler::plan::RoutingPlan;
 use llm_gateway_compiler::{Diagnostic, Diagnostics, Severity};
 use serde_json::json;
 
 use crate::cli::{CheckArgs, Format};
+use crate::embed::calibration;
 use crate::exit;
 
 pub fn run(args: CheckArgs) -> ExitCode {
@@ -30,9 +32,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
             }
         };
         let mut loaded = crate::config::load(path, &name, source);
-        if !args.no_embed {
-            embed(&mut loaded);
-        }
+        let calibrated = if args.no_embed { None } else { embed(&mut loaded) };
         for w in &loaded.exposed {
             match args.format {
                 Format::Text => eprintln!("warning: {w}"),
@@ -52,9 +52,14 @@ pub fn run(args: CheckArgs) -> ExitCode {
             if failed && status == exit::OK {
                 status = exit::CONFIG;
             }
+            // The semantic layer's numbers belong to the config, the first report.
+            let routing = calibrated.as_ref().filter(|_| std::ptr::eq(report, &loaded.reports[0]));
             match args.format {
                 Format::Text => {
                     print!("{}", report.render());
+                    if let Some(table) = routing.filter(|_| args.verbose).and_then(calibration::table) {
+                        print!("{table}");
+                    }
                     println!("{}", summary(&report.name, diags, failed));
                 }
                 Format::Json => files.push(json!({
@@ -63,6 +68,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
                     "errors": diags.errors(),
                     "warnings": diags.warnings(),
                     "diagnostics": diags.locate(&report.name, &report.source),
+                    "semantic": routing.and_then(calibration::json),
                 })),
             }
         }
@@ -73,23 +79,33 @@ pub fn run(args: CheckArgs) -> ExitCode {
     exit::code(status)
 }
 
-/// Embeds the examples as `run` would; a failure becomes an error at `routing.semantic`.
-fn embed(loaded: &mut crate::config::Loaded) {
-    let Some(plan) = loaded.plan.take() else { return };
-    let Some(span) = plan.routing.as_ref().and_then(|r| r.semantic.as_ref()).map(|s| s.span.clone()) else {
-        loaded.plan = Some(plan);
-        return;
-    };
+/// Embeds the examples as `run` would; a failure becomes an error at `routing.semantic`, and
+/// what the embedded examples say about the routes becomes warnings. Returns the routing
+/// with its vectors (for the calibration table).
+fn embed(loaded: &mut crate::config::Loaded) -> Option<RoutingPlan> {
+    let plan = loaded.plan.take()?;
+    let span = plan.routing.as_ref().and_then(|r| r.semantic.as_ref()).map(|s| s.span.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    let result = runtime.block_on(crate::state::Live::build(plan, None, crate::state::Probe::Never));
-    if let Err(message) = result {
-        loaded.reports[0].diags.0.push(Diagnostic {
-            severity: Severity::Error,
-            path: "routing.semantic".into(),
-            span,
-            message,
-            help: Some("`llm-gateway check --no-embed` skips this check".into()),
-        });
+    match runtime.block_on(crate::state::Live::build(plan, None, crate::state::Probe::Never)) {
+        Err(message) => {
+            loaded.reports[0].diags.0.push(Diagnostic {
+                severity: Severity::Error,
+                path: "routing.semantic".into(),
+                span,
+                message,
+                help: Some("`llm-gateway check --no-embed` skips this check".into()),
+            });
+            None
+        }
+        Ok((live, _)) => {
+            let live = std::sync::Arc::new(live);
+            let plan = std::sync::Arc::try_unwrap(live).ok()?.plan;
+            let routing = std::sync::Arc::try_unwrap(plan).ok()?.routing?;
+            let diags = &mut loaded.reports[0].diags;
+            diags.0.extend(calibration::warnings(&routing));
+            diags.sort();
+            Some(routing)
+        }
     }
 }
 

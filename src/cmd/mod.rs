@@ -3,6 +3,7 @@
 pub mod check;
 pub mod genkey;
 pub mod keys;
+pub mod route;
 pub mod run;
 
 use std::io::Read;

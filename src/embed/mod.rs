@@ -5,6 +5,7 @@
 #[cfg(feature = "builtin-embeddings")]
 pub mod builtin;
 pub mod cache;
+pub mod calibration;
 mod remote;
 
 use std::collections::{HashMap, HashSet};
@@ -136,6 +137,11 @@ pub async fn attach(routing: Option<&mut RoutingPlan>, pools: &Pools) -> Result<
     map.retain(|(model, text), _| *model == id && used.contains(text));
     if let Some(semantic) = routing.semantic.as_mut() {
         semantic.vectors = Some(vectors);
+    }
+    if let Some((threshold, ambiguous)) = calibration::derive(routing) {
+        tracing::info!(
+            "semantic routing: thresholds derived from the examples: threshold {threshold:.2}, ambiguous_threshold {ambiguous:.2}"
+        );
     }
     Ok(done)
 }
