@@ -408,9 +408,12 @@ section! {
         provider: S<EmbedProvider>,
         /// Embedding model name.
         model: S<String>,
-        /// Similarity at or above which a route is taken (0..=1).
+        /// Similarity at or above which a route is taken (0..=1). Omitted: derived from the
+        /// routes' examples once they are embedded (half the 10th percentile of their
+        /// leave-one-out scores against their own route).
         threshold: S<f64>,
         /// Similarity at or above which the classifier is asked (0..=1, at most `threshold`).
+        /// Omitted: derived, half the derived `threshold`.
         ambiguous_threshold: S<f64>,
         #[schemars(extend("default" = "centroid"))]
         comparison: S<Comparison>,
