@@ -57,8 +57,14 @@ fn written_secrets(source: &str) -> Vec<String> {
                     .chars()
                     .take_while(|c| !matches!(c, '"' | '\'' | ',' | '}' | ' ' | '#'))
                     .collect();
-                // A `${VAR}` reference names a variable; messages may name it too.
-                if value.len() >= 6 && !value.contains('$') && source.matches(value.as_str()).count() == 1 {
+                // A `${VAR}` reference names a variable; messages may name it too. A value
+                // ending in `:` is a key a mutation wrote there (`api_key: api_key: x`), which
+                // the plan's Debug shows as a field name.
+                if value.len() >= 6
+                    && !value.contains('$')
+                    && !value.ends_with(':')
+                    && source.matches(value.as_str()).count() == 1
+                {
                     out.push(value);
                 }
             }
