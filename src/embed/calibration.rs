@@ -10,6 +10,7 @@ use llm_gateway_compiler::{Diagnostic, Severity};
 use serde_json::{Value, json};
 
 /// Share of the examples that may fall below an explicit threshold before `check` warns.
+/// (Routes are confusable when half or more of a route's examples sit nearer another route.)
 const MOSTLY_BELOW: f64 = 0.9;
 /// Fewer examples than this make a route's centroid a guess.
 const FEW_EXAMPLES: usize = 3;
@@ -80,7 +81,12 @@ pub fn warnings(routing: &RoutingPlan) -> Vec<Diagnostic> {
                 format!("{FEW_EXAMPLES} or more, in the words its users write, make its prompts recognisable"),
             ));
         }
+        // Confusable when at least half its examples sit nearer another route (a few misses
+        // are normal for a small model: see the table).
         let misses: Vec<_> = r.scores.iter().filter(|s| !s.hit()).collect();
+        if 2 * misses.len() < r.scores.len() {
+            continue;
+        }
         if let Some(worst) =
             misses.iter().filter_map(|s| s.nearest.map(|n| (n, s.own))).max_by(|a, b| a.0.1.total_cmp(&b.0.1))
         {
