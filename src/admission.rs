@@ -4,6 +4,7 @@
 
 use http::{HeaderName, HeaderValue};
 use llm_gateway_compiler::acl::KeyEntry;
+use llm_gateway_compiler::plan::ProviderKind;
 
 use crate::access_log::AccessLog;
 use crate::error::ApiError;
@@ -16,16 +17,12 @@ use crate::state::Live;
 /// say), for every response to it; `None` for a key without.
 pub type LimitHeaders = Option<Vec<(HeaderName, HeaderValue)>>;
 
-/// The upstream pool of `target`, usable (configured, with its credentials).
-pub fn pool_of<'l>(live: &'l Live, target: &Target) -> Result<&'l Pool, ApiError> {
-    let pool = live.pool(target.provider).ok_or_else(|| {
+/// The pool of provider `kind` that serves `model`, usable (configured, with its credentials).
+pub fn pool_of<'l>(live: &'l Live, kind: ProviderKind, model: &str) -> Result<&'l Pool, ApiError> {
+    let pool = live.pool(kind).ok_or_else(|| {
         ApiError::bad_request(
             "provider_not_configured",
-            format!(
-                "model '{}' is served by provider '{}', which is not configured",
-                target.model,
-                target.provider.config_name()
-            ),
+            format!("model '{model}' is served by provider '{}', which is not configured", kind.config_name()),
         )
     })?;
     pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;

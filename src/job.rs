@@ -115,10 +115,7 @@ impl Job {
 /// A fallback's request: the client's `body` for `model` on the provider its name selects.
 fn fallback(live: &Live, rebuild: &Rebuild, body: &Bytes, stream: bool, model: &str) -> Result<Candidate, ApiError> {
     let kind = ProviderKind::for_model(model);
-    let pool = live.pool(kind).ok_or_else(|| {
-        ApiError::bad_request("provider_not_configured", format!("provider '{}' is not configured", kind.config_name()))
-    })?;
-    pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
+    crate::admission::pool_of(live, kind, model)?;
     let model = model.to_owned();
     match rebuild {
         Rebuild::Surface(raw) => {

@@ -212,7 +212,7 @@ async fn dispatch(
             crate::metrics::get().routing_decisions.with_label_values(&[target.method, route]).inc();
         }
     }
-    admission::pool_of(live, &target)?;
+    admission::pool_of(live, target.provider, &target.model)?;
     if live.plan.tracing.enabled && matches!(ingress, Ingress::Chat | Ingress::Messages | Ingress::Responses) {
         trace::log_request(&parsed, dialect, &target.model, live.plan.tracing.max_content_length);
     }
@@ -273,8 +273,7 @@ async fn surface_request(
     }
     let (key, parts, body) = authenticated(req, live, log).await?;
     let raw = Arc::new(surface::Raw::new(&parts));
-    let asked = raw.model(&body)?;
-    let stream = raw.stream(&body);
+    let (asked, stream) = raw.read(&body)?;
     log.stream = stream;
     log.model_asked = asked.clone();
     let target = match (asked.as_deref(), known) {
@@ -294,7 +293,7 @@ async fn surface_request(
     if log.metrics {
         log.metric_model = Some(live.model_label(&target.model));
     }
-    admission::pool_of(live, &target)?;
+    admission::pool_of(live, target.provider, &target.model)?;
     let estimate = Some(if raw.is_json() { body.len() as u64 / 4 } else { 0 });
     admission::admit(live, key, &target, estimate, log, limit_headers).await?;
     let upstream_body = match target.model.is_empty() {

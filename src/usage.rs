@@ -61,11 +61,6 @@ impl Tail {
 
 const USAGE: &[u8] = b"\"usage\":";
 
-/// `(prompt, completion)` of the last usage object in `text`.
-pub fn tokens_in(text: &[u8]) -> Option<(u64, u64)> {
-    usage_at(text, memchr::memmem::rfind(text, USAGE)?)?.pair()
-}
-
 /// The usage object whose key starts at `at`.
 fn usage_at(text: &[u8], at: usize) -> Option<Counts> {
     let rest = &text[at + USAGE.len()..];

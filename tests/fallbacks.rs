@@ -26,11 +26,6 @@ fn chat(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "Hello"}]})
 }
 
-async fn metric(gw: &Gateway, needle: &str) -> f64 {
-    let text = send("GET", &gw.url("/metrics"), &[], "").await.text();
-    text.lines().filter(|l| l.starts_with(needle)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_falls_back_across_providers_and_dialects_and_says_so() {
     let mock = Mock::start().await;
@@ -45,7 +40,11 @@ async fn a_429_falls_back_across_providers_and_dialects_and_says_so() {
     let sent: Value = serde_json::from_slice(&mock.posts()[1].body).unwrap();
     assert_eq!(sent["model"], "claude-sonnet-4-5");
     assert_eq!(
-        metric(&gw, r#"llm_gateway_fallbacks_total{from="other",reason="rate_limited",to="claude-sonnet-4-5"}"#).await,
+        common::metric_sum(
+            &gw,
+            r#"llm_gateway_fallbacks_total{from="other",reason="rate_limited",to="claude-sonnet-4-5"}"#
+        )
+        .await,
         1.0
     );
     assert!(gw.wait_for_log("fallback: model 'rate-limited' failed (rate_limited)"), "{}", gw.logs());
@@ -68,7 +67,7 @@ async fn an_overloaded_anthropic_falls_back_to_a_local_model_for_a_messages_clie
     let text = r.text();
     assert!(text.contains("event: message_start") && text.contains("event: message_stop"), "{text}");
     assert_eq!(
-        metric(&gw, r#"llm_gateway_fallbacks_total{from="other",reason="server_error",to="llama3"}"#).await,
+        common::metric_sum(&gw, r#"llm_gateway_fallbacks_total{from="other",reason="server_error",to="llama3"}"#).await,
         2.0
     );
 }
@@ -144,7 +143,7 @@ async fn retries_honour_retry_after_ms_and_a_long_retry_after_moves_on_at_once()
     assert_eq!(r.status.as_u16(), 200, "the second try answers: {}", r.text());
     assert_eq!(r.header("x-llm-gateway-model"), Some("flaky"));
     assert_eq!(mock.posts().len(), 2, "one retry");
-    assert_eq!(metric(&gw, r#"llm_gateway_retries_total{model="other",reason="server_error"}"#).await, 1.0);
+    assert_eq!(common::metric_sum(&gw, r#"llm_gateway_retries_total{model="other",reason="server_error"}"#).await, 1.0);
     // `retry-after: 30` is over `max_backoff_ms`: no retry, the fallback at once.
     let started = std::time::Instant::now();
     let r = post(&gw, "/v1/chat/completions", chat("rate-limited")).await;

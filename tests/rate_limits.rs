@@ -37,12 +37,7 @@ async fn chat(gw: &Gateway, key: &str) -> common::Reply {
 async fn settled(gw: &Gateway, n: f64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = send("GET", &gw.url("/metrics"), &[], "").await.text();
-        let done: f64 = text
-            .lines()
-            .filter(|l| l.starts_with("llm_gateway_requests_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
+        let done = common::metric_sum(gw, "llm_gateway_requests_total{").await;
         if done >= n {
             return;
         }

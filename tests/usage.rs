@@ -22,12 +22,6 @@ async fn post(gw: &Gateway, key: &str, path: &str, body: Value) -> common::Reply
     send("POST", &gw.url(path), &[("authorization", &format!("Bearer {key}"))], body.to_string()).await
 }
 
-/// The sum of every sample whose line starts with `needle`.
-async fn metric(gw: &Gateway, needle: &str) -> f64 {
-    let text = send("GET", &gw.url("/metrics"), &[], "").await.text();
-    text.lines().filter(|l| l.starts_with(needle)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_whose_client_did_not_ask_for_usage_is_counted_and_reaches_it_unchanged() {
     let mock = Mock::start().await;
@@ -40,8 +34,8 @@ async fn a_stream_whose_client_did_not_ask_for_usage_is_counted_and_reaches_it_u
     assert_eq!(r.text(), without_usage, "exactly the events OpenAI sends a client that did not ask");
     let sent: Value = serde_json::from_slice(&mock.posts()[0].body).unwrap();
     assert_eq!(sent["stream_options"], json!({"include_usage": true}), "the gateway asked for the chunk");
-    assert_eq!(metric(&gw, "llm_gateway_tokens_completion_total{").await, 16.0);
-    assert_eq!(metric(&gw, r#"llm_gateway_user_tokens_total{kind="prompt",user="alice"}"#).await, 71.0);
+    assert_eq!(common::metric_sum(&gw, "llm_gateway_tokens_completion_total{").await, 16.0);
+    assert_eq!(common::metric_sum(&gw, r#"llm_gateway_user_tokens_total{kind="prompt",user="alice"}"#).await, 71.0);
     // A client that asks gets the chunk and its body goes upstream byte for byte.
     let asked = r#"{"model":"llama3","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
     let r = send(
@@ -54,11 +48,15 @@ async fn a_stream_whose_client_did_not_ask_for_usage_is_counted_and_reaches_it_u
     assert_eq!(r.text(), fixture);
     assert_eq!(mock.posts()[1].body, asked.as_bytes());
     assert_eq!(
-        metric(&gw, r#"llm_gateway_user_tokens_total{kind="completion",user="alice"}"#).await,
+        common::metric_sum(&gw, r#"llm_gateway_user_tokens_total{kind="completion",user="alice"}"#).await,
         32.0,
         "two keys, one user"
     );
-    assert_eq!(metric(&gw, r#"llm_gateway_tokens_completion_total{key="alice-ci""#).await, 16.0, "and per key");
+    assert_eq!(
+        common::metric_sum(&gw, r#"llm_gateway_tokens_completion_total{key="alice-ci""#).await,
+        16.0,
+        "and per key"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,12 +68,12 @@ async fn tokens_per_second_use_the_upstreams_generation_time_else_the_whole_dura
     let r = post(&gw, key, "/v1/chat/completions", chat("llamacpp")).await;
     assert_eq!(r.status.as_u16(), 200);
     // llama.cpp reports 10 tokens in 500 ms of generation.
-    assert_eq!(metric(&gw, r#"llm_gateway_tokens_per_second_sum{key="alice-laptop""#).await, 20.0);
+    assert_eq!(common::metric_sum(&gw, r#"llm_gateway_tokens_per_second_sum{key="alice-laptop""#).await, 20.0);
     // The mock's `slow` answer takes 3 s for 10 tokens and says nothing of its timing: about
     // 3.3 tokens/s (it read about 2,000,000 when the time to the first byte was subtracted).
     let r = post(&gw, "sk-gw-alice-ci-0123456789abc", "/v1/chat/completions", chat("slow")).await;
     assert_eq!(r.status.as_u16(), 200);
-    let tps = metric(&gw, r#"llm_gateway_tokens_per_second_sum{key="alice-ci""#).await;
+    let tps = common::metric_sum(&gw, r#"llm_gateway_tokens_per_second_sum{key="alice-ci""#).await;
     assert!((2.5..3.5).contains(&tps), "{tps}");
 }
 
@@ -88,6 +86,6 @@ async fn an_anthropic_passthrough_stream_counts_its_input_tokens() {
     assert_eq!(r.status.as_u16(), 200);
     assert!(r.text().contains("message_stop"));
     // message_start says 25 input tokens, the last message_delta 9 output tokens.
-    assert_eq!(metric(&gw, "llm_gateway_tokens_prompt_total{").await, 25.0);
-    assert_eq!(metric(&gw, "llm_gateway_tokens_completion_total{").await, 9.0);
+    assert_eq!(common::metric_sum(&gw, "llm_gateway_tokens_prompt_total{").await, 25.0);
+    assert_eq!(common::metric_sum(&gw, "llm_gateway_tokens_completion_total{").await, 9.0);
 }

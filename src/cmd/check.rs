@@ -98,9 +98,7 @@ fn embed(loaded: &mut crate::config::Loaded) -> Option<RoutingPlan> {
             None
         }
         Ok((live, _)) => {
-            let live = std::sync::Arc::new(live);
-            let plan = std::sync::Arc::try_unwrap(live).ok()?.plan;
-            let routing = std::sync::Arc::try_unwrap(plan).ok()?.routing?;
+            let routing = std::sync::Arc::try_unwrap(live.plan).ok()?.routing?;
             let diags = &mut loaded.reports[0].diags;
             diags.0.extend(calibration::warnings(&routing));
             diags.sort();

@@ -78,34 +78,35 @@ impl Raw {
         matches!(self.form, Form::Json)
     }
 
-    /// The model the body names, if any.
-    pub fn model(&self, body: &[u8]) -> Result<Option<String>, ApiError> {
+    /// The model the body names, if any, and whether the client asked for an event stream
+    /// (`stream: true`, as a JSON field or a form field).
+    pub fn read(&self, body: &[u8]) -> Result<(Option<String>, bool), ApiError> {
         match &self.form {
-            Form::Json if body.iter().all(u8::is_ascii_whitespace) => Ok(None),
-            Form::Json => Ok(request::parse(body)?.model),
-            Form::Multipart(boundary) => match multipart::field(body, boundary, "model") {
-                Field::Absent => Ok(None),
-                Field::Repeated => {
-                    Err(ApiError::bad_request("invalid_model", "the form has more than one `model` field"))
-                }
-                Field::One(span) => match std::str::from_utf8(&body[span]) {
-                    Ok(m) => Ok(Some(m.trim().to_owned()).filter(|m| !m.is_empty())),
-                    Err(_) => Err(ApiError::bad_request("invalid_model", "the form's `model` field is not UTF-8 text")),
-                },
-            },
-            Form::Opaque => Ok(None),
-        }
-    }
-
-    /// Whether the client asked for an event stream (`stream: true`, as a JSON field or a
-    /// form field).
-    pub fn stream(&self, body: &[u8]) -> bool {
-        match &self.form {
-            Form::Json => request::parse(body).is_ok_and(|p| p.is_stream()),
-            Form::Multipart(boundary) => {
-                matches!(multipart::field(body, boundary, "stream"), Field::One(span) if body[span.clone()].trim_ascii() == b"true")
+            Form::Json if body.iter().all(u8::is_ascii_whitespace) => Ok((None, false)),
+            Form::Json => {
+                let parsed = request::parse(body)?;
+                Ok((parsed.model.clone(), parsed.is_stream()))
             }
-            Form::Opaque => false,
+            Form::Multipart(boundary) => {
+                let stream = matches!(multipart::field(body, boundary, "stream"), Field::One(span) if body[span.clone()].trim_ascii() == b"true");
+                let model = match multipart::field(body, boundary, "model") {
+                    Field::Absent => None,
+                    Field::Repeated => {
+                        return Err(ApiError::bad_request("invalid_model", "the form has more than one `model` field"));
+                    }
+                    Field::One(span) => match std::str::from_utf8(&body[span]) {
+                        Ok(m) => Some(m.trim().to_owned()).filter(|m| !m.is_empty()),
+                        Err(_) => {
+                            return Err(ApiError::bad_request(
+                                "invalid_model",
+                                "the form's `model` field is not UTF-8 text",
+                            ));
+                        }
+                    },
+                };
+                Ok((model, stream))
+            }
+            Form::Opaque => Ok((None, false)),
         }
     }
 
@@ -150,10 +151,9 @@ mod tests {
         let r = raw("multipart/form-data; boundary=xyz");
         assert_eq!(r.path_and_query, "/v1/audio/transcriptions?x=1");
         let body = Bytes::from_static(b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF\xff\r\n--xyz\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nstt\r\n--xyz\r\nContent-Disposition: form-data; name=\"stream\"\r\n\r\ntrue\r\n--xyz--\r\n");
-        assert_eq!(r.model(&body).unwrap().as_deref(), Some("stt"));
-        assert!(r.stream(&body));
+        assert_eq!(r.read(&body).unwrap(), (Some("stt".to_owned()), true));
         let out = r.body_for(&body, "whisper-large-v3").unwrap();
-        assert_eq!(r.model(&out).unwrap().as_deref(), Some("whisper-large-v3"));
+        assert_eq!(r.read(&out).unwrap().0.as_deref(), Some("whisper-large-v3"));
         assert_eq!(out.len(), body.len() + "whisper-large-v3".len() - 3);
         assert!(out.starts_with(&body[..60]), "the file part is untouched");
     }
@@ -173,14 +173,14 @@ mod tests {
     fn json_and_opaque_bodies() {
         let r = raw("application/json");
         let body = Bytes::from_static(br#"{"model":"tts-1","input":"hi","voice":"alloy"}"#);
-        assert_eq!(r.model(&body).unwrap().as_deref(), Some("tts-1"));
+        assert_eq!(r.read(&body).unwrap(), (Some("tts-1".to_owned()), false));
         assert_eq!(
             r.body_for(&body, "kokoro").unwrap(),
             Bytes::from_static(br#"{"model":"kokoro","input":"hi","voice":"alloy"}"#)
         );
-        assert!(r.model(b"[1]").is_err(), "a JSON body must be an object");
-        assert_eq!(r.model(b"").unwrap(), None);
+        assert!(r.read(b"[1]").is_err(), "a JSON body must be an object");
+        assert_eq!(r.read(b"").unwrap(), (None, false));
         let o = raw("application/octet-stream");
-        assert_eq!(o.model(b"{\"model\":\"x\"}").unwrap(), None);
+        assert_eq!(o.read(b"{\"model\":\"x\"}").unwrap(), (None, false));
     }
 }

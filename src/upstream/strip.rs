@@ -136,7 +136,9 @@ mod tests {
             out.extend_from_slice(&s.feed(Bytes::copy_from_slice(p)));
         }
         out.extend_from_slice(&s.finish());
-        (out, s.take_usage().and_then(|u| crate::usage::tokens_in(&u)))
+        let mut tail = crate::usage::Tail::default();
+        tail.push(&s.take_usage().unwrap_or_default());
+        (out, tail.tokens())
     }
 
     #[test]

@@ -496,3 +496,10 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl 
 pub async fn post_json(url: &str, body: &str) -> Reply {
     send("POST", url, &[("content-type", "application/json")], body.to_owned()).await
 }
+
+/// The sum of every sample on the gateway's `/metrics` whose line starts with `prefix`
+/// (a metric name with the opening of its labels, e.g. `llm_gateway_requests_total{`).
+pub async fn metric_sum(gw: &Gateway, prefix: &str) -> f64 {
+    let text = send("GET", &gw.url("/metrics"), &[], "").await.text();
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
