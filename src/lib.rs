@@ -1,5 +1,6 @@
 //! llm-gateway: an OpenAI-compatible LLM gateway compiled from one YAML file.
-// Only transport/zrok/libziti.rs may use unsafe (calls into libziti), and says why each time.
+// Only transport/zrok/libziti.rs (calls into libziti) and embed/builtin/weights.rs (the
+// builtin model's weights mapped and handed to ONNX Runtime) may use unsafe, and say why each time.
 #![deny(unsafe_code)]
 
 pub mod access_log;
