@@ -7,7 +7,8 @@
 #   scripts/bench.sh overhead   only the overhead harness (ROUNDS, REQUESTS to tune;
 #                               ONLY=text keeps the pairs whose name has it, or `throughput`;
 #                               GATEWAY_RUST_LOG=warn measures without the access log)
-#   scripts/bench.sh semantic   embedding decision and centroid compile, on one CPU
+#   scripts/bench.sh semantic   embedding decisions (alone, and at concurrency 1 and 32, on every
+#                               CPU) and centroid compile
 #   scripts/bench.sh soak       the reload soak: load for SECONDS (60) while the config is
 #                               rewritten REWRITES (30) times; fails on any failed request
 #   scripts/bench.sh chaos      the chaos soak: SECONDS_CHAOS (600) of mixed dialects against a
@@ -22,7 +23,7 @@ if [ "$what" = all ] || [ "$what" = compile ]; then
 fi
 if [ "$what" = all ] || [ "$what" = semantic ]; then
     ./scripts/setup-embeddings.sh >/dev/null
-    taskset -c 0 cargo bench --locked --bench semantic
+    cargo bench --locked --bench semantic
 fi
 if [ "$what" = all ] || [ "$what" = soak ]; then
     cargo bench --locked --bench overhead --no-run --quiet

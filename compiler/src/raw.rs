@@ -378,7 +378,7 @@ section! {
 string_enum! {
     /// Where route embeddings come from.
     EmbedProvider {
-        /// In-process embedding model (fastembed).
+        /// In-process embedding model (all-MiniLM-L6-v2, int8, on ONNX Runtime).
         Builtin = "builtin",
         /// The local provider (`/api/embed` or `/v1/embeddings`).
         Local = "local",

