@@ -112,6 +112,11 @@ async fn dispatch(
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let read = method == Method::GET || method == Method::HEAD;
+    // Probes and scrapes are logged but not metered: a load balancer's checks would otherwise
+    // swell the request rate and thin out every error ratio.
+    if read && matches!(path.as_str(), "/health" | "/ready" | "/metrics") {
+        log.metrics = false;
+    }
     let ingress = match path.as_str() {
         "/health" if read => {
             log.status = 200;

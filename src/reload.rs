@@ -6,8 +6,9 @@
 //! otherwise reconcile (unchanged endpoints keep their connections and health, new ones are
 //! probed first) and swap atomically.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use llm_gateway_compiler::Plan;
@@ -68,14 +69,21 @@ pub struct Reloader {
     /// The files whose diagnostics were last printed: the same failing content is reported
     /// with one short line, not its whole diagnostic again.
     reported: Option<Snapshot>,
+    /// The file watcher, when the files are watched (not with `--no-watch`).
+    watch: Option<Watch>,
 }
 
 impl Reloader {
     /// `file_plan` is the plan as compiled from the file, before command-line overrides.
-    pub fn new(path: &Path, shared: Shared, file: FilePlan, boot: BootClock) -> Self {
+    pub fn new(path: &Path, shared: Shared, file: FilePlan, boot: BootClock, watch: Option<Watch>) -> Self {
         let live = shared.load_full();
         let checkers = health::spawn_all(&live, &boot);
-        Self { path: path.to_owned(), shared, boot, checkers, file, compiled: None, reported: None }
+        Self { path: path.to_owned(), shared, boot, checkers, file, compiled: None, reported: None, watch }
+    }
+
+    /// Where the keys file of the running config is.
+    fn keys_path(&self) -> Option<PathBuf> {
+        self.shared.load().plan.keys_file.as_ref().map(|f| crate::config::keys_path(&self.path, f))
     }
 
     /// Runs until the trigger channel closes.
@@ -122,7 +130,7 @@ impl Reloader {
     fn snapshot(&self) -> Snapshot {
         use std::hash::{Hash, Hasher};
         let mut h = std::hash::DefaultHasher::new();
-        let keys = self.shared.load().plan.keys_file.as_ref().map(|f| crate::config::keys_path(&self.path, f));
+        let keys = self.keys_path();
         for path in std::iter::once(&self.path).chain(keys.as_ref()) {
             let meta = std::fs::metadata(path).ok();
             meta.as_ref().map(|m| (m.len(), m.modified().ok())).hash(&mut h);
@@ -217,6 +225,12 @@ impl Reloader {
         };
         let live = Arc::new(live);
         self.shared.store(live.clone());
+        let keys = self.keys_path();
+        if let Some(watch) = &mut self.watch
+            && let Err(e) = watch.follow(keys.as_deref())
+        {
+            warn!("cannot watch the keys file for changes ({e}); SIGHUP still reloads it");
+        }
         // Endpoints that left the plan leave the health gauge too.
         for pool in old.pools.iter().flatten() {
             for e in &pool.endpoints {
@@ -300,34 +314,52 @@ fn describe(old: &Plan, new: &Plan) -> String {
 /// Sends a trigger for every change to the config file or its keys file. Their directories
 /// are watched (so saves by rename, `sed -i` and Kubernetes ConfigMap symlink swaps are
 /// seen), but events about other files there (a log file beside the config) are ignored.
-/// The returned watcher must be kept alive.
-pub fn watch(
-    path: &Path,
-    keys: Option<&Path>,
-    tx: mpsc::UnboundedSender<Trigger>,
-) -> notify::Result<notify::RecommendedWatcher> {
-    let dir = crate::config::dir_of(path);
-    let names: Vec<std::ffi::OsString> =
-        std::iter::once(path).chain(keys).filter_map(|p| p.file_name().map(ToOwned::to_owned)).collect();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(e) = event
-            && !matches!(e.kind, notify::EventKind::Access(_))
-            && e.paths.iter().any(|p| concerns(p, &names))
-        {
-            let _ = tx.send(Trigger::File);
-        }
-    })?;
-    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-    if let Some(keys_dir) = keys.map(crate::config::dir_of).filter(|d| *d != dir) {
-        watcher.watch(&keys_dir, notify::RecursiveMode::NonRecursive)?;
+/// The keys file is the one the running config names: [`Watch::follow`] after each reload.
+pub struct Watch {
+    watcher: notify::RecommendedWatcher,
+    config: PathBuf,
+    /// The file names that concern the reloader, read by the watcher's thread.
+    names: Arc<Mutex<Vec<OsString>>>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Watch {
+    pub fn start(config: &Path, keys: Option<&Path>, tx: mpsc::UnboundedSender<Trigger>) -> notify::Result<Self> {
+        let names = Arc::new(Mutex::new(Vec::new()));
+        let seen = names.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(e) = event
+                && !matches!(e.kind, notify::EventKind::Access(_))
+                && e.paths.iter().any(|p| concerns(p, &seen.lock().unwrap_or_else(PoisonError::into_inner)))
+            {
+                let _ = tx.send(Trigger::File);
+            }
+        })?;
+        let mut watch = Self { watcher, config: config.to_owned(), names, dirs: Vec::new() };
+        watch.follow(keys)?;
+        Ok(watch)
     }
-    Ok(watcher)
+
+    /// Watches `keys` from now on (a reload may add, move or drop the keys file). A directory
+    /// stays watched once it was: events there about other names are ignored anyway.
+    pub fn follow(&mut self, keys: Option<&Path>) -> notify::Result<()> {
+        let files = || std::iter::once(self.config.as_path()).chain(keys);
+        *self.names.lock().unwrap_or_else(PoisonError::into_inner) =
+            files().filter_map(|p| p.file_name().map(ToOwned::to_owned)).collect();
+        for dir in files().map(crate::config::dir_of).collect::<Vec<_>>() {
+            if !self.dirs.contains(&dir) {
+                self.watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+                self.dirs.push(dir);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Whether an event about `path` may change one of the watched files (named `names`): the
 /// file itself (written in place, or renamed over: the rename's target), or the `..data`
 /// link and `..<timestamp>` folders Kubernetes swaps under a mounted ConfigMap.
-fn concerns(path: &Path, names: &[std::ffi::OsString]) -> bool {
+fn concerns(path: &Path, names: &[OsString]) -> bool {
     let Some(name) = path.file_name() else { return true };
     names.iter().any(|n| n == name) || name.as_encoded_bytes().starts_with(b"..")
 }

@@ -101,6 +101,32 @@ async fn keys_added_and_removed_with_the_cli_take_effect_at_once() {
     assert_eq!(keys(&keys_file, &["add", "admin"]).0, 2, "names are unique");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_file_that_a_reload_adds_is_watched_from_then_on() {
+    let mock = Mock::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let admin = "sk-gw-admin-0123456789abcdef";
+    let base = format!(
+        "providers:\n  local:\n    base_url: {}\napi_keys:\n  enabled: true\n  keys:\n    - name: admin\n      key: {admin}\n",
+        mock.url()
+    );
+    std::fs::write(&config, &base).unwrap();
+    let gw = Gateway::start_at(dir, &config, &[]);
+    assert!(until_status(&gw, admin, 200).await, "{}", gw.logs());
+
+    // A keys file in a directory of its own, named only by an edit of the running config.
+    let keys_file = config.parent().unwrap().join("secrets/keys.yaml");
+    std::fs::create_dir(keys_file.parent().unwrap()).unwrap();
+    let (code, alice, err) = keys(&keys_file, &["add", "alice"]);
+    assert_eq!(code, 0, "{err}");
+    let alice = alice.trim().to_owned();
+    std::fs::write(&config, format!("{base}  keys_file: secrets/keys.yaml\n")).unwrap();
+    assert!(until_status(&gw, &alice, 200).await, "{}", gw.logs());
+    assert_eq!(keys(&keys_file, &["remove", "alice"]).0, 0);
+    assert!(until_status(&gw, &alice, 401).await, "the keys file's change was not seen: {}", gw.logs());
+}
+
 #[test]
 fn check_reports_keys_file_problems_with_their_own_file() {
     let dir = tempfile::tempdir().unwrap();

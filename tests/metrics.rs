@@ -86,6 +86,23 @@ async fn counters_after_scripted_traffic() {
     assert!(value(&s, "llm_gateway_config_last_reload_success_timestamp_seconds", &[]) > 1.7e9);
     let config = s.samples.iter().find(|x| x.metric == "llm_gateway_config_info").expect("config info");
     assert_eq!(config.labels.get("sha256").map(str::len), Some(12));
+
+    // Probes and scrapes are logged, not counted as requests.
+    for path in ["/health", "/ready", "/metrics"] {
+        assert_eq!(send("GET", &gw.url(path), &[], "").await.status.as_u16(), 200);
+    }
+    assert!(gw.wait_for_log("/ready"));
+    let s = scrape(&gw).await;
+    let requests: f64 = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == "llm_gateway_requests_total")
+        .map(|x| match x.value {
+            Value::Counter(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert_eq!(requests, 6.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,11 +6,11 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Gateway, Mock, post_json, send};
+use common::{Gateway, Mock, metric_sum, post_json, send};
 use http_body_util::{BodyExt, Full};
 
 fn config(mock: &Mock, limits: &str) -> String {
-    format!("providers:\n  local:\n    base_url: {}\nlimits:\n{limits}", mock.url())
+    format!("providers:\n  local:\n    base_url: {}\nmetrics:\n  enabled: true\nlimits:\n{limits}", mock.url())
 }
 
 const STREAM: &str = r#"{"model":"medium-stream","stream":true,"messages":[{"role":"user","content":"x"}]}"#;
@@ -149,6 +149,9 @@ async fn a_full_queue_is_429_and_a_long_wait_503() {
     assert_eq!(r.status.as_u16(), 503, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "queue_timeout");
     assert_eq!(r.header("retry-after"), Some("1"));
+    // Nobody waits any more: the one that left and the one that timed out are both gone
+    // from the gauge (an alert on a queue that never empties reads it).
+    assert_eq!(metric_sum(&gw, "llm_gateway_queue_depth{").await, 0.0);
     assert_eq!(holder.await.unwrap().status.as_u16(), 200);
 }
 

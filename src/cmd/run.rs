@@ -170,20 +170,20 @@ async fn serve(plan: Plan, reload: ReloadSetup, address_flag: bool) -> ExitCode 
     };
     let shared = Arc::new(ArcSwap::from_pointee(live));
     let boot = crate::pool::health::boot_clock();
-    let mut _watcher = None;
     let mut _checkers = Vec::new();
     match reload {
         Some((path, file_plan, watch)) => {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let mut watcher = None;
             if watch {
                 let keys = shared.load().plan.keys_file.as_ref().map(|f| crate::config::keys_path(&path, f));
-                match crate::reload::watch(&path, keys.as_deref(), tx.clone()) {
-                    Ok(w) => _watcher = Some(w),
+                match crate::reload::Watch::start(&path, keys.as_deref(), tx.clone()) {
+                    Ok(w) => watcher = Some(w),
                     Err(e) => warn!("cannot watch {} for changes ({e}); SIGHUP still reloads it", path.display()),
                 }
             }
             crate::reload::on_sighup(tx);
-            let reloader = Reloader::new(&path, shared.clone(), file_plan, boot);
+            let reloader = Reloader::new(&path, shared.clone(), file_plan, boot, watcher);
             tokio::spawn(reloader.run(rx));
         }
         None => _checkers = crate::pool::health::spawn_all(&shared.load(), &boot),

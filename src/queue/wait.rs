@@ -26,6 +26,9 @@ pub async fn admit(
     on_queue: &mut OnQueue<'_>,
 ) -> Result<Permit, ApiError> {
     let m = metrics::get();
+    // Declared before the ticket, so dropped after it: however `admit` ends (admitted, timed
+    // out, or the client left and this future was dropped), the gauge counts the ticket gone.
+    let _depth: DepthOnExit;
     let mut ticket = match gate.enter() {
         Ok(Ok(permit)) => return Ok(permit),
         Ok(Err(ticket)) => ticket,
@@ -33,6 +36,7 @@ pub async fn admit(
             return Err(ApiError::too_many("queue_full", format!("the queue for {scope} is full; retry shortly")));
         }
     };
+    _depth = DepthOnExit { gate, scope };
     let started = tokio::time::Instant::now();
     let deadline = started + timeout;
     let mut last = 0;
@@ -56,9 +60,19 @@ pub async fn admit(
             }
         }
     };
-    m.queue_depth.with_label_values(&[scope]).set(gate.depth() as i64);
     m.queue_wait.with_label_values(&[scope]).observe(started.elapsed().as_secs_f64());
     Ok(permit)
+}
+
+struct DepthOnExit<'a> {
+    gate: &'a Gate,
+    scope: &'a str,
+}
+
+impl Drop for DepthOnExit<'_> {
+    fn drop(&mut self) {
+        metrics::get().queue_depth.with_label_values(&[self.scope]).set(self.gate.depth() as i64);
+    }
 }
 
 /// A response body that keeps concurrency slots until it is finished or dropped.
