@@ -22,6 +22,21 @@ DEPLOY = ROOT / "deploy"
 MODELS = ["gpt-ok", "gpt-slow", "gpt-err", "gpt-flaky", "gpt-hold", "llama-ok"]
 
 _procs = []
+_dirs = []
+
+
+def tempdir(prefix):
+    """A temporary directory, removed when the test passes and kept (with its logs) when it fails."""
+    d = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    _dirs.append(d)
+    return d
+
+
+def cleanup():
+    """Removes the test's temporary directories; called once everything passed."""
+    stop_all()
+    for d in _dirs:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def stop_all():
@@ -59,7 +74,8 @@ def free_port():
 
 def fail(msg):
     stop_all()
-    sys.exit("FAIL: " + msg)
+    kept = f" (logs kept in {', '.join(map(str, _dirs))})" if _dirs else ""
+    sys.exit("FAIL: " + msg + kept)
 
 
 def wait_for(what, check, timeout=30, every=0.25):
@@ -184,7 +200,7 @@ class Gateway:
     def __init__(self, config_path, env=None, port=None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="llm-gateway-", suffix=".log", delete=False)
+        self.log = open(tempdir("llm-gateway-") / "gateway.log", "w")
         self.proc = spawn([gateway_binary(), "run", str(config_path), "--address", f"127.0.0.1:{self.port}"],
                           stdout=subprocess.DEVNULL, stderr=self.log, env={**os.environ, **(env or {})})
         wait_for(f"the gateway on {self.url} (log: {self.log.name})",
@@ -201,18 +217,27 @@ class Gateway:
 class Prometheus:
     """A real Prometheus on a free port with its own storage, scraping and evaluating every 1 s."""
 
-    def __init__(self, targets, rules=None):
-        self.dir = tempfile.mkdtemp(prefix="prometheus-")
+    def __init__(self, targets, rules=None, shipped=None):
+        """`shipped`: a shipped prometheus.yml to run instead of a generated one, with its
+        intervals, targets and rule file rewritten for the test."""
+        self.dir = str(tempdir("prometheus-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
-                  "scrape_configs": [{"job_name": "llm-gateway", "static_configs": [{"targets": targets}]}]}
+        rules_path = pathlib.Path(self.dir) / "alerts.yml"
         if rules:
-            path = pathlib.Path(self.dir) / "alerts.yml"
-            path.write_text(rules)
-            config["rule_files"] = [str(path)]
-        # JSON is YAML: no YAML library needed.
-        (pathlib.Path(self.dir) / "prometheus.yml").write_text(json.dumps(config))
+            rules_path.write_text(rules)
+        if shipped:
+            text = re.sub(r"(?m)^(\s*(scrape|evaluation)_interval:\s*)\S+", r"\g<1>1s", shipped)
+            text = re.sub(r"(?m)^(\s*- targets:\s*).*$", r"\g<1>" + json.dumps(targets), text)
+            text = re.sub(r"(?m)^(\s*- )\S*alerts\.yml$", r"\g<1>" + str(rules_path), text)
+        else:
+            config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                      "scrape_configs": [{"job_name": "llm-gateway", "static_configs": [{"targets": targets}]}]}
+            if rules:
+                config["rule_files"] = [str(rules_path)]
+            # JSON is YAML: no YAML library needed.
+            text = json.dumps(config)
+        (pathlib.Path(self.dir) / "prometheus.yml").write_text(text)
         self.log = open(pathlib.Path(self.dir) / "prometheus.log", "w")
         self.proc = spawn([shutil.which("prometheus") or fail("prometheus is not installed"),
                            f"--config.file={self.dir}/prometheus.yml", f"--storage.tsdb.path={self.dir}/data",
@@ -243,7 +268,6 @@ class Prometheus:
     def close(self):
         stop(self.proc)
         self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def short_for(rules_text, duration="2s"):

@@ -7,12 +7,10 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import pathlib
 
-from common import DEPLOY, Gateway, Mock, Prometheus, chat, fail, free_port, short_for, stop_all, wait_for
+from common import DEPLOY, Gateway, Mock, Prometheus, chat, cleanup, fail, free_port, short_for, stop_all, tempdir, wait_for
 
 atexit.register(stop_all)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -104,8 +102,7 @@ def main():
         print(f"ok: promtool {args[0]} rules")
 
     mock_a, mock_b = Mock(), Mock()
-    workdir = tempfile.mkdtemp(prefix="observability-")
-    cfg = pathlib.Path(workdir) / "config.yaml"
+    cfg = tempdir("observability-") / "config.yaml"
     cfg.write_text(config(mock_a, mock_b))
     gw = Gateway(cfg)
     base = gw.url
@@ -182,8 +179,7 @@ def main():
             chat(base, key, model, stream)
     time.sleep(2.5)
     check_dashboard(prom)
-    prom.close()
-    gw.stop()
+    cleanup()
     print(f"PASS: dashboard and alerts verified against Prometheus in {time.monotonic() - started:.0f} s")
 
 
