@@ -10,7 +10,8 @@ import sys
 import threading
 import time
 
-from common import DEPLOY, Gateway, Mock, Prometheus, chat, cleanup, fail, free_port, short_for, stop_all, tempdir, wait_for
+from common import (DEPLOY, Gateway, Mock, Prometheus, chat, cleanup, fail, free_port, short_for, stop_all, tempdir,
+                    wait_for)
 
 atexit.register(stop_all)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -106,6 +107,8 @@ def main():
     cfg.write_text(config(mock_a, mock_b))
     gw = Gateway(cfg)
     base = gw.url
+    # The shipped rules with `for:` shortened to seconds (production waits minutes); the
+    # expressions, thresholds and rate windows are the shipped ones.
     prom = Prometheus([f"127.0.0.1:{gw.port}"], short_for(rules.read_text()))
 
     key = KEYS["app"]
@@ -115,7 +118,8 @@ def main():
             status, _, body = chat(base, key, model, stream)
             if status != 200:
                 fail(f"warm-up {model} stream={stream}: {status} {body[:300]!r}")
-    wait_for("the first scrape of requests", lambda: prom.values('sum(llm_gateway_requests_total{status="200", provider!="-"})') == [10.0])
+    wait_for("the first scrape of the warm-up",
+             lambda: prom.values('sum(llm_gateway_requests_total{status="200", provider!="-"})') == [10.0])
     time.sleep(2)
     before = {ident(a) for a in prom.alerts()}
     if before:
@@ -135,8 +139,15 @@ def main():
 
     # 3. The first token takes 5.5 s (over the 5 s threshold).
     mock_a.slow = 5.5
-    t = Traffic(lambda: [th.join() for th in [threading.Thread(target=chat, args=(base, key, "gpt-slow", True))
-                                               for _ in range(4)] if not th.start()], 0)
+
+    def slow_streams():
+        batch = [threading.Thread(target=chat, args=(base, key, "gpt-slow", True)) for _ in range(4)]
+        for th in batch:
+            th.start()
+        for th in batch:
+            th.join()
+
+    t = Traffic(slow_streams, 0)
     before = expect_alert(prom, "LLMGatewaySlowTimeToFirstToken", {"model": "gpt-slow"}, before, timeout=60)
     t.stop()
     mock_a.slow = 0
