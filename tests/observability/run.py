@@ -130,9 +130,10 @@ def main():
     mock_b.down = True
     before = expect_alert(prom, "LLMGatewayEndpointDown", {"provider": "local", "endpoint": "gpu-b"}, before)
 
-    # 2. The upstream answers 5xx.
+    # 2. The upstream answers 5xx to half the requests (all-failing traffic would fire any
+    # threshold below 100 %).
     mock_a.fail = True
-    t = Traffic(lambda: chat(base, key, "gpt-err"), 0.05)
+    t = Traffic(lambda: (chat(base, key, "gpt-err"), chat(base, key, "gpt-ok")), 0.05)
     before = expect_alert(prom, "LLMGatewayHighErrorRatio", {"job": "llm-gateway"}, before)
     t.stop()
     mock_a.fail = False
