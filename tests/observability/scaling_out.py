@@ -12,8 +12,8 @@ import subprocess
 import sys
 import time
 
-from common import (DEPLOY, Gateway, Mock, Prometheus, chat, cleanup, fail, free_port, gateway_binary, short_for,
-                    spawn, stop_all, tempdir, wait_for)
+from common import (DEPLOY, Gateway, Mock, Prometheus, chat, cleanup, fail, free_port, gateway_binary, http,
+                    short_for, spawn, stop_all, tempdir, wait_for)
 
 atexit.register(stop_all)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -46,10 +46,12 @@ def main():
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for("redis", lambda: redis.poll() is None and _redis_ping(redis_port))
 
-    mock = Mock()
-    env = {"UPSTREAM_URL": mock.url, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+    # One upstream per replica (the same config, UPSTREAM_URL differs), so one replica's view
+    # of its endpoint can change without the other's.
+    mocks = {"gw1": Mock(), "gw2": Mock()}
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
     config = workdir / "config.yaml"
-    replicas = {"gw1": Gateway(config, env), "gw2": Gateway(config, env)}
+    replicas = {name: Gateway(config, {"UPSTREAM_URL": m.url, "REDIS_URL": redis_url}) for name, m in mocks.items()}
 
     lb_port = free_port()
     lb = f"http://127.0.0.1:{lb_port}"
@@ -114,10 +116,25 @@ def main():
     wait_for("both replicas to report the same new config", one_new_config)
     print("ok: one edit of config.yaml and keys.yaml reached both replicas (same config_info on both)")
 
-    # 3. A replica stops: the load balancer serves on, Prometheus sees it down and still sums.
+    # 3. Health is per replica: gw2's endpoint fails its probes, gw2's /ready turns 503 and the
+    # load balancer leaves it out while gw1, whose endpoint is fine, serves everything.
     gw1 = f"127.0.0.1:{replicas['gw1'].port}"
+    gw2 = f"127.0.0.1:{replicas['gw2'].port}"
+    mocks["gw2"].down = True
+    wait_for("gw2's /ready to answer 503", lambda: http("GET", replicas["gw2"].url + "/ready")[0] == 503)
+    if http("GET", replicas["gw1"].url + "/ready")[0] != 200:
+        fail("gw1's /ready should stay 200 while only gw2's endpoint is down")
+    wait_for("HAProxy to send everything to gw1", lambda: served_by(6) == {"gw1"})
+    wait_for("Prometheus to show the endpoint down on gw2 only",
+             lambda: {r["metric"]["instance"]: r["value"][1] for r in prom.query("llm_gateway_endpoint_healthy")}
+             == {gw1: "1", gw2: "0"})
+    mocks["gw2"].down = False
+    wait_for("HAProxy to send traffic to gw2 again", lambda: served_by(4) == {"gw1", "gw2"}, timeout=40)
+    print("ok: gw2's endpoint down: gw2 /ready 503, HAProxy served everything through gw1; back after recovery")
+
+    # 4. A replica stops: the load balancer serves on, Prometheus sees it down and still sums.
     served = 'sum(llm_gateway_requests_total{provider!="-"})'
-    gw1_before = prom.values(f'sum(llm_gateway_requests_total{{provider!="-", instance="{gw1}"}})')[0]
+    gw1_before = forwarded(replicas["gw1"].url)
     replicas["gw2"].stop()
     statuses = [chat(lb, APP, "llama-ok") for _ in range(10)]
     bad = [(s, b[:200]) for s, _, b in statuses if s != 200]
@@ -125,11 +142,13 @@ def main():
         fail(f"with gw2 stopped, the load balancer should serve every request through gw1: {bad}")
     if {h.get("x-served-by") for _, h, _ in statuses} != {"gw1"}:
         fail("with gw2 stopped, gw1 should have served everything")
-    gw2 = f"127.0.0.1:{replicas['gw2'].port}"
     wait_for("up == 0 for gw2", lambda: prom.values(f'up{{instance="{gw2}"}}') == [0.0])
     # A stopped replica's series go stale, so the sum is gw1's alone; rates keep working.
-    wait_for("the sum to be gw1's, with its 10 new requests",
-             lambda: prom.values(served) == [gw1_before + 10]
+    gw1_after = forwarded(replicas["gw1"].url)
+    if gw1_after != gw1_before + 10:
+        fail(f"gw1 should have counted the 10 requests: {gw1_before} -> {gw1_after}")
+    wait_for("the sum to be gw1's alone",
+             lambda: prom.values(served) == [gw1_after]
              and prom.values('sum(rate(llm_gateway_requests_total{provider!="-"}[1m]))'))
     wait_for("LLMGatewayReplicaDown for gw2", lambda: [a for a in prom.alerts()
              if a["labels"]["alertname"] == "LLMGatewayReplicaDown" and a["labels"]["instance"] == gw2])
@@ -140,6 +159,13 @@ def main():
           "LLMGatewayReplicaDown fired")
     cleanup()
     print(f"PASS: scaling-out recipe in {time.monotonic() - started:.0f} s")
+
+
+def forwarded(url):
+    """The replica's own count of requests that reached a provider, from its /metrics."""
+    text = http("GET", url + "/metrics")[2].decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("llm_gateway_requests_total{") and 'provider="-"' not in line)
 
 
 def _redis_ping(port):
