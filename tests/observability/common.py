@@ -205,9 +205,12 @@ class Gateway:
         self.log = open(tempdir("llm-gateway-") / "gateway.log", "w")
         self.proc = spawn([gateway_binary(), "run", str(config_path), "--address", f"127.0.0.1:{self.port}"],
                           stdout=subprocess.DEVNULL, stderr=self.log, env={**os.environ, **(env or {})})
-        wait_for(f"the gateway on {self.url} (log: {self.log.name})",
-                 lambda: self.proc.poll() is None and http("GET", self.url + "/health", timeout=2)[0] == 200
-                 or (self.proc.poll() is not None and fail("gateway exited:\n" + self.tail())))
+        wait_for(f"the gateway on {self.url} (log: {self.log.name})", self.up)
+
+    def up(self):
+        if self.proc.poll() is not None:
+            fail("the gateway exited:\n" + self.tail())
+        return http("GET", self.url + "/health", timeout=2)[0] == 200
 
     def tail(self, n=30):
         return "".join(pathlib.Path(self.log.name).read_text().splitlines(True)[-n:])
