@@ -40,3 +40,11 @@ fi
 echo "==> agents: Claude Code and Codex CLI -> llm-gateway -> mock upstream (each runs one shell tool call)"
 ensure_agents
 CLAUDE_BIN="$CLAUDE_BIN" CODEX_BIN="$CODEX_BIN" "$SDK_PYTHON" tests/agents/run_agents.py
+
+echo "==> observability: alert rules (promtool) and the Grafana dashboard against a real Prometheus scraping the gateway under scripted faults"
+ensure_prometheus
+python3 tests/observability/run.py
+echo "==> scaling out: two replicas behind HAProxy sharing one config, keys file and Redis, scraped by Prometheus"
+ensure_haproxy
+ensure_redis_server
+python3 tests/observability/scaling_out.py

@@ -219,3 +219,27 @@ ensure_libziti() {
     fi
     mv "$ZITI_LIB.tmp" "$ZITI_LIB"
 }
+
+# COMMAND from Debian package PACKAGE, installed with apt-get when missing (as root, as on CI),
+# else the error says what to install.
+ensure_debian_command() {
+    command -v "$1" >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing $2 (Debian)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2"; } >&2 || return 1
+    else
+        echo "$1 is not installed: install $2" >&2
+        return 1
+    fi
+}
+
+# prometheus and promtool, for tests/observability: the shipped alert rules and dashboard are
+# checked against a real Prometheus.
+ensure_prometheus() {
+    ensure_debian_command prometheus prometheus && ensure_debian_command promtool prometheus
+}
+
+# haproxy, the load balancer of the scaling-out recipe (deploy/scaling-out/).
+ensure_haproxy() {
+    ensure_debian_command haproxy haproxy
+}
