@@ -199,3 +199,17 @@ ensure_libziti() {
     fi
     mv "$ZITI_LIB.tmp" "$ZITI_LIB"
 }
+
+# podman (with runc, which works on cgroup v1/v2 hybrid hosts where crun does not) and
+# debootstrap, for the container test's local base image. apt-get installs what is missing
+# (as root, as on CI), else the error says what to install.
+ensure_podman() {
+    command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing podman, runc and debootstrap (Debian)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap; } >&2 || return 1
+    else
+        echo "podman, runc or debootstrap is not installed: install them (apt-get install podman runc debootstrap)" >&2
+        return 1
+    fi
+}
