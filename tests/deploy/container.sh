@@ -161,6 +161,8 @@ size() { "${PODMAN[@]}" image inspect -f '{{.Size}}' "$1"; }
 mb() { echo "$(( $1 / 1000000 )) MB"; }
 base_size="$(size "$BASE")"
 echo "image sizes: base (debootstrap minbase) $(mb "$base_size"); runtime +$(mb $(( $(size localhost/llm-gateway-test/gateway:runtime) - base_size ))); full +$(mb $(( $(size localhost/llm-gateway-test/gateway:full) - base_size )))"
+for c in "${containers[@]}"; do "${PODMAN[@]}" rm -f -t 2 "$c" >/dev/null 2>&1; done
+containers=()
 "${PODMAN[@]}" rmi -f localhost/llm-gateway-test/gateway:runtime localhost/llm-gateway-test/gateway:full \
     localhost/llm-gateway-test/builder >/dev/null
 "${PODMAN[@]}" image prune -f >/dev/null
