@@ -200,16 +200,30 @@ ensure_libziti() {
     mv "$ZITI_LIB.tmp" "$ZITI_LIB"
 }
 
-# podman (with runc, which works on cgroup v1/v2 hybrid hosts where crun does not) and
-# debootstrap, for the container test's local base image. apt-get installs what is missing
-# (as root, as on CI), else the error says what to install.
-ensure_podman() {
-    command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null && return 0
+# What the deployment tests use, from Debian: podman with runc (crun refuses cgroup v1/v2
+# hybrid hosts), debootstrap for the container test's local base image, systemd-analyze for the
+# unit. apt-get installs what is missing (as root, as on CI), else the error says what to install.
+ensure_deploy_tools() {
+    command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null \
+        && command -v systemd-analyze >/dev/null && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "==> installing podman, runc and debootstrap (Debian)" >&2
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap; } >&2 || return 1
+        echo "==> installing podman, runc, debootstrap and systemd (Debian)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap systemd; } >&2 || return 1
     else
-        echo "podman, runc or debootstrap is not installed: install them (apt-get install podman runc debootstrap)" >&2
+        echo "podman, runc, debootstrap or systemd-analyze is missing: apt-get install podman runc debootstrap systemd" >&2
         return 1
+    fi
+}
+
+# A venv with kubernetes-validate (PyPI; it bundles the Kubernetes OpenAPI schemas, so it works
+# offline) and PyYAML, for tests/deploy/kubernetes.py. Sets KUBE_PYTHON.
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+ensure_kubernetes_validate() {
+    local venv="$CACHE/venv-kube"
+    KUBE_PYTHON="$venv/bin/python"
+    if ! "$KUBE_PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION')" 2>/dev/null; then
+        echo "==> installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION from PyPI" >&2
+        make_venv "$venv" || return 1
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" || return 1
     fi
 }

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 
 BIN="${1:-${LLM_GATEWAY_BIN:-target/release/llm-gateway}}"
 [ -x "$BIN" ] || { echo "container test: no binary at $BIN" >&2; exit 1; }
-ensure_podman
+ensure_deploy_tools
 ensure_embedding_model
 ensure_libziti
 
