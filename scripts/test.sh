@@ -40,3 +40,7 @@ fi
 echo "==> agents: Claude Code and Codex CLI -> llm-gateway -> mock upstream (each runs one shell tool call)"
 ensure_agents
 CLAUDE_BIN="$CLAUDE_BIN" CODEX_BIN="$CODEX_BIN" "$SDK_PYTHON" tests/agents/run_agents.py
+
+echo "==> deployment (deploy/): container image built and run with podman, systemd unit, Kubernetes manifests and live reload, compose file"
+cargo build --release --locked
+tests/deploy/run.sh target/release/llm-gateway

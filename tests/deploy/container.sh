@@ -45,7 +45,7 @@ if ! "${PODMAN[@]}" image exists "$BASE"; then
     echo "==> making the local base image (debootstrap --variant=minbase bookworm)" >&2
     debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 \
         || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
-    tar -C "$work/rootfs" -c . | "${PODMAN[@]}" import - "$BASE" >/dev/null
+    tar -C "$work/rootfs" -c . | "${PODMAN[@]}" import -q - "$BASE" >/dev/null
     rm -rf "$work/rootfs"
 fi
 
