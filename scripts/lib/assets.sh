@@ -201,16 +201,17 @@ ensure_libziti() {
 }
 
 # What the deployment tests use, from Debian: podman with runc (crun refuses cgroup v1/v2
-# hybrid hosts), debootstrap for the container test's local base image, systemd-analyze for the
-# unit. apt-get installs what is missing (as root, as on CI), else the error says what to install.
+# hybrid hosts), debootstrap for the container tests' local base image, systemd-analyze for the
+# unit and procps for its /bin/kill (verify checks that it exists). apt-get installs what is
+# missing (as root, as on CI), else the error says what to install.
 ensure_deploy_tools() {
     command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null \
-        && command -v systemd-analyze >/dev/null && return 0
+        && command -v systemd-analyze >/dev/null && [ -x /bin/kill ] && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "==> installing podman, runc, debootstrap and systemd (Debian)" >&2
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap systemd; } >&2 || return 1
+        echo "==> installing podman, runc, debootstrap, systemd and procps (Debian)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap systemd procps; } >&2 || return 1
     else
-        echo "podman, runc, debootstrap or systemd-analyze is missing: apt-get install podman runc debootstrap systemd" >&2
+        echo "podman, runc, debootstrap, systemd-analyze or /bin/kill is missing: apt-get install podman runc debootstrap systemd procps" >&2
         return 1
     fi
 }

@@ -29,25 +29,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+. tests/deploy/podman.sh
 # Podman without systemd logs an error for each healthcheck timer it cannot add or remove;
 # such stderr is shown only when the command fails.
-# The sandbox this was written in allowed containers only with these: crun refuses cgroup v1/v2
-# hybrid hosts (runc does not), and without CAP_SYS_RESOURCE the default RLIMIT_NPROC
-# (above the host's hard limit) cannot be set. A storage root in the cache keeps the base image
-# between runs and everything else out of /var/lib/containers.
-PODMAN=(podman --root "$CACHE/podman/storage" --runroot "${TMPDIR:-/tmp}/llm-gateway-podman-run-$(id -u)" --runtime runc
-    --cgroup-manager cgroupfs --events-backend file)
-[ -n "${LLM_GATEWAY_PODMAN_STORAGE_DRIVER:-}" ] && PODMAN+=(--storage-driver "$LLM_GATEWAY_PODMAN_STORAGE_DRIVER")
-ULIMITS=(--ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit "nproc=4096:4096")
-BASE=localhost/llm-gateway-test/debian:bookworm-minbase
-
-if ! "${PODMAN[@]}" image exists "$BASE"; then
-    echo "==> making the local base image (debootstrap --variant=minbase bookworm)" >&2
-    debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 \
-        || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
-    tar -C "$work/rootfs" -c . | "${PODMAN[@]}" import -q - "$BASE" >/dev/null
-    rm -rf "$work/rootfs"
-fi
+ensure_base_image
 
 mkdir -p "$work/builder"
 cp "$BIN" "$work/builder/llm-gateway"
@@ -78,11 +63,7 @@ build runtime localhost/llm-gateway-test/gateway:runtime
 echo "==> podman build --target full (builtin embedder + libziti)"
 build full localhost/llm-gateway-test/gateway:full
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-python3 tests/deploy/mock_upstream.py "$work/mock.port" &
-MOCK_PID=$!
-for _ in $(seq 100); do [ -s "$work/mock.port" ] && break; sleep 0.1; done
-mock_port="$(cat "$work/mock.port")"
+start_mock
 
 # The container is on podman's bridge network, so the mock (listening on every interface) is
 # host.containers.internal; the config is mounted read-only where the image's CMD reads it.
@@ -109,7 +90,7 @@ metrics:
   enabled: true
 providers:
   local:
-    base_url: http://host.containers.internal:$mock_port
+    base_url: http://host.containers.internal:$MOCK_PORT
 EOF2
 chmod -R a+rX "$work"
 echo "==> run the runtime image"
@@ -134,7 +115,7 @@ mkdir -p "$work/conf-full"
 cat >"$work/conf-full/config.yaml" <<EOF2
 providers:
   local:
-    base_url: http://host.containers.internal:$mock_port
+    base_url: http://host.containers.internal:$MOCK_PORT
 routing:
   default_route: chat
   semantic:

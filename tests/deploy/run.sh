@@ -18,5 +18,7 @@ echo "==> deploy: compose.yaml (podman-compose config, Compose spec schema, refe
 "$DEPLOY_PYTHON" tests/deploy/compose.py "$BIN" "$COMPOSE_SCHEMA"
 echo "==> deploy: systemd unit (systemd-analyze verify and security, MemoryDenyWriteExecute)"
 tests/deploy/systemd.sh "$BIN"
+echo "==> deploy: systemd unit started by systemd (PID 1 of a privileged container)"
+tests/deploy/systemd_service.sh "$BIN"
 echo "==> deploy: container image (podman build, run, smoke test)"
 tests/deploy/container.sh "$BIN"

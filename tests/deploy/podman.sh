@@ -1,0 +1,35 @@
+# Sourced by the container tests: podman set up for this kind of machine, the local base image
+# that stands in for registry images, a free port, the mock upstream. Needs $CACHE (assets.sh)
+# and $work (a temporary directory the caller removes).
+
+# The sandbox this was written in allowed containers only with these: crun refuses cgroup v1/v2
+# hybrid hosts (runc does not), and without CAP_SYS_RESOURCE the default RLIMIT_NPROC (above
+# the host's hard limit) cannot be set. A storage root in the cache keeps the base images
+# between runs and everything else out of /var/lib/containers; its runroot must not change
+# between runs (podman's database records it).
+PODMAN=(podman --root "$CACHE/podman/storage" --runroot "${TMPDIR:-/tmp}/llm-gateway-podman-run-$(id -u)"
+    --runtime runc --cgroup-manager cgroupfs --events-backend file)
+[ -n "${LLM_GATEWAY_PODMAN_STORAGE_DRIVER:-}" ] && PODMAN+=(--storage-driver "$LLM_GATEWAY_PODMAN_STORAGE_DRIVER")
+ULIMITS=(--ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit "nproc=4096:4096")
+BASE=localhost/llm-gateway-test/debian:bookworm-minbase
+
+# Debian bookworm (minbase) from the Debian mirror, imported once.
+ensure_base_image() {
+    "${PODMAN[@]}" image exists "$BASE" && return 0
+    echo "==> making the local base image (debootstrap --variant=minbase bookworm)" >&2
+    debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 \
+        || { tail -20 "$work/debootstrap.log" >&2; return 1; }
+    tar -C "$work/rootfs" -c . | "${PODMAN[@]}" import -q - "$BASE" >/dev/null
+    rm -rf "$work/rootfs"
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# tests/deploy/mock_upstream.py on every interface (containers reach it as
+# host.containers.internal). Sets MOCK_PID and MOCK_PORT; the caller kills MOCK_PID.
+start_mock() {
+    python3 tests/deploy/mock_upstream.py "$work/mock.port" &
+    MOCK_PID=$!
+    for _ in $(seq 100); do [ -s "$work/mock.port" ] && break; sleep 0.1; done
+    MOCK_PORT="$(cat "$work/mock.port")"
+}
