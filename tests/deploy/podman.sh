@@ -10,7 +10,9 @@
 PODMAN=(podman --root "$CACHE/podman/storage" --runroot "${TMPDIR:-/tmp}/llm-gateway-podman-run-$(id -u)"
     --runtime runc --cgroup-manager cgroupfs --events-backend file)
 [ -n "${LLM_GATEWAY_PODMAN_STORAGE_DRIVER:-}" ] && PODMAN+=(--storage-driver "$LLM_GATEWAY_PODMAN_STORAGE_DRIVER")
-ULIMITS=(--ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit "nproc=4096:4096")
+nofile="$(ulimit -Hn)"
+[ "$nofile" = unlimited ] && nofile=1048576
+ULIMITS=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=4096:4096")
 BASE=localhost/llm-gateway-test/debian:bookworm-minbase
 
 # Debian bookworm (minbase) from the Debian mirror, imported once.
