@@ -3,11 +3,10 @@
 # /health, /ready, one chat completion, the uid, the image size; then the `full` target (builtin
 # embedder + libziti) with a semantic-routing config, which only starts if ONNX Runtime loads.
 #
-# No registry is reachable in CI, so the Containerfile's FROM images are stood in for:
+# No registry is reachable in CI, so the Containerfile's FROM images are stood in for
+# (tests/deploy/podman.sh):
 #   RUNTIME_IMAGE  a Debian bookworm minbase made with debootstrap (cached in $LLM_GATEWAY_CACHE)
-#   BUILDER_IMAGE  that base plus the binary under test and a `cargo` that installs it where
-#                  `cargo build --profile dist` would, so every stage and line of the Containerfile
-#                  runs as shipped except the compile itself
+#   BUILDER_IMAGE  that base plus the binary under test and a `cargo` that installs it
 #   PYTHON_IMAGE   that base too: the assets stages find everything in the mounted cache
 # Usage: tests/deploy/container.sh [BINARY]   (default: $LLM_GATEWAY_BIN, else target/release/llm-gateway)
 set -euo pipefail
@@ -34,22 +33,7 @@ trap cleanup EXIT
 # such stderr is shown only when the command fails.
 ensure_base_image
 
-mkdir -p "$work/builder"
-cp "$BIN" "$work/builder/llm-gateway"
-cat >"$work/builder/cargo" <<'SH'
-#!/bin/sh
-# Stands in for cargo: the binary under test is the build's output.
-[ "$*" = "build --profile dist --locked" ] || { echo "fake cargo: unexpected arguments: $*" >&2; exit 1; }
-[ -f Cargo.lock ] && [ -d src ] || { echo "fake cargo: the source is not in $(pwd)" >&2; exit 1; }
-install -D -m 0755 /prebuilt/llm-gateway target/dist/llm-gateway
-SH
-cat >"$work/builder/Containerfile" <<EOF2
-FROM $BASE
-COPY llm-gateway /prebuilt/llm-gateway
-COPY cargo /usr/local/bin/cargo
-EOF2
-chmod +x "$work/builder/cargo"
-"${PODMAN[@]}" build -q "${ULIMITS[@]}" -t localhost/llm-gateway-test/builder "$work/builder" >/dev/null
+ensure_builder_image "$BIN"
 
 build() { # TARGET TAG
     # --format docker keeps HEALTHCHECK (the OCI format has no such field).

@@ -1,10 +1,11 @@
 """An OpenAI-compatible upstream for the deployment tests: one model, canned chat replies.
 
-Usage: mock_upstream.py PORT_FILE [MODEL]. Binds 0.0.0.0 on a free port (containers reach it
-over the host network) and writes the port to PORT_FILE once it is listening.
+Usage: mock_upstream.py PORT_FILE [MODEL]. Binds 0.0.0.0 (containers reach it over podman's
+network) on $MOCK_PORT, else a free port, and writes the port to PORT_FILE once it listens.
 """
 import http.server
 import json
+import os
 import sys
 import time
 
@@ -48,9 +49,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         })
 
 
-server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Handler)
+server = http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("MOCK_PORT", "0"))), Handler)
 with open(sys.argv[1] + ".tmp", "w") as f:
     f.write(str(server.server_address[1]))
-import os  # noqa: E402  (rename last: the port file appears only when complete)
+# Renamed into place, so the port file appears only when complete.
 os.rename(sys.argv[1] + ".tmp", sys.argv[1])
 server.serve_forever()

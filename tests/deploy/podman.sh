@@ -35,3 +35,25 @@ start_mock() {
     for _ in $(seq 100); do [ -s "$work/mock.port" ] && break; sleep 0.1; done
     MOCK_PORT="$(cat "$work/mock.port")"
 }
+
+# localhost/llm-gateway-test/builder: the base image plus BINARY and a `cargo` that installs it
+# where `cargo build --profile dist` would, to stand in for the Containerfile's BUILDER_IMAGE:
+# every stage and line of the Containerfile then runs as shipped except the compile itself.
+ensure_builder_image() {
+    mkdir -p "$work/builder"
+    cp "$1" "$work/builder/llm-gateway"
+    cat >"$work/builder/cargo" <<'SH'
+#!/bin/sh
+# Stands in for cargo: the binary under test is the build's output.
+[ "$*" = "build --profile dist --locked" ] || { echo "fake cargo: unexpected arguments: $*" >&2; exit 1; }
+[ -f Cargo.lock ] && [ -d src ] || { echo "fake cargo: the source is not in $(pwd)" >&2; exit 1; }
+install -D -m 0755 /prebuilt/llm-gateway target/dist/llm-gateway
+SH
+    cat >"$work/builder/Containerfile" <<EOF2
+FROM $BASE
+COPY llm-gateway /prebuilt/llm-gateway
+COPY cargo /usr/local/bin/cargo
+EOF2
+    chmod +x "$work/builder/cargo"
+    "${PODMAN[@]}" build -q "${ULIMITS[@]}" -t localhost/llm-gateway-test/builder "$work/builder" >/dev/null
+}
