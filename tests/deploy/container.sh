@@ -15,6 +15,7 @@ cd "$(dirname "$0")/../.."
 
 BIN="${1:-${LLM_GATEWAY_BIN:-target/release/llm-gateway}}"
 [ -x "$BIN" ] || { echo "container test: no binary at $BIN" >&2; exit 1; }
+cmp -s .containerignore .dockerignore || { echo ".containerignore and .dockerignore differ" >&2; exit 1; }
 ensure_deploy_tools
 ensure_embedding_model
 ensure_libziti
