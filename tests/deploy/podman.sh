@@ -6,8 +6,9 @@
 # hybrid hosts (runc does not), and without CAP_SYS_RESOURCE the default RLIMIT_NPROC (above
 # the host's hard limit) cannot be set. A storage root in the cache keeps the base images
 # between runs and everything else out of /var/lib/containers; its runroot must not change
-# between runs (podman's database records it).
-PODMAN=(podman --root "$CACHE/podman/storage" --runroot "${TMPDIR:-/tmp}/llm-gateway-podman-run-$(id -u)"
+# between runs (podman's database records it) and is one per storage root.
+PODMAN=(podman --root "$CACHE/podman/storage"
+    --runroot "${TMPDIR:-/tmp}/llm-gateway-podman-run-$(id -u)-$(printf %s "$CACHE" | sha256sum | cut -c1-12)"
     --runtime runc --cgroup-manager cgroupfs --events-backend file)
 [ -n "${LLM_GATEWAY_PODMAN_STORAGE_DRIVER:-}" ] && PODMAN+=(--storage-driver "$LLM_GATEWAY_PODMAN_STORAGE_DRIVER")
 nofile="$(ulimit -Hn)"
