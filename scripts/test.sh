@@ -48,3 +48,6 @@ echo "==> scaling out: two replicas behind HAProxy sharing one config, keys file
 ensure_haproxy
 ensure_redis_server
 python3 tests/observability/scaling_out.py
+echo "==> deployment (deploy/): container image built and run with podman, systemd unit, Kubernetes manifests and live reload, compose file"
+cargo build --release --locked
+tests/deploy/run.sh target/release/llm-gateway

