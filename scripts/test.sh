@@ -40,3 +40,7 @@ fi
 echo "==> agents: Claude Code and Codex CLI -> llm-gateway -> mock upstream (each runs one shell tool call)"
 ensure_agents
 CLAUDE_BIN="$CLAUDE_BIN" CODEX_BIN="$CODEX_BIN" "$SDK_PYTHON" tests/agents/run_agents.py
+
+echo "==> quickstart: the banner only once the gateway answers /health (a busy port: no banner, exit non-zero)"
+# Runs the real script (its release build included; the model and embedder are cached by now).
+python3 tests/quickstart/banner.py
