@@ -265,7 +265,7 @@ fn pool(cx: &mut Cx, prefix: &str, list: &Spanned<Vec<Spanned<raw::Endpoint>>>) 
                     cx.error_help(
                         ep.span.clone(),
                         "endpoint has neither `base_url` nor `zrok_share_token`",
-                        "add `base_url: http://host:port` (the anchor silently used localhost)",
+                        "add `base_url: http://host:port` (openziti/llm-gateway silently used localhost)",
                     )
                 });
                 None
