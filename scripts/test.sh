@@ -13,6 +13,8 @@ cargo fmt --all --check
 echo "==> cargo clippy (all targets, warnings are errors; with and without the builtin embedder)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --no-default-features -- -D warnings
+echo "==> docs: every config key documented, links resolve, nothing outside the repository (scripts/check_docs.py)"
+python3 scripts/check_docs.py
 echo "==> the builtin embedder's assets and libziti (PyPI); redis-server (Debian)"
 ensure_embedding_model
 ensure_libziti

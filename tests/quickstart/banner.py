@@ -48,6 +48,15 @@ def accepts(port):
         return False
 
 
+def reap(proc):
+    """Kills whatever the script left in its session (it was started in its own), so a broken
+    script cannot leave a gateway or a model server running after the test."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def start(gateway_port, model_port):
     env = dict(os.environ, GATEWAY_ADDR=f"127.0.0.1:{gateway_port}", MODEL_PORT=str(model_port))
     return subprocess.Popen(
@@ -66,6 +75,7 @@ def busy_port():
         _, err = proc.communicate(timeout=START_TIMEOUT)
     finally:
         holder.close()
+        reap(proc)
     sys.stderr.write(err)
     assert proc.returncode != 0, "quickstart exited 0 with its gateway port taken"
     assert BANNER not in err, "quickstart printed the banner although the gateway could not bind"
@@ -76,32 +86,33 @@ def busy_port():
 def free_ports():
     gateway_port, model_port = free_port(), free_port()
     proc = start(gateway_port, model_port)
-    seen, answered = [], None
-    # The read blocks, so a timer kills the script if the banner never comes.
-    timer = threading.Timer(START_TIMEOUT, proc.kill)
-    timer.start()
     try:
-        for line in proc.stderr:
-            seen.append(line)
-            if line.startswith(BANNER):
-                answered = health(gateway_port)
-                break
-    finally:
-        timer.cancel()
-    try:
+        seen, answered = [], None
+        # The read blocks, so a timer kills the script if the banner never comes.
+        timer = threading.Timer(START_TIMEOUT, proc.kill)
+        timer.start()
+        try:
+            for line in proc.stderr:
+                seen.append(line)
+                if line.startswith(BANNER):
+                    answered = health(gateway_port)
+                    break
+        finally:
+            timer.cancel()
         assert answered is not None, "no banner; output:\n" + "".join(seen)
         assert answered, "the banner came before the gateway answered /health"
         assert accepts(model_port), "the model server is not up after the banner"
-    finally:
         proc.send_signal(signal.SIGTERM)
         # Drain stderr so the script never blocks on a full pipe while it stops.
         threading.Thread(target=proc.stderr.read, daemon=True).start()
         proc.wait(timeout=60)
-    deadline = time.monotonic() + 10
-    while (accepts(gateway_port) or accepts(model_port)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not accepts(gateway_port), "the gateway kept running after SIGTERM to the script"
-    assert not accepts(model_port), "the model server kept running after SIGTERM to the script"
+        deadline = time.monotonic() + 10
+        while (accepts(gateway_port) or accepts(model_port)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not accepts(gateway_port), "the gateway kept running after SIGTERM to the script"
+        assert not accepts(model_port), "the model server kept running after SIGTERM to the script"
+    finally:
+        reap(proc)
     print(f"ok: free port {gateway_port}: banner after /health answered; SIGTERM stopped both")
 
 
