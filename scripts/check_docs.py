@@ -3,7 +3,8 @@
 
 Fails (exit 1, one line per problem) when:
 - a property name in schemas/config.schema.json is not in docs/configuration.md inside
-  backticks (alone, as `name`, or as a segment of a key path, as in `routing.semantic.name`);
+  backticks (alone, as `name`, or as a segment of a key path, as in `routing.semantic.name`),
+  or a key path in the first column of one of its tables names a property the schema lacks;
 - a relative link in README.md or docs/*.md points to a file that does not exist, or its
   `#fragment` to no heading of that file;
 - README.md, docs/, scripts/ or examples/ refer to ../shared or /work/shared (the repository
@@ -83,9 +84,25 @@ def check_schema_coverage():
     mentioned = set()
     for span in re.findall(r"`([^`\n]+)`", text):
         mentioned.update(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", span))
-    for name in sorted(schema_properties(schema, set())):
+    properties = schema_properties(schema, set())
+    for name in sorted(properties):
         if name not in mentioned:
             problems.append(f"docs/configuration.md: config property `{name}` (schemas/config.schema.json) is not documented")
+    # The other way: a documented key that no longer exists. Only key paths in a table's first
+    # column (`routing.semantic.threshold`, `…rules[].route`); values and file names are not keys.
+    top = set(schema.get("properties", {}))
+    for number, line in enumerate(without_code_blocks(text), 1):
+        if not line.startswith("|"):
+            continue
+        for span in re.findall(r"`([^`]+)`", line.split("|")[1]):
+            if not re.fullmatch(r"[a-z_.…*\[\]]+", span):
+                continue
+            names = re.findall(r"[a-z_]+", span)
+            if not (span.startswith("…") or names[0] in top):
+                continue
+            for name in names:
+                if name not in properties:
+                    problems.append(f"docs/configuration.md:{number}: `{span}` names `{name}`, which the schema does not have")
 
 
 def check_links(doc):
