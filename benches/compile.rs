@@ -9,7 +9,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use llm_gateway_compiler::compile;
 use llm_gateway_compiler::keywords::{Message, RequestView};
 
-const SEED: &str = include_str!("../fixtures/config/valid/anchor-reference-complete.yaml");
+const SEED: &str = include_str!("../fixtures/config/valid/go-gateway-reference-complete.yaml");
 
 fn large_config() -> String {
     let mut s = String::from(

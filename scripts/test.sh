@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every Rust test, the official openai and anthropic
 # SDKs through the gateway (Chat Completions, Messages, Responses), an end-to-end run against a
-# real local model, and the real agent clients (Claude Code, Codex CLI) running a tool through
-# the gateway. CI runs exactly this (.ci/run). Assets (Python venvs, the model, the agents) are
+# real local model, the real agent clients (Claude Code, Codex CLI) running a tool through
+# the gateway, the dashboard and alerts against a real Prometheus, the scaling-out recipe, the
+# deployment artifacts (podman, systemd, Kubernetes, compose) and the quickstart. CI runs
+# exactly this (.ci/run). Assets (Python venvs, the model, the agents) are
 # fetched from PyPI and npm into $LLM_GATEWAY_CACHE; see scripts/lib/assets.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +15,8 @@ cargo fmt --all --check
 echo "==> cargo clippy (all targets, warnings are errors; with and without the builtin embedder)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --no-default-features -- -D warnings
+echo "==> docs: every config key documented, links resolve, nothing outside the repository (scripts/check_docs.py)"
+python3 scripts/check_docs.py
 echo "==> the builtin embedder's assets and libziti (PyPI); redis-server (Debian)"
 ensure_embedding_model
 ensure_libziti
@@ -51,3 +55,6 @@ python3 tests/observability/scaling_out.py
 echo "==> deployment (deploy/): container image built and run with podman, systemd unit, Kubernetes manifests and live reload, compose file"
 cargo build --release --locked
 tests/deploy/run.sh target/release/llm-gateway
+echo "==> quickstart: the banner only once the gateway answers /health (a busy port: no banner, exit non-zero)"
+# Runs the real script (its release build included; the model and embedder are cached by now).
+python3 tests/quickstart/banner.py

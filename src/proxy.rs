@@ -195,7 +195,7 @@ async fn dispatch(
     };
     let target = route::resolve(&live.plan, &live.pools, parsed.model.as_deref(), &view, key).await?;
     if live.plan.routing.is_some() {
-        // The anchor's decision line, so its log tooling keeps working.
+        // The Go gateway's decision line, so its log tooling keeps working.
         info!(
             "semantic routing: key='{}' method={} route='{}' model='{}' confidence={:.2} latency={}ms cascade=[{}]",
             Clean(log.key.as_deref().unwrap_or("")),

@@ -1,4 +1,4 @@
-//! Which model and provider a request goes to: the anchor's prefix rules, route names, and
+//! Which model and provider a request goes to: the Go gateway's prefix rules, route names, and
 //! for `auto` / no model (or every request with `allow_explicit_model: false`) the cascade:
 //! heuristic rules, embeddings, the classifier, then the default route.
 
@@ -21,7 +21,7 @@ pub struct Target {
     pub method: &'static str,
     /// The similarity or the classifier's confidence; 1 for rules and names, 0 for the default.
     pub confidence: f64,
-    /// The cascade's trace, as the anchor logs it (`heuristic:no_match`, `semantic:fast:0.91`).
+    /// The cascade's trace, as the Go gateway logs it (`heuristic:no_match`, `semantic:fast:0.91`).
     pub cascade: Vec<String>,
 }
 
@@ -151,7 +151,7 @@ fn last_user_text<'v>(view: &'v RequestView) -> Option<&'v str> {
     view.messages.iter().rev().find(|m| m.role.eq_ignore_ascii_case("user")).map(|m| m.text.as_ref())
 }
 
-/// The largest index ≤ `max` on a character boundary (the anchor cuts bytes and can split a
+/// The largest index ≤ `max` on a character boundary (the Go gateway cuts bytes and can split a
 /// character).
 fn floor_char_boundary(text: &str, max: usize) -> usize {
     (0..=max.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0)

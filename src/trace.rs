@@ -1,4 +1,4 @@
-//! The anchor's `tracing:` section: log each chat request's messages, truncated.
+//! The Go gateway's `tracing:` section: log each chat request's messages, truncated.
 //! Truncation counts characters (never splits one); control characters are escaped.
 
 use serde::Deserialize;
@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn truncates_by_characters_and_escapes_newlines() {
-        // Cut first (characters of the text as sent, as the anchor cuts before escaping).
+        // Cut first (characters of the text as sent, as the Go gateway cuts before escaping).
         assert_eq!(truncate("héllo\nworld", 7), "héllo\\nw...");
         assert_eq!(truncate("short", 10), "short");
     }

@@ -166,7 +166,7 @@ pub(crate) fn compile(cx: &mut Cx, raw: &Spanned<raw::ApiKeys>, routing: Option<
     let has_file = crate::endpoints::non_empty(&raw.keys_file).is_some();
     if enabled && list.is_empty() && !has_file {
         cx.at("api_keys", |cx| {
-            cx.error_help(raw.span.clone(), "`api_keys.enabled` is true but there are no keys", "add a key (`llm-gateway genkey --name NAME`), or set `enabled: false`; the anchor silently left the gateway open here")
+            cx.error_help(raw.span.clone(), "`api_keys.enabled` is true but there are no keys", "add a key (`llm-gateway genkey --name NAME`), or set `enabled: false`; openziti/llm-gateway silently left the gateway open here")
         });
     }
     let entries = entries(cx, "api_keys.keys", list, routing);

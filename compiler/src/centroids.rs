@@ -28,7 +28,7 @@ pub struct Vectors {
     pub routes: Vec<RouteVectors>,
 }
 
-/// Embeds every route's examples (one batch per route, as the anchor does). Routes without
+/// Embeds every route's examples (one batch per route, as the Go gateway does). Routes without
 /// examples are left out: the embedding layer cannot pick them.
 pub fn embed_routes(routing: &RoutingPlan, embedder: &dyn Embedder) -> Result<Vectors, String> {
     let model = embedder.model_id();
@@ -65,7 +65,7 @@ pub fn embed_routes(routing: &RoutingPlan, embedder: &dyn Embedder) -> Result<Ve
 
 impl Vectors {
     /// The best route for a unit-length query and its cosine similarity. Only a similarity
-    /// above 0 wins; on a tie the earlier route does (the anchor's rules).
+    /// above 0 wins; on a tie the earlier route does (the Go gateway's rules).
     pub fn best(&self, query: &[f32], comparison: Comparison) -> Option<(RouteId, f32)> {
         let mut best: Option<(RouteId, f32)> = None;
         for (route, score) in self.scores(query, comparison) {
@@ -295,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn comparisons_score_as_the_anchor_does() {
+    fn comparisons_score_as_the_go_gateway_does() {
         let v = embed_routes(&routing(&[("a", &["x", "y"]), ("b", &["xy"])]), &Axes).unwrap();
         let q = [1.0, 0.0];
         let (route, score) = v.best(&q, Comparison::Max).unwrap();

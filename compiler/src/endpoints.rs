@@ -14,7 +14,7 @@ use crate::secret::Secret;
 const DEFAULT_INTERVAL: u64 = 30;
 const DEFAULT_TIMEOUT: u64 = 5;
 
-/// A present, non-empty string field (the anchor's samples write `""` for "use the default").
+/// A present, non-empty string field (the Go gateway's samples write `""` for "use the default").
 pub fn non_empty(field: &Option<Spanned<String>>) -> Option<&Spanned<String>> {
     field.as_ref().filter(|s| !s.value.is_empty())
 }
@@ -265,7 +265,7 @@ fn pool(cx: &mut Cx, prefix: &str, list: &Spanned<Vec<Spanned<raw::Endpoint>>>) 
                     cx.error_help(
                         ep.span.clone(),
                         "endpoint has neither `base_url` nor `zrok_share_token`",
-                        "add `base_url: http://host:port` (the anchor silently used localhost)",
+                        "add `base_url: http://host:port` (openziti/llm-gateway silently used localhost)",
                     )
                 });
                 None

@@ -1,4 +1,4 @@
-//! Model and route globs, as the anchor's Go `path.Match` patterns (`*`, `?`, `[…]`, `[^…]`,
+//! Model and route globs, as the Go gateway's `path.Match` patterns (`*`, `?`, `[…]`, `[^…]`,
 //! `\` escapes) except that `*` also matches `/`, so `meta-llama/*` and `*` cover namespaced ids.
 //!
 //! Parsed once at compile time into tokens. A `globset::GlobSet` compiles a regex-backed

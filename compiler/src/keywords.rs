@@ -198,7 +198,7 @@ impl Heuristics {
             for k in &spec.keywords {
                 intern(k, i, false);
             }
-            // Exclusions only ever veto keywords: alone they do nothing, as in the anchor.
+            // Exclusions only ever veto keywords: alone they do nothing, as in the Go gateway.
             if !spec.keywords.is_empty() {
                 for e in &spec.exclude {
                     intern(e, i, true);
@@ -293,7 +293,7 @@ impl Heuristics {
 }
 
 /// Every user message, lowercased and joined with spaces (earlier turns included, as the
-/// anchor does). Lowercasing the text once lets the automaton run case-sensitively, which
+/// Go gateway does). Lowercasing the text once lets the automaton run case-sensitively, which
 /// keeps its fast literal prefilter.
 fn lowered_user_text(req: &RequestView) -> String {
     let users = req.messages.iter().filter(|m| m.role.eq_ignore_ascii_case("user"));
@@ -353,7 +353,7 @@ mod tests {
     fn non_ascii_text_and_keywords() {
         let rules = [kw(&["übersetze"], 1), kw(&["café"], 2), kw(&["daten"], 3)];
         assert_eq!(route(&rules, &user("Bitte ÜBERSETZE das")), Some(1));
-        // No boundary at a non-ASCII edge: substring matching there, as in the anchor.
+        // No boundary at a non-ASCII edge: substring matching there, as in the Go gateway.
         assert_eq!(route(&rules, &user("xübersetze")), Some(1));
         // ASCII-only boundaries: a non-ASCII neighbour counts as a boundary, like Go's \b.
         assert_eq!(route(&rules, &user("Ädaten")), Some(3));

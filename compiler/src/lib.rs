@@ -201,7 +201,7 @@ fn build(cx: &mut decode::Cx, config: &raw::Config, source: &str, shape: Shape) 
     }
 }
 
-/// The embedder or classifier on `local` without a `providers.local`: as in the anchor, the
+/// The embedder or classifier on `local` without a `providers.local`: as in the Go gateway, the
 /// local provider is used at its default address, so the plan configures it (chat requests
 /// for local models go there too) and a warning says so.
 fn implicit_local(
@@ -238,7 +238,7 @@ fn implicit_local(
 
 /// A config that configures no provider: an error when the file sets nothing at all or its
 /// `providers` section names none; a warning when it has other settings but no `providers`
-/// (the anchor's documentation shows such partial configs, and they must keep compiling).
+/// (the Go gateway's documentation shows such partial configs, and they must keep compiling).
 fn no_provider(cx: &mut decode::Cx, config: &raw::Config, shape: Shape) {
     let message = "no provider is configured: add providers.local, providers.open_ai or providers.anthropic";
     let help = "the smallest config that serves requests is `providers:` with `local: {}` under it (Ollama at http://localhost:11434)";

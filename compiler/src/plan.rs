@@ -182,7 +182,7 @@ impl ProviderKind {
         }
     }
 
-    /// The `provider` label in logs and metrics (the anchor's values).
+    /// The `provider` label in logs and metrics (the Go gateway's values).
     pub fn label(self) -> &'static str {
         match self {
             Self::OpenAi => "openai",
@@ -199,7 +199,7 @@ impl ProviderKind {
         }
     }
 
-    /// The anchor's prefix rule, case-insensitive: `gpt-`, `o1-`, `o3-` → OpenAI,
+    /// The Go gateway's prefix rule, case-insensitive: `gpt-`, `o1-`, `o3-` → OpenAI,
     /// `claude-` → Anthropic, everything else → local.
     pub fn for_model(model: &str) -> Self {
         let starts = |p: &str| model.get(..p.len()).is_some_and(|head| head.eq_ignore_ascii_case(p));
@@ -377,7 +377,7 @@ mod tests {
     use super::ProviderKind::{self, *};
 
     #[test]
-    fn prefix_rules_match_the_anchor() {
+    fn prefix_rules_match_the_go_gateway() {
         let cases = [
             ("gpt-4o", OpenAi),
             ("GPT-4o", OpenAi),

@@ -246,7 +246,7 @@ section! {
 
 section! {
     HealthCheck {
-        /// Seconds between probes. Default 30 (the anchor's documented value).
+        /// Seconds between probes. Default 30 (openziti/llm-gateway's documented value).
         #[schemars(extend("default" = 30))]
         interval_seconds: S<i64>,
         /// Seconds before a probe counts as failed. Default 5.
@@ -278,7 +278,7 @@ section! {
 
 section! {
     ApiKeys {
-        /// Require a key on `/v1/*`. Enabled with no keys is an error (the anchor silently opened the gateway).
+        /// Require a key on `/v1/*`. Enabled with no keys is an error (openziti/llm-gateway silently opened the gateway).
         #[schemars(extend("default" = false))]
         enabled: S<bool>,
         keys: List<ApiKey>,
@@ -417,7 +417,7 @@ section! {
         ambiguous_threshold: S<f64>,
         #[schemars(extend("default" = "centroid"))]
         comparison: S<Comparison>,
-        /// Cache recent prompts' vectors (on unless set to false; the anchor's default is off).
+        /// Cache recent prompts' vectors (on unless set to false; openziti/llm-gateway's default is off).
         #[schemars(extend("default" = true))]
         cache_embeddings: S<bool>,
         /// Seconds. Default 3600.

@@ -1,5 +1,5 @@
 //! The `routing:` section → route table, heuristics, semantic and classifier settings, with
-//! the cross-checks the anchor never made (unknown routes, threshold order, dead rules).
+//! the cross-checks the Go gateway never made (unknown routes, threshold order, dead rules).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -394,7 +394,7 @@ fn cache(
 }
 
 /// An embedding or classifier provider must name a configured provider. (`local` always is by
-/// now: the compiler adds it with its defaults when these layers need it, as the anchor does.)
+/// now: the compiler adds it with its defaults when these layers need it, as the Go gateway does.)
 fn needs_provider(
     cx: &mut Cx,
     path: &str,

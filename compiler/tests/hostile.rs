@@ -164,7 +164,7 @@ fn a_provider_written_without_a_value_is_configured_with_its_defaults() {
 
 #[test]
 fn documented_partial_configs_still_compile_with_a_warning() {
-    // The anchor's docs show sections alone; `fixtures/config/valid/seed003-tracing.yaml` is one.
+    // The Go gateway's docs show sections alone; `fixtures/config/valid/seed003-tracing.yaml` is one.
     let c = compile("tracing:\n  enabled: true\n", &env()).unwrap();
     assert_eq!(c.warnings.0[0].message, "no providers are configured; every request will fail");
 }

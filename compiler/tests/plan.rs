@@ -21,7 +21,7 @@ fn warnings(c: &Compiled) -> Vec<String> {
 }
 
 #[test]
-fn defaults_follow_the_anchor_docs() {
+fn defaults_follow_the_go_gateway_docs() {
     let c = ok("providers:\n  local: {}\n");
     let p = &c.plan;
     assert_eq!(p.listen.to_string(), ":8080");

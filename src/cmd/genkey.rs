@@ -8,7 +8,7 @@ use llm_gateway_compiler::glob::Glob;
 use crate::cli::GenkeyArgs;
 use crate::exit;
 
-/// `sk-gw-` + 64 lowercase hex digits from 32 bytes of the OS random source (the anchor's format).
+/// `sk-gw-` + 64 lowercase hex digits from 32 bytes of the OS random source (the Go gateway's format).
 pub fn new_key() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
@@ -91,7 +91,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_have_the_anchor_format_and_differ() {
+    fn keys_have_the_go_gateway_format_and_differ() {
         let a = new_key().unwrap();
         let b = new_key().unwrap();
         assert_ne!(a, b);

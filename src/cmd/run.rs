@@ -131,7 +131,7 @@ async fn serve(plan: Plan, reload: ReloadSetup, address_flag: bool) -> ExitCode 
         },
         false => None,
     };
-    // Served through zrok, the gateway opens no TCP port (the anchor's promise: the config's
+    // Served through zrok, the gateway opens no TCP port (the Go gateway's promise: the config's
     // `listen`, `:8080` in its sample, is ignored) unless `--address` asks for one as well.
     if plan.zrok_share.is_some() && !address_flag && plan.listen_set {
         warn!(

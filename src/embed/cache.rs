@@ -1,5 +1,5 @@
 //! A small LRU cache with a time-to-live, keyed by SHA-256 of what was asked (as the
-//! anchor's caches are), sized by the plan that uses it: a reload that changes the size or
+//! the Go gateway's caches are), sized by the plan that uses it: a reload that changes the size or
 //! the TTL starts it afresh.
 
 use std::num::NonZeroUsize;

@@ -20,7 +20,7 @@ use crate::pool::Pool;
 /// A provider's pools, by [`ProviderKind::index`], as [`crate::state::Live`] holds them.
 pub type Pools = [Option<Arc<Pool>>; 3];
 
-/// Bounds every embedding call to a provider (the anchor has none).
+/// Bounds every embedding call to a provider (the Go gateway has none).
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub enum Embedder {

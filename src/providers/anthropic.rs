@@ -1,5 +1,5 @@
 //! Anthropic: the Messages API (`POST /v1/messages`, `POST /v1/messages/count_tokens`),
-//! `x-api-key`, `anthropic-version`. Not probed (no model listing the anchor used); its
+//! `x-api-key`, `anthropic-version`. Not probed (no model listing the Go gateway used); its
 //! models are listed from a fixed list.
 
 use http::{HeaderMap, HeaderValue};
@@ -12,7 +12,7 @@ pub struct Anthropic;
 
 pub static ANTHROPIC: Anthropic = Anthropic;
 
-/// The anchor's static list: Anthropic has no OpenAI-style model listing.
+/// The Go gateway's static list: Anthropic has no OpenAI-style model listing.
 pub const MODELS: [&str; 10] = [
     "claude-opus-4-6",
     "claude-sonnet-4-6",

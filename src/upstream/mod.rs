@@ -240,7 +240,7 @@ pub async fn call_json(pool: &Pool, op: Operation, body: Vec<u8>) -> Result<(Sta
     }
 }
 
-/// `<what> <status>: <the answer's first 500 bytes>`, as the anchor words provider errors.
+/// `<what> <status>: <the answer's first 500 bytes>`, as the Go gateway words provider errors.
 pub fn status_error(what: &str, status: StatusCode, answer: &[u8]) -> String {
     let text = String::from_utf8_lossy(&answer[..answer.len().min(500)]);
     format!("{what} {}: {text}", status.as_u16())

@@ -6,7 +6,7 @@ use tracing::debug;
 use crate::error::ApiError;
 
 /// `max_tokens` when the client sets neither `max_tokens` nor `max_completion_tokens`
-/// (the anchor's fixed default; Anthropic requires the field).
+/// (the Go gateway's fixed default; Anthropic requires the field).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// What the response side needs to remember about the request.
