@@ -144,9 +144,11 @@ pub fn load(path: &Path, name: &str, source: String) -> Loaded {
                 plan = None;
             }
             Ok(keys_source) => {
-                let what =
-                    if holds_plaintext_secret(&keys_source) { "holds plaintext keys" } else { "lists the API keys" };
-                exposed.extend(exposure(&keys_path, what));
+                // Hashes of generated keys are no secret: only plaintext keys need the file kept
+                // private (a Kubernetes Secret mounted 0440 for the pod's group is then fine).
+                if holds_plaintext_secret(&keys_source) {
+                    exposed.extend(exposure(&keys_path, "holds plaintext keys"));
+                }
                 let (entries, diags) = match compile_keys_file(&keys_source, &ProcessEnv, p.routing.as_ref()) {
                     Ok((entries, warnings)) => (Some(entries), warnings),
                     Err(d) => (None, d),

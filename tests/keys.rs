@@ -128,6 +128,32 @@ async fn a_keys_file_that_a_reload_adds_is_watched_from_then_on() {
 }
 
 #[test]
+fn an_edit_keeps_the_files_owner_and_mode_and_hashes_alone_raise_no_warning() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys.yaml");
+    assert_eq!(keys(&keys_file, &["add", "admin"]).0, 0);
+    assert_eq!(std::fs::metadata(&keys_file).unwrap().mode() & 0o777, 0o600, "a new file is private");
+    // As a service would have it: readable by its group (a Kubernetes Secret with fsGroup, a
+    // systemd unit's group), owned by another user when we can arrange it (as root, as on CI).
+    std::fs::set_permissions(&keys_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let root = std::fs::metadata(dir.path()).unwrap().uid() == 0;
+    let owner = (65532, 65532);
+    if root {
+        std::os::unix::fs::chown(&keys_file, Some(owner.0), Some(owner.1)).unwrap();
+    }
+    let (code, _, err) = keys(&keys_file, &["add", "bob"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("warning"), "hashes only: nothing to warn about: {err}");
+    let meta = std::fs::metadata(&keys_file).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o640);
+    if root {
+        assert_eq!((meta.uid(), meta.gid()), owner);
+    }
+    assert!(std::fs::read_to_string(&keys_file).unwrap().contains("name: \"bob\""));
+}
+
+#[test]
 fn check_reports_keys_file_problems_with_their_own_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("keys.yaml"), "keys:\n  - name: a\n    kye: sk-gw-x\n").unwrap();

@@ -39,9 +39,9 @@ fn execute(args: &KeysArgs) -> Result<(), Failure> {
         ));
     }
     let records = file::read(&args.file)?;
-    let what =
-        if records.iter().any(|r| r.credential.0 == "key") { "holds plaintext keys" } else { "lists the API keys" };
-    if let Some(warning) = crate::config::exposure(&args.file, what) {
+    if records.iter().any(|r| r.credential.0 == "key")
+        && let Some(warning) = crate::config::exposure(&args.file, "holds plaintext keys")
+    {
         eprintln!("warning: {warning}");
     }
     match &args.command {
