@@ -1,4 +1,6 @@
 """An OpenAI-compatible upstream for the deployment tests: one model, canned chat replies.
+Standalone (stdlib only, no imports from the other tests): it is also copied into a stand-in
+llama.cpp image by compose_up.sh.
 
 Usage: mock_upstream.py PORT_FILE [MODEL]. Binds 0.0.0.0 (containers reach it over podman's
 network) on $MOCK_PORT, else a free port, and writes the port to PORT_FILE once it listens.

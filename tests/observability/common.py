@@ -15,9 +15,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "sdk"))
+from harness import JsonHandler  # noqa: E402  (stdlib only: any python3 runs it)
 DEPLOY = ROOT / "deploy"
 MODELS = ["gpt-ok", "gpt-slow", "gpt-err", "gpt-flaky", "gpt-hold", "llama-ok"]
 
@@ -125,20 +127,7 @@ class Mock:
         self.requests = 0
         mock = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def reply(self, status, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self):
                 if self.path == "/v1/models" and not mock.down:
                     return self.reply(200, {"object": "list", "data": [
