@@ -29,17 +29,9 @@ pub fn pool_of<'l>(live: &'l Live, kind: ProviderKind, model: &str) -> Result<&'
     Ok(pool)
 }
 
-/// The key's ACL for `target`, then its rate limits (`estimate`: the prompt's tokens, until
-/// the answer says; `None`: a request that does not count, such as `count_tokens`). The limit
-/// headers go on the response whatever happens next.
-pub async fn admit(
-    live: &Live,
-    key: Option<&KeyEntry>,
-    target: &Target,
-    estimate: Option<u64>,
-    log: &mut AccessLog,
-    limit_headers: &mut LimitHeaders,
-) -> Result<(), ApiError> {
+/// The key's ACL for `target`: checked first, so a key learns nothing about a model it may not
+/// use (not even that its provider is not configured).
+pub fn authorize(key: Option<&KeyEntry>, target: &Target) -> Result<(), ApiError> {
     let Some(k) = key else { return Ok(()) };
     if !k.allows_model(&target.model) {
         return Err(ApiError::forbidden(
@@ -50,6 +42,20 @@ pub async fn admit(
     if let Some(r) = target.route.as_deref().filter(|r| !k.allows_route(r)) {
         return Err(ApiError::forbidden("route_not_allowed", format!("route '{r}' is not allowed for this API key")));
     }
+    Ok(())
+}
+
+/// The key's rate limits (`estimate`: the prompt's tokens, until the answer says; `None`: a
+/// request that does not count, such as `count_tokens`), once the target is authorized and
+/// servable. The limit headers go on the response whatever happens next.
+pub async fn admit(
+    live: &Live,
+    key: Option<&KeyEntry>,
+    estimate: Option<u64>,
+    log: &mut AccessLog,
+    limit_headers: &mut LimitHeaders,
+) -> Result<(), ApiError> {
+    let Some(k) = key else { return Ok(()) };
     let Some(estimate) = estimate.filter(|_| k.limits.limits_rate()) else {
         return Ok(());
     };

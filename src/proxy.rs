@@ -217,6 +217,7 @@ async fn dispatch(
             crate::metrics::get().routing_decisions.with_label_values(&[target.method, route]).inc();
         }
     }
+    admission::authorize(key, &target)?;
     admission::pool_of(live, target.provider, &target.model)?;
     if live.plan.tracing.enabled && matches!(ingress, Ingress::Chat | Ingress::Messages | Ingress::Responses) {
         trace::log_request(&parsed, dialect, &target.model, live.plan.tracing.max_content_length);
@@ -224,7 +225,7 @@ async fn dispatch(
     // The prompt's tokens, roughly (4 bytes each), until the answer says. Counting a prompt's
     // tokens (which Claude Code asks for often) is not a request that counts.
     let estimate = (ingress != Ingress::CountTokens).then_some(body.len() as u64 / 4);
-    admission::admit(live, key, &target, estimate, log, limit_headers).await?;
+    admission::admit(live, key, estimate, log, limit_headers).await?;
     let first = match prepare(ingress, &body, &parsed, &target.model, target.provider)? {
         Prepared::Answer(value) => {
             log.status = 200;
@@ -298,9 +299,10 @@ async fn surface_request(
     if log.metrics {
         log.metric_model = Some(live.model_label(&target.model));
     }
+    admission::authorize(key, &target)?;
     admission::pool_of(live, target.provider, &target.model)?;
     let estimate = Some(if raw.is_json() { body.len() as u64 / 4 } else { 0 });
-    admission::admit(live, key, &target, estimate, log, limit_headers).await?;
+    admission::admit(live, key, estimate, log, limit_headers).await?;
     let upstream_body = match target.model.is_empty() {
         true => body.clone(),
         false => raw.body_for(&body, &target.model)?,

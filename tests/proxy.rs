@@ -279,6 +279,10 @@ async fn virtual_keys_guard_v1_but_not_health() {
     .await;
     assert_eq!(r.status.as_u16(), 403);
     assert_eq!(r.json()["error"]["message"], "model 'qwen2' is not allowed for this API key");
+    // A model of a provider that is not configured is still first a model the key may not use.
+    let claude = r#"{"model":"claude-sonnet-4","messages":[{"role":"user","content":"x"}]}"#;
+    let r = send("POST", &url, &[ct, ("x-api-key", CLIENT_KEY)], claude).await;
+    assert_eq!((r.status.as_u16(), r.json()["error"]["code"].as_str()), (403, Some("model_not_allowed")));
 
     assert_eq!(send("GET", &gw.url("/health"), &[], "").await.status.as_u16(), 200);
     let r = send("GET", &gw.url("/v1/models"), &[("authorization", &format!("Bearer {CLIENT_KEY}"))], "").await;
