@@ -30,6 +30,7 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     config_info: IntGaugeVec,
     pub queue_wait: HistogramVec,
+    pub queue_rejected: IntCounterVec,
     pub last_reload_success: Gauge,
     pub log_lines_dropped: IntCounter,
     pub fallbacks: IntCounterVec,
@@ -174,6 +175,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "llm_gateway_rate_limited_total",
             "Requests refused by a key's rpm, tpm or tokens_per_day",
             &["key", "limit"],
+        ),
+        queue_rejected: counter(
+            &r,
+            "llm_gateway_queue_rejected_total",
+            "Requests refused by a concurrency queue: full (429) or waited too long (503)",
+            &["scope", "reason"],
         ),
         user_tokens: counter(
             &r,

@@ -152,6 +152,9 @@ async fn a_full_queue_is_429_and_a_long_wait_503() {
     // Nobody waits any more: the one that left and the one that timed out are both gone
     // from the gauge (an alert on a queue that never empties reads it).
     assert_eq!(metric_sum(&gw, "llm_gateway_queue_depth{").await, 0.0);
+    // Both refusals are counted, by reason.
+    assert!(metric_sum(&gw, "llm_gateway_queue_rejected_total{reason=\"queue_full\"").await >= 1.0);
+    assert_eq!(metric_sum(&gw, "llm_gateway_queue_rejected_total{reason=\"queue_timeout\"").await, 1.0);
     assert_eq!(holder.await.unwrap().status.as_u16(), 200);
 }
 

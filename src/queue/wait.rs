@@ -33,9 +33,15 @@ pub async fn admit(
         Ok(Ok(permit)) => return Ok(permit),
         Ok(Err(ticket)) => ticket,
         Err(Full) => {
+            m.queue_rejected.with_label_values(&[scope, "queue_full"]).inc();
             return Err(ApiError::too_many("queue_full", format!("the queue for {scope} is full; retry shortly")));
         }
     };
+    // Both refusals' series exist from a scope's first wait on, at zero: Prometheus then sees
+    // the first refusal as an increase (a series born at 1 shows none).
+    for reason in ["queue_full", "queue_timeout"] {
+        m.queue_rejected.with_label_values(&[scope, reason]);
+    }
     _depth = DepthOnExit { gate, scope };
     let started = tokio::time::Instant::now();
     let deadline = started + timeout;
@@ -53,6 +59,7 @@ pub async fn admit(
         tokio::select! {
             () = ticket.changed() => {}
             () = tokio::time::sleep_until(deadline) => {
+                m.queue_rejected.with_label_values(&[scope, "queue_timeout"]).inc();
                 return Err(ApiError::queue_timeout(format!(
                     "waited {} s in the queue for {scope} (limits.queue_timeout_seconds)",
                     timeout.as_secs()

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from common import (DEPLOY, Gateway, Mock, Prometheus, chat, cleanup, fail, free_port, short_for, stop_all, tempdir,
+from common import (DEPLOY, Gateway, Mock, Prometheus, chat, cleanup, fail, free_port, http, short_for, stop_all, tempdir,
                     wait_for)
 
 atexit.register(stop_all)
@@ -40,7 +40,7 @@ routing:
   routes:
     - {{name: chat, model: gpt-ok}}
 rate_limits: {{backend: "{backend}", timeout_ms: 50}}
-limits: {{queue_timeout_seconds: 120}}
+limits: {{queue_timeout_seconds: 120, max_queue: 2}}
 api_keys:
   enabled: true
   keys:
@@ -76,20 +76,28 @@ class Traffic:
 
 def expect_alert(prom, name, labels, before, timeout=45):
     """Waits for alert `name` with `labels` to fire, then checks it is the only new one."""
-    def firing():
+    return expect_alerts(prom, [(name, labels)], before, timeout)
+
+
+def expect_alerts(prom, expected, before, timeout=45):
+    """Waits for every (name, labels) of `expected` to fire, then checks no other one started."""
+    def firing(name, labels):
         return [a for a in prom.alerts() if a["labels"]["alertname"] == name
                 and all(a["labels"].get(k) == v for k, v in labels.items())]
 
     started = time.monotonic()
-    wait_for(f"{name} {labels} to fire (firing now: {[ident(a) for a in prom.alerts()]})", firing, timeout)
+    for name, labels in expected:
+        wait_for(f"{name} {labels} to fire (firing now: {[ident(a) for a in prom.alerts()]})",
+                 lambda: firing(name, labels), timeout)
     # Other rules evaluate every second too: give a wrong one the time to show up.
     time.sleep(3)
     now = {ident(a) for a in prom.alerts()}
     new = now - before
-    wanted = {ident(a) for a in firing()}
+    wanted = {ident(a) for name, labels in expected for a in firing(name, labels)}
     if new != wanted:
-        fail(f"{name}: expected only {sorted(wanted)} to start firing, got {sorted(new)}")
-    print(f"ok: {name} {labels} fired in {time.monotonic() - started:.1f} s, alone")
+        fail(f"{[n for n, _ in expected]}: expected only {sorted(wanted)} to start firing, got {sorted(new)}")
+    names = " and ".join(f"{n} {l}" for n, l in expected)
+    print(f"ok: {names} fired in {time.monotonic() - started:.1f} s, {'alone' if len(expected) == 1 else 'together'}")
     return now
 
 
@@ -153,12 +161,21 @@ def main():
     t.stop()
     mock_a.slow = 0
 
-    # 4. A key limited to one request at a time sends four slow ones: its queue stays full.
+    # 4. A key limited to one request at a time sends three slow ones (one runs, two wait: the
+    # queue, of two, stays full), then a fourth once the queue's refusal counters have been
+    # scraped at zero: it is refused.
     mock_a.hold = 3
-    held = [threading.Thread(target=chat, args=(base, KEYS["narrow"], "gpt-hold")) for _ in range(4)]
+    held = [threading.Thread(target=chat, args=(base, KEYS["narrow"], "gpt-hold")) for _ in range(3)]
     for th in held:
         th.start()
-    before = expect_alert(prom, "LLMGatewayQueueSaturated", {"scope": "key"}, before)
+    time.sleep(2.5)
+    refused = http("POST", base + "/v1/chat/completions",
+                   {"model": "gpt-hold", "messages": [{"role": "user", "content": "x"}]},
+                   {"authorization": f"Bearer {KEYS['narrow']}"})
+    if refused[0] != 429:
+        fail(f"a fourth request to a full queue: expected 429, got {refused[0]}")
+    before = expect_alerts(prom, [("LLMGatewayQueueSaturated", {"scope": "key"}),
+                                  ("LLMGatewayQueueRejecting", {"scope": "key", "reason": "queue_full"})], before)
     for th in held:
         th.join()
     mock_a.hold = 0
