@@ -227,6 +227,12 @@ pub fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
+    // The one-shot commands end quietly when their reader goes away (`llm-gateway route … |
+    // head`), as Unix tools do, instead of panicking on the write. Not `run`: a client that
+    // hangs up must never end the server.
+    if !matches!(cli.command, Command::Run(_)) {
+        sigpipe::reset();
+    }
     match cli.command {
         Command::Run(args) => crate::cmd::run::run(args),
         Command::Check(args) => crate::cmd::check::run(args),

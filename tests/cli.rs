@@ -191,3 +191,16 @@ fn check_refuses_binary_files_saying_where() {
         assert!(text.contains(&format!("{name}:3:")), "points at line 3: {text}");
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    // `llm-gateway schema | head -c0`, deterministically: the pipe's reading end is closed
+    // before the command writes.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = bin().arg("schema").stdout(writer).stderr(Stdio::piped()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE, as Unix tools are: {:?}", out.status);
+}

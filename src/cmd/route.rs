@@ -197,6 +197,9 @@ async fn explain(live: &Live, routing: &RoutingPlan, request: &Request) {
 struct Outcome {
     want: usize,
     got: Option<usize>,
+    /// The layer that decided (`heuristic`, `semantic`, `default`, …).
+    method: &'static str,
+    prompt: String,
     /// The heuristics' route, when a rule matched (it decides before any threshold).
     heuristic: Option<usize>,
     /// The semantic layer's best route and score.
@@ -213,11 +216,12 @@ async fn eval(live: &Live, routing: &RoutingPlan, file: &Path, min_accuracy: Opt
         let want = index(want).ok_or_else(|| bad(format!("unknown route `{want}`")))?;
         let request = Request::from_line(prompt).map_err(bad)?;
         let view = || request.view();
-        let target = crate::route::resolve(&live.plan, &live.pools, None, &view, None).await;
-        let got = target.ok().and_then(|t| t.route).and_then(|r| index(&r));
+        let target = crate::route::resolve(&live.plan, &live.pools, None, &view, None).await.ok();
+        let method = target.as_ref().map_or("none", |t| t.method);
+        let got = target.and_then(|t| t.route).and_then(|r| index(&r));
         let heuristic = routing.heuristics.as_ref().and_then(|h| h.decide(&request.view())).map(|d| d.route);
         let best = semantic_scores(live, routing, &request).await.map_err(|e| (1, e))?.first().copied();
-        outcomes.push(Outcome { want, got, heuristic, best });
+        outcomes.push(Outcome { want, got, method, prompt: prompt.to_owned(), heuristic, best });
     }
     if outcomes.is_empty() {
         return Err((exit::DATA, format!("{} has no labelled prompts", file.display())));
@@ -232,12 +236,23 @@ async fn eval(live: &Live, routing: &RoutingPlan, file: &Path, min_accuracy: Opt
     }
 }
 
+/// How many misrouted prompts `--eval` lists.
+const MISSES_SHOWN: usize = 40;
+
 /// Prints the evaluation; returns the accuracy.
 fn report(routing: &RoutingPlan, outcomes: &[Outcome]) -> f64 {
     let routes = &routing.routes;
     let correct = outcomes.iter().filter(|o| o.got == Some(o.want)).count();
     let accuracy = correct as f64 / outcomes.len() as f64;
     println!("accuracy: {correct}/{} = {:.1} %", outcomes.len(), accuracy * 100.0);
+    let mut layers: Vec<&str> = outcomes.iter().map(|o| o.method).collect();
+    layers.sort_unstable();
+    layers.dedup();
+    for layer in layers {
+        let decided = outcomes.iter().filter(|o| o.method == layer);
+        let (n, right) = decided.fold((0, 0), |(n, r), o| (n + 1, r + usize::from(o.got == Some(o.want))));
+        println!("  decided by {layer:<10} {n:>5}, right {right:>5} ({:.1} %)", right as f64 * 100.0 / n as f64);
+    }
     println!("  {:<16} {:>9} {:>9} {:>8}", "route", "precision", "recall", "prompts");
     for (id, r) in routes.iter().enumerate() {
         let chosen = outcomes.iter().filter(|o| o.got == Some(id)).count();
@@ -261,6 +276,17 @@ fn report(routing: &RoutingPlan, outcomes: &[Outcome]) -> f64 {
             print!(" {n:>width$}");
         }
         println!();
+    }
+    let misses: Vec<&Outcome> = outcomes.iter().filter(|o| o.got != Some(o.want)).collect();
+    if !misses.is_empty() {
+        println!("misrouted (labelled → chosen, by):");
+        let name = |r: Option<usize>| r.map_or("none", |r| routes[r].name.as_str());
+        for o in misses.iter().take(MISSES_SHOWN) {
+            println!("  {} → {} ({}): {}", routes[o.want].name, name(o.got), o.method, o.prompt);
+        }
+        if misses.len() > MISSES_SHOWN {
+            println!("  … and {} more", misses.len() - MISSES_SHOWN);
+        }
     }
     if let (Some(semantic), Some(default)) = (&routing.semantic, routing.default_route) {
         // Without a classifier the threshold only chooses between the nearest route and the
