@@ -122,7 +122,7 @@ impl Zrok {
 async fn zrok_with_the_configs_listen_opens_no_port_unless_address_asks() {
     let zrok = Zrok::start().await;
     let mock = Mock::start().await;
-    // The seeds' config says `listen: ":8080"`; a free port stands in for it.
+    // The Go gateway's config says `listen: ":8080"`; a free port stands in for it.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!("listen: \"127.0.0.1:{port}\"\nproviders:\n  local:\n    base_url: {}\n", mock.url());
     let a = Process::run(&config, &zrok.env(), &["--zrok"]);

@@ -13,7 +13,7 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-/// The seed's routing example (seed 003): five routes of two examples, and the thresholds it
+/// The Go gateway's routing example (openziti/llm-gateway README): five routes of two examples, and the thresholds it
 /// set for nomic-embed-text.
 fn seed(dir: &std::path::Path, thresholds: &str) -> String {
     let source =
