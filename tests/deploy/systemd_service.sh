@@ -43,11 +43,16 @@ start_mock
     -v "$BIN:/usr/local/bin/llm-gateway:ro" "$IMAGE" /sbin/init >/dev/null 2>"$work/podman.err" \
     || { cat "$work/podman.err" >&2; exit 1; }
 inside() { "${PODMAN[@]}" exec "$name" "$@"; }
+state=""
 for _ in $(seq 100); do
     state="$(inside systemctl is-system-running 2>/dev/null || true)"
     case "$state" in running|degraded) break ;; esac
     sleep 0.2
 done
+case "$state" in
+    running|degraded) ;;
+    *) echo "systemd in the container did not finish booting in 20 s (state: ${state:-none})" >&2; exit 1 ;;
+esac
 sed "s|http://127.0.0.1:8081|http://host.containers.internal:$MOCK_PORT|" deploy/systemd/etc-llm-gateway/config.yaml \
     >"$work/config.yaml"
 grep -q "host.containers.internal:$MOCK_PORT" "$work/config.yaml"

@@ -88,8 +88,9 @@ def free_ports():
     proc = start(gateway_port, model_port)
     try:
         seen, answered = [], None
-        # The read blocks, so a timer kills the script if the banner never comes.
-        timer = threading.Timer(START_TIMEOUT, proc.kill)
+        # The read blocks, so a timer kills the script if the banner never comes: all of its
+        # session, as its children (cargo, the model server, the gateway) hold the pipe open too.
+        timer = threading.Timer(START_TIMEOUT, lambda: reap(proc))
         timer.start()
         try:
             for line in proc.stderr:

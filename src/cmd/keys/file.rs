@@ -200,7 +200,7 @@ fn items(list: &Option<llm_gateway_compiler::raw::ApiKeyList>) -> Option<Vec<(&s
 /// Replaces the keys file with `records`, atomically (a temporary file renamed over it) so the
 /// gateway watching it only ever reads whole versions. The new file keeps the old one's owner,
 /// group and mode (0600 for a new file), so the service that reads it still can after an edit
-/// by another user (root, or a deploy account).
+/// by another user (root); when the owner cannot be kept, nothing is written.
 pub(super) fn write(path: &Path, records: &[Record]) -> Result<(), Failure> {
     let mut text = String::from("# Keys of llm-gateway, managed with `llm-gateway keys`.\n");
     text.push_str(if records.is_empty() { "keys: []\n" } else { "keys:\n" });
@@ -221,15 +221,20 @@ pub(super) fn write(path: &Path, records: &[Record]) -> Result<(), Failure> {
             std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(fail)?;
         if let Ok(old) = std::fs::metadata(path) {
             let mine = f.metadata().map_err(fail)?;
+            // A file the service could no longer read would be worse than no edit at all.
             if (old.uid(), old.gid()) != (mine.uid(), mine.gid())
                 && let Err(e) = std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid()))
             {
-                eprintln!(
-                    "warning: cannot give {} back to its owner {}:{} ({e}); whoever runs the gateway may not read it now",
-                    path.display(),
-                    old.uid(),
-                    old.gid()
-                );
+                let _ = std::fs::remove_file(&tmp);
+                return Err((
+                    1,
+                    format!(
+                        "cannot keep {}'s owner {}:{} ({e}), so it is left as it was: run this as that user or as root",
+                        path.display(),
+                        old.uid(),
+                        old.gid()
+                    ),
+                ));
             }
             f.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o777)).map_err(fail)?;
         }

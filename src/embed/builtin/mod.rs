@@ -92,7 +92,7 @@ impl Model {
         let sessions = worker::sessions(&environment, &model_dir.join(graph), shared.as_ref(), workers)?;
         let model = worker::Model {
             tokenizer: wordpiece::WordPiece::from_file(&tokenizer, MAX_TOKENS)?,
-            table: table::Table::open(&tables)?,
+            table: table::Table::open(&tables, MAX_TOKENS)?,
         };
         let jobs = worker::start(sessions, model)?;
         Ok(Self { jobs, graph })

@@ -9,6 +9,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 const HEADER: u64 = 12;
+/// Far above any sentence embedding model's width (all-MiniLM-L6-v2: 384).
+const MAX_DIMS: u32 = 8192;
 
 pub struct Table {
     file: File,
@@ -18,7 +20,9 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn open(path: &Path) -> Result<Self, String> {
+    /// The tables at `path`, checked against the file's size; `positions` at least (the
+    /// longest text the tokenizer hands over).
+    pub fn open(path: &Path, positions_needed: usize) -> Result<Self, String> {
         let damaged = |what: &dyn std::fmt::Display| {
             format!("{} is damaged ({what}): run ./scripts/setup-embeddings.sh again", path.display())
         };
@@ -28,9 +32,15 @@ impl Table {
         let field = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
         let (words, positions, dims) = (field(0), field(4), field(8));
         let len = file.metadata().map_err(|e| damaged(&e))?.len();
-        let want = HEADER + u64::from(words) * (4 + u64::from(dims)) + u64::from(positions) * 4 * u64::from(dims);
-        if dims == 0 || len != want {
+        // Checked: a hostile header must not wrap around to the file's real length.
+        let (w, p, d) = (u64::from(words), u64::from(positions), u64::from(dims));
+        let want =
+            w.checked_mul(4 + d).zip(p.checked_mul(4 * d)).and_then(|(w, p)| HEADER.checked_add(w)?.checked_add(p));
+        if dims == 0 || dims > MAX_DIMS || want != Some(len) {
             return Err(damaged(&format!("{len} bytes for {words} words and {positions} positions of {dims}")));
+        }
+        if (positions as usize) < positions_needed {
+            return Err(damaged(&format!("{positions} positions, fewer than the {positions_needed} tokens of a text")));
         }
         Ok(Self { file, words, positions: positions as usize, dims: dims as usize })
     }
@@ -70,7 +80,7 @@ mod tests {
     fn table(bytes: &[u8]) -> (tempfile::NamedTempFile, Result<Table, String>) {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), bytes).unwrap();
-        let table = Table::open(file.path());
+        let table = Table::open(file.path(), 2);
         (file, table)
     }
 
@@ -95,5 +105,20 @@ mod tests {
     fn a_short_file_is_refused() {
         let (_file, table) = table(&[2, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1]);
         assert!(table.err().unwrap().contains("setup-embeddings.sh"));
+    }
+
+    #[test]
+    fn a_header_that_wraps_around_or_is_too_wide_or_too_short_is_refused() {
+        // 2^31 positions of 2^31 dims: 2^64 bytes, which wraps to the header's 12 unchecked.
+        let (_file, t) = table(&[0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0x80]);
+        assert!(t.err().unwrap().contains("damaged"));
+        let mut wide = vec![0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0x01, 0];
+        wide.extend(vec![0u8; 4 * 65536]);
+        let (_file, t) = table(&wide);
+        assert!(t.err().unwrap().contains("damaged"), "65536 dims");
+        let mut short = vec![0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0];
+        short.extend(0f32.to_le_bytes());
+        let (_file, t) = table(&short);
+        assert!(t.err().unwrap().contains("fewer than the 2 tokens"));
     }
 }

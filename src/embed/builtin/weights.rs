@@ -50,6 +50,12 @@ fn tensor(data: &File, e: Entry) -> Result<(String, Arc<DynValue>), String> {
     if count != Some(e.length) {
         return Err(format!("{}: {} bytes do not fit {:?}", e.name, e.length, e.dims));
     }
+    // Checked against the file before anything is allocated: a damaged manifest must not ask
+    // for more memory than the weights file holds.
+    let size = data.metadata().map_err(|err| format!("{}: {err}", e.name))?.len();
+    if e.offset.checked_add(e.length as u64).is_none_or(|end| end > size) {
+        return Err(format!("{}: {} bytes at {} in a file of {size}", e.name, e.length, e.offset));
+    }
     let mut bytes = vec![0u8; e.length];
     data.read_exact_at(&mut bytes, e.offset).map_err(|err| format!("{}: {err}", e.name))?;
     let value = match e.data_type {
@@ -60,4 +66,21 @@ fn tensor(data: &File, e: Entry) -> Result<(String, Arc<DynValue>), String> {
     }
     .map_err(|err| format!("{}: {err}", e.name))?;
     Ok((e.name, Arc::new(value)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Entry, tensor};
+
+    #[test]
+    fn an_entry_larger_than_the_file_is_refused_before_anything_is_allocated() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), [0u8; 16]).unwrap();
+        let huge = 1usize << 40;
+        let entry = Entry { name: "w".into(), data_type: 2, dims: vec![huge as i64], offset: 0, length: huge };
+        let err = tensor(file.as_file(), entry).err().unwrap();
+        assert!(err.contains("in a file of 16"), "{err}");
+        let past = Entry { name: "w".into(), data_type: 2, dims: vec![8], offset: u64::MAX - 2, length: 8 };
+        assert!(tensor(file.as_file(), past).is_err());
+    }
 }

@@ -158,38 +158,36 @@ impl WordPiece {
         let budget = self.max_tokens - 1;
         let mut ids = vec![self.cls];
         let (mut word, mut key) = (String::new(), String::new());
-        let mut rest = text;
-        while ids.len() < budget && !rest.is_empty() {
-            let (before, special, after) = self.next_special(rest);
-            for raw in before.split(separator).filter(|w| !w.is_empty()) {
-                if ids.len() >= budget {
-                    break;
+        // Where each special token occurs next, searched again only once passed: the text is
+        // scanned once per special token, not once per token found (a prompt of `[CLS]`s).
+        let mut next: Vec<Option<usize>> = self.specials.iter().map(|(s, _)| text.find(s.as_str())).collect();
+        let mut at = 0;
+        while ids.len() < budget && at < text.len() {
+            for ((content, _), found) in self.specials.iter().zip(&mut next) {
+                if found.is_some_and(|f| f < at) {
+                    *found = text[at..].find(content.as_str()).map(|f| at + f);
                 }
+            }
+            // Leftmost, then longest, as `tokenizers` matches them.
+            let special = (self.specials.iter().zip(&next))
+                .filter_map(|((content, id), found)| found.map(|f| (f, content.len(), *id)))
+                .min_by_key(|&(f, len, _)| (f, std::cmp::Reverse(len)));
+            let end = special.map_or(text.len(), |(f, _, _)| f);
+            'words: for raw in text[at..end].split(separator).filter(|w| !w.is_empty()) {
                 normalize(raw, &mut word);
                 for piece in pre_tokenize(&word) {
+                    if ids.len() >= budget {
+                        break 'words;
+                    }
                     self.wordpiece(piece, &mut ids, &mut key);
                 }
             }
-            ids.extend(special);
-            rest = after;
+            ids.extend(special.map(|(_, _, id)| id));
+            at = special.map_or(text.len(), |(f, len, _)| f + len);
         }
         ids.truncate(budget);
         ids.push(self.sep);
         ids
-    }
-
-    /// The text before the first special token, its id, and the text after (leftmost, then
-    /// longest, as `tokenizers` matches them).
-    fn next_special<'t>(&self, text: &'t str) -> (&'t str, Option<u32>, &'t str) {
-        let first = self
-            .specials
-            .iter()
-            .filter_map(|(content, id)| text.find(content.as_str()).map(|at| (at, content.len(), *id)))
-            .min_by_key(|&(at, len, _)| (at, std::cmp::Reverse(len)));
-        match first {
-            Some((at, len, id)) => (&text[..at], Some(id), &text[at + len..]),
-            None => (text, None, ""),
-        }
     }
 
     /// Greedy longest match from the left; a word with a piece not in the vocabulary, or too
