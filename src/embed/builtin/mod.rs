@@ -94,6 +94,15 @@ impl Model {
             tokenizer: wordpiece::WordPiece::from_file(&tokenizer, MAX_TOKENS)?,
             table: table::Table::open(&tables, MAX_TOKENS)?,
         };
+        // Checked once here, rather than failing every request that uses a token past the table.
+        if model.tokenizer.max_id() >= model.table.words() {
+            return Err(format!(
+                "the builtin embedding model's files do not match (token ids up to {}, a table of {} words): \
+                 run ./scripts/setup-embeddings.sh again",
+                model.tokenizer.max_id(),
+                model.table.words()
+            ));
+        }
         let jobs = worker::start(sessions, model)?;
         Ok(Self { jobs, graph })
     }
@@ -105,28 +114,20 @@ impl Model {
 
     /// Unit vectors, one per text. Blocking: call it off the async threads.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
-        let replies = texts
-            .iter()
-            .map(|text| {
-                let (tx, rx) = mpsc::sync_channel(1);
-                self.submit(text.to_string(), Box::new(move |r| drop(tx.send(r))))?;
-                Ok(rx)
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let replies = self.submit(texts.iter().map(|t| t.to_string()), |text| {
+            let (tx, rx) = mpsc::sync_channel(1);
+            (worker::Job { text, reply: worker::Reply::Blocking(tx) }, rx)
+        })?;
         replies.into_iter().map(|rx| rx.recv().map_err(|_| STOPPED.to_owned())?).collect()
     }
 
     /// [`Model::embed`] for async callers: the texts go to the workers, the caller's thread
-    /// only waits.
+    /// only waits; texts whose caller is dropped (the client left) are skipped.
     pub async fn embed_async(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
-        let replies = texts
-            .into_iter()
-            .map(|text| {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                self.submit(text, Box::new(move |r| drop(tx.send(r))))?;
-                Ok(rx)
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let replies = self.submit(texts.into_iter(), |text| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            (worker::Job { text, reply: worker::Reply::Async(tx) }, rx)
+        })?;
         let mut vectors = Vec::with_capacity(replies.len());
         for rx in replies {
             vectors.push(rx.await.map_err(|_| STOPPED.to_owned())??);
@@ -135,8 +136,18 @@ impl Model {
     }
 
     /// One job per text, so the texts of one call are spread over the workers too (and a text
-    /// embeds the same alone or among others).
-    fn submit(&self, text: String, reply: worker::Reply) -> Result<(), String> {
-        self.jobs.send(worker::Job { text, reply }).map_err(|_| STOPPED.to_owned())
+    /// embeds the same alone or among others); returns where each answer will arrive.
+    fn submit<R>(
+        &self,
+        texts: impl Iterator<Item = String>,
+        job: impl Fn(String) -> (worker::Job, R),
+    ) -> Result<Vec<R>, String> {
+        texts
+            .map(|text| {
+                let (job, rx) = job(text);
+                self.jobs.send(job).map_err(|_| STOPPED.to_owned())?;
+                Ok(rx)
+            })
+            .collect()
     }
 }

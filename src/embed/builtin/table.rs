@@ -45,6 +45,11 @@ impl Table {
         Ok(Self { file, words, positions: positions as usize, dims: dims as usize })
     }
 
+    /// How many word rows the table has (token ids below it have one).
+    pub fn words(&self) -> u32 {
+        self.words
+    }
+
     pub fn dims(&self) -> usize {
         self.dims
     }

@@ -152,6 +152,12 @@ impl WordPiece {
         })
     }
 
+    /// The largest id `encode` can give: every id must have a row in the embedding table.
+    pub fn max_id(&self) -> u32 {
+        let words = self.vocab.index.iter().map(|&(_, _, id)| id);
+        words.chain(self.specials.iter().map(|&(_, id)| id)).chain([self.unk, self.cls, self.sep]).max().unwrap_or(0)
+    }
+
     /// `[CLS]`, the text's tokens, `[SEP]`. Stops reading the text once it has enough tokens,
     /// which gives the same tokens as cutting the whole text's.
     pub fn encode(&self, text: &str) -> Vec<u32> {
@@ -302,6 +308,15 @@ mod tests {
     #[test]
     fn words_split_into_the_longest_known_pieces() {
         assert_eq!(tokenizer(64).encode("Unaffable, CAFÉ!"), [2, 4, 5, 6, 8, 7, 9, 3]);
+    }
+
+    #[test]
+    fn the_largest_id_is_known_before_any_text() {
+        assert_eq!(tokenizer(64).max_id(), 10);
+        // Specials tokenised back to back, many times over: the same tokens as one at a time.
+        let text = "[CLS]".repeat(1000) + "un[SEP]";
+        let ids = tokenizer(8).encode(&text);
+        assert_eq!(ids, [2, 2, 2, 2, 2, 2, 2, 3]);
     }
 
     #[test]

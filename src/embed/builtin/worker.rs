@@ -17,7 +17,30 @@ use super::table::Table;
 use super::weights::Shared;
 use super::wordpiece::WordPiece;
 
-pub type Reply = Box<dyn FnOnce(Result<Vec<f32>, String>) + Send>;
+pub type Vector = Result<Vec<f32>, String>;
+
+/// Where a job's vector goes: a blocking caller, or an async one, which may have gone.
+pub enum Reply {
+    Blocking(mpsc::SyncSender<Vector>),
+    Async(tokio::sync::oneshot::Sender<Vector>),
+}
+
+impl Reply {
+    /// Whether anyone still waits: a request whose client left is not embedded.
+    fn wanted(&self) -> bool {
+        match self {
+            Self::Blocking(_) => true,
+            Self::Async(tx) => !tx.is_closed(),
+        }
+    }
+
+    fn send(self, vector: Vector) {
+        match self {
+            Self::Blocking(tx) => drop(tx.send(vector)),
+            Self::Async(tx) => drop(tx.send(vector)),
+        }
+    }
+}
 
 pub struct Job {
     pub text: String,
@@ -102,9 +125,12 @@ impl Worker {
             // The lock is held only while waiting, so one idle worker at a time waits on the queue.
             let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
             let Ok(Job { text, reply }) = job else { return };
+            if !reply.wanted() {
+                continue;
+            }
             let vector = catch_unwind(AssertUnwindSafe(|| self.embed(&text)))
                 .unwrap_or_else(|_| Err("the builtin embedder failed on this text".into()));
-            reply(vector);
+            reply.send(vector);
         }
     }
 
@@ -141,7 +167,18 @@ fn mean_unit(states: &[f32], rows: usize) -> Option<Vec<f32>> {
 
 #[cfg(test)]
 mod tests {
-    use super::mean_unit;
+    use super::{Reply, mean_unit};
+
+    #[test]
+    fn a_job_whose_async_caller_left_is_not_wanted() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let reply = Reply::Async(tx);
+        assert!(reply.wanted());
+        drop(rx);
+        assert!(!reply.wanted());
+        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        assert!(Reply::Blocking(tx).wanted());
+    }
 
     #[test]
     fn the_mean_of_the_rows_normalised() {
