@@ -29,9 +29,14 @@ pub fn pool_of<'l>(live: &'l Live, kind: ProviderKind, model: &str) -> Result<&'
     Ok(pool)
 }
 
-/// The key's ACL for `target`: checked first, so a key learns nothing about a model it may not
-/// use (not even that its provider is not configured).
-pub fn authorize(key: Option<&KeyEntry>, target: &Target) -> Result<(), ApiError> {
+/// Whether `target` can be served to `key`: the key's ACL first, so a key learns nothing about
+/// a model it may not use (not even that its provider is not configured), then the provider.
+pub fn servable(live: &Live, key: Option<&KeyEntry>, target: &Target) -> Result<(), ApiError> {
+    authorize(key, target)?;
+    pool_of(live, target.provider, &target.model).map(drop)
+}
+
+fn authorize(key: Option<&KeyEntry>, target: &Target) -> Result<(), ApiError> {
     let Some(k) = key else { return Ok(()) };
     if !k.allows_model(&target.model) {
         return Err(ApiError::forbidden(

@@ -217,8 +217,7 @@ async fn dispatch(
             crate::metrics::get().routing_decisions.with_label_values(&[target.method, route]).inc();
         }
     }
-    admission::authorize(key, &target)?;
-    admission::pool_of(live, target.provider, &target.model)?;
+    admission::servable(live, key, &target)?;
     if live.plan.tracing.enabled && matches!(ingress, Ingress::Chat | Ingress::Messages | Ingress::Responses) {
         trace::log_request(&parsed, dialect, &target.model, live.plan.tracing.max_content_length);
     }
@@ -299,8 +298,7 @@ async fn surface_request(
     if log.metrics {
         log.metric_model = Some(live.model_label(&target.model));
     }
-    admission::authorize(key, &target)?;
-    admission::pool_of(live, target.provider, &target.model)?;
+    admission::servable(live, key, &target)?;
     let estimate = Some(if raw.is_json() { body.len() as u64 / 4 } else { 0 });
     admission::admit(live, key, estimate, log, limit_headers).await?;
     let upstream_body = match target.model.is_empty() {

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use llm_gateway_compiler::centroids::Calibration;
 use llm_gateway_compiler::plan::RoutingPlan;
 use llm_gateway_compiler::{Diagnostic, Diagnostics, Severity};
 use serde_json::json;
@@ -53,11 +54,13 @@ pub fn run(args: CheckArgs) -> ExitCode {
                 status = exit::CONFIG;
             }
             // The semantic layer's numbers belong to the config, the first report.
-            let routing = calibrated.as_ref().filter(|_| std::ptr::eq(report, &loaded.reports[0]));
+            let calibrated = calibrated.as_ref().filter(|_| std::ptr::eq(report, &loaded.reports[0]));
             match args.format {
                 Format::Text => {
                     print!("{}", report.render());
-                    if let Some(table) = routing.filter(|_| args.verbose).and_then(calibration::table) {
+                    if let Some(table) =
+                        calibrated.filter(|_| args.verbose).and_then(|(routing, c)| calibration::table(routing, c))
+                    {
                         print!("{table}");
                     }
                     println!("{}", summary(&report.name, diags, failed));
@@ -68,7 +71,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
                     "errors": diags.errors(),
                     "warnings": diags.warnings(),
                     "diagnostics": diags.locate(&report.name, &report.source),
-                    "semantic": routing.and_then(calibration::json),
+                    "semantic": calibrated.and_then(|(routing, c)| calibration::json(routing, c)),
                 })),
             }
         }
@@ -81,8 +84,8 @@ pub fn run(args: CheckArgs) -> ExitCode {
 
 /// Embeds the examples as `run` would; a failure becomes an error at `routing.semantic`, and
 /// what the embedded examples say about the routes becomes warnings. Returns the routing
-/// with its vectors (for the calibration table).
-fn embed(loaded: &mut crate::config::Loaded) -> Option<RoutingPlan> {
+/// with its vectors and their calibration (for the table), computed once.
+fn embed(loaded: &mut crate::config::Loaded) -> Option<(RoutingPlan, Calibration)> {
     let plan = loaded.plan.take()?;
     let span = plan.routing.as_ref().and_then(|r| r.semantic.as_ref()).map(|s| s.span.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
@@ -99,10 +102,11 @@ fn embed(loaded: &mut crate::config::Loaded) -> Option<RoutingPlan> {
         }
         Ok((live, _)) => {
             let routing = std::sync::Arc::try_unwrap(live.plan).ok()?.routing?;
+            let calibrated = calibration::of(&routing)?;
             let diags = &mut loaded.reports[0].diags;
-            diags.0.extend(calibration::warnings(&routing));
+            diags.0.extend(calibration::warnings(&routing, &calibrated));
             diags.sort();
-            Some(routing)
+            Some((routing, calibrated))
         }
     }
 }

@@ -1,6 +1,6 @@
-//! A small LRU cache with a time-to-live, keyed by SHA-256 of what was asked (as the
-//! the Go gateway's caches are), sized by the plan that uses it: a reload that changes the size or
-//! the TTL starts it afresh.
+//! A small LRU cache with a time-to-live, keyed by SHA-256 of what was asked (as the Go
+//! gateway's caches are), sized by the plan that uses it: a reload that changes the size or the
+//! TTL starts it afresh.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};

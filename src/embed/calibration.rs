@@ -39,8 +39,9 @@ pub fn derive(routing: &mut RoutingPlan) -> Option<(f64, f64)> {
     Some((semantic.threshold, semantic.ambiguous_threshold))
 }
 
-pub fn warnings(routing: &RoutingPlan) -> Vec<Diagnostic> {
-    let (Some(calibration), Some(semantic)) = (of(routing), routing.semantic.as_ref()) else { return Vec::new() };
+/// What `check` warns about, from the routing's calibration ([`of`]).
+pub fn warnings(routing: &RoutingPlan, calibration: &Calibration) -> Vec<Diagnostic> {
+    let Some(semantic) = routing.semantic.as_ref() else { return Vec::new() };
     let name = |id: usize| routing.routes[id].name.as_str();
     let mut out = Vec::new();
     let warn = |path: String, span: std::ops::Range<usize>, message: String, help: String| Diagnostic {
@@ -53,7 +54,7 @@ pub fn warnings(routing: &RoutingPlan) -> Vec<Diagnostic> {
     if let Some(span) = &semantic.threshold_span {
         let below = calibration.below(semantic.threshold);
         if below >= MOSTLY_BELOW {
-            let range = own_range(&calibration).map_or(String::new(), |(lo, hi)| format!(" run {lo:.2}–{hi:.2};"));
+            let range = own_range(calibration).map_or(String::new(), |(lo, hi)| format!(" run {lo:.2}–{hi:.2};"));
             out.push(warn(
                 "routing.semantic.threshold".into(),
                 span.clone(),
@@ -114,8 +115,7 @@ fn own_range(c: &Calibration) -> Option<(f32, f32)> {
 }
 
 /// The per-route table of `check --verbose`.
-pub fn table(routing: &RoutingPlan) -> Option<String> {
-    let calibration = of(routing)?;
+pub fn table(routing: &RoutingPlan, calibration: &Calibration) -> Option<String> {
     let semantic = routing.semantic.as_ref()?;
     let mut out = format!(
         "semantic routing: threshold {:.2}{}, ambiguous {:.2}{}; leave-one-out scores of the examples:\n",
@@ -144,8 +144,7 @@ pub fn table(routing: &RoutingPlan) -> Option<String> {
 }
 
 /// The same numbers for `check --format json`.
-pub fn json(routing: &RoutingPlan) -> Option<Value> {
-    let calibration = of(routing)?;
+pub fn json(routing: &RoutingPlan, calibration: &Calibration) -> Option<Value> {
     let semantic = routing.semantic.as_ref()?;
     let routes: Vec<Value> = calibration
         .routes

@@ -85,11 +85,12 @@ impl Model {
         let cannot = |e: &dyn std::fmt::Display| format!("cannot load ONNX Runtime from {}: {e}", lib.display());
         let builder = ort::init_from(&lib).map_err(|e| cannot(&e))?;
         let environment = builder.with_name("llm-gateway").with_telemetry(false).build().map_err(|e| cannot(&e))?;
-        let shared = weights::load(&model_dir.join(graph))?;
+        let graph_path = model_dir.join(graph);
+        let shared = weights::load(&graph_path)?;
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WORKERS);
         // The sessions first: the peak of loading is while they pack the weights, better
         // without the vocabulary already in memory.
-        let sessions = worker::sessions(&environment, &model_dir.join(graph), shared.as_ref(), workers)?;
+        let sessions = worker::sessions(&environment, &graph_path, shared.as_ref(), workers)?;
         let model = worker::Model {
             tokenizer: wordpiece::WordPiece::from_file(&tokenizer, MAX_TOKENS)?,
             table: table::Table::open(&tables, MAX_TOKENS)?,
