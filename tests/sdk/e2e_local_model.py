@@ -67,7 +67,15 @@ def check_usage(client, gateway, model):
     """A stream whose client did not ask for usage: the real server is asked for it (and
     accepts `stream_options`), the client sees no usage chunk, and its tokens are counted;
     tokens per second come from the server's own timings, not from a near-zero duration."""
+    # A request is metered just after its last byte reaches the client: the one before this may
+    # not be yet. Its tokens must not count as this stream's, so the baseline is read settled.
     before = metric(gateway, "llm_gateway_tokens_completion_total", model)
+    for _ in range(100):
+        time.sleep(0.05)
+        now = metric(gateway, "llm_gateway_tokens_completion_total", model)
+        if now == before:
+            break
+        before = now
     chunks = list(client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Count to three."}],
                                                  max_tokens=12, stream=True))
     assert chunks and all(c.usage is None and c.choices for c in chunks), chunks[-1]
@@ -120,6 +128,15 @@ def main():
     upstream, alias = sys.argv[1], sys.argv[2]
     gateway = Gateway(binary(), CONFIG.format(upstream=upstream, alias=alias))
     try:
+        # The model list is what the endpoint's health probe found: wait until it has answered
+        # (a server busy at the first probe is probed again within seconds).
+        for _ in range(600):
+            try:
+                if urllib.request.urlopen(f"http://{gateway.addr}/ready", timeout=5).status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
         client = OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=0, timeout=300)
         ids = [m.id for m in client.models.list()]
         assert alias in ids and "auto" in ids and "chat" in ids, ids
