@@ -11,7 +11,7 @@ channels are found on random token sequences (seeded): they are the same whateve
 
 The int8 weight matrices go to OUT.onnx.data, each at a page-aligned offset, and OUT.onnx.json
 lists them (name, ONNX data_type, dims, offset, length): the gateway reads that file once and
-hands the same tensors to each of its sessions, which then share one packed copy. What else
+hands the same tensors to each of its sessions, which share that one copy. What else
 runs read (biases, scales, LayerNorm, the outliers' rows) stays in the graph. ONNX Runtime
 loads OUT.onnx on its own too, as a graph with external data.
 usage: quantize_minilm.py MODEL_DIR   (model_fp32.onnx and embeddings.bin in, then

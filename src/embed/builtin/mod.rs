@@ -88,7 +88,7 @@ impl Model {
         let graph_path = model_dir.join(graph);
         let shared = weights::load(&graph_path)?;
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WORKERS);
-        // The sessions first: the peak of loading is while they pack the weights, better
+        // The sessions first: the peak of loading is while they are built, better
         // without the vocabulary already in memory.
         let sessions = worker::sessions(&environment, &graph_path, shared.as_ref(), workers)?;
         let model = worker::Model {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use ort::environment::Environment;
 use ort::ep::CPU;
 use ort::session::Session;
-use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::value::Tensor;
 
 use super::table::Table;
@@ -53,17 +53,15 @@ pub struct Model {
     pub table: Table,
 }
 
-/// One session per worker on the graph, with the shared weights if it has them: ONNX Runtime
-/// packs weights for its int8 kernels, and keeps one packed copy for all the sessions only for
-/// weights handed to it this way (the first session packs, the others find the same copy).
+/// One session per worker on the graph, all reading the same weights (the shared ones if it has
+/// them).
 pub fn sessions(
     environment: &Environment,
     graph: &Path,
     shared: Option<&Shared>,
     workers: usize,
 ) -> Result<Vec<Session>, String> {
-    let packed = PrepackedWeights::new();
-    (0..workers.max(1)).map(|_| session(environment, graph, shared, &packed)).collect()
+    (0..workers.max(1)).map(|_| session(environment, graph, shared)).collect()
 }
 
 /// Starts a thread per session; they stop when the returned sender is dropped.
@@ -84,13 +82,12 @@ pub fn start(sessions: Vec<Session>, model: Model) -> Result<mpsc::Sender<Job>, 
 
 /// A session with the options that keep memory down: no arena (it keeps the largest
 /// activations it ever served, per session), no memory patterns (a plan cached per input
-/// shape), one thread (a worker is the unit of parallelism), and the shared weights.
-fn session(
-    environment: &Environment,
-    graph: &Path,
-    shared: Option<&Shared>,
-    packed: &PrepackedWeights,
-) -> Result<Session, String> {
+/// shape), one thread (a worker is the unit of parallelism), the shared weights, and no
+/// prepacking. ONNX Runtime would otherwise keep a packed copy of the int8 weights beside the
+/// ones it is given (10.4 MiB more; it can drop the originals only when it loaded them itself,
+/// and then each session packs its own); unpacked, each run packs what it needs as it goes,
+/// about 0.9 ms more per prompt (measured: p50 2.3 ms instead of 1.4 ms, 56 MB instead of 67).
+fn session(environment: &Environment, graph: &Path, shared: Option<&Shared>) -> Result<Session, String> {
     let cannot =
         |e: &dyn std::fmt::Display| format!("cannot load the builtin embedding model {}: {e}", graph.display());
     let failed = |e: ort::Error<SessionBuilder>| cannot(&e);
@@ -106,7 +103,7 @@ fn session(
         .map_err(failed)?
         .with_memory_pattern(false)
         .map_err(failed)?
-        .with_prepacked_weights(packed)
+        .with_prepacking(false)
         .map_err(failed)?;
     for (name, tensor) in shared.map_or(&[][..], Vec::as_slice) {
         builder = builder.with_initializer(name, tensor.clone()).map_err(failed)?;
