@@ -74,3 +74,24 @@ fn missing_assets_name_the_setup_command() {
     let err = builtin::Model::load(dir.path()).err().unwrap();
     assert!(err.contains("./scripts/setup-embeddings.sh"), "{err}");
 }
+
+/// More prompts at once than the workers and their queue hold: the ones that find the queue
+/// full are refused at once (their requests route without the semantic layer) instead of
+/// piling up, and the others still get their vectors.
+#[test]
+fn a_full_queue_refuses_prompts_instead_of_piling_them_up() {
+    let model = model();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let texts: Vec<String> = (0..2000).map(|i| format!("a prompt for a saturated embedder, number {i}")).collect();
+    // join_all polls every call once before any answer can come back, so all 2,000 are
+    // submitted within microseconds, while one prompt takes a worker about 2 ms.
+    let results =
+        runtime.block_on(futures_util::future::join_all(texts.into_iter().map(|t| model.embed_async(vec![t]))));
+    let refused: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    let embedded = results.iter().filter(|r| r.is_ok()).count();
+    assert!(refused.len() >= 1000, "{} refused of 2000", refused.len());
+    assert!(embedded >= 64, "the queue's worth still embedded: {embedded}");
+    assert!(refused.iter().all(|e| e.contains("saturated")), "{:?}", refused.first());
+    // Once the queue has drained, prompts are embedded again.
+    assert_eq!(runtime.block_on(model.embed_async(vec!["after the rush".into()])).unwrap()[0].len(), 384);
+}

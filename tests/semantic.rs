@@ -163,3 +163,32 @@ fn run_without_the_builtin_model_names_the_setup_command() {
     );
     assert!(err.contains("run ./scripts/setup-embeddings.sh"), "{err}");
 }
+
+/// The builtin model missing when a reload first asks for it: the reload is refused, and once
+/// the model is installed the next reload loads it (a failed load is not remembered).
+#[cfg(feature = "builtin-embeddings")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_after_the_model_is_installed_loads_it() {
+    let mock = Mock::start().await;
+    let assets = tempfile::tempdir().unwrap();
+    let dir = assets.path().to_str().unwrap().to_owned();
+    let plain = format!("providers:\n  local:\n    base_url: {}\n", mock.url());
+    let gw = Gateway::start_with_env(&plain, &[("LLM_GATEWAY_EMBED_DIR", dir.as_str())]);
+    let write = |text: &str| {
+        let tmp = gw.config_path().with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, gw.config_path()).unwrap();
+    };
+    write(&config(&mock, "    enabled: true\n    threshold: 0.3\n"));
+    assert!(gw.wait_for_log("the builtin embedding model is not installed"), "{}", gw.logs());
+    assert!(gw.wait_for_log("still serving the previous config"), "{}", gw.logs());
+
+    let installed = llm_gateway::embed::builtin::asset_dir();
+    for name in ["libonnxruntime.so", llm_gateway::embed::builtin::MODEL] {
+        std::os::unix::fs::symlink(installed.join(name), assets.path().join(name)).unwrap();
+    }
+    write(&format!("{}# installed now\n", config(&mock, "    enabled: true\n    threshold: 0.3\n")));
+    assert!(gw.wait_for_log("config reloaded"), "{}", gw.logs());
+    let (model, route) = ask(&gw, &mock, Some("auto"), "compose a short poem about autumn rain").await;
+    assert_eq!((model.as_str(), route.as_str()), ("poem-model", "creative"));
+}

@@ -13,7 +13,7 @@ pub mod wordpiece;
 mod worker;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 
 pub const MODEL: &str = "all-minilm-l6-v2";
 
@@ -25,14 +25,20 @@ const GRAPHS: [&str; 2] = ["model_quantized.onnx", "model_fp32.onnx"];
 /// about 4 MB (its session and buffers; the weights are shared).
 const MAX_WORKERS: usize = 4;
 
+/// Prompts that may wait for a worker, per worker: about 0.15 s of work. A request that finds
+/// the queue full is not embedded (its decision goes on without the semantic layer) rather
+/// than waiting behind every request before it, and the queue's memory stays bounded.
+const QUEUED_PER_WORKER: usize = 64;
+
 /// The sequence length the model was trained with (sentence-transformers' max_seq_length);
 /// longer texts are cut there.
 pub const MAX_TOKENS: usize = 256;
 
 const STOPPED: &str = "the builtin embedder has stopped";
+const BUSY: &str = "the builtin embedder is saturated (every worker busy and the queue full): prompt not embedded";
 
 pub struct Model {
-    jobs: mpsc::Sender<worker::Job>,
+    jobs: mpsc::SyncSender<worker::Job>,
     graph: &'static str,
 }
 
@@ -45,10 +51,36 @@ pub fn asset_dir() -> PathBuf {
     }
 }
 
-/// The one model, loaded on first use and shared by every plan after.
+/// ONNX Runtime's environment: one per process, which `ort` allows to be built only once, so
+/// a load after the first (a retry, or a second model in tests) takes the same one.
+fn environment(lib: &Path) -> Result<ort::environment::Environment, String> {
+    static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+    let mut env = ENVIRONMENT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(env) = env.as_ref() {
+        return Ok(env.clone());
+    }
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot load ONNX Runtime from {}: {e}", lib.display());
+    let builder = ort::init_from(lib).map_err(|e| cannot(&e))?;
+    let built = builder.with_name("llm-gateway").with_telemetry(false).build().map_err(|e| cannot(&e))?;
+    Ok(env.insert(built).clone())
+}
+
+/// The one model, loaded on first use and shared by every plan after. A load that fails is
+/// tried again by the next caller (the next reload, once the setup has been run), not
+/// remembered until a restart.
 pub fn shared() -> Result<Arc<Model>, String> {
-    static MODEL_CELL: OnceLock<Result<Arc<Model>, String>> = OnceLock::new();
-    MODEL_CELL.get_or_init(|| Model::load(&asset_dir()).map(Arc::new)).clone()
+    static LOADED: OnceLock<Arc<Model>> = OnceLock::new();
+    static LOADING: Mutex<()> = Mutex::new(());
+    if let Some(model) = LOADED.get() {
+        return Ok(model.clone());
+    }
+    // One load at a time: a second caller waits for the first and takes its model.
+    let _loading = LOADING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(model) = LOADED.get() {
+        return Ok(model.clone());
+    }
+    let model = Arc::new(Model::load(&asset_dir())?);
+    Ok(LOADED.get_or_init(|| model).clone())
 }
 
 impl Model {
@@ -82,9 +114,7 @@ impl Model {
             if path.is_file() { Ok(path) } else { Err(missing(&path)) }
         };
         let (tokenizer, tables) = (file("tokenizer.json")?, file("embeddings.bin")?);
-        let cannot = |e: &dyn std::fmt::Display| format!("cannot load ONNX Runtime from {}: {e}", lib.display());
-        let builder = ort::init_from(&lib).map_err(|e| cannot(&e))?;
-        let environment = builder.with_name("llm-gateway").with_telemetry(false).build().map_err(|e| cannot(&e))?;
+        let environment = environment(&lib)?;
         let graph_path = model_dir.join(graph);
         let shared = weights::load(&graph_path)?;
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WORKERS);
@@ -104,7 +134,7 @@ impl Model {
                 model.table.words()
             ));
         }
-        let jobs = worker::start(sessions, model)?;
+        let jobs = worker::start(sessions, model, workers * QUEUED_PER_WORKER)?;
         Ok(Self { jobs, graph })
     }
 
@@ -115,17 +145,27 @@ impl Model {
 
     /// Unit vectors, one per text. Blocking: call it off the async threads.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
-        let replies = self.submit(texts.iter().map(|t| t.to_string()), |text| {
-            let (tx, rx) = mpsc::sync_channel(1);
-            (worker::Job { text, reply: worker::Reply::Blocking(tx) }, rx)
-        })?;
+        // Waits for room in the queue: the examples of a load are embedded off the request path.
+        let replies = self.submit(
+            texts.iter().map(|t| t.to_string()),
+            |job| self.jobs.send(job).map_err(|_| STOPPED),
+            |text| {
+                let (tx, rx) = mpsc::sync_channel(1);
+                (worker::Job { text, reply: worker::Reply::Blocking(tx) }, rx)
+            },
+        )?;
         replies.into_iter().map(|rx| rx.recv().map_err(|_| STOPPED.to_owned())?).collect()
     }
 
     /// [`Model::embed`] for async callers: the texts go to the workers, the caller's thread
     /// only waits; texts whose caller is dropped (the client left) are skipped.
     pub async fn embed_async(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, String> {
-        let replies = self.submit(texts.into_iter(), |text| {
+        let enqueue = |job| match self.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(mpsc::TrySendError::Full(_)) => Err(BUSY),
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(STOPPED),
+        };
+        let replies = self.submit(texts.into_iter(), enqueue, |text| {
             let (tx, rx) = tokio::sync::oneshot::channel();
             (worker::Job { text, reply: worker::Reply::Async(tx) }, rx)
         })?;
@@ -141,12 +181,13 @@ impl Model {
     fn submit<R>(
         &self,
         texts: impl Iterator<Item = String>,
+        enqueue: impl Fn(worker::Job) -> Result<(), &'static str>,
         job: impl Fn(String) -> (worker::Job, R),
     ) -> Result<Vec<R>, String> {
         texts
             .map(|text| {
                 let (job, rx) = job(text);
-                self.jobs.send(job).map_err(|_| STOPPED.to_owned())?;
+                enqueue(job)?;
                 Ok(rx)
             })
             .collect()

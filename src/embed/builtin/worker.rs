@@ -64,10 +64,11 @@ pub fn sessions(
     (0..workers.max(1)).map(|_| session(environment, graph, shared)).collect()
 }
 
-/// Starts a thread per session; they stop when the returned sender is dropped.
-pub fn start(sessions: Vec<Session>, model: Model) -> Result<mpsc::Sender<Job>, String> {
+/// Starts a thread per session, taking jobs from a queue of at most `queued`; they stop when
+/// the returned sender is dropped.
+pub fn start(sessions: Vec<Session>, model: Model, queued: usize) -> Result<mpsc::SyncSender<Job>, String> {
     let model = Arc::new(model);
-    let (jobs, queue) = mpsc::channel::<Job>();
+    let (jobs, queue) = mpsc::sync_channel::<Job>(queued);
     let queue = Arc::new(Mutex::new(queue));
     for (i, session) in sessions.into_iter().enumerate() {
         let worker = Worker { session, model: model.clone() };
