@@ -5,6 +5,9 @@
 //! the counts `prompt_tokens` / `completion_tokens`, Messages and Responses `input_tokens` /
 //! `output_tokens`.
 
+use std::sync::LazyLock;
+
+use memchr::memmem;
 use serde::Deserialize;
 
 /// How much of a body's end is kept.
@@ -45,10 +48,10 @@ impl Tail {
     /// `(prompt_tokens, completion_tokens)` of the last usage object, if any; its prompt
     /// count from the first usage object when the last has none (Anthropic's streams).
     pub fn tokens(&self) -> Option<(u64, u64)> {
-        let last = usage_at(self.recent(), memchr::memmem::rfind(self.recent(), USAGE)?)?;
+        let last = usage_at(self.recent(), memmem::rfind(self.recent(), USAGE)?)?;
         let first = || {
             let head = self.head.as_deref()?;
-            usage_at(head, memchr::memmem::find(head, USAGE)?)?.prompt()
+            usage_at(head, memmem::find(head, USAGE)?)?.prompt()
         };
         Some((last.prompt().or_else(first)?, last.completion()?))
     }
@@ -86,7 +89,11 @@ fn usage_at(text: &[u8], at: usize) -> Option<Counts> {
 /// of `text`, if any.
 pub fn generation(text: &[u8]) -> Option<std::time::Duration> {
     const KEY: &[u8] = b"\"predicted_ms\":";
-    let at = memchr::memmem::rfind(text, KEY)? + KEY.len();
+    // Every other server's answers lack the key, and memchr's reverse search, which has no
+    // SIMD skip, then reads the whole text a byte at a time (0.3 µs for 2 KB); the forward
+    // search skips ahead and costs a sixth of that, found or not.
+    static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(KEY));
+    let at = FINDER.find_iter(text).last()? + KEY.len();
     let rest = &text[at..];
     let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
     let len = rest[start..].iter().position(|b| !matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))?;

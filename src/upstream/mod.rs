@@ -85,23 +85,23 @@ pub fn request(
 ) -> Result<Request<Full<Bytes>>, ApiError> {
     // Host set here from the URI (as the client would), so hyper does not format one.
     let host = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-    let mut req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::USER_AGENT, HeaderValue::from_static(concat!("llm-gateway/", env!("CARGO_PKG_VERSION"))))
-        .header(
-            header::ACCEPT,
-            HeaderValue::from_static(if stream { "text/event-stream" } else { "application/json" }),
-        );
+    let has_body = !body.is_empty();
+    // Built in place rather than through `Request::builder`, which moves the whole request
+    // through a `Result` at every step.
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    let headers = req.headers_mut();
+    headers.reserve(8);
+    headers.insert(header::USER_AGENT, HeaderValue::from_static(concat!("llm-gateway/", env!("CARGO_PKG_VERSION"))));
+    let accept = if stream { "text/event-stream" } else { "application/json" };
+    headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
     if let Some(host) = host {
-        req = req.header(header::HOST, host);
+        headers.insert(header::HOST, host);
     }
-    if !body.is_empty() {
-        req = req.header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if has_body {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
-    let mut req = req
-        .body(Full::new(body))
-        .map_err(|e| ApiError::internal("bad_upstream_request", format!("cannot build the upstream request: {e}")))?;
     let credential = pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
     if let Some((name, value)) = credential {
         req.headers_mut().insert(name.clone(), value.clone());
@@ -262,7 +262,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name.as_str());
     }
-    for h in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"] {
+    for h in HOP_BY_HOP {
         headers.remove(h);
     }
 }
+
+/// Typed names: removing by `&str` parses each name again on every response.
+const HOP_BY_HOP: [http::HeaderName; 7] = [
+    header::CONNECTION,
+    http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
