@@ -120,6 +120,11 @@ impl AccessLog {
         Self::build(&http::Method::GET, "", false)
     }
 
+    /// When the response finished (set when the record is queued).
+    pub(crate) fn finished(&self) -> SystemTime {
+        self.finished
+    }
+
     /// Whether the writer formats a line for this record.
     pub(crate) fn writes_line(&self) -> bool {
         self.write

@@ -17,7 +17,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::Thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::access_log::AccessLog;
 use crate::logging::LogFormat;
@@ -39,11 +39,16 @@ const KEEP_BYTES: usize = 1 << 20;
 pub enum Line {
     /// A finished request's record: its metrics, and its line unless the level hides it.
     Access(AccessLog),
-    /// A line another event formatted (tracing's text or JSON), newline included.
-    Formatted(Vec<u8>),
+    /// A line another event formatted (tracing's text or JSON), newline included, and when.
+    Formatted { at: SystemTime, text: Vec<u8> },
 }
 
 impl Line {
+    /// A formatted line, stamped now (it was formatted just before).
+    pub fn formatted(text: Vec<u8>) -> Self {
+        Line::Formatted { at: SystemTime::now(), text }
+    }
+
     fn meter(&mut self) {
         if let Line::Access(record) = self {
             record.meter();
@@ -56,11 +61,19 @@ impl Line {
     }
 
     /// Appends the line, if there is one, to `out`.
-    fn append(self, out: &mut Vec<u8>, sink: &Sink) {
+    fn append(&self, out: &mut Vec<u8>, sink: &Sink) {
         match self {
             Line::Access(record) if record.writes_line() => record.write_line(out, sink.format, sink.ansi),
             Line::Access(_) => {}
-            Line::Formatted(text) => out.extend_from_slice(&text),
+            Line::Formatted { text, .. } => out.extend_from_slice(text),
+        }
+    }
+
+    /// When its event happened: what orders the lines of different serving threads.
+    fn at(&self) -> SystemTime {
+        match self {
+            Line::Access(record) => record.finished(),
+            Line::Formatted { at, .. } => *at,
         }
     }
 }
@@ -199,6 +212,7 @@ pub fn close(deadline: Duration) {
 
 fn write_loop(sink: &Sink) {
     let mut batches: Vec<Vec<Line>> = sink.queues.iter().map(|_| Vec::new()).collect();
+    let mut order: Vec<(SystemTime, usize, usize)> = Vec::new();
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
         sink.idle.store(true, Ordering::SeqCst);
@@ -223,11 +237,22 @@ fn write_loop(sink: &Sink) {
             sink.done.notify_all();
             return;
         }
+        // Each thread's queue is in order, but one thread's line can wait in its queue while
+        // another thread logs later ones: merged by time, the lines of a write are in order.
+        order.clear();
+        for (shard, batch) in batches.iter().enumerate() {
+            order.extend(batch.iter().enumerate().map(|(i, line)| (line.at(), shard, i)));
+        }
+        if batches.iter().filter(|b| !b.is_empty()).count() > 1 {
+            order.sort_unstable();
+        }
         let mut lines = 0;
-        for line in batches.iter_mut().flat_map(|b| b.drain(..)) {
+        for &(_, shard, i) in &order {
+            let line = &batches[shard][i];
             lines += u64::from(line.is_written());
             line.append(&mut out, sink);
         }
+        batches.iter_mut().for_each(Vec::clear);
         if !out.is_empty() && std::io::stderr().lock().write_all(&out).is_err() {
             crate::metrics::get().log_lines_dropped.inc_by(lines);
         }
@@ -239,6 +264,9 @@ fn write_loop(sink: &Sink) {
             if batch.capacity() > HIGH_WATER {
                 batch.shrink_to(HIGH_WATER);
             }
+        }
+        if order.capacity() > HIGH_WATER {
+            order.shrink_to(HIGH_WATER);
         }
     }
 }
@@ -270,7 +298,7 @@ impl Write for Buffered {
 impl Drop for Buffered {
     fn drop(&mut self) {
         if !self.0.is_empty() {
-            push(Line::Formatted(std::mem::take(&mut self.0)));
+            push(Line::formatted(std::mem::take(&mut self.0)));
         }
     }
 }

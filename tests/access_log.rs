@@ -158,3 +158,25 @@ async fn a_blocked_stderr_never_stalls_traffic_and_drops_are_counted() {
     assert_eq!(written as f64 + dropped_at_end, (requests + 2) as f64);
     assert!(gw.child.wait().unwrap().success());
 }
+
+/// Two serving threads each queue their own lines; the writer merges them by time, so the
+/// lines come out in the order of their timestamps, not one thread's batch after the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_of_different_serving_threads_are_written_in_time_order() {
+    let mock = Mock::start().await;
+    let mut gw = Held::start(&mock.url(), &["--log-format", "json", "--worker-threads", "2"]);
+    let stderr = gw.stderr.take().unwrap();
+    let collector = std::thread::spawn(move || stderr.lines().map(Result::unwrap).collect::<Vec<_>>());
+    load(gw.addr, 8, 2_000).await;
+    gw.terminate();
+    let lines = collector.join().unwrap();
+    let stamps: Vec<String> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .map(|v| v["timestamp"].as_str().expect("a timestamp").to_owned())
+        .collect();
+    assert_eq!(stamps.len(), 2_000);
+    let behind = stamps.windows(2).filter(|w| w[1] < w[0]).count();
+    assert_eq!(behind, 0, "request lines written before an earlier one: {behind}");
+}

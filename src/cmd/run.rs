@@ -76,7 +76,7 @@ fn report(loaded: &crate::config::Loaded, format: crate::logging::LogFormat) {
         match format {
             // Through the log's queue, so it keeps its place among the other lines.
             crate::logging::LogFormat::Text => {
-                crate::log_sink::push(crate::log_sink::Line::Formatted(r.render().into_bytes()))
+                crate::log_sink::push(crate::log_sink::Line::formatted(r.render().into_bytes()))
             }
             crate::logging::LogFormat::Json if errors > 0 => {
                 error!(file = %r.name, diagnostics = %r.render(), "{}: {errors} error(s), {warnings} warning(s)", r.name)
