@@ -120,6 +120,13 @@ impl AccessLog {
         Self::build(&http::Method::GET, "", false)
     }
 
+    /// Records the size of an answer the gateway made whole (an error, a translated answer):
+    /// `bytes` is what the client was sent, whoever wrote it.
+    pub fn sent(&mut self, resp: &http::Response<crate::body::Body>) {
+        use hyper::body::Body as _;
+        self.body_bytes = resp.body().size_hint().exact().unwrap_or(0);
+    }
+
     /// When the response finished (set when the record is queued).
     pub(crate) fn finished(&self) -> SystemTime {
         self.finished

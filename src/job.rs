@@ -155,7 +155,9 @@ async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<
         Err(e) => {
             log.status = e.status.as_u16();
             log.error = Some(e.message.clone());
-            return e.response_in(client);
+            let resp = e.response_in(client);
+            log.sent(&resp);
+            return resp;
         }
     };
     let stream = first.conversion.stream;
@@ -173,7 +175,9 @@ async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<
             let e = failure.error;
             log.status = e.status.as_u16();
             log.error = Some(e.message.clone());
-            e.response_in(client)
+            let resp = e.response_in(client);
+            log.sent(&resp);
+            resp
         }
     };
     if let Some(model) = model.filter(|m| !m.is_empty()) {

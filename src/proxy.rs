@@ -49,7 +49,10 @@ async fn answer(req: Request<Incoming>, shared: Shared, id: RequestId) -> Respon
     // The key's rate-limit headers, on every response of a limited key.
     let mut limit_headers = None;
     let mut resp = match dispatch(req, &live, &mut log, &mut limit_headers).await {
-        Ok(Next::Answer(resp)) => resp,
+        Ok(Next::Answer(resp)) => {
+            log.sent(&resp);
+            resp
+        }
         Ok(Next::Forward(job)) => {
             let route = job.route.clone();
             let mut resp = if job.first.conversion.stream && job.queued() {
@@ -67,7 +70,9 @@ async fn answer(req: Request<Incoming>, shared: Shared, id: RequestId) -> Respon
             if log.error.is_none() {
                 log.error = Some(e.message.clone());
             }
-            e.response_in(dialect)
+            let resp = e.response_in(dialect);
+            log.sent(&resp);
+            resp
         }
     };
     if let Some(limit_headers) = limit_headers {

@@ -180,3 +180,38 @@ async fn lines_of_different_serving_threads_are_written_in_time_order() {
     let behind = stamps.windows(2).filter(|w| w[1] < w[0]).count();
     assert_eq!(behind, 0, "request lines written before an earlier one: {behind}");
 }
+
+/// `bytes` is what the client was sent: for an answer the gateway wrote itself (an error, a
+/// translated answer) too, not the upstream's length or nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_are_what_the_client_received() {
+    let mock = Mock::start().await;
+    let mut gw = Held::start(&mock.url(), &["--log-format", "json"]);
+    let stderr = gw.stderr.take().unwrap();
+    let collector = std::thread::spawn(move || stderr.lines().map(Result::unwrap).collect::<Vec<_>>());
+    let url = |path: &str| format!("http://{}{path}", gw.addr);
+    let json = [("content-type", "application/json")];
+    let refused = common::send("POST", &url("/v1/chat/completions"), &json, "{not json").await;
+    let messages = r#"{"model":"llama3","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    let translated = common::send("POST", &url("/v1/messages"), &json, messages).await;
+    let relayed = common::send("POST", &url("/v1/chat/completions"), &json, CHAT).await;
+    assert_eq!(
+        (refused.status.as_u16(), translated.status.as_u16(), relayed.status.as_u16()),
+        (400, 200, 200),
+        "{}",
+        translated.text()
+    );
+    gw.terminate();
+    let lines = collector.join().unwrap();
+    let logged: Vec<(String, u64, u64)> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .map(|v| (v["path"].as_str().unwrap().to_owned(), v["status"].as_u64().unwrap(), v["bytes"].as_u64().unwrap()))
+        .collect();
+    let sent = |r: &common::Reply| r.body.len() as u64;
+    assert!(logged.contains(&("/v1/chat/completions".into(), 400, sent(&refused))), "{logged:?}");
+    assert!(logged.contains(&("/v1/messages".into(), 200, sent(&translated))), "{logged:?}");
+    assert!(logged.contains(&("/v1/chat/completions".into(), 200, sent(&relayed))), "{logged:?}");
+    assert!(sent(&refused) > 0 && sent(&translated) > 0);
+}

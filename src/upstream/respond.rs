@@ -39,7 +39,9 @@ pub async fn respond(answer: Answer, conversion: &Conversion, live: &Live, mut l
             Err(e) => {
                 log.status = e.status.as_u16();
                 log.error = Some(e.message.clone());
-                e.response_in(conversion.client)
+                let resp = e.response_in(conversion.client);
+                log.sent(&resp);
+                resp
             }
         }
     };
@@ -82,12 +84,13 @@ async fn whole(
             }
         }
     }
-    log.body_bytes = bytes.len() as u64;
     log.generation = crate::usage::generation(&bytes[bytes.len().saturating_sub(4096)..]);
     let (status, value) = conversion.whole(status, &bytes)?;
     log.status = status.as_u16();
     log.tokens = crate::usage::of(&value);
-    Ok(json(status, &value))
+    let resp = json(status, &value);
+    log.sent(&resp);
+    Ok(resp)
 }
 
 /// Builds the client response around the upstream one: status and end-to-end headers kept.
