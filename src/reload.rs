@@ -302,8 +302,13 @@ fn describe(old: &Plan, new: &Plan) -> String {
     let routes = |p: &Plan| -> Vec<(String, String)> {
         p.routing.iter().flat_map(|r| r.routes.iter().map(|x| (x.name.clone(), x.model.clone()))).collect()
     };
+    let examples = |p: &Plan| -> Vec<Vec<String>> {
+        p.routing.iter().flat_map(|r| r.routes.iter().map(|x| x.examples.clone())).collect()
+    };
     if routes(old) != routes(new) {
         parts.push("routes changed".into());
+    } else if examples(old) != examples(new) {
+        parts.push("route examples changed".into());
     }
     if parts.is_empty() {
         parts.push("settings changed".into());

@@ -70,6 +70,7 @@ async fn builtin_embeddings_route_auto_and_model_less_requests() {
     )
     .unwrap();
     assert!(gw.wait_for_log("1 example(s) embedded, 6 reused"), "{}", gw.logs());
+    assert!(gw.wait_for_log("config reloaded: route examples changed"), "{}", gw.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
