@@ -23,7 +23,11 @@ pub fn no_buffering(headers: &mut http::HeaderMap) {
 
 /// A JSON response with the given status.
 pub fn json(status: http::StatusCode, value: &serde_json::Value) -> http::Response<Body> {
-    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+    json_bytes(status, serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// [`json`] for a body already serialised.
+pub fn json_bytes(status: http::StatusCode, mut bytes: Vec<u8>) -> http::Response<Body> {
     bytes.push(b'\n');
     let mut resp = http::Response::new(full(bytes));
     *resp.status_mut() = status;

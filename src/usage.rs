@@ -8,7 +8,6 @@
 use std::sync::LazyLock;
 
 use memchr::memmem;
-use serde::Deserialize;
 
 /// How much of a body's end is kept.
 const TAIL: usize = 2048;
@@ -125,15 +124,6 @@ impl Counts {
     fn completion(&self) -> Option<u64> {
         self.completion_tokens.or(self.output_tokens).or(self.total_tokens.map(|_| 0))
     }
-
-    fn pair(&self) -> Option<(u64, u64)> {
-        Some((self.prompt()?, self.completion()?))
-    }
-}
-
-/// `(prompt, completion)` from a whole response of any dialect.
-pub fn of(response: &serde_json::Value) -> Option<(u64, u64)> {
-    Counts::deserialize(&response["usage"]).ok()?.pair()
 }
 
 #[cfg(test)]

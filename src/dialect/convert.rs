@@ -204,30 +204,45 @@ impl Conversion {
         }
     }
 
-    /// A whole upstream answer in the client's dialect: the status to send and the body.
+    /// A whole upstream answer in the client's dialect: the status to send and the body's JSON.
     /// `Err` when a successful answer is not the JSON it should be.
-    pub fn whole(&self, status: StatusCode, body: &[u8]) -> Result<(StatusCode, Value), ApiError> {
+    pub fn whole(&self, status: StatusCode, body: &[u8]) -> Result<(StatusCode, Vec<u8>), ApiError> {
         let from_anthropic = self.upstream == Dialect::Messages;
+        let json = |v: &Value| serde_json::to_vec(v).unwrap_or_default();
         if !status.is_success() {
-            return Ok(match (from_anthropic, self.client) {
+            let (status, error) = match (from_anthropic, self.client) {
                 (true, _) => anthropic::response::error(status, body),
                 (false, Dialect::Messages) => (status, messages_client::response::error(status, body)),
                 (false, _) => (status, openai_error(status, body)),
-            });
+            };
+            return Ok((status, json(&error)));
         }
-        let upstream = if from_anthropic { "Anthropic" } else { "the upstream" };
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|_| ApiError::bad_gateway(format!("{upstream} answered with a body that is not JSON")))?;
-        let chat = if from_anthropic { anthropic::response::completion(&value) } else { value };
+        let not = |what: &str| {
+            let upstream = if from_anthropic { "Anthropic" } else { "the upstream" };
+            ApiError::bad_gateway(format!("{upstream} answered with a body that is not {what}"))
+        };
+        // A Chat client gets Anthropic's message translated straight into its bytes; the
+        // other dialects are made from the Chat completion.
+        let translated;
+        let chat = if from_anthropic {
+            translated = anthropic::response::completion(body).map_err(|_| not("a message"))?;
+            if self.client == Dialect::Chat {
+                return Ok((status, translated));
+            }
+            &translated
+        } else {
+            body
+        };
+        let chat: Value = serde_json::from_slice(chat).map_err(|_| not("JSON"))?;
         Ok((
             status,
-            match self.client {
+            json(&match self.client {
                 Dialect::Chat => chat,
                 Dialect::Messages => messages_client::response::from_chat(&chat),
                 Dialect::Responses => {
                     responses::response::from_chat(&chat, self.echo.as_ref().unwrap_or(&Echo::default()))
                 }
-            },
+            }),
         ))
     }
 }

@@ -12,7 +12,7 @@ use super::scan::{Check, JsonEnd};
 use super::strip::UsageStrip;
 use super::{Answer, is_event_stream, strip_hop_by_hop};
 use crate::access_log::AccessLog;
-use crate::body::{Body, json, no_buffering};
+use crate::body::{Body, json_bytes, no_buffering};
 use crate::dialect::convert::Conversion;
 use crate::dialect::sse::Ending;
 use crate::error::ApiError;
@@ -85,10 +85,11 @@ async fn whole(
         }
     }
     log.generation = crate::usage::generation(&bytes[bytes.len().saturating_sub(4096)..]);
-    let (status, value) = conversion.whole(status, &bytes)?;
+    let (status, out) = conversion.whole(status, &bytes)?;
     log.status = status.as_u16();
-    log.tokens = crate::usage::of(&value);
-    let resp = json(status, &value);
+    // The token counts are read from the answer's usage when the record is written.
+    log.tail.push(&out);
+    let resp = json_bytes(status, out);
     log.sent(&resp);
     Ok(resp)
 }

@@ -1,6 +1,10 @@
 //! Anthropic Messages API response → OpenAI chat completion; Anthropic errors → OpenAI errors.
 
+use std::borrow::Cow;
+
 use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::dialect::now;
@@ -30,38 +34,148 @@ pub fn usage(u: &Value) -> Value {
     })
 }
 
-/// A complete message → a `chat.completion`.
-pub fn completion(msg: &Value) -> Value {
-    let mut text = String::new();
-    let mut calls = Vec::new();
-    for block in msg["content"].as_array().into_iter().flatten() {
-        match block["type"].as_str() {
-            Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
-            Some("tool_use") => calls.push(json!({
-                "id": block["id"],
-                "type": "function",
-                "function": {"name": block["name"], "arguments": block["input"].to_string()},
-            })),
+/// A complete message → a `chat.completion`, written straight from the message's borrowed
+/// fields: no JSON tree is built on either side. `Err` when the body is not a message.
+pub fn completion(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    let msg: Message = serde_json::from_slice(body)?;
+    let mut text: Option<Cow<str>> = None;
+    let mut tool_calls = Vec::new();
+    for block in msg.content.iter().flatten() {
+        match block.kind.as_deref() {
+            Some("text") => {
+                let part = block.text.as_deref().unwrap_or_default();
+                match text.as_mut() {
+                    Some(t) => t.to_mut().push_str(part),
+                    None => text = Some(Cow::Borrowed(part)),
+                }
+            }
+            Some("tool_use") => tool_calls.push(ToolCall {
+                id: block.id,
+                kind: "function",
+                function: Function { name: block.name, arguments: block.input.map_or("null", RawValue::get) },
+            }),
             _ => {}
         }
     }
-    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    json!({
-        "id": msg["id"],
-        "object": "chat.completion",
-        "created": now(),
-        "model": msg["model"],
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": null,
-            "finish_reason": finish_reason(msg["stop_reason"].as_str().unwrap_or_default()),
+    let content = match text {
+        None if !tool_calls.is_empty() => None,
+        t => Some(t.unwrap_or_default()),
+    };
+    let u = msg.usage.unwrap_or_default();
+    let cached = u.cache_read_input_tokens.unwrap_or(0);
+    let prompt = u.input_tokens.unwrap_or(0) + cached + u.cache_creation_input_tokens.unwrap_or(0);
+    let completion = u.output_tokens.unwrap_or(0);
+    let out = Completion {
+        id: msg.id,
+        object: "chat.completion",
+        created: now(),
+        model: msg.model,
+        choices: [Choice {
+            index: 0,
+            message: ChatMessage { role: "assistant", content, tool_calls },
+            logprobs: None,
+            finish_reason: finish_reason(msg.stop_reason.as_deref().unwrap_or_default()),
         }],
-        "usage": usage(&msg["usage"]),
-    })
+        // Last, where the access log's token count looks for it.
+        usage: ChatUsage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+            prompt_tokens_details: Cached { cached_tokens: cached },
+        },
+    };
+    serde_json::to_vec(&out)
+}
+
+/// The fields of a message the translation reads; the rest is skipped, not built.
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    content: Option<Vec<Block<'a>>>,
+    #[serde(default, borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    name: Option<&'a RawValue>,
+    /// The tool's input as Anthropic wrote it: it becomes the call's `arguments` text as is.
+    #[serde(default, borrow)]
+    input: Option<&'a RawValue>,
+}
+
+#[derive(Default, Deserialize)]
+struct Usage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: Option<&'a RawValue>,
+    object: &'static str,
+    created: u64,
+    model: Option<&'a RawValue>,
+    choices: [Choice<'a>; 1],
+    usage: ChatUsage,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: ChatMessage<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct ChatMessage<'a> {
+    role: &'static str,
+    content: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCall<'a>>,
+}
+
+#[derive(Serialize)]
+struct ToolCall<'a> {
+    id: Option<&'a RawValue>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: Function<'a>,
+}
+
+#[derive(Serialize)]
+struct Function<'a> {
+    name: Option<&'a RawValue>,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct ChatUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: Cached,
+}
+
+#[derive(Serialize)]
+struct Cached {
+    cached_tokens: u64,
 }
 
 /// An Anthropic error body (`{"type":"error","error":{"type","message"}}`) → the status to
@@ -87,13 +201,21 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Value {
+        serde_json::from_slice(&raw(name)).unwrap()
+    }
+
+    fn raw(name: &str) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/upstream/anthropic").join(name);
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+        std::fs::read(path).unwrap()
+    }
+
+    fn chat(name: &str) -> Value {
+        serde_json::from_slice(&completion(&raw(name)).unwrap()).unwrap()
     }
 
     #[test]
     fn text_message() {
-        let got = completion(&fixture("message.json"));
+        let got = chat("message.json");
         assert_eq!(got["id"], "msg_01XFDUDYJgAACzvnptvVoYEL");
         assert_eq!(got["model"], "claude-sonnet-4-20250514");
         assert_eq!(
@@ -109,7 +231,7 @@ mod tests {
 
     #[test]
     fn two_tool_calls_and_cache_tokens() {
-        let got = completion(&fixture("message-tools.json"));
+        let got = chat("message-tools.json");
         let m = &got["choices"][0]["message"];
         assert_eq!(m["content"], "I will check both cities.");
         assert_eq!(m["tool_calls"][0]["id"], "toolu_01A09q90qw90lq917835lq9");
