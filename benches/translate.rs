@@ -91,6 +91,33 @@ fn benches(c: &mut Criterion) {
             llm_gateway::dialect::messages::upstream::request::translate(body, "claude-sonnet-4-20250514").unwrap()
         })
     });
+    // An agent's request: 20 tools with JSON-schema parameters and an 18-message history (25 KB).
+    let big = agent_request();
+    c.bench_function("anthropic_request/translate_agent_20_tools", |b| {
+        b.iter(|| {
+            llm_gateway::dialect::messages::upstream::request::translate(&big, "claude-sonnet-4-20250514").unwrap()
+        })
+    });
+}
+
+fn agent_request() -> Vec<u8> {
+    let tool = |i: usize| {
+        serde_json::json!({"type": "function", "function": {"name": format!("tool_{i}"),
+            "description": "Reads a file from the workspace and returns its contents with line numbers. ".repeat(3),
+            "parameters": {"type": "object", "required": ["path"], "properties": {
+                "path": {"type": "string", "description": "The absolute path of the file to read."},
+                "offset": {"type": "integer", "description": "The line to start reading from.", "minimum": 0},
+                "limit": {"type": "integer", "description": "How many lines to read.", "minimum": 1},
+                "mode": {"type": "string", "enum": ["text", "binary", "auto"]}}}}})
+    };
+    let mut messages = vec![serde_json::json!({"role": "system", "content": "You are a coding agent. ".repeat(40)})];
+    for turn in 0..6 {
+        messages.push(serde_json::json!({"role": "user", "content": format!("Step {turn}: {}", "please look at the code and fix the failing test. ".repeat(12))}));
+        messages.push(serde_json::json!({"role": "assistant", "content": "Reading the file.", "tool_calls": [
+            {"id": format!("call_{turn}"), "type": "function", "function": {"name": "tool_1", "arguments": "{\"path\":\"/src/main.rs\",\"limit\":200}"}}]}));
+        messages.push(serde_json::json!({"role": "tool", "tool_call_id": format!("call_{turn}"), "content": "fn main() {\n    println!(\"hello\");\n}\n".repeat(20)}));
+    }
+    serde_json::to_vec(&serde_json::json!({"model": "gpt-4o", "messages": messages, "tools": (0..20).map(tool).collect::<Vec<_>>(), "stream": true})).unwrap()
 }
 
 criterion_group!(translate_benches, benches, chat_out);

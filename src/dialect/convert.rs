@@ -128,12 +128,6 @@ pub fn prepare(
             format!("provider '{}' does not serve {}", kind.config_name(), ingress.path()),
         ));
     }
-    let req: Value = serde_json::from_slice(body).map_err(invalid_json)?;
-    if ingress == Ingress::CountTokens {
-        let tokens = messages_client::count::estimate(&req);
-        return Ok(Prepared::Answer(serde_json::json!({ "input_tokens": tokens })));
-    }
-    let openai = kind == ProviderKind::OpenAi;
     let mut conversion = Conversion {
         client,
         upstream: adapter.dialect(),
@@ -143,25 +137,35 @@ pub fn prepare(
         dialect_answer: true,
         echo: None,
     };
+    let anthropic = |chat: &[u8], conversion: Conversion| {
+        let asked = anthropic::request::Asked { stream, include_usage: conversion.include_usage };
+        let body = anthropic::request::from_chat(chat, model, &asked)?;
+        Ok(Prepared::Forward { op: Operation::Messages, body: Bytes::from(body), conversion: Box::new(conversion) })
+    };
+    if client == Dialect::Chat {
+        // Only an Anthropic upstream does not serve a Chat client: its body is translated from
+        // the client's bytes.
+        conversion.include_usage = parsed.usage_asked() == request::UsageAsked::Yes;
+        return anthropic(body, conversion);
+    }
+    let req: Value = serde_json::from_slice(body).map_err(invalid_json)?;
+    if ingress == Ingress::CountTokens {
+        let tokens = messages_client::count::estimate(&req);
+        return Ok(Prepared::Answer(serde_json::json!({ "input_tokens": tokens })));
+    }
+    let openai = kind == ProviderKind::OpenAi;
     let chat = match client {
-        Dialect::Chat => {
-            conversion.include_usage = req["stream_options"]["include_usage"] == true;
-            req
-        }
-        Dialect::Messages => messages_client::request::to_chat(&req, model, openai)?,
         Dialect::Responses => {
             conversion.echo = Some(Echo::from_request(&req));
             responses::request::to_chat(&req, model, openai)?
         }
+        _ => messages_client::request::to_chat(&req, model, openai)?,
     };
-    let (op, body) = match conversion.upstream {
-        Dialect::Messages => {
-            let asked = anthropic::request::Asked { stream, include_usage: conversion.include_usage };
-            (Operation::Messages, anthropic::request::from_chat(&chat, model, &asked)?)
-        }
-        _ => (Operation::Chat, serde_json::to_vec(&chat).unwrap_or_default()),
-    };
-    Ok(Prepared::Forward { op, body: Bytes::from(body), conversion: Box::new(conversion) })
+    let chat = serde_json::to_vec(&chat).unwrap_or_default();
+    if conversion.upstream == Dialect::Messages {
+        return anthropic(&chat, conversion);
+    }
+    Ok(Prepared::Forward { op: Operation::Chat, body: Bytes::from(chat), conversion: Box::new(conversion) })
 }
 
 impl Conversion {

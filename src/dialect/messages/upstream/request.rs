@@ -1,6 +1,12 @@
-//! OpenAI chat-completions request → Anthropic Messages API request.
+//! OpenAI chat-completions request → Anthropic Messages API request, read from the body's
+//! borrowed fields and written straight into the new body: no JSON tree is built, and what
+//! passes unchanged (tool schemas, sampling values, ids) is copied as the client wrote it.
 
-use serde_json::{Map, Value, json};
+use std::borrow::Cow;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 use tracing::debug;
 
 use crate::error::ApiError;
@@ -22,141 +28,135 @@ fn bad(message: impl Into<String>) -> ApiError {
 
 /// Translates the client's body; `model` is the model to send.
 pub fn translate(body: &[u8], model: &str) -> Result<(Vec<u8>, Asked), ApiError> {
-    let req: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}")))?;
-    let asked = Asked { stream: req["stream"] == true, include_usage: req["stream_options"]["include_usage"] == true };
-    Ok((from_chat(&req, model, &asked)?, asked))
+    let fields = Fields::of_body(body)?;
+    let stream_options = fields.get("stream_options").and_then(Fields::of);
+    let asked = Asked {
+        stream: fields.get("stream").is_some_and(is_true),
+        include_usage: stream_options.and_then(|o| o.get("include_usage")).is_some_and(is_true),
+    };
+    Ok((write(&fields, model, &asked)?, asked))
 }
 
-/// A Chat request (the client's, or the hub form of another dialect's) as Anthropic's body;
-/// `asked.stream` decides whether to stream.
-pub fn from_chat(chat: &Value, model: &str, asked: &Asked) -> Result<Vec<u8>, ApiError> {
-    let req =
-        chat.as_object().ok_or_else(|| ApiError::bad_request("invalid_json", "request body must be a JSON object"))?;
-    let mut out = Map::new();
-    out.insert("model".into(), json!(model));
-    let mut system: Vec<String> = Vec::new();
-    let mut turns: Vec<(String, Vec<Value>)> = Vec::new();
+/// A Chat request body (the client's, or the hub form of another dialect's) as Anthropic's
+/// body; `asked.stream` decides whether to stream.
+pub fn from_chat(chat: &[u8], model: &str, asked: &Asked) -> Result<Vec<u8>, ApiError> {
+    write(&Fields::of_body(chat)?, model, asked)
+}
+
+fn write(req: &Fields, model: &str, asked: &Asked) -> Result<Vec<u8>, ApiError> {
+    let mut out = Out { model, stream: asked.stream, ..Out::default() };
+    let mut system: Vec<Cow<str>> = Vec::new();
+    let mut turns: Vec<Turn> = Vec::new();
     let mut max_tokens = None;
-    for (key, value) in req {
-        match key.as_str() {
+    for (key, value) in &req.0 {
+        let null = is_null(value);
+        match key.as_ref() {
             "model" => {}
             "messages" => {
-                let messages = value.as_array().ok_or_else(|| bad("`messages` must be an array"))?;
+                let messages = list(value).ok_or_else(|| bad("`messages` must be an array"))?;
                 for (i, m) in messages.iter().enumerate() {
                     message(i, m, &mut system, &mut turns)?;
                 }
             }
-            "max_completion_tokens" => max_tokens = value.as_u64().or(max_tokens),
-            "max_tokens" => max_tokens = max_tokens.or(value.as_u64()),
-            "temperature" | "top_p" if !value.is_null() => {
-                out.insert(key.clone(), value.clone());
-            }
-            "stop" => {
-                let list = match value {
-                    Value::String(s) => vec![json!(s)],
-                    Value::Array(a) => a.clone(),
-                    Value::Null => Vec::new(),
-                    _ => return Err(bad("`stop` must be a string or a list of strings")),
-                };
-                if !list.is_empty() {
-                    out.insert("stop_sequences".into(), Value::Array(list));
+            "max_completion_tokens" => max_tokens = as_u64(value).or(max_tokens),
+            "max_tokens" => max_tokens = max_tokens.or(as_u64(value)),
+            "temperature" if !null => out.temperature = Some(*value),
+            "top_p" if !null => out.top_p = Some(*value),
+            "stop" => match value.get().as_bytes().first() {
+                Some(b'"') => out.stop_sequences = Some(Stop::One(value)),
+                Some(b'[') if list(value).is_some_and(|l| !l.is_empty()) => {
+                    out.stop_sequences = Some(Stop::List(value))
                 }
-            }
-            "user" if value.is_string() => {
-                out.insert("metadata".into(), json!({"user_id": value}));
-            }
+                Some(b'[') => {}
+                _ if null => {}
+                _ => return Err(bad("`stop` must be a string or a list of strings")),
+            },
+            "user" if is_string(value) => out.metadata = Some(Metadata { user_id: value }),
             "stream" | "stream_options" => {}
-            "tools" if !value.is_null() => {
-                out.insert("tools".into(), tools(value)?);
-            }
-            "tool_choice" if !value.is_null() => {
-                out.insert("tool_choice".into(), tool_choice(value)?);
-            }
+            "tools" if !null => out.tools = Some(tools(value)?),
+            "tool_choice" if !null => out.tool_choice = Some(tool_choice(value)?),
             "parallel_tool_calls" => {}
-            "n" if value.as_u64().is_some_and(|n| n > 1) => {
+            "n" if as_u64(value).is_some_and(|n| n > 1) => {
                 return Err(bad("`n` > 1 is not supported by Anthropic: it returns one choice"));
             }
-            "logprobs" if value == &json!(true) => return Err(bad("`logprobs` is not supported by Anthropic")),
-            "top_logprobs" if !value.is_null() => return Err(bad("`top_logprobs` is not supported by Anthropic")),
-            "response_format" if value["type"] != "text" && !value.is_null() => {
+            "logprobs" if is_true(value) => return Err(bad("`logprobs` is not supported by Anthropic")),
+            "top_logprobs" if !null => return Err(bad("`top_logprobs` is not supported by Anthropic")),
+            "response_format"
+                if !null && Fields::of(value).and_then(|f| f.get("type")).and_then(text).as_deref() != Some("text") =>
+            {
                 return Err(bad(
                     "`response_format` (JSON mode / structured output) is not supported by the Anthropic translation",
                 ));
             }
-            "audio" | "modalities" if value.to_string().contains("audio") => {
+            "audio" | "modalities" if value.get().contains("audio") => {
                 return Err(bad("audio output is not supported by Anthropic"));
             }
             other => debug!(field = other, "dropped: no Anthropic equivalent"),
         }
     }
-    if req.get("parallel_tool_calls") == Some(&json!(false)) && out.contains_key("tools") {
-        let choice = out.entry("tool_choice").or_insert_with(|| json!({"type": "auto"}));
-        if let Some(obj) = choice.as_object_mut()
-            && obj.get("type").and_then(Value::as_str) != Some("none")
-        {
-            obj.insert("disable_parallel_tool_use".into(), json!(true));
+    if req.get("parallel_tool_calls").is_some_and(|v| v.get() == "false") && out.tools.is_some() {
+        let choice = out.tool_choice.get_or_insert(Choice { kind: "auto", ..Choice::default() });
+        if choice.kind != "none" {
+            choice.disable_parallel_tool_use = Some(true);
         }
     }
     if !system.is_empty() {
-        out.insert("system".into(), json!(system.join("\n\n")));
+        out.system = Some(system.join("\n\n"));
     }
-    let messages: Vec<Value> =
-        turns.into_iter().map(|(role, content)| json!({"role": role, "content": content})).collect();
-    if messages.is_empty() {
+    if turns.is_empty() {
         return Err(ApiError::bad_request("messages_required", "messages is required (besides system messages)"));
     }
-    out.insert("messages".into(), Value::Array(messages));
-    out.insert("max_tokens".into(), json!(max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)));
-    if asked.stream {
-        out.insert("stream".into(), json!(true));
-    }
-    Ok(serde_json::to_vec(&Value::Object(out)).unwrap_or_default())
+    out.messages = turns;
+    out.max_tokens = max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    Ok(serde_json::to_vec(&out).unwrap_or_default())
 }
 
 /// Adds one OpenAI message: system text, or content blocks appended to the turn of its
 /// role (consecutive same-role messages merge into one turn, as Anthropic requires).
-fn message(
+fn message<'a>(
     i: usize,
-    m: &Value,
-    system: &mut Vec<String>,
-    turns: &mut Vec<(String, Vec<Value>)>,
+    m: &'a RawValue,
+    system: &mut Vec<Cow<'a, str>>,
+    turns: &mut Vec<Turn<'a>>,
 ) -> Result<(), ApiError> {
-    let role = m["role"].as_str().unwrap_or_default();
-    let (turn_role, blocks) = match role {
+    // Anything but an object has no role, as a JSON tree would read it.
+    let m = Fields::of(m).unwrap_or_default();
+    let role = m.get("role").and_then(text);
+    let content = m.get("content");
+    let (turn_role, blocks) = match role.as_deref().unwrap_or_default() {
         "system" | "developer" => {
-            let text =
-                text_of(&m["content"]).ok_or_else(|| bad(format!("messages[{i}]: system content must be text")))?;
+            let text = content
+                .map_or(Some(Cow::Borrowed("")), text_of)
+                .ok_or_else(|| bad(format!("messages[{i}]: system content must be text")))?;
             system.push(text);
             return Ok(());
         }
-        "user" => ("user", content_blocks(i, &m["content"])?),
+        "user" => ("user", content_blocks(i, content)?),
         "assistant" => {
-            let mut blocks = content_blocks(i, &m["content"])?;
-            for call in m["tool_calls"].as_array().into_iter().flatten() {
-                let args = call["function"]["arguments"].as_str().unwrap_or("{}");
-                let input: Value = if args.trim().is_empty() {
-                    json!({})
+            let mut blocks = content_blocks(i, content)?;
+            for call in m.get("tool_calls").and_then(list).into_iter().flatten() {
+                let call = Fields::of(call).unwrap_or_default();
+                let function = call.get("function").and_then(Fields::of).unwrap_or_default();
+                let args = function.get("arguments").and_then(text);
+                let args = args.as_deref().unwrap_or("{}");
+                let input = if args.trim().is_empty() {
+                    Input::Empty
                 } else {
-                    serde_json::from_str(args)
-                        .map_err(|_| bad(format!("messages[{i}]: tool call arguments are not JSON")))?
+                    Input::Raw(
+                        serde_json::from_str(args)
+                            .map_err(|_| bad(format!("messages[{i}]: tool call arguments are not JSON")))?,
+                    )
                 };
-                blocks.push(json!({
-                    "type": "tool_use",
-                    "id": call["id"],
-                    "name": call["function"]["name"],
-                    "input": input,
-                }));
+                blocks.push(Block::ToolUse { id: call.get("id"), name: function.get("name"), input });
             }
             ("assistant", blocks)
         }
         "tool" => {
-            let content = match &m["content"] {
-                Value::String(s) => json!(s),
-                other => Value::Array(content_blocks(i, other)?),
+            let content = match content.and_then(text) {
+                Some(s) => ResultContent::Text(s),
+                None => ResultContent::Blocks(content_blocks(i, content)?),
             };
-            let result = json!({"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": content});
-            ("user", vec![result])
+            ("user", vec![Block::ToolResult { tool_use_id: m.get("tool_call_id"), content }])
         }
         other => return Err(bad(format!("messages[{i}]: role `{other}` is not supported by Anthropic"))),
     };
@@ -164,44 +164,51 @@ fn message(
         return Ok(());
     }
     match turns.last_mut() {
-        Some((last, content)) if last == turn_role => content.extend(blocks),
-        _ => turns.push((turn_role.to_owned(), blocks)),
+        Some(last) if last.role == turn_role => last.content.extend(blocks),
+        _ => turns.push(Turn { role: turn_role, content: blocks }),
     }
     Ok(())
 }
 
-/// String content or text parts joined with newlines.
-fn text_of(content: &Value) -> Option<String> {
-    match content {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(parts) => Some(parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n")),
-        Value::Null => Some(String::new()),
-        _ => None,
+/// String content or text parts joined with newlines; `None` when it is neither (or null:
+/// empty).
+fn text_of(content: &RawValue) -> Option<Cow<'_, str>> {
+    if is_null(content) {
+        return Some(Cow::Borrowed(""));
     }
+    if let Some(s) = text(content) {
+        return Some(s);
+    }
+    let parts = list(content)?;
+    let texts: Vec<Cow<str>> =
+        parts.iter().filter_map(|p| Fields::of(p).and_then(|p| p.get("text")).and_then(text)).collect();
+    Some(Cow::Owned(texts.join("\n")))
 }
 
 /// OpenAI content → Anthropic blocks: text, and images (data URLs as base64, http(s) as url).
 /// Empty text is left out (Anthropic rejects empty text blocks).
-fn content_blocks(i: usize, content: &Value) -> Result<Vec<Value>, ApiError> {
-    let parts = match content {
-        Value::Null => return Ok(Vec::new()),
-        Value::String(s) if s.is_empty() => return Ok(Vec::new()),
-        Value::String(s) => return Ok(vec![json!({"type": "text", "text": s})]),
-        Value::Array(parts) => parts,
-        _ => return Err(bad(format!("messages[{i}]: content must be a string or a list of parts"))),
-    };
+fn content_blocks<'a>(i: usize, content: Option<&'a RawValue>) -> Result<Vec<Block<'a>>, ApiError> {
+    let Some(content) = content.filter(|c| !is_null(c)) else { return Ok(Vec::new()) };
+    if let Some(s) = text(content) {
+        return Ok(if s.is_empty() { Vec::new() } else { vec![Block::Text { text: s }] });
+    }
+    let parts =
+        list(content).ok_or_else(|| bad(format!("messages[{i}]: content must be a string or a list of parts")))?;
     let mut out = Vec::with_capacity(parts.len());
     for part in parts {
-        match part["type"].as_str().unwrap_or_default() {
+        let part = Fields::of(part).unwrap_or_default();
+        match part.get("type").and_then(text).as_deref().unwrap_or_default() {
             "text" => {
-                let text = part["text"].as_str().unwrap_or_default();
+                let text = part.get("text").and_then(text).unwrap_or_default();
                 if !text.is_empty() {
-                    out.push(json!({"type": "text", "text": text}));
+                    out.push(Block::Text { text });
                 }
             }
             "image_url" => {
-                let url = part["image_url"]["url"].as_str().or(part["image_url"].as_str()).unwrap_or_default();
-                out.push(image(i, url)?);
+                let image = part.get("image_url");
+                let url = image.and_then(Fields::of).and_then(|f| f.get("url")).and_then(text);
+                let url = url.or_else(|| image.and_then(text)).unwrap_or_default();
+                out.push(self::image(i, url)?);
             }
             other => {
                 return Err(bad(format!("messages[{i}]: content part `{other}` is not supported by Anthropic")));
@@ -211,55 +218,275 @@ fn content_blocks(i: usize, content: &Value) -> Result<Vec<Value>, ApiError> {
     Ok(out)
 }
 
-fn image(i: usize, url: &str) -> Result<Value, ApiError> {
+fn image(i: usize, url: Cow<'_, str>) -> Result<Block<'_>, ApiError> {
+    // Slices of the URL, borrowed from the body when the URL was (no escapes in it).
+    let part = |range: std::ops::Range<usize>| match &url {
+        Cow::Borrowed(u) => Cow::Borrowed(&u[range]),
+        Cow::Owned(u) => Cow::Owned(u[range].to_owned()),
+    };
     if let Some(rest) = url.strip_prefix("data:") {
-        let (meta, data) = rest.split_once(',').ok_or_else(|| bad(format!("messages[{i}]: malformed data URL")))?;
+        let (meta, _) = rest.split_once(',').ok_or_else(|| bad(format!("messages[{i}]: malformed data URL")))?;
         let media_type = meta
             .strip_suffix(";base64")
             .ok_or_else(|| bad(format!("messages[{i}]: image data URLs must be base64")))?;
-        return Ok(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}));
+        let (media_at, data_at) = (5, 5 + meta.len() + 1);
+        let source =
+            Source::Base64 { media_type: part(media_at..media_at + media_type.len()), data: part(data_at..url.len()) };
+        return Ok(Block::Image { source });
     }
     if url.starts_with("http://") || url.starts_with("https://") {
-        return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
+        return Ok(Block::Image { source: Source::Url { url: part(0..url.len()) } });
     }
     Err(bad(format!("messages[{i}]: image_url must be a data: or http(s) URL")))
 }
 
-fn tools(value: &Value) -> Result<Value, ApiError> {
-    let list = value.as_array().ok_or_else(|| bad("`tools` must be a list"))?;
+fn tools(value: &RawValue) -> Result<Vec<Tool<'_>>, ApiError> {
+    let list = list(value).ok_or_else(|| bad("`tools` must be a list"))?;
     let mut out = Vec::with_capacity(list.len());
     for t in list {
-        if t["type"] != "function" {
-            return Err(bad(format!("tool type {} is not supported by Anthropic", t["type"])));
+        let t = Fields::of(t).unwrap_or_default();
+        if t.get("type").and_then(text).as_deref() != Some("function") {
+            let kind = t.get("type").map_or("null", RawValue::get);
+            return Err(bad(format!("tool type {kind} is not supported by Anthropic")));
         }
-        let f = &t["function"];
-        let mut tool = json!({
-            "name": f["name"],
-            "input_schema": if f["parameters"].is_object() { f["parameters"].clone() } else { json!({"type": "object", "properties": {}}) },
+        let f = t.get("function").and_then(Fields::of).unwrap_or_default();
+        let schema = f.get("parameters").filter(|p| p.get().starts_with('{'));
+        out.push(Tool {
+            name: f.get("name"),
+            description: f.get("description").filter(|d| is_string(d)),
+            input_schema: Schema(schema),
         });
-        if let Some(d) = f["description"].as_str() {
-            tool["description"] = json!(d);
-        }
-        out.push(tool);
     }
-    Ok(Value::Array(out))
+    Ok(out)
 }
 
-fn tool_choice(value: &Value) -> Result<Value, ApiError> {
-    Ok(match value {
-        Value::String(s) if s == "auto" => json!({"type": "auto"}),
-        Value::String(s) if s == "none" => json!({"type": "none"}),
-        Value::String(s) if s == "required" => json!({"type": "any"}),
-        Value::Object(o) if o.get("type") == Some(&json!("function")) => {
-            json!({"type": "tool", "name": value["function"]["name"]})
+fn tool_choice(value: &RawValue) -> Result<Choice<'_>, ApiError> {
+    let choice = |kind| Ok(Choice { kind, ..Choice::default() });
+    match text(value).as_deref() {
+        Some("auto") => return choice("auto"),
+        Some("none") => return choice("none"),
+        Some("required") => return choice("any"),
+        _ => {}
+    }
+    if let Some(f) = Fields::of(value).filter(|f| f.get("type").and_then(text).as_deref() == Some("function")) {
+        let name = f.get("function").and_then(Fields::of).and_then(|f| f.get("name"));
+        return Ok(Choice { kind: "tool", name: Some(name), ..Choice::default() });
+    }
+    Err(bad(format!("tool_choice {} is not supported", value.get())))
+}
+
+/// A JSON object's members, borrowed: each value is its raw text, read only when needed. In
+/// key order, the last of repeated keys kept (as a JSON tree would hold them).
+#[derive(Default)]
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Fields<'a> {
+    fn of_body(body: &'a [u8]) -> Result<Self, ApiError> {
+        if body.iter().copied().find(|b| !b.is_ascii_whitespace()) != Some(b'{') {
+            return Err(ApiError::bad_request("invalid_json", "request body must be a JSON object"));
         }
-        _ => return Err(bad(format!("tool_choice {value} is not supported"))),
-    })
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}")))
+    }
+
+    /// The members of `value` when it is an object.
+    fn of(value: &'a RawValue) -> Option<Self> {
+        value.get().starts_with('{').then(|| serde_json::from_str(value.get()).ok()).flatten()
+    }
+
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Fields<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
+                let mut members: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
+                while let Some((Key(key), value)) = map.next_entry::<Key, &RawValue>()? {
+                    members.retain(|(k, _)| *k != key);
+                    members.push((key, value));
+                }
+                members.sort_by(|a, b| a.0.cmp(&b.0));
+                Ok(Fields(members))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// A key, borrowed unless it has escapes.
+#[derive(Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// A string value, borrowed unless it has escapes; `None` when the value is not a string.
+fn text(value: &RawValue) -> Option<Cow<'_, str>> {
+    is_string(value).then(|| serde_json::from_str::<Key>(value.get()).ok().map(|k| k.0)).flatten()
+}
+
+fn list(value: &RawValue) -> Option<Vec<&RawValue>> {
+    value.get().starts_with('[').then(|| serde_json::from_str(value.get()).ok()).flatten()
+}
+
+fn as_u64(value: &RawValue) -> Option<u64> {
+    value.get().parse().ok()
+}
+
+fn is_string(value: &RawValue) -> bool {
+    value.get().starts_with('"')
+}
+
+fn is_null(value: &RawValue) -> bool {
+    value.get() == "null"
+}
+
+fn is_true(value: &RawValue) -> bool {
+    value.get() == "true"
+}
+
+/// The Anthropic request, in the order Anthropic documents its fields.
+#[derive(Default, Serialize)]
+struct Out<'a> {
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<String>,
+    messages: Vec<Turn<'a>>,
+    max_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_sequences: Option<Stop<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<Vec<Tool<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Choice<'a>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+}
+
+#[derive(Serialize)]
+struct Turn<'a> {
+    role: &'static str,
+    content: Vec<Block<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text { text: Cow<'a, str> },
+    Image { source: Source<'a> },
+    ToolUse { id: Option<&'a RawValue>, name: Option<&'a RawValue>, input: Input },
+    ToolResult { tool_use_id: Option<&'a RawValue>, content: ResultContent<'a> },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Source<'a> {
+    Base64 { media_type: Cow<'a, str>, data: Cow<'a, str> },
+    Url { url: Cow<'a, str> },
+}
+
+/// A tool call's arguments as the input object (`{}` when they are empty).
+enum Input {
+    Empty,
+    Raw(Box<RawValue>),
+}
+
+impl Serialize for Input {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Input::Empty => s.serialize_map(Some(0)).and_then(serde::ser::SerializeMap::end),
+            Input::Raw(raw) => raw.serialize(s),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ResultContent<'a> {
+    Text(Cow<'a, str>),
+    Blocks(Vec<Block<'a>>),
+}
+
+/// `stop`: one string becomes a list of it; a list is copied.
+enum Stop<'a> {
+    One(&'a RawValue),
+    List(&'a RawValue),
+}
+
+impl Serialize for Stop<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Stop::One(one) => [one].serialize(s),
+            Stop::List(list) => list.serialize(s),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    user_id: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct Tool<'a> {
+    name: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a RawValue>,
+    input_schema: Schema<'a>,
+}
+
+/// The function's `parameters` when they are an object, else an empty object schema.
+struct Schema<'a>(Option<&'a RawValue>);
+
+impl Serialize for Schema<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(schema) => schema.serialize(s),
+            None => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("type", "object")?;
+                m.serialize_entry("properties", &serde_json::Map::new())?;
+                m.end()
+            }
+        }
+    }
+}
+
+#[derive(Default, Serialize)]
+struct Choice<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// A named tool's name (null when the client gave none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<Option<&'a RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disable_parallel_tool_use: Option<bool>,
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
+
+    fn choice(v: Value) -> Value {
+        let raw = serde_json::value::to_raw_value(&v).unwrap();
+        serde_json::to_value(tool_choice(&raw).unwrap()).unwrap()
+    }
 
     fn tr(body: Value) -> Value {
         let (bytes, _) = translate(body.to_string().as_bytes(), "claude-x").unwrap();
@@ -325,9 +552,9 @@ mod tests {
         assert_eq!(got["stop_sequences"], json!(["a", "b"]));
         assert!(got.get("stream").is_none());
         let named = json!({"type": "function", "function": {"name": "f"}});
-        assert_eq!(tool_choice(&named).unwrap(), json!({"type": "tool", "name": "f"}));
-        assert_eq!(tool_choice(&json!("none")).unwrap(), json!({"type": "none"}));
-        assert_eq!(tool_choice(&json!("auto")).unwrap(), json!({"type": "auto"}));
+        assert_eq!(choice(named), json!({"type": "tool", "name": "f"}));
+        assert_eq!(choice(json!("none")), json!({"type": "none"}));
+        assert_eq!(choice(json!("auto")), json!({"type": "auto"}));
     }
 
     #[test]
@@ -350,5 +577,61 @@ mod tests {
         let body = json!({"messages": [{"role": "user", "content": "hi"}], "stream": true, "stream_options": {"include_usage": true}});
         let (_, asked) = translate(body.to_string().as_bytes(), "c").unwrap();
         assert!(asked.stream && asked.include_usage);
+    }
+
+    /// The body is read as the client wrote it: escaped strings, repeated keys (the last
+    /// counts), members that are not objects, and the odd shapes a JSON tree tolerated.
+    #[test]
+    fn escapes_repeated_keys_and_odd_shapes() {
+        let body = br#"{"messages":[{"role":"user","content":"first"}],"model":"x",
+            "messages":[{"role":"system","content":"line\nnext \u00e9"},
+                {"role":"user","content":[{"type":"text","text":"see \"this\""},
+                    {"type":"image_url","image_url":{"url":"https:\/\/example.com\/a.png"}},
+                    {"type":"image_url","image_url":"data:image\/png;base64,AAA="}]},
+                {"role":"assistant","content":"","tool_calls":[{"id":"c1","function":{"name":"f","arguments":" "}},
+                    {"id":"c2","function":{"name":"g","arguments":"{\"b\": 1, \"a\": [2]}"}}]},
+                {"role":"tool","tool_call_id":"c1","content":[{"type":"text","text":"done"}]}],
+            "stop":[],"tools":[{"type":"function","function":{"name":"f","parameters":"not an object"}}],
+            "tool_choice":{"type":"function","function":{}}}"#;
+        let (bytes, asked) = translate(body, "m").unwrap();
+        assert!(!asked.stream && !asked.include_usage);
+        let got: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(got["system"], "line\nnext \u{e9}");
+        assert_eq!(got["messages"][0]["content"][0], json!({"type": "text", "text": "see \"this\""}));
+        assert_eq!(
+            got["messages"][0]["content"][1]["source"],
+            json!({"type": "url", "url": "https://example.com/a.png"})
+        );
+        assert_eq!(
+            got["messages"][0]["content"][2]["source"],
+            json!({"type": "base64", "media_type": "image/png", "data": "AAA="})
+        );
+        let calls = &got["messages"][1]["content"];
+        assert_eq!(calls[0], json!({"type": "tool_use", "id": "c1", "name": "f", "input": {}}));
+        assert_eq!(calls[1]["input"], json!({"b": 1, "a": [2]}));
+        assert_eq!(
+            got["messages"][2]["content"][0],
+            json!({"type": "tool_result", "tool_use_id": "c1", "content": [{"type": "text", "text": "done"}]})
+        );
+        assert!(got.get("stop_sequences").is_none(), "an empty list is no stop sequences");
+        assert_eq!(got["tools"][0]["input_schema"], json!({"type": "object", "properties": {}}));
+        assert_eq!(got["tool_choice"], json!({"type": "tool", "name": null}));
+
+        assert!(err(json!({"messages": ["not an object"]})).contains("role ``"));
+        assert!(err(json!({"messages": [{"role": "user", "content": 3}]})).contains("content must be a string"));
+        assert!(err(json!({"messages": {"role": "user"}})).contains("must be an array"));
+        assert!(err(json!({"messages": [{"role": "user", "content": "x"}], "stop": 5})).contains("`stop`"));
+        assert!(
+            err(json!({"messages": [{"role": "user", "content": "x"}], "response_format": "json"}))
+                .contains("response_format")
+        );
+        assert!(
+            err(json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": "sometimes"}))
+                .contains("\"sometimes\"")
+        );
+        let bad_args = json!({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}]});
+        assert!(err(bad_args).contains("not JSON"));
+        assert!(translate(b"[1]", "m").unwrap_err().message.contains("JSON object"));
+        assert!(translate(b"{\"messages\": [", "m").unwrap_err().message.contains("invalid JSON"));
     }
 }
