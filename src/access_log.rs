@@ -127,6 +127,19 @@ impl AccessLog {
         self.body_bytes = resp.body().size_hint().exact().unwrap_or(0);
     }
 
+    /// Records `e` as the request's outcome and answers it in the client's `dialect`.
+    pub fn failed(
+        &mut self,
+        e: &crate::error::ApiError,
+        dialect: crate::dialect::Dialect,
+    ) -> http::Response<crate::body::Body> {
+        self.status = e.status.as_u16();
+        self.error = Some(e.message.clone());
+        let resp = e.response_in(dialect);
+        self.sent(&resp);
+        resp
+    }
+
     /// When the response finished (set when the record is queued).
     pub(crate) fn finished(&self) -> SystemTime {
         self.finished

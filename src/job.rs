@@ -152,13 +152,7 @@ async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<
     let gates: Vec<_> = gates.iter().map(|(gate, scope)| (gate, *scope)).collect();
     let permits = match upstream::admit_all(&gates, live.plan.server.queue_timeout, &mut *on_queue).await {
         Ok(p) => p,
-        Err(e) => {
-            log.status = e.status.as_u16();
-            log.error = Some(e.message.clone());
-            let resp = e.response_in(client);
-            log.sent(&resp);
-            return resp;
-        }
+        Err(e) => return log.failed(&e, client),
     };
     let stream = first.conversion.stream;
     let prepare = |model: &str| fallback(&live, &rebuild, &client_body, stream, model);
@@ -171,14 +165,7 @@ async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<
             answer.permits.extend(permits);
             respond(answer, &answered.conversion, &live, log).await
         }
-        Err(failure) => {
-            let e = failure.error;
-            log.status = e.status.as_u16();
-            log.error = Some(e.message.clone());
-            let resp = e.response_in(client);
-            log.sent(&resp);
-            resp
-        }
+        Err(failure) => log.failed(&failure.error, client),
     };
     if let Some(model) = model.filter(|m| !m.is_empty()) {
         resp.headers_mut().insert(MODEL_HEADER, model);

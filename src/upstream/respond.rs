@@ -36,13 +36,7 @@ pub async fn respond(answer: Answer, conversion: &Conversion, live: &Live, mut l
     } else {
         match whole(response, conversion, idle, max_event, &mut log).await {
             Ok(resp) => resp,
-            Err(e) => {
-                log.status = e.status.as_u16();
-                log.error = Some(e.message.clone());
-                let resp = e.response_in(conversion.client);
-                log.sent(&resp);
-                resp
-            }
+            Err(e) => log.failed(&e, conversion.client),
         }
     };
     queue::hold(out, permits)

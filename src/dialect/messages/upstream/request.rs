@@ -311,7 +311,7 @@ impl<'de> Deserialize<'de> for Fields<'de> {
 
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
                 let mut members: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
-                while let Some((Key(key), value)) = map.next_entry::<Key, &RawValue>()? {
+                while let Some((Str(key), value)) = map.next_entry::<Str, &RawValue>()? {
                     members.push((key, value));
                 }
                 // Sorted (stable: a repeated key's last value stays last among its own), then
@@ -331,13 +331,13 @@ impl<'de> Deserialize<'de> for Fields<'de> {
     }
 }
 
-/// A key, borrowed unless it has escapes.
+/// A JSON string (a member's key, or a value), borrowed unless it has escapes.
 #[derive(Deserialize)]
-struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// A string value, borrowed unless it has escapes; `None` when the value is not a string.
 fn text(value: &RawValue) -> Option<Cow<'_, str>> {
-    is_string(value).then(|| serde_json::from_str::<Key>(value.get()).ok().map(|k| k.0)).flatten()
+    is_string(value).then(|| serde_json::from_str::<Str>(value.get()).ok().map(|s| s.0)).flatten()
 }
 
 fn list(value: &RawValue) -> Option<Vec<&RawValue>> {
