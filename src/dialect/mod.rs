@@ -7,6 +7,7 @@
 //!   `client/` — Messages client, Chat upstream.
 //! - `responses/`: OpenAI's Responses API, as a client dialect translated to Chat.
 
+pub mod borrowed;
 pub mod convert;
 pub mod messages;
 pub mod responses;

@@ -4,11 +4,11 @@
 
 use std::borrow::Cow;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use tracing::debug;
 
+use crate::dialect::borrowed::{Fields, as_u64, is_null, is_string, is_true, list, text};
 use crate::error::ApiError;
 
 /// `max_tokens` when the client sets neither `max_tokens` nor `max_completion_tokens`
@@ -273,91 +273,6 @@ fn tool_choice(value: &RawValue) -> Result<Choice<'_>, ApiError> {
         return Ok(Choice { kind: "tool", name: Some(name), ..Choice::default() });
     }
     Err(bad(format!("tool_choice {} is not supported", value.get())))
-}
-
-/// A JSON object's members, borrowed: each value is its raw text, read only when needed. In
-/// key order, the last of repeated keys kept (as a JSON tree would hold them).
-#[derive(Default)]
-struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'a> Fields<'a> {
-    fn of_body(body: &'a [u8]) -> Result<Self, ApiError> {
-        if body.iter().copied().find(|b| !b.is_ascii_whitespace()) != Some(b'{') {
-            return Err(ApiError::bad_request("invalid_json", "request body must be a JSON object"));
-        }
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}")))
-    }
-
-    /// The members of `value` when it is an object.
-    fn of(value: &'a RawValue) -> Option<Self> {
-        value.get().starts_with('{').then(|| serde_json::from_str(value.get()).ok()).flatten()
-    }
-
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
-    }
-}
-
-impl<'de> Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> Visitor<'de> for Members {
-            type Value = Fields<'de>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
-                let mut members: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
-                while let Some((Str(key), value)) = map.next_entry::<Str, &RawValue>()? {
-                    members.push((key, value));
-                }
-                // Sorted (stable: a repeated key's last value stays last among its own), then
-                // the last of each key kept, in O(n log n) whatever a hostile body repeats.
-                members.sort_by(|a, b| a.0.cmp(&b.0));
-                members.dedup_by(|later, earlier| {
-                    let same = later.0 == earlier.0;
-                    if same {
-                        std::mem::swap(later, earlier);
-                    }
-                    same
-                });
-                Ok(Fields(members))
-            }
-        }
-        d.deserialize_map(Members)
-    }
-}
-
-/// A JSON string (a member's key, or a value), borrowed unless it has escapes.
-#[derive(Deserialize)]
-struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
-
-/// A string value, borrowed unless it has escapes; `None` when the value is not a string.
-fn text(value: &RawValue) -> Option<Cow<'_, str>> {
-    is_string(value).then(|| serde_json::from_str::<Str>(value.get()).ok().map(|s| s.0)).flatten()
-}
-
-fn list(value: &RawValue) -> Option<Vec<&RawValue>> {
-    value.get().starts_with('[').then(|| serde_json::from_str(value.get()).ok()).flatten()
-}
-
-fn as_u64(value: &RawValue) -> Option<u64> {
-    value.get().parse().ok()
-}
-
-fn is_string(value: &RawValue) -> bool {
-    value.get().starts_with('"')
-}
-
-fn is_null(value: &RawValue) -> bool {
-    value.get() == "null"
-}
-
-fn is_true(value: &RawValue) -> bool {
-    value.get() == "true"
 }
 
 /// The Anthropic request, in the order Anthropic documents its fields.
