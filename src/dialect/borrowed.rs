@@ -4,8 +4,8 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
@@ -95,3 +95,88 @@ pub fn is_true(value: &RawValue) -> bool {
     value.get() == "true"
 }
 
+/// `value` as compact JSON text (what `Value::to_string` writes, members in the client's
+/// order), borrowed when the client already wrote it without whitespace between tokens.
+pub fn compact(value: &RawValue) -> Cow<'_, str> {
+    let raw = value.get();
+    let (mut in_string, mut escaped) = (false, false);
+    let mut out = String::new();
+    // Start of the text not yet copied to `out`; whitespace is ASCII, so every cut is on a
+    // character boundary.
+    let mut kept = 0;
+    for (i, b) in raw.bytes().enumerate() {
+        if in_string {
+            (in_string, escaped) = (escaped || b != b'"', !escaped && b == b'\\');
+        } else if b == b'"' {
+            in_string = true;
+        } else if b.is_ascii_whitespace() {
+            out.push_str(&raw[kept..i]);
+            kept = i + 1;
+        }
+    }
+    if kept == 0 {
+        return Cow::Borrowed(raw);
+    }
+    out.push_str(&raw[kept..]);
+    Cow::Owned(out)
+}
+
+/// A text: a JSON string copied as the client wrote it, or one the translation made.
+pub enum Text<'a> {
+    Raw(&'a RawValue),
+    Owned(String),
+}
+
+impl<'a> Text<'a> {
+    /// A member that should be a string: itself when it is one, else empty text.
+    pub fn of(value: Option<&'a RawValue>) -> Self {
+        match value.filter(|v| is_string(v)) {
+            Some(v) => Text::Raw(v),
+            None => Text::Owned(String::new()),
+        }
+    }
+
+    /// Texts joined as paragraphs, a blank line between them.
+    pub fn joined(texts: Vec<Cow<str>>) -> Self {
+        Text::Owned(texts.join("\n\n"))
+    }
+
+    /// The text itself, unescaped.
+    pub fn unescaped(&self) -> Cow<'_, str> {
+        match self {
+            Text::Raw(raw) => text(raw).unwrap_or_default(),
+            Text::Owned(s) => Cow::Borrowed(s),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Text::Raw(raw) => raw.get() == "\"\"",
+            Text::Owned(s) => s.is_empty(),
+        }
+    }
+}
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Text::Raw(raw) => raw.serialize(s),
+            Text::Owned(text) => text.serialize(s),
+        }
+    }
+}
+
+/// A tool's input object, parsed from a call's arguments; `{}` when there are none.
+pub enum Input {
+    Empty,
+    Raw(Box<RawValue>),
+}
+
+impl Serialize for Input {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Input::Empty => s.serialize_map(Some(0)).and_then(serde::ser::SerializeMap::end),
+            Input::Raw(raw) => raw.serialize(s),
+        }
+    }
+}

@@ -132,12 +132,17 @@ impl<A: StreamTranslator, B: StreamTranslator> StreamTranslator for Chain<A, B> 
     }
 }
 
+/// The field names [`dropped`] has logged. Callers pass names from fixed lists, never what a
+/// client made up; the bound holds memory even if one slips through.
+pub(crate) static DROPPED_SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+const MAX_DROPPED_NAMES: usize = 128;
+
 /// Logs, once per process and field, that a request field was dropped because the upstream
 /// dialect has no equivalent (clients such as Claude Code and Codex send them on every turn).
 pub fn dropped(field: &str, why: &str) {
-    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if seen.get_or_insert_with(HashSet::new).insert(field.to_owned()) {
+    let mut seen = DROPPED_SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(HashSet::new);
+    if seen.len() < MAX_DROPPED_NAMES && seen.insert(field.to_owned()) {
         tracing::info!("dropping `{field}` from requests: {why} (logged once)");
     }
 }

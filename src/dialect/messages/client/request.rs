@@ -1,4 +1,6 @@
-//! Anthropic Messages request → OpenAI Chat Completions request.
+//! Anthropic Messages request → OpenAI Chat Completions request, read from the body's
+//! borrowed fields and written straight into the new body (no JSON tree on either side): what
+//! passes unchanged (strings, tool schemas, sampling values, ids) is copied as the client wrote it.
 //!
 //! Dropped (logged once): server tools, `thinking` and thinking blocks in history,
 //! `cache_control`, and top-level fields Chat has no form for (`context_management`,
@@ -6,8 +8,13 @@
 //! one string; a tool result's images move to the user message after the tool messages.
 //! Refused (400): content Chat cannot carry (`document`, file-id images, unknown blocks).
 
-use serde_json::{Map, Value, json};
+use std::borrow::Cow;
+use std::fmt;
 
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use crate::dialect::borrowed::{Fields, Text, as_u64, compact, is_null, is_string, is_true, list, text};
 use crate::dialect::dropped;
 use crate::error::ApiError;
 
@@ -15,290 +22,495 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("unsupported_for_chat", message)
 }
 
-/// Translates a Messages request. `model` is the model to send; `openai` is true when the
+/// Top-level Messages fields with no Chat form, named in the drop log. Others are logged under
+/// one name: the set of logged names must not grow with what clients send.
+const NO_CHAT_FORM: &[&str] = &["cache_control", "container", "context_management", "mcp_servers", "service_tier"];
+
+/// Server tool families (their types carry a version date, `web_search_20250305`), named in
+/// the drop log; other types are logged under one name.
+const SERVER_TOOLS: &[&str] =
+    &["bash", "code_execution", "computer", "memory", "text_editor", "tool_search_tool", "web_fetch", "web_search"];
+
+/// Translates a Messages request body. `model` is the model to send; `openai` is true when the
 /// upstream is OpenAI itself, which rejects fields local servers accept (`top_k`) and wants
 /// `max_completion_tokens` instead of the deprecated `max_tokens`.
-pub fn to_chat(req: &Value, model: &str, openai: bool) -> Result<Value, ApiError> {
-    let req = req.as_object().ok_or_else(|| ApiError::bad_request("invalid_request", "the body must be an object"))?;
-    let mut out = Map::new();
-    out.insert("model".into(), json!(model));
+pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<Vec<u8>, ApiError> {
+    let req = Fields::of_body(body)?;
+    let mut out = Out { model, ..Out::default() };
     let mut messages = Vec::new();
     let mut tools = None;
     let mut choice = None;
     let mut max_tokens = None;
-    for (key, value) in req {
+    // In key order, as a JSON tree was read: the first bad field is the one reported.
+    for (key, value) in &req.0 {
         // A null is an absent field (SDKs send them); `max_tokens` then stays missing.
-        if value.is_null() {
+        if is_null(value) {
             continue;
         }
-        match key.as_str() {
+        match key.as_ref() {
             "model" | "messages" => {}
             "system" => {
                 let text = system(value)?;
                 if !text.is_empty() {
-                    messages.push(json!({"role": "system", "content": text}));
+                    messages.push(Message::System { content: text });
                 }
             }
-            "max_tokens" => max_tokens = value.as_u64(),
-            "stop_sequences" => match value {
-                Value::Array(list) if !list.is_empty() => {
-                    out.insert("stop".into(), value.clone());
-                }
-                Value::Array(_) => {}
-                _ => return Err(bad("`stop_sequences` must be a list of strings")),
+            "max_tokens" => max_tokens = as_u64(value),
+            "stop_sequences" => match list(value) {
+                Some(l) if !l.is_empty() => out.stop = Some(value),
+                Some(_) => {}
+                None => return Err(bad("`stop_sequences` must be a list of strings")),
             },
-            "temperature" | "top_p" => {
-                out.insert(key.clone(), value.clone());
-            }
-            "top_k" => {
-                if openai {
-                    dropped("top_k", "OpenAI's Chat Completions has no top_k");
-                } else {
-                    out.insert(key.clone(), value.clone());
-                }
-            }
-            "metadata" => {
-                if let Some(user) = value["user_id"].as_str() {
-                    out.insert("user".into(), json!(user));
-                }
-            }
-            "stream" => {
-                if value == &json!(true) {
-                    out.insert("stream".into(), json!(true));
-                    // The stream translator needs the usage chunk for `message_delta`.
-                    out.insert("stream_options".into(), json!({"include_usage": true}));
-                }
-            }
+            "temperature" => out.temperature = Some(value),
+            "top_p" => out.top_p = Some(value),
+            "top_k" if openai => dropped("top_k", "OpenAI's Chat Completions has no top_k"),
+            "top_k" => out.top_k = Some(value),
+            "metadata" => out.user = Fields::of(value).and_then(|m| m.get("user_id")).filter(|u| is_string(u)),
+            // The stream translator needs the usage chunk for `message_delta`.
+            "stream" => out.stream = is_true(value),
             "tools" => tools = Some(self::tools(value)?),
             "tool_choice" => choice = Some(value),
             "thinking" => {
                 dropped("thinking", "Chat Completions has no extended-thinking switch every upstream accepts")
             }
-            other => dropped(other, "no Chat Completions equivalent"),
+            other => match NO_CHAT_FORM.iter().find(|&&f| f == other) {
+                Some(f) => dropped(f, "no Chat Completions equivalent"),
+                None => {
+                    tracing::debug!(field = other, "messages: unknown field dropped");
+                    dropped("(unknown Messages fields)", "no Chat Completions equivalent; see debug logs for names");
+                }
+            },
         }
     }
-    let list = req.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty());
+    let list = req.get("messages").and_then(list).filter(|m| !m.is_empty());
     let list = list.ok_or_else(|| {
         ApiError::bad_request("messages_required", "`messages` is required and must be a non-empty list")
     })?;
     for (i, m) in list.iter().enumerate() {
         message(i, m, &mut messages)?;
     }
-    out.insert("messages".into(), Value::Array(messages));
+    out.messages = messages;
+    if out.stream {
+        out.stream_options = Some(StreamOptions { include_usage: true });
+    }
     let max_tokens = max_tokens.ok_or_else(|| {
         ApiError::bad_request("max_tokens_required", "`max_tokens` is required and must be a non-negative integer")
     })?;
-    out.insert(if openai { "max_completion_tokens" } else { "max_tokens" }.into(), json!(max_tokens));
+    *(if openai { &mut out.max_completion_tokens } else { &mut out.max_tokens }) = Some(max_tokens);
     // Only with tools left: OpenAI rejects `tool_choice` and `parallel_tool_calls` without them,
     // and every tool may have been a server tool.
     if let Some(tools) = tools.filter(|t| !t.is_empty()) {
         if let Some(choice) = choice {
-            if let Some(c) = tool_choice(choice, &tools)? {
-                out.insert("tool_choice".into(), c);
-            }
-            if choice["disable_parallel_tool_use"] == true {
-                out.insert("parallel_tool_calls".into(), json!(false));
+            let choice = Fields::of(choice).unwrap_or_default();
+            out.tool_choice = tool_choice(&choice, &tools)?;
+            if choice.get("disable_parallel_tool_use").is_some_and(is_true) {
+                out.parallel_tool_calls = Some(false);
             }
         }
-        out.insert("tools".into(), Value::Array(tools));
+        out.tools = Some(tools);
     }
-    Ok(Value::Object(out))
+    Ok(serde_json::to_vec(&out).unwrap_or_default())
 }
 
 /// `system`: a string or text blocks, joined into one string.
-fn system(value: &Value) -> Result<String, ApiError> {
-    match value {
-        Value::String(s) => Ok(s.clone()),
-        Value::Null => Ok(String::new()),
-        Value::Array(blocks) => {
-            let mut texts = Vec::with_capacity(blocks.len());
-            for b in blocks {
-                match (b["type"].as_str(), b["text"].as_str()) {
-                    (Some("text"), Some(t)) => texts.push(t),
-                    _ => return Err(bad(format!("system: blocks must be text blocks, not {}", b["type"]))),
-                }
-            }
-            Ok(texts.join("\n\n"))
-        }
-        _ => Err(bad("`system` must be a string or a list of text blocks")),
+fn system(value: &RawValue) -> Result<Text<'_>, ApiError> {
+    if is_string(value) {
+        return Ok(Text::Raw(value));
     }
+    let blocks = list(value).ok_or_else(|| bad("`system` must be a string or a list of text blocks"))?;
+    let mut texts = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        let b = Fields::of(b).unwrap_or_default();
+        let kind = b.get("type");
+        match (kind.and_then(text).as_deref(), b.get("text").and_then(text)) {
+            (Some("text"), Some(t)) => texts.push(t),
+            _ => {
+                let kind = kind.map_or("null", RawValue::get);
+                return Err(bad(format!("system: blocks must be text blocks, not {kind}")));
+            }
+        }
+    }
+    Ok(Text::joined(texts))
 }
 
 /// Appends the Chat messages for one Messages turn. A user turn's `tool_result` blocks become
 /// `tool` messages placed first: Chat wants them right after the assistant message that made
 /// the calls, before any other user content.
-fn message(i: usize, m: &Value, out: &mut Vec<Value>) -> Result<(), ApiError> {
-    let role = m["role"].as_str().unwrap_or_default();
-    if role != "user" && role != "assistant" {
-        return Err(bad(format!("messages[{i}]: role `{role}` is not supported (use user or assistant)")));
-    }
-    let blocks = match &m["content"] {
-        Value::String(s) => {
-            out.push(json!({"role": role, "content": s}));
-            return Ok(());
-        }
-        Value::Array(blocks) => blocks,
-        _ => return Err(bad(format!("messages[{i}]: content must be a string or a list of blocks"))),
+fn message<'a>(i: usize, m: &'a RawValue, out: &mut Vec<Message<'a>>) -> Result<(), ApiError> {
+    let m = Fields::of(m).unwrap_or_default();
+    let role = m.get("role").and_then(text).unwrap_or_default();
+    let assistant = match role.as_ref() {
+        "user" => false,
+        "assistant" => true,
+        _ => return Err(bad(format!("messages[{i}]: role `{role}` is not supported (use user or assistant)"))),
     };
+    let content = m.get("content").unwrap_or(RawValue::NULL);
+    if is_string(content) {
+        let content = Text::Raw(content);
+        out.push(if assistant {
+            Message::Assistant { content: Some(content), tool_calls: Vec::new() }
+        } else {
+            Message::User { content: UserContent::Text(content) }
+        });
+        return Ok(());
+    }
+    let blocks =
+        list(content).ok_or_else(|| bad(format!("messages[{i}]: content must be a string or a list of blocks")))?;
     let mut parts = Vec::new();
     let mut calls = Vec::new();
     for b in blocks {
-        let kind = b["type"].as_str().unwrap_or_default();
-        match (role, kind) {
-            (_, "text") => parts.push(json!({"type": "text", "text": b["text"].as_str().unwrap_or_default()})),
-            ("user", "image") => parts.push(image(i, b)?),
-            ("user", "tool_result") => {
-                let (content, images) = tool_result(i, b)?;
-                out.push(json!({"role": "tool", "tool_call_id": b["tool_use_id"], "content": content}));
+        let b = Fields::of(b).unwrap_or_default();
+        let kind = b.get("type").and_then(text).unwrap_or_default();
+        match (assistant, kind.as_ref()) {
+            (_, "text") => parts.push(Part::Text { text: Text::of(b.get("text")) }),
+            (false, "image") => parts.push(image(i, &b)?),
+            (false, "tool_result") => {
+                let (content, images) = tool_result(i, &b)?;
+                out.push(Message::Tool { tool_call_id: b.get("tool_use_id"), content });
                 parts.extend(images);
             }
-            ("assistant", "tool_use") => {
+            (true, "tool_use") => {
                 // A missing input is an empty object, Anthropic's own default.
-                let arguments = if b["input"].is_null() { "{}".to_owned() } else { b["input"].to_string() };
-                let function = json!({"name": b["name"], "arguments": arguments});
-                calls.push(json!({"id": b["id"], "type": "function", "function": function}));
+                let input = b.get("input").filter(|v| !is_null(v));
+                let arguments = input.map_or(Cow::Borrowed("{}"), compact);
+                let function = Function { name: b.get("name"), arguments };
+                calls.push(Call { id: b.get("id"), kind: "function", function });
             }
             (_, "thinking" | "redacted_thinking") => {
                 dropped("thinking blocks", "reasoning from earlier turns has no Chat Completions form")
             }
             _ => {
-                let kind = if kind.is_empty() { "(missing)" } else { kind };
+                let kind = if kind.is_empty() { "(missing)" } else { &kind };
+                let role = if assistant { "assistant" } else { "user" };
                 return Err(bad(format!(
                     "messages[{i}]: content block type `{kind}` in a {role} message has no Chat Completions equivalent"
                 )));
             }
         }
     }
-    if role == "assistant" {
-        let text = join_texts(&parts);
-        let mut msg = json!({"role": "assistant", "content": text});
-        if !calls.is_empty() {
-            if parts.is_empty() {
-                msg["content"] = Value::Null;
-            }
-            msg["tool_calls"] = Value::Array(calls);
-        }
-        // An assistant turn that only held thinking stays, as empty text: dropping it would
-        // put two user messages in a row, which some chat templates reject.
-        out.push(msg);
-    } else if parts.iter().all(|p| p["type"] == "text") {
+    if assistant {
+        // Only text parts in an assistant turn (anything else was refused above). One that only
+        // held thinking stays, as empty text: dropping it would put two user messages in a row,
+        // which some chat templates reject.
+        let content = (!parts.is_empty() || calls.is_empty()).then(|| join_texts(parts));
+        out.push(Message::Assistant { content, tool_calls: calls });
+    } else if parts.iter().all(|p| matches!(p, Part::Text { .. })) {
         // Text only: one string, which every server accepts (not all take a list of parts).
         if !parts.is_empty() {
-            out.push(json!({"role": "user", "content": join_texts(&parts)}));
+            out.push(Message::User { content: UserContent::Text(join_texts(parts)) });
         }
     } else {
-        out.push(json!({"role": "user", "content": parts}));
+        out.push(Message::User { content: UserContent::Parts(parts) });
     }
     Ok(())
 }
 
 /// The texts of Chat text parts, joined as separate paragraphs.
-fn join_texts(parts: &[Value]) -> String {
-    parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n\n")
+fn join_texts(parts: Vec<Part<'_>>) -> Text<'_> {
+    let mut texts: Vec<Text> =
+        parts.into_iter().filter_map(|p| if let Part::Text { text } = p { Some(text) } else { None }).collect();
+    if texts.len() == 1 {
+        return texts.pop().unwrap_or(Text::Owned(String::new()));
+    }
+    Text::joined(texts.iter().map(Text::unescaped).collect())
 }
 
 /// An `image` block → an `image_url` part (base64 sources as a data URL).
-fn image(i: usize, b: &Value) -> Result<Value, ApiError> {
-    let source = &b["source"];
-    let url = match source["type"].as_str() {
+fn image<'a>(i: usize, b: &Fields<'a>) -> Result<Part<'a>, ApiError> {
+    let source = b.get("source");
+    let fields = source.and_then(Fields::of).unwrap_or_default();
+    let url = match fields.get("type").and_then(text).as_deref() {
         Some("base64") => {
-            let (Some(media), Some(data)) = (source["media_type"].as_str(), source["data"].as_str()) else {
+            let (Some(media), Some(data)) =
+                (fields.get("media_type").and_then(text), fields.get("data").and_then(text))
+            else {
                 return Err(bad(format!("messages[{i}]: base64 image needs media_type and data")));
             };
-            format!("data:{media};base64,{data}")
+            Url::Data { media, data }
         }
-        Some("url") => match source["url"].as_str() {
-            Some(url) => url.to_owned(),
+        Some("url") => match fields.get("url").filter(|u| is_string(u)) {
+            Some(url) => Url::Raw(url),
             None => return Err(bad(format!("messages[{i}]: url image needs a url"))),
         },
-        _ => return Err(bad(format!("messages[{i}]: image source type {} is not supported", source["type"]))),
+        _ => {
+            let kind = fields.get("type").map_or("null", RawValue::get);
+            return Err(bad(format!("messages[{i}]: image source type {kind} is not supported")));
+        }
     };
-    Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+    Ok(Part::ImageUrl { image_url: ImageUrl { url } })
 }
 
 /// A `tool_result` → the `tool` message's text, and its images as parts for the user message
 /// that follows (Chat tool messages carry text only; Claude Code's Read tool returns images).
-fn tool_result(i: usize, b: &Value) -> Result<(String, Vec<Value>), ApiError> {
+fn tool_result<'a>(i: usize, b: &Fields<'a>) -> Result<(Text<'a>, Vec<Part<'a>>), ApiError> {
+    let content = b.get("content").unwrap_or(RawValue::NULL);
+    let error = b.get("is_error").is_some_and(is_true);
+    // The usual result, one string, is copied as the client wrote it.
+    if is_string(content) && !error {
+        return Ok((Text::Raw(content), Vec::new()));
+    }
     let mut texts = Vec::new();
     let mut images = Vec::new();
-    match &b["content"] {
-        Value::String(s) => texts.push(s.as_str()),
-        Value::Array(blocks) => {
-            for c in blocks {
-                match c["type"].as_str().unwrap_or_default() {
-                    "text" => texts.push(c["text"].as_str().unwrap_or_default()),
-                    "image" => images.push(image(i, c)?),
-                    other => {
-                        return Err(bad(format!(
-                            "messages[{i}]: tool_result content block type `{other}` has no Chat Completions equivalent"
-                        )));
-                    }
+    if let Some(s) = text(content) {
+        texts.push(s);
+    } else if let Some(blocks) = list(content) {
+        for c in blocks {
+            let c = Fields::of(c).unwrap_or_default();
+            match c.get("type").and_then(text).unwrap_or_default().as_ref() {
+                "text" => texts.push(c.get("text").and_then(text).unwrap_or_default()),
+                "image" => images.push(image(i, &c)?),
+                other => {
+                    return Err(bad(format!(
+                        "messages[{i}]: tool_result content block type `{other}` has no Chat Completions equivalent"
+                    )));
                 }
             }
         }
-        Value::Null => {}
-        _ => return Err(bad(format!("messages[{i}]: tool_result content must be a string or a list of blocks"))),
+    } else if !is_null(content) {
+        return Err(bad(format!("messages[{i}]: tool_result content must be a string or a list of blocks")));
     }
-    let mut content = if b["is_error"] == true { "Error: ".to_owned() } else { String::new() };
+    let mut content = if error { "Error: ".to_owned() } else { String::new() };
     content.push_str(&texts.join("\n\n"));
     if !images.is_empty() {
         // Says where the tool's images went, so the model connects them to this call.
         content.push_str(if texts.is_empty() { "(image attached below)" } else { "\n\n(image attached below)" });
     }
-    Ok((content, images))
+    Ok((Text::Owned(content), images))
 }
 
 /// Custom tools → Chat function tools; server tools (a `type` other than `custom`) run on
 /// Anthropic's side only, so they are dropped.
-fn tools(value: &Value) -> Result<Vec<Value>, ApiError> {
-    let list = value.as_array().ok_or_else(|| bad("`tools` must be a list"))?;
+fn tools(value: &RawValue) -> Result<Vec<Tool<'_>>, ApiError> {
+    let list = list(value).ok_or_else(|| bad("`tools` must be a list"))?;
     let mut out = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
-        match t["type"].as_str() {
-            None | Some("custom") => {}
-            Some(kind) => {
-                dropped(&format!("tool type {kind}"), "a server tool only Anthropic can run");
+        let t = Fields::of(t).unwrap_or_default();
+        match t.get("type").filter(|k| !is_null(k)) {
+            Some(kind) if text(kind).as_deref() != Some("custom") => {
+                server_tool(kind);
                 continue;
             }
+            _ => {}
         }
-        let name = t["name"].as_str().ok_or_else(|| bad(format!("tools[{i}]: `name` is required")))?;
-        let mut parameters = match &t["input_schema"] {
-            Value::Object(schema) => schema.clone(),
-            _ => Map::from_iter([("type".to_owned(), json!("object")), ("properties".to_owned(), json!({}))]),
-        };
-        // A draft marker constrains nothing, and some servers' schema converters reject it.
-        parameters.remove("$schema");
-        let mut function = json!({"name": name, "parameters": parameters});
-        if let Some(d) = t["description"].as_str() {
-            function["description"] = json!(d);
-        }
-        out.push(json!({"type": "function", "function": function}));
+        let name = t.get("name").filter(|n| is_string(n));
+        let name = name.ok_or_else(|| bad(format!("tools[{i}]: `name` is required")))?;
+        let parameters = Schema(t.get("input_schema").filter(|s| s.get().starts_with('{')));
+        let description = t.get("description").filter(|d| is_string(d));
+        out.push(Tool { kind: "function", function: Declaration { name, description, parameters } });
     }
     Ok(out)
 }
 
+/// Logs a dropped server tool by its family.
+fn server_tool(kind: &RawValue) {
+    let kind = text(kind).unwrap_or_default();
+    match SERVER_TOOLS.iter().find(|&&f| kind.strip_prefix(f).is_some_and(|v| v.is_empty() || v.starts_with('_'))) {
+        Some(f) => dropped(&format!("tool type {f}"), "a server tool only Anthropic can run"),
+        None => dropped("(other tool types)", "not a custom tool: only Anthropic can run it"),
+    }
+}
+
 /// `tool_choice`; `None` when it leaves the upstream's default. A named tool must be one of
 /// the tools sent (not a dropped server tool).
-fn tool_choice(choice: &Value, tools: &[Value]) -> Result<Option<Value>, ApiError> {
-    Ok(Some(match choice["type"].as_str() {
-        Some("auto") => json!("auto"),
-        Some("any") => json!("required"),
-        Some("none") => json!("none"),
+fn tool_choice<'a>(choice: &Fields<'a>, tools: &[Tool]) -> Result<Option<ChatChoice<'a>>, ApiError> {
+    Ok(Some(match choice.get("type").and_then(text).as_deref() {
+        Some("auto") => ChatChoice::Mode("auto"),
+        Some("any") => ChatChoice::Mode("required"),
+        Some("none") => ChatChoice::Mode("none"),
         Some("tool") => {
-            let name = choice["name"].as_str().unwrap_or_default();
-            if !tools.iter().any(|t| t["function"]["name"] == name) {
+            let name = choice.get("name").and_then(text).unwrap_or_default();
+            if !tools.iter().any(|t| text(t.function.name).as_deref() == Some(&name)) {
                 return Err(bad(format!("tool_choice names `{name}`, which is not a custom tool of this request")));
             }
-            json!({"type": "function", "function": {"name": name}})
+            ChatChoice::Function { kind: "function", function: Named { name } }
         }
         None => return Ok(None),
         Some(other) => return Err(bad(format!("tool_choice type `{other}` is not supported"))),
     }))
 }
 
+/// The Chat request; field order is what OpenAI documents.
+#[derive(Default, Serialize)]
+struct Out<'a> {
+    model: &'a str,
+    messages: Vec<Message<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<Vec<Tool<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<ChatChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+enum Message<'a> {
+    System {
+        content: Text<'a>,
+    },
+    User {
+        content: UserContent<'a>,
+    },
+    Assistant {
+        /// Null when the turn is only tool calls.
+        content: Option<Text<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<Call<'a>>,
+    },
+    Tool {
+        tool_call_id: Option<&'a RawValue>,
+        content: Text<'a>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum UserContent<'a> {
+    Text(Text<'a>),
+    Parts(Vec<Part<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Part<'a> {
+    Text { text: Text<'a> },
+    ImageUrl { image_url: ImageUrl<'a> },
+}
+
+#[derive(Serialize)]
+struct ImageUrl<'a> {
+    url: Url<'a>,
+}
+
+/// An image's URL: the client's, or a data URL made from a base64 source.
+enum Url<'a> {
+    Raw(&'a RawValue),
+    Data { media: Cow<'a, str>, data: Cow<'a, str> },
+}
+
+impl Serialize for Url<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Url::Raw(raw) => raw.serialize(s),
+            // Written as one escaped string without building it first (images run to megabytes).
+            Url::Data { media, data } => s.collect_str(&DataUrl(media, data)),
+        }
+    }
+}
+
+struct DataUrl<'a>(&'a str, &'a str);
+
+impl fmt::Display for DataUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "data:{};base64,{}", self.0, self.1)
+    }
+}
+
+#[derive(Serialize)]
+struct Call<'a> {
+    id: Option<&'a RawValue>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: Function<'a>,
+}
+
+#[derive(Serialize)]
+struct Function<'a> {
+    name: Option<&'a RawValue>,
+    arguments: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct Tool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: Declaration<'a>,
+}
+
+#[derive(Serialize)]
+struct Declaration<'a> {
+    name: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a RawValue>,
+    parameters: Schema<'a>,
+}
+
+/// The tool's `input_schema` when it is an object, less a `$schema` draft marker (it constrains
+/// nothing, and some servers' schema converters reject it); else an empty object schema.
+struct Schema<'a>(Option<&'a RawValue>);
+
+impl Serialize for Schema<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(schema) = self.0 else {
+            let mut m = s.serialize_map(Some(2))?;
+            m.serialize_entry("type", "object")?;
+            m.serialize_entry("properties", &serde_json::Map::new())?;
+            return m.end();
+        };
+        // Most schemas have no marker and are copied whole.
+        if !schema.get().contains("\"$schema\"") {
+            return schema.serialize(s);
+        }
+        let fields = Fields::of(schema).unwrap_or_default();
+        let mut m = s.serialize_map(None)?;
+        for (key, value) in fields.0.iter().filter(|(k, _)| k != "$schema") {
+            m.serialize_entry(key, value)?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ChatChoice<'a> {
+    Mode(&'static str),
+    Function {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        function: Named<'a>,
+    },
+}
+
+#[derive(Serialize)]
+struct Named<'a> {
+    name: Cow<'a, str>,
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
+
+    /// The translation of a body written from `req`, read back as a tree.
+    fn to_chat(req: &Value, model: &str, openai: bool) -> Result<Value, ApiError> {
+        let body = serde_json::to_vec(req).unwrap();
+        super::to_chat(&body, model, openai).map(|out| serde_json::from_slice(&out).unwrap())
+    }
 
     fn fixture(name: &str) -> Value {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dialects/messages").join(name);
@@ -447,5 +659,100 @@ mod tests {
         assert!(err(json!({"max_tokens": 1, "messages": file})).contains("\"file\""));
         assert!(err(json!({"max_tokens": 1, "messages": [{"role": "system", "content": "x"}]})).contains("role"));
         assert!(err(json!([])).contains("object"));
+    }
+
+    /// The body is read as the client wrote it: escapes, repeated keys (the last counts), tool
+    /// inputs with whitespace, schemas with a draft marker, and members of the wrong type.
+    #[test]
+    fn escapes_repeated_keys_and_odd_shapes() {
+        let body = r#"{"max_tokens": 5, "messages": [{"role": "user", "content": "first"}],
+            "system": [{"type": "text", "text": "a \"quoted\"\nline"}, {"type": "text", "text": "caf\u00e9"}],
+            "messages": [
+                {"role": "user", "content": "see \"this\" \/ \u00e9"},
+                {"role": "assistant", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two \u00e9"},
+                    {"type": "tool_use", "id": "t1", "name": "Edit", "input": { "path" : "a b.rs", "new": "x\t{ y }",
+                        "n": [1, 2 ], "u": "\u00e9 é" }}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "t1", "content": "line\n\"ok\"", "is_error": false},
+                    {"type": "tool_result", "tool_use_id": "t2", "is_error": true, "content": [{"type": "text", "text": "boom"}]},
+                    {"type": "tool_result", "tool_use_id": "t3"},
+                    {"type": "text", "text": 5},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image\/png", "data": "AA\/B"}}]}],
+            "max_tokens": 7,
+            "tools": [{"name": "Edit", "input_schema": {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object"}},
+                      {"name": "Raw", "description": 3, "input_schema": "no"}],
+            "metadata": {"user_id": 5}, "stop_sequences": [], "stream": false}"#;
+        let got: Value = serde_json::from_slice(&super::to_chat(body.as_bytes(), "m", false).unwrap()).unwrap();
+        assert_eq!(got["max_tokens"], 7);
+        assert!(got.get("user").is_none() && got.get("stop").is_none() && got.get("stream").is_none());
+        let m = &got["messages"];
+        assert_eq!(m[0], json!({"role": "system", "content": "a \"quoted\"\nline\n\ncafé"}));
+        assert_eq!(m[1], json!({"role": "user", "content": "see \"this\" / é"}));
+        assert_eq!(m[2]["content"], "one\n\ntwo é");
+        let arguments = m[2]["tool_calls"][0]["function"]["arguments"].as_str().unwrap();
+        assert_eq!(arguments, r#"{"path":"a b.rs","new":"x\t{ y }","n":[1,2],"u":"\u00e9 é"}"#);
+        assert_eq!(m[3], json!({"role": "tool", "tool_call_id": "t1", "content": "line\n\"ok\""}));
+        assert_eq!(m[4], json!({"role": "tool", "tool_call_id": "t2", "content": "Error: boom"}));
+        assert_eq!(m[5], json!({"role": "tool", "tool_call_id": "t3", "content": ""}));
+        assert_eq!(
+            m[6]["content"],
+            json!([{"type": "text", "text": ""}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA/B"}}])
+        );
+        assert_eq!(got["tools"][0]["function"]["parameters"], json!({"type": "object"}));
+        assert_eq!(
+            got["tools"][1]["function"],
+            json!({"name": "Raw", "parameters": {"type": "object", "properties": {}}})
+        );
+
+        let err = |body: &[u8]| super::to_chat(body, "m", false).unwrap_err().message;
+        assert!(
+            err(br#"{"max_tokens": 1, "messages": [{"role": "user", "content": "x"}], "system": 3}"#)
+                .contains("`system`")
+        );
+        assert!(
+            err(br#"{"max_tokens": 1, "messages": [{"role": "user", "content": "x"}], "system": [{"type": "image"}]}"#)
+                .contains("not \"image\"")
+        );
+        assert!(
+            err(br#"{"max_tokens": 1, "messages": [{"role": "user", "content": "x"}], "tools": {}}"#).contains("list")
+        );
+        assert!(
+            err(br#"{"max_tokens": 1, "messages": [{"role": "user", "content": "x"}], "tools": [{"name": 3}]}"#)
+                .contains("`name` is required")
+        );
+        assert!(err(br#"{"max_tokens": 1, "messages": ["x"]}"#).contains("role ``"));
+        assert!(err(br#"{"max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url"}}]}]}"#).contains("needs a url"));
+        assert!(err(br#"{"max_tokens": 1, "messages": [{"role": "user"}]}"#).contains("content must be"));
+        assert!(err(br#"{"max_tokens": 1, "messages": "#).contains("invalid JSON"));
+        assert!(err(b"  ").contains("JSON object"));
+    }
+
+    /// Field names and tool types a client makes up are not remembered one by one: the set of
+    /// logged names would otherwise grow with every request.
+    #[test]
+    fn made_up_names_are_not_remembered() {
+        let mut req = json!({"max_tokens": 1, "messages": [{"role": "user", "content": "x"}]});
+        let tools: Vec<Value> = (0..50).map(|i| json!({"type": format!("made_up_tool_{i}"), "name": "n"})).collect();
+        for i in 0..50 {
+            req[format!("made_up_field_{i}")] = json!(1);
+        }
+        req["tools"] = json!(tools);
+        to_chat(&req, "m", false).unwrap();
+        let seen = crate::dialect::DROPPED_SEEN.lock().unwrap();
+        let names = seen.as_ref().unwrap();
+        assert!(!names.iter().any(|n| n.contains("made_up")), "{names:?}");
+        assert!(names.contains("(unknown Messages fields)") && names.contains("(other tool types)"));
+    }
+
+    /// A body of 200,000 members (distinct, or one key repeated) reads in O(n log n).
+    #[test]
+    fn many_members_stay_cheap() {
+        let mut body = String::from(r#"{"messages":[{"role":"user","content":"hi"}]"#);
+        for i in 0..200_000 {
+            body.push_str(&format!(",\"k{i}\":{i},\"max_tokens\":{i}"));
+        }
+        body.push('}');
+        let got: Value = serde_json::from_slice(&super::to_chat(body.as_bytes(), "m", false).unwrap()).unwrap();
+        assert_eq!(got["max_tokens"], 199_999, "the last of a repeated key");
     }
 }

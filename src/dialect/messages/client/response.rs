@@ -1,7 +1,11 @@
 //! OpenAI `chat.completion` → Anthropic message; upstream error bodies → Anthropic errors.
 
 use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
+
+use crate::dialect::borrowed::{Fields, Input, Text, is_string, list, text};
 
 /// `finish_reason` → `stop_reason`. Chat does not say which stop sequence matched, so a stop
 /// is always `end_turn`.
@@ -14,73 +18,161 @@ pub fn stop_reason(finish: &str) -> &'static str {
     }
 }
 
-/// A Chat id as a message id: Anthropic ids start with `msg_`.
-pub fn message_id(id: &str) -> String {
-    if id.starts_with("msg_") { id.to_owned() } else { format!("msg_{id}") }
+/// Chat usage, as a completion or the last stream chunk reports it.
+#[derive(Deserialize, Clone, Copy, Default)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<Details>,
 }
 
-/// Chat usage → Anthropic usage. Chat's prompt tokens include cached ones; Anthropic counts
-/// cache reads apart from `input_tokens`.
-pub fn usage(u: &Value) -> Value {
-    let prompt = u["prompt_tokens"].as_u64().unwrap_or(0);
-    let mut out = json!({"input_tokens": prompt, "output_tokens": u["completion_tokens"].as_u64().unwrap_or(0)});
-    if let Some(cached) = u["prompt_tokens_details"]["cached_tokens"].as_u64() {
-        out["input_tokens"] = json!(prompt.saturating_sub(cached));
-        out["cache_read_input_tokens"] = json!(cached);
+#[derive(Deserialize, Clone, Copy)]
+struct Details {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+/// Anthropic usage. Chat's prompt tokens include cached ones; Anthropic counts cache reads
+/// apart from `input_tokens`.
+#[derive(Serialize)]
+pub struct AnthropicUsage {
+    input_tokens: u64,
+    output_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl Usage {
+    pub fn anthropic(&self) -> AnthropicUsage {
+        let cached = self.prompt_tokens_details.and_then(|d| d.cached_tokens);
+        AnthropicUsage {
+            input_tokens: self.prompt_tokens.saturating_sub(cached.unwrap_or(0)),
+            output_tokens: self.completion_tokens,
+            cache_read_input_tokens: cached,
+        }
     }
-    out
 }
 
-/// A whole `chat.completion` → an Anthropic message.
-pub fn from_chat(chat: &Value) -> Value {
-    let choice = &chat["choices"][0];
-    let msg = &choice["message"];
-    let mut content = Vec::new();
+/// A whole `chat.completion` → an Anthropic message, written from the completion's borrowed
+/// fields: no JSON tree is built on either side. `Err` when the body is not a completion.
+pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    let chat: Completion = serde_json::from_slice(body)?;
+    let choice = chat.choices.unwrap_or_default().into_iter().next().unwrap_or_default();
+    let msg = choice.message.unwrap_or_default();
+    let chat_id = chat.id.and_then(text).unwrap_or_default();
+    let calls = msg.tool_calls.and_then(list).unwrap_or_default();
+    let legacy = msg.function_call.filter(|f| f.get().starts_with('{'));
+    let mut content = Vec::with_capacity(1 + calls.len());
     // Some servers send content as a list of text parts; a refusal is the answer's text.
-    let text = match &msg["content"] {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
-        _ => msg["refusal"].as_str().unwrap_or_default().to_owned(),
+    let answer = match msg.content {
+        Some(c) if is_string(c) => Text::Raw(c),
+        Some(c) if c.get().starts_with('[') => Text::Owned(
+            list(c)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| Fields::of(p).and_then(|p| p.get("text")).and_then(text))
+                .collect(),
+        ),
+        _ => match msg.refusal.filter(|r| is_string(r)) {
+            Some(r) => Text::Raw(r),
+            None => Text::Owned(String::new()),
+        },
     };
-    let calls = msg["tool_calls"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let legacy = msg["function_call"].is_object().then_some(msg);
-    if !text.is_empty() || (calls.is_empty() && legacy.is_none()) {
-        content.push(json!({"type": "text", "text": text}));
+    if !answer.is_empty() || (calls.is_empty() && legacy.is_none()) {
+        content.push(Block::Text { text: answer });
     }
-    let id = chat["id"].as_str().unwrap_or_default();
     for (i, call) in calls.iter().enumerate() {
-        content.push(tool_use(&call["id"], &call["function"], id, i));
+        let call = Fields::of(call).unwrap_or_default();
+        content.push(tool_use(call.get("id"), call.get("function"), &chat_id, i));
     }
-    if let Some(m) = legacy {
-        content.push(tool_use(&Value::Null, &m["function_call"], id, 0));
+    if let Some(f) = legacy {
+        content.push(tool_use(None, Some(f), &chat_id, 0));
     }
-    json!({
-        "id": message_id(id),
-        "type": "message",
-        "role": "assistant",
-        "model": chat["model"].as_str().unwrap_or_default(),
-        "content": content,
-        "stop_reason": stop_reason(choice["finish_reason"].as_str().unwrap_or_default()),
-        "stop_sequence": null,
-        "usage": usage(&chat["usage"]),
-    })
+    let out = Message {
+        id: if chat_id.starts_with("msg_") { chat_id.into_owned() } else { format!("msg_{chat_id}") },
+        kind: "message",
+        role: "assistant",
+        model: Text::of(chat.model),
+        content,
+        stop_reason: stop_reason(choice.finish_reason.and_then(text).as_deref().unwrap_or_default()),
+        stop_sequence: None,
+        usage: chat.usage.unwrap_or_default().anthropic(),
+    };
+    serde_json::to_vec(&out)
 }
 
 /// One tool call as a `tool_use` block. Arguments that are not a JSON object (truncated by
 /// `length`, or a model's invalid output) become `{}`: Anthropic's `input` is always an object.
-fn tool_use(call_id: &Value, function: &Value, chat_id: &str, i: usize) -> Value {
-    let input = function["arguments"]
-        .as_str()
-        .and_then(|a| serde_json::from_str::<Value>(a).ok())
-        .filter(Value::is_object)
-        .unwrap_or_else(|| json!({}));
+fn tool_use<'a>(id: Option<&'a RawValue>, function: Option<&'a RawValue>, chat_id: &str, i: usize) -> Block<'a> {
+    let function = function.and_then(Fields::of).unwrap_or_default();
+    let arguments = function.get("arguments").and_then(text);
+    let input = arguments
+        .and_then(|a| serde_json::from_str::<Box<RawValue>>(&a).ok())
+        .filter(|a| a.get().starts_with('{'))
+        .map_or(Input::Empty, Input::Raw);
     // The client answers with `tool_result.tool_use_id`, so an id is needed even when the
     // server sent none.
-    let id = match call_id.as_str() {
-        Some(id) if !id.is_empty() => id.to_owned(),
-        _ => format!("toolu_{chat_id}_{i}"),
+    let id = match id.filter(|id| is_string(id) && id.get() != "\"\"") {
+        Some(id) => Text::Raw(id),
+        None => Text::Owned(format!("toolu_{chat_id}_{i}")),
     };
-    json!({"type": "tool_use", "id": id, "name": function["name"].as_str().unwrap_or_default(), "input": input})
+    Block::ToolUse { id, name: Text::of(function.get("name")), input }
+}
+
+/// The fields of a completion the translation reads; the rest is skipped, not built.
+#[derive(Deserialize)]
+struct Completion<'a> {
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize, Default)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    message: Option<ChatMessage<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct ChatMessage<'a> {
+    #[serde(default, borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    refusal: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    tool_calls: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    function_call: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: Text<'a>,
+    content: Vec<Block<'a>>,
+    stop_reason: &'static str,
+    stop_sequence: Option<()>,
+    usage: AnthropicUsage,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text { text: Text<'a> },
+    ToolUse { id: Text<'a>, name: Text<'a>, input: Input },
 }
 
 /// Anthropic's error `type` for an HTTP status.
@@ -127,6 +219,11 @@ pub fn error(status: StatusCode, body: &[u8]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message for a completion written from `chat`, read back as a tree.
+    fn from_chat(chat: &Value) -> Value {
+        serde_json::from_slice(&super::from_chat(&serde_json::to_vec(chat).unwrap()).unwrap()).unwrap()
+    }
 
     #[test]
     fn text_completion() {
@@ -185,9 +282,44 @@ mod tests {
         let got = from_chat(&json!({"choices": [{"message": {"content": null}, "finish_reason": "length"}]}));
         assert_eq!(got["content"], json!([{"type": "text", "text": ""}]));
         assert_eq!(got["stop_reason"], "max_tokens");
-        assert_eq!(from_chat(&json!("nonsense"))["usage"], json!({"input_tokens": 0, "output_tokens": 0}));
+        assert_eq!(from_chat(&json!({}))["usage"], json!({"input_tokens": 0, "output_tokens": 0}));
+        assert!(super::from_chat(b"\"nonsense\"").is_err());
+        assert!(super::from_chat(br#"{"choices": {"message": {}}}"#).is_err());
         let legacy = json!({"choices": [{"message": {"function_call": {"name": "f", "arguments": "{}"}}, "finish_reason": "function_call"}]});
         assert_eq!(from_chat(&legacy)["content"][0]["name"], "f");
+    }
+
+    /// Read from the completion's own bytes: escaped text and ids are kept as written, text
+    /// parts are joined, a refusal is the text, and only the first choice counts.
+    #[test]
+    fn escapes_parts_refusals_and_choices() {
+        let body = br#"{"id": "c\"1", "model": "m\u00e9", "choices": [
+            {"index": 0, "finish_reason": "tool_calls", "message": {"content": "say \"hi\"\n", "tool_calls": [
+                {"id": "", "function": {"name": "f", "arguments": " {\"a\": [1, 2]} "}},
+                {"id": "call\/2", "function": {"name": 5, "arguments": "[1]"}}, "odd"]}},
+            {"index": 1, "message": {"content": "second"}}], "usage": null}"#;
+        let got: Value = serde_json::from_slice(&super::from_chat(body).unwrap()).unwrap();
+        assert_eq!(got["id"], "msg_c\"1");
+        assert_eq!(got["model"], "m\u{e9}");
+        assert_eq!(
+            got["content"],
+            json!([
+                {"type": "text", "text": "say \"hi\"\n"},
+                {"type": "tool_use", "id": "toolu_c\"1_0", "name": "f", "input": {"a": [1, 2]}},
+                {"type": "tool_use", "id": "call/2", "name": "", "input": {}},
+                {"type": "tool_use", "id": "toolu_c\"1_2", "name": "", "input": {}}
+            ])
+        );
+        assert_eq!(got["usage"], json!({"input_tokens": 0, "output_tokens": 0}));
+        let parts = from_chat(
+            &json!({"choices": [{"message": {"content": [{"type": "text", "text": "a"}, 3, {"text": "b"}]}}]}),
+        );
+        assert_eq!(parts["content"], json!([{"type": "text", "text": "ab"}]));
+        let refusal = from_chat(
+            &json!({"choices": [{"message": {"content": null, "refusal": "no"}, "finish_reason": "content_filter"}]}),
+        );
+        assert_eq!(refusal["content"], json!([{"type": "text", "text": "no"}]));
+        assert_eq!(refusal["stop_reason"], "refusal");
     }
 
     #[test]

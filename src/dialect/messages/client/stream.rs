@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::{SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::response::stop_reason;
+use super::response::{Usage, stop_reason};
 use crate::dialect::sse::{Event, Reader};
 use crate::dialect::{StreamTranslator, json_str};
 
@@ -98,22 +98,6 @@ struct Function<'a> {
     name: Option<&'a RawValue>,
     #[serde(default, borrow)]
     arguments: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-struct Usage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-    #[serde(default)]
-    prompt_tokens_details: Option<Details>,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-struct Details {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
 }
 
 /// The raw JSON of a non-empty string, or `None` (absent, null, `""`, not a string).
@@ -373,24 +357,16 @@ impl State {
             self.start(None, None, out);
         }
         self.close(out);
-        let u = self.usage;
-        let prompt = u.map_or(0, |u| u.prompt_tokens);
-        let cached = u.and_then(|u| u.prompt_tokens_details).and_then(|d| d.cached_tokens);
         let _ = write!(
             out,
             concat!(
                 "event: message_delta\ndata: ",
-                r#"{{"type":"message_delta","delta":{{"stop_reason":"{}","stop_sequence":null}},"#,
-                r#""usage":{{"input_tokens":{},"output_tokens":{}"#
+                r#"{{"type":"message_delta","delta":{{"stop_reason":"{}","stop_sequence":null}},"usage":"#
             ),
             self.stop.unwrap_or("end_turn"),
-            prompt.saturating_sub(cached.unwrap_or(0)),
-            u.map_or(0, |u| u.completion_tokens),
         );
-        if let Some(cached) = cached {
-            let _ = write!(out, ",\"cache_read_input_tokens\":{cached}");
-        }
-        out.extend_from_slice(b"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        let _ = serde_json::to_writer(&mut *out, &self.usage.unwrap_or_default().anthropic());
+        out.extend_from_slice(b"}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
         self.done = true;
     }
 

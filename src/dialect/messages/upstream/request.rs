@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use tracing::debug;
 
-use crate::dialect::borrowed::{Fields, as_u64, is_null, is_string, is_true, list, text};
+use crate::dialect::borrowed::{Fields, Input, as_u64, is_null, is_string, is_true, list, text};
 use crate::error::ApiError;
 
 /// `max_tokens` when the client sets neither `max_tokens` nor `max_completion_tokens`
@@ -319,21 +319,6 @@ enum Block<'a> {
 enum Source<'a> {
     Base64 { media_type: Cow<'a, str>, data: Cow<'a, str> },
     Url { url: Cow<'a, str> },
-}
-
-/// A tool call's arguments as the input object (`{}` when they are empty).
-enum Input {
-    Empty,
-    Raw(Box<RawValue>),
-}
-
-impl Serialize for Input {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Input::Empty => s.serialize_map(Some(0)).and_then(serde::ser::SerializeMap::end),
-            Input::Raw(raw) => raw.serialize(s),
-        }
-    }
 }
 
 #[derive(Serialize)]
