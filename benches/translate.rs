@@ -120,5 +120,58 @@ fn agent_request() -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"model": "gpt-4o", "messages": messages, "tools": (0..20).map(tool).collect::<Vec<_>>(), "stream": true})).unwrap()
 }
 
-criterion_group!(translate_benches, benches, chat_out);
+/// A Messages client (Claude Code) on a Chat upstream: its request, and the whole answer.
+fn messages_client(c: &mut Criterion) {
+    let request = claude_agent_request();
+    c.bench_function("messages_request/to_chat_agent_20_tools", |b| b.iter(|| messages_to_chat(&request)));
+    let small = br#"{"model":"claude-sonnet-4-20250514","max_tokens":64,"system":"You are a helpful assistant that answers briefly.","messages":[{"role":"user","content":"Give me three facts about the Rust programming language and its memory model, please."}]}"#;
+    c.bench_function("messages_request/to_chat_small", |b| b.iter(|| messages_to_chat(small)));
+    let answer =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/dialects/responses/chat-completion-tools.json"))
+            .unwrap();
+    c.bench_function("messages_answer/from_chat_tools", |b| b.iter(|| messages_from_chat(&answer)));
+}
+
+fn messages_to_chat(body: &[u8]) -> Vec<u8> {
+    llm_gateway::dialect::messages::client::request::to_chat(body, "qwen3-coder", false).unwrap()
+}
+
+fn messages_from_chat(body: &[u8]) -> Vec<u8> {
+    llm_gateway::dialect::messages::client::response::from_chat(body).unwrap()
+}
+
+/// The Messages form of [`agent_request`]: 20 tools, a system prompt, six turns of a tool call
+/// and its result (25 KB).
+fn claude_agent_request() -> Vec<u8> {
+    let tool = |i: usize| {
+        serde_json::json!({"name": format!("tool_{i}"),
+            "description": "Reads a file from the workspace and returns its contents with line numbers. ".repeat(3),
+            "input_schema": {"type": "object", "required": ["path"], "properties": {
+                "path": {"type": "string", "description": "The absolute path of the file to read."},
+                "offset": {"type": "integer", "description": "The line to start reading from.", "minimum": 0},
+                "limit": {"type": "integer", "description": "How many lines to read.", "minimum": 1},
+                "mode": {"type": "string", "enum": ["text", "binary", "auto"]}}}})
+    };
+    let mut messages = Vec::new();
+    for turn in 0..6 {
+        let text = format!("Step {turn}: {}", "please look at the code and fix the failing test. ".repeat(12));
+        let mut user = vec![serde_json::json!({"type": "text", "text": text})];
+        if turn > 0 {
+            let result = "fn main() {\n    println!(\"hello\");\n}\n".repeat(20);
+            user.insert(0, serde_json::json!({"type": "tool_result", "tool_use_id": format!("toolu_{}", turn - 1), "content": result}));
+        }
+        messages.push(serde_json::json!({"role": "user", "content": user}));
+        messages.push(serde_json::json!({"role": "assistant", "content": [
+            {"type": "text", "text": "Reading the file."},
+            {"type": "tool_use", "id": format!("toolu_{turn}"), "name": "tool_1", "input": {"path": "/src/main.rs", "limit": 200}}]}));
+    }
+    messages.push(serde_json::json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_5", "content": "done"}]}));
+    let system = [serde_json::json!({"type": "text", "text": "You are a coding agent. ".repeat(40)})];
+    let tools: Vec<_> = (0..20).map(tool).collect();
+    serde_json::to_vec(&serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 32000, "system": system,
+        "messages": messages, "tools": tools, "stream": true}))
+    .unwrap()
+}
+
+criterion_group!(translate_benches, benches, chat_out, messages_client);
 criterion_main!(translate_benches);
