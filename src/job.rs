@@ -21,7 +21,7 @@ use crate::route::Target;
 use crate::state::Live;
 use crate::upstream::retry::{self, Candidate};
 use crate::upstream::{self, OnQueue, Policy, respond::respond};
-use crate::{queue, request, request_id, surface};
+use crate::{queue, request, surface};
 
 /// Names the model that answered (a fallback's, when one took over).
 pub const MODEL_HEADER: &str = "x-llm-gateway-model";
@@ -139,14 +139,13 @@ fn fallback(live: &Live, rebuild: &Rebuild, body: &Bytes, stream: bool, model: &
 }
 
 /// Sends the job and answers in the client's dialect; whatever fails is recorded in `log`.
-/// Runs with the request's id current (a queued stream runs it in a task of its own), and the
-/// response body is polled with it current too, so errors written into a stream carry it.
+/// Runs with the request's id current (the caller's scope), and the response body is polled
+/// with it current too, so errors written into a stream carry it.
 pub async fn exchange(job: Box<Job>, log: AccessLog, on_queue: Box<OnQueue<'static>>, id: RequestId) -> Response<Body> {
-    let resp = request_id::scope(id.clone(), exchange_in_scope(job, log, on_queue)).await;
-    resp.map(|body| Scoped::new(body, id).boxed())
+    send_and_answer(job, log, on_queue).await.map(|body| Scoped::new(body, id).boxed())
 }
 
-async fn exchange_in_scope(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<OnQueue<'static>>) -> Response<Body> {
+async fn send_and_answer(job: Box<Job>, mut log: AccessLog, mut on_queue: Box<OnQueue<'static>>) -> Response<Body> {
     let Job { live, rebuild, client_body, first, fallbacks, client_headers, policy, gates, .. } = *job;
     let client = first.conversion.client;
     let gates: Vec<_> = gates.iter().map(|(gate, scope)| (gate, *scope)).collect();

@@ -56,7 +56,10 @@ async fn answer(req: Request<Incoming>, shared: Shared, id: RequestId) -> Respon
         Ok(Next::Forward(job)) => {
             let route = job.route.clone();
             let mut resp = if job.first.conversion.stream && job.queued() {
-                queue::streaming(dialect, move |on_queue| job::exchange(job, log, on_queue, id)).await
+                // A task of its own, which the request's id scope does not reach: it gets one.
+                let scoped = id.clone();
+                let run = move |on_queue| request_id::scope(scoped, job::exchange(job, log, on_queue, id));
+                queue::streaming(dialect, run).await
             } else {
                 job::exchange(job, log, Box::new(|_| {}), id).await
             };

@@ -47,10 +47,13 @@ impl Tail {
     /// `(prompt_tokens, completion_tokens)` of the last usage object, if any; its prompt
     /// count from the first usage object when the last has none (Anthropic's streams).
     pub fn tokens(&self) -> Option<(u64, u64)> {
-        let last = usage_at(self.recent(), memmem::rfind(self.recent(), USAGE)?)?;
+        // The forward search's SIMD skip finds the last occurrence sooner than memchr's
+        // reverse search, which reads a byte at a time.
+        static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(USAGE));
+        let last = usage_at(self.recent(), FINDER.find_iter(self.recent()).last()?)?;
         let first = || {
             let head = self.head.as_deref()?;
-            usage_at(head, memmem::find(head, USAGE)?)?.prompt()
+            usage_at(head, FINDER.find(head)?)?.prompt()
         };
         Some((last.prompt().or_else(first)?, last.completion()?))
     }
@@ -63,25 +66,91 @@ impl Tail {
 
 const USAGE: &[u8] = b"\"usage\":";
 
-/// The usage object whose key starts at `at`.
+/// The usage object whose key starts at `at`: its top-level members, read in one pass
+/// (nested token details and other values are skipped, nothing is built). `None` when it is
+/// not an object or is cut off.
 fn usage_at(text: &[u8], at: usize) -> Option<Counts> {
-    let rest = &text[at + USAGE.len()..];
-    let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
-    let rest = &rest[start..];
-    if rest.first() != Some(&b'{') {
+    let mut i = skip_ws(text, at + USAGE.len());
+    if text.get(i) != Some(&b'{') {
         return None;
     }
-    let mut depth = 0usize;
-    let end = rest.iter().position(|&b| {
-        match b {
-            b'{' => depth += 1,
-            b'}' => depth -= 1,
-            _ => {}
+    let mut counts = Counts::default();
+    i += 1;
+    loop {
+        i = skip_ws(text, i);
+        match text.get(i)? {
+            b'}' => return Some(counts),
+            b',' => {
+                i += 1;
+                continue;
+            }
+            b'"' => {}
+            _ => return None,
         }
-        depth == 0
-    })?;
-    // Typed, so the other fields (token details and the like) are skipped, not built.
-    serde_json::from_slice::<Counts>(&rest[..=end]).ok()
+        let key_end = string_end(text, i)?;
+        let key = &text[i + 1..key_end - 1];
+        i = skip_ws(text, key_end);
+        if text.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(text, i + 1);
+        let end = value_end(text, i)?;
+        if let Some(slot) = counts.slot(key) {
+            // Anything but a whole number (null, a float, a string) counts as absent.
+            *slot = std::str::from_utf8(&text[i..end]).ok().and_then(|v| v.parse().ok());
+        }
+        i = end;
+    }
+}
+
+fn skip_ws(text: &[u8], mut i: usize) -> usize {
+    while text.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the string that opens at `start` (its `"`).
+fn string_end(text: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', &text[i.min(text.len())..])?;
+        if text[i] == b'"' {
+            return Some(i + 1);
+        }
+        i += 2;
+    }
+}
+
+/// The index after the value that starts at `start`.
+fn value_end(text: &[u8], start: usize) -> Option<usize> {
+    match text.get(start)? {
+        b'"' => string_end(text, start),
+        b'{' | b'[' => {
+            let (mut depth, mut i) = (0usize, start);
+            loop {
+                match text.get(i)? {
+                    b'"' => {
+                        i = string_end(text, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let len = text[start..].iter().position(|b| matches!(b, b',' | b'}' | b']') || b.is_ascii_whitespace());
+            Some(start + len?)
+        }
+    }
 }
 
 /// The generation time a llama.cpp server reports (`"predicted_ms": 1234.5`) near the end
@@ -102,7 +171,7 @@ pub fn generation(text: &[u8]) -> Option<std::time::Duration> {
 
 /// A usage object of any dialect: Chat names the counts `prompt_tokens` /
 /// `completion_tokens`, Messages and Responses `input_tokens` / `output_tokens`.
-#[derive(serde::Deserialize)]
+#[derive(Default)]
 struct Counts {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
@@ -116,6 +185,19 @@ struct Counts {
 }
 
 impl Counts {
+    fn slot(&mut self, key: &[u8]) -> Option<&mut Option<u64>> {
+        Some(match key {
+            b"prompt_tokens" => &mut self.prompt_tokens,
+            b"completion_tokens" => &mut self.completion_tokens,
+            b"input_tokens" => &mut self.input_tokens,
+            b"output_tokens" => &mut self.output_tokens,
+            b"cache_read_input_tokens" => &mut self.cache_read_input_tokens,
+            b"cache_creation_input_tokens" => &mut self.cache_creation_input_tokens,
+            b"total_tokens" => &mut self.total_tokens,
+            _ => return None,
+        })
+    }
+
     fn prompt(&self) -> Option<u64> {
         let cached = self.cache_read_input_tokens.unwrap_or(0) + self.cache_creation_input_tokens.unwrap_or(0);
         self.prompt_tokens.or(self.input_tokens.map(|n| n + cached))
@@ -174,6 +256,34 @@ mod tests {
         let mut cached = Tail::default();
         cached.push(br#"{"usage":{"input_tokens":5,"cache_read_input_tokens":100,"cache_creation_input_tokens":7,"output_tokens":3}}"#);
         assert_eq!(cached.tokens(), Some((112, 3)));
+    }
+
+    /// The usage object is read by its top-level members only, whatever is nested, spaced,
+    /// null or cut off.
+    #[test]
+    fn usage_objects_of_every_shape() {
+        let tokens = |text: &[u8]| {
+            let mut t = Tail::default();
+            t.push(text);
+            t.tokens()
+        };
+        let spaced = br#"{"usage": {
+            "prompt_tokens_details" : {"prompt_tokens": 99, "cached_tokens": 3},
+            "note": "a } and a \" and {", "list": [1, {"completion_tokens": 98}],
+            "prompt_tokens" : 12 , "completion_tokens":7 }}"#;
+        assert_eq!(tokens(spaced), Some((12, 7)));
+        assert_eq!(tokens(br#"{"usage":{"prompt_tokens":null,"completion_tokens":1}}"#), None);
+        assert_eq!(tokens(br#"{"usage":{"prompt_tokens":2.5,"completion_tokens":1}}"#), None);
+        assert_eq!(tokens(br#"{"usage":{"prompt_tokens":"2","completion_tokens":1}}"#), None);
+        assert_eq!(tokens(br#"{"usage":{"prompt_tokens":2,"total_tokens":2}}"#), Some((2, 0)), "embeddings");
+        assert_eq!(tokens(br#"{"usage":{"prompt_tokens":2,"completion_tokens":1"#), None, "cut off");
+        assert_eq!(tokens(br#"{"usage":{"prompt_tokens":2,"completion_tokens":1,"x":"\"#), None);
+        assert_eq!(tokens(br#"{"usage":{"prompt_tokens":2,"completion_tokens":12"#), None);
+        assert_eq!(tokens(br#"{"usage":{"prompt_tokens" 2}}"#), None);
+        assert_eq!(tokens(br#"{"usage":[1]}"#), None);
+        assert_eq!(tokens(br#""usage":"#), None);
+        let two = br#"{"usage":{"prompt_tokens":1,"completion_tokens":1}} {"usage":{"prompt_tokens":5,"completion_tokens":6}}"#;
+        assert_eq!(tokens(two), Some((5, 6)), "the last usage object counts");
     }
 
     #[test]
