@@ -148,20 +148,19 @@ pub fn prepare(
         conversion.include_usage = parsed.usage_asked() == request::UsageAsked::Yes;
         return anthropic(body, conversion);
     }
-    let req: Value = serde_json::from_slice(body).map_err(invalid_json)?;
-    if ingress == Ingress::CountTokens {
-        let tokens = messages_client::count::estimate(&req);
-        return Ok(Prepared::Answer(serde_json::json!({ "input_tokens": tokens })));
-    }
     let openai = kind == ProviderKind::OpenAi;
-    let chat = match client {
-        Dialect::Responses => {
-            conversion.echo = Some(Echo::from_request(&req));
-            responses::request::to_chat(&req, model, openai)?
+    let chat = if client == Dialect::Responses {
+        let (chat, echo) = responses::request::to_chat(body, model, openai)?;
+        conversion.echo = Some(echo);
+        chat
+    } else {
+        let req: Value = serde_json::from_slice(body).map_err(invalid_json)?;
+        if ingress == Ingress::CountTokens {
+            let tokens = messages_client::count::estimate(&req);
+            return Ok(Prepared::Answer(serde_json::json!({ "input_tokens": tokens })));
         }
-        _ => messages_client::request::to_chat(&req, model, openai)?,
+        serde_json::to_vec(&messages_client::request::to_chat(&req, model, openai)?).unwrap_or_default()
     };
-    let chat = serde_json::to_vec(&chat).unwrap_or_default();
     if conversion.upstream == Dialect::Messages {
         return anthropic(&chat, conversion);
     }
@@ -237,15 +236,19 @@ impl Conversion {
         } else {
             body
         };
+        if self.client == Dialect::Responses {
+            let response = match &self.echo {
+                Some(echo) => responses::response::from_chat(chat, echo),
+                None => responses::response::from_chat(chat, &Echo::default()),
+            };
+            return Ok((status, response.map_err(|_| not("JSON"))?));
+        }
         let chat: Value = serde_json::from_slice(chat).map_err(|_| not("JSON"))?;
         Ok((
             status,
             json(&match self.client {
-                Dialect::Chat => chat,
                 Dialect::Messages => messages_client::response::from_chat(&chat),
-                Dialect::Responses => {
-                    responses::response::from_chat(&chat, self.echo.as_ref().unwrap_or(&Echo::default()))
-                }
+                _ => chat,
             }),
         ))
     }
