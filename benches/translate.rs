@@ -1,5 +1,6 @@
 //! Stream translators, per event: Anthropic SSE → Chat SSE (goal ≤ 1 µs per event), and Chat
-//! SSE → Anthropic Messages SSE and → Responses SSE (the new client dialects).
+//! SSE → Anthropic Messages SSE and → Responses SSE (the new client dialects); the requests
+//! translated for Anthropic, and the Responses dialect's request and whole answer.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use llm_gateway::dialect::StreamTranslator;
@@ -173,5 +174,95 @@ fn claude_agent_request() -> Vec<u8> {
     .unwrap()
 }
 
-criterion_group!(translate_benches, benches, chat_out, messages_client);
+/// A Codex turn as Codex sends it (the fixture's shape): long instructions, 10 tools (8
+/// function tools with schemas, a namespace, a hosted and a custom tool), and a history of 81
+/// items (messages, reasoning, parallel calls and their outputs): about 60 KB.
+fn codex_request() -> Vec<u8> {
+    use serde_json::json;
+    let tool = |i: usize| {
+        json!({"type": "function", "name": format!("tool_{i}"), "strict": false,
+            "description": "Runs a shell command in the workspace and returns its output. ".repeat(4),
+            "parameters": {"type": "object", "required": ["command"], "additionalProperties": false, "properties": {
+                "command": {"type": "array", "items": {"type": "string"}, "description": "The command and its arguments."},
+                "workdir": {"type": "string", "description": "The working directory."},
+                "timeout_ms": {"type": "integer", "description": "How long to wait.", "minimum": 0},
+                "with_escalated_permissions": {"type": "boolean"}}}})
+    };
+    let mut tools: Vec<_> = (0..8).map(tool).collect();
+    tools.push(json!({"type": "namespace", "name": "mcp__docs", "tools": []}));
+    tools.push(json!({"type": "web_search"}));
+    tools.push(json!({"type": "custom", "name": "apply_patch", "description": "Patches files.",
+        "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch hunk+ end_patch"}}));
+    let mut input = vec![
+        json!({"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "<permissions instructions>sandbox: workspace-write</permissions instructions>"}]}),
+        json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<environment_context>\n  <cwd>/home/dev/app</cwd>\n</environment_context>"}]}),
+    ];
+    for turn in 0..8 {
+        input.push(json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": format!("Step {turn}: {}", "please look at the code and fix the failing test. ".repeat(6))}]}));
+        input.push(json!({"type": "reasoning", "id": format!("rs_{turn}"), "summary": [], "content": null, "encrypted_content": "gAAAAB".repeat(60)}));
+        input.push(json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Looking at the files."}]}));
+        for call in 0..3 {
+            let id = format!("call_{turn}_{call}");
+            input.push(json!({"type": "function_call", "id": format!("fc_{turn}_{call}"), "call_id": id, "name": "tool_0",
+                "arguments": "{\"command\":[\"rg\",\"-n\",\"fn main\"],\"workdir\":\"/home/dev/app\"}", "status": "completed"}));
+        }
+        for call in 0..3 {
+            let id = format!("call_{turn}_{call}");
+            input.push(json!({"type": "function_call_output", "call_id": id, "output": "src/main.rs:1:fn main() {\n    println!(\"hello\");\n}\n".repeat(8)}));
+        }
+        input.push(json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Fixed: the test passes now."}]}));
+    }
+    serde_json::to_vec(
+        &json!({"model": "gpt-5-codex", "instructions": "You are Codex, a coding agent based on GPT-5. ".repeat(250),
+        "input": input, "tools": tools, "tool_choice": "auto", "parallel_tool_calls": true,
+        "reasoning": {"effort": "medium", "summary": "auto"}, "store": false, "stream": true,
+        "include": ["reasoning.encrypted_content"], "prompt_cache_key": "0199a3f2-8c1e-7d40-b2a5-5d1c2e3f4a5b",
+        "text": {"verbosity": "low"}, "max_output_tokens": 8000}),
+    )
+    .unwrap()
+}
+
+/// A whole Chat answer to a Codex turn: 1.5 KB of text and three parallel tool calls.
+fn chat_completion() -> Vec<u8> {
+    let calls: Vec<_> = (0..3)
+        .map(|i| serde_json::json!({"id": format!("call_{i}"), "type": "function", "function": {"name": "shell",
+            "arguments": "{\"command\":[\"cargo\",\"test\",\"--lib\"],\"workdir\":\"/home/dev/app\",\"timeout_ms\":120000}"}}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"id": "chatcmpl-bench", "object": "chat.completion", "created": 1_750_000_000u64,
+        "model": "qwen3-coder-30b", "choices": [{"index": 0, "message": {"role": "assistant",
+            "content": "I looked at the failing test and the code it covers; here is what I will run next. ".repeat(18),
+            "tool_calls": calls}, "logprobs": null, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 15000, "completion_tokens": 420, "total_tokens": 15420,
+            "prompt_tokens_details": {"cached_tokens": 12000}, "completion_tokens_details": {"reasoning_tokens": 128}}}))
+    .unwrap()
+}
+
+/// The Responses client dialect on a Chat upstream: the request and the whole answer.
+fn responses(c: &mut Criterion) {
+    let body = codex_request();
+    let chat = chat_completion();
+    let echo = responses_echo(&body);
+    let mut group = c.benchmark_group("responses");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("request_codex_turn", |b| b.iter(|| responses_request(&body)));
+    group.throughput(Throughput::Bytes(chat.len() as u64));
+    group.bench_function("whole_answer", |b| b.iter(|| responses_answer(&chat, &echo)));
+    group.finish();
+}
+
+fn responses_echo(body: &[u8]) -> Echo {
+    responses_request(body).1
+}
+
+/// Body bytes in, Chat bytes out, as `convert::prepare` does it.
+fn responses_request(body: &[u8]) -> (Vec<u8>, Echo) {
+    llm_gateway::dialect::responses::request::to_chat(body, "qwen3-coder", false).unwrap()
+}
+
+/// Chat bytes in, Response bytes out, as `Conversion::whole` does it.
+fn responses_answer(chat: &[u8], echo: &Echo) -> Vec<u8> {
+    llm_gateway::dialect::responses::response::from_chat(chat, echo).unwrap()
+}
+
+criterion_group!(translate_benches, benches, chat_out, messages_client, responses);
 criterion_main!(translate_benches);

@@ -4,7 +4,8 @@
 
 use std::borrow::Cow;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
@@ -30,7 +31,13 @@ impl<'a> Fields<'a> {
     }
 
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+        // Sorted by key, each once (see `deserialize`).
+        self.0.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok().map(|i| self.0[i].1)
+    }
+
+    /// The member's value unless it is absent or null (which a JSON tree reads the same way).
+    pub fn present(&self, key: &str) -> Option<&'a RawValue> {
+        self.get(key).filter(|v| !is_null(v))
     }
 }
 
@@ -63,6 +70,64 @@ impl<'de> Deserialize<'de> for Fields<'de> {
             }
         }
         d.deserialize_map(Members)
+    }
+}
+
+/// The members of each element of a list, read in the list's one pass (rather than the list,
+/// then each element again); an element that is not an object has none, as a JSON tree would
+/// index it. `None` when the value is not a list.
+pub fn objects(value: &RawValue) -> Option<Vec<Fields<'_>>> {
+    let list: Vec<Object> = value.get().starts_with('[').then(|| serde_json::from_str(value.get()).ok()).flatten()?;
+    Some(list.into_iter().map(|o| o.0).collect())
+}
+
+/// A list element: an object's members, or none for any other value.
+struct Object<'a>(Fields<'a>);
+
+impl<'de> Deserialize<'de> for Object<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = Object<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Object<'de>, M::Error> {
+                Fields::deserialize(MapAccessDeserializer::new(map)).map(Object)
+            }
+
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Object<'de>, S::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Object(Fields::default()))
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Object<'de>, E> {
+                Ok(Object(Fields::default()))
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Object<'de>, E> {
+                Ok(Object(Fields::default()))
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Object<'de>, E> {
+                Ok(Object(Fields::default()))
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Object<'de>, E> {
+                Ok(Object(Fields::default()))
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Object<'de>, E> {
+                Ok(Object(Fields::default()))
+            }
+
+            fn visit_unit<E>(self) -> Result<Object<'de>, E> {
+                Ok(Object(Fields::default()))
+            }
+        }
+        d.deserialize_any(Any)
     }
 }
 
@@ -177,6 +242,26 @@ impl Serialize for Input {
         match self {
             Input::Empty => s.serialize_map(Some(0)).and_then(serde::ser::SerializeMap::end),
             Input::Raw(raw) => raw.serialize(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_read_each_element_once_and_tolerate_any_value() {
+        let raw: &RawValue =
+            serde_json::from_str(r#"[{"a":1,"a":2}, "x\"", 5, -1.5, true, null, [1, {"b":2}], {"c":"\u00e9"}, {}]"#)
+                .unwrap();
+        let list = objects(raw).unwrap();
+        assert_eq!(list.len(), 9);
+        assert_eq!(list[0].get("a").map(RawValue::get), Some("2"), "the last of a repeated key");
+        assert!(list[1..7].iter().all(|f| f.0.is_empty()), "what is not an object has no members");
+        assert_eq!(list[7].get("c").and_then(text).as_deref(), Some("\u{e9}"));
+        for not_a_list in [r#"{"a":[]}"#, r#""[""#, "null", "3"] {
+            assert!(objects(serde_json::from_str(not_a_list).unwrap()).is_none(), "{not_a_list}");
         }
     }
 }

@@ -156,9 +156,9 @@ pub fn prepare(
             return Ok(Prepared::Answer(serde_json::json!({ "input_tokens": tokens })));
         }
         Ingress::Responses => {
-            let req: Value = serde_json::from_slice(body).map_err(invalid_json)?;
-            conversion.echo = Some(Echo::from_request(&req));
-            serde_json::to_vec(&responses::request::to_chat(&req, model, openai)?).unwrap_or_default()
+            let (chat, echo) = responses::request::to_chat(body, model, openai)?;
+            conversion.echo = Some(echo);
+            chat
         }
         _ => messages_client::request::to_chat(body, model, openai)?,
     };
@@ -237,12 +237,12 @@ impl Conversion {
         } else {
             body
         };
-        if self.client == Dialect::Messages {
-            let message = messages_client::response::from_chat(chat).map_err(|_| not("a chat completion"))?;
-            return Ok((status, message));
-        }
-        let chat: Value = serde_json::from_slice(chat).map_err(|_| not("JSON"))?;
-        Ok((status, json(&responses::response::from_chat(&chat, self.echo.as_ref().unwrap_or(&Echo::default())))))
+        let answer = match (self.client, &self.echo) {
+            (Dialect::Messages, _) => messages_client::response::from_chat(chat),
+            (_, Some(echo)) => responses::response::from_chat(chat, echo),
+            (_, None) => responses::response::from_chat(chat, &Echo::default()),
+        };
+        Ok((status, answer.map_err(|_| not("a chat completion"))?))
     }
 }
 

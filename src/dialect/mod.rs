@@ -142,7 +142,7 @@ const MAX_DROPPED_NAMES: usize = 128;
 pub fn dropped(field: &str, why: &str) {
     let mut seen = DROPPED_SEEN.lock().unwrap_or_else(|e| e.into_inner());
     let seen = seen.get_or_insert_with(HashSet::new);
-    if seen.len() < MAX_DROPPED_NAMES && seen.insert(field.to_owned()) {
+    if !seen.contains(field) && seen.len() < MAX_DROPPED_NAMES && seen.insert(field.to_owned()) {
         tracing::info!("dropping `{field}` from requests: {why} (logged once)");
     }
 }

@@ -8,7 +8,42 @@
 //! - `stream`: Chat SSE → Responses SSE events.
 //!
 //! Chat errors are already shaped `{"error":{…}}`, as Responses errors are: they pass as is.
+//!
+//! The request and the whole answer are read from borrowed fields (`dialect::borrowed`) and
+//! written straight into the other dialect's bytes: no JSON tree is built, and what passes
+//! unchanged is copied as the other side wrote it.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::dialect::borrowed::is_string;
 
 pub mod request;
 pub mod response;
 pub mod stream;
+
+/// A tool call's arguments, a JSON text in a string in both dialects.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Arguments<'a> {
+    /// A string, copied as written.
+    Raw(&'a RawValue),
+    Text(String),
+}
+
+impl<'a> Arguments<'a> {
+    /// A string is copied; null or absent is the empty string; any other JSON becomes its
+    /// compact text as a JSON tree prints it (keys sorted), as the translation always wrote
+    /// it. That last case is rare (both sides send strings), so it may build a tree.
+    fn of(value: Option<&'a RawValue>) -> Self {
+        match value {
+            Some(s) if is_string(s) => Arguments::Raw(s),
+            None => Arguments::Text(String::new()),
+            Some(v) if v.get() == "null" => Arguments::Text(String::new()),
+            Some(v) => Arguments::Text(
+                serde_json::from_str::<serde_json::Value>(v.get())
+                    .map_or_else(|_| v.get().to_owned(), |t| t.to_string()),
+            ),
+        }
+    }
+}

@@ -1,67 +1,109 @@
-//! `chat.completion` → Response object; what a Response repeats from its request.
+//! `chat.completion` → Response object; what a Response repeats from its request. The
+//! completion is read from its borrowed fields and the Response written straight into bytes.
 
 use std::io::Write as _;
 
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 
-/// What a Response object repeats from the request that asked for it.
+use super::Arguments;
+use crate::dialect::borrowed::{Fields, as_u64, is_string, list, objects, text};
+
+/// What a Response object repeats from the request that asked for it, written once as JSON
+/// members (the request's body is gone when the answer comes).
 #[derive(Debug, Clone)]
 pub struct Echo {
-    /// The model the client asked for: the Response's `model` when the upstream names none.
-    pub model: Value,
-    pub instructions: Value,
-    /// As the client sent them, hosted tools included.
-    pub tools: Value,
-    pub tool_choice: Value,
-    pub parallel_tool_calls: Value,
-    pub temperature: Value,
-    pub top_p: Value,
-    pub max_output_tokens: Value,
-    pub metadata: Value,
+    /// `,"model":…,"instructions":…,…,"top_p":…`, the values as the client wrote them.
+    members: Vec<u8>,
+    /// Where the members after `model` start.
+    model_end: usize,
 }
 
 /// What a request that set none of the fields gets (`tools: []`, `tool_choice: "auto"`, …).
 impl Default for Echo {
     fn default() -> Self {
-        Echo::from_request(&Value::Null)
+        Echo::from_fields(&Fields::default())
     }
 }
 
 impl Echo {
-    pub fn from_request(req: &Value) -> Echo {
-        let or = |key: &str, default: Value| match &req[key] {
-            Value::Null => default,
-            v => v.clone(),
+    /// From the request's members (a null member is absent).
+    pub fn from_fields(req: &Fields) -> Echo {
+        const ECHOED: [&str; 8] =
+            ["model", "instructions", "max_output_tokens", "metadata", "temperature", "tool_choice", "tools", "top_p"];
+        let copied: usize = ECHOED.iter().filter_map(|k| req.get(k)).map(|v| v.get().len()).sum();
+        let mut members = Vec::with_capacity(copied + 200);
+        members.extend_from_slice(br#","model":"#);
+        let _ = serde_json::to_writer(&mut members, &req.get("model"));
+        let model_end = members.len();
+        let rest = Repeated {
+            instructions: req.get("instructions"),
+            max_output_tokens: req.get("max_output_tokens"),
+            metadata: Or(req.present("metadata"), Empty {}),
+            parallel_tool_calls: Or(req.present("parallel_tool_calls"), true),
+            store: false,
+            temperature: req.get("temperature"),
+            tool_choice: Or(req.present("tool_choice"), "auto"),
+            tools: Or(req.present("tools"), []),
+            top_p: req.get("top_p"),
         };
-        Echo {
-            model: req["model"].clone(),
-            instructions: req["instructions"].clone(),
-            tools: or("tools", json!([])),
-            tool_choice: or("tool_choice", json!("auto")),
-            parallel_tool_calls: or("parallel_tool_calls", json!(true)),
-            temperature: req["temperature"].clone(),
-            top_p: req["top_p"].clone(),
-            max_output_tokens: req["max_output_tokens"].clone(),
-            metadata: or("metadata", json!({})),
-        }
+        let _ = serde_json::to_writer(&mut members, &rest);
+        // `{…}` → `,…`: members spliced after the others of every Response object.
+        members[model_end] = b',';
+        members.pop();
+        Echo { members, model_end }
     }
 
-    /// The echoed fields of a Response object, with `store: false` (nothing is stored).
-    pub(super) fn fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("instructions".into(), self.instructions.clone());
-        m.insert("max_output_tokens".into(), self.max_output_tokens.clone());
-        m.insert("metadata".into(), self.metadata.clone());
-        m.insert("parallel_tool_calls".into(), self.parallel_tool_calls.clone());
-        m.insert("store".into(), json!(false));
-        m.insert("temperature".into(), self.temperature.clone());
-        m.insert("tool_choice".into(), self.tool_choice.clone());
-        m.insert("tools".into(), self.tools.clone());
-        m.insert("top_p".into(), self.top_p.clone());
-        m
+    /// The model the client asked for ("" when it named none): the Response's `model` until
+    /// the upstream names one.
+    pub(super) fn model(&self) -> String {
+        let raw = &self.members[br#","model":"#.len()..self.model_end];
+        serde_json::from_slice(raw).unwrap_or_default()
+    }
+
+    /// For tests: the echo of the request `req`.
+    #[cfg(test)]
+    pub(crate) fn of_json(req: &serde_json::Value) -> Echo {
+        Echo::from_fields(&Fields::of_body(&serde_json::to_vec(req).unwrap()).unwrap_or_default())
+    }
+
+    /// The members after `model`: `,"instructions":…` (with `store: false`: nothing is stored).
+    pub(super) fn into_members(mut self) -> Vec<u8> {
+        self.members.drain(..self.model_end);
+        self.members
     }
 }
+
+/// The echoed members besides `model`, in key order.
+#[derive(Serialize)]
+struct Repeated<'a> {
+    instructions: Option<&'a RawValue>,
+    max_output_tokens: Option<&'a RawValue>,
+    metadata: Or<'a, Empty>,
+    parallel_tool_calls: Or<'a, bool>,
+    store: bool,
+    temperature: Option<&'a RawValue>,
+    tool_choice: Or<'a, &'static str>,
+    tools: Or<'a, [(); 0]>,
+    top_p: Option<&'a RawValue>,
+}
+
+/// A member's value as the client wrote it, or a default when absent or null.
+struct Or<'a, T>(Option<&'a RawValue>, T);
+
+impl<T: Serialize> Serialize for Or<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(value) => value.serialize(s),
+            None => self.1.serialize(s),
+        }
+    }
+}
+
+/// `{}`.
+#[derive(Serialize)]
+struct Empty {}
 
 /// Chat usage, as both a complete response and the stream's usage chunk carry it.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -91,6 +133,22 @@ struct CompletionDetails {
 }
 
 impl Usage {
+    /// A complete answer's usage object, read as its typed form always was: `None` when a
+    /// count is not a non-negative integer.
+    fn of(u: &Fields) -> Option<Usage> {
+        let (prompt, completion) = (
+            detail(u, "prompt_tokens_details", "cached_tokens")?,
+            detail(u, "completion_tokens_details", "reasoning_tokens")?,
+        );
+        Some(Usage {
+            prompt_tokens: count(u.present("prompt_tokens"))?,
+            completion_tokens: count(u.present("completion_tokens"))?,
+            total_tokens: count(u.present("total_tokens"))?,
+            prompt_tokens_details: prompt.map(|cached_tokens| PromptDetails { cached_tokens }),
+            completion_tokens_details: completion.map(|reasoning_tokens| CompletionDetails { reasoning_tokens }),
+        })
+    }
+
     pub(super) fn input(&self) -> u64 {
         self.prompt_tokens.unwrap_or(0)
     }
@@ -119,6 +177,25 @@ impl Usage {
     }
 }
 
+/// A count: `Some(None)` when absent or null, `None` when it is not a non-negative integer.
+fn count(n: Option<&RawValue>) -> Option<Option<u64>> {
+    n.map_or(Some(None), |n| as_u64(n).map(Some))
+}
+
+/// A details object's one count (`Some(None)`: no details). A typed struct also reads a list
+/// as its fields in order: `[]` or `[count]`.
+fn detail(u: &Fields, key: &str, inner: &str) -> Option<Option<Option<u64>>> {
+    let Some(d) = u.present(key) else { return Some(None) };
+    if let Some(d) = Fields::of(d) {
+        return count(d.present(inner)).map(Some);
+    }
+    match list(d)?[..] {
+        [] => Some(Some(None)),
+        [n] => count(Some(n).filter(|n| n.get() != "null")).map(Some),
+        _ => None,
+    }
+}
+
 /// Why a response stopped short, from a Chat `finish_reason`: the Responses
 /// `incomplete_details.reason`, or None when it completed.
 pub(super) fn incomplete_reason(finish_reason: &str) -> Option<&'static str> {
@@ -137,88 +214,175 @@ pub(super) fn new_id_base() -> String {
     hex
 }
 
-/// A `chat.completion` → a Response object.
-pub fn from_chat(chat: &Value, echo: &Echo) -> Value {
+/// A `chat.completion` → a Response object. `Err` when the body is not JSON; JSON that is not
+/// an object reads as a completion with nothing in it, as it always did.
+pub fn from_chat(chat: &[u8], echo: &Echo) -> Result<Vec<u8>, serde_json::Error> {
     build(chat, echo, &new_id_base())
 }
 
-fn build(chat: &Value, echo: &Echo, base: &str) -> Value {
-    let choice = &chat["choices"][0];
-    let message = &choice["message"];
-    let reason = incomplete_reason(choice["finish_reason"].as_str().unwrap_or_default());
-    let mut output = Vec::new();
-    let text = match &message["content"] {
-        Value::String(s) => s.clone(),
-        // Some servers answer with a list of text parts.
-        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
-        _ => String::new(),
+fn build(chat: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, serde_json::Error> {
+    let chat = match serde_json::from_slice::<Fields>(chat) {
+        Ok(chat) => chat,
+        Err(e) => {
+            serde_json::from_slice::<IgnoredAny>(chat).map_err(|_| e)?;
+            Fields::default()
+        }
     };
-    if !text.is_empty() {
-        output.push(json!({
-            "type": "message",
-            "id": format!("msg_{base}_{}", output.len()),
-            "status": "completed",
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": []}],
-        }));
+    let choice = chat.get("choices").and_then(objects).and_then(|c| c.into_iter().next()).unwrap_or_default();
+    let message = choice.get("message").and_then(Fields::of).unwrap_or_default();
+    let reason = incomplete_reason(choice.get("finish_reason").and_then(text).as_deref().unwrap_or_default());
+    let mut output = Vec::new();
+    let text = message.get("content").map(|content| match objects(content) {
+        // Some servers answer with a list of text parts.
+        Some(parts) => Text::Joined(parts.iter().filter_map(|p| p.get("text").and_then(text)).collect()),
+        None => Text::Raw(content),
+    });
+    if let Some(text) = text.filter(Text::is_nonempty) {
+        output.push(Item::Message {
+            id: Id { prefix: "msg", base, index: Some(output.len()) },
+            status: "completed",
+            role: "assistant",
+            content: [OutputText { kind: "output_text", text, annotations: [] }],
+        });
     }
-    for call in message["tool_calls"].as_array().into_iter().flatten() {
-        let arguments = match &call["function"]["arguments"] {
-            Value::String(s) => json!(s),
-            Value::Null => json!(""),
-            other => json!(other.to_string()),
-        };
-        output.push(json!({
-            "type": "function_call",
-            "id": format!("fc_{base}_{}", output.len()),
-            "call_id": call["id"],
-            "name": call["function"]["name"],
-            "arguments": arguments,
-            "status": "completed",
-        }));
+    for call in message.get("tool_calls").and_then(objects).into_iter().flatten() {
+        let function = call.get("function").and_then(Fields::of).unwrap_or_default();
+        output.push(Item::FunctionCall {
+            id: Id { prefix: "fc", base, index: Some(output.len()) },
+            call_id: call.get("id"),
+            name: function.get("name"),
+            arguments: Arguments::of(function.get("arguments")),
+            status: "completed",
+        });
     }
     // Only the last item was cut short.
-    if let (Some(_), Some(last)) = (reason, output.last_mut()) {
-        last["status"] = json!("incomplete");
+    if let (Some(_), Some(Item::Message { status, .. } | Item::FunctionCall { status, .. })) =
+        (reason, output.last_mut())
+    {
+        *status = "incomplete";
     }
-    let usage = match Usage::deserialize(&chat["usage"]) {
-        Ok(u) if chat["usage"].is_object() => {
-            let mut bytes = Vec::new();
-            u.write(&mut bytes);
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    let usage = chat.get("usage").and_then(Fields::of).and_then(|u| Usage::of(&u));
+    // The upstream's model when it names one, else the one asked for (in the echo).
+    let model = chat.get("model").filter(|m| is_string(m) && m.get() != r#""""#);
+    let head = Head {
+        id: Id { prefix: "resp", base, index: None },
+        object: "response",
+        created_at: chat.get("created").and_then(as_u64).unwrap_or_else(crate::dialect::now),
+        status: if reason.is_some() { "incomplete" } else { "completed" },
+        error: None,
+        incomplete_details: reason.map(|reason| Incomplete { reason }),
+        model,
+        output,
+    };
+    let mut out = serde_json::to_vec(&head)?;
+    out.pop(); // `}`: usage and the echo follow.
+    out.extend_from_slice(br#","usage":"#);
+    match usage {
+        Some(u) => u.write(&mut out),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(if model.is_some() { &echo.members[echo.model_end..] } else { &echo.members });
+    out.push(b'}');
+    Ok(out)
+}
+
+/// The Response object up to its output; `usage` and the echoed members are appended.
+#[derive(Serialize)]
+struct Head<'a> {
+    id: Id<'a>,
+    object: &'static str,
+    created_at: u64,
+    status: &'static str,
+    error: Option<()>,
+    incomplete_details: Option<Incomplete>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a RawValue>,
+    output: Vec<Item<'a>>,
+}
+
+#[derive(Serialize)]
+struct Incomplete {
+    reason: &'static str,
+}
+
+/// `{prefix}_{base}` or `{prefix}_{base}_{index}`, written without building the string.
+struct Id<'a> {
+    prefix: &'static str,
+    base: &'a str,
+    index: Option<usize>,
+}
+
+impl Serialize for Id<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.index {
+            Some(i) => s.collect_str(&format_args!("{}_{}_{i}", self.prefix, self.base)),
+            None => s.collect_str(&format_args!("{}_{}", self.prefix, self.base)),
         }
-        _ => Value::Null,
-    };
-    let model = match &chat["model"] {
-        Value::String(m) if !m.is_empty() => json!(m),
-        _ => echo.model.clone(),
-    };
-    let mut resp = echo.fields();
-    resp.extend([
-        ("id".into(), json!(format!("resp_{base}"))),
-        ("object".into(), json!("response")),
-        ("created_at".into(), json!(chat["created"].as_u64().unwrap_or_else(crate::dialect::now))),
-        ("status".into(), json!(if reason.is_some() { "incomplete" } else { "completed" })),
-        ("error".into(), Value::Null),
-        ("incomplete_details".into(), reason.map_or(Value::Null, |r| json!({"reason": r}))),
-        ("model".into(), model),
-        ("output".into(), Value::Array(output)),
-        ("usage".into(), usage),
-    ]);
-    Value::Object(resp)
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Item<'a> {
+    Message {
+        id: Id<'a>,
+        status: &'static str,
+        role: &'static str,
+        content: [OutputText<'a>; 1],
+    },
+    FunctionCall {
+        id: Id<'a>,
+        call_id: Option<&'a RawValue>,
+        name: Option<&'a RawValue>,
+        arguments: Arguments<'a>,
+        status: &'static str,
+    },
+}
+
+#[derive(Serialize)]
+struct OutputText<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: Text<'a>,
+    annotations: [(); 0],
+}
+
+/// The message's text: its string content copied, or the text of its parts joined.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Text<'a> {
+    Raw(&'a RawValue),
+    Joined(String),
+}
+
+impl Text<'_> {
+    /// Empty text (or content that is no text) makes no message item.
+    fn is_nonempty(&self) -> bool {
+        match self {
+            Text::Raw(raw) => is_string(raw) && raw.get() != r#""""#,
+            Text::Joined(s) => !s.is_empty(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
 
-    fn fixture(name: &str) -> Value {
+    fn fixture(name: &str) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dialects/responses").join(name);
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+        std::fs::read(path).unwrap()
+    }
+
+    /// The Response for the completion `chat`, parsed back.
+    fn built(chat: &[u8], echo: &Echo, base: &str) -> Value {
+        serde_json::from_slice(&build(chat, echo, base).unwrap()).unwrap()
     }
 
     fn echo() -> Echo {
-        Echo::from_request(&json!({
+        Echo::of_json(&json!({
             "model": "qwen3", "instructions": "Be brief.", "input": "hi",
             "tools": [{"type": "function", "name": "get_weather"}, {"type": "web_search"}],
             "temperature": 0.2, "metadata": {"k": "v"}
@@ -227,7 +391,7 @@ mod tests {
 
     #[test]
     fn text_response() {
-        let got = build(&fixture("chat-completion-text.json"), &echo(), "t");
+        let got = built(&fixture("chat-completion-text.json"), &echo(), "t");
         assert_eq!(
             got,
             json!({
@@ -246,7 +410,7 @@ mod tests {
 
     #[test]
     fn tool_calls_follow_the_text() {
-        let got = build(&fixture("chat-completion-tools.json"), &echo(), "t");
+        let got = built(&fixture("chat-completion-tools.json"), &echo(), "t");
         assert_eq!(got["status"], "completed");
         assert_eq!(
             got["output"],
@@ -264,7 +428,7 @@ mod tests {
 
     #[test]
     fn length_is_incomplete() {
-        let got = build(&fixture("chat-completion-length.json"), &Echo::from_request(&json!({"model": "asked"})), "t");
+        let got = built(&fixture("chat-completion-length.json"), &Echo::of_json(&json!({"model": "asked"})), "t");
         assert_eq!(got["status"], "incomplete");
         assert_eq!(got["incomplete_details"], json!({"reason": "max_output_tokens"}));
         assert_eq!(got["output"][0]["status"], "incomplete");
@@ -276,8 +440,102 @@ mod tests {
     #[test]
     fn ids_are_random_per_response() {
         let chat = fixture("chat-completion-text.json");
-        let (a, b) = (from_chat(&chat, &echo()), from_chat(&chat, &echo()));
+        let parse = |bytes: Vec<u8>| serde_json::from_slice::<Value>(&bytes).unwrap();
+        let (a, b) = (parse(from_chat(&chat, &echo()).unwrap()), parse(from_chat(&chat, &echo()).unwrap()));
         assert_ne!(a["id"], b["id"]);
         assert!(a["id"].as_str().unwrap().starts_with("resp_"));
+    }
+
+    /// The completion is read as the upstream wrote it: escaped strings, repeated keys (the
+    /// last counts), members of the wrong type, and the odd shapes a JSON tree tolerated.
+    #[test]
+    fn escapes_repeated_keys_and_odd_shapes() {
+        let chat = br#"{"model":"first","created":1.5,"model":"",
+            "choices":[{"message":{"content":[{"text":"a\"b"},{"text":3},"x",{"text":"\u00e9\/"}],
+                "tool_calls":[{"id":"c\u0031","function":{"name":"f","arguments":"{\"a\":\"\\u00e9\"}"}},
+                    {"id":null,"function":{"arguments":{"b":1,"a":null}}},{"function":"f"},"call",
+                    {"id":"c4","function":{"name":"g","arguments":"{}"},"id":"c5"}]},
+                "finish_reason":"content_filter"},{"message":{"content":"second choice"}}],
+            "usage":{"prompt_tokens":5,"prompt_tokens":6,"completion_tokens":null,"prompt_tokens_details":null}}"#;
+        let got = built(chat, &echo(), "t");
+        assert_eq!(got["model"], "qwen3", "the last `model` is empty: the one asked for");
+        assert!(got["created_at"].as_u64().unwrap() > 1_700_000_000, "not an integer: now");
+        assert_eq!(got["status"], "incomplete");
+        assert_eq!(got["incomplete_details"], json!({"reason": "content_filter"}));
+        assert_eq!(got["output"][0]["content"][0]["text"], "a\"b\u{e9}/");
+        let call = |id: &str, name: Value, arguments: &str, status: &str| json!({"type": "function_call", "id": id, "call_id": null, "name": name, "arguments": arguments, "status": status});
+        let mut first = call("fc_t_1", json!("f"), r#"{"a":"\u00e9"}"#, "completed");
+        first["call_id"] = json!("c1");
+        let mut last = call("fc_t_5", json!("g"), "{}", "incomplete");
+        last["call_id"] = json!("c5");
+        assert_eq!(
+            got["output"].as_array().unwrap()[1..],
+            [
+                first,
+                call("fc_t_2", Value::Null, r#"{"a":null,"b":1}"#, "completed"),
+                call("fc_t_3", Value::Null, "", "completed"),
+                call("fc_t_4", Value::Null, "", "completed"),
+                last
+            ]
+        );
+        assert_eq!(
+            got["usage"],
+            json!({"input_tokens": 6, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
+                "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 6})
+        );
+
+        // Usage of the wrong types is none; other JSON is an empty completion; not JSON is refused.
+        for usage in [r#""5""#, r#"{"prompt_tokens":-1}"#, r#"{"total_tokens":2.0}"#, r#"{"prompt_tokens_details":5}"#]
+        {
+            let body = format!(r#"{{"choices":[{{"message":{{"content":"hi"}}}}],"usage":{usage}}}"#);
+            assert_eq!(built(body.as_bytes(), &echo(), "t")["usage"], Value::Null, "{usage}");
+        }
+        let body = br#"{"usage":{"prompt_tokens":1,"completion_tokens_details":[7],"prompt_tokens_details":[]}}"#;
+        assert_eq!(built(body, &echo(), "t")["usage"]["output_tokens_details"]["reasoning_tokens"], 7);
+        for body in
+            [&b"[1]"[..], b"null", b"\"x\"", b"{}", b"{\"choices\":{}}", b"{\"choices\":[]}", b"{\"choices\":[5]}"]
+        {
+            let got = built(body, &Echo::default(), "t");
+            assert_eq!(
+                (&got["output"], &got["status"], &got["model"]),
+                (&json!([]), &json!("completed"), &Value::Null)
+            );
+            assert_eq!(
+                (&got["tools"], &got["tool_choice"], &got["store"]),
+                (&json!([]), &json!("auto"), &json!(false))
+            );
+        }
+        for body in [&b""[..], b"{", b"{} {}", b"<html>"] {
+            assert!(from_chat(body, &echo()).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn echo_repeats_the_request_as_written() {
+        let body = br#"{"model":"m\u0031","tools":[{"type":"function","name":"f","parameters":{"b":1, "a":2}}],
+            "tool_choice":null,"parallel_tool_calls":false,"metadata":{"k":"\/"},"max_output_tokens":100,
+            "temperature":1e0,"instructions":null,"top_p":1}"#;
+        let echo = Echo::from_fields(&Fields::of_body(body).unwrap());
+        assert_eq!(echo.model(), "m1");
+        let got = built(b"{}", &echo, "t");
+        assert_eq!(got["model"], "m1");
+        assert_eq!(got["tools"], json!([{"type": "function", "name": "f", "parameters": {"a": 2, "b": 1}}]));
+        assert_eq!((&got["tool_choice"], &got["parallel_tool_calls"]), (&json!("auto"), &json!(false)));
+        assert_eq!((&got["metadata"], &got["max_output_tokens"]), (&json!({"k": "/"}), &json!(100)));
+        assert_eq!((&got["temperature"], &got["top_p"], &got["instructions"]), (&json!(1.0), &json!(1), &Value::Null));
+        let members = echo.clone().into_members();
+        assert!(members.starts_with(br#","instructions":"#) && !members.ends_with(b"}"));
+        assert_eq!(Echo::default().model(), "");
+    }
+
+    /// A completion of 200,000 members (distinct, or one key repeated) is read in O(n log n).
+    #[test]
+    fn many_members_and_repeated_keys_stay_cheap() {
+        let mut body = String::from(r#"{"choices":[{"message":{"content":"hi"}}]"#);
+        for i in 0..200_000 {
+            body.push_str(&format!(",\"k{i}\":{i},\"created\":{i}"));
+        }
+        body.push('}');
+        assert_eq!(built(body.as_bytes(), &echo(), "t")["created_at"], 199_999, "the last of a repeated key");
     }
 }

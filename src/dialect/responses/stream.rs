@@ -115,21 +115,13 @@ struct FunctionDelta<'a> {
 
 impl FromChat {
     pub fn new(echo: Echo) -> Self {
-        let model = echo.model.as_str().unwrap_or_default().to_owned();
-        let mut fields = serde_json::to_vec(&Value::Object(echo.fields())).unwrap_or_default();
-        // `{…}` → `,…`: spliced after the other fields of every Response object.
-        if fields.len() > 2 {
-            fields[0] = b',';
-            fields.pop();
-        } else {
-            fields.clear();
-        }
+        let model = echo.model();
         Self {
             reader: Reader::default(),
             base: new_id_base(),
             created_at: now(),
             model,
-            echo: fields,
+            echo: echo.into_members(),
             seq: 0,
             items: Vec::new(),
             open: false,

@@ -9,7 +9,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn echo() -> Echo {
-    Echo::from_request(&json!({"model": "asked", "input": "hi", "tools": [{"type": "web_search"}]}))
+    Echo::of_json(&json!({"model": "asked", "input": "hi", "tools": [{"type": "web_search"}]}))
 }
 
 fn translator() -> FromChat {

@@ -14,7 +14,7 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use crate::dialect::borrowed::{Fields, Text, as_u64, compact, is_null, is_string, is_true, list, text};
+use crate::dialect::borrowed::{Fields, Text, as_u64, compact, is_null, is_string, is_true, list, objects, text};
 use crate::dialect::dropped;
 use crate::error::ApiError;
 
@@ -82,7 +82,7 @@ pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<Vec<u8>, ApiErr
             },
         }
     }
-    let list = req.get("messages").and_then(list).filter(|m| !m.is_empty());
+    let list = req.get("messages").and_then(objects).filter(|m| !m.is_empty());
     let list = list.ok_or_else(|| {
         ApiError::bad_request("messages_required", "`messages` is required and must be a non-empty list")
     })?;
@@ -117,10 +117,9 @@ fn system(value: &RawValue) -> Result<Text<'_>, ApiError> {
     if is_string(value) {
         return Ok(Text::Raw(value));
     }
-    let blocks = list(value).ok_or_else(|| bad("`system` must be a string or a list of text blocks"))?;
+    let blocks = objects(value).ok_or_else(|| bad("`system` must be a string or a list of text blocks"))?;
     let mut texts = Vec::with_capacity(blocks.len());
     for b in blocks {
-        let b = Fields::of(b).unwrap_or_default();
         let kind = b.get("type");
         match (kind.and_then(text).as_deref(), b.get("text").and_then(text)) {
             (Some("text"), Some(t)) => texts.push(t),
@@ -136,8 +135,7 @@ fn system(value: &RawValue) -> Result<Text<'_>, ApiError> {
 /// Appends the Chat messages for one Messages turn. A user turn's `tool_result` blocks become
 /// `tool` messages placed first: Chat wants them right after the assistant message that made
 /// the calls, before any other user content.
-fn message<'a>(i: usize, m: &'a RawValue, out: &mut Vec<Message<'a>>) -> Result<(), ApiError> {
-    let m = Fields::of(m).unwrap_or_default();
+fn message<'a>(i: usize, m: &Fields<'a>, out: &mut Vec<Message<'a>>) -> Result<(), ApiError> {
     let role = m.get("role").and_then(text).unwrap_or_default();
     let assistant = match role.as_ref() {
         "user" => false,
@@ -155,17 +153,16 @@ fn message<'a>(i: usize, m: &'a RawValue, out: &mut Vec<Message<'a>>) -> Result<
         return Ok(());
     }
     let blocks =
-        list(content).ok_or_else(|| bad(format!("messages[{i}]: content must be a string or a list of blocks")))?;
+        objects(content).ok_or_else(|| bad(format!("messages[{i}]: content must be a string or a list of blocks")))?;
     let mut parts = Vec::new();
     let mut calls = Vec::new();
-    for b in blocks {
-        let b = Fields::of(b).unwrap_or_default();
+    for b in &blocks {
         let kind = b.get("type").and_then(text).unwrap_or_default();
         match (assistant, kind.as_ref()) {
             (_, "text") => parts.push(Part::Text { text: Text::of(b.get("text")) }),
-            (false, "image") => parts.push(image(i, &b)?),
+            (false, "image") => parts.push(image(i, b)?),
             (false, "tool_result") => {
-                let (content, images) = tool_result(i, &b)?;
+                let (content, images) = tool_result(i, b)?;
                 out.push(Message::Tool { tool_call_id: b.get("tool_use_id"), content });
                 parts.extend(images);
             }
@@ -253,12 +250,11 @@ fn tool_result<'a>(i: usize, b: &Fields<'a>) -> Result<(Text<'a>, Vec<Part<'a>>)
     let mut images = Vec::new();
     if let Some(s) = text(content) {
         texts.push(s);
-    } else if let Some(blocks) = list(content) {
-        for c in blocks {
-            let c = Fields::of(c).unwrap_or_default();
+    } else if let Some(blocks) = objects(content) {
+        for c in &blocks {
             match c.get("type").and_then(text).unwrap_or_default().as_ref() {
                 "text" => texts.push(c.get("text").and_then(text).unwrap_or_default()),
-                "image" => images.push(image(i, &c)?),
+                "image" => images.push(image(i, c)?),
                 other => {
                     return Err(bad(format!(
                         "messages[{i}]: tool_result content block type `{other}` has no Chat Completions equivalent"
@@ -281,10 +277,9 @@ fn tool_result<'a>(i: usize, b: &Fields<'a>) -> Result<(Text<'a>, Vec<Part<'a>>)
 /// Custom tools → Chat function tools; server tools (a `type` other than `custom`) run on
 /// Anthropic's side only, so they are dropped.
 fn tools(value: &RawValue) -> Result<Vec<Tool<'_>>, ApiError> {
-    let list = list(value).ok_or_else(|| bad("`tools` must be a list"))?;
+    let list = objects(value).ok_or_else(|| bad("`tools` must be a list"))?;
     let mut out = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
-        let t = Fields::of(t).unwrap_or_default();
         match t.get("type").filter(|k| !is_null(k)) {
             Some(kind) if text(kind).as_deref() != Some("custom") => {
                 server_tool(kind);

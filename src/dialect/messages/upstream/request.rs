@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use tracing::debug;
 
-use crate::dialect::borrowed::{Fields, Input, as_u64, is_null, is_string, is_true, list, text};
+use crate::dialect::borrowed::{Fields, Input, as_u64, is_null, is_string, is_true, list, objects, text};
 use crate::error::ApiError;
 
 /// `max_tokens` when the client sets neither `max_tokens` nor `max_completion_tokens`
@@ -53,7 +53,7 @@ fn write(req: &Fields, model: &str, asked: &Asked) -> Result<Vec<u8>, ApiError> 
         match key.as_ref() {
             "model" => {}
             "messages" => {
-                let messages = list(value).ok_or_else(|| bad("`messages` must be an array"))?;
+                let messages = objects(value).ok_or_else(|| bad("`messages` must be an array"))?;
                 for (i, m) in messages.iter().enumerate() {
                     message(i, m, &mut system, &mut turns)?;
                 }
@@ -115,12 +115,11 @@ fn write(req: &Fields, model: &str, asked: &Asked) -> Result<Vec<u8>, ApiError> 
 /// role (consecutive same-role messages merge into one turn, as Anthropic requires).
 fn message<'a>(
     i: usize,
-    m: &'a RawValue,
+    m: &Fields<'a>,
     system: &mut Vec<Cow<'a, str>>,
     turns: &mut Vec<Turn<'a>>,
 ) -> Result<(), ApiError> {
     // Anything but an object has no role, as a JSON tree would read it.
-    let m = Fields::of(m).unwrap_or_default();
     let role = m.get("role").and_then(text);
     let content = m.get("content");
     let (turn_role, blocks) = match role.as_deref().unwrap_or_default() {
@@ -134,8 +133,7 @@ fn message<'a>(
         "user" => ("user", content_blocks(i, content)?),
         "assistant" => {
             let mut blocks = content_blocks(i, content)?;
-            for call in m.get("tool_calls").and_then(list).into_iter().flatten() {
-                let call = Fields::of(call).unwrap_or_default();
+            for call in m.get("tool_calls").and_then(objects).unwrap_or_default() {
                 let function = call.get("function").and_then(Fields::of).unwrap_or_default();
                 let args = function.get("arguments").and_then(text);
                 let args = args.as_deref().unwrap_or("{}");
@@ -179,9 +177,8 @@ fn text_of(content: &RawValue) -> Option<Cow<'_, str>> {
     if let Some(s) = text(content) {
         return Some(s);
     }
-    let parts = list(content)?;
-    let texts: Vec<Cow<str>> =
-        parts.iter().filter_map(|p| Fields::of(p).and_then(|p| p.get("text")).and_then(text)).collect();
+    let parts = objects(content)?;
+    let texts: Vec<Cow<str>> = parts.iter().filter_map(|p| p.get("text").and_then(text)).collect();
     Some(Cow::Owned(texts.join("\n")))
 }
 
@@ -193,10 +190,9 @@ fn content_blocks<'a>(i: usize, content: Option<&'a RawValue>) -> Result<Vec<Blo
         return Ok(if s.is_empty() { Vec::new() } else { vec![Block::Text { text: s }] });
     }
     let parts =
-        list(content).ok_or_else(|| bad(format!("messages[{i}]: content must be a string or a list of parts")))?;
+        objects(content).ok_or_else(|| bad(format!("messages[{i}]: content must be a string or a list of parts")))?;
     let mut out = Vec::with_capacity(parts.len());
     for part in parts {
-        let part = Fields::of(part).unwrap_or_default();
         match part.get("type").and_then(text).as_deref().unwrap_or_default() {
             "text" => {
                 let text = part.get("text").and_then(text).unwrap_or_default();
@@ -241,10 +237,9 @@ fn image(i: usize, url: Cow<'_, str>) -> Result<Block<'_>, ApiError> {
 }
 
 fn tools(value: &RawValue) -> Result<Vec<Tool<'_>>, ApiError> {
-    let list = list(value).ok_or_else(|| bad("`tools` must be a list"))?;
+    let list = objects(value).ok_or_else(|| bad("`tools` must be a list"))?;
     let mut out = Vec::with_capacity(list.len());
     for t in list {
-        let t = Fields::of(t).unwrap_or_default();
         if t.get("type").and_then(text).as_deref() != Some("function") {
             let kind = t.get("type").map_or("null", RawValue::get);
             return Err(bad(format!("tool type {kind} is not supported by Anthropic")));
