@@ -18,7 +18,7 @@ pub fn empty() -> Body {
 /// Marks a response as an event stream that proxies in front must not buffer.
 pub fn no_buffering(headers: &mut http::HeaderMap) {
     headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    headers.insert(http::HeaderName::from_static("x-accel-buffering"), http::HeaderValue::from_static("no"));
 }
 
 /// A JSON response with the given status.

@@ -6,14 +6,14 @@
 //! expose that object as the exception's body; OpenAI itself sends the id only as the
 //! `x-request-id` header), at the top level in Anthropic's (as Anthropic's API does).
 
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
 use serde_json::json;
 
 use crate::body::{Body, json};
 use crate::dialect::Dialect;
 use crate::dialect::messages::client::response::error_type;
 
-pub const SIDE_HEADER: &str = "x-llm-gateway-error";
+pub const SIDE_HEADER: HeaderName = HeaderName::from_static("x-llm-gateway-error");
 
 /// Which side a gateway-made error blames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

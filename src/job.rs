@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use http_body_util::BodyExt;
 use llm_gateway_compiler::acl::KeyEntry;
 use llm_gateway_compiler::plan::ProviderKind;
@@ -24,7 +24,7 @@ use crate::upstream::{self, OnQueue, Policy, respond::respond};
 use crate::{queue, request, surface};
 
 /// Names the model that answered (a fallback's, when one took over).
-pub const MODEL_HEADER: &str = "x-llm-gateway-model";
+pub const MODEL_HEADER: HeaderName = HeaderName::from_static("x-llm-gateway-model");
 
 /// How to build the request for a fallback model from the client's body.
 pub enum Rebuild {

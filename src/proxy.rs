@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 
 use hyper::body::Incoming;
 use llm_gateway_compiler::acl::KeyEntry;
@@ -25,7 +25,9 @@ use crate::{admission, auth, models, queue, request, request_body, request_id, r
 
 pub async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<Body>, Infallible> {
     let id = request_id::from_headers(req.headers());
-    let mut resp = request_id::scope(id.clone(), answer(req, shared, id.clone())).await;
+    // Boxed: hyper moves the future it is given into place for every request, and `answer`'s
+    // state runs to kilobytes.
+    let mut resp = request_id::scope(id.clone(), Box::pin(answer(req, shared, id.clone()))).await;
     // The upstream's own id (OpenAI's, say) stays readable under another name.
     if let Ok(ours) = HeaderValue::from_str(&id)
         && let Some(theirs) = resp.headers_mut().insert(request_id::HEADER, ours)
@@ -36,8 +38,11 @@ pub async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<B
     Ok(resp)
 }
 
+/// The route that served the request.
+const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-llm-gateway-route");
+
 /// Where the upstream's `x-request-id` goes when the gateway's replaces it.
-pub const UPSTREAM_REQUEST_ID: &str = "x-upstream-request-id";
+pub const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
 
 async fn answer(req: Request<Incoming>, shared: Shared, id: RequestId) -> Response<Body> {
     let live = shared.load_full();
@@ -64,7 +69,7 @@ async fn answer(req: Request<Incoming>, shared: Shared, id: RequestId) -> Respon
                 job::exchange(job, log, Box::new(|_| {}), id).await
             };
             if let Some(route) = route.as_deref().and_then(|r| HeaderValue::from_str(r).ok()) {
-                resp.headers_mut().insert("x-llm-gateway-route", route);
+                resp.headers_mut().insert(ROUTE_HEADER, route);
             }
             resp
         }

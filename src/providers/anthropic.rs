@@ -2,13 +2,18 @@
 //! `x-api-key`, `anthropic-version`. Not probed (no model listing the Go gateway used); its
 //! models are listed from a fixed list.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{Adapter, Operation};
 use crate::dialect::Dialect;
 use crate::dialect::messages::VERSION;
 
 pub struct Anthropic;
+
+/// Header names made once, at compile time (a name made from a string is checked each time).
+pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
+const VERSION_HEADER: HeaderName = HeaderName::from_static("anthropic-version");
+const BETA_HEADER: HeaderName = HeaderName::from_static("anthropic-beta");
 
 pub static ANTHROPIC: Anthropic = Anthropic;
 
@@ -39,17 +44,17 @@ impl Adapter for Anthropic {
         }
     }
 
-    fn auth_header(&self, key: &str) -> Result<(http::HeaderName, HeaderValue), http::header::InvalidHeaderValue> {
-        Ok((http::HeaderName::from_static("x-api-key"), HeaderValue::from_str(key)?))
+    fn auth_header(&self, key: &str) -> Result<(HeaderName, HeaderValue), http::header::InvalidHeaderValue> {
+        Ok((API_KEY_HEADER, HeaderValue::from_str(key)?))
     }
 
     /// The client's `anthropic-version` and `anthropic-beta` when it speaks Messages (Claude
     /// Code asks for betas it relies on); else the version the translation is written for.
     fn headers(&self, client: Option<&HeaderMap>, out: &mut HeaderMap) {
-        let version = client.and_then(|h| h.get("anthropic-version")).cloned();
-        out.insert("anthropic-version", version.unwrap_or(HeaderValue::from_static(VERSION)));
-        if let Some(beta) = client.and_then(|h| h.get("anthropic-beta")) {
-            out.insert("anthropic-beta", beta.clone());
+        let version = client.and_then(|h| h.get(VERSION_HEADER)).cloned();
+        out.insert(VERSION_HEADER, version.unwrap_or(HeaderValue::from_static(VERSION)));
+        if let Some(beta) = client.and_then(|h| h.get(BETA_HEADER)) {
+            out.insert(BETA_HEADER, beta.clone());
         }
     }
 
