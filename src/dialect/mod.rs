@@ -8,6 +8,7 @@
 //! - `responses/`: OpenAI's Responses API, as a client dialect translated to Chat.
 
 pub mod borrowed;
+pub mod chat;
 pub mod convert;
 pub mod messages;
 pub mod responses;

@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use super::Arguments;
 use super::response::Echo;
 use crate::dialect::borrowed::{Fields, is_null, is_string, is_true, objects, text};
+use crate::dialect::chat::ToolCall;
 use crate::dialect::dropped;
 use crate::error::ApiError;
 
@@ -176,11 +177,7 @@ fn input_item<'a>(i: usize, item: &Fields<'a>, messages: &mut Vec<Message<'a>>) 
         "function_call" | "custom_tool_call" => {
             // Custom tool calls carry `input` instead of `arguments`.
             let arguments = item.present("arguments").or_else(|| item.get("input"));
-            let call = Call {
-                id: item.get("call_id"),
-                kind: "function",
-                function: Function { name: item.get("name"), arguments: Arguments::of(arguments) },
-            };
+            let call = ToolCall::new(item.get("call_id"), item.get("name"), Arguments::of(arguments));
             // Calls right after an assistant turn belong to it: chat templates expect one
             // assistant message holding the text and all its parallel calls.
             match messages.last_mut() {
@@ -376,7 +373,7 @@ struct Message<'a> {
     role: &'static str,
     content: Content<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<Call<'a>>,
+    tool_calls: Vec<ToolCall<'a, Arguments<'a>>>,
     /// A tool result's call id (null when the client gave none).
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_call_id: Option<Option<&'a RawValue>>,
@@ -411,20 +408,6 @@ struct Image<'a> {
     url: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct Call<'a> {
-    id: Option<&'a RawValue>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: Function<'a>,
-}
-
-#[derive(Serialize)]
-struct Function<'a> {
-    name: Option<&'a RawValue>,
-    arguments: Arguments<'a>,
 }
 
 #[derive(Serialize)]

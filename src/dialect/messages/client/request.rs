@@ -15,6 +15,7 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::dialect::borrowed::{Fields, Text, as_u64, compact, is_null, is_string, is_true, list, objects, text};
+use crate::dialect::chat::ToolCall;
 use crate::dialect::dropped;
 use crate::error::ApiError;
 
@@ -170,8 +171,7 @@ fn message<'a>(i: usize, m: &Fields<'a>, out: &mut Vec<Message<'a>>) -> Result<(
                 // A missing input is an empty object, Anthropic's own default.
                 let input = b.get("input").filter(|v| !is_null(v));
                 let arguments = input.map_or(Cow::Borrowed("{}"), compact);
-                let function = Function { name: b.get("name"), arguments };
-                calls.push(Call { id: b.get("id"), kind: "function", function });
+                calls.push(ToolCall::new(b.get("id"), b.get("name"), arguments));
             }
             (_, "thinking" | "redacted_thinking") => {
                 dropped("thinking blocks", "reasoning from earlier turns has no Chat Completions form")
@@ -373,7 +373,7 @@ enum Message<'a> {
         /// Null when the turn is only tool calls.
         content: Option<Text<'a>>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
-        tool_calls: Vec<Call<'a>>,
+        tool_calls: Vec<ToolCall<'a, Cow<'a, str>>>,
     },
     Tool {
         tool_call_id: Option<&'a RawValue>,
@@ -422,20 +422,6 @@ impl fmt::Display for DataUrl<'_> {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "data:{};base64,{}", self.0, self.1)
     }
-}
-
-#[derive(Serialize)]
-struct Call<'a> {
-    id: Option<&'a RawValue>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: Function<'a>,
-}
-
-#[derive(Serialize)]
-struct Function<'a> {
-    name: Option<&'a RawValue>,
-    arguments: Cow<'a, str>,
 }
 
 #[derive(Serialize)]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use crate::dialect::chat::ToolCall;
 use crate::dialect::now;
 
 /// `stop_reason` → `finish_reason`.
@@ -49,11 +50,9 @@ pub fn completion(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
                     None => text = Some(Cow::Borrowed(part)),
                 }
             }
-            Some("tool_use") => tool_calls.push(ToolCall {
-                id: block.id,
-                kind: "function",
-                function: Function { name: block.name, arguments: block.input.map_or("null", RawValue::get) },
-            }),
+            Some("tool_use") => {
+                tool_calls.push(ToolCall::new(block.id, block.name, block.input.map_or("null", RawValue::get)))
+            }
             _ => {}
         }
     }
@@ -148,21 +147,7 @@ struct ChatMessage<'a> {
     role: &'static str,
     content: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCall<'a>>,
-}
-
-#[derive(Serialize)]
-struct ToolCall<'a> {
-    id: Option<&'a RawValue>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: Function<'a>,
-}
-
-#[derive(Serialize)]
-struct Function<'a> {
-    name: Option<&'a RawValue>,
-    arguments: &'a str,
+    tool_calls: Vec<ToolCall<'a, &'a str>>,
 }
 
 #[derive(Serialize)]
