@@ -281,7 +281,9 @@ fn tools(value: &RawValue) -> Result<Vec<Tool<'_>>, ApiError> {
     let mut out = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
         match t.get("type").filter(|k| !is_null(k)) {
-            Some(kind) if text(kind).as_deref() != Some("custom") => {
+            // Only a type that names something else is a server tool (a tree read a type that
+            // is not a string as no type).
+            Some(kind) if is_string(kind) && text(kind).as_deref() != Some("custom") => {
                 server_tool(kind);
                 continue;
             }
@@ -452,8 +454,8 @@ impl Serialize for Schema<'_> {
             m.serialize_entry("properties", &serde_json::Map::new())?;
             return m.end();
         };
-        // Most schemas have no marker and are copied whole.
-        if !schema.get().contains("\"$schema\"") {
+        // Most schemas have no marker (nor escapes that could spell one) and are copied whole.
+        if !schema.get().contains("\"$schema\"") && !schema.get().contains("\\u") {
             return schema.serialize(s);
         }
         let fields = Fields::of(schema).unwrap_or_default();
@@ -706,6 +708,23 @@ mod tests {
         assert!(err(br#"{"max_tokens": 1, "messages": [{"role": "user"}]}"#).contains("content must be"));
         assert!(err(br#"{"max_tokens": 1, "messages": "#).contains("invalid JSON"));
         assert!(err(b"  ").contains("JSON object"));
+    }
+
+    /// What a differential run against the JSON-tree reader found: a tool `type` that is not a
+    /// string is no type (a custom tool), and a draft marker is found however it is escaped.
+    #[test]
+    fn odd_tool_types_and_escaped_schema_markers() {
+        let body = br#"{"max_tokens":5,"messages":[{"role":"user","content":"x"}],
+            "tools":[{"type":1,"name":"f","input_schema":{"$s\u0063hema":"x","type":"object"}},{"type":{}}],
+            "tool_choice":{"type":"tool","name":"f"}}"#;
+        let err = super::to_chat(body, "m", false).unwrap_err().message;
+        assert!(err.contains("tools[1]: `name` is required"), "{err}");
+        let body = br#"{"max_tokens":5,"messages":[{"role":"user","content":"x"}],
+            "tools":[{"type":1,"name":"f","input_schema":{"$s\u0063hema":"x","type":"object"}}],
+            "tool_choice":{"type":"tool","name":"f"}}"#;
+        let got: Value = serde_json::from_slice(&super::to_chat(body, "m", false).unwrap()).unwrap();
+        assert_eq!(got["tools"][0]["function"]["parameters"], json!({"type": "object"}));
+        assert_eq!(got["tool_choice"], json!({"type": "function", "function": {"name": "f"}}));
     }
 
     /// Field names and tool types a client makes up are not remembered one by one: the set of

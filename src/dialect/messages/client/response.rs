@@ -21,9 +21,9 @@ pub fn stop_reason(finish: &str) -> &'static str {
 /// Chat usage, as a completion or the last stream chunk reports it.
 #[derive(Deserialize, Clone, Copy, Default)]
 pub struct Usage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_zero")]
     pub prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_zero")]
     pub completion_tokens: u64,
     #[serde(default)]
     prompt_tokens_details: Option<Details>,
@@ -33,6 +33,11 @@ pub struct Usage {
 struct Details {
     #[serde(default)]
     cached_tokens: Option<u64>,
+}
+
+/// A count some servers send as `null` when they have none.
+fn null_as_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Option::<u64>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 /// Anthropic usage. Chat's prompt tokens include cached ones; Anthropic counts cache reads
@@ -59,6 +64,10 @@ impl Usage {
 /// A whole `chat.completion` → an Anthropic message, written from the completion's borrowed
 /// fields: no JSON tree is built on either side. `Err` when the body is not a completion.
 pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    // A typed reader would take a list for an object, member by member.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(serde::de::Error::custom("not a JSON object"));
+    }
     let chat: Completion = serde_json::from_slice(body)?;
     let choice = chat.choices.unwrap_or_default().into_iter().next().unwrap_or_default();
     let msg = choice.message.unwrap_or_default();
@@ -284,6 +293,9 @@ mod tests {
         assert_eq!(got["stop_reason"], "max_tokens");
         assert_eq!(from_chat(&json!({}))["usage"], json!({"input_tokens": 0, "output_tokens": 0}));
         assert!(super::from_chat(b"\"nonsense\"").is_err());
+        assert!(super::from_chat(br#" ["object"]"#).is_err(), "a list is not read as an object");
+        let nulls = from_chat(&json!({"usage": {"prompt_tokens": null, "completion_tokens": null}}));
+        assert_eq!(nulls["usage"], json!({"input_tokens": 0, "output_tokens": 0}));
         assert!(super::from_chat(br#"{"choices": {"message": {}}}"#).is_err());
         let legacy = json!({"choices": [{"message": {"function_call": {"name": "f", "arguments": "{}"}}, "finish_reason": "function_call"}]});
         assert_eq!(from_chat(&legacy)["content"][0]["name"], "f");
