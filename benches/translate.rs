@@ -10,6 +10,10 @@ use llm_gateway::dialect::messages::upstream::stream::ToChat;
 use llm_gateway::dialect::responses::response::Echo;
 use llm_gateway::dialect::responses::stream::FromChat as ResponsesFromChat;
 
+#[path = "shared/requests.rs"]
+mod requests;
+use requests::{ANTHROPIC_REQUEST, REQUEST, RESPONSES_REQUEST};
+
 /// A 200-event stream: start, a text block of 195 deltas, its stop, message delta and stop.
 fn stream() -> Vec<u8> {
     let mut s = String::new();
@@ -264,5 +268,62 @@ fn responses_answer(chat: &[u8], echo: &Echo) -> Vec<u8> {
     llm_gateway::dialect::responses::response::from_chat(chat, echo).unwrap()
 }
 
-criterion_group!(translate_benches, benches, chat_out, messages_client, responses);
+/// One request's translation work in each translated pair of the overhead harness: its request
+/// translated, then the recorded upstream stream (or whole answer) its mock sends, translated.
+/// What a pair costs beyond the passthrough path, without sockets.
+fn harness_pairs(c: &mut Criterion) {
+    const CHAT_SSE: &[u8] = include_bytes!("../fixtures/upstream/openai/chat-stream.sse");
+    const CHAT: &[u8] = include_bytes!("../fixtures/upstream/openai/chat.json");
+    const ANTHROPIC_SSE: &[u8] = include_bytes!("../fixtures/upstream/anthropic/stream-text.sse");
+    const ANTHROPIC: &[u8] = include_bytes!("../fixtures/upstream/anthropic/message.json");
+    use llm_gateway::dialect::messages::{client, upstream};
+    use llm_gateway::dialect::responses;
+    let whole = |streamed: &str| streamed.replace("\"stream\":true", "\"stream\":false");
+    let claude = "claude-sonnet-4-20250514";
+    let chat = REQUEST.replace("\"stream\":false", "\"stream\":true").replace("\"llama3\"", &format!("\"{claude}\""));
+    let messages = ANTHROPIC_REQUEST.replace(claude, "llama3");
+    let mut group = c.benchmark_group("harness_pairs");
+    group.bench_function("chat_to_anthropic_streamed", |b| {
+        b.iter(|| {
+            let (body, asked) = upstream::request::translate(chat.as_bytes(), claude).unwrap();
+            (body, run(&mut ToChat::new(&asked), ANTHROPIC_SSE))
+        })
+    });
+    let chat_whole = whole(&chat);
+    group.bench_function("chat_to_anthropic_whole", |b| {
+        b.iter(|| {
+            let (body, _) = upstream::request::translate(chat_whole.as_bytes(), claude).unwrap();
+            (body, upstream::response::completion(ANTHROPIC).unwrap())
+        })
+    });
+    group.bench_function("messages_to_local_streamed", |b| {
+        b.iter(|| {
+            let body = client::request::to_chat(messages.as_bytes(), "llama3", false).unwrap();
+            (body, run(&mut MessagesFromChat::new(), CHAT_SSE))
+        })
+    });
+    let messages_whole = whole(&messages);
+    group.bench_function("messages_to_local_whole", |b| {
+        b.iter(|| {
+            let body = client::request::to_chat(messages_whole.as_bytes(), "llama3", false).unwrap();
+            (body, client::response::from_chat(CHAT).unwrap())
+        })
+    });
+    group.bench_function("responses_to_local_streamed", |b| {
+        b.iter(|| {
+            let (body, echo) = responses::request::to_chat(RESPONSES_REQUEST.as_bytes(), "llama3", false).unwrap();
+            (body, run(&mut ResponsesFromChat::new(echo), CHAT_SSE))
+        })
+    });
+    let responses_whole = whole(RESPONSES_REQUEST);
+    group.bench_function("responses_to_local_whole", |b| {
+        b.iter(|| {
+            let (body, echo) = responses::request::to_chat(responses_whole.as_bytes(), "llama3", false).unwrap();
+            (body, responses::response::from_chat(CHAT, &echo).unwrap())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(translate_benches, benches, chat_out, messages_client, responses, harness_pairs);
 criterion_main!(translate_benches);

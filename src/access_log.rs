@@ -145,6 +145,10 @@ impl AccessLog {
         self.finished
     }
 
+    pub(crate) fn stamp(&mut self, now: SystemTime) {
+        self.finished = now;
+    }
+
     /// Whether the writer formats a line for this record.
     pub(crate) fn writes_line(&self) -> bool {
         self.write
@@ -233,7 +237,6 @@ impl Drop for AccessLog {
         if !self.write && !self.metrics {
             return;
         }
-        self.finished = SystemTime::now();
         self.tail = Tail::default();
         log_sink::push(Line::Access(std::mem::replace(self, Self::detached())));
     }

@@ -7,7 +7,8 @@
 //! (through tracing's writer). The writer sleeps until a first line arrives, collects for up
 //! to [`FLUSH_INTERVAL`] (less once [`HIGH_WATER`] lines wait in a queue), records the
 //! batch's metrics, formats it and writes it with one `write`: a burst of thousands of
-//! requests costs a few system calls, and lines are never torn or interleaved. A queue past
+//! requests costs a few system calls, and lines are never torn or interleaved; across
+//! serving threads they are written in the order of their timestamps. A queue past
 //! [`CAPACITY`] drops new lines and counts them (`llm_gateway_log_lines_dropped_total`)
 //! rather than making traffic wait (their metrics are recorded at once: metrics are never
 //! lost). [`settle`] records what is queued before a scrape; [`close`] (at exit) writes
@@ -39,14 +40,24 @@ const KEEP_BYTES: usize = 1 << 20;
 pub enum Line {
     /// A finished request's record: its metrics, and its line unless the level hides it.
     Access(AccessLog),
-    /// A line another event formatted (tracing's text or JSON), newline included, and when.
+    /// A line another event formatted (tracing's text or JSON), newline included, and when
+    /// it was queued.
     Formatted { at: SystemTime, text: Vec<u8> },
 }
 
 impl Line {
-    /// A formatted line, stamped now (it was formatted just before).
+    /// A formatted line (stamped when queued).
     pub fn formatted(text: Vec<u8>) -> Self {
-        Line::Formatted { at: SystemTime::now(), text }
+        Line::Formatted { at: SystemTime::UNIX_EPOCH, text }
+    }
+
+    /// Stamps the line as it is queued (under its queue's lock): the writer relies on a line
+    /// queued after it took a queue being stamped later than that (see [`write_loop`]).
+    fn stamp(&mut self, now: SystemTime) {
+        match self {
+            Line::Access(record) => record.stamp(now),
+            Line::Formatted { at, .. } => *at = now,
+        }
     }
 
     fn meter(&mut self) {
@@ -148,6 +159,7 @@ pub fn push(mut line: Line) {
         return;
     };
     let mut queue = lock(sink.queues.get());
+    line.stamp(SystemTime::now());
     // Checked under the lock: the writer's last round takes the queue after `closing` is set.
     if sink.writer.get().is_none() || sink.closing.load(Ordering::SeqCst) {
         drop(queue);
@@ -211,12 +223,15 @@ pub fn close(deadline: Duration) {
 }
 
 fn write_loop(sink: &Sink) {
-    let mut batches: Vec<Vec<Line>> = sink.queues.iter().map(|_| Vec::new()).collect();
+    // One batch per serving thread's queue, and last the lines held back from the round before.
+    let held = sink.queues.iter().count();
+    let mut batches: Vec<Vec<Line>> = (0..=held).map(|_| Vec::new()).collect();
+    let mut keep: Vec<Line> = Vec::new();
     let mut order: Vec<(SystemTime, usize, usize)> = Vec::new();
     let mut out = Vec::with_capacity(64 * 1024);
     loop {
         sink.idle.store(true, Ordering::SeqCst);
-        while !sink.closing.load(Ordering::SeqCst) && sink.is_empty() {
+        while !sink.closing.load(Ordering::SeqCst) && sink.is_empty() && batches[held].is_empty() {
             std::thread::park();
         }
         sink.idle.store(false, Ordering::SeqCst);
@@ -227,32 +242,46 @@ fn write_loop(sink: &Sink) {
         // Read before taking the queues: a line pushed before `closing` was set is in them.
         let last = sink.closing.load(Ordering::SeqCst);
         sink.metering.store(true, Ordering::SeqCst);
+        // Taken under the first queue's lock: every line queued after a queue is taken is
+        // stamped later than this.
+        let mut cut = None;
         for (queue, batch) in sink.queues.iter().zip(&mut batches) {
-            std::mem::swap(&mut *lock(queue), batch);
+            let mut queue = lock(queue);
+            cut.get_or_insert_with(SystemTime::now);
+            std::mem::swap(&mut *queue, batch);
         }
-        batches.iter_mut().flatten().for_each(Line::meter);
+        batches[..held].iter_mut().flatten().for_each(Line::meter);
         sink.metering.store(false, Ordering::SeqCst);
         if batches.iter().all(Vec::is_empty) && last {
             *lock(&sink.closed) = true;
             sink.done.notify_all();
             return;
         }
-        // Each thread's queue is in order, but one thread's line can wait in its queue while
-        // another thread logs later ones: merged by time, the lines of a write are in order.
+        // Each queue is in order, but a thread's line can be queued while another thread's
+        // later ones are being written. Merged by time, and holding back until the next round
+        // the lines stamped after `cut` (a line still to be queued may be earlier than they),
+        // lines are written in the order of their timestamps.
+        let cut = if last { None } else { cut };
         order.clear();
-        for (shard, batch) in batches.iter().enumerate() {
-            order.extend(batch.iter().enumerate().map(|(i, line)| (line.at(), shard, i)));
+        for (batch_index, batch) in batches.iter().enumerate() {
+            order.extend(batch.iter().enumerate().map(|(i, line)| (line.at(), batch_index, i)));
         }
         if batches.iter().filter(|b| !b.is_empty()).count() > 1 {
             order.sort_unstable();
         }
         let mut lines = 0;
-        for &(_, shard, i) in &order {
-            let line = &batches[shard][i];
+        for &(at, batch_index, i) in &order {
+            if cut.is_some_and(|cut| at >= cut) {
+                continue;
+            }
+            let line = &batches[batch_index][i];
             lines += u64::from(line.is_written());
             line.append(&mut out, sink);
         }
-        batches.iter_mut().for_each(Vec::clear);
+        for batch in &mut batches {
+            keep.extend(batch.drain(..).filter(|line| cut.is_some_and(|cut| line.at() >= cut)));
+        }
+        std::mem::swap(&mut batches[held], &mut keep);
         if !out.is_empty() && std::io::stderr().lock().write_all(&out).is_err() {
             crate::metrics::get().log_lines_dropped.inc_by(lines);
         }
@@ -260,7 +289,7 @@ fn write_loop(sink: &Sink) {
         if out.capacity() > KEEP_BYTES {
             out.shrink_to(64 * 1024);
         }
-        for batch in &mut batches {
+        for batch in batches.iter_mut().chain([&mut keep]) {
             if batch.capacity() > HIGH_WATER {
                 batch.shrink_to(HIGH_WATER);
             }

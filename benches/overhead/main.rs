@@ -28,6 +28,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 
 mod chaos;
+#[path = "../shared/requests.rs"]
+mod requests;
+use requests::{ANTHROPIC_REQUEST, REQUEST, RESPONSES_REQUEST};
 
 const CHAT: &[u8] = include_bytes!("../../fixtures/upstream/openai/chat.json");
 const SSE: &[u8] = include_bytes!("../../fixtures/upstream/openai/chat-stream.sse");
@@ -35,14 +38,6 @@ const ANTHROPIC: &[u8] = include_bytes!("../../fixtures/upstream/anthropic/messa
 const ANTHROPIC_SSE: &[u8] = include_bytes!("../../fixtures/upstream/anthropic/stream-text.sse");
 const RESPONSES: &[u8] = include_bytes!("../../fixtures/upstream/openai/responses.json");
 const RESPONSES_SSE: &[u8] = include_bytes!("../../fixtures/upstream/openai/responses-stream.sse");
-/// The same conversation in Anthropic's format, for the direct and floor legs of the
-/// translated-stream comparison.
-const ANTHROPIC_REQUEST: &str = r#"{"model":"claude-sonnet-4-20250514","system":"You are a helpful assistant that answers briefly.","messages":[{"role":"user","content":[{"type":"text","text":"Give me three facts about the Rust programming language and its memory model, please."}]}],"max_tokens":64,"stream":true}"#;
-/// The same conversation as a Responses request, for the Responses → Chat pair.
-const RESPONSES_REQUEST: &str = r#"{"model":"llama3","instructions":"You are a helpful assistant that answers briefly.","input":"Give me three facts about the Rust programming language and its memory model, please.","max_output_tokens":64,"stream":true}"#;
-/// A 368-byte chat request, as in the reference measurements.
-const REQUEST: &str = r#"{"model":"llama3","messages":[{"role":"system","content":"You are a helpful assistant that answers briefly."},{"role":"user","content":"Give me three facts about the Rust programming language and its memory model, please."}],"max_tokens":64,"temperature":0.2,"top_p":0.9,"presence_penalty":0,"frequency_penalty":0,"user":"bench-user-0001","seed":12345,"n":1,"stream":false}"#;
-
 const CHAT_PATH: &str = "/v1/chat/completions";
 const MESSAGES_PATH: &str = "/v1/messages";
 const RESPONSES_PATH: &str = "/v1/responses";

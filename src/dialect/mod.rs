@@ -158,6 +158,22 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// Appends `n` in decimal: the stream translators write several numbers per event, and
+/// `write!` costs tens of nanoseconds each through the formatting machinery.
+pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// Shared by the translators' tests.
 #[cfg(test)]
 pub(crate) mod testing {

@@ -70,6 +70,16 @@ impl Reader {
             let (head, rest) = bytes.split_at(nl);
             bytes = &rest[1..];
             let done = if self.line.is_empty() {
+                // The usual event — a lone `data:` line and the blank line after it, both in
+                // these bytes — is handed out where it lies, not copied.
+                if let (false, Some(data), Some(after)) = (self.has_data, data_value(head), blank_line(bytes))
+                    && data.len() < self.limit
+                {
+                    on_event(Event { name: &self.name, data });
+                    self.name.clear();
+                    bytes = after;
+                    continue;
+                }
                 self.line_done(head, on_event)
             } else if self.line.len() + head.len() > self.limit {
                 Err(TooLarge(self.limit))
@@ -118,12 +128,7 @@ impl Reader {
             self.has_data = false;
             return Ok(());
         }
-        let (field, value) = match memchr::memchr(b':', line) {
-            Some(0) => return Ok(()), // a comment
-            Some(i) => (&line[..i], &line[i + 1..]),
-            None => (line, &b""[..]),
-        };
-        let value = value.strip_prefix(b" ").unwrap_or(value);
+        let Some((field, value)) = field(line) else { return Ok(()) }; // a comment
         match field {
             b"data" => {
                 if self.data.len() + value.len() + 1 > self.limit {
@@ -143,6 +148,27 @@ impl Reader {
         }
         Ok(())
     }
+}
+
+/// A line's field name and value (one space after the colon dropped); `None` for a comment.
+fn field(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (field, value) = match memchr::memchr(b':', line) {
+        Some(0) => return None,
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, &b""[..]),
+    };
+    Some((field, value.strip_prefix(b" ").unwrap_or(value)))
+}
+
+/// The value of a `data:` line (its `\n` already off).
+fn data_value(line: &[u8]) -> Option<&[u8]> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    field(line).filter(|(name, _)| *name == b"data").map(|(_, value)| value)
+}
+
+/// What follows a blank line at the start of `bytes`.
+fn blank_line(bytes: &[u8]) -> Option<&[u8]> {
+    bytes.strip_prefix(b"\n").or_else(|| bytes.strip_prefix(b"\r\n"))
 }
 
 /// How much of an event's start [`Ending`] keeps: enough for its `event:` line and the start
@@ -225,15 +251,9 @@ impl Ending {
         let mut name: &[u8] = b"";
         let mut data: Option<&[u8]> = None;
         for line in last.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let (field, value) = match memchr::memchr(b':', line) {
-                Some(i) => (&line[..i], &line[i + 1..]),
-                None => (line, &b""[..]),
-            };
-            let value = value.strip_prefix(b" ").unwrap_or(value);
-            match field {
-                b"event" => name = value,
-                b"data" if data.is_none() => data = Some(value),
+            match field(line.strip_suffix(b"\r").unwrap_or(line)) {
+                Some((b"event", value)) => name = value,
+                Some((b"data", value)) if data.is_none() => data = Some(value),
                 _ => {}
             }
         }

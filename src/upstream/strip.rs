@@ -12,7 +12,18 @@
 //! start of an event still arriving waits for its end, so a usage chunk split across reads is
 //! still recognised.
 
+use std::sync::LazyLock;
+
 use bytes::{Bytes, BytesMut};
+use memchr::memmem::{Finder, FinderRev};
+
+// The searchers, built once: building one costs about as much as searching an event.
+static NO_CHOICES: LazyLock<Finder> = LazyLock::new(|| Finder::new(b"\"choices\":[]"));
+static USAGE: LazyLock<Finder> = LazyLock::new(|| Finder::new(b"\"usage\":{"));
+static LF: LazyLock<Finder> = LazyLock::new(|| Finder::new(b"\n\n"));
+static CRLF: LazyLock<Finder> = LazyLock::new(|| Finder::new(b"\r\n\r\n"));
+static LF_REV: LazyLock<FinderRev> = LazyLock::new(|| FinderRev::new(b"\n\n"));
+static CRLF_REV: LazyLock<FinderRev> = LazyLock::new(|| FinderRev::new(b"\r\n\r\n"));
 
 #[derive(Default)]
 pub struct UsageStrip {
@@ -63,12 +74,12 @@ impl UsageStrip {
         // Only a chunk without choices can be the one: look at those events alone.
         let mut out = BytesMut::new();
         let (mut copied, mut from) = (0, 0);
-        while let Some(i) = memchr::memmem::find(&complete[from..], b"\"choices\":[]") {
+        while let Some(i) = NO_CHOICES.find(&complete[from..]) {
             let at = from + i;
             let start = last_boundary(&complete[copied..at]) + copied;
             let stop = at + first_boundary(&complete[at..]).unwrap_or(complete.len() - at);
             let event = &complete[start..stop];
-            if memchr::memmem::find(event, b"\"usage\":{").is_some() {
+            if USAGE.find(event).is_some() {
                 out.extend_from_slice(&complete[copied..start]);
                 self.usage.clear();
                 self.usage.extend_from_slice(event);
@@ -97,22 +108,22 @@ impl UsageStrip {
 
 /// The index just past the last event terminator (`\n\n` or `\r\n\r\n`) in `data`; 0 if none.
 fn last_boundary(data: &[u8]) -> usize {
-    let lf = memchr::memmem::rfind(data, b"\n\n").map_or(0, |i| i + 2);
+    let lf = LF_REV.rfind(data).map_or(0, |i| i + 2);
     // Most streams have no CR at all, and memchr's reverse search for an absent needle reads
     // the whole chunk a byte at a time (0.4 µs for 2 KB); the SIMD scan for a CR is 15 ns.
     if memchr::memrchr(b'\r', data).is_none() {
         return lf;
     }
-    let crlf = memchr::memmem::rfind(data, b"\r\n\r\n").map_or(0, |i| i + 4);
+    let crlf = CRLF_REV.rfind(data).map_or(0, |i| i + 4);
     lf.max(crlf)
 }
 
 /// The length of the first event in `data`, terminator included. (A CRLF terminator is
 /// looked for only before the first LF one, so each byte is scanned a bounded number of times.)
 fn first_boundary(data: &[u8]) -> Option<usize> {
-    let lf = memchr::memmem::find(data, b"\n\n").map(|i| i + 2);
+    let lf = LF.find(data).map(|i| i + 2);
     let before = lf.map_or(data.len(), |end| end.min(data.len()));
-    let crlf = memchr::memmem::find(&data[..before], b"\r\n\r\n").map(|i| i + 4);
+    let crlf = CRLF.find(&data[..before]).map(|i| i + 4);
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

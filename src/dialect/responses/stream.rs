@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::response::{Echo, Usage, incomplete_reason, new_id_base};
 use crate::dialect::sse::Reader;
-use crate::dialect::{StreamTranslator, json_str, now};
+use crate::dialect::{StreamTranslator, json_str, now, push_u64};
 
 /// One output item, as much of it as has arrived.
 enum Item {
@@ -191,7 +191,8 @@ impl FromChat {
             self.items.push(Item::Message { text: String::new() });
             self.open = true;
             self.event(out, "response.output_item.added");
-            let _ = write!(out, r#","output_index":{pos},"item":"#);
+            output_index(out, pos);
+            out.extend_from_slice(br#","item":"#);
             self.write_item(out, pos, "in_progress", false);
             Self::end(out);
             self.event(out, "response.content_part.added");
@@ -247,7 +248,8 @@ impl FromChat {
                 self.calls.push((key, pos));
                 self.open = true;
                 self.event(out, "response.output_item.added");
-                let _ = write!(out, r#","output_index":{pos},"item":"#);
+                output_index(out, pos);
+                out.extend_from_slice(br#","item":"#);
                 self.write_item(out, pos, "in_progress", false);
                 Self::end(out);
                 pos
@@ -264,7 +266,8 @@ impl FromChat {
             self.event(out, "response.function_call_arguments.delta");
             out.extend_from_slice(br#","item_id":"#);
             self.write_id(out, pos);
-            let _ = write!(out, r#","output_index":{pos},"delta":"#);
+            output_index(out, pos);
+            out.extend_from_slice(br#","delta":"#);
             json_str(out, &arguments);
             Self::end(out);
         }
@@ -301,7 +304,7 @@ impl FromChat {
             self.event(out, "response.function_call_arguments.done");
             out.extend_from_slice(br#","item_id":"#);
             self.write_id(out, pos);
-            let _ = write!(out, r#","output_index":{pos}"#);
+            output_index(out, pos);
             if let Item::Call { name, arguments, .. } = &self.items[pos] {
                 out.extend_from_slice(br#","name":"#);
                 json_str(out, name);
@@ -311,7 +314,8 @@ impl FromChat {
             Self::end(out);
         }
         self.event(out, "response.output_item.done");
-        let _ = write!(out, r#","output_index":{pos},"item":"#);
+        output_index(out, pos);
+        out.extend_from_slice(br#","item":"#);
         self.write_item(out, pos, status, true);
         Self::end(out);
     }
@@ -368,7 +372,8 @@ impl FromChat {
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\ndata: {\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
-        let _ = write!(out, "\",\"sequence_number\":{}", self.seq);
+        out.extend_from_slice(b"\",\"sequence_number\":");
+        push_u64(out, self.seq);
         self.seq += 1;
     }
 
@@ -427,7 +432,9 @@ impl FromChat {
             Item::Message { text } => {
                 out.extend_from_slice(br#"{"type":"message","id":"#);
                 self.write_id(out, pos);
-                let _ = write!(out, r#","status":"{status}","role":"assistant","content":["#);
+                out.extend_from_slice(br#","status":""#);
+                out.extend_from_slice(status.as_bytes());
+                out.extend_from_slice(br#"","role":"assistant","content":["#);
                 if full {
                     out.extend_from_slice(br#"{"type":"output_text","text":"#);
                     json_str(out, text);
@@ -444,7 +451,9 @@ impl FromChat {
                 json_str(out, name);
                 out.extend_from_slice(br#","arguments":"#);
                 json_str(out, if full { arguments } else { "" });
-                let _ = write!(out, r#","status":"{status}"}}"#);
+                out.extend_from_slice(br#","status":""#);
+                out.extend_from_slice(status.as_bytes());
+                out.extend_from_slice(br#""}"#);
             }
         }
     }
@@ -454,14 +463,21 @@ impl FromChat {
             Some(Item::Call { .. }) => "fc",
             _ => "msg",
         };
-        let _ = write!(out, r#""{prefix}_{}_{pos}""#, self.base);
+        out.push(b'"');
+        out.extend_from_slice(prefix.as_bytes());
+        out.push(b'_');
+        out.extend_from_slice(self.base.as_bytes());
+        out.push(b'_');
+        push_u64(out, pos as u64);
+        out.push(b'"');
     }
 
     /// `,"item_id":…,"output_index":…,"content_index":0` of a text event.
     fn write_part_head(&self, out: &mut Vec<u8>, pos: usize) {
         out.extend_from_slice(br#","item_id":"#);
         self.write_id(out, pos);
-        let _ = write!(out, r#","output_index":{pos},"content_index":0"#);
+        output_index(out, pos);
+        out.extend_from_slice(br#","content_index":0"#);
     }
 
     fn write_text(&self, out: &mut Vec<u8>, pos: usize) {
@@ -469,6 +485,12 @@ impl FromChat {
             json_str(out, text);
         }
     }
+}
+
+/// `,"output_index":{pos}`.
+fn output_index(out: &mut Vec<u8>, pos: usize) {
+    out.extend_from_slice(br#","output_index":"#);
+    push_u64(out, pos as u64);
 }
 
 /// An upstream error chunk (`{"error":{"message","type","code"}}`, or a bare string) → the

@@ -5,7 +5,6 @@
 //! the upstream sent, still escaped: no unescaping and re-escaping, and no allocation per chunk.
 
 use std::io::Write as _;
-use std::marker::PhantomData;
 
 use serde::Deserialize;
 use serde::de::{SeqAccess, Visitor};
@@ -13,7 +12,7 @@ use serde_json::value::RawValue;
 
 use super::response::{Usage, stop_reason};
 use crate::dialect::sse::{Event, Reader};
-use crate::dialect::{StreamTranslator, json_str};
+use crate::dialect::{StreamTranslator, json_str, push_u64};
 
 pub struct FromChat {
     reader: Reader,
@@ -54,11 +53,37 @@ struct Chunk<'a> {
     #[serde(default, borrow)]
     model: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    choices: Option<&'a RawValue>,
+    choices: Option<First<'a>>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(default, borrow)]
     error: Option<&'a RawValue>,
+}
+
+/// Choice 0 of the `choices` list, read in the list's one pass (the translated request never
+/// asks for more; every element must still be a choice).
+struct First<'a>(Option<Choice<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for First<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct List<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for List<'a> {
+            type Value = First<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<First<'a>, A::Error> {
+                let mut first = None;
+                while let Some(c) = seq.next_element::<Choice<'a>>()? {
+                    if c.index == 0 && first.is_none() {
+                        first = Some(c);
+                    }
+                }
+                Ok(First(first))
+            }
+        }
+        d.deserialize_seq(List(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -79,7 +104,7 @@ struct Delta<'a> {
     #[serde(default, borrow)]
     refusal: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    tool_calls: Option<&'a RawValue>,
+    tool_calls: Option<Vec<ToolCall<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -103,28 +128,6 @@ struct Function<'a> {
 /// The raw JSON of a non-empty string, or `None` (absent, null, `""`, not a string).
 fn nonempty_str(raw: Option<&RawValue>) -> Option<&str> {
     raw.map(RawValue::get).filter(|r| r.len() > 2 && r.starts_with('"'))
-}
-
-/// Calls `f` for each element of a JSON list without collecting them (`null` is an empty list).
-fn each<'a, T: Deserialize<'a>>(raw: &'a RawValue, f: impl FnMut(T)) -> Result<(), serde_json::Error> {
-    struct Each<F, T>(F, PhantomData<T>);
-    impl<'de, T: Deserialize<'de>, F: FnMut(T)> Visitor<'de> for Each<F, T> {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a list")
-        }
-        fn visit_unit<E>(self) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-            while let Some(x) = seq.next_element()? {
-                (self.0)(x);
-            }
-            Ok(())
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    serde::Deserializer::deserialize_any(&mut de, Each(f, PhantomData))
 }
 
 impl FromChat {
@@ -195,7 +198,7 @@ impl State {
             return;
         }
         let Ok(chunk) = serde_json::from_slice::<Chunk>(data) else {
-            self.error("api_error", "the upstream sent a stream chunk that is not valid JSON", out);
+            self.error("api_error", "the upstream sent a stream chunk that is not valid", out);
             return;
         };
         if let Some(e) = chunk.error {
@@ -208,27 +211,13 @@ impl State {
         if let Some(u) = chunk.usage {
             self.usage = Some(u);
         }
-        let Some(choices) = chunk.choices else { return };
-        let mut choice = None;
-        // Only choice 0: the translated request never asks for more.
-        let parsed = each(choices, |c: Choice| {
-            if c.index == 0 && choice.is_none() {
-                choice = Some(c);
-            }
-        });
-        if parsed.is_err() {
-            self.error("api_error", "the upstream sent a stream chunk that is not valid", out);
-            return;
-        }
-        let Some(choice) = choice else { return };
+        let Some(First(Some(choice))) = chunk.choices else { return };
         if let Some(delta) = choice.delta {
             if let Some(t) = nonempty_str(delta.content).or(nonempty_str(delta.refusal)) {
                 self.text(t, out);
             }
-            if let Some(calls) = delta.tool_calls {
-                let mut failed = false;
-                let parsed = each(calls, |c: ToolCall| failed = failed || !self.tool_call(&c, out));
-                if failed || parsed.is_err() {
+            for call in delta.tool_calls.iter().flatten() {
+                if !self.tool_call(call, out) {
                     self.error("api_error", "the upstream sent tool calls the Messages stream cannot express", out);
                     return;
                 }
@@ -266,15 +255,10 @@ impl State {
         if self.open != Open::Text {
             self.close(out);
             self.open = Open::Text;
-            let _ = write!(
-                out,
-                concat!(
-                    "event: content_block_start\ndata: ",
-                    r#"{{"type":"content_block_start","index":{},"content_block":{{"type":"text","text":""}}}}"#,
-                    "\n\n"
-                ),
-                self.next
-            );
+            out.extend_from_slice(b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":");
+            push_u64(out, self.next);
+            out.extend_from_slice(br#","content_block":{"type":"text","text":""}}"#);
+            out.extend_from_slice(b"\n\n");
         }
         self.delta(r#"text_delta","text":"#, raw, out);
     }
@@ -295,14 +279,9 @@ impl State {
             self.close(out);
             self.tools.push(index);
             self.open = Open::Tool(index);
-            let _ = write!(
-                out,
-                concat!(
-                    "event: content_block_start\ndata: ",
-                    r#"{{"type":"content_block_start","index":{},"content_block":{{"type":"tool_use","id":"#
-                ),
-                self.next
-            );
+            out.extend_from_slice(b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":");
+            push_u64(out, self.next);
+            out.extend_from_slice(br#","content_block":{"type":"tool_use","id":"#);
             match nonempty_str(c.id) {
                 Some(id) => out.extend_from_slice(id.as_bytes()),
                 // The client answers with this id in `tool_result`, so one is made up.
@@ -324,24 +303,19 @@ impl State {
 
     /// A `content_block_delta` of the open block; `kind` is the delta type and its field name.
     fn delta(&self, kind: &str, raw: &str, out: &mut Vec<u8>) {
-        let _ = write!(
-            out,
-            concat!(
-                "event: content_block_delta\ndata: ",
-                r#"{{"type":"content_block_delta","index":{},"delta":{{"type":"{}{}}}}}"#,
-                "\n\n"
-            ),
-            self.next, kind, raw
-        );
+        out.extend_from_slice(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":");
+        push_u64(out, self.next);
+        out.extend_from_slice(br#","delta":{"type":""#);
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(raw.as_bytes());
+        out.extend_from_slice(b"}}\n\n");
     }
 
     fn close(&mut self, out: &mut Vec<u8>) {
         if self.open != Open::None {
-            let _ = write!(
-                out,
-                "event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":{}}}\n\n",
-                self.next
-            );
+            out.extend_from_slice(b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":");
+            push_u64(out, self.next);
+            out.extend_from_slice(b"}\n\n");
             self.open = Open::None;
             self.next += 1;
         }

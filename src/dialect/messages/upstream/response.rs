@@ -20,21 +20,6 @@ pub fn finish_reason(stop: &str) -> &'static str {
     }
 }
 
-/// Anthropic usage → OpenAI usage. Prompt tokens include cache reads and writes (they are
-/// input the model read); cached reads are also reported as `cached_tokens`.
-pub fn usage(u: &Value) -> Value {
-    let n = |k: &str| u[k].as_u64().unwrap_or(0);
-    let cached = n("cache_read_input_tokens");
-    let prompt = n("input_tokens") + cached + n("cache_creation_input_tokens");
-    let completion = n("output_tokens");
-    json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    })
-}
-
 /// A complete message → a `chat.completion`, written straight from the message's borrowed
 /// fields: no JSON tree is built on either side. `Err` when the body is not a message.
 pub fn completion(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
@@ -61,9 +46,6 @@ pub fn completion(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
         t => Some(t.unwrap_or_default()),
     };
     let u = msg.usage.unwrap_or_default();
-    let cached = u.cache_read_input_tokens.unwrap_or(0);
-    let prompt = u.input_tokens.unwrap_or(0) + cached + u.cache_creation_input_tokens.unwrap_or(0);
-    let completion = u.output_tokens.unwrap_or(0);
     let out = Completion {
         id: msg.id,
         object: "chat.completion",
@@ -76,12 +58,7 @@ pub fn completion(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
             finish_reason: finish_reason(msg.stop_reason.as_deref().unwrap_or_default()),
         }],
         // Last, where the access log's token count looks for it.
-        usage: ChatUsage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: prompt + completion,
-            prompt_tokens_details: Cached { cached_tokens: cached },
-        },
+        usage: u.chat(u.output_tokens.unwrap_or(0)),
     };
     serde_json::to_vec(&out)
 }
@@ -117,11 +94,32 @@ struct Block<'a> {
 }
 
 #[derive(Default, Deserialize)]
-struct Usage {
+pub(super) struct Usage {
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// Chat's usage for these counts, with `output` completion tokens. Prompt tokens include
+    /// cache reads and writes (they are input the model read); cached reads are also reported
+    /// as `cached_tokens`.
+    pub(super) fn chat(&self, output: u64) -> ChatUsage {
+        let cached = self.cache_read_input_tokens.unwrap_or(0);
+        let prompt = self.prompt();
+        ChatUsage {
+            prompt_tokens: prompt,
+            completion_tokens: output,
+            total_tokens: prompt + output,
+            prompt_tokens_details: Cached { cached_tokens: cached },
+        }
+    }
+
+    pub(super) fn prompt(&self) -> u64 {
+        let n = |count: Option<u64>| count.unwrap_or(0);
+        n(self.input_tokens) + n(self.cache_read_input_tokens) + n(self.cache_creation_input_tokens)
+    }
 }
 
 #[derive(Serialize)]
@@ -151,7 +149,7 @@ struct ChatMessage<'a> {
 }
 
 #[derive(Serialize)]
-struct ChatUsage {
+pub(super) struct ChatUsage {
     prompt_tokens: u64,
     completion_tokens: u64,
     total_tokens: u64,

@@ -6,12 +6,11 @@ use std::borrow::Cow;
 use std::io::Write as _;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::request::Asked;
-use super::response::{finish_reason, usage};
+use super::response::{Usage, finish_reason};
 use crate::dialect::sse::Reader;
-use crate::dialect::{StreamTranslator, json_str, now};
+use crate::dialect::{StreamTranslator, json_str, now, push_u64};
 
 pub struct ToChat {
     reader: Reader,
@@ -22,7 +21,7 @@ pub struct ToChat {
     include_usage: bool,
     /// Content block index → tool-call index, for the blocks that are tool calls.
     tools: Vec<(u64, usize)>,
-    input_usage: Value,
+    input_usage: Usage,
     output_tokens: u64,
     finish: &'static str,
     done: bool,
@@ -78,7 +77,7 @@ struct Start<'a> {
     #[serde(default, borrow)]
     model: Cow<'a, str>,
     #[serde(default)]
-    usage: Value,
+    usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
@@ -102,7 +101,7 @@ impl ToChat {
             created: now(),
             include_usage: asked.include_usage,
             tools: Vec::new(),
-            input_usage: Value::Null,
+            input_usage: Usage::default(),
             output_tokens: 0,
             finish: "stop",
             done: false,
@@ -132,7 +131,7 @@ impl ToChat {
             "message_start" => {
                 if let Some(m) = ev.message {
                     self.set_prefix(&m.id, &m.model);
-                    self.input_usage = m.usage;
+                    self.input_usage = m.usage.unwrap_or_default();
                 }
                 self.chunk(out, None, |o| o.extend_from_slice(br#"{"role":"assistant","content":""}"#));
             }
@@ -141,7 +140,9 @@ impl ToChat {
                     let index = self.tools.len();
                     self.tools.push((ev.index, index));
                     self.chunk(out, None, |o| {
-                        let _ = write!(o, r#"{{"tool_calls":[{{"index":{index},"id":"#);
+                        o.extend_from_slice(br#"{"tool_calls":[{"index":"#);
+                        push_u64(o, index as u64);
+                        o.extend_from_slice(br#","id":"#);
                         json_str(o, b.id.as_deref().unwrap_or_default());
                         o.extend_from_slice(br#","type":"function","function":{"name":"#);
                         json_str(o, b.name.as_deref().unwrap_or_default());
@@ -160,7 +161,9 @@ impl ToChat {
                         let tool = self.tools.iter().find(|t| t.0 == ev.index).map(|t| t.1);
                         if let (false, Some(index)) = (partial.is_empty(), tool) {
                             self.chunk(out, None, |o| {
-                                let _ = write!(o, r#"{{"tool_calls":[{{"index":{index},"function":{{"arguments":"#);
+                                o.extend_from_slice(br#"{"tool_calls":[{"index":"#);
+                                push_u64(o, index as u64);
+                                o.extend_from_slice(br#","function":{"arguments":"#);
                                 json_str(o, partial);
                                 o.extend_from_slice(b"}}]}");
                             });
@@ -181,11 +184,10 @@ impl ToChat {
                 let finish = self.finish;
                 self.chunk(out, Some(finish), |o| o.extend_from_slice(b"{}"));
                 if self.include_usage {
-                    let mut u = self.input_usage.clone();
-                    u["output_tokens"] = self.output_tokens.into();
                     out.extend_from_slice(&self.prefix);
-                    let _ = write!(out, r#"[],"usage":{}}}"#, usage(&u));
-                    out.extend_from_slice(b"\n\n");
+                    out.extend_from_slice(br#"[],"usage":"#);
+                    let _ = serde_json::to_writer(&mut *out, &self.input_usage.chat(self.output_tokens));
+                    out.extend_from_slice(b"}\n\n");
                 }
                 out.extend_from_slice(b"data: [DONE]\n\n");
                 self.done = true;
@@ -264,9 +266,7 @@ impl StreamTranslator for ToChat {
         if self.output_tokens == 0 {
             return None;
         }
-        let n = |k: &str| self.input_usage[k].as_u64().unwrap_or(0);
-        let prompt = n("input_tokens") + n("cache_read_input_tokens") + n("cache_creation_input_tokens");
-        Some((prompt, self.output_tokens))
+        Some((self.input_usage.prompt(), self.output_tokens))
     }
 
     fn limit_events(&mut self, max_bytes: usize) {
@@ -276,6 +276,8 @@ impl StreamTranslator for ToChat {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
     use crate::dialect::testing::{self, assert_split_invariant, feed_split};
 
