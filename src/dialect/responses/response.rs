@@ -1,14 +1,13 @@
 //! `chat.completion` → Response object; what a Response repeats from its request. The
 //! completion is read from its borrowed fields and the Response written straight into bytes.
 
-use std::io::Write as _;
-
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::Arguments;
 use crate::dialect::borrowed::{Fields, as_u64, is_string, list, objects, text};
+use crate::dialect::push_u64;
 
 /// What a Response object repeats from the request that asked for it, written once as JSON
 /// members (the request's body is gone when the answer comes).
@@ -162,18 +161,18 @@ impl Usage {
         let cached = self.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0);
         let reasoning = self.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0);
         let total = self.total_tokens.unwrap_or(self.input().saturating_add(self.output()));
-        let _ = write!(
-            out,
-            concat!(
-                r#"{{"input_tokens":{},"input_tokens_details":{{"cached_tokens":{}}},"#,
-                r#""output_tokens":{},"output_tokens_details":{{"reasoning_tokens":{}}},"total_tokens":{}}}"#,
-            ),
-            self.input(),
-            cached,
-            self.output(),
-            reasoning,
-            total,
-        );
+        let counts = [
+            (&br#"{"input_tokens":"#[..], self.input()),
+            (br#","input_tokens_details":{"cached_tokens":"#, cached),
+            (br#"},"output_tokens":"#, self.output()),
+            (br#","output_tokens_details":{"reasoning_tokens":"#, reasoning),
+            (br#"},"total_tokens":"#, total),
+        ];
+        for (name, n) in counts {
+            out.extend_from_slice(name);
+            push_u64(out, n);
+        }
+        out.push(b'}');
     }
 }
 

@@ -11,7 +11,6 @@
 //! helper refuses events before it.
 
 use std::borrow::Cow;
-use std::io::Write as _;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -384,11 +383,13 @@ impl FromChat {
     /// A Response object. `output`: None for the empty list of the opening events, else the
     /// status of the last item (the others are complete).
     fn write_response(&self, out: &mut Vec<u8>, status: &str, error: Option<(&str, &str)>, output: Option<&str>) {
-        let _ = write!(
-            out,
-            r#"{{"id":"resp_{}","object":"response","created_at":{},"status":"{status}","error":"#,
-            self.base, self.created_at
-        );
+        out.extend_from_slice(br#"{"id":"resp_"#);
+        out.extend_from_slice(self.base.as_bytes());
+        out.extend_from_slice(br#"","object":"response","created_at":"#);
+        push_u64(out, self.created_at);
+        out.extend_from_slice(br#","status":""#);
+        out.extend_from_slice(status.as_bytes());
+        out.extend_from_slice(br#"","error":"#);
         match error {
             Some((code, message)) => {
                 out.extend_from_slice(br#"{"code":"#);
@@ -401,7 +402,9 @@ impl FromChat {
         }
         match self.incomplete.filter(|_| status == "incomplete") {
             Some(reason) => {
-                let _ = write!(out, r#","incomplete_details":{{"reason":"{reason}"}}"#);
+                out.extend_from_slice(br#","incomplete_details":{"reason":""#);
+                out.extend_from_slice(reason.as_bytes());
+                out.extend_from_slice(br#""}"#);
             }
             None => out.extend_from_slice(br#","incomplete_details":null"#),
         }
