@@ -24,8 +24,14 @@ use crate::access_log::AccessLog;
 use crate::logging::LogFormat;
 use crate::shard::PerShard;
 
-/// The longest a line waits before it is written.
-const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest a line waits before it is written. Each write briefly takes a CPU from the
+/// requests and wakes whoever reads stderr, so fewer, larger writes keep the latency tail
+/// flat: on one CPU, 10 ms put the gateway's p99 at 1.6–2.3× the floor's, 50 ms at 1.3–1.5×
+/// (2 ms: 4×; 100 ms: worse again).
+const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// Lines formatted between two yields of the writer's CPU: a serving thread woken meanwhile
+/// waits for at most this many, not for a whole batch (up to [`HIGH_WATER`] per queue).
+const YIELD_EVERY: usize = 256;
 /// Lines waiting in a queue that make the writer write without waiting out the interval.
 const HIGH_WATER: usize = 2048;
 /// Lines waiting in a queue past which new ones are dropped: bounds memory while stderr is
@@ -270,9 +276,12 @@ fn write_loop(sink: &Sink) {
             order.sort_unstable();
         }
         let mut lines = 0;
-        for &(at, batch_index, i) in &order {
+        for (n, &(at, batch_index, i)) in order.iter().enumerate() {
             if cut.is_some_and(|cut| at >= cut) {
                 continue;
+            }
+            if n % YIELD_EVERY == YIELD_EVERY - 1 {
+                std::thread::yield_now();
             }
             let line = &batches[batch_index][i];
             lines += u64::from(line.is_written());
