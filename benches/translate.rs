@@ -10,7 +10,7 @@ use llm_gateway::dialect::messages::upstream::stream::ToChat;
 use llm_gateway::dialect::responses::response::Echo;
 use llm_gateway::dialect::responses::stream::FromChat as ResponsesFromChat;
 
-#[path = "shared/requests.rs"]
+#[path = "common/requests.rs"]
 mod requests;
 use requests::{ANTHROPIC_REQUEST, REQUEST, RESPONSES_REQUEST};
 

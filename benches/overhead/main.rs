@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 
 mod chaos;
-#[path = "../shared/requests.rs"]
+#[path = "../common/requests.rs"]
 mod requests;
 use requests::{ANTHROPIC_REQUEST, REQUEST, RESPONSES_REQUEST};
 
