@@ -268,6 +268,7 @@ fn write_loop(sink: &Sink) {
         // the lines stamped after `cut` (a line still to be queued may be earlier than they),
         // lines are written in the order of their timestamps.
         let cut = if last { None } else { cut };
+        let held_back = |at: SystemTime| cut.is_some_and(|cut| at >= cut);
         order.clear();
         for (batch_index, batch) in batches.iter().enumerate() {
             order.extend(batch.iter().enumerate().map(|(i, line)| (line.at(), batch_index, i)));
@@ -277,7 +278,7 @@ fn write_loop(sink: &Sink) {
         }
         let mut lines = 0;
         for (n, &(at, batch_index, i)) in order.iter().enumerate() {
-            if cut.is_some_and(|cut| at >= cut) {
+            if held_back(at) {
                 continue;
             }
             if n % YIELD_EVERY == YIELD_EVERY - 1 {
@@ -288,7 +289,7 @@ fn write_loop(sink: &Sink) {
             line.append(&mut out, sink);
         }
         for batch in &mut batches {
-            keep.extend(batch.drain(..).filter(|line| cut.is_some_and(|cut| line.at() >= cut)));
+            keep.extend(batch.drain(..).filter(|line| held_back(line.at())));
         }
         std::mem::swap(&mut batches[held], &mut keep);
         if !out.is_empty() && std::io::stderr().lock().write_all(&out).is_err() {

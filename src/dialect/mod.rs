@@ -158,20 +158,21 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// Appends the head of an event whose data names its type, as Anthropic's and the Responses
+/// events do: `event: <kind>` and `data: {"type":"<kind>"` (the caller writes the rest).
+pub fn event_head(out: &mut Vec<u8>, kind: &str) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: {\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.push(b'"');
+}
+
 /// Appends `n` in decimal: the stream translators write several numbers per event, and
-/// `write!` costs tens of nanoseconds each through the formatting machinery.
-pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+/// `write!` costs tens of nanoseconds each through the formatting machinery (serde_json
+/// writes integers without it).
+pub fn push_u64(out: &mut Vec<u8>, n: u64) {
+    let _ = serde_json::to_writer(&mut *out, &n);
 }
 
 /// Shared by the translators' tests.

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::response::{Echo, Usage, incomplete_reason, new_id_base};
 use crate::dialect::sse::Reader;
-use crate::dialect::{StreamTranslator, json_str, now, push_u64};
+use crate::dialect::{StreamTranslator, event_head, json_str, now, push_u64};
 
 /// One output item, as much of it as has arrived.
 enum Item {
@@ -367,11 +367,8 @@ impl FromChat {
 
     /// `event: <kind>` and the start of its data object, up to the sequence number.
     fn event(&mut self, out: &mut Vec<u8>, kind: &str) {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\ndata: {\"type\":\"");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\",\"sequence_number\":");
+        event_head(out, kind);
+        out.extend_from_slice(b",\"sequence_number\":");
         push_u64(out, self.seq);
         self.seq += 1;
     }

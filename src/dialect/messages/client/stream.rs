@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use super::response::{Usage, stop_reason};
 use crate::dialect::sse::{Event, Reader};
-use crate::dialect::{StreamTranslator, json_str, push_u64};
+use crate::dialect::{StreamTranslator, event_head, json_str, push_u64};
 
 pub struct FromChat {
     reader: Reader,
@@ -255,8 +255,7 @@ impl State {
         if self.open != Open::Text {
             self.close(out);
             self.open = Open::Text;
-            out.extend_from_slice(b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":");
-            push_u64(out, self.next);
+            self.block_event(out, "content_block_start");
             out.extend_from_slice(br#","content_block":{"type":"text","text":""}}"#);
             out.extend_from_slice(b"\n\n");
         }
@@ -279,8 +278,7 @@ impl State {
             self.close(out);
             self.tools.push(index);
             self.open = Open::Tool(index);
-            out.extend_from_slice(b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":");
-            push_u64(out, self.next);
+            self.block_event(out, "content_block_start");
             out.extend_from_slice(br#","content_block":{"type":"tool_use","id":"#);
             match nonempty_str(c.id) {
                 Some(id) => out.extend_from_slice(id.as_bytes()),
@@ -303,18 +301,23 @@ impl State {
 
     /// A `content_block_delta` of the open block; `kind` is the delta type and its field name.
     fn delta(&self, kind: &str, raw: &str, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":");
-        push_u64(out, self.next);
+        self.block_event(out, "content_block_delta");
         out.extend_from_slice(br#","delta":{"type":""#);
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(raw.as_bytes());
         out.extend_from_slice(b"}}\n\n");
     }
 
+    /// `event: <kind>` and its data up to the open block's index: `{"type":"<kind>","index":N`.
+    fn block_event(&self, out: &mut Vec<u8>, kind: &str) {
+        event_head(out, kind);
+        out.extend_from_slice(b",\"index\":");
+        push_u64(out, self.next);
+    }
+
     fn close(&mut self, out: &mut Vec<u8>) {
         if self.open != Open::None {
-            out.extend_from_slice(b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":");
-            push_u64(out, self.next);
+            self.block_event(out, "content_block_stop");
             out.extend_from_slice(b"}\n\n");
             self.open = Open::None;
             self.next += 1;
