@@ -59,9 +59,11 @@ fn written_secrets(source: &str) -> Vec<String> {
                     .collect();
                 // A `${VAR}` reference names a variable; messages may name it too. A value
                 // ending in `:` is a key a mutation wrote there (`api_key: api_key: x`), which
-                // the plan's Debug shows as a field name.
+                // the plan's Debug shows as a field name. A value ending in `...` is the
+                // placeholder the compiler's own help writes (`key: sk-gw-...`), not a secret.
                 if value.len() >= 6
                     && !value.contains('$')
+                    && !value.ends_with("...")
                     && !value.ends_with(':')
                     && source.matches(value.as_str()).count() == 1
                 {
