@@ -19,7 +19,8 @@ pub struct AccessLog {
     /// The request's id (`request_id.rs`).
     pub request_id: Option<crate::request_id::RequestId>,
     pub method: http::Method,
-    pub path: String,
+    /// The request's path: one of the gateway's own without an allocation, else a copy.
+    pub path: std::borrow::Cow<'static, str>,
     /// The client's dialect (`chat`, `messages`, `responses`).
     pub dialect: &'static str,
     pub key: Option<String>,
@@ -74,7 +75,7 @@ impl AccessLog {
     }
 
     pub fn new(method: &http::Method, path: &str) -> Self {
-        metrics::get().inflight.inc();
+        metrics::request_started();
         Self::build(method, path, true)
     }
 
@@ -82,7 +83,7 @@ impl AccessLog {
         Self {
             request_id: None,
             method: method.clone(),
-            path: path.to_owned(),
+            path: own_path(path),
             dialect: "chat",
             key: None,
             user: None,
@@ -210,7 +211,7 @@ impl Drop for AccessLog {
         }
         // What is queued below is this record's data, not another request.
         self.counted = false;
-        metrics::get().inflight.dec();
+        metrics::request_finished();
         self.duration = self.started.elapsed();
         self.write = if self.error.is_some() {
             tracing::enabled!(tracing::Level::WARN)
@@ -239,6 +240,17 @@ impl Drop for AccessLog {
         }
         self.tail = Tail::default();
         log_sink::push(Line::Access(std::mem::replace(self, Self::detached())));
+    }
+}
+
+/// The paths most requests have, kept without an allocation (which the log's writer would
+/// otherwise free, across threads, for every request).
+fn own_path(path: &str) -> std::borrow::Cow<'static, str> {
+    const COMMON: [&str; 6] =
+        ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/embeddings", "/v1/completions", "/v1/models"];
+    match COMMON.iter().find(|p| **p == path) {
+        Some(p) => std::borrow::Cow::Borrowed(p),
+        None => std::borrow::Cow::Owned(path.to_owned()),
     }
 }
 
@@ -296,9 +308,7 @@ impl AccessLog {
                         out.extend_from_slice(b"\x1b[0m");
                     }
                 };
-                let mut stamp = Vec::with_capacity(27);
-                timestamp(&mut stamp, self.finished);
-                paint(out, b"2", &stamp);
+                paint(out, b"2", &timestamp_bytes(self.finished));
                 out.push(b' ');
                 // Padded to five characters, as tracing pads levels.
                 let (colour, padded): (&[u8], &[u8]) =
@@ -324,7 +334,7 @@ impl AccessLog {
             }
             LogFormat::Json => {
                 out.extend_from_slice(b"{\"timestamp\":\"");
-                timestamp(out, self.finished);
+                out.extend_from_slice(&timestamp_bytes(self.finished));
                 out.extend_from_slice(if self.error.is_some() {
                     b"\",\"level\":\"WARN"
                 } else {
@@ -350,10 +360,7 @@ impl Value<'_> {
         let _ = match *self {
             Value::Text(v) | Value::Quoted(v) if Clean(v).is_plain() => serde_json::to_writer(&mut *out, v),
             Value::Text(v) | Value::Quoted(v) => serde_json::to_writer(&mut *out, &Clean(v).to_string()),
-            Value::Number(n) => {
-                let _ = write!(out, "{n}");
-                Ok(())
-            }
+            Value::Number(n) => serde_json::to_writer(&mut *out, &n),
             Value::Bool(b) => {
                 out.extend_from_slice(if b { b"true" } else { b"false" });
                 Ok(())
@@ -363,7 +370,7 @@ impl Value<'_> {
 }
 
 /// RFC 3339 in UTC with microseconds (`2026-12-02T09:24:57.224230Z`), as tracing writes it.
-fn timestamp(out: &mut Vec<u8>, at: SystemTime) {
+fn timestamp_bytes(at: SystemTime) -> [u8; 27] {
     let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
@@ -377,14 +384,23 @@ fn timestamp(out: &mut Vec<u8>, at: SystemTime) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rest / 3_600,
-        rest / 60 % 60,
-        rest % 60,
-        since.subsec_micros()
-    );
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    // Digits written in place: the writer formats every access line's stamp, and `write!`
+    // costs several times this.
+    let mut digits = |at: usize, width: usize, mut n: u64| {
+        for slot in out[at..at + width].iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    digits(0, 4, year.clamp(0, 9999) as u64);
+    digits(5, 2, month as u64);
+    digits(8, 2, day as u64);
+    digits(11, 2, rest / 3_600);
+    digits(14, 2, rest / 60 % 60);
+    digits(17, 2, rest % 60);
+    digits(20, 6, u64::from(since.subsec_micros()));
+    out
 }
 
 /// A string written with its control characters escaped (`\n`, `\r`, `\t`, `\u{1b}`…) and
@@ -392,9 +408,13 @@ fn timestamp(out: &mut Vec<u8>, at: SystemTime) {
 pub struct Clean<'a>(pub &'a str);
 
 impl Clean<'_> {
-    /// Nothing in it needs escaping.
+    /// Nothing in it needs escaping. Looked at byte by byte first: a text with no ASCII control,
+    /// no backslash and no lead byte of a C1 control (`0xC2`) or of U+2028/U+2029 (`0xE2`) is
+    /// plain, which is nearly every field of every line.
     fn is_plain(&self) -> bool {
-        !self.0.chars().any(|c| c.is_control() || c == '\\' || c == '\u{2028}' || c == '\u{2029}')
+        let suspect = |b: u8| b < 0x20 || b == 0x7f || b == b'\\' || b == 0xc2 || b == 0xe2;
+        !self.0.bytes().fold(false, |any, b| any | suspect(b))
+            || !self.0.chars().any(|c| c.is_control() || c == '\\' || c == '\u{2028}' || c == '\u{2029}')
     }
 
     fn push(&self, out: &mut Vec<u8>) {
@@ -431,15 +451,14 @@ impl std::fmt::Display for Clean<'_> {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use super::{AccessLog, Clean, timestamp};
+    use super::{AccessLog, Clean, timestamp_bytes};
     use crate::logging::LogFormat;
 
     #[test]
     fn timestamps_are_rfc3339_utc_with_microseconds() {
         let at = |secs: u64, micros: u64| {
-            let mut out = Vec::new();
-            timestamp(&mut out, SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros));
-            String::from_utf8(out).unwrap()
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros);
+            String::from_utf8(timestamp_bytes(at).to_vec()).unwrap()
         };
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(at(1_709_251_199, 1), "2024-02-29T23:59:59.000001Z");
@@ -506,5 +525,8 @@ mod tests {
         assert_eq!(written, "gpt-4o\\n2026-01-01T00:00:00Z  INFO request status=200\\r\\u{1b}[2J\\u{85}");
         assert_eq!(Clean("a\\nb").to_string(), "a\\\\nb", "a literal backslash-n stays distinct");
         assert_eq!(Clean("plain ünïcode").to_string(), "plain ünïcode");
+        // Lead bytes shared with controls (0xC2, 0xE2) on characters that are not controls.
+        assert_eq!(Clean("¢ – € ₂").to_string(), "¢ – € ₂");
+        assert_eq!(Clean("a\u{2028}b\u{9f}c").to_string(), "a\\u{2028}b\\u{9f}c");
     }
 }

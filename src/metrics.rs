@@ -8,11 +8,14 @@
 //! or `other`; `key` is a configured key name or `-`.
 
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+
+use crate::shard::PerShard;
 
 pub struct Metrics {
     registry: Registry,
@@ -24,7 +27,7 @@ pub struct Metrics {
     pub tokens_per_second: HistogramVec,
     pub routing_decisions: IntCounterVec,
     pub provider_errors: IntCounterVec,
-    pub inflight: IntGauge,
+    inflight: IntGauge,
     pub endpoint_healthy: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub queue_depth: IntGaugeVec,
@@ -203,6 +206,19 @@ pub fn get() -> &'static Metrics {
     &METRICS
 }
 
+/// Requests being served, counted by each serving thread on its own cache line (one shared
+/// counter would bounce between cores twice a request) and summed into the gauge at a scrape.
+/// A request counted up on one thread and down on another still sums right.
+static INFLIGHT: LazyLock<PerShard<AtomicI64>> = LazyLock::new(|| PerShard::new(AtomicI64::default));
+
+pub fn request_started() {
+    INFLIGHT.get().fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn request_finished() {
+    INFLIGHT.get().fetch_sub(1, Ordering::Relaxed);
+}
+
 impl Metrics {
     /// Records which config is being served, after a start or a successful reload.
     pub fn config_loaded(&self, hash_hex: &str) {
@@ -217,6 +233,7 @@ impl Metrics {
 /// on their way to the log's writer).
 pub fn render() -> Vec<u8> {
     crate::log_sink::settle();
+    METRICS.inflight.set(INFLIGHT.iter().map(|n| n.load(Ordering::Relaxed)).sum());
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&METRICS.registry.gather(), &mut out);
     out

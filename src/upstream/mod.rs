@@ -180,7 +180,7 @@ pub async fn forward(
         }
         let started = tokio::time::Instant::now();
         let who = || format!("endpoint '{}' of provider '{}'", endpoint.name, pool.kind.config_name());
-        let failure = match tokio::time::timeout(policy.first_byte, target.client().request(req)).await {
+        let failure = match tokio::time::timeout_at(started + policy.first_byte, target.client().request(req)).await {
             Ok(Ok(response)) => {
                 log.ttfb_ms = Some(started.elapsed().as_millis());
                 log.status = response.status().as_u16();

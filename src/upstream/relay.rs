@@ -185,7 +185,8 @@ impl HttpBody for Relay {
                             if data.is_empty() {
                                 continue;
                             }
-                            if this.log.first_byte.is_none() {
+                            // Only a stream's first byte is reported (time to first token).
+                            if this.log.stream && this.log.first_byte.is_none() {
                                 this.log.first_byte = Some(this.log.started.elapsed());
                             }
                             this.log.body_bytes += data.len() as u64;
