@@ -15,7 +15,26 @@ use crate::logging::LogFormat;
 use crate::metrics;
 use crate::usage::Tail;
 
-pub struct AccessLog {
+/// A request's record, boxed: it moves through every layer of the request (the handler, the
+/// upstream call, the response body and its wrappers), and a pointer moves where ~600 bytes
+/// were copied at each step.
+pub struct AccessLog(Box<Record>);
+
+impl std::ops::Deref for AccessLog {
+    type Target = Record;
+
+    fn deref(&self) -> &Record {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AccessLog {
+    fn deref_mut(&mut self) -> &mut Record {
+        &mut self.0
+    }
+}
+
+pub struct Record {
     /// The request's id (`request_id.rs`).
     pub request_id: Option<crate::request_id::RequestId>,
     pub method: http::Method,
@@ -67,16 +86,11 @@ pub struct AccessLog {
     write: bool,
 }
 
-impl AccessLog {
+impl Record {
     /// The key the request came with (its name and user, for the line and the metrics).
     pub fn set_key(&mut self, key: Option<&llm_gateway_compiler::acl::KeyEntry>) {
         self.key = key.map(|k| k.name.clone());
         self.user = key.and_then(|k| k.user.clone());
-    }
-
-    pub fn new(method: &http::Method, path: &str) -> Self {
-        metrics::request_started();
-        Self::build(method, path, true)
     }
 
     fn build(method: &http::Method, path: &str, counted: bool) -> Self {
@@ -116,8 +130,20 @@ impl AccessLog {
 }
 
 impl AccessLog {
-    /// A log that writes nothing: what stays behind when the real one moves into a body.
+    pub fn new(method: &http::Method, path: &str) -> Self {
+        metrics::request_started();
+        Self(Box::new(Record::build(method, path, true)))
+    }
+
+    /// A log that writes nothing (a call of the gateway's own).
     pub fn detached() -> Self {
+        Self(Box::new(Record::detached()))
+    }
+}
+
+impl Record {
+    /// A record that writes nothing: what stays behind when the real one is queued.
+    fn detached() -> Self {
         Self::build(&http::Method::GET, "", false)
     }
 
@@ -203,9 +229,15 @@ impl AccessLog {
 }
 
 impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+impl Record {
     /// Hands the record to the log's writer, which records its metrics and writes its line
     /// off the request's path.
-    fn drop(&mut self) {
+    fn finish(&mut self) {
         if !self.counted {
             return;
         }
@@ -264,7 +296,7 @@ enum Value<'a> {
     Bool(bool),
 }
 
-impl AccessLog {
+impl Record {
     fn fields(&self) -> [(&'static str, Value<'_>); 19] {
         fn text(v: &Option<String>) -> Value<'_> {
             Value::Text(v.as_deref().unwrap_or_default())

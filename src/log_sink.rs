@@ -20,7 +20,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::access_log::AccessLog;
+use crate::access_log::Record;
 use crate::logging::LogFormat;
 use crate::shard::PerShard;
 
@@ -47,7 +47,7 @@ const KEEP_BYTES: usize = 4 << 20;
 #[allow(clippy::large_enum_variant)]
 pub enum Line {
     /// A finished request's record: its metrics, and its line unless the level hides it.
-    Access(AccessLog),
+    Access(Record),
     /// A line another event formatted (tracing's text or JSON), newline included, and when
     /// it was queued.
     Formatted { at: SystemTime, text: Vec<u8> },

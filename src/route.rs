@@ -52,14 +52,16 @@ pub async fn resolve<'c>(
         && let Some(alias) = r.alias(m)
     {
         return match alias {
-            AUTO => cascade(r, pools, request, key).await,
+            AUTO => Box::pin(cascade(r, pools, request, key)).await,
             name => Ok(Target { method: "alias", ..route_named(r, name).unwrap_or_else(|| explicit(name)) }),
         };
     }
     match (asked, routing) {
         (Some(m), Some(r)) if r.allow_explicit_model => Ok(route_named(r, m).unwrap_or_else(|| explicit(m))),
         (Some(m), None) => Ok(explicit(m)),
-        (_, Some(r)) => cascade(r, pools, request, key).await,
+        // Boxed: the cascade's state (an embedding or a classifier call in flight) is
+        // kilobytes, which every request's future would otherwise carry and copy.
+        (_, Some(r)) => Box::pin(cascade(r, pools, request, key)).await,
         (None, None) => Err(model_required()),
     }
 }
