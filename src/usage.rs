@@ -14,6 +14,9 @@ const TAIL: usize = 2048;
 
 #[derive(Default)]
 pub struct Tail {
+    /// The body so far while it is one piece no longer than [`TAIL`] (a whole JSON answer
+    /// usually is): held, not copied.
+    only: Option<bytes::Bytes>,
     end: Vec<u8>,
     /// The first [`TAIL`] bytes too, when asked for: an Anthropic stream reports its input
     /// tokens in its first event and only the output tokens in its last.
@@ -23,12 +26,24 @@ pub struct Tail {
 impl Tail {
     /// A tail that also keeps the body's first bytes.
     pub fn with_head() -> Self {
-        Self { end: Vec::new(), head: Some(Vec::new()) }
+        Self { only: None, end: Vec::new(), head: Some(Vec::new()) }
+    }
+
+    /// [`Tail::push`] for a piece the caller owns: the first piece of a body is held as is.
+    pub fn push_bytes(&mut self, data: &bytes::Bytes) {
+        if self.only.is_none() && self.end.is_empty() && self.head.is_none() && data.len() <= TAIL {
+            self.only = Some(data.clone());
+        } else {
+            self.push(data);
+        }
     }
 
     /// Keeps at least the last [`TAIL`] bytes; compacts only when twice that has piled up,
     /// so a stream of many small events costs one copy per byte, not one shift per event.
     pub fn push(&mut self, data: &[u8]) {
+        if let Some(only) = self.only.take() {
+            self.end.extend_from_slice(&only);
+        }
         if let Some(head) = self.head.as_mut().filter(|h| h.len() < TAIL) {
             head.extend_from_slice(&data[..data.len().min(TAIL - head.len())]);
         }
@@ -41,7 +56,10 @@ impl Tail {
     }
 
     fn recent(&self) -> &[u8] {
-        &self.end[self.end.len().saturating_sub(TAIL)..]
+        match &self.only {
+            Some(only) => only,
+            None => &self.end[self.end.len().saturating_sub(TAIL)..],
+        }
     }
 
     /// `(prompt_tokens, completion_tokens)` of the last usage object, if any; its prompt
@@ -226,6 +244,27 @@ mod tests {
             s.push(piece);
         }
         assert_eq!(s.tokens(), Some((71, 16)));
+    }
+
+    #[test]
+    fn a_held_first_piece_counts_like_a_copied_one() {
+        let whole = bytes::Bytes::from(fixture("openai/chat.json"));
+        let mut held = Tail::default();
+        held.push_bytes(&whole);
+        assert!(held.only.is_some() && held.end.is_empty(), "one piece is held, not copied");
+        assert_eq!(held.tokens(), Some((19, 10)));
+        // A stream: the first piece is held, the next ones copy it in front of themselves.
+        let stream = fixture("openai/chat-stream.sse");
+        let mut s = Tail::default();
+        for piece in stream.chunks(300) {
+            s.push_bytes(&bytes::Bytes::copy_from_slice(piece));
+        }
+        assert_eq!(s.tokens(), Some((71, 16)));
+        assert!(s.only.is_none());
+        // A piece longer than the tail is copied from the start.
+        let mut long = Tail::default();
+        long.push_bytes(&bytes::Bytes::from(vec![b'x'; TAIL + 1]));
+        assert!(long.only.is_none() && long.end.len() == TAIL);
     }
 
     #[test]

@@ -190,7 +190,7 @@ impl HttpBody for Relay {
                                 this.log.first_byte = Some(this.log.started.elapsed());
                             }
                             this.log.body_bytes += data.len() as u64;
-                            this.log.tail.push(&data);
+                            this.log.tail.push_bytes(&data);
                             if let Some(own) = batch.push(data) {
                                 *this.held_frame = Some(Frame::data(own));
                                 break;

@@ -78,7 +78,10 @@ async fn whole(
             }
         }
     }
-    log.generation = crate::usage::generation(&bytes[bytes.len().saturating_sub(4096)..]);
+    // Only the metrics use it (tokens per second).
+    if log.metrics {
+        log.generation = crate::usage::generation(&bytes[bytes.len().saturating_sub(4096)..]);
+    }
     let (status, out) = conversion.whole(status, &bytes)?;
     log.status = status.as_u16();
     // The token counts are read from the answer's usage when the record is written.
