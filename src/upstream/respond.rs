@@ -3,6 +3,7 @@
 //! is answered in the client's dialect and recorded in the request's log before the log
 //! moves into the response body (which writes it when the body is done).
 
+use bytes::Bytes;
 use http::{Response, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -52,20 +53,33 @@ async fn whole(
 ) -> Result<Response<Body>, ApiError> {
     let status = response.status();
     let mut body = response.into_body();
+    // The first piece is kept as it is (most answers arrive in one), later ones are copied.
+    let mut first: Option<Bytes> = None;
     let mut bytes = Vec::new();
-    // Silence, not the whole read, is bounded by the idle timeout: a large answer may take
-    // longer than that to arrive.
     loop {
-        match tokio::time::timeout(idle, body.frame()).await {
+        // Silence, not the whole read, is bounded by the idle timeout: a large answer may
+        // take longer than that to arrive. What has arrived is taken without arming a timer.
+        let frame = match futures_util::FutureExt::now_or_never(body.frame()) {
+            Some(frame) => Ok(frame),
+            None => tokio::time::timeout(idle, body.frame()).await,
+        };
+        match frame {
             Ok(None) => break,
             Ok(Some(Ok(frame))) => {
                 let Ok(data) = frame.into_data() else { continue };
-                if bytes.len() + data.len() > max_bytes {
+                let held = first.as_ref().map_or(0, Bytes::len);
+                if held + bytes.len() + data.len() > max_bytes {
                     return Err(ApiError::bad_gateway(format!(
                         "the upstream's answer is larger than {max_bytes} bytes (limits.max_event_bytes)"
                     )));
                 }
-                bytes.extend_from_slice(&data);
+                match first.take() {
+                    None if bytes.is_empty() => first = Some(data),
+                    held => {
+                        bytes.extend_from_slice(held.as_deref().unwrap_or_default());
+                        bytes.extend_from_slice(&data);
+                    }
+                }
             }
             Ok(Some(Err(_))) => {
                 return Err(ApiError::bad_gateway("the upstream's answer broke off before it was complete"));
@@ -79,10 +93,11 @@ async fn whole(
         }
     }
     // Only the metrics use it (tokens per second).
+    let bytes = first.as_deref().unwrap_or(&bytes);
     if log.metrics {
         log.generation = crate::usage::generation(&bytes[bytes.len().saturating_sub(4096)..]);
     }
-    let (status, out) = conversion.whole(status, &bytes)?;
+    let (status, out) = conversion.whole(status, bytes)?;
     log.status = status.as_u16();
     // The token counts are read from the answer's usage when the record is written.
     log.tail.push(&out);
