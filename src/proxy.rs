@@ -122,15 +122,17 @@ async fn dispatch(
     log: &mut AccessLog,
     limit_headers: &mut admission::LimitHeaders,
 ) -> Result<Next, ApiError> {
-    let path = req.uri().path().to_owned();
+    // The URI's bytes are shared with the request's (a reference count, not a copy).
+    let uri = req.uri().clone();
+    let path = uri.path();
     let method = req.method().clone();
     let read = method == Method::GET || method == Method::HEAD;
     // Probes and scrapes are logged but not metered: a load balancer's checks would otherwise
     // swell the request rate and thin out every error ratio.
-    if read && matches!(path.as_str(), "/health" | "/ready" | "/metrics") {
+    if read && matches!(path, "/health" | "/ready" | "/metrics") {
         log.metrics = false;
     }
-    let ingress = match path.as_str() {
+    let ingress = match path {
         "/health" if read => {
             log.status = 200;
             return Ok(Next::Answer(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))));
@@ -153,12 +155,12 @@ async fn dispatch(
             return Ok(Next::Answer(resp));
         }
         "/metrics" if live.plan.metrics.enabled => {
-            return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD"));
+            return Err(ApiError::method_not_allowed(&method, path, "GET, HEAD"));
         }
-        "/health" | "/ready" | "/v1/models" => return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD")),
+        "/health" | "/ready" | "/v1/models" => return Err(ApiError::method_not_allowed(&method, path, "GET, HEAD")),
         p if p.starts_with("/v1/models/") => {
             if !read {
-                return Err(ApiError::method_not_allowed(&method, &path, "GET, HEAD"));
+                return Err(ApiError::method_not_allowed(&method, path, "GET, HEAD"));
             }
             let key = auth::authenticate(&live.plan, req.headers())?;
             log.set_key(key);
@@ -176,10 +178,10 @@ async fn dispatch(
         p if p.starts_with("/v1/") && live.plan.unknown_paths == UnknownPaths::Forward => {
             return surface_request(req, live, log, limit_headers, false).await;
         }
-        _ => return Err(ApiError::not_found(&path)),
+        _ => return Err(ApiError::not_found(path)),
     };
     if method != Method::POST {
-        return Err(ApiError::method_not_allowed(&method, &path, "POST"));
+        return Err(ApiError::method_not_allowed(&method, path, "POST"));
     }
     let dialect = ingress.dialect();
     let (key, parts, body) = authenticated(req, live, log).await?;
