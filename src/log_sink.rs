@@ -42,8 +42,9 @@ const CAPACITY: usize = 16 * 1024;
 /// load does not grow it afresh every round.
 const KEEP_BYTES: usize = 4 << 20;
 
-// Records are stored inline in the reused queue buffers: boxing them would cost an allocation
-// per request for no saving.
+// Records are stored inline in the reused queue buffers, copied out of the request's box: that
+// box is freed by the serving thread that made it, where one queued here would be freed by the
+// writer, a free across threads per request.
 #[allow(clippy::large_enum_variant)]
 pub enum Line {
     /// A finished request's record: its metrics, and its line unless the level hides it.
