@@ -7,6 +7,9 @@ cd "$(dirname "$0")/../.."
 . scripts/lib/assets.sh
 BIN="$(realpath "${1:-${LLM_GATEWAY_BIN:-target/release/llm-gateway}}")"
 [ -x "$BIN" ] || { echo "deploy tests: no binary at $BIN" >&2; exit 1; }
+# Every step below needs some of these, `podman-compose config` included (it runs
+# `podman version` first), so they are installed before the first one.
+ensure_deploy_tools
 ensure_deploy_python
 ensure_compose_schema
 
