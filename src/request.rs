@@ -65,7 +65,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, ApiError> {
     if first != Some(b'{') {
         return Err(ApiError::bad_request("invalid_json", "request body must be a JSON object"));
     }
-    let probe: Probe = serde_json::from_slice(body)
+    let probe: Probe = crate::dialect::from_json(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}")))?;
     let (model, model_span) = match probe.model {
         None => (None, None),

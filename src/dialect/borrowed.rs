@@ -21,7 +21,7 @@ impl<'a> Fields<'a> {
         if body.iter().copied().find(|b| !b.is_ascii_whitespace()) != Some(b'{') {
             return Err(ApiError::bad_request("invalid_json", "request body must be a JSON object"));
         }
-        serde_json::from_slice(body)
+        super::from_json(body)
             .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}")))
     }
 

@@ -220,7 +220,7 @@ pub fn from_chat(chat: &[u8], echo: &Echo) -> Result<Vec<u8>, serde_json::Error>
 }
 
 fn build(chat: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, serde_json::Error> {
-    let chat = match serde_json::from_slice::<Fields>(chat) {
+    let chat = match crate::dialect::from_json::<Fields>(chat) {
         Ok(chat) => chat,
         Err(e) => {
             serde_json::from_slice::<IgnoredAny>(chat).map_err(|_| e)?;

@@ -143,7 +143,7 @@ impl FromChat {
             self.complete(out);
             return;
         }
-        let chunk: Chunk = match serde_json::from_slice(data) {
+        let chunk: Chunk = match crate::dialect::from_json(data) {
             Ok(c) => c,
             Err(_) => {
                 return self.failed("upstream_bad_chunk", "the upstream sent a stream chunk that is not valid", out);

@@ -68,7 +68,7 @@ pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     if body.trim_ascii_start().first() != Some(&b'{') {
         return Err(serde::de::Error::custom("not a JSON object"));
     }
-    let chat: Completion = serde_json::from_slice(body)?;
+    let chat: Completion = crate::dialect::from_json(body)?;
     let choice = chat.choices.unwrap_or_default().into_iter().next().unwrap_or_default();
     let msg = choice.message.unwrap_or_default();
     let chat_id = chat.id.and_then(text).unwrap_or_default();

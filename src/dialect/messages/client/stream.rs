@@ -197,7 +197,7 @@ impl State {
             self.end(out);
             return;
         }
-        let Ok(chunk) = serde_json::from_slice::<Chunk>(data) else {
+        let Ok(chunk) = crate::dialect::from_json::<Chunk>(data) else {
             self.error("api_error", "the upstream sent a stream chunk that is not valid", out);
             return;
         };

@@ -23,7 +23,7 @@ pub fn finish_reason(stop: &str) -> &'static str {
 /// A complete message → a `chat.completion`, written straight from the message's borrowed
 /// fields: no JSON tree is built on either side. `Err` when the body is not a message.
 pub fn completion(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
-    let msg: Message = serde_json::from_slice(body)?;
+    let msg: Message = crate::dialect::from_json(body)?;
     let mut text: Option<Cow<str>> = None;
     let mut tool_calls = Vec::new();
     for block in msg.content.iter().flatten() {

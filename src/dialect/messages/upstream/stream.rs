@@ -123,7 +123,7 @@ impl ToChat {
         if self.done {
             return;
         }
-        let Ok(ev) = serde_json::from_slice::<Event>(data) else {
+        let Ok(ev) = crate::dialect::from_json::<Event>(data) else {
             self.error_event("anthropic_bad_event", "Anthropic sent an event that is not valid", out);
             return;
         };
