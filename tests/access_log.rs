@@ -131,10 +131,10 @@ async fn lines_queued_at_sigterm_are_written_and_none_is_torn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_stderr_never_stalls_traffic_and_drops_are_counted() {
     let mock = Mock::start().await;
-    // Nobody reads stderr: the pipe fills (64 KiB), then the writer blocks on it. One serving
-    // thread: one queue of 16,384 lines to overflow.
+    // Nobody reads stderr: the pipe fills (1 MiB, about 4,000 lines), then the writer blocks on
+    // it, holding the batch it took. One serving thread: one queue of 16,384 lines to overflow.
     let mut gw = Held::start(&mock.url(), &["--worker-threads", "1"]);
-    let requests = 24_000;
+    let requests = 40_000;
     let started = std::time::Instant::now();
     load(gw.addr, 8, requests).await;
     let dropped_while_blocked = dropped(gw.addr).await;
@@ -157,6 +157,20 @@ async fn a_blocked_stderr_never_stalls_traffic_and_drops_are_counted() {
     // Every request's line was either written or counted as dropped (the two scrapes too).
     assert_eq!(written as f64 + dropped_at_end, (requests + 2) as f64);
     assert!(gw.child.wait().unwrap().success());
+}
+
+/// A log collector reading stderr through a pipe gets a batch in one `write`: the pipe is
+/// grown from the kernel's 64 KiB to 1 MiB (the most an unprivileged process may ask for by
+/// default), so a batch no longer makes writer and reader take turns on a CPU.
+#[tokio::test]
+async fn a_stderr_pipe_is_grown_to_hold_a_batch() {
+    let mock = Mock::start().await;
+    let gw = Held::start(&mock.url(), &[]);
+    let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size").unwrap().trim().parse().unwrap();
+    let size = rustix::pipe::fcntl_getpipe_size(gw.stderr.as_ref().unwrap().get_ref()).unwrap();
+    // The first line (`listening on`) was written by the writer thread, which grows the pipe
+    // before its first write.
+    assert_eq!(size, if max >= 1 << 20 { 1 << 20 } else { 64 << 10 });
 }
 
 /// Two serving threads each queue their own lines; the writer merges them by time, so the
