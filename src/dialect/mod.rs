@@ -153,7 +153,6 @@ pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Appends `s` as a JSON string.
 /// `serde_json::from_slice`, with the bytes checked as UTF-8 once instead of string by string:
 /// reading from bytes validates every borrowed string and raw value on its own, which for the
 /// many short strings of a stream chunk costs more than one pass over the whole text. Bytes
@@ -166,6 +165,7 @@ pub fn from_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::
     }
 }
 
+/// Appends `s` as a JSON string.
 pub fn json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
