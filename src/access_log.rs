@@ -292,16 +292,20 @@ enum Value<'a> {
     Text(&'a str),
     /// Quoted on a text line too (a `&str` field in tracing's text format).
     Quoted(&'a str),
-    Number(i128),
+    Number(i64),
     Bool(bool),
 }
 
 impl Record {
     fn fields(&self) -> [(&'static str, Value<'_>); 19] {
+        /// Any count fits; saturated rather than wrapped if one ever did not.
+        fn count(n: impl TryInto<i64>) -> i64 {
+            n.try_into().unwrap_or(i64::MAX)
+        }
         fn text(v: &Option<String>) -> Value<'_> {
             Value::Text(v.as_deref().unwrap_or_default())
         }
-        let tokens = |pick: fn((u64, u64)) -> u64| Value::Number(self.tokens.map_or(-1, |t| i128::from(pick(t))));
+        let tokens = |pick: fn((u64, u64)) -> u64| Value::Number(self.tokens.map_or(-1, |t| count(pick(t))));
         [
             ("request_id", Value::Text(self.request_id.as_deref().unwrap_or_default())),
             ("method", Value::Text(self.method.as_str())),
@@ -316,9 +320,9 @@ impl Record {
             ("endpoint", text(&self.endpoint)),
             ("status", Value::Number(self.status.into())),
             ("stream", Value::Bool(self.stream)),
-            ("duration_ms", Value::Number(self.duration.as_millis() as i128)),
-            ("ttfb_ms", Value::Number(self.ttfb_ms.map_or(-1, |t| t as i128))),
-            ("bytes", Value::Number(self.body_bytes.into())),
+            ("duration_ms", Value::Number(count(self.duration.as_millis()))),
+            ("ttfb_ms", Value::Number(self.ttfb_ms.map_or(-1, count))),
+            ("bytes", Value::Number(count(self.body_bytes))),
             ("prompt_tokens", tokens(|t| t.0)),
             ("completion_tokens", tokens(|t| t.1)),
             ("error", text(&self.error)),
@@ -349,19 +353,13 @@ impl Record {
                 out.push(b' ');
                 paint(out, b"2", concat!(module_path!(), ":").as_bytes());
                 out.extend_from_slice(b" request");
-                for (name, value) in self.fields() {
-                    out.push(b' ');
-                    out.extend_from_slice(name.as_bytes());
-                    out.push(b'=');
-                    match value {
-                        Value::Text(v) => Clean(v).push(out),
-                        Value::Quoted(v) => {
-                            out.push(b'"');
-                            Clean(v).push(out);
-                            out.push(b'"');
-                        }
-                        other => other.write_json(out),
-                    }
+                // Written as they are, then looked at once: nearly every line needs no escape,
+                // and one pass over the whole line costs a fraction of one per field.
+                let fields = out.len();
+                self.write_text_fields(out, |out, v| out.extend_from_slice(v.as_bytes()));
+                if !is_plain(&out[fields..]) {
+                    out.truncate(fields);
+                    self.write_text_fields(out, |out, v| Clean(v).push(out));
                 }
             }
             LogFormat::Json => {
@@ -383,6 +381,26 @@ impl Record {
             }
         }
         out.push(b'\n');
+    }
+}
+
+impl Record {
+    /// The text line's fields, each string written by `text`.
+    fn write_text_fields(&self, out: &mut Vec<u8>, text: impl Fn(&mut Vec<u8>, &str)) {
+        for (name, value) in self.fields() {
+            out.push(b' ');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'=');
+            match value {
+                Value::Text(v) => text(out, v),
+                Value::Quoted(v) => {
+                    out.push(b'"');
+                    text(out, v);
+                    out.push(b'"');
+                }
+                other => other.write_json(out),
+            }
+        }
     }
 }
 
@@ -439,13 +457,19 @@ fn timestamp_bytes(at: SystemTime) -> [u8; 27] {
 /// backslashes doubled, so it stays on one line and reads back unambiguously.
 pub struct Clean<'a>(pub &'a str);
 
+/// No byte that may need escaping: no ASCII control, no backslash, and no lead byte of a C1
+/// control (`0xC2`) or of U+2028/U+2029 (`0xE2`). Nearly every field of every line.
+fn is_plain(text: &[u8]) -> bool {
+    let suspect = |b: u8| b < 0x20 || b == 0x7f || b == b'\\' || b == 0xc2 || b == 0xe2;
+    // Not short-circuiting, so it is compiled to vector instructions.
+    !text.iter().fold(false, |any, &b| any | suspect(b))
+}
+
 impl Clean<'_> {
-    /// Nothing in it needs escaping. Looked at byte by byte first: a text with no ASCII control,
-    /// no backslash and no lead byte of a C1 control (`0xC2`) or of U+2028/U+2029 (`0xE2`) is
-    /// plain, which is nearly every field of every line.
+    /// Nothing in it needs escaping: its bytes are looked at first, its characters only when
+    /// a byte is suspect.
     fn is_plain(&self) -> bool {
-        let suspect = |b: u8| b < 0x20 || b == 0x7f || b == b'\\' || b == 0xc2 || b == 0xe2;
-        !self.0.bytes().fold(false, |any, b| any | suspect(b))
+        is_plain(self.0.as_bytes())
             || !self.0.chars().any(|c| c.is_control() || c == '\\' || c == '\u{2028}' || c == '\u{2029}')
     }
 
@@ -530,6 +554,16 @@ mod tests {
              provider=\"local\" endpoint=gpu-a status=200 stream=false duration_ms=12 ttfb_ms=3 bytes=619 \
              prompt_tokens=19 completion_tokens=10 error=\n"
         );
+        // A line with nothing to escape is written as it is, as is one whose suspect bytes are
+        // characters that need no escape.
+        for model in ["gpt-4o", "gpt – 4o ¢"] {
+            let mut plain = record();
+            plain.model_asked = Some(model.into());
+            let mut line = Vec::new();
+            plain.write_line(&mut line, LogFormat::Text, false);
+            let line = String::from_utf8(line).unwrap();
+            assert!(line.contains(&format!(" model_asked={model} model_sent=llama3 ")), "{line}");
+        }
         let mut json = Vec::new();
         let mut failed = record();
         failed.error = Some("upstream\rbroke".into());
