@@ -150,12 +150,15 @@ impl Drop for Proc {
 }
 
 fn spawn_self(args: &[&str]) -> Proc {
-    let mut child =
+    let child =
         Command::new(std::env::current_exe().expect("exe")).args(args).stdout(Stdio::piped()).spawn().expect("spawn");
+    // Owned by a `Proc` at once, so a panic below still ends the process.
+    let mut proc = Proc { addr: SocketAddr::from(([0, 0, 0, 0], 0)), child, reloads: Default::default() };
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().expect("stdout")), &mut line)
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(proc.child.stdout.as_mut().expect("stdout")), &mut line)
         .expect("read addr");
-    Proc { addr: line.trim().parse().expect("addr"), child, reloads: Default::default() }
+    proc.addr = line.trim().parse().expect("addr");
+    proc
 }
 
 fn spawn_gateway(bin: &str, upstream: SocketAddr, extra: &[&str]) -> Proc {
@@ -223,8 +226,9 @@ fn start_gateway(bin: &str, config: &std::path::Path, extra: &[&str]) -> Proc {
             filled -= whole;
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("gateway did not start");
-    Proc { addr: addr.parse().expect("addr"), child, reloads }
+    let mut proc = Proc { addr: SocketAddr::from(([0, 0, 0, 0], 0)), child, reloads };
+    proc.addr = rx.recv_timeout(Duration::from_secs(30)).expect("gateway did not start").parse().expect("addr");
+    proc
 }
 
 fn pin_to(pid: u32, cpus: &str) {
