@@ -70,21 +70,27 @@ fn mix(mut z: u64) -> u64 {
 
 /// A new id: 32 lowercase hex digits.
 pub fn generate() -> RequestId {
-    Arc::from(unique_hex().as_str())
+    let hex = hex_digits();
+    // Only hex digits: always UTF-8. Made from the digits on the stack: one allocation.
+    Arc::from(std::str::from_utf8(&hex).unwrap_or_default())
 }
 
 /// 32 hex digits that do not repeat within the process and differ between processes (a
 /// per-thread random key and a counter, mixed; no system call per id). Distinct, not secret.
 pub fn unique_hex() -> String {
+    String::from_utf8_lossy(&hex_digits()).into_owned()
+}
+
+fn hex_digits() -> [u8; 32] {
     let (a, b, n) = NEXT.with(|c| {
         let (a, b, n) = c.get();
         c.set((a, b, n.wrapping_add(1)));
         (a, b, n)
     });
-    let mut hex = String::with_capacity(32);
-    for half in [mix(a ^ n), mix(b.wrapping_add(n))] {
-        for shift in (0..16).rev() {
-            hex.push(char::from(b"0123456789abcdef"[(half >> (4 * shift) & 0xf) as usize]));
+    let mut hex = [0u8; 32];
+    for (half, digits) in [mix(a ^ n), mix(b.wrapping_add(n))].into_iter().zip(hex.chunks_mut(16)) {
+        for (shift, digit) in (0..16).rev().zip(digits) {
+            *digit = b"0123456789abcdef"[(half >> (4 * shift) & 0xf) as usize];
         }
     }
     hex
