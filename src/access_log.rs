@@ -296,8 +296,11 @@ enum Value<'a> {
     Bool(bool),
 }
 
+/// How many fields a line has.
+const FIELDS: usize = 19;
+
 impl Record {
-    fn fields(&self) -> [(&'static str, Value<'_>); 19] {
+    fn fields(&self) -> [(&'static str, Value<'_>); FIELDS] {
         /// Any count fits; saturated rather than wrapped if one ever did not.
         fn count(n: impl TryInto<i64>) -> i64 {
             n.try_into().unwrap_or(i64::MAX)
@@ -371,11 +374,20 @@ impl Record {
                     b"\",\"level\":\"INFO"
                 });
                 out.extend_from_slice(b"\",\"message\":\"request\"");
-                for (name, value) in self.fields() {
-                    out.extend_from_slice(b",\"");
-                    out.extend_from_slice(name.as_bytes());
-                    out.extend_from_slice(b"\":");
-                    value.write_json(out);
+                // As on a text line: strings written as they are, then looked at once. A quote
+                // inside one shows as more quotes than the names' and strings' own.
+                let fields = out.len();
+                let mut quotes = 2 * FIELDS;
+                self.write_json_fields(out, |out, v| {
+                    quotes += 2;
+                    out.push(b'"');
+                    out.extend_from_slice(v.as_bytes());
+                    out.push(b'"');
+                });
+                let written = &out[fields..];
+                if !is_plain(written) || written.iter().fold(0, |n, &b| n + usize::from(b == b'"')) != quotes {
+                    out.truncate(fields);
+                    self.write_json_fields(out, |out, v| Value::Text(v).write_json(out));
                 }
                 out.extend_from_slice(concat!(",\"target\":\"", module_path!(), "\"}").as_bytes());
             }
@@ -385,6 +397,19 @@ impl Record {
 }
 
 impl Record {
+    /// The JSON line's fields, each string written by `text`.
+    fn write_json_fields(&self, out: &mut Vec<u8>, mut text: impl FnMut(&mut Vec<u8>, &str)) {
+        for (name, value) in self.fields() {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            match value {
+                Value::Text(v) | Value::Quoted(v) => text(out, v),
+                other => other.write_json(out),
+            }
+        }
+    }
+
     /// The text line's fields, each string written by `text`.
     fn write_text_fields(&self, out: &mut Vec<u8>, text: impl Fn(&mut Vec<u8>, &str)) {
         for (name, value) in self.fields() {
@@ -564,6 +589,25 @@ mod tests {
             let line = String::from_utf8(line).unwrap();
             assert!(line.contains(&format!(" model_asked={model} model_sent=llama3 ")), "{line}");
         }
+        // Strings with nothing to escape are written as they are; a quote alone is escaped.
+        let json_line = |model: &str| {
+            let mut plain = record();
+            plain.model_asked = Some(model.into());
+            let mut line = Vec::new();
+            plain.write_line(&mut line, LogFormat::Json, false);
+            String::from_utf8(line).unwrap()
+        };
+        assert_eq!(
+            json_line("gpt-4o"),
+            "{\"timestamp\":\"2026-12-02T09:24:57.224230Z\",\"level\":\"INFO\",\"message\":\"request\",\
+             \"request_id\":\"rid-1\",\"method\":\"POST\",\"path\":\"/v1/chat/completions\",\"dialect\":\"chat\",\
+             \"key\":\"\",\"user\":\"\",\"model_asked\":\"gpt-4o\",\"model_sent\":\"llama3\",\"route\":\"\",\
+             \"provider\":\"local\",\"endpoint\":\"gpu-a\",\"status\":200,\"stream\":false,\"duration_ms\":12,\
+             \"ttfb_ms\":3,\"bytes\":619,\"prompt_tokens\":19,\"completion_tokens\":10,\"error\":\"\",\
+             \"target\":\"llm_gateway::access_log\"}\n"
+        );
+        let quoted: serde_json::Value = serde_json::from_str(&json_line("a\"b")).unwrap();
+        assert_eq!(quoted["model_asked"], "a\"b");
         let mut json = Vec::new();
         let mut failed = record();
         failed.error = Some("upstream\rbroke".into());
