@@ -27,8 +27,9 @@ use crate::shard::PerShard;
 /// The longest a line waits before it is written. Each write briefly takes a CPU from the
 /// requests and wakes whoever reads stderr, so fewer, larger writes keep the latency tail
 /// flat: on one CPU (with a 64 KB pipe, see [`PIPE_BYTES`]), 10 ms put the gateway's p99 at
-/// 1.6–2.3× the floor's, 50 ms at 1.3–1.5× (2 ms: 4×; 100 ms: worse again); with the 1 MB
-/// pipe, 100 ms measured the same as 50.
+/// 1.6–2.3× the floor's, 50 ms at 1.3–1.5× (2 ms: 4×; 100 ms: worse again). With the 1 MB
+/// pipe, first-event p99 (medians of six runs): 5 ms 2.0×, 10 ms 1.8×, 20 ms 1.5×, and 50, 100
+/// and 200 ms all 1.4×.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// Lines waiting in a queue that make the writer write without waiting out the interval.
 const HIGH_WATER: usize = 2048;
