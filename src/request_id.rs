@@ -75,12 +75,13 @@ pub fn generate() -> RequestId {
     Arc::from(std::str::from_utf8(&hex).unwrap_or_default())
 }
 
-/// 32 hex digits that do not repeat within the process and differ between processes (a
-/// per-thread random key and a counter, mixed; no system call per id). Distinct, not secret.
+/// [`hex_digits`] as a string.
 pub fn unique_hex() -> String {
     String::from_utf8_lossy(&hex_digits()).into_owned()
 }
 
+/// 32 hex digits that do not repeat within the process and differ between processes (a
+/// per-thread random key and a counter, mixed; no system call per id). Distinct, not secret.
 fn hex_digits() -> [u8; 32] {
     let (a, b, n) = NEXT.with(|c| {
         let (a, b, n) = c.get();
