@@ -67,8 +67,9 @@ pub struct Record {
     pub generation: Option<Duration>,
     /// Record this request in the metrics (`metrics.enabled`).
     pub metrics: bool,
-    /// The (bounded) model label, once the model is known.
-    pub metric_model: Option<String>,
+    /// Whether the model sent is its own metric label (else it is counted as `other`), once
+    /// it is known: a flag, so the name is not copied a second time for every request.
+    model_labelled: Option<bool>,
     /// The kind of upstream failure, for `llm_gateway_provider_errors_total`.
     pub error_type: Option<String>,
     /// Tokens reserved against the key's token limits, corrected when the answer is done.
@@ -87,6 +88,14 @@ pub struct Record {
 }
 
 impl Record {
+    /// The model the request is sent to, and (when it is metered) its metric label.
+    pub fn set_model_sent(&mut self, model: &str, live: &crate::state::Live) {
+        self.model_sent = Some(model.to_owned());
+        if self.metrics {
+            self.model_labelled = Some(live.is_label(model));
+        }
+    }
+
     /// The key the request came with (its name and user, for the line and the metrics).
     pub fn set_key(&mut self, key: Option<&llm_gateway_compiler::acl::KeyEntry>) {
         self.key = key.map(|k| k.name.clone());
@@ -115,7 +124,7 @@ impl Record {
             tail: Tail::default(),
             first_byte: None,
             metrics: false,
-            metric_model: None,
+            model_labelled: None,
             error_type: None,
             reservation: None,
             events: 0,
@@ -192,7 +201,11 @@ impl Record {
         let duration = self.duration;
         // Requests refused before a provider was chosen are counted too, under `-`.
         let provider = self.provider.unwrap_or("-");
-        let model = self.metric_model.as_deref().unwrap_or("-");
+        let model = match self.model_labelled {
+            Some(true) => self.model_sent.as_deref().unwrap_or("-"),
+            Some(false) => "other",
+            None => "-",
+        };
         let m = metrics::get();
         let key = self.key.as_deref().unwrap_or("-");
         let code = http::StatusCode::from_u16(self.status);

@@ -223,15 +223,12 @@ async fn dispatch(
             target.cascade.join(",")
         );
     }
-    log.model_sent = Some(target.model.clone());
+    log.set_model_sent(&target.model, live);
     log.route = target.route.clone();
     log.provider = Some(target.provider.label());
-    if log.metrics {
-        log.metric_model = Some(live.model_label(&target.model));
-        if live.plan.routing.is_some() {
-            let route = target.route.as_deref().unwrap_or("");
-            crate::metrics::get().routing_decisions.with_label_values(&[target.method, route]).inc();
-        }
+    if log.metrics && live.plan.routing.is_some() {
+        let route = target.route.as_deref().unwrap_or("");
+        crate::metrics::get().routing_decisions.with_label_values(&[target.method, route]).inc();
     }
     admission::servable(live, key, &target)?;
     if live.plan.tracing.enabled && matches!(ingress, Ingress::Chat | Ingress::Messages | Ingress::Responses) {
@@ -308,12 +305,9 @@ async fn surface_request(
             format!("model '{}' is served by Anthropic, which does not serve {}", target.model, parts.uri.path()),
         ));
     }
-    log.model_sent = Some(target.model.clone());
+    log.set_model_sent(&target.model, live);
     log.route = target.route.clone();
     log.provider = Some(target.provider.label());
-    if log.metrics {
-        log.metric_model = Some(live.model_label(&target.model));
-    }
     admission::servable(live, key, &target)?;
     let estimate = Some(if raw.is_json() { body.len() as u64 / 4 } else { 0 });
     admission::admit(live, key, estimate, log, limit_headers).await?;

@@ -101,10 +101,15 @@ impl Live {
         self.pools[kind.index()].as_deref()
     }
 
-    /// The model as a metric label: itself when the plan knows it (a route's model, a model
-    /// an endpoint reported, an Anthropic model), else `other` — clients cannot grow the
+    /// The model as a metric label: itself when the plan knows it, else `other`.
+    pub fn model_label<'m>(&self, model: &'m str) -> &'m str {
+        if self.is_label(model) { model } else { "other" }
+    }
+
+    /// Whether the plan knows the model (a route's model or fallback, a model an endpoint
+    /// reported, an Anthropic model): only those are metric labels, so clients cannot grow the
     /// label set.
-    pub fn model_label(&self, model: &str) -> String {
+    pub fn is_label(&self, model: &str) -> bool {
         let routed = self
             .plan
             .routing
@@ -116,7 +121,7 @@ impl Live {
             crate::providers::anthropic::MODELS.contains(&model)
                 || self.pools.iter().flatten().any(|p| p.endpoints.iter().any(|e| e.reports(model)))
         };
-        if routed || fallback() || listed() { model.to_owned() } else { "other".to_owned() }
+        routed || fallback() || listed()
     }
 }
 

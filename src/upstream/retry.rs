@@ -92,7 +92,7 @@ pub async fn run(
             if let Some(wait) = wait_before(plan, attempt, asked) {
                 crate::metrics::get()
                     .retries
-                    .with_label_values(&[&live.model_label(&candidate.model), cause.as_str()])
+                    .with_label_values(&[live.model_label(&candidate.model), cause.as_str()])
                     .inc();
                 warn!(
                     "retry: model '{}' failed ({}); try {} of {} in {} ms",
@@ -123,7 +123,7 @@ pub async fn run(
 fn fall_back(live: &Live, log: &mut AccessLog, from: &Candidate, next: &Candidate, cause: RetryOn, why: &str) {
     crate::metrics::get()
         .fallbacks
-        .with_label_values(&[&live.model_label(&from.model), &live.model_label(&next.model), cause.as_str()])
+        .with_label_values(&[live.model_label(&from.model), live.model_label(&next.model), cause.as_str()])
         .inc();
     warn!(
         "fallback: model '{}' failed ({}): {}; trying '{}'",
@@ -132,13 +132,10 @@ fn fall_back(live: &Live, log: &mut AccessLog, from: &Candidate, next: &Candidat
         Clean(why),
         Clean(&next.model)
     );
-    log.model_sent = Some(next.model.clone());
+    log.set_model_sent(&next.model, live);
     log.provider = Some(next.kind.label());
     log.endpoint = None;
     log.error_type = None;
-    if log.metrics {
-        log.metric_model = Some(live.model_label(&next.model));
-    }
 }
 
 /// The next fallback that can be built (its provider serves the request); the others are
