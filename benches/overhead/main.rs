@@ -413,7 +413,7 @@ async fn drive(args: &[String]) {
     );
     drop((gateway, floor, mock));
     if only.is_empty() || only == "throughput" {
-        multicore(&gateway_bin, 64, Duration::from_secs(3)).await;
+        multicore(&gateway_bin, 64, 10, Duration::from_millis(1500)).await;
     }
 }
 
@@ -452,8 +452,10 @@ fn report(mode: &str, names: &[&str; 3], samples: &mut [Samples]) -> Ratios {
 
 /// Throughput on every core: the floor with as many worker threads as the gateway's default
 /// runtime has (one per CPU), the gateway as shipped, each under `conns` keep-alive
-/// connections from a separate load process, alternated over three rounds; nothing pinned.
-async fn multicore(gateway_bin: &str, conns: usize, span: Duration) {
+/// connections from a separate load process; nothing pinned. Short rounds alternated many
+/// times, each gateway round set against the floor round next to it: this machine's speed
+/// drifts by a fifth within a minute, and a ratio of whole-run totals takes the drift in.
+async fn multicore(gateway_bin: &str, conns: usize, rounds: usize, span: Duration) {
     // Every CPU online, not the ones this (pinned) process may use.
     let all = std::fs::read_to_string("/sys/devices/system/cpu/online").expect("online CPUs").trim().to_owned();
     let cpus: usize = all
@@ -470,32 +472,54 @@ async fn multicore(gateway_bin: &str, conns: usize, span: Duration) {
     for pid in [mock.child.id(), floor.child.id(), gateway.child.id()] {
         pin_to(pid, &all);
     }
-    let mut results = [(0.0, Vec::new()), (0.0, Vec::new())];
-    for round in 0..3 {
+    let targets = [&floor, &gateway];
+    // Per target: requests a second, p99 (µs) and CPU per request (µs) of each round.
+    let mut results: [Vec<[f64; 3]>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
         for k in 0..2 {
             let i = (round + k) % 2;
-            let addr = if i == 0 { floor.addr } else { gateway.addr };
+            let target = targets[i];
+            let before = cpu_ns(target.child.id());
             let out = Command::new(std::env::current_exe().expect("exe"))
-                .args(["load", &addr.to_string(), "--connections", &conns.to_string()])
+                .args(["load", &target.addr.to_string(), "--connections", &conns.to_string()])
                 .args(["--millis", &span.as_millis().to_string()])
                 .output()
                 .expect("load");
+            let cpu = cpu_ns(target.child.id()) - before;
             let text = String::from_utf8_lossy(&out.stdout);
             let mut numbers = text.split_whitespace().map(|n| n.parse::<f64>().expect("load output"));
             let rps = numbers.next().expect("rps");
-            results[i].0 += rps / 3.0;
-            results[i].1.push(numbers.next().expect("p99"));
+            let p99 = numbers.next().expect("p99");
+            results[i].push([rps, p99, cpu as f64 / 1e3 / (rps * span.as_secs_f64()).max(1.0)]);
         }
     }
     println!(
-        "\nthroughput on {cpus} CPUs, concurrency {conns}, non-streaming ({} s x 3 rounds each; floor with {cpus} worker threads, gateway as shipped):",
-        span.as_secs()
+        "\nthroughput on {cpus} CPUs, concurrency {conns}, non-streaming ({rounds} alternated rounds of {:.1} s each; floor with {cpus} worker threads, gateway as shipped):",
+        span.as_secs_f64()
     );
-    for (name, (rps, p99)) in ["floor", "gateway"].iter().zip(&results) {
-        let p99 = p99.iter().map(|p| format!("{p:.0}")).collect::<Vec<_>>().join("/");
-        println!("  {name:<8} {rps:>9.0} req/s   p99 {p99} µs");
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (name, rows) in ["floor", "gateway"].iter().zip(&results) {
+        let column = |c: usize| rows.iter().map(|r| r[c]).collect::<Vec<_>>();
+        let (rps, p99) = (column(0), column(1));
+        let (low, high) = (rps.iter().copied().fold(f64::MAX, f64::min), rps.iter().copied().fold(0.0, f64::max));
+        println!(
+            "  {name:<8} {:>7.0} req/s ({low:.0}–{high:.0})   p99 {:.0} µs   CPU {:.1} µs/request (medians of the rounds)",
+            median(rps),
+            median(p99),
+            median(column(2))
+        );
     }
-    println!("  ratio gateway/floor: {:.2}x", results[1].0 / results[0].0);
+    let ratios: Vec<f64> = results[0].iter().zip(&results[1]).map(|(f, g)| g[0] / f[0]).collect();
+    let (low, high) = (ratios.iter().copied().fold(f64::MAX, f64::min), ratios.iter().copied().fold(0.0, f64::max));
+    let cpu: Vec<f64> = results[0].iter().zip(&results[1]).map(|(f, g)| g[2] / f[2]).collect();
+    println!(
+        "  ratio gateway/floor, round by round: throughput {:.2}x ({low:.2}–{high:.2}), CPU/request {:.2}x",
+        median(ratios),
+        median(cpu)
+    );
 }
 
 /// `overhead load ADDR --connections N --millis T`: non-streaming chat requests on N
