@@ -46,7 +46,10 @@ pub struct Record {
     /// The key's `user`, when it has one.
     pub user: Option<String>,
     pub model_asked: Option<String>,
-    pub model_sent: Option<String>,
+    /// The model sent, when it is not the one asked (see [`Record::model_sent`]).
+    model_sent: Option<String>,
+    /// The model sent is the one asked: most requests, whose name is then not copied again.
+    sent_as_asked: bool,
     pub route: Option<String>,
     pub provider: Option<&'static str>,
     pub endpoint: Option<String>,
@@ -90,10 +93,16 @@ pub struct Record {
 impl Record {
     /// The model the request is sent to, and (when it is metered) its metric label.
     pub fn set_model_sent(&mut self, model: &str, live: &crate::state::Live) {
-        self.model_sent = Some(model.to_owned());
+        self.sent_as_asked = self.model_asked.as_deref() == Some(model);
+        self.model_sent = (!self.sent_as_asked).then(|| model.to_owned());
         if self.metrics {
             self.model_labelled = Some(live.is_label(model));
         }
+    }
+
+    /// The model the request was sent to, once known.
+    pub fn model_sent(&self) -> Option<&str> {
+        if self.sent_as_asked { self.model_asked.as_deref() } else { self.model_sent.as_deref() }
     }
 
     /// The key the request came with (its name and user, for the line and the metrics).
@@ -112,6 +121,7 @@ impl Record {
             user: None,
             model_asked: None,
             model_sent: None,
+            sent_as_asked: false,
             route: None,
             provider: None,
             endpoint: None,
@@ -202,7 +212,7 @@ impl Record {
         // Requests refused before a provider was chosen are counted too, under `-`.
         let provider = self.provider.unwrap_or("-");
         let model = match self.model_labelled {
-            Some(true) => self.model_sent.as_deref().unwrap_or("-"),
+            Some(true) => self.model_sent().unwrap_or("-"),
             Some(false) => "other",
             None => "-",
         };
@@ -323,14 +333,14 @@ impl Record {
         }
         let tokens = |pick: fn((u64, u64)) -> u64| Value::Number(self.tokens.map_or(-1, |t| count(pick(t))));
         [
-            ("request_id", Value::Text(self.request_id.as_deref().unwrap_or_default())),
+            ("request_id", Value::Text(self.request_id.as_ref().map_or("", crate::request_id::RequestId::as_str))),
             ("method", Value::Text(self.method.as_str())),
             ("path", Value::Text(&self.path)),
             ("dialect", Value::Text(self.dialect)),
             ("key", text(&self.key)),
             ("user", text(&self.user)),
             ("model_asked", text(&self.model_asked)),
-            ("model_sent", text(&self.model_sent)),
+            ("model_sent", Value::Text(self.model_sent().unwrap_or_default())),
             ("route", text(&self.route)),
             ("provider", Value::Quoted(self.provider.unwrap_or_default())),
             ("endpoint", text(&self.endpoint)),
@@ -563,7 +573,7 @@ mod tests {
 
     fn record() -> AccessLog {
         let mut log = AccessLog::detached();
-        log.request_id = Some("rid-1".into());
+        log.request_id = Some(crate::request_id::RequestId::fixed("rid-1"));
         log.method = http::Method::POST;
         log.path = "/v1/chat/completions".into();
         log.model_asked = Some("gpt\n\"x\"".into());

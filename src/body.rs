@@ -23,14 +23,22 @@ pub fn no_buffering(headers: &mut http::HeaderMap) {
 
 /// A JSON response with the given status.
 pub fn json(status: http::StatusCode, value: &serde_json::Value) -> http::Response<Body> {
-    json_bytes(status, serde_json::to_vec(value).unwrap_or_default())
+    let head = http::Response::new(()).into_parts().0;
+    json_bytes(head, status, serde_json::to_vec(value).unwrap_or_default())
 }
 
-/// [`json`] for a body already serialised.
-pub fn json_bytes(status: http::StatusCode, mut bytes: Vec<u8>) -> http::Response<Body> {
+/// [`json`] for a body already serialised, in `head`: whatever headers and extensions it had
+/// are dropped, its header map's room is kept (a translated answer reuses the upstream
+/// response's, rather than allocating one).
+pub fn json_bytes(
+    mut head: http::response::Parts,
+    status: http::StatusCode,
+    mut bytes: Vec<u8>,
+) -> http::Response<Body> {
     bytes.push(b'\n');
-    let mut resp = http::Response::new(full(bytes));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    resp
+    head.status = status;
+    head.headers.clear();
+    head.extensions.clear();
+    head.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    http::Response::from_parts(head, full(bytes))
 }

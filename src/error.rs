@@ -172,14 +172,14 @@ impl ApiError {
                     "error": {"type": error_type(self.status.as_u16()), "message": self.message},
                 });
                 if let Some(id) = id {
-                    body["request_id"] = id.as_ref().into();
+                    body["request_id"] = id.as_str().into();
                 }
                 body
             }
             Dialect::Chat | Dialect::Responses => {
                 let mut body = json!({"error": {"message": self.message, "type": self.kind, "code": self.code}});
                 if let Some(id) = id {
-                    body["error"]["request_id"] = id.as_ref().into();
+                    body["error"]["request_id"] = id.as_str().into();
                 }
                 body
             }

@@ -29,9 +29,8 @@ pub async fn handle(req: Request<Incoming>, shared: Shared) -> Result<Response<B
     // state runs to kilobytes.
     let mut resp = request_id::scope(id.clone(), Box::pin(answer(req, shared, id.clone()))).await;
     // The upstream's own id (OpenAI's, say) stays readable under another name.
-    if let Ok(ours) = HeaderValue::from_str(&id)
-        && let Some(theirs) = resp.headers_mut().insert(request_id::HEADER, ours)
-        && theirs.as_bytes() != id.as_bytes()
+    if let Some(theirs) = resp.headers_mut().insert(request_id::HEADER, id.header().clone())
+        && theirs != id.header()
     {
         resp.headers_mut().insert(UPSTREAM_REQUEST_ID, theirs);
     }
@@ -187,7 +186,7 @@ async fn dispatch(
     let (key, parts, body) = authenticated(req, live, log).await?;
     let parsed = request::parse(&body)?;
     log.stream = parsed.is_stream();
-    log.model_asked = parsed.model.clone();
+    log.model_asked = parsed.model.as_deref().map(str::to_owned);
     match ingress {
         Ingress::Chat | Ingress::Messages | Ingress::CountTokens if !parsed.has_messages() => {
             return Err(ApiError::bad_request("messages_required", "messages is required"));

@@ -1,6 +1,8 @@
 //! Reading just enough of a client's JSON body to route it, and splicing a new `model` into
 //! the original bytes so every other field reaches the upstream byte-identical.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -46,8 +48,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 #[derive(Debug)]
 pub struct Parsed<'a> {
     pub probe: Probe<'a>,
-    /// The client's model as a string (`None` when absent or null).
-    pub model: Option<String>,
+    /// The client's model as a string (`None` when absent or null), borrowed from the body
+    /// unless it has escapes.
+    pub model: Option<Cow<'a, str>>,
     /// Byte range of the `model` value in the body, when present.
     model_span: Option<std::ops::Range<usize>>,
     /// Byte range of the `stream_options` value, when present.
@@ -69,13 +72,21 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, ApiError> {
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}")))?;
     let (model, model_span) = match probe.model {
         None => (None, None),
-        Some(raw) => match serde_json::from_str::<Option<String>>(raw.get()) {
+        Some(raw) => match borrowed_or_owned(raw.get()) {
             Ok(m) => (m, Some(span_of(body, raw))),
             Err(_) => return Err(ApiError::bad_request("invalid_model", "`model` must be a string")),
         },
     };
     let options_span = probe.stream_options.map(|raw| span_of(body, raw));
     Ok(Parsed { probe, model, model_span, options_span })
+}
+
+/// A JSON string (or `null`) as text, borrowed unless it has escapes to undo.
+fn borrowed_or_owned(json: &str) -> serde_json::Result<Option<Cow<'_, str>>> {
+    match serde_json::from_str::<Option<&str>>(json) {
+        Ok(text) => Ok(text.map(Cow::Borrowed)),
+        Err(_) => serde_json::from_str::<Option<String>>(json).map(|text| text.map(Cow::Owned)),
+    }
 }
 
 impl Parsed<'_> {
@@ -217,6 +228,16 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"{ "messages":[{"role":"user","content":"hi"}], "model" : "llama\"3", "logprobs":true,"x":{"y":[1,2.50]} }"#
         );
+    }
+
+    #[test]
+    fn a_model_is_borrowed_unless_it_has_escapes() {
+        let p = parse(br#"{"model":"llama3"}"#).unwrap();
+        assert!(matches!(p.model, Some(Cow::Borrowed("llama3"))));
+        let p = parse(br#"{"model":"a\u0062c\"d"}"#).unwrap();
+        assert!(matches!(p.model.as_ref(), Some(Cow::Owned(m)) if m == "abc\"d"));
+        assert!(parse(br#"{"model":null}"#).unwrap().model.is_none());
+        assert!(parse(br#"{"model":3}"#).is_err());
     }
 
     #[test]

@@ -11,7 +11,6 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -22,7 +21,27 @@ pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest client id kept.
 pub const MAX_LEN: usize = 128;
 
-pub type RequestId = Arc<str>;
+/// An id, held as the header value it goes out as: putting it on the response and on the
+/// upstream request takes a reference, not a copy.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    pub fn header(&self) -> &HeaderValue {
+        &self.0
+    }
+
+    /// Always the whole id: it is made of visible ASCII only.
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// A fixed id (tests).
+    #[cfg(test)]
+    pub fn fixed(id: &'static str) -> Self {
+        Self(HeaderValue::from_static(id))
+    }
+}
 
 tokio::task_local! {
     static CURRENT: RequestId;
@@ -31,7 +50,7 @@ tokio::task_local! {
 /// The client's id when it is usable, else a new one.
 pub fn from_headers(headers: &HeaderMap) -> RequestId {
     match headers.get(HEADER).map(HeaderValue::as_bytes) {
-        Some(id) if usable(id) => Arc::from(String::from_utf8_lossy(id).as_ref()),
+        Some(id) if usable(id) => HeaderValue::from_bytes(id).map_or_else(|_| generate(), RequestId),
         _ => generate(),
     }
 }
@@ -70,9 +89,10 @@ fn mix(mut z: u64) -> u64 {
 
 /// A new id: 32 lowercase hex digits.
 pub fn generate() -> RequestId {
-    let hex = hex_digits();
-    // Only hex digits: always UTF-8. Made from the digits on the stack: one allocation.
-    Arc::from(std::str::from_utf8(&hex).unwrap_or_default())
+    // One allocation, holding the digits and a reference count (a `Bytes` made from a `Vec`
+    // would allocate again at its first clone). Hex digits are always a valid header value.
+    let value = HeaderValue::from_maybe_shared(Bytes::from_owner(hex_digits()));
+    RequestId(value.unwrap_or_else(|_| HeaderValue::from_static("0")))
 }
 
 /// [`hex_digits`] as a string.
@@ -99,7 +119,7 @@ fn hex_digits() -> [u8; 32] {
 
 /// The id of the request being handled, if any.
 pub fn current() -> Option<RequestId> {
-    CURRENT.try_with(Arc::clone).ok()
+    CURRENT.try_with(RequestId::clone).ok()
 }
 
 /// Runs `fut` with `id` as the current request id.
@@ -149,12 +169,12 @@ mod tests {
             h.insert(HEADER, HeaderValue::from_bytes(v).unwrap());
             from_headers(&h)
         };
-        assert_eq!(&*with(b"req-123_abc"), "req-123_abc");
-        assert_eq!(&*with(&[b'a'; MAX_LEN]), "a".repeat(MAX_LEN));
+        assert_eq!(with(b"req-123_abc").as_str(), "req-123_abc");
+        assert_eq!(with(&[b'a'; MAX_LEN]).as_str(), "a".repeat(MAX_LEN));
         for bad in [&b"two words"[..], &[b'a'; MAX_LEN + 1], b"caf\xc3\xa9", b"tab\there"] {
             let id = with(bad);
-            assert_eq!(id.len(), 32, "{bad:?} is replaced");
-            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert_eq!(id.as_str().len(), 32, "{bad:?} is replaced");
+            assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
         }
     }
 
@@ -162,13 +182,13 @@ mod tests {
     fn generated_ids_differ() {
         let ids: std::collections::HashSet<_> = (0..1000).map(|_| generate()).collect();
         assert_eq!(ids.len(), 1000);
-        assert!(ids.iter().all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())));
+        assert!(ids.iter().all(|id| id.as_str().len() == 32 && id.as_str().bytes().all(|b| b.is_ascii_hexdigit())));
     }
 
     #[tokio::test]
     async fn the_id_is_current_inside_its_scope_only() {
         assert_eq!(current(), None);
-        let id: RequestId = Arc::from("r1");
+        let id = RequestId::fixed("r1");
         assert_eq!(scope(id.clone(), async { current() }).await, Some(id));
     }
 }

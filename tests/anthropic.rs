@@ -110,7 +110,8 @@ async fn a_broken_anthropic_body_is_a_502_in_the_log_and_metrics_too() {
         let r = post_json(&gw.url("/v1/chat/completions"), &body).await;
         assert_eq!(r.status.as_u16(), 502, "{model}: {}", r.text());
         assert_eq!(r.json()["error"]["type"], "upstream_error");
-        assert!(gw.wait_for_log(&format!("model_asked={model}")), "{}", gw.logs());
+        // Sent to the model it named: the line names it twice.
+        assert!(gw.wait_for_log(&format!("model_asked={model} model_sent={model} ")), "{}", gw.logs());
     }
     let lines: Vec<String> =
         gw.logs().lines().filter(|l| l.contains("model_asked=claude-")).map(str::to_owned).collect();

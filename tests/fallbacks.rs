@@ -48,7 +48,10 @@ async fn a_429_falls_back_across_providers_and_dialects_and_says_so() {
         1.0
     );
     assert!(gw.wait_for_log("fallback: model 'rate-limited' failed (rate_limited)"), "{}", gw.logs());
-    assert!(gw.wait_for_log("model_sent=claude-sonnet-4-5"), "the access line names the model that answered");
+    assert!(
+        gw.wait_for_log("model_asked=rate-limited model_sent=claude-sonnet-4-5 "),
+        "the access line names the model asked and the one that answered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

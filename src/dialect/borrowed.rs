@@ -21,8 +21,13 @@ impl<'a> Fields<'a> {
         if body.iter().copied().find(|b| !b.is_ascii_whitespace()) != Some(b'{') {
             return Err(ApiError::bad_request("invalid_json", "request body must be a JSON object"));
         }
-        super::from_json(body)
+        Self::read(body)
             .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}")))
+    }
+
+    /// The members of a whole body (a request's, or an answer's) that is an object.
+    pub fn read(body: &'a [u8]) -> serde_json::Result<Self> {
+        super::from_json::<Body>(body).map(|b| b.0)
     }
 
     /// The members of `value` when it is an object.
@@ -43,33 +48,46 @@ impl<'a> Fields<'a> {
 
 impl<'de> Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> Visitor<'de> for Members {
-            type Value = Fields<'de>;
+        d.deserialize_map(Members(4))
+    }
+}
 
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
+/// A body's members: room for a request's usual dozen at once (growing from a nested
+/// object's four took two more allocations).
+struct Body<'a>(Fields<'a>);
 
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
-                let mut members: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
-                while let Some((Str(key), value)) = map.next_entry::<Str, &RawValue>()? {
-                    members.push((key, value));
-                }
-                // Sorted (stable: a repeated key's last value stays last among its own), then
-                // the last of each key kept, in O(n log n) whatever a hostile body repeats.
-                members.sort_by(|a, b| key_order(&a.0, &b.0));
-                members.dedup_by(|later, earlier| {
-                    let same = later.0 == earlier.0;
-                    if same {
-                        std::mem::swap(later, earlier);
-                    }
-                    same
-                });
-                Ok(Fields(members))
-            }
+impl<'de> Deserialize<'de> for Body<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(Members(16)).map(Body)
+    }
+}
+
+/// Reads an object's members into a list of this initial capacity.
+struct Members(usize);
+
+impl<'de> Visitor<'de> for Members {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
+        let mut members: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::with_capacity(self.0);
+        while let Some((Str(key), value)) = map.next_entry::<Str, &RawValue>()? {
+            members.push((key, value));
         }
-        d.deserialize_map(Members)
+        // Sorted (stable: a repeated key's last value stays last among its own), then
+        // the last of each key kept, in O(n log n) whatever a hostile body repeats.
+        members.sort_by(|a, b| key_order(&a.0, &b.0));
+        members.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                std::mem::swap(later, earlier);
+            }
+            same
+        });
+        Ok(Fields(members))
     }
 }
 

@@ -165,6 +165,15 @@ pub fn from_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::
     }
 }
 
+/// `value` as JSON in a buffer made `capacity` bytes large at once: `serde_json::to_vec`
+/// starts at 128 bytes and doubles, copying a translated request or answer several times.
+/// Callers pass about the size of what they translate from.
+pub fn to_json(value: &impl serde::Serialize, capacity: usize) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut out, value)?;
+    Ok(out)
+}
+
 /// Appends `s` as a JSON string.
 pub fn json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);

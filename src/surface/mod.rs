@@ -7,6 +7,8 @@
 
 pub mod multipart;
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{HeaderValue, Method, header};
 use multipart::Field;
@@ -85,7 +87,8 @@ impl Raw {
             Form::Json if body.iter().all(u8::is_ascii_whitespace) => Ok((None, false)),
             Form::Json => {
                 let parsed = request::parse(body)?;
-                Ok((parsed.model.clone(), parsed.is_stream()))
+                let stream = parsed.is_stream();
+                Ok((parsed.model.map(Cow::into_owned), stream))
             }
             Form::Multipart(boundary) => {
                 let stream = matches!(multipart::field(body, boundary, "stream"), Field::One(span) if body[span.clone()].trim_ascii() == b"true");

@@ -108,10 +108,8 @@ pub fn request(
     }
     adapter(pool.kind).headers(client_headers, req.headers_mut());
     // The request's id, so the upstream's logs correlate with ours.
-    if let Some(id) = crate::request_id::current()
-        && let Ok(v) = http::HeaderValue::from_str(&id)
-    {
-        req.headers_mut().insert(crate::request_id::HEADER, v);
+    if let Some(id) = crate::request_id::current() {
+        req.headers_mut().insert(crate::request_id::HEADER, id.header().clone());
     }
     Ok(req)
 }

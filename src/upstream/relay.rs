@@ -177,7 +177,10 @@ impl HttpBody for Relay {
                                 }
                                 (None, None) => data,
                                 (Some(t), _) => {
-                                    let mut out = Vec::new();
+                                    // About what a translation writes (events in another
+                                    // dialect run up to twice as long, and the first ones
+                                    // are added): room made once, not grown event by event.
+                                    let mut out = Vec::with_capacity(2 * data.len() + 512);
                                     t.feed(&data, &mut out);
                                     Bytes::from(out)
                                 }

@@ -51,8 +51,8 @@ async fn whole(
     max_bytes: usize,
     log: &mut AccessLog,
 ) -> Result<Response<Body>, ApiError> {
-    let status = response.status();
-    let mut body = response.into_body();
+    let (head, mut body) = response.into_parts();
+    let status = head.status;
     // The first piece is kept as it is (most answers arrive in one), later ones are copied.
     let mut first: Option<Bytes> = None;
     let mut bytes = Vec::new();
@@ -101,7 +101,7 @@ async fn whole(
     log.status = status.as_u16();
     // The token counts are read from the answer's usage when the record is written.
     log.tail.push(&out);
-    let resp = json_bytes(status, out);
+    let resp = json_bytes(head, status, out);
     log.sent(&resp);
     Ok(resp)
 }
@@ -153,11 +153,34 @@ fn relay(
     }
 }
 
-/// Whether a response says its body is JSON (`application/json`, `…+json`), or says nothing.
+/// Whether a response says its body is JSON (`application/json`, `…+json`, in any case), or
+/// says nothing.
 fn is_json(headers: &http::HeaderMap) -> bool {
-    match headers.get(header::CONTENT_TYPE).map(|v| v.to_str().map(str::to_ascii_lowercase)) {
-        None => true,
-        Some(Ok(v)) => v.split(';').next().is_some_and(|t| t.trim().ends_with("json")),
-        Some(Err(_)) => false,
+    let Some(value) = headers.get(header::CONTENT_TYPE) else { return true };
+    let media_type = value.as_bytes().split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+    media_type.len() >= 4 && media_type[media_type.len() - 4..].eq_ignore_ascii_case(b"json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_told_by_the_media_type_in_any_case() {
+        let with = |value: Option<&'static str>| {
+            let mut headers = http::HeaderMap::new();
+            if let Some(v) = value {
+                headers.insert(header::CONTENT_TYPE, http::HeaderValue::from_static(v));
+            }
+            is_json(&headers)
+        };
+        for yes in
+            [None, Some("application/json"), Some("Application/JSON; charset=utf-8"), Some("application/problem+json")]
+        {
+            assert!(with(yes), "{yes:?}");
+        }
+        for no in [Some("text/plain"), Some("text/event-stream"), Some("text/plain; note=json"), Some("son")] {
+            assert!(!with(no), "{no:?}");
+        }
     }
 }

@@ -71,7 +71,7 @@ pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<(Vec<u8>, Echo)
         Err(e) => return Err(e),
     };
     refuse_stateful(&req)?;
-    let chat = write(&req, model, openai)?;
+    let chat = write(&req, model, openai, body.len())?;
     Ok((chat, Echo::from_fields(&req)))
 }
 
@@ -92,7 +92,7 @@ fn refuse_stateful(req: &Fields) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn write(req: &Fields, model: &str, openai: bool) -> Result<Vec<u8>, ApiError> {
+fn write(req: &Fields, model: &str, openai: bool, size: usize) -> Result<Vec<u8>, ApiError> {
     let mut out = Chat { model, ..Chat::default() };
     let nonempty = |v: &&RawValue| is_string(v) && v.get() != r#""""#;
     if let Some(instructions) = req.get("instructions").filter(nonempty) {
@@ -156,7 +156,7 @@ fn write(req: &Fields, model: &str, openai: bool) -> Result<Vec<u8>, ApiError> {
         }
     }
     out.user = out.user.or_else(|| req.present("safety_identifier"));
-    Ok(serde_json::to_vec(&out).unwrap_or_default())
+    Ok(crate::dialect::to_json(&out, size + 256).unwrap_or_default())
 }
 
 /// Appends one input item as Chat messages.

@@ -220,7 +220,8 @@ pub fn from_chat(chat: &[u8], echo: &Echo) -> Result<Vec<u8>, serde_json::Error>
 }
 
 fn build(chat: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, serde_json::Error> {
-    let chat = match crate::dialect::from_json::<Fields>(chat) {
+    let size = chat.len();
+    let chat = match Fields::read(chat) {
         Ok(chat) => chat,
         Err(e) => {
             serde_json::from_slice::<IgnoredAny>(chat).map_err(|_| e)?;
@@ -273,7 +274,7 @@ fn build(chat: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, serde_json::Er
         model,
         output,
     };
-    let mut out = serde_json::to_vec(&head)?;
+    let mut out = crate::dialect::to_json(&head, size + 512)?;
     out.pop(); // `}`: usage and the echo follow.
     out.extend_from_slice(br#","usage":"#);
     match usage {

@@ -34,16 +34,16 @@ pub fn translate(body: &[u8], model: &str) -> Result<(Vec<u8>, Asked), ApiError>
         stream: fields.get("stream").is_some_and(is_true),
         include_usage: stream_options.and_then(|o| o.get("include_usage")).is_some_and(is_true),
     };
-    Ok((write(&fields, model, &asked)?, asked))
+    Ok((write(&fields, model, &asked, body.len())?, asked))
 }
 
 /// A Chat request body (the client's, or the hub form of another dialect's) as Anthropic's
 /// body; `asked.stream` decides whether to stream.
 pub fn from_chat(chat: &[u8], model: &str, asked: &Asked) -> Result<Vec<u8>, ApiError> {
-    write(&Fields::of_body(chat)?, model, asked)
+    write(&Fields::of_body(chat)?, model, asked, chat.len())
 }
 
-fn write(req: &Fields, model: &str, asked: &Asked) -> Result<Vec<u8>, ApiError> {
+fn write(req: &Fields, model: &str, asked: &Asked, size: usize) -> Result<Vec<u8>, ApiError> {
     let mut out = Out { model, stream: asked.stream, ..Out::default() };
     let mut system: Vec<Cow<str>> = Vec::new();
     let mut turns: Vec<Turn> = Vec::new();
@@ -100,15 +100,17 @@ fn write(req: &Fields, model: &str, asked: &Asked) -> Result<Vec<u8>, ApiError> 
             choice.disable_parallel_tool_use = Some(true);
         }
     }
-    if !system.is_empty() {
-        out.system = Some(system.join("\n\n"));
-    }
+    out.system = match system.len() {
+        0 => None,
+        1 => system.pop(),
+        _ => Some(Cow::Owned(system.join("\n\n"))),
+    };
     if turns.is_empty() {
         return Err(ApiError::bad_request("messages_required", "messages is required (besides system messages)"));
     }
     out.messages = turns;
     out.max_tokens = max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
-    Ok(serde_json::to_vec(&out).unwrap_or_default())
+    Ok(crate::dialect::to_json(&out, size + 256).unwrap_or_default())
 }
 
 /// Adds one OpenAI message: system text, or content blocks appended to the turn of its
@@ -275,7 +277,7 @@ fn tool_choice(value: &RawValue) -> Result<Choice<'_>, ApiError> {
 struct Out<'a> {
     model: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    system: Option<String>,
+    system: Option<Cow<'a, str>>,
     messages: Vec<Turn<'a>>,
     max_tokens: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -112,6 +112,8 @@ impl ToChat {
 
     fn set_prefix(&mut self, id: &str, model: &str) {
         self.prefix.clear();
+        // Room for all of it at once: the fixed text, quotes and number take about 100 bytes.
+        self.prefix.reserve(128 + id.len() + model.len());
         self.prefix.extend_from_slice(b"data: {\"id\":");
         json_str(&mut self.prefix, id);
         let _ = write!(self.prefix, ",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":", self.created);
