@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::dialect::borrowed::{is_null, text};
 use crate::error::ApiError;
 
 /// The fields a decision needs; everything else is skipped, not copied.
@@ -72,21 +73,15 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, ApiError> {
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}")))?;
     let (model, model_span) = match probe.model {
         None => (None, None),
-        Some(raw) => match borrowed_or_owned(raw.get()) {
-            Ok(m) => (m, Some(span_of(body, raw))),
-            Err(_) => return Err(ApiError::bad_request("invalid_model", "`model` must be a string")),
+        Some(raw) if is_null(raw) => (None, Some(span_of(body, raw))),
+        // Borrowed from the body unless the string has escapes to undo.
+        Some(raw) => match text(raw) {
+            Some(m) => (Some(m), Some(span_of(body, raw))),
+            None => return Err(ApiError::bad_request("invalid_model", "`model` must be a string")),
         },
     };
     let options_span = probe.stream_options.map(|raw| span_of(body, raw));
     Ok(Parsed { probe, model, model_span, options_span })
-}
-
-/// A JSON string (or `null`) as text, borrowed unless it has escapes to undo.
-fn borrowed_or_owned(json: &str) -> serde_json::Result<Option<Cow<'_, str>>> {
-    match serde_json::from_str::<Option<&str>>(json) {
-        Ok(text) => Ok(text.map(Cow::Borrowed)),
-        Err(_) => serde_json::from_str::<Option<String>>(json).map(|text| text.map(Cow::Owned)),
-    }
 }
 
 impl Parsed<'_> {
