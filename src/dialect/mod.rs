@@ -165,11 +165,12 @@ pub fn from_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::
     }
 }
 
-/// `value` as JSON in a buffer made `capacity` bytes large at once: `serde_json::to_vec`
-/// starts at 128 bytes and doubles, copying a translated request or answer several times.
-/// Callers pass about the size of what they translate from.
-pub fn to_json(value: &impl serde::Serialize, capacity: usize) -> serde_json::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(capacity);
+/// `value`, translated from `input_len` bytes, as JSON in a buffer made large enough at once:
+/// `serde_json::to_vec` starts at 128 bytes and doubles, copying a translated request or
+/// answer several times. A translation writes about as much as it reads, give or take the
+/// names it renames and the fields it adds.
+pub fn to_json(value: &impl serde::Serialize, input_len: usize) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(input_len + 256);
     serde_json::to_writer(&mut out, value)?;
     Ok(out)
 }

@@ -156,7 +156,7 @@ fn write(req: &Fields, model: &str, openai: bool, size: usize) -> Result<Vec<u8>
         }
     }
     out.user = out.user.or_else(|| req.present("safety_identifier"));
-    Ok(crate::dialect::to_json(&out, size + 256).unwrap_or_default())
+    Ok(crate::dialect::to_json(&out, size).unwrap_or_default())
 }
 
 /// Appends one input item as Chat messages.

@@ -274,7 +274,8 @@ fn build(chat: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, serde_json::Er
         model,
         output,
     };
-    let mut out = crate::dialect::to_json(&head, size + 512)?;
+    // More room: the usage follows.
+    let mut out = crate::dialect::to_json(&head, size + 256)?;
     out.pop(); // `}`: usage and the echo follow.
     out.extend_from_slice(br#","usage":"#);
     match usage {

@@ -110,7 +110,7 @@ pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<Vec<u8>, ApiErr
         }
         out.tools = Some(tools);
     }
-    Ok(crate::dialect::to_json(&out, body.len() + 256).unwrap_or_default())
+    Ok(crate::dialect::to_json(&out, body.len()).unwrap_or_default())
 }
 
 /// `system`: a string or text blocks, joined into one string.

@@ -110,7 +110,7 @@ pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
         stop_sequence: None,
         usage: chat.usage.unwrap_or_default().anthropic(),
     };
-    crate::dialect::to_json(&out, body.len() + 256)
+    crate::dialect::to_json(&out, body.len())
 }
 
 /// One tool call as a `tool_use` block. Arguments that are not a JSON object (truncated by

@@ -110,7 +110,7 @@ fn write(req: &Fields, model: &str, asked: &Asked, size: usize) -> Result<Vec<u8
     }
     out.messages = turns;
     out.max_tokens = max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
-    Ok(crate::dialect::to_json(&out, size + 256).unwrap_or_default())
+    Ok(crate::dialect::to_json(&out, size).unwrap_or_default())
 }
 
 /// Adds one OpenAI message: system text, or content blocks appended to the turn of its

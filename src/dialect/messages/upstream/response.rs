@@ -60,7 +60,7 @@ pub fn completion(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
         // Last, where the access log's token count looks for it.
         usage: u.chat(u.output_tokens.unwrap_or(0)),
     };
-    crate::dialect::to_json(&out, body.len() + 256)
+    crate::dialect::to_json(&out, body.len())
 }
 
 /// The fields of a message the translation reads; the rest is skipped, not built.
