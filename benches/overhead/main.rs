@@ -504,7 +504,7 @@ async fn multicore(gateway_bin: &str, conns: usize, rounds: usize, span: Duratio
     for (name, rows) in ["floor", "gateway"].iter().zip(&results) {
         let column = |c: usize| rows.iter().map(|r| r[c]).collect::<Vec<_>>();
         let (rps, p99) = (column(0), column(1));
-        let (low, high) = (rps.iter().copied().fold(f64::MAX, f64::min), rps.iter().copied().fold(0.0, f64::max));
+        let (low, high) = range(&rps);
         println!(
             "  {name:<8} {:>7.0} req/s ({low:.0}–{high:.0})   p99 {:.0} µs   CPU {:.1} µs/request (medians of the rounds)",
             median(rps),
@@ -513,13 +513,18 @@ async fn multicore(gateway_bin: &str, conns: usize, rounds: usize, span: Duratio
         );
     }
     let ratios: Vec<f64> = results[0].iter().zip(&results[1]).map(|(f, g)| g[0] / f[0]).collect();
-    let (low, high) = (ratios.iter().copied().fold(f64::MAX, f64::min), ratios.iter().copied().fold(0.0, f64::max));
+    let (low, high) = range(&ratios);
     let cpu: Vec<f64> = results[0].iter().zip(&results[1]).map(|(f, g)| g[2] / f[2]).collect();
     println!(
         "  ratio gateway/floor, round by round: throughput {:.2}x ({low:.2}–{high:.2}), CPU/request {:.2}x",
         median(ratios),
         median(cpu)
     );
+}
+
+/// The smallest and the largest of `values`.
+fn range(values: &[f64]) -> (f64, f64) {
+    values.iter().fold((f64::MAX, f64::MIN), |(low, high), &v| (low.min(v), high.max(v)))
 }
 
 /// `overhead load ADDR --connections N --millis T`: non-streaming chat requests on N
