@@ -464,6 +464,34 @@ async fn without_a_fault_every_combination_is_complete() {
     matrix(Fault::None, LIMIT, |_, _, _| Expect::Complete).await;
 }
 
+/// An upstream that answers in HTTP/1.0 (Python's `http.server` does) gives whole answers,
+/// and does not reach the client's connection: every pair's answer, whole and streamed, comes
+/// as HTTP/1.1 on one kept-alive connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http10_upstream_leaves_the_client_on_http11() {
+    matrix(Fault::Http10, LIMIT, |_, _, _| Expect::Complete).await;
+    let s = setup(Fault::Http10, Topology::Single, LIMIT).await;
+    let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(s.gateway.addr).await.unwrap());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io).await.unwrap();
+    tokio::spawn(conn);
+    for pair in PAIRS {
+        for stream in [false, true] {
+            let what = format!("{pair:?}, stream {stream}");
+            sender.ready().await.unwrap_or_else(|e| panic!("{what}: the gateway closed the connection: {e}"));
+            let req = Request::post(pair.path())
+                .header("host", "gateway")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(pair.body(stream))))
+                .unwrap();
+            let resp = sender.send_request(req).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!((resp.status(), resp.version()), (StatusCode::OK, http::Version::HTTP_11), "{what}");
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert!(String::from_utf8_lossy(&body).contains("lorem ipsum"), "{what}: {body:?}");
+        }
+    }
+    assert_eq!(s.faulty.posts(), 2 * PAIRS.len());
+}
+
 /// Not a check but a measurement (`cargo test --test faults measure -- --ignored --nocapture`):
 /// a 1 GiB answer relayed as bytes, whole and streamed, for at most 60 s each — the rate and
 /// the gateway's peak resident memory.

@@ -25,7 +25,7 @@ pub async fn respond(answer: Answer, conversion: &Conversion, live: &Live, mut l
     let idle = live.plan.server.idle_stream_timeout;
     let max_event = live.plan.server.max_event_bytes;
     let status = response.status();
-    let out = if conversion.passthrough() {
+    let mut out = if conversion.passthrough() {
         relay(response, idle, max_event, conversion, log)
     } else if status.is_success() && conversion.stream && is_event_stream(response.headers()) {
         let (mut parts, body) = response.into_parts();
@@ -40,6 +40,10 @@ pub async fn respond(answer: Answer, conversion: &Conversion, live: &Live, mut l
             Err(e) => log.failed(&e, conversion.client),
         }
     };
+    // The answer goes out on the client's connection, in its HTTP version (hyper answers an
+    // HTTP/1.0 client in HTTP/1.0 itself): an upstream that answers in HTTP/1.0, as Python's
+    // `http.server` does, must not make it `HTTP/1.0` and close a keep-alive connection.
+    *out.version_mut() = http::Version::HTTP_11;
     queue::hold(out, permits)
 }
 

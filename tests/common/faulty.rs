@@ -43,6 +43,9 @@ pub enum Fault {
     BigLine(usize),
     /// An error status with the upstream dialect's error body.
     Status(u16),
+    /// A whole, correct answer from an HTTP/1.0 server (Python's `http.server` by default):
+    /// the body's length, or a stream that ends when the connection closes.
+    Http10,
 }
 
 /// The upstream's dialect, from the request's path.
@@ -391,6 +394,14 @@ async fn serve(
                 infinite_closed.fetch_add(1, Ordering::SeqCst);
             }
             Ok(())
+        }
+        Fault::Http10 => {
+            // HTTP/1.0 has no chunked encoding.
+            let framing = if streamed { Framing::Close } else { Framing::Length(normal.len()) };
+            let mut h = head(200, normal.content_type, framing);
+            h[..8].copy_from_slice(b"HTTP/1.0");
+            stream.write_all(&h).await?;
+            write_body(&mut stream, &normal, framing, usize::MAX).await
         }
         Fault::Status(status) => {
             let body = error_body(upstream, status);
