@@ -396,7 +396,7 @@ async fn drive(args: &[String]) {
                 }
             }
             let what = if first { "time to first event" } else { "whole response" };
-            row[k] = Some(report(&format!("{} ({what})", pair.name), &targets.map(|t| t.0), &mut samples));
+            row[k] = Some(report(&format!("{} ({what})", pair.name), &targets.map(|t| t.0), &mut samples, rounds));
         }
         summary.push((pair.name, row));
     }
@@ -417,8 +417,17 @@ async fn drive(args: &[String]) {
     }
 }
 
-fn report(mode: &str, names: &[&str; 3], samples: &mut [Samples]) -> Ratios {
+fn report(mode: &str, names: &[&str; 3], samples: &mut [Samples], rounds: usize) -> Ratios {
     println!("\n{mode}:");
+    // How far the floor's own tail moves from round to round (before the samples are sorted:
+    // they are in round order): what this machine's noise alone does to a p99.
+    let round_p99 = |s: &Samples, r: usize| {
+        let per = s.latency.len() / rounds;
+        let mut round = s.latency[r * per..(r + 1) * per].to_vec();
+        round.sort();
+        percentile(&round, 0.99)
+    };
+    let floor_tail: Vec<f64> = (0..rounds).map(|r| round_p99(&samples[1], r) - round_p99(&samples[0], r)).collect();
     println!(
         "  {:<8} {:>9} {:>9} {:>11} {:>11} {:>10}",
         "target", "p50 µs", "p99 µs", "added p50", "added p99", "CPU µs/req"
@@ -447,6 +456,8 @@ fn report(mode: &str, names: &[&str; 3], samples: &mut [Samples]) -> Ratios {
         "  ratios gateway/floor: added p50 {:.2}x, added p99 {:.2}x, CPU/request {:.2}x",
         ratios[0], ratios[1], ratios[2]
     );
+    let (low, high) = range(&floor_tail);
+    println!("  the floor's added p99 from round to round: {low:.1}-{high:.1} µs");
     ratios
 }
 
