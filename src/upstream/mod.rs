@@ -244,11 +244,6 @@ pub fn status_error(what: &str, status: StatusCode, answer: &[u8]) -> String {
     format!("{what} {}: {text}", status.as_u16())
 }
 
-/// Whether a response is an event stream.
-pub fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"))
-}
-
 /// Removes hop-by-hop headers (and those `Connection` names) from a relayed response.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<String> = headers

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use super::relay::{HoldLast, Relay};
 use super::scan::{Check, JsonEnd};
 use super::strip::UsageStrip;
-use super::{Answer, is_event_stream, strip_hop_by_hop};
+use super::{Answer, strip_hop_by_hop};
 use crate::access_log::AccessLog;
 use crate::body::{Body, json_bytes, no_buffering};
 use crate::dialect::convert::Conversion;
@@ -157,12 +157,23 @@ fn relay(
     }
 }
 
-/// Whether a response says its body is JSON (`application/json`, `…+json`, in any case), or
-/// says nothing.
+/// A response's media type, without its parameters (compared in any case: media types are
+/// case-insensitive).
+fn media_type(headers: &http::HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::CONTENT_TYPE)?;
+    Some(value.as_bytes().split(|&b| b == b';').next().unwrap_or_default().trim_ascii())
+}
+
+/// Whether a response is an event stream.
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    media_type(headers).is_some_and(|media_type| media_type.eq_ignore_ascii_case(b"text/event-stream"))
+}
+
+/// Whether a response says its body is JSON (`application/json`, `…+json`), or says nothing.
 fn is_json(headers: &http::HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else { return true };
-    let media_type = value.as_bytes().split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
-    media_type.len() >= 4 && media_type[media_type.len() - 4..].eq_ignore_ascii_case(b"json")
+    media_type(headers).is_none_or(|media_type| {
+        media_type.len() >= 4 && media_type[media_type.len() - 4..].eq_ignore_ascii_case(b"json")
+    })
 }
 
 #[cfg(test)]
@@ -186,5 +197,21 @@ mod tests {
         for no in [Some("text/plain"), Some("text/event-stream"), Some("text/plain; note=json"), Some("son")] {
             assert!(!with(no), "{no:?}");
         }
+    }
+
+    #[test]
+    fn an_event_stream_is_told_by_the_media_type_in_any_case() {
+        let with = |value: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, http::HeaderValue::from_static(value));
+            is_event_stream(&headers)
+        };
+        for yes in ["text/event-stream", "Text/Event-Stream; charset=utf-8", " text/event-stream ;x=y"] {
+            assert!(with(yes), "{yes:?}");
+        }
+        for no in ["text/event-streams", "application/json", "text/plain; note=text/event-stream", ""] {
+            assert!(!with(no), "{no:?}");
+        }
+        assert!(!is_event_stream(&http::HeaderMap::new()));
     }
 }
