@@ -27,9 +27,9 @@ pub fn json(status: http::StatusCode, value: &serde_json::Value) -> http::Respon
     json_bytes(head, status, serde_json::to_vec(value).unwrap_or_default())
 }
 
-/// [`json`] for a body already serialised, in `head`: whatever headers and extensions it had
-/// are dropped, its header map's room is kept (a translated answer reuses the upstream
-/// response's, rather than allocating one).
+/// [`json`] for a body already serialised, in `head`: a translated answer keeps the upstream
+/// response's headers (its `Retry-After`, rate limits and request id) less those that
+/// described the upstream's body; extensions are dropped.
 pub fn json_bytes(
     mut head: http::response::Parts,
     status: http::StatusCode,
@@ -37,8 +37,9 @@ pub fn json_bytes(
 ) -> http::Response<Body> {
     bytes.push(b'\n');
     head.status = status;
-    head.headers.clear();
     head.extensions.clear();
+    head.headers.remove(http::header::CONTENT_LENGTH);
+    head.headers.remove(http::header::CONTENT_ENCODING);
     head.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     http::Response::from_parts(head, full(bytes))
 }

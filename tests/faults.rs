@@ -387,6 +387,22 @@ async fn error_statuses_reach_the_client_with_their_status_in_its_dialect() {
     }
 }
 
+/// The upstream's `Retry-After` (and its other headers) reach the client whether its answer is
+/// relayed or translated: SDKs pace their retries by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_keeps_the_upstreams_retry_after_in_every_dialect() {
+    let s = setup(Fault::Status(429), Topology::Single, LIMIT).await;
+    for pair in PAIRS {
+        for stream in [false, true] {
+            let r = common::post_json(&s.gateway.url(pair.path()), &pair.body(stream)).await;
+            let what = format!("{pair:?}, stream {stream}: {}", r.text());
+            assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{what}");
+            assert_eq!(r.header("retry-after"), Some("7"), "{what}");
+            assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
+        }
+    }
+}
+
 /// 200 MB relayed as bytes (whole and streamed) at linear speed within the deadline; the
 /// translated ones carry 3 MB (under the 4 MiB `limits.max_event_bytes`: a Responses stream
 /// keeps its output for the final event).

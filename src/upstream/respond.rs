@@ -55,7 +55,8 @@ async fn whole(
     max_bytes: usize,
     log: &mut AccessLog,
 ) -> Result<Response<Body>, ApiError> {
-    let (head, mut body) = response.into_parts();
+    let (mut head, mut body) = response.into_parts();
+    strip_hop_by_hop(&mut head.headers);
     let status = head.status;
     // The first piece is kept as it is (most answers arrive in one), later ones are copied.
     let mut first: Option<Bytes> = None;
