@@ -246,14 +246,19 @@ pub fn status_error(what: &str, status: StatusCode, answer: &[u8]) -> String {
 
 /// Removes hop-by-hop headers (and those `Connection` names) from a relayed response.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
+    // `Connection`'s usual values, `keep-alive` and `close`, name no other header: nothing is
+    // collected (or allocated) for them.
+    let named: Vec<http::HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|token| !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("close"))
+        .filter_map(|token| http::HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
     for name in named {
-        headers.remove(name.as_str());
+        headers.remove(name);
     }
     for h in HOP_BY_HOP {
         headers.remove(h);
@@ -270,3 +275,27 @@ const HOP_BY_HOP: [http::HeaderName; 7] = [
     header::TRAILER,
     header::UPGRADE,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, X-Hop"),
+            ("connection", "Close"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("x-hop", "1"),
+            ("retry-after", "7"),
+            ("x-request-id", "up-1"),
+        ] {
+            headers.append(http::HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
+        assert_eq!(left, ["retry-after", "x-request-id"]);
+    }
+}
