@@ -387,6 +387,30 @@ async fn error_statuses_reach_the_client_with_their_status_in_its_dialect() {
     }
 }
 
+/// A 200 whose JSON is no answer (no choice, no message content) is relayed as it is where the
+/// gateway only relays, and is a 502 in the client's dialect where it translates: never a
+/// clean-looking empty answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_no_answer_is_an_error_where_it_is_translated() {
+    let s = setup(Fault::NotAnAnswer, Topology::Single, LIMIT).await;
+    for pair in PAIRS {
+        for stream in [false, true] {
+            let r = common::post_json(&s.gateway.url(pair.path()), &pair.body(stream)).await;
+            let what = format!("{pair:?}, stream {stream}: {}", r.text());
+            if pair.passthrough() {
+                assert_eq!((r.status, r.text().trim()), (StatusCode::OK, r#"{"object":"unknown"}"#), "{what}");
+                continue;
+            }
+            assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{what}");
+            let error = &r.json()["error"];
+            assert!(error["message"].as_str().is_some_and(|m| m.contains("not a")), "{what}");
+            if pair.client == Client::Messages {
+                assert_eq!(r.json()["type"], "error", "{what}");
+            }
+        }
+    }
+}
+
 /// The upstream's `Retry-After` (and its other headers) reach the client whether its answer is
 /// relayed or translated: SDKs pace their retries by it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -169,8 +169,15 @@ pub fn list(value: &RawValue) -> Option<Vec<&RawValue>> {
     value.get().starts_with('[').then(|| serde_json::from_str(value.get()).ok()).flatten()
 }
 
+/// A whole number, also when written as a float (`10.0`, `1e3`): some servers and clients do.
 pub fn as_u64(value: &RawValue) -> Option<u64> {
-    value.get().parse().ok()
+    let text = value.get();
+    text.parse().ok().or_else(|| whole(text.parse().ok()?))
+}
+
+/// `n` when it is a whole number a `u64` holds (`as` would saturate).
+pub fn whole(n: f64) -> Option<u64> {
+    (n >= 0.0 && n.fract() == 0.0 && n < u64::MAX as f64).then_some(n as u64)
 }
 
 pub fn is_string(value: &RawValue) -> bool {

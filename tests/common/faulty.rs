@@ -43,6 +43,8 @@ pub enum Fault {
     BigLine(usize),
     /// An error status with the upstream dialect's error body.
     Status(u16),
+    /// 200 with a JSON document that is no answer (`{"object":"unknown"}`), streamed or not.
+    NotAnAnswer,
     /// A whole, correct answer from an HTTP/1.0 server (Python's `http.server` by default):
     /// the body's length, or a stream that ends when the connection closes.
     Http10,
@@ -394,6 +396,12 @@ async fn serve(
                 infinite_closed.fetch_add(1, Ordering::SeqCst);
             }
             Ok(())
+        }
+        Fault::NotAnAnswer => {
+            let body = br#"{"object":"unknown"}"#;
+            stream.write_all(&head(200, "application/json", Framing::Length(body.len()))).await?;
+            stream.write_all(body).await?;
+            stream.flush().await
         }
         Fault::Http10 => {
             // HTTP/1.0 has no chunked encoding.

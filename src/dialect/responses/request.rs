@@ -648,7 +648,9 @@ mod tests {
                 "temperature": 0.7, "user": "s1"
             })
         );
-        let response = serde_json::from_slice::<Value>(&super::super::response::from_chat(b"{}", &echo).unwrap());
+        let response = serde_json::from_slice::<Value>(
+            &super::super::response::from_chat(br#"{"choices":[{"message":{}}]}"#, &echo).unwrap(),
+        );
         let response = response.unwrap();
         assert_eq!(response["model"], "x", "the last `model`, and the echo of a Response");
         assert_eq!(response["temperature"], 0.7);
@@ -725,8 +727,10 @@ mod tests {
         let (chat, echo) = to_chat(body.as_bytes(), "m", false).unwrap();
         let got: Value = serde_json::from_slice(&chat).unwrap();
         assert_eq!(got["temperature"], 199_999, "the last of a repeated key");
-        let response: Value =
-            serde_json::from_slice(&super::super::response::from_chat(b"{}", &echo).unwrap()).unwrap();
+        let response: Value = serde_json::from_slice(
+            &super::super::response::from_chat(br#"{"choices":[{"message":{}}]}"#, &echo).unwrap(),
+        )
+        .unwrap();
         assert_eq!(response["temperature"], 199_999);
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
         // As many input items: each is read once.

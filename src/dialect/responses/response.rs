@@ -107,11 +107,11 @@ struct Empty {}
 /// Chat usage, as both a complete response and the stream's usage chunk carry it.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 pub(super) struct Usage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::count")]
     prompt_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::count")]
     completion_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::count")]
     total_tokens: Option<u64>,
     #[serde(default)]
     prompt_tokens_details: Option<PromptDetails>,
@@ -121,13 +121,13 @@ pub(super) struct Usage {
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 struct PromptDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::count")]
     cached_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 struct CompletionDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::count")]
     reasoning_tokens: Option<u64>,
 }
 
@@ -228,7 +228,12 @@ fn build(chat: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, serde_json::Er
             Fields::default()
         }
     };
-    let choice = chat.get("choices").and_then(objects).and_then(|c| c.into_iter().next()).unwrap_or_default();
+    // A completion without a choice (and its message) is not an answer, and must not become
+    // an empty one.
+    let first = chat.get("choices").and_then(objects).and_then(|c| c.into_iter().next());
+    let Some(choice) = first.filter(|choice| choice.get("message").is_some()) else {
+        return Err(serde::de::Error::custom("a completion without a choice"));
+    };
     let message = choice.get("message").and_then(Fields::of).unwrap_or_default();
     let reason = incomplete_reason(choice.get("finish_reason").and_then(text).as_deref().unwrap_or_default());
     let mut output = Vec::new();
@@ -372,6 +377,9 @@ mod tests {
 
     use super::*;
 
+    /// The least completion that answers: what the echo tests translate.
+    const ANSWER: &[u8] = br#"{"choices":[{"message":{"content":"x"}}]}"#;
+
     fn fixture(name: &str) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dialects/responses").join(name);
         std::fs::read(path).unwrap()
@@ -485,26 +493,29 @@ mod tests {
                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 6})
         );
 
-        // Usage of the wrong types is none; other JSON is an empty completion; not JSON is refused.
-        for usage in [r#""5""#, r#"{"prompt_tokens":-1}"#, r#"{"total_tokens":2.0}"#, r#"{"prompt_tokens_details":5}"#]
+        // Usage of the wrong types is none, and counts written as floats are counts; other JSON
+        // (no choice to answer with) and not JSON are refused, never an empty answer.
+        let with_usage = |usage: &str| format!(r#"{{"choices":[{{"message":{{"content":"hi"}}}}],"usage":{usage}}}"#);
+        for usage in [r#""5""#, r#"{"prompt_tokens":-1}"#, r#"{"total_tokens":2.5}"#, r#"{"prompt_tokens_details":5}"#]
         {
-            let body = format!(r#"{{"choices":[{{"message":{{"content":"hi"}}}}],"usage":{usage}}}"#);
-            assert_eq!(built(body.as_bytes(), &echo(), "t")["usage"], Value::Null, "{usage}");
+            assert_eq!(built(with_usage(usage).as_bytes(), &echo(), "t")["usage"], Value::Null, "{usage}");
         }
-        let body = br#"{"usage":{"prompt_tokens":1,"completion_tokens_details":[7],"prompt_tokens_details":[]}}"#;
-        assert_eq!(built(body, &echo(), "t")["usage"]["output_tokens_details"]["reasoning_tokens"], 7);
-        for body in
-            [&b"[1]"[..], b"null", b"\"x\"", b"{}", b"{\"choices\":{}}", b"{\"choices\":[]}", b"{\"choices\":[5]}"]
-        {
-            let got = built(body, &Echo::default(), "t");
-            assert_eq!(
-                (&got["output"], &got["status"], &got["model"]),
-                (&json!([]), &json!("completed"), &Value::Null)
-            );
-            assert_eq!(
-                (&got["tools"], &got["tool_choice"], &got["store"]),
-                (&json!([]), &json!("auto"), &json!(false))
-            );
+        let floats = built(with_usage(r#"{"prompt_tokens":10.0,"completion_tokens":3}"#).as_bytes(), &echo(), "t");
+        assert_eq!((&floats["usage"]["input_tokens"], &floats["usage"]["output_tokens"]), (&json!(10), &json!(3)));
+        let body = with_usage(r#"{"prompt_tokens":1,"completion_tokens_details":[7],"prompt_tokens_details":[]}"#);
+        assert_eq!(built(body.as_bytes(), &echo(), "t")["usage"]["output_tokens_details"]["reasoning_tokens"], 7);
+        for body in [
+            &b"[1]"[..],
+            b"null",
+            b"\"x\"",
+            b"{}",
+            b"{\"foo\":1}",
+            b"{\"choices\":{}}",
+            b"{\"choices\":[]}",
+            b"{\"choices\":[5]}",
+            b"{\"choices\":[{}]}",
+        ] {
+            assert!(build(body, &Echo::default(), "t").is_err(), "{}", String::from_utf8_lossy(body));
         }
         for body in [&b""[..], b"{", b"{} {}", b"<html>"] {
             assert!(from_chat(body, &echo()).is_err(), "{}", String::from_utf8_lossy(body));
@@ -518,7 +529,7 @@ mod tests {
             "temperature":1e0,"instructions":null,"top_p":1}"#;
         let echo = Echo::from_fields(&Fields::of_body(body).unwrap());
         assert_eq!(echo.model(), "m1");
-        let got = built(b"{}", &echo, "t");
+        let got = built(ANSWER, &echo, "t");
         assert_eq!(got["model"], "m1");
         assert_eq!(got["tools"], json!([{"type": "function", "name": "f", "parameters": {"a": 2, "b": 1}}]));
         assert_eq!((&got["tool_choice"], &got["parallel_tool_calls"]), (&json!("auto"), &json!(false)));

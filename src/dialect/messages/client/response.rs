@@ -31,13 +31,13 @@ pub struct Usage {
 
 #[derive(Deserialize, Clone, Copy)]
 struct Details {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::count")]
     cached_tokens: Option<u64>,
 }
 
-/// A count some servers send as `null` when they have none.
+/// A count some servers send as `null` when they have none (or as a float: [`count`]).
 fn null_as_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    Option::<u64>::deserialize(d).map(Option::unwrap_or_default)
+    crate::dialect::count(d).map(Option::unwrap_or_default)
 }
 
 /// Anthropic usage. Chat's prompt tokens include cached ones; Anthropic counts cache reads
@@ -69,8 +69,14 @@ pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
         return Err(serde::de::Error::custom("not a JSON object"));
     }
     let chat: Completion = crate::dialect::from_json(body)?;
-    let choice = chat.choices.unwrap_or_default().into_iter().next().unwrap_or_default();
-    let msg = choice.message.unwrap_or_default();
+    // A completion without a choice (and its message) is not an answer, and must not become
+    // an empty one.
+    let Some((choice, msg)) = chat.choices.unwrap_or_default().into_iter().next().and_then(|mut c| {
+        let msg = c.message.take()?;
+        Some((c, msg))
+    }) else {
+        return Err(serde::de::Error::custom("a completion without a choice"));
+    };
     let chat_id = chat.id.and_then(text).unwrap_or_default();
     let calls = msg.tool_calls.and_then(list).unwrap_or_default();
     let legacy = msg.function_call.filter(|f| f.get().starts_with('{'));
@@ -291,11 +297,24 @@ mod tests {
         let got = from_chat(&json!({"choices": [{"message": {"content": null}, "finish_reason": "length"}]}));
         assert_eq!(got["content"], json!([{"type": "text", "text": ""}]));
         assert_eq!(got["stop_reason"], "max_tokens");
-        assert_eq!(from_chat(&json!({}))["usage"], json!({"input_tokens": 0, "output_tokens": 0}));
+        let answer = json!({"choices": [{"message": {"content": "x"}}]});
+        assert_eq!(from_chat(&answer)["usage"], json!({"input_tokens": 0, "output_tokens": 0}));
         assert!(super::from_chat(b"\"nonsense\"").is_err());
         assert!(super::from_chat(br#" ["object"]"#).is_err(), "a list is not read as an object");
-        let nulls = from_chat(&json!({"usage": {"prompt_tokens": null, "completion_tokens": null}}));
-        assert_eq!(nulls["usage"], json!({"input_tokens": 0, "output_tokens": 0}));
+        // Without a choice there is no answer: an error, never an empty message.
+        for body in
+            [&br#"{}"#[..], br#"{"foo": 1}"#, br#"{"choices": []}"#, br#"{"choices": null}"#, br#"{"choices": [{}]}"#]
+        {
+            assert!(super::from_chat(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+        let mut nulls = answer.clone();
+        nulls["usage"] = json!({"prompt_tokens": null, "completion_tokens": null});
+        assert_eq!(from_chat(&nulls)["usage"], json!({"input_tokens": 0, "output_tokens": 0}));
+        // Counts written as floats are counts; other odd counts are none, not a lost answer.
+        let mut odd = answer.clone();
+        odd["usage"] =
+            json!({"prompt_tokens": 10.0, "completion_tokens": -5, "prompt_tokens_details": {"cached_tokens": "2"}});
+        assert_eq!(from_chat(&odd)["usage"], json!({"input_tokens": 10, "output_tokens": 0}));
         assert!(super::from_chat(br#"{"choices": {"message": {}}}"#).is_err());
         let legacy = json!({"choices": [{"message": {"function_call": {"name": "f", "arguments": "{}"}}, "finish_reason": "function_call"}]});
         assert_eq!(from_chat(&legacy)["content"][0]["name"], "f");

@@ -24,6 +24,11 @@ pub fn finish_reason(stop: &str) -> &'static str {
 /// fields: no JSON tree is built on either side. `Err` when the body is not a message.
 pub fn completion(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     let msg: Message = crate::dialect::from_json(body)?;
+    // A message has its content list (empty when the model said nothing): a body without one
+    // is not an answer, and must not become a clean-looking empty one.
+    if msg.content.is_none() {
+        return Err(serde::de::Error::custom("a message without content"));
+    }
     let mut text: Option<Cow<str>> = None;
     let mut tool_calls = Vec::new();
     for block in msg.content.iter().flatten() {
@@ -95,9 +100,13 @@ struct Block<'a> {
 
 #[derive(Default, Deserialize)]
 pub(super) struct Usage {
+    #[serde(default, deserialize_with = "crate::dialect::count")]
     input_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "crate::dialect::count")]
     output_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "crate::dialect::count")]
     cache_read_input_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "crate::dialect::count")]
     cache_creation_input_tokens: Option<u64>,
 }
 
@@ -223,6 +232,19 @@ mod tests {
         assert_eq!(got["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(got["usage"]["prompt_tokens"], 389 + 128);
         assert_eq!(got["usage"]["prompt_tokens_details"]["cached_tokens"], 128);
+    }
+
+    /// A body without the message's content is no answer; odd counts are none, not a lost
+    /// answer, and counts written as floats are counts.
+    #[test]
+    fn odd_bodies_and_counts() {
+        for body in [&b"{}"[..], br#"{"foo": 1}"#, br#"{"content": null}"#, b"null", b"[1]"] {
+            assert!(completion(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+        let body = br#"{"content": [{"type": "text", "text": "hi"}], "usage": {"input_tokens": 10.0, "output_tokens": -5, "cache_read_input_tokens": "2"}}"#;
+        let got: Value = serde_json::from_slice(&completion(body).unwrap()).unwrap();
+        assert_eq!(got["choices"][0]["message"]["content"], "hi");
+        assert_eq!((&got["usage"]["prompt_tokens"], &got["usage"]["completion_tokens"]), (&json!(10), &json!(0)));
     }
 
     #[test]
