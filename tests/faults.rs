@@ -387,6 +387,31 @@ async fn error_statuses_reach_the_client_with_their_status_in_its_dialect() {
     }
 }
 
+/// An event stream the upstream declares by its length is relayed event by event all the
+/// same: what has arrived reaches the client before the rest comes, and it ends whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_length_stream_is_relayed_as_it_arrives() {
+    let s = setup(Fault::PausedFixedLength, Topology::Single, LIMIT).await;
+    for pair in PAIRS.into_iter().filter(|p| p.passthrough()) {
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let req = Request::post(s.gateway.url(pair.path()))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(pair.body(true))))
+            .unwrap();
+        let started = Instant::now();
+        let resp = client.request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{pair:?}");
+        let mut body = resp.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(started.elapsed() < Duration::from_millis(700), "{pair:?}: the first event waited for the rest");
+        assert!(!first.is_empty(), "{pair:?}");
+        let rest = body.collect().await.unwrap().to_bytes();
+        let whole = [&first[..], &rest[..]].concat();
+        let end: &[u8] = if pair.client == Client::Messages { b"message_stop" } else { b"[DONE]" };
+        assert!(whole.windows(end.len()).any(|w| w == end), "{pair:?}: {}", String::from_utf8_lossy(&whole));
+    }
+}
+
 /// A 200 whose JSON is no answer (no choice, no message content) is relayed as it is where the
 /// gateway only relays, and is a 502 in the client's dialect where it translates: never a
 /// clean-looking empty answer.

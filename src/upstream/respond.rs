@@ -127,10 +127,11 @@ fn relay(
         if conversion.client == crate::dialect::Dialect::Messages {
             log.tail = crate::usage::Tail::with_head();
         }
-        if conversion.strip_usage {
-            // The client receives fewer bytes than the upstream sent.
-            parts.headers.remove(header::CONTENT_LENGTH);
-        }
+        // An event stream goes out with its length open, whatever the upstream declared: each
+        // event is sent as it comes (a fixed length would make the gateway hold the last piece
+        // back, so a stream that breaks falls short of it), a stream that breaks ends with an
+        // error event, and one whose usage chunk is taken out is shorter than the upstream's.
+        parts.headers.remove(header::CONTENT_LENGTH);
     }
     // A body that breaks can only end with an error event when its length is open; a
     // fixed-length body that breaks is cut short, which the client sees from the length. Any

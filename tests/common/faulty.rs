@@ -43,6 +43,9 @@ pub enum Fault {
     BigLine(usize),
     /// An error status with the upstream dialect's error body.
     Status(u16),
+    /// A whole stream declared by its `Content-Length`, its first event sent at once and the
+    /// rest after a second's pause.
+    PausedFixedLength,
     /// 200 with a JSON document that is no answer (`{"object":"unknown"}`), streamed or not.
     NotAnAnswer,
     /// A whole, correct answer from an HTTP/1.0 server (Python's `http.server` by default):
@@ -396,6 +399,15 @@ async fn serve(
                 infinite_closed.fetch_add(1, Ordering::SeqCst);
             }
             Ok(())
+        }
+        Fault::PausedFixedLength => {
+            let framing = Framing::Length(normal.len());
+            stream.write_all(&head(200, normal.content_type, framing)).await?;
+            stream.write_all(&normal.head).await?;
+            stream.flush().await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let rest = Body { head: Vec::new(), ..normal };
+            write_body(&mut stream, &rest, framing, usize::MAX).await
         }
         Fault::NotAnAnswer => {
             let body = br#"{"object":"unknown"}"#;
