@@ -133,30 +133,24 @@ fn relay(
         // error event, and one whose usage chunk is taken out is shorter than the upstream's.
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    // A body that breaks can only end with an error event when its length is open; a
-    // fixed-length body that breaks is cut short, which the client sees from the length. Any
-    // body that ends without a whole answer (the HTTP layer cannot tell when the upstream ends
-    // it by closing, or declares too short a length) ends with that error event, or fails.
-    let open = !parts.headers.contains_key(header::CONTENT_LENGTH);
-    let errors = (sse && open).then_some(conversion.client);
-    let mut body = Relay::new(body, idle, errors, log);
-    if sse && conversion.strip_usage {
-        body = body.stripped(UsageStrip::new(max_event));
-    }
-    let body = if sse && !conversion.dialect_answer {
+    // An event stream (its length open, above) that breaks ends with an error event in the
+    // client's dialect. Any other body that ends without a whole answer (the HTTP layer cannot
+    // tell when the upstream ends it by closing, or declares too short a length) fails, its
+    // last piece held back so that the client sees it fall short.
+    let mut body = Relay::new(body, idle, sse.then_some(conversion.client), log);
+    if sse {
+        if conversion.strip_usage {
+            body = body.stripped(UsageStrip::new(max_event));
+        }
+        if conversion.dialect_answer {
+            body = body.checked(Check::Events(conversion.client, Ending::default()));
+        }
         return Response::from_parts(parts, body.boxed());
-    } else if sse {
-        body.checked(Check::Events(conversion.client, Ending::default()))
-    } else if is_json(&parts.headers) {
-        body.checked(Check::Json(JsonEnd::default()))
-    } else {
-        return Response::from_parts(parts, body.boxed());
-    };
-    match errors {
-        // An open event stream that falls short ends with an error event.
-        Some(_) => Response::from_parts(parts, body.boxed()),
-        None => Response::from_parts(parts, HoldLast::new(body).boxed()),
     }
+    if is_json(&parts.headers) {
+        return Response::from_parts(parts, HoldLast::new(body.checked(Check::Json(JsonEnd::default()))).boxed());
+    }
+    Response::from_parts(parts, body.boxed())
 }
 
 /// A response's media type, without its parameters (compared in any case: media types are

@@ -231,10 +231,10 @@ fn build(chat: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, serde_json::Er
     // A completion without a choice (and its message) is not an answer, and must not become
     // an empty one.
     let first = chat.get("choices").and_then(objects).and_then(|c| c.into_iter().next());
-    let Some(choice) = first.filter(|choice| choice.get("message").is_some()) else {
+    let Some((message, choice)) = first.and_then(|choice| Some((choice.get("message")?, choice))) else {
         return Err(serde::de::Error::custom("a completion without a choice"));
     };
-    let message = choice.get("message").and_then(Fields::of).unwrap_or_default();
+    let message = Fields::of(message).unwrap_or_default();
     let reason = incomplete_reason(choice.get("finish_reason").and_then(text).as_deref().unwrap_or_default());
     let mut output = Vec::new();
     let text = message.get("content").map(|content| match objects(content) {
