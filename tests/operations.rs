@@ -127,7 +127,7 @@ async fn zrok_with_the_configs_listen_opens_no_port_unless_address_asks() {
     let config = format!("listen: \"127.0.0.1:{port}\"\nproviders:\n  local:\n    base_url: {}\n", mock.url());
     let a = Process::run(&config, &zrok.env(), &["--zrok"]);
     assert!(a.wait_for_log("serving via zrok share 'share1'"), "{}", a.logs());
-    assert!(a.logs().contains("opens no TCP port; pass --address to serve on TCP as well"), "{}", a.logs());
+    assert!(a.wait_for_log("opens no TCP port; pass --address to serve on TCP as well"), "{}", a.logs());
     assert!(!a.logs().contains("listening on"), "{}", a.logs());
     assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "nothing listens on `listen`");
     let (code, _) = a.stop();
@@ -231,7 +231,7 @@ async fn run_warns_about_a_readable_config_with_keys_and_never_logs_them() {
     std::fs::write(&path, &config).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let gw = Gateway::start_at(dir, &path, &[]);
-    assert!(gw.logs().contains("chmod 600"), "{}", gw.logs());
+    assert!(gw.wait_for_log("chmod 600"), "{}", gw.logs());
     // A reload with a new key value.
     std::fs::write(&path, config.replace("alice-secret", "alice-rotated")).unwrap();
     assert!(gw.wait_for_log("config reloaded"), "{}", gw.logs());

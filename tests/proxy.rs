@@ -379,5 +379,5 @@ async fn heuristic_rules_pick_the_route_for_auto() {
     post_json(&url, r#"{"model":"mistral","messages":[{"role":"user","content":"translate"}]}"#).await;
     assert_eq!(sent(&mock), "mistral", "an explicit model is kept");
     assert!(gw.wait_for_log("semantic routing: key='' method=heuristic route='fast' model='qwen'"), "{}", gw.logs());
-    assert!(gw.logs().contains("cascade=[heuristic:no_match,default:general]"));
+    assert!(gw.wait_for_log("cascade=[heuristic:no_match,default:general]"), "{}", gw.logs());
 }

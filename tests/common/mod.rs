@@ -373,9 +373,16 @@ impl Process {
 
     /// Waits (up to a deadline) until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str) -> bool {
+        self.wait_for_logged(needle, 1)
+    }
+
+    /// Waits (up to a deadline) until the log contains `needle` at least `times` times. Lines
+    /// reach stderr up to the log writer's flush interval after what they report, so a check
+    /// of the log after some other sign (a metric, an answer) must wait for it.
+    pub fn wait_for_logged(&self, needle: &str, times: usize) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.logs().contains(needle) {
+            if self.logs().matches(needle).count() >= times {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -453,6 +460,10 @@ impl Gateway {
 
     pub fn wait_for_log(&self, needle: &str) -> bool {
         self.process.wait_for_log(needle)
+    }
+
+    pub fn wait_for_logged(&self, needle: &str, times: usize) -> bool {
+        self.process.wait_for_logged(needle, times)
     }
 
     pub fn signal(&self, sig: &str) {
