@@ -114,8 +114,9 @@ fn usage_at(text: &[u8], at: usize) -> Option<Counts> {
         i = skip_ws(text, i + 1);
         let end = value_end(text, i)?;
         if let Some(slot) = counts.slot(key) {
-            // Anything but a whole number (null, a float, a string) counts as absent.
-            *slot = std::str::from_utf8(&text[i..end]).ok().and_then(|v| v.parse().ok());
+            // Anything but a whole number (null, a fraction, a string) counts as absent; `10.0`
+            // is 10, as the translators read it.
+            *slot = std::str::from_utf8(&text[i..end]).ok().and_then(crate::dialect::borrowed::number);
         }
         i = end;
     }
@@ -314,6 +315,11 @@ mod tests {
         assert_eq!(tokens(br#"{"usage":{"prompt_tokens":null,"completion_tokens":1}}"#), None);
         assert_eq!(tokens(br#"{"usage":{"prompt_tokens":2.5,"completion_tokens":1}}"#), None);
         assert_eq!(tokens(br#"{"usage":{"prompt_tokens":"2","completion_tokens":1}}"#), None);
+        assert_eq!(
+            tokens(br#"{"usage":{"prompt_tokens":2.0,"completion_tokens":1e1}}"#),
+            Some((2, 10)),
+            "as translated"
+        );
         assert_eq!(tokens(br#"{"usage":{"prompt_tokens":2,"total_tokens":2}}"#), Some((2, 0)), "embeddings");
         assert_eq!(tokens(br#"{"usage":{"prompt_tokens":2,"completion_tokens":1"#), None, "cut off");
         assert_eq!(tokens(br#"{"usage":{"prompt_tokens":2,"completion_tokens":1,"x":"\"#), None);

@@ -171,7 +171,11 @@ pub fn list(value: &RawValue) -> Option<Vec<&RawValue>> {
 
 /// A whole number, also when written as a float (`10.0`, `1e3`): some servers and clients do.
 pub fn as_u64(value: &RawValue) -> Option<u64> {
-    let text = value.get();
+    number(value.get())
+}
+
+/// [`as_u64`] of a JSON value's text.
+pub fn number(text: &str) -> Option<u64> {
     text.parse().ok().or_else(|| whole(text.parse().ok()?))
 }
 

@@ -208,6 +208,14 @@ pub fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::E
     d.deserialize_any(Count)
 }
 
+/// A usage object, or its details, when it has the shape of one: any other value (a string, a
+/// number, members of the wrong type) reads as none rather than failing the answer it came in,
+/// as an odd count does ([`count`]). Counts inside are read by [`count`] still.
+pub fn shape<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    let raw = <&serde_json::value::RawValue as serde::Deserialize>::deserialize(d)?;
+    Ok(serde_json::from_str(raw.get()).ok())
+}
+
 /// `value`, translated from `input_len` bytes, as JSON in a buffer made large enough at once:
 /// `serde_json::to_vec` starts at 128 bytes and doubles, copying a translated request or
 /// answer several times. A translation writes about as much as it reads, give or take the

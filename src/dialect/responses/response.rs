@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::Arguments;
-use crate::dialect::borrowed::{Fields, as_u64, is_string, list, objects, text};
+use crate::dialect::borrowed::{Fields, as_u64, is_string, objects, text};
 use crate::dialect::push_u64;
 
 /// What a Response object repeats from the request that asked for it, written once as JSON
@@ -113,9 +113,9 @@ pub(super) struct Usage {
     completion_tokens: Option<u64>,
     #[serde(default, deserialize_with = "crate::dialect::count")]
     total_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::shape")]
     prompt_tokens_details: Option<PromptDetails>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::shape")]
     completion_tokens_details: Option<CompletionDetails>,
 }
 
@@ -132,20 +132,9 @@ struct CompletionDetails {
 }
 
 impl Usage {
-    /// A complete answer's usage object, read as its typed form always was: `None` when a
-    /// count is not a non-negative integer.
-    fn of(u: &Fields) -> Option<Usage> {
-        let (prompt, completion) = (
-            detail(u, "prompt_tokens_details", "cached_tokens")?,
-            detail(u, "completion_tokens_details", "reasoning_tokens")?,
-        );
-        Some(Usage {
-            prompt_tokens: count(u.present("prompt_tokens"))?,
-            completion_tokens: count(u.present("completion_tokens"))?,
-            total_tokens: count(u.present("total_tokens"))?,
-            prompt_tokens_details: prompt.map(|cached_tokens| PromptDetails { cached_tokens }),
-            completion_tokens_details: completion.map(|reasoning_tokens| CompletionDetails { reasoning_tokens }),
-        })
+    /// A usage object as an answer carries it, `None` when it has not the shape of one.
+    fn of(usage: &RawValue) -> Option<Usage> {
+        serde_json::from_str(usage.get()).ok()
     }
 
     pub(super) fn input(&self) -> u64 {
@@ -173,25 +162,6 @@ impl Usage {
             push_u64(out, n);
         }
         out.push(b'}');
-    }
-}
-
-/// A count: `Some(None)` when absent or null, `None` when it is not a non-negative integer.
-fn count(n: Option<&RawValue>) -> Option<Option<u64>> {
-    n.map_or(Some(None), |n| as_u64(n).map(Some))
-}
-
-/// A details object's one count (`Some(None)`: no details). A typed struct also reads a list
-/// as its fields in order: `[]` or `[count]`.
-fn detail(u: &Fields, key: &str, inner: &str) -> Option<Option<Option<u64>>> {
-    let Some(d) = u.present(key) else { return Some(None) };
-    if let Some(d) = Fields::of(d) {
-        return count(d.present(inner)).map(Some);
-    }
-    match list(d)?[..] {
-        [] => Some(Some(None)),
-        [n] => count(Some(n).filter(|n| n.get() != "null")).map(Some),
-        _ => None,
     }
 }
 
@@ -266,7 +236,7 @@ fn build(chat: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, serde_json::Er
     {
         *status = "incomplete";
     }
-    let usage = chat.get("usage").and_then(Fields::of).and_then(|u| Usage::of(&u));
+    let usage = chat.get("usage").and_then(Usage::of);
     // The upstream's model when it names one, else the one asked for (in the echo).
     let model = chat.get("model").filter(|m| is_string(m) && m.get() != r#""""#);
     let head = Head {
@@ -487,19 +457,22 @@ mod tests {
                 last
             ]
         );
-        assert_eq!(
-            got["usage"],
-            json!({"input_tokens": 6, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
-                "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 6})
-        );
+        // Usage is read as every dialect reads it (serde): a repeated count makes it none, and
+        // the answer stands.
+        assert_eq!(got["usage"], Value::Null);
 
-        // Usage of the wrong types is none, and counts written as floats are counts; other JSON
-        // (no choice to answer with) and not JSON are refused, never an empty answer.
+        // Usage that is no object is none; a count that is no whole number is left out, and the
+        // others kept; counts written as floats are counts. Other JSON (no choice to answer with)
+        // and not JSON are refused, never an empty answer.
         let with_usage = |usage: &str| format!(r#"{{"choices":[{{"message":{{"content":"hi"}}}}],"usage":{usage}}}"#);
-        for usage in [r#""5""#, r#"{"prompt_tokens":-1}"#, r#"{"total_tokens":2.5}"#, r#"{"prompt_tokens_details":5}"#]
-        {
-            assert_eq!(built(with_usage(usage).as_bytes(), &echo(), "t")["usage"], Value::Null, "{usage}");
-        }
+        assert_eq!(built(with_usage(r#""5""#).as_bytes(), &echo(), "t")["usage"], Value::Null);
+        let odd = r#"{"prompt_tokens":-1,"completion_tokens":4,"total_tokens":2.5,"prompt_tokens_details":5,
+            "completion_tokens_details":{"reasoning_tokens":"2"}}"#;
+        assert_eq!(
+            built(with_usage(odd).as_bytes(), &echo(), "t")["usage"],
+            json!({"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
+                "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 4})
+        );
         let floats = built(with_usage(r#"{"prompt_tokens":10.0,"completion_tokens":3}"#).as_bytes(), &echo(), "t");
         assert_eq!((&floats["usage"]["input_tokens"], &floats["usage"]["output_tokens"]), (&json!(10), &json!(3)));
         let body = with_usage(r#"{"prompt_tokens":1,"completion_tokens_details":[7],"prompt_tokens_details":[]}"#);

@@ -70,7 +70,7 @@ struct Chunk<'a> {
     created: Option<u64>,
     #[serde(default, borrow)]
     choices: Option<Vec<Choice<'a>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::shape")]
     usage: Option<Usage>,
     #[serde(default)]
     error: Option<Value>,

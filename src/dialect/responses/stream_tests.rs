@@ -237,3 +237,27 @@ fn output_does_not_depend_on_how_bytes_arrive() {
         assert_split_invariant(name, &fixture(name), translate);
     }
 }
+
+/// Odd usage costs the count it is in, never the stream: the same reading as a whole answer's.
+#[test]
+fn odd_usage_is_read_count_by_count() {
+    let stream = |usage: &str| {
+        format!(
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"hi\"}},\"finish_reason\":\"stop\"}}]}}\n\n\
+             data: {{\"choices\":[],\"usage\":{usage}}}\n\ndata: [DONE]\n\n"
+        )
+    };
+    let last = |usage: &str| events(&translate(stream(usage).as_bytes(), &[])).pop().unwrap();
+    let odd = r#"{"prompt_tokens":"5","completion_tokens":3.0,"total_tokens":-1,"prompt_tokens_details":5,"completion_tokens_details":[2]}"#;
+    let (name, data) = last(odd);
+    assert_eq!(name, "response.completed", "{data}");
+    assert_eq!(
+        data["response"]["usage"],
+        json!({"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 3,
+            "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 3})
+    );
+    for none in [r#""5""#, "7", "null"] {
+        let (name, data) = last(none);
+        assert_eq!((name.as_str(), &data["response"]["usage"]), ("response.completed", &Value::Null), "{none}");
+    }
+}

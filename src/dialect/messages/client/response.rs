@@ -25,7 +25,7 @@ pub struct Usage {
     pub prompt_tokens: u64,
     #[serde(default, deserialize_with = "null_as_zero")]
     pub completion_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::shape")]
     prompt_tokens_details: Option<Details>,
 }
 
@@ -146,7 +146,7 @@ struct Completion<'a> {
     model: Option<&'a RawValue>,
     #[serde(default, borrow)]
     choices: Option<Vec<Choice<'a>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::shape")]
     usage: Option<Usage>,
 }
 
@@ -315,6 +315,12 @@ mod tests {
         odd["usage"] =
             json!({"prompt_tokens": 10.0, "completion_tokens": -5, "prompt_tokens_details": {"cached_tokens": "2"}});
         assert_eq!(from_chat(&odd)["usage"], json!({"input_tokens": 10, "output_tokens": 0}));
+        // So are usage and details that are no objects.
+        for (usage, input) in [(json!("lots"), 0), (json!({"prompt_tokens": 3, "prompt_tokens_details": 5}), 3)] {
+            odd["usage"] = usage;
+            let got = from_chat(&odd);
+            assert_eq!((&got["content"][0]["text"], &got["usage"]["input_tokens"]), (&json!("x"), &json!(input)));
+        }
         assert!(super::from_chat(br#"{"choices": {"message": {}}}"#).is_err());
         let legacy = json!({"choices": [{"message": {"function_call": {"name": "f", "arguments": "{}"}}, "finish_reason": "function_call"}]});
         assert_eq!(from_chat(&legacy)["content"][0]["name"], "f");

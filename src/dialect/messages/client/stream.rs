@@ -54,7 +54,7 @@ struct Chunk<'a> {
     model: Option<&'a RawValue>,
     #[serde(default, borrow)]
     choices: Option<First<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::shape")]
     usage: Option<Usage>,
     #[serde(default, borrow)]
     error: Option<&'a RawValue>,

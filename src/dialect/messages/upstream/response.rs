@@ -79,7 +79,7 @@ struct Message<'a> {
     content: Option<Vec<Block<'a>>>,
     #[serde(default, borrow)]
     stop_reason: Option<Cow<'a, str>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::shape")]
     usage: Option<Usage>,
 }
 
@@ -245,6 +245,13 @@ mod tests {
         let got: Value = serde_json::from_slice(&completion(body).unwrap()).unwrap();
         assert_eq!(got["choices"][0]["message"]["content"], "hi");
         assert_eq!((&got["usage"]["prompt_tokens"], &got["usage"]["completion_tokens"]), (&json!(10), &json!(0)));
+        // Usage that is no object is no usage, and the answer stands.
+        let body = br#"{"content": [{"type": "text", "text": "hi"}], "usage": "lots"}"#;
+        let got: Value = serde_json::from_slice(&completion(body).unwrap()).unwrap();
+        assert_eq!(
+            (&got["choices"][0]["message"]["content"], &got["usage"]["prompt_tokens"]),
+            (&json!("hi"), &json!(0))
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ struct Event<'a> {
     content_block: Option<Block<'a>>,
     #[serde(default, borrow)]
     message: Option<Start<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::shape")]
     usage: Option<OutputUsage>,
     #[serde(default, borrow)]
     error: Option<ErrorBody<'a>>,
@@ -76,12 +76,13 @@ struct Start<'a> {
     id: Cow<'a, str>,
     #[serde(default, borrow)]
     model: Cow<'a, str>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dialect::shape")]
     usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
 struct OutputUsage {
+    #[serde(default, deserialize_with = "crate::dialect::count")]
     output_tokens: Option<u64>,
 }
 
@@ -278,7 +279,7 @@ impl StreamTranslator for ToChat {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Value;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::dialect::testing::{self, assert_split_invariant, feed_split};
@@ -315,6 +316,20 @@ mod tests {
         assert_eq!(got[4]["usage"]["completion_tokens"], 9);
         assert_eq!(got[4]["usage"]["prompt_tokens"], 25);
         assert_eq!(got[5], "[DONE]");
+    }
+
+    /// Odd usage costs its counts, never the stream: a float count is a count, usage that is no
+    /// object is none.
+    #[test]
+    fn odd_usage_is_read_count_by_count() {
+        let text = String::from_utf8(fixture("stream-text.sse")).unwrap();
+        let odd = text
+            .replace(r#""usage":{"input_tokens":25"#, r#""usage":"lots","x":{"input_tokens":25"#)
+            .replace(r#""usage":{"output_tokens":9"#, r#""usage":{"output_tokens":9.0"#);
+        assert_ne!(odd, text, "the fixture has both usages");
+        let got = events(&translate(odd.as_bytes(), &[], true));
+        assert_eq!(got.len(), 6, "{got:#?}");
+        assert_eq!((&got[4]["usage"]["prompt_tokens"], &got[4]["usage"]["completion_tokens"]), (&json!(0), &json!(9)));
     }
 
     #[test]
