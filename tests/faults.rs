@@ -557,6 +557,38 @@ async fn an_http10_upstream_leaves_the_client_on_http11() {
     assert_eq!(s.faulty.posts(), 2 * PAIRS.len());
 }
 
+/// An upstream whose chunked answer ends with trailers (legal, if rare): every pair's answer is
+/// whole, and read to its end, past the trailers: its tokens are counted. The trailers are not
+/// sent on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_after_the_last_chunk_end_a_whole_answer() {
+    for s in matrix(Fault::Trailers, LIMIT, |_, _, _| Expect::Complete).await {
+        let gw = &s.gateway;
+        let answers = 2 * PAIRS.len();
+        assert!(
+            gw.wait_for_logged("prompt_tokens=3 completion_tokens=5 ", answers),
+            "{:?}:\n{}",
+            s.topology,
+            gw.logs()
+        );
+    }
+    // Not even to a client that accepts trailers: they described the upstream's bytes.
+    let s = setup(Fault::Trailers, Topology::Single, LIMIT).await;
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    for pair in PAIRS {
+        for stream in [false, true] {
+            let req = Request::post(s.gateway.url(pair.path()))
+                .header("content-type", "application/json")
+                .header("te", "trailers")
+                .body(Full::new(Bytes::from(pair.body(stream))))
+                .unwrap();
+            let body = client.request(req).await.unwrap().into_body().collect().await.unwrap();
+            assert!(body.trailers().is_none(), "{pair:?} stream={stream}");
+            assert!(String::from_utf8_lossy(&body.to_bytes()).contains("lorem ipsum"), "{pair:?} stream={stream}");
+        }
+    }
+}
+
 /// Not a check but a measurement (`cargo test --test faults measure -- --ignored --nocapture`):
 /// a 1 GiB answer relayed as bytes, whole and streamed, for at most 60 s each — the rate and
 /// the gateway's peak resident memory.

@@ -40,8 +40,8 @@ pin_project_lite::pin_project! {
         // is not an open-length event stream, so a break fails it.
         errors: Option<Dialect>,
         done: bool,
-        // A non-data frame or a failure met while batching, delivered on the next poll.
-        held_frame: Option<Frame<Bytes>>,
+        // Data past the batch's size, or a failure, met while batching: for the next poll.
+        held: Option<Bytes>,
         held_failure: Option<String>,
         // Rewrites the stream on its way; `None` passes bytes through.
         translator: Option<Box<dyn StreamTranslator>>,
@@ -65,7 +65,7 @@ impl Relay {
             waiting: false,
             errors,
             done: false,
-            held_frame: None,
+            held: None,
             held_failure: None,
             translator: None,
             check: None,
@@ -146,8 +146,8 @@ impl HttpBody for Relay {
     /// one per event.
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        if let Some(frame) = this.held_frame.take() {
-            return Poll::Ready(Some(Ok(frame)));
+        if let Some(data) = this.held.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         let mut failure = this.held_failure.take();
         if *this.done && failure.is_none() {
@@ -195,15 +195,14 @@ impl HttpBody for Relay {
                             this.log.body_bytes += data.len() as u64;
                             this.log.tail.push_bytes(&data);
                             if let Some(own) = batch.push(data) {
-                                *this.held_frame = Some(Frame::data(own));
+                                *this.held = Some(own);
                                 break;
                             }
                         }
-                        Err(other) if batch.is_empty() => return Poll::Ready(Some(Ok(other))),
-                        Err(other) => {
-                            *this.held_frame = Some(other);
-                            break;
-                        }
+                        // Trailers, the only other frame, come last: read past, not sent on (hyper
+                        // would end the response at them, before the body's end is judged; and
+                        // the `Trailer` header that would announce them is hop-by-hop).
+                        Err(_trailers) => {}
                     }
                 }
                 Poll::Ready(None) => {
@@ -214,7 +213,7 @@ impl HttpBody for Relay {
                             this.log.body_bytes += rest.len() as u64;
                             this.log.tail.push(&rest);
                             if let Some(own) = batch.push(rest) {
-                                *this.held_frame = Some(Frame::data(own));
+                                *this.held = Some(own);
                             }
                         }
                     }
@@ -225,7 +224,7 @@ impl HttpBody for Relay {
                         if !tail.is_empty()
                             && let Some(own) = batch.push(Bytes::from(tail))
                         {
-                            *this.held_frame = Some(Frame::data(own));
+                            *this.held = Some(own);
                         }
                     }
                     if this.check.as_ref().is_some_and(|c| !c.complete()) {
@@ -252,10 +251,7 @@ impl HttpBody for Relay {
                 *this.held_failure = failure;
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
-            (None, None) => match this.held_frame.take() {
-                Some(frame) => Poll::Ready(Some(Ok(frame))),
-                None => Poll::Ready(None),
-            },
+            (None, None) => Poll::Ready(None),
             (None, Some(failure)) => {
                 *this.done = true;
                 this.log.error = Some(failure.clone());
@@ -275,7 +271,7 @@ impl HttpBody for Relay {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.held_frame.is_none() && self.held_failure.is_none()
+        self.done && self.held.is_none() && self.held_failure.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -297,15 +293,13 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         held: Option<Bytes>,
-        // A non-data frame that came while a data frame was held.
-        after: Option<Frame<Bytes>>,
         ended: bool,
     }
 }
 
 impl<B> HoldLast<B> {
     pub fn new(inner: B) -> Self {
-        Self { inner, held: None, after: None, ended: false }
+        Self { inner, held: None, ended: false }
     }
 }
 
@@ -315,28 +309,19 @@ impl<B: HttpBody<Data = Bytes>> HttpBody for HoldLast<B> {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
-        if let Some(frame) = this.after.take() {
-            return Poll::Ready(Some(Ok(frame)));
-        }
         if *this.ended {
             return Poll::Ready(this.held.take().map(|data| Ok(Frame::data(data))));
         }
         loop {
             match ready!(this.inner.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        if let Some(previous) = this.held.replace(data) {
-                            return Poll::Ready(Some(Ok(Frame::data(previous))));
-                        }
+                // A [`Relay`] sends data frames only.
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data()
+                        && let Some(previous) = this.held.replace(data)
+                    {
+                        return Poll::Ready(Some(Ok(Frame::data(previous))));
                     }
-                    Err(other) => match this.held.take() {
-                        Some(previous) => {
-                            *this.after = Some(other);
-                            return Poll::Ready(Some(Ok(Frame::data(previous))));
-                        }
-                        None => return Poll::Ready(Some(Ok(other))),
-                    },
-                },
+                }
                 Some(Err(e)) => {
                     *this.ended = true;
                     *this.held = None;
@@ -351,7 +336,7 @@ impl<B: HttpBody<Data = Bytes>> HttpBody for HoldLast<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended && self.held.is_none() && self.after.is_none()
+        self.ended && self.held.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -51,6 +51,9 @@ pub enum Fault {
     /// A whole, correct answer from an HTTP/1.0 server (Python's `http.server` by default):
     /// the body's length, or a stream that ends when the connection closes.
     Http10,
+    /// A whole, correct answer, chunked (streamed or not), with a trailer field after its last
+    /// chunk (legal HTTP/1.1, which hyper reads as a frame of its own).
+    Trailers,
 }
 
 /// The upstream's dialect, from the request's path.
@@ -216,6 +219,8 @@ fn error_body(upstream: Upstream, status: u16) -> Vec<u8> {
 enum Framing {
     Length(usize),
     Chunked,
+    /// Chunked, with a trailer section after the last chunk.
+    ChunkedWithTrailer,
     Close,
 }
 
@@ -233,6 +238,7 @@ fn head(status: u16, content_type: &str, framing: Framing) -> Vec<u8> {
     match framing {
         Framing::Length(n) => h.push_str(&format!("content-length: {n}\r\n")),
         Framing::Chunked => h.push_str("transfer-encoding: chunked\r\n"),
+        Framing::ChunkedWithTrailer => h.push_str("transfer-encoding: chunked\r\ntrailer: x-checksum\r\n"),
         Framing::Close => {}
     }
     h.push_str("\r\n");
@@ -251,7 +257,7 @@ async fn write_body(stream: &mut TcpStream, body: &Body, framing: Framing, limit
         if piece.is_empty() {
             continue;
         }
-        if let Framing::Chunked = framing {
+        if let Framing::Chunked | Framing::ChunkedWithTrailer = framing {
             stream.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).await?;
             stream.write_all(piece).await?;
             stream.write_all(b"\r\n").await?;
@@ -259,8 +265,10 @@ async fn write_body(stream: &mut TcpStream, body: &Body, framing: Framing, limit
             stream.write_all(piece).await?;
         }
     }
-    if let (Framing::Chunked, true) = (framing, limit >= body.len()) {
-        stream.write_all(b"0\r\n\r\n").await?;
+    match (framing, limit >= body.len()) {
+        (Framing::Chunked, true) => stream.write_all(b"0\r\n\r\n").await?,
+        (Framing::ChunkedWithTrailer, true) => stream.write_all(b"0\r\nx-checksum: 5d41402a\r\n\r\n").await?,
+        _ => {}
     }
     stream.flush().await
 }
@@ -422,6 +430,10 @@ async fn serve(
             h[..8].copy_from_slice(b"HTTP/1.0");
             stream.write_all(&h).await?;
             write_body(&mut stream, &normal, framing, usize::MAX).await
+        }
+        Fault::Trailers => {
+            stream.write_all(&head(200, normal.content_type, Framing::ChunkedWithTrailer)).await?;
+            write_body(&mut stream, &normal, Framing::ChunkedWithTrailer, usize::MAX).await
         }
         Fault::Status(status) => {
             let body = error_body(upstream, status);
