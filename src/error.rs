@@ -103,6 +103,16 @@ impl ApiError {
         }
     }
 
+    /// The upstream answered, but not with a whole answer: a body that is not one, larger than
+    /// the limit, or a stream that ended before its last event. (`bad_gateway`: it could not
+    /// be reached, or its connection broke.)
+    pub fn bad_answer(message: impl Into<String>) -> Self {
+        Self {
+            side: Side::Upstream,
+            ..Self::new(StatusCode::BAD_GATEWAY, "upstream_error", "upstream_bad_response", message)
+        }
+    }
+
     /// 429 with `Retry-After`.
     pub fn too_many(code: &'static str, message: impl Into<String>) -> Self {
         Self { retry_after: Some(1), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", code, message) }

@@ -429,11 +429,38 @@ async fn a_body_that_is_no_answer_is_an_error_where_it_is_translated() {
             assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{what}");
             let error = &r.json()["error"];
             assert!(error["message"].as_str().is_some_and(|m| m.contains("not a")), "{what}");
-            if pair.client == Client::Messages {
-                assert_eq!(r.json()["type"], "error", "{what}");
+            match pair.client {
+                Client::Messages => assert_eq!(r.json()["type"], "error", "{what}"),
+                _ => assert_eq!(error["code"], "upstream_bad_response", "{what}"),
             }
         }
     }
+}
+
+/// An upstream that goes silent mid-answer for `timeouts.idle_stream_seconds`: a translated
+/// whole answer (read before its status goes out) is a 504, a stream ends with an error event;
+/// both say `upstream_timeout`, not that the upstream could not be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_mid_answer_is_a_timeout() {
+    let s = setup(Fault::StallAfterHeaders, Topology::Single, LIMIT).await;
+    let (whole, streamed) = (PAIRS[1], PAIRS[0]);
+    assert_eq!(
+        (whole.client, whole.anthropic, streamed.client, streamed.anthropic),
+        (Client::Chat, true, Client::Chat, false)
+    );
+    let (whole_url, stream_url) = (s.gateway.url(whole.path()), s.gateway.url(streamed.path()));
+    let (whole_body, stream_body) = (whole.body(false), streamed.body(true));
+    let (whole, streamed) =
+        tokio::join!(common::post_json(&whole_url, &whole_body), common::post_json(&stream_url, &stream_body));
+    assert_eq!(
+        (whole.status, &whole.json()["error"]["code"]),
+        (StatusCode::GATEWAY_TIMEOUT, &json!("upstream_timeout"))
+    );
+    let text = streamed.text();
+    let last = text.trim_end().rsplit("\n\n").next().unwrap().strip_prefix("data: ").unwrap();
+    let last: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_timeout", "{text}");
+    assert!(last["error"]["message"].as_str().unwrap().contains("idle_stream_seconds"), "{text}");
 }
 
 /// The upstream's `Retry-After` (and its other headers) reach the client whether its answer is

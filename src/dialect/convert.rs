@@ -223,7 +223,7 @@ impl Conversion {
         }
         let not = |what: &str| {
             let upstream = if from_anthropic { "Anthropic" } else { "the upstream" };
-            ApiError::bad_gateway(format!("{upstream} answered with a body that is not {what}"))
+            ApiError::bad_answer(format!("{upstream} answered with a body that is not {what}"))
         };
         // A Chat client gets Anthropic's message translated straight into its bytes; the
         // other dialects are made from the Chat completion.

@@ -42,7 +42,7 @@ pin_project_lite::pin_project! {
         done: bool,
         // Data past the batch's size, or a failure, met while batching: for the next poll.
         held: Option<Bytes>,
-        held_failure: Option<String>,
+        held_failure: Option<ApiError>,
         // Rewrites the stream on its way; `None` passes bytes through.
         translator: Option<Box<dyn StreamTranslator>>,
         // Tells whether a body passed through ended whole.
@@ -228,10 +228,12 @@ impl HttpBody for Relay {
                         }
                     }
                     if this.check.as_ref().is_some_and(|c| !c.complete()) {
-                        failure = Some("the upstream's answer ended before it was complete".to_owned());
+                        failure = Some(ApiError::bad_answer("the upstream's answer ended before it was complete"));
                     }
                 }
-                Poll::Ready(Some(Err(e))) => failure = Some(format!("upstream response broke off: {e}")),
+                Poll::Ready(Some(Err(e))) => {
+                    failure = Some(ApiError::bad_gateway(format!("upstream response broke off: {e}")));
+                }
                 Poll::Pending if !batch.is_empty() => break,
                 Poll::Pending => {
                     let after = *this.idle_after;
@@ -241,8 +243,10 @@ impl HttpBody for Relay {
                         *this.waiting = true;
                     }
                     ready!(idle.as_mut().poll(cx));
-                    failure =
-                        Some(format!("upstream sent nothing for {} s (timeouts.idle_stream_seconds)", after.as_secs()));
+                    failure = Some(ApiError::gateway_timeout(format!(
+                        "upstream sent nothing for {} s (timeouts.idle_stream_seconds)",
+                        after.as_secs()
+                    )));
                 }
             }
         }
@@ -252,10 +256,9 @@ impl HttpBody for Relay {
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
             (None, None) => Poll::Ready(None),
-            (None, Some(failure)) => {
+            (None, Some(err)) => {
                 *this.done = true;
-                this.log.error = Some(failure.clone());
-                let err = ApiError::bad_gateway(failure);
+                this.log.error = Some(err.message.clone());
                 let event = match (this.translator.as_mut(), *this.errors) {
                     (Some(t), _) => {
                         let mut out = Vec::new();

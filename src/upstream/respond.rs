@@ -74,7 +74,7 @@ async fn whole(
                 let Ok(data) = frame.into_data() else { continue };
                 let held = first.as_ref().map_or(0, Bytes::len);
                 if held + bytes.len() + data.len() > max_bytes {
-                    return Err(ApiError::bad_gateway(format!(
+                    return Err(ApiError::bad_answer(format!(
                         "the upstream's answer is larger than {max_bytes} bytes (limits.max_event_bytes)"
                     )));
                 }
@@ -90,7 +90,7 @@ async fn whole(
                 return Err(ApiError::bad_gateway("the upstream's answer broke off before it was complete"));
             }
             Err(_) => {
-                return Err(ApiError::bad_gateway(format!(
+                return Err(ApiError::gateway_timeout(format!(
                     "the upstream sent nothing for {} s before its answer was complete (timeouts.idle_stream_seconds)",
                     idle.as_secs()
                 )));
