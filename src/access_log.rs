@@ -281,12 +281,12 @@ impl Record {
         }
         if let Some(reservation) = self.reservation.take() {
             let actual = match self.tokens {
-                Some((prompt, completion)) => prompt + completion,
+                Some((prompt, completion)) => prompt.saturating_add(completion),
                 // Refused or failed: nothing was generated.
                 None if self.status == 0 || self.status >= 400 => 0,
                 // Cut short before its usage (the client left), or an upstream that reports
                 // none: the prompt's estimate, and a token per event relayed.
-                None => reservation.estimate() + self.events,
+                None => reservation.estimate().saturating_add(self.events),
             };
             reservation.settle(actual);
         }

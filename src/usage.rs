@@ -218,8 +218,9 @@ impl Counts {
     }
 
     fn prompt(&self) -> Option<u64> {
-        let cached = self.cache_read_input_tokens.unwrap_or(0) + self.cache_creation_input_tokens.unwrap_or(0);
-        self.prompt_tokens.or(self.input_tokens.map(|n| n + cached))
+        let cached =
+            self.cache_read_input_tokens.unwrap_or(0).saturating_add(self.cache_creation_input_tokens.unwrap_or(0));
+        self.prompt_tokens.or(self.input_tokens.map(|n| n.saturating_add(cached)))
     }
 
     fn completion(&self) -> Option<u64> {
@@ -320,6 +321,8 @@ mod tests {
             Some((2, 10)),
             "as translated"
         );
+        let huge = br#"{"usage":{"input_tokens":18446744073709551615,"cache_read_input_tokens":9,"output_tokens":1}}"#;
+        assert_eq!(tokens(huge), Some((u64::MAX, 1)), "no overflow");
         assert_eq!(tokens(br#"{"usage":{"prompt_tokens":2,"total_tokens":2}}"#), Some((2, 0)), "embeddings");
         assert_eq!(tokens(br#"{"usage":{"prompt_tokens":2,"completion_tokens":1"#), None, "cut off");
         assert_eq!(tokens(br#"{"usage":{"prompt_tokens":2,"completion_tokens":1,"x":"\"#), None);

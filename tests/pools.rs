@@ -22,7 +22,7 @@ fn dead_url() -> String {
 async fn a_refused_endpoint_is_found_before_traffic_and_skipped() {
     let good = Mock::start().await;
     let gw = Gateway::start(&pool(&[("dead", dead_url()), ("good", good.url())], ""));
-    assert!(gw.logs().contains("endpoint 'dead' is now unhealthy"), "{}", gw.logs());
+    assert!(gw.wait_for_log("endpoint 'dead' is now unhealthy"), "{}", gw.logs());
     for _ in 0..4 {
         assert_eq!(post_json(&gw.url("/v1/chat/completions"), CHAT).await.status.as_u16(), 200);
     }

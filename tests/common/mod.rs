@@ -354,10 +354,12 @@ impl Process {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Stored first: a test told the address may read the log at once.
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
                 if let Some(addr) = line.split("listening on ").nth(1) {
                     let _ = tx.send(addr.trim().to_owned());
                 }
-                sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
         Process { child, log, listening, _dir: dir }

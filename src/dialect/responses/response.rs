@@ -1,7 +1,6 @@
 //! `chat.completion` → Response object; what a Response repeats from its request. The
 //! completion is read from its borrowed fields and the Response written straight into bytes.
 
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
@@ -183,28 +182,25 @@ pub(super) fn new_id_base() -> String {
     hex
 }
 
-/// A `chat.completion` → a Response object. `Err` when the body is not JSON; JSON that is not
-/// an object reads as a completion with nothing in it, as it always did.
+/// A `chat.completion` → a Response object. `Err` when the body is not a completion.
 pub fn from_chat(chat: &[u8], echo: &Echo) -> Result<Vec<u8>, serde_json::Error> {
     build(chat, echo, &new_id_base())
 }
 
 fn build(chat: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, serde_json::Error> {
     let size = chat.len();
-    let chat = match Fields::read(chat) {
-        Ok(chat) => chat,
-        Err(e) => {
-            serde_json::from_slice::<IgnoredAny>(chat).map_err(|_| e)?;
-            Fields::default()
-        }
-    };
+    let chat = Fields::read(chat)?;
     // A completion without a choice (and its message) is not an answer, and must not become
-    // an empty one.
+    // an empty one. A choice without a message that says why (a filtered answer's
+    // `finish_reason: content_filter`) is an empty answer.
     let first = chat.get("choices").and_then(objects).and_then(|c| c.into_iter().next());
-    let Some((message, choice)) = first.and_then(|choice| Some((choice.get("message")?, choice))) else {
+    let answer = first.and_then(|choice| match choice.present("message") {
+        Some(message) => Some((Fields::of(message)?, choice)),
+        None => choice.get("finish_reason").is_some_and(is_string).then(|| (Fields::default(), choice)),
+    });
+    let Some((message, choice)) = answer else {
         return Err(serde::de::Error::custom("a completion without a choice"));
     };
-    let message = Fields::of(message).unwrap_or_default();
     let reason = incomplete_reason(choice.get("finish_reason").and_then(text).as_deref().unwrap_or_default());
     let mut output = Vec::new();
     let text = message.get("content").map(|content| match objects(content) {
@@ -487,9 +483,14 @@ mod tests {
             b"{\"choices\":[]}",
             b"{\"choices\":[5]}",
             b"{\"choices\":[{}]}",
+            b"{\"choices\":[{\"message\":null}]}",
+            b"{\"choices\":[{\"message\":\"x\",\"finish_reason\":\"stop\"}]}",
         ] {
             assert!(build(body, &Echo::default(), "t").is_err(), "{}", String::from_utf8_lossy(body));
         }
+        // A filtered answer may come without its message: an empty, incomplete answer.
+        let filtered = built(br#"{"choices":[{"index":0,"finish_reason":"content_filter"}]}"#, &echo(), "t");
+        assert_eq!((&filtered["status"], &filtered["output"]), (&json!("incomplete"), &json!([])));
         for body in [&b""[..], b"{", b"{} {}", b"<html>"] {
             assert!(from_chat(body, &echo()).is_err(), "{}", String::from_utf8_lossy(body));
         }

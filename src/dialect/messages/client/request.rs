@@ -633,6 +633,9 @@ mod tests {
         assert!(err(json!({"max_tokens": 1, "messages": []})).contains("`messages` is required"));
         assert!(err(json!({"messages": m})).contains("`max_tokens`"));
         assert!(err(json!({"messages": m, "max_tokens": "10"})).contains("`max_tokens`"));
+        assert!(err(json!({"messages": m, "max_tokens": 10.5})).contains("`max_tokens`"));
+        // A whole number written as a float is that number (some clients write them so).
+        assert_eq!(to_chat(&json!({"messages": m, "max_tokens": 1024.0}), "m", false).unwrap()["max_tokens"], 1024);
         let doc = json!([{"role": "user", "content": [{"type": "document", "source": {"type": "text", "data": "x"}}]}]);
         assert!(err(json!({"max_tokens": 1, "messages": doc})).contains("`document`"));
         let odd = json!([{"role": "user", "content": [{"text": "no type"}]}]);

@@ -70,9 +70,11 @@ pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     }
     let chat: Completion = crate::dialect::from_json(body)?;
     // A completion without a choice (and its message) is not an answer, and must not become
-    // an empty one.
+    // an empty one. A choice without a message that says why (a filtered answer's
+    // `finish_reason: content_filter`) is an empty answer.
     let Some((choice, msg)) = chat.choices.unwrap_or_default().into_iter().next().and_then(|mut c| {
-        let msg = c.message.take()?;
+        let reason = c.finish_reason.is_some_and(is_string);
+        let msg = c.message.take().or_else(|| reason.then(ChatMessage::default))?;
         Some((c, msg))
     }) else {
         return Err(serde::de::Error::custom("a completion without a choice"));
@@ -302,11 +304,21 @@ mod tests {
         assert!(super::from_chat(b"\"nonsense\"").is_err());
         assert!(super::from_chat(br#" ["object"]"#).is_err(), "a list is not read as an object");
         // Without a choice there is no answer: an error, never an empty message.
-        for body in
-            [&br#"{}"#[..], br#"{"foo": 1}"#, br#"{"choices": []}"#, br#"{"choices": null}"#, br#"{"choices": [{}]}"#]
-        {
+        for body in [
+            &br#"{}"#[..],
+            br#"{"foo": 1}"#,
+            br#"{"choices": []}"#,
+            br#"{"choices": null}"#,
+            br#"{"choices": [{}]}"#,
+            br#"{"choices": [{"message": null}]}"#,
+            br#"{"choices": [{"message": "x", "finish_reason": "stop"}]}"#,
+        ] {
             assert!(super::from_chat(body).is_err(), "{}", String::from_utf8_lossy(body));
         }
+        // A filtered answer may come without its message: an empty refusal.
+        let filtered = from_chat(&json!({"choices": [{"index": 0, "finish_reason": "content_filter"}]}));
+        let empty = json!([{"type": "text", "text": ""}]);
+        assert_eq!((&filtered["stop_reason"], &filtered["content"]), (&json!("refusal"), &empty));
         let mut nulls = answer.clone();
         nulls["usage"] = json!({"prompt_tokens": null, "completion_tokens": null});
         assert_eq!(from_chat(&nulls)["usage"], json!({"input_tokens": 0, "output_tokens": 0}));

@@ -455,6 +455,11 @@ mod tests {
         let got = tr(json!({"messages": [{"role": "user", "content": "hi"}], "stop": ["a", "b"]}));
         assert_eq!(got["max_tokens"], DEFAULT_MAX_TOKENS);
         assert_eq!(got["stop_sequences"], json!(["a", "b"]));
+        // A whole number written as a float is that number; a fraction is none (the default).
+        let limit = |n: Value| {
+            tr(json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": n}))["max_tokens"].clone()
+        };
+        assert_eq!((limit(json!(256.0)), limit(json!(2.5))), (json!(256), json!(DEFAULT_MAX_TOKENS)));
         assert!(got.get("stream").is_none());
         let named = json!({"type": "function", "function": {"name": "f"}});
         assert_eq!(choice(named), json!({"type": "tool", "name": "f"}));

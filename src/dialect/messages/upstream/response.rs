@@ -120,14 +120,17 @@ impl Usage {
         ChatUsage {
             prompt_tokens: prompt,
             completion_tokens: output,
-            total_tokens: prompt + output,
+            total_tokens: prompt.saturating_add(output),
             prompt_tokens_details: Cached { cached_tokens: cached },
         }
     }
 
     pub(super) fn prompt(&self) -> u64 {
         let n = |count: Option<u64>| count.unwrap_or(0);
-        n(self.input_tokens) + n(self.cache_read_input_tokens) + n(self.cache_creation_input_tokens)
+        // Counts are the upstream's word: a huge one must not overflow.
+        n(self.input_tokens)
+            .saturating_add(n(self.cache_read_input_tokens))
+            .saturating_add(n(self.cache_creation_input_tokens))
     }
 }
 
@@ -245,6 +248,13 @@ mod tests {
         let got: Value = serde_json::from_slice(&completion(body).unwrap()).unwrap();
         assert_eq!(got["choices"][0]["message"]["content"], "hi");
         assert_eq!((&got["usage"]["prompt_tokens"], &got["usage"]["completion_tokens"]), (&json!(10), &json!(0)));
+        // Counts that would overflow when added are the largest count.
+        let body = br#"{"content": [], "usage": {"input_tokens": 18446744073709551615, "cache_read_input_tokens": 5, "output_tokens": 1}}"#;
+        let got: Value = serde_json::from_slice(&completion(body).unwrap()).unwrap();
+        assert_eq!(
+            (&got["usage"]["prompt_tokens"], &got["usage"]["total_tokens"]),
+            (&json!(u64::MAX), &json!(u64::MAX))
+        );
         // Usage that is no object is no usage, and the answer stands.
         let body = br#"{"content": [{"type": "text", "text": "hi"}], "usage": "lots"}"#;
         let got: Value = serde_json::from_slice(&completion(body).unwrap()).unwrap();
