@@ -120,15 +120,23 @@ fn check(source: &str) -> Result<(), TestCaseError> {
     EXECUTIONS.set(EXECUTIONS.get() + 1);
     let secrets = written_secrets(source);
     let planted: Vec<&str> = SECRETS.iter().copied().filter(|s| in_url_userinfo(source, s)).collect();
-    let hidden = |text: &str, what: &str| -> Result<(), TestCaseError> {
+    // `text_of` makes a text from a source. A secret the text shows is a leak unless the text
+    // made with that value replaced shows it too: then it is the compiler's own words that a
+    // (mutated) value happens to match, such as the example in `add `name: gpu-box-1``.
+    let hidden = |what: &str, text_of: &dyn Fn(&str) -> Option<String>| -> Result<(), TestCaseError> {
+        let Some(text) = text_of(source) else { return Ok(()) };
         for s in secrets.iter().map(String::as_str).chain(planted.iter().copied()) {
-            prop_assert!(!text.contains(s), "{what} shows `{s}`:\n{text}\n--- source:\n{source}");
+            if text.contains(s) {
+                let other = source.replace(s, &"Q".repeat(s.len()));
+                let own = text_of(&other).is_some_and(|t| t.contains(s));
+                prop_assert!(own, "{what} shows `{s}`:\n{text}\n--- source:\n{source}");
+            }
         }
         Ok(())
     };
     let routing = match compile(source, &env()) {
         Ok(c) => {
-            hidden(&shown(&c.warnings, source), "warnings")?;
+            hidden("warnings", &|src| compile(src, &env()).ok().map(|c| shown(&c.warnings, src)))?;
             let debug = format!("{:?}", c.plan);
             for s in plan_secrets(&c.plan) {
                 prop_assert!(!debug.contains(&s), "the plan's Debug shows `{s}`");
@@ -142,17 +150,14 @@ fn check(source: &str) -> Result<(), TestCaseError> {
         }
         Err(d) => {
             prop_assert!(d.has_errors());
-            hidden(&shown(&d, source), "errors")?;
+            hidden("errors", &|src| compile(src, &env()).err().map(|d| shown(&d, src)))?;
             None
         }
     };
-    match compile_keys_file(source, &env(), routing.as_ref()) {
-        Ok((entries, warnings)) => {
-            hidden(&shown(&warnings, source), "keys-file warnings")?;
-            hidden(&format!("{entries:?}"), "key entries")?;
-        }
-        Err(d) => hidden(&shown(&d, source), "keys-file errors")?,
-    }
+    let keys = |src: &str| compile_keys_file(src, &env(), routing.as_ref());
+    hidden("keys-file warnings", &|src| keys(src).ok().map(|(_, w)| shown(&w, src)))?;
+    hidden("key entries", &|src| keys(src).ok().map(|(entries, _)| format!("{entries:?}")))?;
+    hidden("keys-file errors", &|src| keys(src).err().map(|d| shown(&d, src)))?;
     Ok(())
 }
 
