@@ -44,7 +44,7 @@ pub enum Fault {
     /// An error status with the upstream dialect's error body.
     Status(u16),
     /// A whole stream declared by its `Content-Length`, its first event sent at once and the
-    /// rest after a second's pause.
+    /// rest after a pause of two seconds.
     PausedFixedLength,
     /// 200 with a JSON document that is no answer (`{"object":"unknown"}`), streamed or not.
     NotAnAnswer,
@@ -413,7 +413,7 @@ async fn serve(
             stream.write_all(&head(200, normal.content_type, framing)).await?;
             stream.write_all(&normal.head).await?;
             stream.flush().await?;
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
             let rest = Body { head: Vec::new(), ..normal };
             write_body(&mut stream, &rest, framing, usize::MAX).await
         }
