@@ -212,8 +212,11 @@ pub fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::E
 /// number, members of the wrong type) reads as none rather than failing the answer it came in,
 /// as an odd count does ([`count`]). Counts inside are read by [`count`] still.
 pub fn shape<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
-    let raw = <&serde_json::value::RawValue as serde::Deserialize>::deserialize(d)?;
-    Ok(serde_json::from_str(raw.get()).ok())
+    let raw = <Option<&serde_json::value::RawValue> as serde::Deserialize>::deserialize(d)?;
+    // `null` (OpenAI's stream sends `"usage":null` in every chunk) and other values that cannot
+    // be one are none at once: a failed parse allocates its error.
+    let shaped = raw.filter(|r| r.get().starts_with(['{', '[']));
+    Ok(shaped.and_then(|r| serde_json::from_str(r.get()).ok()))
 }
 
 /// `value`, translated from `input_len` bytes, as JSON in a buffer made large enough at once:
