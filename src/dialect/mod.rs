@@ -213,10 +213,14 @@ pub fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::E
 /// as an odd count does ([`count`]). Counts inside are read by [`count`] still.
 pub fn shape<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
     let raw = <Option<&serde_json::value::RawValue> as serde::Deserialize>::deserialize(d)?;
+    Ok(raw.and_then(shaped))
+}
+
+/// [`shape`] of a value already read raw (a whole answer's borrowed fields).
+pub fn shaped<T: serde::de::DeserializeOwned>(raw: &serde_json::value::RawValue) -> Option<T> {
     // `null` (OpenAI's stream sends `"usage":null` in every chunk) and other values that cannot
     // be one are none at once: a failed parse allocates its error.
-    let shaped = raw.filter(|r| r.get().starts_with(['{', '[']));
-    Ok(shaped.and_then(|r| serde_json::from_str(r.get()).ok()))
+    raw.get().starts_with(['{', '[']).then(|| serde_json::from_str(raw.get()).ok()).flatten()
 }
 
 /// `value`, translated from `input_len` bytes, as JSON in a buffer made large enough at once:

@@ -131,11 +131,6 @@ struct CompletionDetails {
 }
 
 impl Usage {
-    /// A usage object as an answer carries it, `None` when it has not the shape of one.
-    fn of(usage: &RawValue) -> Option<Usage> {
-        serde_json::from_str(usage.get()).ok()
-    }
-
     pub(super) fn input(&self) -> u64 {
         self.prompt_tokens.unwrap_or(0)
     }
@@ -232,7 +227,7 @@ fn build(chat: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, serde_json::Er
     {
         *status = "incomplete";
     }
-    let usage = chat.get("usage").and_then(Usage::of);
+    let usage = chat.get("usage").and_then(crate::dialect::shaped::<Usage>);
     // The upstream's model when it names one, else the one asked for (in the echo).
     let model = chat.get("model").filter(|m| is_string(m) && m.get() != r#""""#);
     let head = Head {
