@@ -99,6 +99,63 @@ async fn queued_streams_see_their_position_count_down_and_all_complete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_after_a_wait_is_the_answers_own_in_the_clients_dialect() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock, "  max_concurrent: 1\n"));
+    let holder = hold_the_slot(&mock, &gw.url("/v1/chat/completions"), &[]).await;
+    let chat =
+        |model: &str| format!(r#"{{"model":"{model}","stream":true,"messages":[{{"role":"user","content":"x"}}]}}"#);
+    let asks = [
+        ("/v1/chat/completions", chat("rate-limited")),
+        (
+            "/v1/messages",
+            r#"{"model":"rate-limited","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#
+                .into(),
+        ),
+        ("/v1/responses", r#"{"model":"rate-limited","stream":true,"input":"x"}"#.into()),
+        ("/v1/chat/completions", chat("html-503")),
+    ];
+    let tasks: Vec<_> = asks
+        .into_iter()
+        .map(|(path, body)| {
+            let url = gw.url(path);
+            tokio::spawn(async move { post_json(&url, &body).await })
+        })
+        .collect();
+    let mut events = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status.as_u16(), 200, "the status went out while it waited");
+        let text = r.text();
+        let (positions, rest) = split(&text);
+        assert!(!positions.is_empty(), "it waited: {text}");
+        let (head, data) = rest.split_once("data: ").unwrap_or_else(|| panic!("an error event: {rest:?}"));
+        let data = data.strip_suffix("\n\n").unwrap_or_else(|| panic!("one whole event: {rest:?}"));
+        events.push((head.to_owned(), serde_json::from_str::<serde_json::Value>(data).unwrap()));
+    }
+    let upstream: serde_json::Value = serde_json::from_slice(&common::fixture("openai/error-429.json")).unwrap();
+    let message = &upstream["error"]["message"];
+    // Chat: OpenAI's own error, as the client would have had it without the wait.
+    assert_eq!(events[0], ("\n\n".into(), upstream.clone()));
+    // Messages: translated, as the answer was.
+    assert_eq!(events[1].0, "\n\nevent: error\n");
+    assert_eq!(
+        events[1].1,
+        serde_json::json!({"type": "error", "error": {"type": "rate_limit_error", "message": message}})
+    );
+    // Responses: its `error` event, with the upstream's code.
+    assert_eq!(events[2].0, "\n\nevent: error\n");
+    assert_eq!(events[2].1["type"], "error");
+    assert_eq!(events[2].1["code"], "rate_limit_exceeded");
+    assert_eq!(&events[2].1["message"], message);
+    assert_eq!(events[2].1["error"], upstream["error"]);
+    // A body that is no error object: its text, and the status as the code.
+    assert_eq!(events[3].1["error"]["message"], "<html><body>503 Service Unavailable</body></html>");
+    assert_eq!(events[3].1["error"]["code"], 503);
+    assert_eq!(holder.await.unwrap().status.as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_the_queue_frees_its_place() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, "  max_concurrent: 1\n"));

@@ -246,9 +246,9 @@ impl Conversion {
     }
 }
 
-/// An OpenAI-compatible upstream's error for a Responses client (the same error shape):
-/// kept when it is one, else wrapped in one.
-fn openai_error(status: StatusCode, body: &[u8]) -> Value {
+/// An OpenAI-compatible upstream's error for a Chat or Responses client (the same error
+/// shape): kept when it is one, else wrapped in one.
+pub(crate) fn openai_error(status: StatusCode, body: &[u8]) -> Value {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) if v["error"].is_object() => v,
         _ => {

@@ -35,27 +35,35 @@ impl Dialect {
     /// The event that ends a broken or failed stream, in this dialect. It starts with a blank
     /// line, which ends whatever event the client had half-read.
     pub fn error_event(self, err: &ApiError) -> Vec<u8> {
+        self.event_of(err.body_in(self))
+    }
+
+    /// The event for an error answer whose status line could not be sent (a stream that
+    /// waited in the queue has already had its `200`): the answer's body, in this dialect's
+    /// error shape — the upstream's own when it is one, so its `code` and `type` reach the
+    /// client as they would have without the wait.
+    pub fn error_event_for(self, status: http::StatusCode, body: &[u8]) -> Vec<u8> {
+        self.event_of(match self {
+            Dialect::Messages => messages::client::response::error(status, body),
+            Dialect::Chat | Dialect::Responses => convert::openai_error(status, body),
+        })
+    }
+
+    fn event_of(self, mut body: serde_json::Value) -> Vec<u8> {
         let mut out = b"\n\n".to_vec();
-        let body = match self {
-            Dialect::Chat => {
-                out.extend_from_slice(b"data: ");
-                err.body_in(self)
-            }
-            Dialect::Messages => {
-                out.extend_from_slice(b"event: error\ndata: ");
-                err.body_in(self)
-            }
+        match self {
+            Dialect::Chat => out.extend_from_slice(b"data: "),
+            Dialect::Messages => out.extend_from_slice(b"event: error\ndata: "),
             // The Responses API's `error` event; its `error` object is what makes the openai
             // SDK raise (Codex, ignoring it, fails on the missing `response.completed`).
             Dialect::Responses => {
                 out.extend_from_slice(b"event: error\ndata: ");
-                let mut body = err.body_in(self);
+                let (code, message) = (body["error"]["code"].clone(), body["error"]["message"].clone());
                 body["type"] = "error".into();
-                body["code"] = err.code.into();
-                body["message"] = err.message.as_str().into();
-                body
+                body["code"] = code;
+                body["message"] = message;
             }
-        };
+        }
         let _ = serde_json::to_writer(&mut out, &body);
         out.extend_from_slice(b"\n\n");
         out

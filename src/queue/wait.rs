@@ -123,6 +123,9 @@ enum First {
     Done(Response<Body>),
 }
 
+/// The most of an error answer a queued stream holds to make its error event from.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
 fn comment(position: usize) -> Bytes {
     Bytes::from(format!(": queue position {position}\n\n"))
 }
@@ -166,14 +169,19 @@ where
         let status = resp.status();
         let mut body = resp.into_body();
         if !status.is_success() {
-            // The status line went out long ago: the error becomes an event.
-            let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_owned());
-            let error = ApiError { status, ..ApiError::bad_gateway(message) };
-            let _ = tx.send(Bytes::from(dialect.error_event(&error))).await;
+            // The status line went out long ago: the error becomes an event. An error body
+            // larger than any real one is not held (it counts as none).
+            let mut bytes = Vec::new();
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Ok(data) = frame.into_data() {
+                    if bytes.len() + data.len() > MAX_ERROR_BYTES {
+                        bytes.clear();
+                        break;
+                    }
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            let _ = tx.send(Bytes::from(dialect.error_event_for(status, &bytes))).await;
             return;
         }
         while let Some(Ok(frame)) = body.frame().await {

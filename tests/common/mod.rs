@@ -253,6 +253,12 @@ async fn answer(
                 "application/json",
                 br#"{"error":{"message":"The server is overloaded","type":"server_error"}}"#.to_vec(),
             ),
+            // A proxy's error page in front of the server.
+            "html-503" => full(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/html",
+                b"<html><body>503 Service Unavailable</body></html>".to_vec(),
+            ),
             // 503 with a short `retry-after-ms` on its first request, then the fixture.
             "flaky"
                 if seen.lock().unwrap().iter().filter(|s| s.body.windows(7).any(|w| w == b"\"flaky\"")).count()

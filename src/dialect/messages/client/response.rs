@@ -211,9 +211,13 @@ pub fn error_type(status: u16) -> &'static str {
 const MAX_RAW_MESSAGE: usize = 500;
 
 /// An upstream error body (OpenAI `{"error":{"message"}}`, Ollama `{"error":"…"}`, vLLM
-/// `{"message"}`, FastAPI `{"detail"}`, or plain text) → an Anthropic error body.
+/// `{"message"}`, FastAPI `{"detail"}`, or plain text) → an Anthropic error body; one that
+/// already is one (Anthropic's own, or the gateway's) is kept.
 pub fn error(status: StatusCode, body: &[u8]) -> Value {
     let parsed: Value = serde_json::from_slice(body).unwrap_or_default();
+    if parsed["type"] == "error" && parsed["error"]["type"].is_string() && parsed["error"]["message"].is_string() {
+        return parsed;
+    }
     let found = [&parsed["error"]["message"], &parsed["error"], &parsed["message"], &parsed["detail"]]
         .into_iter()
         .find_map(|v| v.as_str().filter(|s| !s.is_empty()));
@@ -412,5 +416,8 @@ mod tests {
         assert!(msg(500, b"").1.contains("no error message"));
         assert!(msg(500, b"{}").1.contains("no error message"));
         assert!(msg(500, &[b'x'; 2000]).1.ends_with('…'));
+        // Already Anthropic's shape (its own, or the gateway's with its request id): kept.
+        let anthropic = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}, "request_id": "req_1"});
+        assert_eq!(error(StatusCode::INTERNAL_SERVER_ERROR, anthropic.to_string().as_bytes()), anthropic);
     }
 }
