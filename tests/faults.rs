@@ -358,6 +358,27 @@ async fn garbage_instead_of_http_is_a_502_or_fails_over() {
     matrix(Fault::Garbage, LIMIT, fails_over).await;
 }
 
+/// An answer hyper cannot read — no HTTP at all, or more header fields than it reads — is a
+/// bad answer, not an unreachable upstream, in every dialect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_is_no_http_is_a_bad_response() {
+    for fault in [Fault::Garbage, Fault::TooManyHeaders] {
+        let s = setup(fault, Topology::Single, LIMIT).await;
+        for pair in PAIRS {
+            let r = common::post_json(&s.gateway.url(pair.path()), &pair.body(false)).await;
+            let what = format!("{fault:?}, {pair:?}: {}", r.text());
+            assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{what}");
+            assert_eq!(r.header("x-llm-gateway-error"), Some("upstream"), "{what}");
+            let error = &r.json()["error"];
+            // Anthropic's error shape has no `code`.
+            if pair.client != Client::Messages {
+                assert_eq!(error["code"], "upstream_bad_response", "{what}");
+            }
+            assert!(error["message"].as_str().unwrap().contains("not an HTTP response"), "{what}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_delimited_body_cut_midway_is_never_a_clean_answer() {
     matrix(Fault::CloseDelimitedCut, LIMIT, breaks).await;

@@ -199,8 +199,12 @@ pub async fn forward(
             Ok(Err(e)) => {
                 cause = Some(RetryOn::Connect);
                 warn!(endpoint = %endpoint.name, error = %crate::transport::http::describe(&e), "upstream request failed");
-                let what = if e.is_connect() { "could not connect to" } else { "failed before answering:" };
-                ApiError::bad_gateway(format!("{what} {}", who()))
+                if crate::transport::http::is_not_http(&e) {
+                    ApiError::bad_answer(format!("{} answered with something that is not an HTTP response", who()))
+                } else {
+                    let what = if e.is_connect() { "could not connect to" } else { "failed before answering:" };
+                    ApiError::bad_gateway(format!("{what} {}", who()))
+                }
             }
         };
         pool.set_healthy(index, false);

@@ -29,6 +29,8 @@ pub enum Fault {
     StallAfterHeaders,
     /// Answers with bytes that are not HTTP.
     Garbage,
+    /// A whole answer under 150 header fields (more than hyper reads).
+    TooManyHeaders,
     /// A body delimited by the connection's close (no length, not chunked), closed half-way.
     CloseDelimitedCut,
     /// `Content-Length` half the body's length, the whole body sent.
@@ -375,6 +377,13 @@ async fn serve(
         Fault::Garbage => {
             stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\n\x00\x01\x02 this is not HTTP\r\n\r\n").await?;
             stream.flush().await
+        }
+        Fault::TooManyHeaders => {
+            let mut head = head(200, normal.content_type, Framing::Length(normal.len()));
+            let fields: String = (0..150).map(|i| format!("x-extra-{i}: {i}\r\n")).collect();
+            head.splice(head.len() - 2..head.len() - 2, fields.into_bytes());
+            stream.write_all(&head).await?;
+            write_body(&mut stream, &normal, Framing::Length(normal.len()), usize::MAX).await
         }
         Fault::CloseDelimitedCut => {
             stream.write_all(&head(200, normal.content_type, Framing::Close)).await?;
