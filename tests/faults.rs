@@ -133,7 +133,7 @@ async fn setup(fault: Fault, topology: Topology, max_event_bytes: usize) -> Setu
     let config = format!(
         "providers:\n  local:\n{}  anthropic:\n    api_key: sk-ant-faults\n{}\
          timeouts:\n  connect_seconds: 1\n  first_byte_seconds: 3\n  idle_stream_seconds: 4\n\
-         limits:\n  max_event_bytes: {max_event_bytes}\n",
+         limits:\n  max_event_bytes: {max_event_bytes}\nmetrics:\n  enabled: true\n",
         provider("local"),
         provider("anthropic"),
     );
@@ -376,6 +376,9 @@ async fn an_answer_that_is_no_http_is_a_bad_response() {
             }
             assert!(error["message"].as_str().unwrap().contains("not an HTTP response"), "{what}");
         }
+        let counted =
+            common::metric_sum(&s.gateway, "llm_gateway_provider_errors_total{error_type=\"bad_response\"").await;
+        assert_eq!(counted, PAIRS.len() as f64, "{fault:?}: counted as bad responses");
     }
 }
 

@@ -208,8 +208,12 @@ pub async fn forward(
             }
         };
         pool.set_healthy(index, false);
-        log.error_type =
-            Some(if failure.status == StatusCode::GATEWAY_TIMEOUT { "timeout" } else { "unreachable" }.into());
+        let kind = match failure.code {
+            "upstream_timeout" => "timeout",
+            "upstream_bad_response" => "bad_response",
+            _ => "unreachable",
+        };
+        log.error_type = Some(kind.into());
         last_failure = Some(failure);
     }
     let failure = last_failure.unwrap_or_else(|| ApiError::internal("no_endpoints", "provider has no endpoints"));
