@@ -6,7 +6,8 @@
 #   scripts/bench.sh            both
 #   scripts/bench.sh overhead   only the overhead harness (ROUNDS, REQUESTS to tune;
 #                               ONLY=text keeps the pairs whose name has it, or `throughput`;
-#                               GATEWAY_RUST_LOG=warn measures without the access log)
+#                               GATEWAY_RUST_LOG=warn measures without the access log;
+#                               DUMP=dir writes every request's latency there)
 #   scripts/bench.sh semantic   embedding decisions (alone, and at concurrency 1 and 32, on every
 #                               CPU) and centroid compile
 #   scripts/bench.sh soak       the reload soak: load for SECONDS (60) while the config is
@@ -39,5 +40,5 @@ if [ "$what" = all ] || [ "$what" = overhead ]; then
     cargo bench --locked --bench overhead --no-run --quiet
     taskset -c 0 cargo bench --locked --bench overhead -- \
         --gateway target/release/llm-gateway --rounds "${ROUNDS:-10}" --requests "${REQUESTS:-1000}" \
-        --only "${ONLY:-}"
+        --only "${ONLY:-}" ${DUMP:+--dump "$DUMP"}
 fi

@@ -12,7 +12,8 @@
 //! the proxy, decide the result); the throughput run then uses every CPU, the gateway's
 //! default runtime against a floor with as many threads.
 //! The same binary plays four parts: `overhead mock`, `overhead floor <upstream> [--threads N]`,
-//! `overhead load <addr>` and the driver (`--gateway PATH --rounds N --requests N [--only TEXT]`).
+//! `overhead load <addr>` and the driver (`--gateway PATH --rounds N --requests N [--only TEXT]
+//! [--dump DIR]`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -349,6 +350,7 @@ async fn drive(args: &[String]) {
     let rounds: usize = flag(args, "--rounds", "10").parse().expect("rounds");
     let per_round: usize = flag(args, "--requests", "1000").parse().expect("requests");
     let only = flag(args, "--only", "");
+    let dump = flag(args, "--dump", "");
     let mock = spawn_self(&["mock"]);
     let floor = spawn_self(&["floor", &mock.addr.to_string()]);
     let gateway = spawn_gateway(&gateway_bin, mock.addr, &["--worker-threads", "1"]);
@@ -396,6 +398,9 @@ async fn drive(args: &[String]) {
                 }
             }
             let what = if first { "time to first event" } else { "whole response" };
+            if !dump.is_empty() {
+                dump_latencies(&dump, &format!("{} ({what})", pair.name), &targets.map(|t| t.0), &samples);
+            }
             row[k] = Some(report(&format!("{} ({what})", pair.name), &targets.map(|t| t.0), &mut samples, rounds));
         }
         summary.push((pair.name, row));
@@ -414,6 +419,20 @@ async fn drive(args: &[String]) {
     drop((gateway, floor, mock));
     if only.is_empty() || only == "throughput" {
         multicore(&gateway_bin, 64, 10, Duration::from_millis(1500)).await;
+    }
+}
+
+/// `--dump DIR`: one mode's latencies, a file per target (µs, one a line, in the order they
+/// were measured: `--requests` a round): the distribution behind a ratio. This VM's latencies
+/// fall in two or more clusters a fixed step apart, in proportions that drift from round to
+/// round, so a percentile can land in either; the low percentiles within the fast cluster say
+/// what a request costs.
+fn dump_latencies(dir: &str, mode: &str, names: &[&str; 3], samples: &[Samples]) {
+    std::fs::create_dir_all(dir).expect("--dump");
+    let stem: String = mode.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    for (name, s) in names.iter().zip(samples) {
+        let text: String = s.latency.iter().map(|d| format!("{:.3}\n", d.as_secs_f64() * 1e6)).collect();
+        std::fs::write(std::path::Path::new(dir).join(format!("{stem}-{name}.txt")), text).expect("--dump");
     }
 }
 
