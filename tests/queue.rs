@@ -101,7 +101,12 @@ async fn queued_streams_see_their_position_count_down_and_all_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_after_a_wait_is_the_answers_own_in_the_clients_dialect() {
     let mock = Mock::start().await;
-    let gw = Gateway::start(&config(&mock, "  max_concurrent: 1\n"));
+    // Anthropic served by the mock; OpenAI by nothing (a refused connection, after the wait).
+    let providers = format!(
+        "providers:\n  anthropic:\n    base_url: {}\n    api_key: sk-ant-queue\n  open_ai:\n    base_url: http://127.0.0.1:1\n    api_key: sk-queue\n",
+        mock.url()
+    );
+    let gw = Gateway::start(&config(&mock, "  max_concurrent: 1\n").replacen("providers:\n", &providers, 1));
     let holder = hold_the_slot(&mock, &gw.url("/v1/chat/completions"), &[]).await;
     let chat =
         |model: &str| format!(r#"{{"model":"{model}","stream":true,"messages":[{{"role":"user","content":"x"}}]}}"#);
@@ -114,6 +119,9 @@ async fn an_error_after_a_wait_is_the_answers_own_in_the_clients_dialect() {
         ),
         ("/v1/responses", r#"{"model":"rate-limited","stream":true,"input":"x"}"#.into()),
         ("/v1/chat/completions", chat("html-503")),
+        ("/v1/messages", r#"{"model":"claude-rate-limited","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#.into()),
+        ("/v1/chat/completions", chat("gpt-4o")),
+        ("/v1/chat/completions", chat("huge-error")),
     ];
     let tasks: Vec<_> = asks
         .into_iter()
@@ -123,8 +131,10 @@ async fn an_error_after_a_wait_is_the_answers_own_in_the_clients_dialect() {
         })
         .collect();
     let mut events = Vec::new();
+    let mut ids = Vec::new();
     for t in tasks {
         let r = t.await.unwrap();
+        ids.push(r.header("x-request-id").unwrap_or_default().to_owned());
         assert_eq!(r.status.as_u16(), 200, "the status went out while it waited");
         let text = r.text();
         let (positions, rest) = split(&text);
@@ -143,15 +153,29 @@ async fn an_error_after_a_wait_is_the_answers_own_in_the_clients_dialect() {
         events[1].1,
         serde_json::json!({"type": "error", "error": {"type": "rate_limit_error", "message": message}})
     );
-    // Responses: its `error` event, with the upstream's code.
+    // Responses: its `error` event, with the upstream's code, first in the stream.
     assert_eq!(events[2].0, "\n\nevent: error\n");
-    assert_eq!(events[2].1["type"], "error");
-    assert_eq!(events[2].1["code"], "rate_limit_exceeded");
-    assert_eq!(&events[2].1["message"], message);
-    assert_eq!(events[2].1["error"], upstream["error"]);
+    let expected = serde_json::json!({"type": "error", "code": "rate_limit_exceeded", "message": message,
+        "param": null, "sequence_number": 0, "error": upstream["error"]});
+    assert_eq!(events[2].1, expected);
     // A body that is no error object: its text, and the status as the code.
-    assert_eq!(events[3].1["error"]["message"], "<html><body>503 Service Unavailable</body></html>");
-    assert_eq!(events[3].1["error"]["code"], 503);
+    let html = "the upstream answered 503 Service Unavailable: <html><body>503 Service Unavailable</body></html>";
+    assert_eq!(events[3].1["error"]["message"], html);
+    assert_eq!(events[3].1["error"]["code"], "http_503");
+    // Anthropic's own error, relayed to a Messages client: kept whole, its request id too.
+    let anthropic: serde_json::Value =
+        serde_json::from_slice(&common::fixture("anthropic/error-rate-limit.json")).unwrap();
+    assert_eq!(events[4], ("\n\nevent: error\n".into(), anthropic));
+    // The gateway's own error after the wait, with the request's id as every error has it.
+    assert_eq!(events[5].1["error"]["code"], "upstream_unreachable");
+    assert_eq!(events[5].1["error"]["request_id"], ids[5].as_str(), "{:?}", events[5]);
+    // An error body past 64 KB: what was read of it, cut short, not the whole of it held.
+    let cut = events[6].1["error"]["message"].as_str().unwrap();
+    assert!(
+        cut.starts_with(r#"the upstream answered 500 Internal Server Error: {"error":{"message":"xxx"#),
+        "{cut:.100}"
+    );
+    assert!(cut.ends_with("x…") && cut.len() < 1000, "{cut:.100}");
     assert_eq!(holder.await.unwrap().status.as_u16(), 200);
 }
 

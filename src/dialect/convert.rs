@@ -246,15 +246,38 @@ impl Conversion {
     }
 }
 
-/// An OpenAI-compatible upstream's error for a Chat or Responses client (the same error
-/// shape): kept when it is one, else wrapped in one.
-pub(crate) fn openai_error(status: StatusCode, body: &[u8]) -> Value {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) if v["error"].is_object() => v,
-        _ => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
-            let message = if text.trim().is_empty() { format!("the upstream answered {status}") } else { text };
-            serde_json::json!({"error": {"message": message, "type": "upstream_error", "code": status.as_u16()}})
+/// Longest upstream body kept as a message when it is not JSON (an HTML error page, say).
+const MAX_RAW_MESSAGE: usize = 500;
+
+/// The message of an upstream's error body, whatever its shape: OpenAI `{"error":{"message"}}`,
+/// Ollama `{"error":"…"}`, vLLM `{"message"}`, FastAPI `{"detail"}`, or plain text (trimmed and
+/// cut to [`MAX_RAW_MESSAGE`] characters).
+pub(crate) fn error_message(status: StatusCode, parsed: &Value, body: &[u8]) -> String {
+    let found = [&parsed["error"]["message"], &parsed["error"], &parsed["message"], &parsed["detail"]]
+        .into_iter()
+        .find_map(|v| v.as_str().filter(|s| !s.is_empty()));
+    match found {
+        Some(m) => m.to_owned(),
+        None if parsed.is_null() => {
+            let raw = String::from_utf8_lossy(body);
+            let raw = raw.trim();
+            match raw.char_indices().nth(MAX_RAW_MESSAGE) {
+                _ if raw.is_empty() => format!("the upstream answered {status} with no error message"),
+                Some((end, _)) => format!("the upstream answered {status}: {}…", &raw[..end]),
+                None => format!("the upstream answered {status}: {raw}"),
+            }
         }
+        None => format!("the upstream answered {status} with no error message"),
     }
+}
+
+/// An OpenAI-compatible upstream's error for a Chat or Responses client (the same error
+/// shape): kept when it is one, else made one, with `http_<status>` as its code.
+pub(crate) fn openai_error(status: StatusCode, body: &[u8]) -> Value {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or_default();
+    if parsed["error"].is_object() {
+        return parsed;
+    }
+    let message = error_message(status, &parsed, body);
+    serde_json::json!({"error": {"message": message, "type": "upstream_error", "code": format!("http_{}", status.as_u16())}})
 }

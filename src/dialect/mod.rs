@@ -35,33 +35,47 @@ impl Dialect {
     /// The event that ends a broken or failed stream, in this dialect. It starts with a blank
     /// line, which ends whatever event the client had half-read.
     pub fn error_event(self, err: &ApiError) -> Vec<u8> {
-        self.event_of(err.body_in(self))
+        self.event_of(err.body_in(self), None)
     }
 
     /// The event for an error answer whose status line could not be sent (a stream that
-    /// waited in the queue has already had its `200`): the answer's body, in this dialect's
-    /// error shape — the upstream's own when it is one, so its `code` and `type` reach the
-    /// client as they would have without the wait.
+    /// waited in the queue has already had its `200`, and no event): the answer's body, in this
+    /// dialect's error shape — the upstream's own when it is one, so its `code` and `type`
+    /// reach the client as they would have without the wait.
     pub fn error_event_for(self, status: http::StatusCode, body: &[u8]) -> Vec<u8> {
-        self.event_of(match self {
+        let body = match self {
             Dialect::Messages => messages::client::response::error(status, body),
             Dialect::Chat | Dialect::Responses => convert::openai_error(status, body),
-        })
+        };
+        self.event_of(body, Some(0))
     }
 
-    fn event_of(self, mut body: serde_json::Value) -> Vec<u8> {
+    /// `sequence`: the Responses event's `sequence_number`, when it is known.
+    fn event_of(self, mut body: serde_json::Value, sequence: Option<u64>) -> Vec<u8> {
         let mut out = b"\n\n".to_vec();
         match self {
             Dialect::Chat => out.extend_from_slice(b"data: "),
             Dialect::Messages => out.extend_from_slice(b"event: error\ndata: "),
             // The Responses API's `error` event; its `error` object is what makes the openai
-            // SDK raise (Codex, ignoring it, fails on the missing `response.completed`).
+            // SDK raise (Codex, ignoring it, fails on the missing `response.completed`). Its
+            // own fields as the API types them: `code` a string or null, `message` a string.
             Dialect::Responses => {
                 out.extend_from_slice(b"event: error\ndata: ");
-                let (code, message) = (body["error"]["code"].clone(), body["error"]["message"].clone());
+                let error = &body["error"];
+                let code = match &error["code"] {
+                    serde_json::Value::String(code) => code.as_str().into(),
+                    serde_json::Value::Null => serde_json::Value::Null,
+                    other => other.to_string().into(),
+                };
+                let message = error["message"].as_str().unwrap_or("the upstream answered with an error").to_owned();
+                let param = error["param"].clone();
                 body["type"] = "error".into();
                 body["code"] = code;
-                body["message"] = message;
+                body["message"] = message.into();
+                body["param"] = param;
+                if let Some(n) = sequence {
+                    body["sequence_number"] = n.into();
+                }
             }
         }
         let _ = serde_json::to_writer(&mut out, &body);
@@ -339,5 +353,30 @@ mod tests {
             assert_eq!(ours, serdes, "{}", String::from_utf8_lossy(case));
         }
         assert!(super::from_json::<IgnoredAny>(b"{\"skipped\":\"\xff\"}").is_ok(), "as from_slice accepts it");
+    }
+
+    /// The Responses `error` event's own fields are typed as the API types them, whatever the
+    /// upstream's body held: `code` a string or null, `message` a string.
+    #[test]
+    fn a_responses_error_event_has_the_apis_types() {
+        let event = |body: &[u8]| {
+            let out = super::Dialect::Responses.error_event_for(http::StatusCode::BAD_REQUEST, body);
+            let text = String::from_utf8(out).unwrap();
+            let data = text.trim().strip_prefix("event: error\ndata: ").unwrap().to_owned();
+            serde_json::from_str::<serde_json::Value>(&data).unwrap()
+        };
+        // vLLM's error: a numeric code.
+        let v = event(br#"{"object":"error","message":"too long","type":"BadRequestError","param":null,"code":400}"#);
+        assert_eq!(
+            (&v["code"], &v["message"], &v["sequence_number"]),
+            (&"http_400".into(), &"too long".into(), &0.into())
+        );
+        let v = event(br#"{"error":{"message":"bad","type":"invalid_request_error","param":"input","code":400}}"#);
+        assert_eq!((&v["code"], &v["message"], &v["param"]), (&"400".into(), &"bad".into(), &"input".into()));
+        let v = event(br#"{"error":{"type":"server_error"}}"#);
+        assert_eq!(
+            (&v["code"], v["message"].is_string(), &v["type"]),
+            (&serde_json::Value::Null, true, &"error".into())
+        );
     }
 }

@@ -123,8 +123,10 @@ enum First {
     Done(Response<Body>),
 }
 
-/// The most of an error answer a queued stream holds to make its error event from.
+/// The most of an error answer a queued stream reads to make its error event from, and the
+/// longest it waits for it.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
+const ERROR_BODY_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn comment(position: usize) -> Bytes {
     Bytes::from(format!(": queue position {position}\n\n"))
@@ -169,17 +171,23 @@ where
         let status = resp.status();
         let mut body = resp.into_body();
         if !status.is_success() {
-            // The status line went out long ago: the error becomes an event. An error body
-            // larger than any real one is not held (it counts as none).
+            // The status line went out long ago: the error becomes an event, made from what of
+            // the body arrives within bounds (an error body is small, and comes at once).
             let mut bytes = Vec::new();
-            while let Some(Ok(frame)) = body.frame().await {
-                if let Ok(data) = frame.into_data() {
-                    if bytes.len() + data.len() > MAX_ERROR_BYTES {
-                        bytes.clear();
-                        break;
+            let read = async {
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Ok(data) = frame.into_data() {
+                        bytes.extend_from_slice(&data[..data.len().min(MAX_ERROR_BYTES - bytes.len())]);
+                        if bytes.len() == MAX_ERROR_BYTES {
+                            break;
+                        }
                     }
-                    bytes.extend_from_slice(&data);
                 }
+            };
+            tokio::select! {
+                // The client left: nothing to tell, and the slot is freed now.
+                () = tx.closed() => return,
+                _ = tokio::time::timeout(ERROR_BODY_TIME, read) => {}
             }
             let _ = tx.send(Bytes::from(dialect.error_event_for(status, &bytes))).await;
             return;

@@ -253,6 +253,12 @@ async fn answer(
                 "application/json",
                 br#"{"error":{"message":"The server is overloaded","type":"server_error"}}"#.to_vec(),
             ),
+            // An error body far larger than any real one.
+            "huge-error" => full(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "application/json",
+                format!(r#"{{"error":{{"message":"{}","type":"server_error"}}}}"#, "x".repeat(200_000)).into_bytes(),
+            ),
             // A proxy's error page in front of the server.
             "html-503" => full(
                 StatusCode::SERVICE_UNAVAILABLE,

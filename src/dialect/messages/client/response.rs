@@ -6,6 +6,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::dialect::borrowed::{Fields, Input, Text, is_string, list, text};
+use crate::dialect::convert;
 
 /// `finish_reason` → `stop_reason`. Chat does not say which stop sequence matched, so a stop
 /// is always `end_turn`.
@@ -207,33 +208,14 @@ pub fn error_type(status: u16) -> &'static str {
     }
 }
 
-/// Longest upstream body kept as a message when it is not JSON (an HTML error page, say).
-const MAX_RAW_MESSAGE: usize = 500;
-
-/// An upstream error body (OpenAI `{"error":{"message"}}`, Ollama `{"error":"…"}`, vLLM
-/// `{"message"}`, FastAPI `{"detail"}`, or plain text) → an Anthropic error body; one that
-/// already is one (Anthropic's own, or the gateway's) is kept.
+/// An upstream error body (see [`convert::error_message`] for the shapes it reads) → an
+/// Anthropic error body; one that already is one (Anthropic's own, or the gateway's) is kept.
 pub fn error(status: StatusCode, body: &[u8]) -> Value {
     let parsed: Value = serde_json::from_slice(body).unwrap_or_default();
     if parsed["type"] == "error" && parsed["error"]["type"].is_string() && parsed["error"]["message"].is_string() {
         return parsed;
     }
-    let found = [&parsed["error"]["message"], &parsed["error"], &parsed["message"], &parsed["detail"]]
-        .into_iter()
-        .find_map(|v| v.as_str().filter(|s| !s.is_empty()));
-    let message = match found {
-        Some(m) => m.to_owned(),
-        None if parsed.is_null() => {
-            let raw = String::from_utf8_lossy(body);
-            let raw = raw.trim();
-            match raw.char_indices().nth(MAX_RAW_MESSAGE) {
-                _ if raw.is_empty() => format!("the upstream answered {status} with no error message"),
-                Some((end, _)) => format!("the upstream answered {status}: {}…", &raw[..end]),
-                None => format!("the upstream answered {status}: {raw}"),
-            }
-        }
-        None => format!("the upstream answered {status} with no error message"),
-    };
+    let message = convert::error_message(status, &parsed, body);
     json!({"type": "error", "error": {"type": error_type(status.as_u16()), "message": message}})
 }
 
