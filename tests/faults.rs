@@ -374,7 +374,7 @@ async fn an_answer_that_is_no_http_is_a_bad_response() {
             if pair.client != Client::Messages {
                 assert_eq!(error["code"], "upstream_bad_response", "{what}");
             }
-            assert!(error["message"].as_str().unwrap().contains("not an HTTP response"), "{what}");
+            assert!(error["message"].as_str().unwrap().contains("could not be read as HTTP"), "{what}");
         }
         let counted =
             common::metric_sum(&s.gateway, "llm_gateway_provider_errors_total{error_type=\"bad_response\"").await;

@@ -171,8 +171,9 @@ pub fn describe(e: &hyper_util::client::legacy::Error) -> String {
     }
 }
 
-/// Whether the upstream answered with bytes that are no HTTP response (or one past hyper's
-/// limits: over 100 header fields, a head over its buffer), rather than failing to answer.
+/// Whether the upstream answered with bytes that cannot be read as an HTTP response (none at
+/// all, or one past hyper's limits: over 100 header fields, a head over its buffer), rather than
+/// failing to answer.
 pub fn is_not_http(e: &(dyn std::error::Error + 'static)) -> bool {
     std::iter::successors(Some(e), |err| err.source())
         .any(|err| err.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse))

@@ -200,7 +200,7 @@ pub async fn forward(
                 cause = Some(RetryOn::Connect);
                 warn!(endpoint = %endpoint.name, error = %crate::transport::http::describe(&e), "upstream request failed");
                 if crate::transport::http::is_not_http(&e) {
-                    ApiError::bad_answer(format!("{} answered with something that is not an HTTP response", who()))
+                    ApiError::bad_answer(format!("{} sent an answer that could not be read as HTTP", who()))
                 } else {
                     let what = if e.is_connect() { "could not connect to" } else { "failed before answering:" };
                     ApiError::bad_gateway(format!("{what} {}", who()))

@@ -29,7 +29,7 @@ pub enum Fault {
     StallAfterHeaders,
     /// Answers with bytes that are not HTTP.
     Garbage,
-    /// A whole answer under 150 header fields (more than hyper reads).
+    /// A whole answer with 150 extra header fields (more than hyper reads).
     TooManyHeaders,
     /// A body delimited by the connection's close (no length, not chunked), closed half-way.
     CloseDelimitedCut,
