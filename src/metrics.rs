@@ -15,6 +15,9 @@ use prometheus::{
     TextEncoder,
 };
 
+use llm_gateway_compiler::Plan;
+use llm_gateway_compiler::acl::KeyTable;
+
 use crate::shard::PerShard;
 
 pub struct Metrics {
@@ -220,10 +223,22 @@ pub fn request_finished() {
 }
 
 impl Metrics {
-    /// Records which config is being served, after a start or a successful reload.
-    pub fn config_loaded(&self, hash_hex: &str) {
+    /// Records which config is being served, after a start or a successful reload. Every
+    /// limit of every key gets its refusal series now, at zero: a series born at its first
+    /// count shows `rate()` no increase, so a key's first burst of refusals (all between two
+    /// scrapes) would never fire `LLMGatewayRateLimited`.
+    pub fn config_loaded(&self, plan: &Plan) {
+        let hash_hex = plan.hash_hex();
         self.config_info.reset();
         self.config_info.with_label_values(&[&hash_hex[..12.min(hash_hex.len())]]).set(1);
+        for key in plan.keys.iter().flat_map(KeyTable::entries) {
+            let l = &key.limits;
+            for (limit, set) in [("rpm", l.rpm), ("tpm", l.tpm), ("tokens_per_day", l.tokens_per_day)] {
+                if set.is_some() {
+                    self.rate_limited.with_label_values(&[&key.name, limit]);
+                }
+            }
+        }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         self.last_reload_success.set(now);
     }

@@ -246,7 +246,7 @@ impl Reloader {
         self.checkers = health::spawn_all(&live, &self.boot);
         self.file = new_file;
         metrics::get().reloads.with_label_values(&["success"]).inc();
-        metrics::get().config_loaded(&live.plan.hash_hex());
+        metrics::get().config_loaded(&live.plan);
         let examples = match embedded {
             crate::embed::Embedded { fresh: 0, reused: 0 } => String::new(),
             e => format!(", {} example(s) embedded, {} reused", e.fresh, e.reused),

@@ -50,6 +50,13 @@ async fn settled(gw: &Gateway, n: f64) {
 async fn rpm_refuses_in_each_dialect_with_retry_after_and_openais_headers() {
     let mock = Mock::start().await;
     let gw = Gateway::start(&config(&mock, "rpm: 2"));
+    // Every limit's refusal series is there from the start, at zero: Prometheus sees the first
+    // refusals as an increase.
+    let metrics = send("GET", &gw.url("/metrics"), &[], "").await.text();
+    for series in [r#"{key="alice",limit="rpm"} 0"#, r#"{key="bob",limit="rpm"} 0"#] {
+        assert!(metrics.contains(&format!("llm_gateway_rate_limited_total{series}")), "{metrics}");
+    }
+    assert!(!metrics.contains(r#"llm_gateway_rate_limited_total{key="free""#), "a key without limits has none");
     // Counting a prompt's tokens is not a request that counts.
     let count = json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]});
     for _ in 0..3 {

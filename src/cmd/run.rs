@@ -155,7 +155,7 @@ async fn serve(plan: Plan, reload: ReloadSetup, address_flag: bool) -> ExitCode 
     let local = tcp.as_ref().map(|l| l.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| plan.listen.to_string()));
     let share_plan = plan.zrok_share.clone();
     let drain = plan.server.drain_timeout;
-    crate::metrics::get().config_loaded(&plan.hash_hex());
+    crate::metrics::get().config_loaded(&plan);
     let live = match Live::build(plan, None, Probe::First).await {
         Err(e) => {
             error!("failed to initialize semantic router: {e}");
