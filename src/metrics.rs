@@ -232,11 +232,8 @@ impl Metrics {
         self.config_info.reset();
         self.config_info.with_label_values(&[&hash_hex[..12.min(hash_hex.len())]]).set(1);
         for key in plan.keys.iter().flat_map(KeyTable::entries) {
-            let l = &key.limits;
-            for (limit, set) in [("rpm", l.rpm), ("tpm", l.tpm), ("tokens_per_day", l.tokens_per_day)] {
-                if set.is_some() {
-                    self.rate_limited.with_label_values(&[&key.name, limit]);
-                }
+            for limit in crate::ratelimit::limit_names(&key.limits) {
+                self.rate_limited.with_label_values(&[&key.name, limit]);
             }
         }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());

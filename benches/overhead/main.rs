@@ -398,10 +398,11 @@ async fn drive(args: &[String]) {
                 }
             }
             let what = if first { "time to first event" } else { "whole response" };
+            let mode = format!("{} ({what})", pair.name);
             if !dump.is_empty() {
-                dump_latencies(&dump, &format!("{} ({what})", pair.name), &targets.map(|t| t.0), &samples);
+                dump_latencies(&dump, &mode, &targets.map(|t| t.0), &samples);
             }
-            row[k] = Some(report(&format!("{} ({what})", pair.name), &targets.map(|t| t.0), &mut samples, rounds));
+            row[k] = Some(report(&mode, &targets.map(|t| t.0), &mut samples, rounds));
         }
         summary.push((pair.name, row));
     }

@@ -260,6 +260,12 @@ fn configured(limits: &KeyLimits) -> impl Iterator<Item = (Kind, u64)> {
         .filter_map(|(kind, limit)| Some((kind, limit?)))
 }
 
+/// The names (`rpm`, `tpm`, `tokens_per_day`) of the key's configured limits, as refusals and
+/// metrics name them.
+pub fn limit_names(limits: &KeyLimits) -> impl Iterator<Item = &'static str> {
+    configured(limits).map(|(kind, _)| kind.name())
+}
+
 /// What a subject has used in the current windows (only the configured ones are meaningful).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Used {
