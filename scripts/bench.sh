@@ -8,6 +8,11 @@
 #                               ONLY=text keeps the pairs whose name has it, or `throughput`;
 #                               GATEWAY_RUST_LOG=warn measures without the access log;
 #                               DUMP=dir writes every request's latency there)
+#   scripts/bench.sh instructions
+#                               user-space instructions per request of the floor and the gateway
+#                               (callgrind; valgrind installed if missing), every pair streamed
+#                               and whole (REQUESTS, ONLY as above; KEEP=dir keeps the profiles):
+#                               the measure this VM's noise does not move
 #   scripts/bench.sh semantic   embedding decisions (alone, and at concurrency 1 and 32, on every
 #                               CPU) and centroid compile
 #   scripts/bench.sh soak       the reload soak: load for SECONDS (60) while the config is
@@ -35,6 +40,14 @@ if [ "$what" = chaos ]; then
     cargo bench --locked --bench overhead --no-run --quiet
     cargo bench --locked --bench overhead -- chaos \
         --gateway target/release/llm-gateway --seconds "${SECONDS_CHAOS:-600}" --rewrites "${REWRITES:-30}"
+fi
+if [ "$what" = instructions ]; then
+    . scripts/lib/assets.sh
+    ensure_debian_command valgrind valgrind
+    cargo bench --locked --bench overhead --no-run --quiet
+    cargo bench --locked --bench overhead -- instructions \
+        --gateway target/release/llm-gateway --requests "${REQUESTS:-500}" --only "${ONLY:-}" \
+        ${KEEP:+--keep "$KEEP"}
 fi
 if [ "$what" = all ] || [ "$what" = overhead ]; then
     cargo bench --locked --bench overhead --no-run --quiet

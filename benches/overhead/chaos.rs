@@ -212,7 +212,7 @@ pub async fn chaos(args: &[String]) {
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("config.yaml");
     std::fs::write(&path, config(upstream, 0)).expect("config");
-    let gateway = start_gateway(&gateway_bin, &path, &[]);
+    let gateway = start_gateway(&[], &gateway_bin, &path, &[]);
     let (addr, pid) = (gateway.addr, gateway.child.id());
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);

@@ -13,7 +13,8 @@
 //! default runtime against a floor with as many threads.
 //! The same binary plays four parts: `overhead mock`, `overhead floor <upstream> [--threads N]`,
 //! `overhead load <addr>` and the driver (`--gateway PATH --rounds N --requests N [--only TEXT]
-//! [--dump DIR]`).
+//! [--dump DIR]`); `overhead instructions` counts instructions per request instead (see
+//! `instructions.rs`), `soak` and `chaos` are the soaks.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 
 mod chaos;
+mod instructions;
 #[path = "../common/requests.rs"]
 mod requests;
 use requests::{ANTHROPIC_REQUEST, REQUEST, RESPONSES_REQUEST};
@@ -60,6 +62,7 @@ fn main() {
         Some("load") => rt.block_on(load(&args)),
         Some("soak") => rt.block_on(soak(&args)),
         Some("chaos") => rt.block_on(chaos::chaos(&args)),
+        Some("instructions") => rt.block_on(instructions::instructions(&args)),
         _ => rt.block_on(drive(&args)),
     }
 }
@@ -150,9 +153,21 @@ impl Drop for Proc {
     }
 }
 
-fn spawn_self(args: &[&str]) -> Proc {
-    let child =
-        Command::new(std::env::current_exe().expect("exe")).args(args).stdout(Stdio::piped()).spawn().expect("spawn");
+/// `program`, run under `wrapper` (a tool and its arguments, as `valgrind …`) if there is one.
+fn command(wrapper: &[String], program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match wrapper.split_first() {
+        Some((tool, args)) => {
+            let mut command = Command::new(tool);
+            command.args(args).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+fn spawn_self(wrapper: &[String], args: &[&str]) -> Proc {
+    let exe = std::env::current_exe().expect("exe");
+    let child = command(wrapper, exe).args(args).stdout(Stdio::piped()).spawn().expect("spawn");
     // Owned by a `Proc` at once, so a panic below still ends the process.
     let mut proc = Proc { addr: SocketAddr::from(([0, 0, 0, 0], 0)), child, reloads: Default::default() };
     let mut line = String::new();
@@ -162,7 +177,7 @@ fn spawn_self(args: &[&str]) -> Proc {
     proc
 }
 
-fn spawn_gateway(bin: &str, upstream: SocketAddr, extra: &[&str]) -> Proc {
+fn spawn_gateway(wrapper: &[String], bin: &str, upstream: SocketAddr, extra: &[&str]) -> Proc {
     let dir = std::env::temp_dir().join(format!("llm-gateway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let config = dir.join("config.yaml");
@@ -170,13 +185,13 @@ fn spawn_gateway(bin: &str, upstream: SocketAddr, extra: &[&str]) -> Proc {
         "providers:\n  local:\n    base_url: http://{upstream}\n  anthropic:\n    api_key: sk-ant-bench\n    base_url: http://{upstream}\n  open_ai:\n    api_key: sk-bench\n    base_url: http://{upstream}\n"
     );
     std::fs::write(&config, yaml).expect("config");
-    start_gateway(bin, &config, extra)
+    start_gateway(wrapper, bin, &config, extra)
 }
 
 /// The gateway as shipped: its default log level (access log on) unless `GATEWAY_RUST_LOG`
 /// sets one (the lines saying where it listens and what reloads did are kept).
-fn start_gateway(bin: &str, config: &std::path::Path, extra: &[&str]) -> Proc {
-    let mut command = Command::new(bin);
+fn start_gateway(wrapper: &[String], bin: &str, config: &std::path::Path, extra: &[&str]) -> Proc {
+    let mut command = command(wrapper, bin);
     command.args(["run", config.to_str().expect("path"), "--address", "127.0.0.1:0"]).args(extra);
     match std::env::var("GATEWAY_RUST_LOG") {
         Ok(level) => command.env("RUST_LOG", format!("{level},llm_gateway::cmd::run=info,llm_gateway::reload=info")),
@@ -298,6 +313,11 @@ struct Samples {
     requests: u64,
 }
 
+/// A pair's request streamed (`first`: its time to the first event is measured) or whole.
+fn in_mode((path, body): (&'static str, &'static str), first: bool) -> (&'static str, &'static str) {
+    (path, if first { body } else { leak(body.replace("\"stream\":true", "\"stream\":false")) })
+}
+
 fn leak(text: String) -> &'static str {
     Box::leak(text.into_boxed_str())
 }
@@ -351,9 +371,9 @@ async fn drive(args: &[String]) {
     let per_round: usize = flag(args, "--requests", "1000").parse().expect("requests");
     let only = flag(args, "--only", "");
     let dump = flag(args, "--dump", "");
-    let mock = spawn_self(&["mock"]);
-    let floor = spawn_self(&["floor", &mock.addr.to_string()]);
-    let gateway = spawn_gateway(&gateway_bin, mock.addr, &["--worker-threads", "1"]);
+    let mock = spawn_self(&[], &["mock"]);
+    let floor = spawn_self(&[], &["floor", &mock.addr.to_string()]);
+    let gateway = spawn_gateway(&[], &gateway_bin, mock.addr, &["--worker-threads", "1"]);
     for pid in [mock.child.id(), floor.child.id(), gateway.child.id(), std::process::id()] {
         pin_to(pid, "0");
     }
@@ -370,10 +390,7 @@ async fn drive(args: &[String]) {
     for pair in pairs().into_iter().filter(|p| p.name.contains(&only)) {
         let mut row = [None, None];
         for (k, first) in [true, false].into_iter().enumerate() {
-            let body = |(path, body): (&'static str, &'static str)| {
-                (path, if first { body } else { leak(body.replace("\"stream\":true", "\"stream\":false")) })
-            };
-            let requests = [body(pair.native), body(pair.native), body(pair.gateway)];
+            let requests = [in_mode(pair.native, first), in_mode(pair.native, first), in_mode(pair.gateway, first)];
             let mut samples: Vec<Samples> = (0..3).map(|_| Samples::default()).collect();
             let mut senders = Vec::new();
             for (_, addr, _) in &targets {
@@ -497,9 +514,9 @@ async fn multicore(gateway_bin: &str, conns: usize, rounds: usize, span: Duratio
         })
         .sum();
     pin_to(std::process::id(), &all);
-    let mock = spawn_self(&["mock"]);
-    let floor = spawn_self(&["floor", &mock.addr.to_string(), "--threads", &cpus.to_string()]);
-    let gateway = spawn_gateway(gateway_bin, mock.addr, &[]);
+    let mock = spawn_self(&[], &["mock"]);
+    let floor = spawn_self(&[], &["floor", &mock.addr.to_string(), "--threads", &cpus.to_string()]);
+    let gateway = spawn_gateway(&[], gateway_bin, mock.addr, &[]);
     for pid in [mock.child.id(), floor.child.id(), gateway.child.id()] {
         pin_to(pid, &all);
     }
@@ -592,7 +609,7 @@ async fn soak(args: &[String]) {
     let seconds: u64 = flag(args, "--seconds", "60").parse().expect("seconds");
     let rewrites: u64 = flag(args, "--rewrites", "30").parse().expect("rewrites");
     let conns: usize = flag(args, "--connections", "16").parse().expect("connections");
-    let (m1, m2) = (spawn_self(&["mock"]), spawn_self(&["mock"]));
+    let (m1, m2) = (spawn_self(&[], &["mock"]), spawn_self(&[], &["mock"]));
     let dir = std::env::temp_dir().join(format!("llm-gateway-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let config = dir.join("config.yaml");
@@ -607,7 +624,7 @@ async fn soak(args: &[String]) {
         }
     };
     std::fs::write(&config, variant(1)).expect("config");
-    let gateway = start_gateway(&gateway_bin, &config, &[]);
+    let gateway = start_gateway(&[], &gateway_bin, &config, &[]);
     let addr = gateway.addr;
     let stream_body: &'static str = Box::leak(REQUEST.replace("\"stream\":false", "\"stream\":true").into_boxed_str());
     let started = Instant::now();

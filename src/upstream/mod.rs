@@ -254,27 +254,42 @@ pub fn status_error(what: &str, status: StatusCode, answer: &[u8]) -> String {
 
 /// Removes hop-by-hop headers (and those `Connection` names) from a relayed response.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // `Connection`'s usual values, `keep-alive` and `close`, name no other header: nothing is
-    // collected (or allocated) for them.
-    let named: Vec<http::HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|token| !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("close"))
-        .filter_map(|token| http::HeaderName::from_bytes(token.as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    // One look at the few names present instead of a lookup per hop-by-hop name: most answers
+    // have none of them, a stream one (`Transfer-Encoding`).
+    let mut present = [false; HOPS];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
     }
-    for h in HOP_BY_HOP {
-        headers.remove(h);
+    if present[0] {
+        // `Connection`'s usual values, `keep-alive` and `close`, name no other header: nothing
+        // is collected (or allocated) for them.
+        let named: Vec<http::HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|token| !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("close"))
+            .filter_map(|token| http::HeaderName::from_bytes(token.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
 }
 
-/// Typed names: removing by `&str` parses each name again on every response.
-const HOP_BY_HOP: [http::HeaderName; 7] = [
+const HOPS: usize = 7;
+
+/// Typed names: removing by `&str` parses each name again on every response. `Connection`
+/// first.
+const HOP_BY_HOP: [http::HeaderName; HOPS] = [
     header::CONNECTION,
     http::HeaderName::from_static("keep-alive"),
     http::HeaderName::from_static("proxy-connection"),
