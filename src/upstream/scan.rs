@@ -55,8 +55,8 @@ impl JsonEnd {
         for word in &mut words {
             let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
             // `[` and `]` are `{` and `}` but for the bit 0x20.
-            let mut marks =
-                byte_is(w, b'"') | byte_is(w, b'\\') | byte_is(w | ONES * 0x20, b'{') | byte_is(w | ONES * 0x20, b'}');
+            let folded = w | (ONES * 0x20);
+            let mut marks = byte_is(w, b'"') | byte_is(w, b'\\') | byte_is(folded, b'{') | byte_is(folded, b'}');
             if std::mem::take(&mut self.escaped) {
                 marks &= !FIRST; // the byte right after a backslash
             }
