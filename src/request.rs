@@ -171,13 +171,17 @@ pub fn rewrite(body: &[u8], parsed: &Parsed, model: Option<&str>, ask_usage: boo
         }
     }
     if ask_usage {
-        let mut options = parsed
-            .probe
-            .stream_options
-            .and_then(|raw| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get()).ok())
-            .unwrap_or_default();
-        options.insert("include_usage".into(), true.into());
-        let options = serde_json::to_vec(&options).unwrap_or_default();
+        // Most requests have no `stream_options`: the object is then a constant, not a map built,
+        // serialised and dropped.
+        let options = match parsed.probe.stream_options {
+            None => br#"{"include_usage":true}"#.to_vec(),
+            Some(raw) => {
+                let mut options =
+                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get()).unwrap_or_default();
+                options.insert("include_usage".into(), true.into());
+                serde_json::to_vec(&options).unwrap_or_default()
+            }
+        };
         match &parsed.options_span {
             Some(span) => edits.push((span.clone(), options)),
             None => {
