@@ -36,6 +36,7 @@ async fn a_chat_request_becomes_a_messages_request() {
     assert_eq!(seen.path, "/v1/messages");
     assert_eq!(seen.headers["x-api-key"], "sk-ant-test-key");
     assert_eq!(seen.headers["anthropic-version"], "2023-06-01");
+    assert_eq!(seen.headers["accept-encoding"], "identity");
     assert!(seen.headers.get("authorization").is_none());
     let sent: Value = serde_json::from_slice(&seen.body).unwrap();
     assert_eq!(
@@ -95,6 +96,11 @@ async fn errors_keep_their_status_and_become_openai_shaped() {
             .await;
     let got = events(&r.text());
     assert_eq!(got.last().unwrap()["error"]["type"], "overloaded_error", "an upstream error event is never silent");
+    // Nor is it a success in the log: the line carries the error, as a relayed stream's break does.
+    assert!(gw.wait_for_log("error=Overloaded"), "{}", gw.logs());
+    let logs = gw.logs();
+    let line = logs.lines().find(|l| l.contains("model_asked=claude-error-stream")).unwrap_or_default();
+    assert!(line.contains(" WARN ") && line.ends_with("error=Overloaded"), "{line}");
     let r = post_json(&gw.url("/v1/embeddings"), r#"{"model":"claude-x","input":"x"}"#).await;
     assert_eq!(r.status.as_u16(), 400);
 }

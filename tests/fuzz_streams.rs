@@ -204,8 +204,9 @@ proptest! {
     #![proptest_config(config("streams"))]
 
     /// No input panics a translator; every event out is well-formed; the output does not
-    /// depend on how the bytes arrived; it is bounded by the input; and it always ends with
-    /// the dialect's terminal event or an error event (never a clean-looking cut).
+    /// depend on how the bytes arrived; it is bounded by the input; it always ends with the
+    /// dialect's terminal event or an error event (never a clean-looking cut), and reports a
+    /// failure exactly when it ends with an error event.
     #[test]
     fn translators_survive_any_stream(input in input(), splits in prop::collection::vec(any::<usize>(), 0..6)) {
         for ((name, mut whole), (_, mut split)) in translators().into_iter().zip(translators()) {
@@ -224,6 +225,10 @@ proptest! {
             let last = events.last().copied().unwrap_or_default();
             let terminal = ["[DONE]", "message_stop", "response.completed", "response.incomplete", "response.failed", "\"error\""];
             prop_assert!(terminal.iter().any(|t| last.contains(t)), "{}: ends with {:?}", name, last);
+            // A stream that ended in an error event says so (its log line carries the error), and
+            // only such a stream does.
+            let failed = last.starts_with("event: error") || last.starts_with("event: response.failed") || last.starts_with("data: {\"error\"");
+            prop_assert_eq!(whole.failure().is_some(), failed, "{}: failure {:?}, ends with {:?}", name, whole.failure(), last);
         }
     }
 

@@ -42,7 +42,11 @@ async fn chat_body_reaches_upstream_byte_identical_and_response_comes_back_uncha
     let r = send(
         "POST",
         &gw.url("/v1/chat/completions"),
-        &[("content-type", "application/json"), ("authorization", &format!("Bearer {CLIENT_KEY}"))],
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &format!("Bearer {CLIENT_KEY}")),
+            ("accept-encoding", "gzip, br"),
+        ],
         body,
     )
     .await;
@@ -56,6 +60,10 @@ async fn chat_body_reaches_upstream_byte_identical_and_response_comes_back_uncha
     assert_eq!(seen[0].path, "/v1/chat/completions", "a base_url ending in /v1 is not doubled");
     assert_eq!(seen[0].body.as_ref(), body.as_bytes(), "every field arrives byte-identical");
     assert_eq!(seen[0].headers["authorization"], "Bearer sk-upstream-local");
+    assert_eq!(
+        seen[0].headers["accept-encoding"], "identity",
+        "an answer the gateway can read, whatever the client takes"
+    );
     let all: String = seen[0].headers.iter().map(|(k, v)| format!("{k}: {v:?}\n")).collect();
     assert!(!all.contains(CLIENT_KEY), "the client's key never goes upstream:\n{all}");
     assert!(gw.wait_for_log("prompt_tokens=19 completion_tokens=10"), "tokens in the access log:\n{}", gw.logs());

@@ -107,6 +107,9 @@ pub trait StreamTranslator: Send + Sync {
     fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>);
     /// `(prompt, completion)` tokens, once the stream reported them.
     fn tokens(&self) -> Option<(u64, u64)>;
+    /// The message of the error event the stream ended with, if it did (the upstream's error,
+    /// an event that could not be read, a stream cut short): the request's log line has it.
+    fn failure(&self) -> Option<&str>;
     /// Bounds one upstream event (and whatever else the translator keeps) to `max_bytes`;
     /// past it the stream ends with an error event.
     fn limit_events(&mut self, max_bytes: usize);
@@ -147,6 +150,11 @@ impl<A: StreamTranslator, B: StreamTranslator> StreamTranslator for Chain<A, B> 
 
     fn tokens(&self) -> Option<(u64, u64)> {
         self.first.tokens().or_else(|| self.second.tokens())
+    }
+
+    /// The second's: a failure of the first reaches it as an error chunk, message and all.
+    fn failure(&self) -> Option<&str> {
+        self.second.failure().or_else(|| self.first.failure())
     }
 
     fn limit_events(&mut self, max_bytes: usize) {

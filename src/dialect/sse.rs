@@ -191,6 +191,11 @@ pub struct Ending {
     line_first: Option<u8>,
     /// The event being read has a non-comment line.
     pending: bool,
+    /// Where the current line starts in `head`, and whether the event being read has a
+    /// `data` line: one without (only `id:`, `retry:` or `event:` lines) is no event to a
+    /// client's parser, so it is not the stream's last word either.
+    line_at: usize,
+    has_data: bool,
     /// At least the last [`HEAD`] × 4 bytes of the stream (a Chat stream's finish chunk).
     tail: Vec<u8>,
 }
@@ -211,6 +216,7 @@ impl Ending {
             bytes = &bytes[part.len() + usize::from(newline)..];
             if self.line == 0 {
                 self.line_first = part.first().copied();
+                self.line_at = self.head.len();
             }
             let comment = self.line_first == Some(b':');
             if !comment && !part.is_empty() {
@@ -223,13 +229,17 @@ impl Ending {
             }
             let blank = self.line == 0 || (self.line == 1 && self.line_first == Some(b'\r'));
             if blank {
-                if self.pending {
+                // A ping is never a dialect's last event, whenever it comes (Anthropic's may).
+                if self.pending && self.has_data && !is_ping(&self.head) {
                     std::mem::swap(&mut self.head, &mut self.last);
                 }
                 self.head.clear();
                 self.pending = false;
+                self.has_data = false;
             } else if !comment {
                 self.pending = true;
+                // A line past what is kept of the event may be its data: counted as such.
+                self.has_data |= self.line_at >= HEAD || self.head.get(self.line_at..).is_some_and(is_data_line);
                 if self.head.len() < HEAD {
                     self.head.push(b'\n');
                 }
@@ -247,7 +257,7 @@ impl Ending {
         }
         // An event whose lines all arrived but not the blank line after it counts: a client
         // parser at the end of the stream has it whole.
-        let last = if self.pending { &self.head } else { &self.last };
+        let last = if self.pending && self.has_data { &self.head } else { &self.last };
         let mut name: &[u8] = b"";
         let mut data: Option<&[u8]> = None;
         for line in last.split(|&b| b == b'\n') {
@@ -290,6 +300,16 @@ fn json_type(data: &[u8]) -> &[u8] {
     let Some(rest) = rest.strip_prefix(b":") else { return b"" };
     let Some(rest) = rest.trim_ascii_start().strip_prefix(b"\"") else { return b"" };
     memchr::memchr(b'"', rest).map_or(b"", |end| &rest[..end])
+}
+
+/// A line (as kept, cut to what fitted) of the field `data`: `data`, `data:…`.
+fn is_data_line(line: &[u8]) -> bool {
+    line.strip_prefix(b"data").is_some_and(|rest| matches!(rest.first(), None | Some(b':' | b'\r')))
+}
+
+/// An event (as kept) named `ping`.
+fn is_ping(head: &[u8]) -> bool {
+    head.strip_prefix(b"event: ping").is_some_and(|rest| matches!(rest.first(), Some(b'\n' | b'\r')))
 }
 
 /// `{"error": …`: an OpenAI-style error chunk.
@@ -413,5 +433,32 @@ mod tests {
         assert!(!ended(&big.as_bytes()[..big.len() - 2000], Dialect::Responses));
         assert!(!ended(b"event: response.output_text.delta\ndata: {}\n\n", Dialect::Responses));
         assert!(!ended(b"", Dialect::Chat), "an empty stream is no answer");
+    }
+
+    #[test]
+    fn what_no_client_takes_for_an_event_does_not_end_a_stream() {
+        // Blocks without data are not dispatched to a client (the SSE rules), and a ping is
+        // never a dialect's last word: after the last event, neither makes a stream short.
+        for after in ["retry: 3000\n\n", "id: 42\n\n", "event: ping\n\n", ": still here\n\n", "\n\n"] {
+            let chat = format!("data: {{\"x\":1}}\n\ndata: [DONE]\n\n{after}");
+            assert!(ended(chat.as_bytes(), Dialect::Chat), "{after:?} after [DONE]");
+            let done = format!("event: response.completed\ndata: {{\"type\":\"response.completed\"}}\n\n{after}");
+            assert!(ended(done.as_bytes(), Dialect::Responses), "{after:?} after response.completed");
+        }
+        let stop = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        let ping = "event: ping\ndata: {\"type\": \"ping\"}\n\n";
+        assert!(ended(format!("{stop}{ping}{ping}").as_bytes(), Dialect::Messages), "pings after message_stop");
+        assert!(ended(format!("{stop}id: 7\r\n\r\n").as_bytes(), Dialect::Messages));
+        assert!(ended(format!("{stop}{}", ping.replace('\n', "\r\n")).as_bytes(), Dialect::Messages), "CRLF");
+        let long = format!("{stop}event: {}\ndata: {{}}\n\n", "x".repeat(300));
+        assert!(!ended(long.as_bytes(), Dialect::Messages), "data past what is kept still counts");
+        assert!(ended(b"data:[DONE]\n\n", Dialect::Chat), "`data:` without a space");
+        // What a client does take for an event still ends it, and a stream without its last
+        // event is still short, pings or not.
+        let delta = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n";
+        assert!(!ended(format!("{stop}{delta}").as_bytes(), Dialect::Messages));
+        assert!(!ended(format!("{delta}{ping}").as_bytes(), Dialect::Messages));
+        assert!(!ended(b"data: {\"choices\":[]}\n\nretry: 10\n\n", Dialect::Chat));
+        assert!(!ended(b"data: [DONE]\n\ndata: {\"x\":1}\n\n", Dialect::Chat), "data after [DONE]");
     }
 }

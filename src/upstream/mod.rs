@@ -92,10 +92,13 @@ pub fn request(
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     let headers = req.headers_mut();
-    headers.reserve(8);
+    headers.reserve(9);
     headers.insert(header::USER_AGENT, HeaderValue::from_static(concat!("llm-gateway/", env!("CARGO_PKG_VERSION"))));
     let accept = if stream { "text/event-stream" } else { "application/json" };
     headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+    // The gateway reads every answer (its usage, its end, a translation): without this header
+    // an upstream may compress it (RFC 9110 lets it), and the bytes would be unreadable.
+    headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     if let Some(host) = host {
         headers.insert(header::HOST, host);
     }

@@ -92,6 +92,16 @@ impl Relay {
     }
 }
 
+/// A translated stream that ended with an error event is a failed request in its log line,
+/// as a relayed one that broke off is.
+fn note_failure(log: &mut AccessLog, translator: &dyn StreamTranslator) {
+    if log.error.is_none()
+        && let Some(message) = translator.failure()
+    {
+        log.error = Some(message.to_owned());
+    }
+}
+
 /// What will go out as one frame: the first piece as it came (no copy), later ones copied
 /// after it, up to about [`BATCH`] bytes.
 #[derive(Default)]
@@ -182,6 +192,7 @@ impl HttpBody for Relay {
                                     // are added): room made once, not grown event by event.
                                     let mut out = Vec::with_capacity(2 * data.len() + 512);
                                     t.feed(&data, &mut out);
+                                    note_failure(this.log, t.as_ref());
                                     Bytes::from(out)
                                 }
                             };
@@ -221,6 +232,7 @@ impl HttpBody for Relay {
                         this.log.tokens = t.tokens();
                         let mut tail = Vec::new();
                         t.finish(&mut tail);
+                        note_failure(this.log, t.as_ref());
                         if !tail.is_empty()
                             && let Some(own) = batch.push(Bytes::from(tail))
                         {

@@ -25,6 +25,9 @@ enum Item {
     Call { call_id: String, name: String, arguments: String },
 }
 
+/// The key of a call whose Chat index another call took: no later delta reaches it.
+const RETIRED: u64 = u64::MAX / 2;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Nothing sent yet.
@@ -59,6 +62,8 @@ pub struct FromChat {
     /// the final `response.completed` event repeats them all).
     kept: usize,
     limit: usize,
+    /// The message of the `response.failed` that ended the stream.
+    failure: Option<String>,
 }
 
 /// The fields of a Chat chunk that matter, borrowed from the event text.
@@ -131,6 +136,7 @@ impl FromChat {
             state: State::Fresh,
             kept: 0,
             limit: crate::dialect::sse::DEFAULT_MAX_EVENT_BYTES,
+            failure: None,
         }
     }
 
@@ -140,6 +146,10 @@ impl FromChat {
             return;
         }
         if data == b"[DONE]" {
+            if self.state == State::Fresh {
+                // Not one chunk: no answer, never a clean-looking empty one.
+                return self.failed("upstream_stream_incomplete", "the upstream's stream ended without an answer", out);
+            }
             self.complete(out);
             return;
         }
@@ -226,6 +236,18 @@ impl FromChat {
             Some(f) => (f.name, f.arguments),
             None => (None, None),
         };
+        // Another call on a call's index: some servers number every call 0. Its first delta has
+        // an id of its own and a name (a repeated id is the same call). The earlier call keeps
+        // its place, out of reach of later deltas.
+        if let Some(found) = self.calls.iter().position(|c| c.0 == key)
+            && name.as_deref().is_some_and(|n| !n.is_empty())
+            && delta
+                .id
+                .as_deref()
+                .is_some_and(|id| !id.is_empty() && self.upstream_id(self.calls[found].1).is_some_and(|old| old != id))
+        {
+            self.calls[found].0 = RETIRED;
+        }
         let pos = match self.calls.iter().find(|c| c.0 == key) {
             Some(&(_, pos)) => {
                 if let (Some(Item::Call { name: n, .. }), Some(name)) = (self.items.get_mut(pos), &name)
@@ -270,6 +292,11 @@ impl FromChat {
             json_str(out, &arguments);
             Self::end(out);
         }
+    }
+
+    /// The id of the call at `pos` when the upstream sent it (not made up).
+    fn upstream_id(&self, pos: usize) -> Option<&str> {
+        self.call_id(pos).filter(|id| *id != format!("call_{}_{pos}", self.base))
     }
 
     fn call_id(&self, pos: usize) -> Option<&str> {
@@ -363,6 +390,7 @@ impl FromChat {
         self.write_response(out, "failed", Some((code, message)), Some(last));
         Self::end(out);
         self.state = State::Done;
+        self.failure = Some(message.to_owned());
     }
 
     /// `event: <kind>` and the start of its data object, up to the sequence number.
@@ -542,6 +570,10 @@ impl StreamTranslator for FromChat {
 
     fn tokens(&self) -> Option<(u64, u64)> {
         self.usage.map(|u| (u.input(), u.output()))
+    }
+
+    fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
     }
 
     fn limit_events(&mut self, max_bytes: usize) {

@@ -261,3 +261,45 @@ fn odd_usage_is_read_count_by_count() {
         assert_eq!((name.as_str(), &data["response"]["usage"]), ("response.completed", &Value::Null), "{none}");
     }
 }
+
+/// A stream of nothing but `[DONE]` held no answer: `response.failed`, never a clean empty
+/// Response.
+#[test]
+fn a_stream_without_a_chunk_fails() {
+    let mut t = translator();
+    let mut out = Vec::new();
+    t.feed(b"data: [DONE]\n\n", &mut out);
+    t.finish(&mut out);
+    let got = events(&String::from_utf8(out).unwrap());
+    assert_eq!(names(&got), ["response.created", "response.in_progress", "response.failed"]);
+    assert_eq!(got[2].1["response"]["error"]["code"], "upstream_stream_incomplete");
+    assert_eq!(t.failure(), Some("the upstream's stream ended without an answer"));
+}
+
+/// Servers that number every tool call 0: a delta with an id of its own and a name is another
+/// call, not more of the first one's arguments; a repeated id is the same call.
+#[test]
+fn a_new_id_on_the_same_index_is_another_call() {
+    let delta = |fields: &str| {
+        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"index\":0,{fields}}}]}}}}]}}\n\n")
+    };
+    let input = [
+        delta(r#""id":"call_A","function":{"name":"fa","arguments":"{\"a\":"}"#),
+        delta(r#""id":"call_A","function":{"name":"fa","arguments":"1}"}"#),
+        delta(r#""id":"call_B","function":{"name":"fb","arguments":"{\"b\":2}"}"#),
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n".into(),
+    ]
+    .concat();
+    assert_split_invariant("same index", input.as_bytes(), translate);
+    let got = events(&translate(input.as_bytes(), &[]));
+    let output = &got.last().unwrap().1["response"]["output"];
+    assert_eq!(output.as_array().map(Vec::len), Some(2), "{output}");
+    assert_eq!(
+        (&output[0]["call_id"], &output[0]["name"], &output[0]["arguments"]),
+        (&json!("call_A"), &json!("fa"), &json!("{\"a\":1}"))
+    );
+    assert_eq!(
+        (&output[1]["call_id"], &output[1]["name"], &output[1]["arguments"]),
+        (&json!("call_B"), &json!("fb"), &json!("{\"b\":2}"))
+    );
+}

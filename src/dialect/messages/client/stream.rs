@@ -33,8 +33,12 @@ struct State {
     tools: Vec<u64>,
     /// Raw JSON of the message id (`"msg_…"`), for tool calls the upstream sent without an id.
     id: Vec<u8>,
+    /// Raw JSON of the open tool call's id, as the upstream sent it (empty when it sent none).
+    call_id: Vec<u8>,
     stop: Option<&'static str>,
     usage: Option<Usage>,
+    /// The message of the error event that ended the stream.
+    failure: Option<String>,
 }
 
 #[derive(Default, Clone, Copy, PartialEq)]
@@ -168,6 +172,10 @@ impl StreamTranslator for FromChat {
         self.state.usage.map(|u| (u.prompt_tokens, u.completion_tokens))
     }
 
+    fn failure(&self) -> Option<&str> {
+        self.state.failure.as_deref()
+    }
+
     fn limit_events(&mut self, max_bytes: usize) {
         self.reader.set_limit(max_bytes);
     }
@@ -194,7 +202,12 @@ impl State {
             return;
         }
         if data.trim_ascii() == b"[DONE]" {
-            self.end(out);
+            if self.started {
+                self.end(out);
+            } else {
+                // Not one chunk: no answer, never a clean-looking empty one.
+                self.error("api_error", "the upstream's stream ended without an answer", out);
+            }
             return;
         }
         let Ok(chunk) = crate::dialect::from_json::<Chunk>(data) else {
@@ -271,16 +284,24 @@ impl State {
             (None, _) => self.tools.len() as u64,
         };
         let (name, arguments) = c.function.as_ref().map_or((None, None), |f| (f.name, f.arguments));
-        if self.open != Open::Tool(index) {
-            if self.tools.contains(&index) {
+        let id = nonempty_str(c.id);
+        // Another call on the open call's index: some servers number every call 0. Its first
+        // delta has an id of its own and a name (a repeated id is the same call).
+        let another = self.open == Open::Tool(index)
+            && nonempty_str(name).is_some()
+            && id.is_some_and(|id| !self.call_id.is_empty() && id.as_bytes() != self.call_id);
+        if self.open != Open::Tool(index) || another {
+            if self.tools.contains(&index) && !another {
                 return false;
             }
             self.close(out);
             self.tools.push(index);
             self.open = Open::Tool(index);
+            self.call_id.clear();
+            self.call_id.extend_from_slice(id.unwrap_or_default().as_bytes());
             self.block_event(out, "content_block_start");
             out.extend_from_slice(br#","content_block":{"type":"tool_use","id":"#);
-            match nonempty_str(c.id) {
+            match id {
                 Some(id) => out.extend_from_slice(id.as_bytes()),
                 // The client answers with this id in `tool_result`, so one is made up.
                 None => {
@@ -364,6 +385,7 @@ impl State {
         json_str(out, message);
         out.extend_from_slice(b"}}\n\n");
         self.done = true;
+        self.failure = Some(message.to_owned());
     }
 }
 

@@ -198,3 +198,46 @@ fn output_does_not_depend_on_how_bytes_arrive() {
         assert_split_invariant(name, &fixture(name), translate);
     }
 }
+
+/// A stream of nothing but `[DONE]` held no answer: an error, never a clean empty message.
+#[test]
+fn a_stream_without_a_chunk_is_an_error() {
+    let mut t = FromChat::new();
+    let mut out = Vec::new();
+    t.feed(b": keep-alive\n\ndata: [DONE]\n\n", &mut out);
+    t.finish(&mut out);
+    let got = events(&String::from_utf8(out).unwrap());
+    assert_eq!(names(&got), ["error"]);
+    assert_eq!(got[0].1["error"]["message"], "the upstream's stream ended without an answer");
+    assert_eq!(t.failure(), Some("the upstream's stream ended without an answer"));
+}
+
+/// Servers that number every tool call 0: a delta with an id of its own and a name is another
+/// call, not more of the first one's arguments; a repeated id is the same call.
+#[test]
+fn a_new_id_on_the_same_index_is_another_call() {
+    let delta = |fields: &str| {
+        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"index\":0,{fields}}}]}}}}]}}\n\n")
+    };
+    let input = [
+        delta(r#""id":"call_A","function":{"name":"fa","arguments":"{\"a\":"}"#),
+        delta(r#""id":"call_A","function":{"arguments":"1}"}"#),
+        delta(r#""id":"call_B","function":{"name":"fb","arguments":"{\"b\":2}"}"#),
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n".into(),
+    ]
+    .concat();
+    let got = events(&translate(input.as_bytes(), &[]));
+    let starts: Vec<&Value> =
+        got.iter().filter(|e| e.0 == "content_block_start").map(|e| &e.1["content_block"]).collect();
+    assert_eq!(starts.len(), 2, "{got:#?}");
+    assert_eq!((&starts[0]["id"], &starts[0]["name"]), (&json!("call_A"), &json!("fa")));
+    assert_eq!((&starts[1]["id"], &starts[1]["name"]), (&json!("call_B"), &json!("fb")));
+    let args = |block: u64| -> String {
+        got.iter()
+            .filter(|e| e.0 == "content_block_delta" && e.1["index"] == block)
+            .filter_map(|e| e.1["delta"]["partial_json"].as_str())
+            .collect()
+    };
+    assert_eq!((args(0), args(1)), ("{\"a\":1}".to_owned(), "{\"b\":2}".to_owned()));
+    assert_eq!(got.last().unwrap().0, "message_stop");
+}

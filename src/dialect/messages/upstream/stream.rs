@@ -19,12 +19,13 @@ pub struct ToChat {
     prefix: Vec<u8>,
     created: u64,
     include_usage: bool,
-    /// Content block index → tool-call index, for the blocks that are tool calls.
-    tools: Vec<(u64, usize)>,
+    /// The content blocks that are tool calls.
+    tools: Vec<Tool>,
     input_usage: Usage,
     output_tokens: u64,
     finish: &'static str,
     done: bool,
+    failure: Option<String>,
 }
 
 /// The fields of an Anthropic stream event that matter, borrowed from the event text.
@@ -94,6 +95,14 @@ struct ErrorBody<'a> {
     message: Cow<'a, str>,
 }
 
+/// A tool-use block, by its Anthropic index, and the Chat tool call it became.
+struct Tool {
+    block: u64,
+    call: usize,
+    /// Some of its arguments went out.
+    argued: bool,
+}
+
 impl ToChat {
     pub fn new(asked: &Asked) -> Self {
         let mut t = Self {
@@ -106,6 +115,7 @@ impl ToChat {
             output_tokens: 0,
             finish: "stop",
             done: false,
+            failure: None,
         };
         t.set_prefix("", "");
         t
@@ -141,7 +151,7 @@ impl ToChat {
             "content_block_start" => match ev.content_block {
                 Some(b) if b.kind == "tool_use" => {
                     let index = self.tools.len();
-                    self.tools.push((ev.index, index));
+                    self.tools.push(Tool { block: ev.index, call: index, argued: false });
                     self.chunk(out, None, |o| {
                         o.extend_from_slice(br#"{"tool_calls":[{"index":"#);
                         push_u64(o, index as u64);
@@ -161,20 +171,12 @@ impl ToChat {
                     Some("text_delta") => self.text(d.text.as_deref().unwrap_or_default(), out),
                     Some("input_json_delta") => {
                         let partial = d.partial_json.as_deref().unwrap_or_default();
-                        let tool = self.tools.iter().find(|t| t.0 == ev.index).map(|t| t.1);
-                        if let (false, Some(index)) = (partial.is_empty(), tool) {
-                            self.chunk(out, None, |o| {
-                                o.extend_from_slice(br#"{"tool_calls":[{"index":"#);
-                                push_u64(o, index as u64);
-                                o.extend_from_slice(br#","function":{"arguments":"#);
-                                json_str(o, partial);
-                                o.extend_from_slice(b"}}]}");
-                            });
-                        }
+                        self.arguments(ev.index, partial, out);
                     }
                     _ => {}
                 }
             }
+            "content_block_stop" => self.end_tool(ev.index, out),
             "message_delta" => {
                 if let Some(stop) = ev.delta.and_then(|d| d.stop_reason) {
                     self.finish = finish_reason(&stop);
@@ -184,6 +186,10 @@ impl ToChat {
                 }
             }
             "message_stop" => {
+                // A block the upstream did not close.
+                for i in 0..self.tools.len() {
+                    self.end_tool(self.tools[i].block, out);
+                }
                 let finish = self.finish;
                 self.chunk(out, Some(finish), |o| o.extend_from_slice(b"{}"));
                 if self.include_usage {
@@ -204,6 +210,33 @@ impl ToChat {
                 self.error_event(kind, message, out);
             }
             _ => {}
+        }
+    }
+
+    /// A piece of the arguments of the tool call that tool-use block `block` became.
+    fn arguments(&mut self, block: u64, partial: &str, out: &mut Vec<u8>) {
+        let Some(tool) = self.tools.iter_mut().find(|t| t.block == block) else { return };
+        if partial.is_empty() {
+            return;
+        }
+        tool.argued = true;
+        let index = tool.call;
+        self.chunk(out, None, |o| {
+            o.extend_from_slice(br#"{"tool_calls":[{"index":"#);
+            push_u64(o, index as u64);
+            o.extend_from_slice(br#","function":{"arguments":"#);
+            json_str(o, partial);
+            o.extend_from_slice(b"}}]}");
+        });
+    }
+
+    /// The end of tool-use block `block`: `{}` when no argument went out. A tool called
+    /// without arguments gets no `input_json_delta`, or an empty one, where its whole answer
+    /// has `"input": {}`; a Chat client parses the arguments it put together, and `""` is
+    /// no JSON.
+    fn end_tool(&mut self, block: u64, out: &mut Vec<u8>) {
+        if self.tools.iter().any(|t| t.block == block && !t.argued) {
+            self.arguments(block, "{}", out);
         }
     }
 
@@ -235,6 +268,7 @@ impl ToChat {
         let err = serde_json::json!({"error": {"message": message, "type": kind, "code": kind}});
         out.extend_from_slice(format!("data: {err}\n\n").as_bytes());
         self.done = true;
+        self.failure = Some(message.to_owned());
     }
 }
 
@@ -270,6 +304,10 @@ impl StreamTranslator for ToChat {
             return None;
         }
         Some((self.input_usage.prompt(), self.output_tokens))
+    }
+
+    fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
     }
 
     fn limit_events(&mut self, max_bytes: usize) {
@@ -334,6 +372,48 @@ mod tests {
         let got = events(&translate(odd.as_bytes(), &[], true));
         assert_eq!(got.len(), 6, "{got:#?}");
         assert_eq!((&got[4]["usage"]["prompt_tokens"], &got[4]["usage"]["completion_tokens"]), (&json!(0), &json!(9)));
+    }
+
+    /// A tool called without arguments: Anthropic streams `"input": {}` and no argument piece,
+    /// or an empty one; the Chat client puts together `{}`, as the whole answer's `"{}"`.
+    #[test]
+    fn a_tool_without_arguments_gets_an_empty_object() {
+        let start = r#"event: message_start
+data: {"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":5}}}
+
+event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"get_time","input":{}}}
+
+"#;
+        let empty = r#"event: content_block_delta
+data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}
+
+"#;
+        let stop = r#"event: content_block_stop
+data: {"type":"content_block_stop","index":0}
+
+"#;
+        let end = r#"event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":3}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+        for stream in [
+            format!("{start}{empty}{stop}{end}"),
+            format!("{start}{stop}{end}"),
+            format!("{start}{end}"), // the block never closed
+        ] {
+            assert_split_invariant("no arguments", stream.as_bytes(), |input, splits| translate(input, splits, false));
+            let got = events(&translate(stream.as_bytes(), &[], false));
+            let args: String = got
+                .iter()
+                .filter_map(|e| e["choices"][0]["delta"].get("tool_calls"))
+                .filter_map(|c| c[0]["function"]["arguments"].as_str())
+                .collect();
+            assert_eq!(args, "{}", "{stream}");
+        }
     }
 
     #[test]
