@@ -182,3 +182,27 @@ async fn count_tokens_is_estimated_without_anthropic_and_the_dialect_is_labelled
     };
     assert!(labelled("messages") && labelled("responses"), "{metrics}");
 }
+
+/// An upstream that compresses its answer though asked for none (`Accept-Encoding: identity`)
+/// sent bytes the gateway can neither read nor end with an error event the client could read:
+/// a 502 in the client's dialect, streamed or not, relayed or translated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_answer_is_a_bad_response_in_the_clients_dialect() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock));
+    let auth = [("x-api-key", KEY)];
+    for stream in [false, true] {
+        let chat = json!({"model": "gzipped", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+        let r = post(&gw, "/v1/chat/completions", &[("authorization", &format!("Bearer {KEY}"))], chat).await;
+        assert_eq!(r.status.as_u16(), 502, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "upstream_bad_response");
+        assert!(r.header("content-encoding").is_none());
+        let messages = json!({"model": "gzipped", "stream": stream, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});
+        let r = post(&gw, "/v1/messages", &auth, messages).await;
+        assert_eq!(r.status.as_u16(), 502, "{}", r.text());
+        assert_eq!((r.json()["type"].as_str(), r.json()["error"]["type"].as_str()), (Some("error"), Some("api_error")));
+        let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains("`gzip`-encoded"), "{message}");
+    }
+    assert!(gw.wait_for_log("error=the upstream sent a `gzip`-encoded answer"), "{}", gw.logs());
+}

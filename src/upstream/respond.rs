@@ -25,7 +25,13 @@ pub async fn respond(answer: Answer, conversion: &Conversion, live: &Live, mut l
     let idle = live.plan.server.idle_stream_timeout;
     let max_event = live.plan.server.max_event_bytes;
     let status = response.status();
-    let mut out = if conversion.passthrough() {
+    let mut out = if let Some(coding) = encoded(response.headers()) {
+        // Asked for none (`Accept-Encoding: identity`): bytes the gateway cannot read (usage,
+        // end, translation), nor end with an error event the client could read.
+        log.error_type = Some("bad_response".into());
+        let e = ApiError::bad_answer(format!("the upstream sent a `{coding}`-encoded answer, though asked for none"));
+        log.failed(&e, conversion.client)
+    } else if conversion.passthrough() {
         relay(response, idle, max_event, conversion, log)
     } else if status.is_success() && conversion.stream && is_event_stream(response.headers()) {
         let (mut parts, body) = response.into_parts();
@@ -151,6 +157,13 @@ fn relay(
         return Response::from_parts(parts, HoldLast::new(body.checked(Check::Json(JsonEnd::default()))).boxed());
     }
     Response::from_parts(parts, body.boxed())
+}
+
+/// The content coding of an answer, unless it is none (`identity`).
+fn encoded(headers: &http::HeaderMap) -> Option<String> {
+    let coding = headers.get(header::CONTENT_ENCODING)?;
+    let text = String::from_utf8_lossy(coding.as_bytes()).trim().to_owned();
+    (!text.is_empty() && !text.eq_ignore_ascii_case("identity")).then(|| text.chars().take(40).collect())
 }
 
 /// A response's media type, without its parameters (compared in any case: media types are

@@ -278,6 +278,13 @@ async fn answer(
                 r.headers_mut().insert("retry-after-ms", http::HeaderValue::from_static("50"));
                 r
             }
+            // Compressed though the gateway asked for none (the bytes are gzip's header).
+            "gzipped" => {
+                let body = if stream { "text/event-stream" } else { "application/json" };
+                let mut r = full(StatusCode::OK, body, b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03".to_vec());
+                r.headers_mut().insert("content-encoding", http::HeaderValue::from_static("gzip"));
+                r
+            }
             "classifier" => ok("openai/chat-classifier.json"),
             "llamacpp" => ok("llamacpp/chat.json"),
             "slow" | "gpt-slow" => {
