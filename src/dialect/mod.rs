@@ -290,6 +290,25 @@ pub fn push_u64(out: &mut Vec<u8>, n: u64) {
 pub(crate) mod testing {
     use super::StreamTranslator;
 
+    /// A Chat stream of two tool calls both numbered 0, as some servers send them: `fa`
+    /// (`call_A`, its id repeated in its second piece) with `{"a":1}`, then `fb` (`call_B`)
+    /// with `{"b":2}`.
+    pub fn calls_on_one_index() -> String {
+        let delta = |fields: &str| {
+            format!(
+                "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"index\":0,{fields}}}]}}}}]}}\n\n"
+            )
+        };
+        [
+            delta(r#""id":"call_A","function":{"name":"fa","arguments":"{\"a\":"}"#),
+            delta(r#""id":"call_A","function":{"name":"fa","arguments":"1}"}"#),
+            delta(r#""id":"call_B","function":{"name":"fb","arguments":"{\"b\":2}"}"#),
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n"
+                .into(),
+        ]
+        .concat()
+    }
+
     /// A file under `fixtures/`.
     pub fn fixture(path: &str) -> Vec<u8> {
         std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path)).unwrap()

@@ -280,16 +280,7 @@ fn a_stream_without_a_chunk_fails() {
 /// call, not more of the first one's arguments; a repeated id is the same call.
 #[test]
 fn a_new_id_on_the_same_index_is_another_call() {
-    let delta = |fields: &str| {
-        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"index\":0,{fields}}}]}}}}]}}\n\n")
-    };
-    let input = [
-        delta(r#""id":"call_A","function":{"name":"fa","arguments":"{\"a\":"}"#),
-        delta(r#""id":"call_A","function":{"name":"fa","arguments":"1}"}"#),
-        delta(r#""id":"call_B","function":{"name":"fb","arguments":"{\"b\":2}"}"#),
-        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n".into(),
-    ]
-    .concat();
+    let input = testing::calls_on_one_index();
     assert_split_invariant("same index", input.as_bytes(), translate);
     let got = events(&translate(input.as_bytes(), &[]));
     let output = &got.last().unwrap().1["response"]["output"];
