@@ -206,3 +206,29 @@ async fn a_compressed_answer_is_a_bad_response_in_the_clients_dialect() {
     }
     assert!(gw.wait_for_log("error=the upstream sent a `gzip`-encoded answer"), "{}", gw.logs());
 }
+
+/// An upstream that answers with a redirect has a base_url that is not where the server is:
+/// a 502 naming the endpoint, never the redirect itself (its `Location` is an address the
+/// client must not see).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_a_bad_response_that_shows_no_address() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock));
+    let auth = [("x-api-key", KEY)];
+    let chat = json!({"model": "redirected", "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&gw, "/v1/chat/completions", &[("authorization", &format!("Bearer {KEY}"))], chat).await;
+    assert_eq!(
+        (r.status.as_u16(), r.json()["error"]["code"].as_str()),
+        (502, Some("upstream_bad_response")),
+        "{}",
+        r.text()
+    );
+    assert!(r.json()["error"]["message"].as_str().unwrap_or_default().contains("a redirect (307)"), "{}", r.text());
+    let messages = json!({"model": "redirected", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&gw, "/v1/messages", &auth, messages).await;
+    assert_eq!((r.status.as_u16(), r.json()["type"].as_str()), (502, Some("error")), "{}", r.text());
+    for text in [r.text(), gw.logs()] {
+        assert!(!text.contains("10.9.8.7"), "{text}");
+    }
+    assert!(r.header("location").is_none());
+}

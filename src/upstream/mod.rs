@@ -182,6 +182,16 @@ pub async fn forward(
         let started = tokio::time::Instant::now();
         let who = || format!("endpoint '{}' of provider '{}'", endpoint.name, pool.kind.config_name());
         let failure = match tokio::time::timeout_at(started + policy.first_byte, target.client().request(req)).await {
+            // A dialect's answer is never a redirect: the base_url is not where the server is
+            // (an `http://` URL a proxy sends on to `https://`), and the `Location` would show
+            // the client an address it must not see, nor could use.
+            Ok(Ok(response)) if out.raw.is_none() && response.status().is_redirection() => {
+                ApiError::bad_answer(format!(
+                    "{} answered with a redirect ({}): is its base_url where the server is?",
+                    who(),
+                    response.status().as_u16()
+                ))
+            }
             Ok(Ok(response)) => {
                 log.ttfb_ms = Some(started.elapsed().as_millis());
                 log.status = response.status().as_u16();

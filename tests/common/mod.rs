@@ -278,6 +278,13 @@ async fn answer(
                 r.headers_mut().insert("retry-after-ms", http::HeaderValue::from_static("50"));
                 r
             }
+            // A proxy in front of the server sending it elsewhere.
+            "redirected" => {
+                let mut r = full(StatusCode::TEMPORARY_REDIRECT, "text/plain", Vec::new());
+                let to = http::HeaderValue::from_static("https://10.9.8.7:8443/v1/chat/completions");
+                r.headers_mut().insert("location", to);
+                r
+            }
             // Compressed though the gateway asked for none (the bytes are gzip's header).
             "gzipped" => {
                 let body = if stream { "text/event-stream" } else { "application/json" };
