@@ -1,9 +1,10 @@
 //! `overhead instructions`: the user-space instructions the floor and the gateway execute per
 //! request, counted by callgrind, for every pair streamed and whole. On a VM whose speed drifts
 //! by a fifth within a minute, latency ratios move by ±0.1 between runs; an instruction count
-//! moves by under 0.1 % in most modes (about 1 % at worst, with what ran before it), so it shows
-//! a change of a few hundred instructions that no latency run could. It leaves out what instructions do not show — the kernel's share (system calls,
-//! the network), cache misses, waits — which the latency harness measures.
+//! moves by under 0.1 % in most modes (about 1 % at worst, with what ran before it), so it
+//! shows a change of a few hundred instructions that no latency run could. It leaves out what
+//! instructions do not show — the kernel's share (system calls, the network), cache misses,
+//! waits — which the latency harness measures.
 //!
 //! Both proxies run under `valgrind --tool=callgrind` (every thread counted: the gateway's log
 //! writer too), the mock natively. For each measurement the counters are zeroed after a

@@ -287,8 +287,8 @@ async fn answer(
             }
             // Compressed though the gateway asked for none (the bytes are gzip's header).
             "gzipped" => {
-                let body = if stream { "text/event-stream" } else { "application/json" };
-                let mut r = full(StatusCode::OK, body, b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03".to_vec());
+                let kind = if stream { "text/event-stream" } else { "application/json" };
+                let mut r = full(StatusCode::OK, kind, b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03".to_vec());
                 r.headers_mut().insert("content-encoding", http::HeaderValue::from_static("gzip"));
                 r
             }

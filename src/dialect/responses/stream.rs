@@ -262,7 +262,7 @@ impl FromChat {
                 let pos = self.items.len();
                 let call_id = match delta.id.filter(|id| !id.is_empty()) {
                     Some(id) => id.into_owned(),
-                    None => format!("call_{}_{pos}", self.base),
+                    None => self.made_up_id(pos),
                 };
                 let name = name.map(Cow::into_owned).unwrap_or_default();
                 self.items.push(Item::Call { call_id, name, arguments: String::new() });
@@ -296,7 +296,12 @@ impl FromChat {
 
     /// The id of the call at `pos` when the upstream sent it (not made up).
     fn upstream_id(&self, pos: usize) -> Option<&str> {
-        self.call_id(pos).filter(|id| *id != format!("call_{}_{pos}", self.base))
+        self.call_id(pos).filter(|id| *id != self.made_up_id(pos))
+    }
+
+    /// The id of a call at `pos` the upstream sent without one: the client answers with it.
+    fn made_up_id(&self, pos: usize) -> String {
+        format!("call_{}_{pos}", self.base)
     }
 
     fn call_id(&self, pos: usize) -> Option<&str> {
