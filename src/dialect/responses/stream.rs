@@ -14,6 +14,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::response::{Echo, Usage, incomplete_reason, new_id_base};
 use crate::dialect::sse::Reader;
@@ -113,8 +114,17 @@ struct CallDelta<'a> {
 struct FunctionDelta<'a> {
     #[serde(default, borrow)]
     name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "arguments_text")]
     arguments: Option<Cow<'a, str>>,
+}
+
+/// A call's arguments as text: a string's, or the JSON of an object some servers send instead,
+/// whole.
+fn arguments_text<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Ok(<Option<&'de RawValue>>::deserialize(d)?.and_then(|raw| match raw.get() {
+        object if object.starts_with('{') => Some(Cow::Borrowed(object)),
+        _ => crate::dialect::borrowed::text(raw),
+    }))
 }
 
 impl FromChat {

@@ -294,3 +294,19 @@ fn a_new_id_on_the_same_index_is_another_call() {
         (&json!("call_B"), &json!("fb"), &json!("{\"b\":2}"))
     );
 }
+
+/// A call sent whole with its arguments as an object (as some servers do): the arguments are
+/// the object's JSON text, never a stream chunk that is not valid.
+#[test]
+fn arguments_sent_as_an_object_are_its_text() {
+    let input = concat!(
+        r#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","#,
+        r#""function":{"name":"f","arguments":{"a":"\u00e9","b":[1]}}}]},"finish_reason":"tool_calls"}]}"#,
+        "\n\ndata: [DONE]\n\n"
+    );
+    let got = events(&translate(input.as_bytes(), &[]));
+    let output = &got.last().unwrap().1["response"]["output"];
+    let args: Value = serde_json::from_str(output[0]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"a": "é", "b": [1]}), "{got:#?}");
+    assert_eq!(got.last().unwrap().0, "response.completed");
+}

@@ -83,6 +83,7 @@ pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     let chat_id = chat.id.and_then(text).unwrap_or_default();
     let calls = msg.tool_calls.and_then(list).unwrap_or_default();
     let legacy = msg.function_call.filter(|f| f.get().starts_with('{'));
+    let calls_made = !calls.is_empty() || legacy.is_some();
     let mut content = Vec::with_capacity(1 + calls.len());
     // Some servers send content as a list of text parts; a refusal is the answer's text.
     let answer = match msg.content {
@@ -115,7 +116,12 @@ pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
         role: "assistant",
         model: Text::of(chat.model),
         content,
-        stop_reason: stop_reason(choice.finish_reason.and_then(text).as_deref().unwrap_or_default()),
+        // A tool call's answer that ends with `stop` (as some servers do) or with no reason
+        // stops for `tool_use`: the client runs the tools.
+        stop_reason: match stop_reason(choice.finish_reason.and_then(text).as_deref().unwrap_or_default()) {
+            "end_turn" if calls_made => "tool_use",
+            reason => reason,
+        },
         stop_sequence: None,
         usage: chat.usage.unwrap_or_default().anthropic(),
     };
@@ -126,11 +132,14 @@ pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
 /// `length`, or a model's invalid output) become `{}`: Anthropic's `input` is always an object.
 fn tool_use<'a>(id: Option<&'a RawValue>, function: Option<&'a RawValue>, chat_id: &str, i: usize) -> Block<'a> {
     let function = function.and_then(Fields::of).unwrap_or_default();
-    let arguments = function.get("arguments").and_then(text);
-    let input = arguments
-        .and_then(|a| serde_json::from_str::<Box<RawValue>>(&a).ok())
-        .filter(|a| a.get().starts_with('{'))
-        .map_or(Input::Empty, Input::Raw);
+    let arguments = function.get("arguments");
+    let input = match arguments.filter(|a| a.get().starts_with('{')) {
+        // Some servers send the arguments as an object rather than its text.
+        Some(object) => Some(object.to_owned()),
+        None => arguments.and_then(text).and_then(|a| serde_json::from_str::<Box<RawValue>>(&a).ok()),
+    }
+    .filter(|a| a.get().starts_with('{'))
+    .map_or(Input::Empty, Input::Raw);
     // The client answers with `tool_result.tool_use_id`, so an id is needed even when the
     // server sent none.
     let id = match id.filter(|id| is_string(id) && id.get() != "\"\"") {
@@ -272,6 +281,15 @@ mod tests {
                 "usage": {"input_tokens": 20, "output_tokens": 9}
             })
         );
+        // Arguments sent as an object are the input; a call that ends with `stop` (as some
+        // servers do) or no reason still stops for `tool_use`.
+        for finish in [json!("stop"), json!(null)] {
+            let chat = json!({"choices": [{"finish_reason": finish, "message": {"tool_calls": [
+                {"id": "call_1", "function": {"name": "f", "arguments": {"a": [1, {"b": null}]}}}]}}]});
+            let got = from_chat(&chat);
+            assert_eq!(got["content"][0]["input"], json!({"a": [1, {"b": null}]}));
+            assert_eq!(got["stop_reason"], "tool_use", "{finish}");
+        }
     }
 
     #[test]

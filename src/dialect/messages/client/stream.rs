@@ -314,8 +314,17 @@ impl State {
             out.extend_from_slice(nonempty_str(name).unwrap_or("\"\"").as_bytes());
             out.extend_from_slice(b",\"input\":{}}}\n\n");
         }
-        if let Some(args) = nonempty_str(arguments) {
-            self.delta(r#"input_json_delta","partial_json":"#, args, out);
+        match arguments.filter(|a| a.get().starts_with('{')) {
+            // Some servers send a call's arguments as an object, whole: its text is the JSON.
+            Some(object) => {
+                let text = serde_json::to_string(object.get()).unwrap_or_default();
+                self.delta(r#"input_json_delta","partial_json":"#, &text, out);
+            }
+            None => {
+                if let Some(args) = nonempty_str(arguments) {
+                    self.delta(r#"input_json_delta","partial_json":"#, args, out);
+                }
+            }
         }
         true
     }
@@ -361,11 +370,20 @@ impl State {
                 "event: message_delta\ndata: ",
                 r#"{{"type":"message_delta","delta":{{"stop_reason":"{}","stop_sequence":null}},"usage":"#
             ),
-            self.stop.unwrap_or("end_turn"),
+            self.stop_reason(),
         );
         let _ = serde_json::to_writer(&mut *out, &self.usage.unwrap_or_default().anthropic());
         out.extend_from_slice(b"}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
         self.done = true;
+    }
+
+    /// The finish reason's, except that an answer with tool calls that ends without one, or
+    /// with `stop` (as some servers do), stops for `tool_use`: the client runs the tools.
+    fn stop_reason(&self) -> &'static str {
+        match self.stop {
+            Some("end_turn") | None if !self.tools.is_empty() => "tool_use",
+            stop => stop.unwrap_or("end_turn"),
+        }
     }
 
     /// An upstream `{"error": …}` chunk: OpenAI's object or Ollama's plain string.

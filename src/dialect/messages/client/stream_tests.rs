@@ -232,3 +232,29 @@ fn a_new_id_on_the_same_index_is_another_call() {
     assert_eq!((args(0), args(1)), ("{\"a\":1}".to_owned(), "{\"b\":2}".to_owned()));
     assert_eq!(got.last().unwrap().0, "message_stop");
 }
+
+/// A call sent whole with its arguments as an object (as some servers do), and a stream that
+/// ends at `[DONE]` with no finish reason or with `stop`: the input is the object's text, and
+/// the message stops for `tool_use`, so that the client runs the tool.
+#[test]
+fn a_call_with_object_arguments_and_no_tool_reason_stops_for_tool_use() {
+    for finish in ["", r#","finish_reason":"stop""#] {
+        let input = format!(
+            concat!(
+                r#"data: {{"id":"c","choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":0,"id":"call_1","#,
+                r#""function":{{"name":"f","arguments":{{"a":"\u00e9","b":[1]}}}}}}]}}{}}}]}}"#,
+                "\n\ndata: [DONE]\n\n"
+            ),
+            finish
+        );
+        let got = events(&translate(input.as_bytes(), &[]));
+        let args: String = got.iter().filter_map(|e| e.1["delta"]["partial_json"].as_str()).collect();
+        let args: Value = serde_json::from_str(&args).unwrap();
+        assert_eq!(args, json!({"a": "é", "b": [1]}), "{got:#?}");
+        let delta = got.iter().find(|e| e.0 == "message_delta").unwrap();
+        assert_eq!(delta.1["delta"]["stop_reason"], "tool_use", "{finish}");
+    }
+    // Text alone keeps `end_turn`.
+    let got = events(&translate(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n", &[]));
+    assert_eq!(got.iter().find(|e| e.0 == "message_delta").unwrap().1["delta"]["stop_reason"], "end_turn");
+}
