@@ -30,16 +30,27 @@ pub fn json(status: http::StatusCode, value: &serde_json::Value) -> http::Respon
 /// [`json`] for a body already serialised, in `head`: a translated answer keeps the upstream
 /// response's headers (its `Retry-After`, rate limits and request id) less those that
 /// described the upstream's body; extensions are dropped.
-pub fn json_bytes(
+pub fn json_bytes(head: http::response::Parts, status: http::StatusCode, mut bytes: Vec<u8>) -> http::Response<Body> {
+    bytes.push(b'\n');
+    whole(head, status, bytes, "application/json")
+}
+
+/// [`json_bytes`] for a whole event stream (an answer replayed as events).
+pub fn event_bytes(mut head: http::response::Parts, status: http::StatusCode, bytes: Vec<u8>) -> http::Response<Body> {
+    no_buffering(&mut head.headers);
+    whole(head, status, bytes, "text/event-stream")
+}
+
+fn whole(
     mut head: http::response::Parts,
     status: http::StatusCode,
-    mut bytes: Vec<u8>,
+    bytes: Vec<u8>,
+    content_type: &'static str,
 ) -> http::Response<Body> {
-    bytes.push(b'\n');
     head.status = status;
     head.extensions.clear();
     head.headers.remove(http::header::CONTENT_LENGTH);
     head.headers.remove(http::header::CONTENT_ENCODING);
-    head.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    head.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
     http::Response::from_parts(head, full(bytes))
 }

@@ -133,3 +133,34 @@ async fn a_broken_anthropic_body_is_a_502_in_the_log_and_metrics_too() {
         "{metrics}"
     );
 }
+
+/// Anthropic answering a streaming request whole (as a server that ignores `stream` would): a
+/// Chat client gets the translated chunks, a Messages client Anthropic's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_answer_to_a_streaming_request_is_replayed_as_events() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock));
+    let r = post_json(&gw.url("/v1/chat/completions"), r#"{"model":"claude-deaf","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Weather?"}]}"#).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert!(r.header("content-type").unwrap().starts_with("text/event-stream"));
+    let got = events(&r.text());
+    assert_eq!(got.last().unwrap(), "[DONE]");
+    let calls = &got[0]["choices"][0]["delta"]["tool_calls"];
+    assert_eq!((&calls[0]["index"], &calls[1]["index"]), (&json!(0), &json!(1)));
+    assert_eq!(calls[1]["function"]["arguments"], r#"{"city":"Tokyo","unit":"celsius"}"#);
+    assert_eq!(got[0]["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(got[1]["usage"]["completion_tokens"], 97);
+    let body =
+        r#"{"model":"claude-deaf","stream":true,"max_tokens":64,"messages":[{"role":"user","content":"Weather?"}]}"#;
+    let r = post_json(&gw.url("/v1/messages"), body).await;
+    assert!(r.header("content-type").unwrap().starts_with("text/event-stream"));
+    let text = r.text();
+    let inputs: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter_map(|e| e["delta"]["partial_json"].as_str().map(|p| serde_json::from_str(p).unwrap()))
+        .collect();
+    assert_eq!(inputs, [json!({"city": "Paris"}), json!({"city": "Tokyo", "unit": "celsius"})]);
+    assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"), "{text}");
+}

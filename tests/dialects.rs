@@ -232,3 +232,61 @@ async fn a_redirect_is_a_bad_response_that_shows_no_address() {
     }
     assert!(r.header("location").is_none());
 }
+
+/// A server that ignores `stream` and answers a streaming request whole: every client still
+/// gets the events it asked for, in its dialect, holding the whole answer, and the tokens are
+/// counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_answer_to_a_streaming_request_is_replayed_as_events() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock));
+    let hello = "Hello! How can I assist you today?";
+    let bearer = format!("Bearer {KEY}");
+    let is_stream = |r: &common::Reply| {
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+        assert!(r.header("content-type").unwrap().starts_with("text/event-stream"), "{:?}", r.header("content-type"));
+        events(&r.text())
+    };
+    // Chat, passed through: the usage chunk only when asked for.
+    for asked in [false, true] {
+        let chat = json!({"model": "deaf", "stream": true, "stream_options": {"include_usage": asked},
+            "messages": [{"role": "user", "content": "hi"}]});
+        let got = is_stream(&post(&gw, "/v1/chat/completions", &[("authorization", &bearer)], chat).await);
+        assert_eq!(got[0].1["object"], "chat.completion.chunk");
+        assert_eq!(got[0].1["choices"][0]["delta"]["content"], hello);
+        assert_eq!(got[0].1["choices"][0]["finish_reason"], "stop");
+        assert_eq!(got.iter().any(|e| e.1["usage"]["prompt_tokens"] == 19), asked, "{got:?}");
+        assert_eq!(got.last().unwrap().1, Value::Null, "[DONE], which is no JSON");
+    }
+    // Messages, translated from Chat.
+    let messages =
+        json!({"model": "deaf", "stream": true, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});
+    let got = is_stream(&post(&gw, "/v1/messages", &[("x-api-key", KEY)], messages).await);
+    let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert_eq!(got[2].1["delta"]["text"], hello);
+    assert_eq!(got[4].1["delta"]["stop_reason"], "end_turn");
+    // Responses, translated from Chat.
+    let responses = json!({"model": "deaf", "stream": true, "input": "hi"});
+    let got = is_stream(&post(&gw, "/v1/responses", &[("authorization", &bearer)], responses).await);
+    let done = &got.last().unwrap().1;
+    assert_eq!(
+        (got.last().unwrap().0.as_str(), done["response"]["status"].as_str()),
+        ("response.completed", Some("completed"))
+    );
+    assert_eq!(done["response"]["output"][0]["content"][0]["text"], hello);
+    let streamed: String =
+        got.iter().filter(|e| e.0 == "response.output_text.delta").filter_map(|e| e.1["delta"].as_str()).collect();
+    assert_eq!(streamed, hello);
+    assert!(gw.wait_for_logged("prompt_tokens=19 completion_tokens=10", 4), "{}", gw.logs());
+}

@@ -187,6 +187,11 @@ impl Conversion {
         self.client == self.upstream
     }
 
+    /// Whether a Chat client gets a stream's usage chunk: it asked for it.
+    pub fn usage_chunk(&self) -> bool {
+        if self.passthrough() { !self.strip_usage } else { self.include_usage }
+    }
+
     /// The stream translator from the upstream's dialect to the client's, reading events of
     /// at most `max_event_bytes`.
     pub fn translator(&self, max_event_bytes: usize) -> Box<dyn StreamTranslator> {

@@ -11,6 +11,7 @@ pub mod borrowed;
 pub mod chat;
 pub mod convert;
 pub mod messages;
+pub mod replay;
 pub mod responses;
 pub mod sse;
 

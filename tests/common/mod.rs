@@ -208,6 +208,8 @@ async fn answer(
                 ("claude-tools", true) => sse_file("anthropic/stream-tools.sse", Duration::from_millis(2), None),
                 ("claude-tools", false) => ok("anthropic/message-tools.json"),
                 ("claude-error-stream", _) => sse_file("anthropic/stream-error.sse", Duration::from_millis(2), None),
+                // A server that ignores `stream` and answers whole.
+                ("claude-deaf", _) => ok("anthropic/message-tools.json"),
                 ("claude-not-json", _) => full(StatusCode::OK, "application/json", b"<html>oops</html>".to_vec()),
                 ("claude-broken-body", false) => sse_file("anthropic/message.json", Duration::ZERO, Some(0)),
                 (_, true) => sse_file("anthropic/stream-text.sse", Duration::from_millis(2), None),
@@ -292,6 +294,8 @@ async fn answer(
                 r.headers_mut().insert("content-encoding", http::HeaderValue::from_static("gzip"));
                 r
             }
+            // A server that ignores `stream` and answers whole.
+            "deaf" => ok("openai/chat.json"),
             "classifier" => ok("openai/chat-classifier.json"),
             "llamacpp" => ok("llamacpp/chat.json"),
             "slow" | "gpt-slow" => {

@@ -53,6 +53,8 @@ class ChatUpstream:
 
     def __init__(self):
         self.bodies = []
+        # Answers whole even when asked to stream, as servers that ignore `stream` do.
+        self.deaf = False
         mock = self
 
         class Handler(JsonHandler):
@@ -71,7 +73,7 @@ class ChatUpstream:
                     return self.reply(500, {"error": {"message": "The server had an error while processing your request.",
                                                       "type": "server_error", "param": None, "code": None}})
                 answer = decide(body)
-                if body.get("stream"):
+                if body.get("stream") and not mock.deaf:
                     return self.stream(body, answer)
                 self.reply(200, completion(body, answer))
 
@@ -379,12 +381,46 @@ def responses_api(gateway, upstream):
     assert len(upstream.bodies) == before, "a previous_response_id request reached the upstream"
 
 
+def deaf_upstream(gateway, upstream):
+    """An upstream that answers streaming requests whole: each SDK's stream still gives the
+    whole answer (text, tool calls, usage)."""
+    upstream.deaf = True
+    tools = [{"name": "get_weather", "description": "Weather of a city", "input_schema": WEATHER_SCHEMA}]
+    question = [{"role": "user", "content": "Weather in Paris?"}]
+    claude = Anthropic(base_url=f"http://{gateway.addr}", api_key=KEY, max_retries=0, timeout=30)
+    with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=question) as stream:
+        assert "".join(stream.text_stream) == HELLO
+        final = stream.get_final_message()
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens == COMPLETION_TOKENS, final
+    with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=64, tools=tools, messages=question) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use" and final.content[0].input == {"city": "Paris"}, final
+    assert upstream.last()["stream"] is True
+
+    client = OpenAI(base_url=gateway.base_url, api_key=KEY, max_retries=0, timeout=30)
+    with client.responses.stream(model="gpt-5", input="Hello") as stream:
+        final = stream.get_final_response()
+    assert final.output_text == HELLO and final.usage.output_tokens == COMPLETION_TOKENS, final
+    function = [{"type": "function", "name": "get_weather", "parameters": WEATHER_SCHEMA}]
+    with client.responses.stream(model="gpt-5", input="Weather in Paris?", tools=function) as stream:
+        final = stream.get_final_response()
+    call = final.output[0]
+    assert call.type == "function_call" and json.loads(call.arguments) == {"city": "Paris"}, final.output
+
+    chunks = list(client.chat.completions.create(model="mock-model", stream=True, stream_options={"include_usage": True},
+                                                 messages=[{"role": "user", "content": "Hello"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == HELLO, chunks
+    assert chunks[-1].usage.completion_tokens == COMPLETION_TOKENS, chunks[-1]
+    upstream.deaf = False
+
+
 def main():
     upstream = ChatUpstream()
     gateway = Gateway(binary(), CONFIG.format(upstream=upstream.url, key=KEY))
     try:
         messages_api(gateway, upstream)
         responses_api(gateway, upstream)
+        deaf_upstream(gateway, upstream)
     except BaseException:
         print("---- the gateway's log ----\n" + "".join(gateway.log[-60:]))
         raise

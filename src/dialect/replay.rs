@@ -1,0 +1,187 @@
+//! A whole answer replayed as the events of a stream, for an upstream that answered a streaming
+//! request with JSON (some servers ignore `stream`): a client that asked for events gets them,
+//! in its dialect, with everything the answer held. Rare, so it works on a JSON tree.
+
+use serde_json::{Value, json};
+
+use super::{Dialect, event_head};
+
+/// The events of `answer`, a whole answer in `dialect` (`usage`: a Chat client asked for the
+/// usage chunk). `None` when it is no answer: not a JSON object with the list an answer holds
+/// (`choices`, `content`, `output`).
+pub fn events(dialect: Dialect, answer: &[u8], usage: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(answer.len() * 2 + 512);
+    let list = match dialect {
+        Dialect::Chat => "choices",
+        Dialect::Messages => "content",
+        Dialect::Responses => "output",
+    };
+    let answer = serde_json::from_slice::<Value>(answer).ok().filter(|a| a[list].is_array())?;
+    match dialect {
+        Dialect::Chat => chat(answer, usage, &mut out),
+        Dialect::Messages => messages(answer, &mut out),
+        Dialect::Responses => responses(answer, &mut out),
+    }
+    Some(out)
+}
+
+fn data(out: &mut Vec<u8>, value: &Value) {
+    out.extend_from_slice(b"data: ");
+    let _ = serde_json::to_writer(&mut *out, value);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// `event: <kind>` with data `{"type":"<kind>", …fields}`.
+fn event(out: &mut Vec<u8>, kind: &str, fields: Value) {
+    event_head(out, kind);
+    if let Value::Object(fields) = fields
+        && !fields.is_empty()
+    {
+        let text = serde_json::to_vec(&fields).unwrap_or_default();
+        out.push(b',');
+        out.extend_from_slice(&text[1..]);
+    } else {
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"\n\n");
+}
+
+/// One chunk with each choice's message as its delta (tool calls numbered), the usage chunk,
+/// `[DONE]`. A legacy text completion is its own chunk.
+fn chat(mut answer: Value, usage: bool, out: &mut Vec<u8>) {
+    let counts = answer.as_object_mut().and_then(|a| a.remove("usage"));
+    if answer["object"] == "chat.completion" {
+        answer["object"] = "chat.completion.chunk".into();
+    }
+    // Members are reached with `get_mut`: indexing would add missing ones, and panics on
+    // what is not an object.
+    for choice in answer.get_mut("choices").and_then(Value::as_array_mut).into_iter().flatten() {
+        let Some(choice) = choice.as_object_mut() else { continue };
+        let Some(mut delta) = choice.remove("message") else { continue };
+        let calls = delta.get_mut("tool_calls").and_then(Value::as_array_mut);
+        for (i, call) in calls.into_iter().flatten().enumerate() {
+            if call.is_object() {
+                call["index"] = i.into();
+            }
+        }
+        choice.insert("delta".into(), delta);
+    }
+    data(out, &answer);
+    if let Some(counts) = counts.filter(|_| usage) {
+        let mut last = json!({"choices": [], "usage": counts});
+        for key in ["id", "object", "created", "model"] {
+            last[key] = answer[key].clone();
+        }
+        data(out, &last);
+    }
+    out.extend_from_slice(b"data: [DONE]\n\n");
+}
+
+/// Anthropic's events: `message_start`, each block started, its content as one delta, and
+/// stopped, `message_delta` (stop reason, usage), `message_stop`.
+fn messages(mut message: Value, out: &mut Vec<u8>) {
+    let blocks = std::mem::replace(&mut message["content"], json!([]));
+    let stop = json!({"stop_reason": message["stop_reason"].take(), "stop_sequence": message["stop_sequence"].take()});
+    let usage = message["usage"].clone();
+    event(out, "message_start", json!({ "message": message }));
+    let blocks = blocks.as_array().into_iter().flatten().filter(|b| b.is_object()).cloned();
+    for (index, mut block) in blocks.enumerate() {
+        // The block as it starts (its content empty), and its content as a delta.
+        let delta = match block["type"].as_str() {
+            Some("text") => Some(json!({"type": "text_delta", "text": block["text"].take()})),
+            Some("thinking") => Some(json!({"type": "thinking_delta", "thinking": block["thinking"].take()})),
+            Some("tool_use" | "server_tool_use") => {
+                let input = std::mem::replace(&mut block["input"], json!({}));
+                Some(json!({"type": "input_json_delta", "partial_json": input.to_string()}))
+            }
+            _ => None,
+        };
+        let signature = (block["type"] == "thinking").then(|| block["signature"].take()).filter(Value::is_string);
+        match block["type"].as_str() {
+            Some("text") => block["text"] = "".into(),
+            Some("thinking") => block["thinking"] = "".into(),
+            _ => {}
+        }
+        event(out, "content_block_start", json!({"index": index, "content_block": block}));
+        if let Some(delta) = delta {
+            event(out, "content_block_delta", json!({"index": index, "delta": delta}));
+        }
+        if let Some(signature) = signature {
+            let delta = json!({"type": "signature_delta", "signature": signature});
+            event(out, "content_block_delta", json!({"index": index, "delta": delta}));
+        }
+        event(out, "content_block_stop", json!({ "index": index }));
+    }
+    event(out, "message_delta", json!({"delta": stop, "usage": usage}));
+    event(out, "message_stop", json!({}));
+}
+
+/// The Responses events: created and in progress, each output item added, its content or
+/// arguments as one delta, and done, then completed (or incomplete, or failed, as the
+/// response's status says).
+fn responses(response: Value, out: &mut Vec<u8>) {
+    let mut sequence = 0u64;
+    let mut emit = |out: &mut Vec<u8>, kind: &str, mut fields: Value| {
+        fields["sequence_number"] = sequence.into();
+        sequence += 1;
+        event(out, kind, fields);
+    };
+    let mut started = response.clone();
+    started["status"] = "in_progress".into();
+    started["output"] = json!([]);
+    emit(out, "response.created", json!({ "response": started }));
+    emit(out, "response.in_progress", json!({ "response": started }));
+    let items = response["output"].as_array().into_iter().flatten().filter(|item| item.is_object());
+    for (i, item) in items.enumerate() {
+        let id = item["id"].clone();
+        let mut added = item.clone();
+        added["status"] = "in_progress".into();
+        match item["type"].as_str() {
+            Some("message") => added["content"] = json!([]),
+            Some("function_call") => added["arguments"] = "".into(),
+            _ => {}
+        }
+        emit(out, "response.output_item.added", json!({"output_index": i, "item": added}));
+        if item["type"] == "message" {
+            for (j, part) in item["content"].as_array().into_iter().flatten().enumerate() {
+                let at = json!({"item_id": id, "output_index": i, "content_index": j});
+                let mut empty = part.clone();
+                if part["type"] == "output_text" {
+                    empty["text"] = "".into();
+                }
+                emit(out, "response.content_part.added", with(at.clone(), json!({ "part": empty })));
+                if part["type"] == "output_text" {
+                    let text = &part["text"];
+                    emit(out, "response.output_text.delta", with(at.clone(), json!({"delta": text, "logprobs": []})));
+                    emit(out, "response.output_text.done", with(at.clone(), json!({"text": text, "logprobs": []})));
+                }
+                emit(out, "response.content_part.done", with(at, json!({ "part": part })));
+            }
+        }
+        if item["type"] == "function_call" {
+            let arguments = &item["arguments"];
+            let at = json!({"item_id": id, "output_index": i});
+            emit(out, "response.function_call_arguments.delta", with(at.clone(), json!({ "delta": arguments })));
+            emit(out, "response.function_call_arguments.done", with(at, json!({ "arguments": arguments })));
+        }
+        emit(out, "response.output_item.done", json!({"output_index": i, "item": item}));
+    }
+    let last = match response["status"].as_str() {
+        Some("incomplete") => "response.incomplete",
+        Some("failed") => "response.failed",
+        _ => "response.completed",
+    };
+    emit(out, last, json!({ "response": response }));
+}
+
+/// `fields` with `extra`'s members added.
+fn with(mut fields: Value, extra: Value) -> Value {
+    if let (Some(f), Value::Object(extra)) = (fields.as_object_mut(), extra) {
+        f.extend(extra);
+    }
+    fields
+}
+
+#[cfg(test)]
+#[path = "replay_tests.rs"]
+mod tests;
