@@ -187,9 +187,9 @@ impl Conversion {
         self.client == self.upstream
     }
 
-    /// Whether a Chat client gets a stream's usage chunk: it asked for it.
+    /// Whether a Chat client asked for a stream's usage chunk.
     pub fn usage_chunk(&self) -> bool {
-        if self.passthrough() { !self.strip_usage } else { self.include_usage }
+        self.include_usage
     }
 
     /// The stream translator from the upstream's dialect to the client's, reading events of

@@ -6,6 +6,10 @@ use serde_json::{Value, json};
 
 use super::{Dialect, event_head};
 
+/// The largest answer replayed: a JSON tree and its events take many times the answer's size,
+/// so a larger one goes to the client as the JSON it is.
+pub const MAX_BYTES: usize = 1 << 20;
+
 /// The events of `answer`, a whole answer in `dialect` (`usage`: a Chat client asked for the
 /// usage chunk). `None` when it is no answer: not a JSON object with the list an answer holds
 /// (`choices`, `content`, `output`).
@@ -67,7 +71,7 @@ fn chat(mut answer: Value, usage: bool, out: &mut Vec<u8>) {
         choice.insert("delta".into(), delta);
     }
     data(out, &answer);
-    if let Some(counts) = counts.filter(|_| usage) {
+    if let Some(counts) = counts.filter(|c| usage && !c.is_null()) {
         let mut last = json!({"choices": [], "usage": counts});
         for key in ["id", "object", "created", "model"] {
             last[key] = answer[key].clone();
@@ -91,8 +95,11 @@ fn messages(mut message: Value, out: &mut Vec<u8>) {
             Some("text") => Some(json!({"type": "text_delta", "text": block["text"].take()})),
             Some("thinking") => Some(json!({"type": "thinking_delta", "thinking": block["thinking"].take()})),
             Some("tool_use" | "server_tool_use") => {
-                let input = std::mem::replace(&mut block["input"], json!({}));
-                Some(json!({"type": "input_json_delta", "partial_json": input.to_string()}))
+                let input = match std::mem::replace(&mut block["input"], json!({})) {
+                    Value::Null => "{}".to_owned(),
+                    input => input.to_string(),
+                };
+                Some(json!({"type": "input_json_delta", "partial_json": input}))
             }
             _ => None,
         };
@@ -119,16 +126,20 @@ fn messages(mut message: Value, out: &mut Vec<u8>) {
 /// The Responses events: created and in progress, each output item added, its content or
 /// arguments as one delta, and done, then completed (or incomplete, or failed, as the
 /// response's status says).
-fn responses(response: Value, out: &mut Vec<u8>) {
+fn responses(mut response: Value, out: &mut Vec<u8>) {
     let mut sequence = 0u64;
     let mut emit = |out: &mut Vec<u8>, kind: &str, mut fields: Value| {
         fields["sequence_number"] = sequence.into();
         sequence += 1;
         event(out, kind, fields);
     };
+    // The response as it starts: nothing out yet, nothing counted.
+    let output = std::mem::replace(&mut response["output"], json!([]));
+    let usage = response["usage"].take();
     let mut started = response.clone();
     started["status"] = "in_progress".into();
-    started["output"] = json!([]);
+    response["output"] = output;
+    response["usage"] = usage;
     emit(out, "response.created", json!({ "response": started }));
     emit(out, "response.in_progress", json!({ "response": started }));
     let items = response["output"].as_array().into_iter().flatten().filter(|item| item.is_object());

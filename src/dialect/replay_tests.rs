@@ -132,6 +132,8 @@ fn responses_events_rebuild_the_response() {
         let numbers: Vec<u64> = got.iter().map(|e| e.1["sequence_number"].as_u64().unwrap()).collect();
         assert_eq!(numbers, (0..got.len() as u64).collect::<Vec<_>>());
         assert_eq!(got[0].1["response"]["status"], "in_progress");
+        // It starts with nothing out and nothing counted.
+        assert_eq!((&got[0].1["response"]["output"], &got[0].1["response"]["usage"]), (&json!([]), &Value::Null));
         assert_eq!(&got.last().unwrap().1["response"], whole);
         // What a client that reads only the deltas and the items sees.
         let mut items = Vec::new();
@@ -159,6 +161,19 @@ fn responses_events_rebuild_the_response() {
             .collect();
         assert_eq!(streamed, written);
     }
+}
+
+#[test]
+fn what_an_answer_leaves_out_is_replayed_as_empty() {
+    // A tool call without input takes none: `{}`, never `null`.
+    let call = json!({"content": [{"type": "tool_use", "id": "toolu_1", "name": "f"}], "stop_reason": "tool_use"});
+    let got = replayed(Dialect::Messages, &call, false);
+    let delta = got.iter().find(|(name, _)| name == "content_block_delta").unwrap();
+    assert_eq!(delta.1["delta"]["partial_json"], "{}");
+    // No counts, no usage chunk, though asked for.
+    let text =
+        json!({"object": "chat.completion", "choices": [{"index": 0, "message": {"content": "hi"}}], "usage": null});
+    assert_eq!(replayed(Dialect::Chat, &text, true).len(), 2);
 }
 
 #[test]

