@@ -8,23 +8,26 @@ use super::{Dialect, event_head};
 
 /// The largest answer replayed: a JSON tree and its events take many times the answer's size,
 /// so a larger one goes to the client as the JSON it is.
-pub const MAX_BYTES: usize = 1 << 20;
+const MAX_BYTES: usize = 1 << 20;
 
 /// The events of `answer`, a whole answer in `dialect` (`usage`: a Chat client asked for the
-/// usage chunk). `None` when it is no answer: not a JSON object with the list an answer holds
-/// (`choices`, `content`, `output`).
+/// usage chunk). `None` when it is larger than [`MAX_BYTES`] or no answer: not a JSON object
+/// with the list an answer holds (`choices`, `content`, `output`).
 pub fn events(dialect: Dialect, answer: &[u8], usage: bool) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(answer.len() * 2 + 512);
+    if answer.len() > MAX_BYTES {
+        return None;
+    }
     let list = match dialect {
         Dialect::Chat => "choices",
         Dialect::Messages => "content",
         Dialect::Responses => "output",
     };
-    let answer = serde_json::from_slice::<Value>(answer).ok().filter(|a| a[list].is_array())?;
+    let parsed = serde_json::from_slice::<Value>(answer).ok().filter(|a| a[list].is_array())?;
+    let mut out = Vec::with_capacity(answer.len() * 2 + 512);
     match dialect {
-        Dialect::Chat => chat(answer, usage, &mut out),
-        Dialect::Messages => messages(answer, &mut out),
-        Dialect::Responses => responses(answer, &mut out),
+        Dialect::Chat => chat(parsed, usage, &mut out),
+        Dialect::Messages => messages(parsed, &mut out),
+        Dialect::Responses => responses(parsed, &mut out),
     }
     Some(out)
 }
@@ -133,13 +136,14 @@ fn responses(mut response: Value, out: &mut Vec<u8>) {
         sequence += 1;
         event(out, kind, fields);
     };
-    // The response as it starts: nothing out yet, nothing counted.
-    let output = std::mem::replace(&mut response["output"], json!([]));
-    let usage = response["usage"].take();
+    // The response as it starts: nothing out yet, nothing counted (its output is set aside
+    // rather than copied).
+    let output = response["output"].take();
     let mut started = response.clone();
-    started["status"] = "in_progress".into();
     response["output"] = output;
-    response["usage"] = usage;
+    started["status"] = "in_progress".into();
+    started["output"] = json!([]);
+    started["usage"] = Value::Null;
     emit(out, "response.created", json!({ "response": started }));
     emit(out, "response.in_progress", json!({ "response": started }));
     let items = response["output"].as_array().into_iter().flatten().filter(|item| item.is_object());

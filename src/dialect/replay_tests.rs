@@ -177,6 +177,15 @@ fn what_an_answer_leaves_out_is_replayed_as_empty() {
 }
 
 #[test]
+fn an_answer_over_the_bound_is_not_replayed_and_one_at_it_is() {
+    for (size, replays) in [(MAX_BYTES, true), (MAX_BYTES + 1, false)] {
+        let pad = size - br#"{"choices":[],"x":""}"#.len();
+        let answer = format!(r#"{{"choices":[],"x":"{}"}}"#, "a".repeat(pad));
+        assert_eq!(events(Dialect::Chat, answer.as_bytes(), false).is_some(), replays, "{size}");
+    }
+}
+
+#[test]
 fn what_is_no_answer_is_none() {
     let dialects = [Dialect::Chat, Dialect::Messages, Dialect::Responses];
     for body in [&b""[..], b"[]", b"\"x\"", b"{", b"<html>", b"{}", br#"{"choices": 5, "content": "x", "output": {}}"#]

@@ -115,7 +115,7 @@ async fn whole(
     log.tail.push(&out);
     // An upstream that ignored `stream`: its (translated, so valid) answer is replayed as the
     // events the client asked for, unless it is too large to replay at a bounded cost.
-    let events = (conversion.stream && status.is_success() && out.len() <= replay::MAX_BYTES)
+    let events = (conversion.stream && status.is_success())
         .then(|| replay::events(conversion.client, &out, conversion.usage_chunk()))
         .flatten();
     let resp = match events {
