@@ -12,9 +12,12 @@ fn echo() -> Echo {
     Echo::of_json(&json!({"model": "asked", "input": "hi", "tools": [{"type": "web_search"}]}))
 }
 
+/// A translator whose made-up ids and clock are fixed: two runs over the same input agree
+/// (a stream without `created` would otherwise take the second it was read in).
 fn translator() -> FromChat {
     let mut t = FromChat::new(echo());
     t.base = "t".into();
+    t.created_at = 1_750_000_000;
     t
 }
 
