@@ -240,18 +240,84 @@ pub fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::E
 }
 
 /// A usage object, or its details, when it has the shape of one: any other value (a string, a
-/// number, members of the wrong type) reads as none rather than failing the answer it came in,
-/// as an odd count does ([`count`]). Counts inside are read by [`count`] still.
-pub fn shape<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
-    let raw = <Option<&serde_json::value::RawValue> as serde::Deserialize>::deserialize(d)?;
-    Ok(raw.and_then(shaped))
+/// number, a list, `null`) reads as none rather than failing the answer it came in, as an odd
+/// count does ([`count`]). Read in the value's one pass (it was captured raw and read again, for
+/// each level of details): the members a usage type reads are [`count`]s and other [`shape`]s,
+/// which take any value, and one its reader refuses (a member written twice) makes it none.
+/// Only malformed JSON fails.
+pub fn shape<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    struct Shape<T>(std::marker::PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Shape<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a usage object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            use serde::de::IgnoredAny;
+            let mut members = Members { map, value_due: false, broken: false };
+            match T::deserialize(serde::de::value::MapAccessDeserializer::new(&mut members)) {
+                Ok(usage) => Ok(Some(usage)),
+                Err(e) if members.broken => Err(e),
+                // Refused by the type, not the JSON: skip the rest of the object.
+                Err(_) => {
+                    if members.value_due {
+                        members.map.next_value::<IgnoredAny>()?;
+                    }
+                    while members.map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(None)
+                }
+            }
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Shape(std::marker::PhantomData))
+}
+
+/// An object's members as [`shape`] hands them to a type's reader: where the reader stopped
+/// (a member's value still due) and whether the JSON itself failed.
+struct Members<A> {
+    map: A,
+    value_due: bool,
+    broken: bool,
+}
+
+impl<'de, A: serde::de::MapAccess<'de>> serde::de::MapAccess<'de> for Members<A> {
+    type Error = A::Error;
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        let key = self.map.next_key_seed(seed).inspect_err(|_| self.broken = true)?;
+        self.value_due = key.is_some();
+        Ok(key)
+    }
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.value_due = false;
+        self.map.next_value_seed(seed).inspect_err(|_| self.broken = true)
+    }
 }
 
 /// [`shape`] of a value already read raw (a whole answer's borrowed fields).
-pub fn shaped<T: serde::de::DeserializeOwned>(raw: &serde_json::value::RawValue) -> Option<T> {
-    // `null` (OpenAI's stream sends `"usage":null` in every chunk) and other values that cannot
-    // be one are none at once: a failed parse allocates its error.
-    raw.get().starts_with(['{', '[']).then(|| serde_json::from_str(raw.get()).ok()).flatten()
+pub fn shaped<'a, T: serde::Deserialize<'a>>(raw: &'a serde_json::value::RawValue) -> Option<T> {
+    shape(&mut serde_json::Deserializer::from_str(raw.get())).ok().flatten()
 }
 
 /// `value`, translated from `input_len` bytes, as JSON in a buffer made large enough at once:
@@ -362,6 +428,65 @@ mod tests {
         a: &'a RawValue,
         #[serde(default)]
         b: Option<String>,
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Counts {
+        #[serde(default, deserialize_with = "super::count")]
+        n: Option<u64>,
+        #[serde(default, deserialize_with = "super::shape")]
+        details: Option<Details>,
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Details {
+        #[serde(default, deserialize_with = "super::count")]
+        m: Option<u64>,
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Answer {
+        #[serde(default, deserialize_with = "super::shape")]
+        usage: Option<Counts>,
+        after: u64,
+    }
+
+    /// A usage is read in its one pass, whatever it holds: what is no object is none, a member
+    /// written twice makes its object none, and the answer's later members are still read.
+    /// Only JSON that is not JSON fails.
+    #[test]
+    fn usage_of_any_shape_never_fails_the_answer() {
+        let read = |usage: &str| {
+            super::from_json::<Answer>(format!(r#"{{"usage":{usage},"after":7}}"#).as_bytes()).map(|a| {
+                assert_eq!(a.after, 7, "{usage}");
+                a.usage
+            })
+        };
+        let counts = |n, m: Option<Option<u64>>| Some(Counts { n, details: m.map(|m| Details { m }) });
+        assert_eq!(read(r#"{"n":1,"details":{"m":2},"x":[{"n":3}]}"#).unwrap(), counts(Some(1), Some(Some(2))));
+        for none in [
+            "null",
+            "1",
+            "-1.5",
+            "true",
+            r#""{}""#,
+            "[1,2]",
+            "[]",
+            r#"{"n":1,"n":1}"#,
+            r#"{"n":{},"n":[1,{"a":2}],"x":1}"#,
+        ] {
+            assert_eq!(read(none).unwrap(), None, "{none}");
+        }
+        assert_eq!(read(r#"{"n":"1","details":[2]}"#).unwrap(), counts(None, None));
+        assert_eq!(read(r#"{"details":{"m":1,"m":2,"z":{}},"n":4}"#).unwrap(), counts(Some(4), None));
+        for broken in [r#"{"n":1,"n":}"#, r#"{"n":1,"n":2"#, r#"{"details":{"m":1,"m"}}"#, "[1,", r#"{"n" 1}"#] {
+            assert!(read(broken).is_err(), "{broken}");
+        }
+        assert_eq!(
+            super::shaped::<Counts>(&RawValue::from_string(r#"{"n":5}"#.into()).unwrap()),
+            counts(Some(5), None)
+        );
+        assert_eq!(super::shaped::<Counts>(&RawValue::from_string(r#"{"n":5,"n":6}"#.into()).unwrap()), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::response::{Echo, Usage, incomplete_reason, new_id_base};
+use crate::dialect::chat::{First, Indexed};
 use crate::dialect::sse::Reader;
 use crate::dialect::{StreamTranslator, event_head, json_str, now, push_u64};
 
@@ -75,7 +76,7 @@ struct Chunk<'a> {
     #[serde(default)]
     created: Option<u64>,
     #[serde(default, borrow)]
-    choices: Option<Vec<Choice<'a>>>,
+    choices: Option<First<Choice<'a>>>,
     #[serde(default, deserialize_with = "crate::dialect::shape")]
     usage: Option<Usage>,
     #[serde(default)]
@@ -90,6 +91,12 @@ struct Choice<'a> {
     delta: Option<Delta<'a>>,
     #[serde(default, borrow)]
     finish_reason: Option<Cow<'a, str>>,
+}
+
+impl Indexed for Choice<'_> {
+    fn index(&self) -> u64 {
+        self.index
+    }
 }
 
 #[derive(Deserialize)]
@@ -180,8 +187,7 @@ impl FromChat {
             self.created_at = chunk.created.unwrap_or(self.created_at);
             self.start(out);
         }
-        // n > 1 is never asked for: only the first choice counts.
-        for choice in chunk.choices.into_iter().flatten().filter(|c| c.index == 0) {
+        if let Some(First(Some(choice))) = chunk.choices {
             if let Some(delta) = choice.delta {
                 if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                     self.text(&text, out);

@@ -257,9 +257,14 @@ fn odd_usage_is_read_count_by_count() {
     assert_eq!(
         data["response"]["usage"],
         json!({"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 3,
-            "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 3})
+            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 3})
     );
-    for none in [r#""5""#, "7", "null"] {
+    // A count written twice makes the usage none, as in a whole answer; the stream goes on.
+    let (name, data) = last(r#"{"prompt_tokens":5,"completion_tokens":3,"prompt_tokens":6}"#);
+    assert_eq!((name.as_str(), &data["response"]["usage"]), ("response.completed", &Value::Null));
+    let (name, data) = last(r#"{"prompt_tokens_details":{"cached_tokens":1,"cached_tokens":2},"prompt_tokens":5}"#);
+    assert_eq!((name.as_str(), &data["response"]["usage"]["input_tokens"]), ("response.completed", &json!(5)));
+    for none in [r#""5""#, "7", "null", "[5,3]"] {
         let (name, data) = last(none);
         assert_eq!((name.as_str(), &data["response"]["usage"]), ("response.completed", &Value::Null), "{none}");
     }
@@ -312,4 +317,23 @@ fn arguments_sent_as_an_object_are_its_text() {
     let args: Value = serde_json::from_str(output[0]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args, json!({"a": "é", "b": [1]}), "{got:#?}");
     assert_eq!(got.last().unwrap().0, "response.completed");
+}
+
+/// Only choice 0 is the answer, wherever it is in the list (n > 1 is never asked for); a list
+/// with an element that is no choice is no chunk.
+#[test]
+fn only_choice_zero_counts() {
+    let stream = |choices: &str| {
+        let text = format!(
+            "data: {{\"choices\":{choices}}}\n\ndata: {{\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\ndata: [DONE]\n\n"
+        );
+        events(&translate(text.as_bytes(), &[])).pop().unwrap()
+    };
+    let (name, data) = stream(
+        r#"[{"index":1,"delta":{"content":"other"}},{"index":0,"delta":{"content":"hi"}},{"index":0,"delta":{"content":"again"}}]"#,
+    );
+    assert_eq!(name, "response.completed");
+    assert_eq!(data["response"]["output"][0]["content"][0]["text"], "hi");
+    let (name, data) = stream(r#"[{"index":0,"delta":{"content":"hi"}},7]"#);
+    assert_eq!((name.as_str(), &data["response"]["error"]["code"]), ("response.failed", &json!("upstream_bad_chunk")));
 }

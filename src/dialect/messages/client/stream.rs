@@ -7,10 +7,10 @@
 use std::io::Write as _;
 
 use serde::Deserialize;
-use serde::de::{SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::response::{Usage, stop_reason};
+use crate::dialect::chat::{First, Indexed};
 use crate::dialect::sse::{Event, Reader};
 use crate::dialect::{StreamTranslator, event_head, json_str, push_u64};
 
@@ -57,37 +57,11 @@ struct Chunk<'a> {
     #[serde(default, borrow)]
     model: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    choices: Option<First<'a>>,
+    choices: Option<First<Choice<'a>>>,
     #[serde(default, deserialize_with = "crate::dialect::shape")]
     usage: Option<Usage>,
     #[serde(default, borrow)]
     error: Option<&'a RawValue>,
-}
-
-/// Choice 0 of the `choices` list, read in the list's one pass (the translated request never
-/// asks for more; every element must still be a choice).
-struct First<'a>(Option<Choice<'a>>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for First<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct List<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for List<'a> {
-            type Value = First<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a list of choices")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<First<'a>, A::Error> {
-                let mut first = None;
-                while let Some(c) = seq.next_element::<Choice<'a>>()? {
-                    if c.index == 0 && first.is_none() {
-                        first = Some(c);
-                    }
-                }
-                Ok(First(first))
-            }
-        }
-        d.deserialize_seq(List(std::marker::PhantomData))
-    }
 }
 
 #[derive(Deserialize)]
@@ -99,6 +73,12 @@ struct Choice<'a> {
     /// Raw, as a `&str` field cannot borrow a string with escapes.
     #[serde(default, borrow)]
     finish_reason: Option<&'a RawValue>,
+}
+
+impl Indexed for Choice<'_> {
+    fn index(&self) -> u64 {
+        self.index
+    }
 }
 
 #[derive(Deserialize)]
