@@ -135,7 +135,8 @@ async fn a_broken_anthropic_body_is_a_502_in_the_log_and_metrics_too() {
 }
 
 /// Anthropic answering a streaming request whole (as a server that ignores `stream` would): a
-/// Chat client gets the translated chunks, a Messages client the answer as it came.
+/// Chat client gets the translated chunks, a Messages client (passed through) the message's
+/// events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_answer_to_a_streaming_request_is_replayed_as_events() {
     let mock = Mock::start().await;
@@ -150,10 +151,30 @@ async fn a_whole_answer_to_a_streaming_request_is_replayed_as_events() {
     assert_eq!(calls[1]["function"]["arguments"], r#"{"city":"Tokyo","unit":"celsius"}"#);
     assert_eq!(got[0]["choices"][0]["finish_reason"], "tool_calls");
     assert_eq!(got[1]["usage"]["completion_tokens"], 97);
-    // A Messages client's answer is passed through: it goes as it came.
+    // A Messages client's answer, passed through, is replayed as the message's events.
     let body =
         r#"{"model":"claude-deaf","stream":true,"max_tokens":64,"messages":[{"role":"user","content":"Weather?"}]}"#;
     let r = post_json(&gw.url("/v1/messages"), body).await;
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(r.body, common::fixture("anthropic/message-tools.json"));
+    assert!(r.header("content-type").unwrap().starts_with("text/event-stream"), "{}", r.text());
+    let got: Vec<(String, Value)> = r
+        .text()
+        .split_terminator("\n\n")
+        .map(|e| {
+            let (name, data) = e.split_once('\n').unwrap();
+            (
+                name.strip_prefix("event: ").unwrap().to_owned(),
+                serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+    let block = ["content_block_start", "content_block_delta", "content_block_stop"];
+    assert_eq!(names, [&["message_start"][..], &block, &block, &block, &["message_delta", "message_stop"]].concat());
+    let message: Value = serde_json::from_slice(&common::fixture("anthropic/message-tools.json")).unwrap();
+    assert_eq!(got[0].1["message"]["id"], message["id"]);
+    assert_eq!(
+        got[5].1["delta"]["partial_json"].as_str().map(|t| serde_json::from_str::<Value>(t).unwrap()),
+        Some(message["content"][1]["input"].clone())
+    );
+    assert_eq!(got[10].1["delta"]["stop_reason"], "tool_use");
 }

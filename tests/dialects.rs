@@ -247,12 +247,50 @@ async fn a_whole_answer_to_a_streaming_request_is_replayed_as_events() {
         assert!(r.header("content-type").unwrap().starts_with("text/event-stream"), "{:?}", r.header("content-type"));
         events(&r.text())
     };
-    // Chat, passed through: the upstream's answer goes as it came (the gateway reads no
-    // passed-through body whole).
-    let chat = json!({"model": "deaf", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
-    let r = post(&gw, "/v1/chat/completions", &[("authorization", &bearer)], chat).await;
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(r.body, common::fixture("openai/chat.json"));
+    // Chat, passed through: the completion as one chunk, the usage chunk when asked, `[DONE]`.
+    let chat = |model: &str, usage: bool| {
+        let mut chat = json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+        if usage {
+            chat["stream_options"] = json!({"include_usage": true});
+        }
+        chat
+    };
+    let auth = [("authorization", bearer.as_str())];
+    for usage in [false, true] {
+        let r = post(&gw, "/v1/chat/completions", &auth, chat("deaf", usage)).await;
+        let got = is_stream(&r);
+        assert!(r.text().ends_with("data: [DONE]\n\n"), "{}", r.text());
+        assert_eq!(got.len(), if usage { 3 } else { 2 }, "{}", r.text());
+        let chunk = &got[0].1;
+        assert_eq!(
+            (chunk["object"].as_str(), chunk["choices"][0]["delta"]["content"].as_str()),
+            (Some("chat.completion.chunk"), Some(hello))
+        );
+        assert_eq!(chunk["choices"][0]["finish_reason"], "stop");
+        assert_eq!((usage, got[1].1["usage"]["completion_tokens"].as_u64()), (usage, usage.then_some(10)));
+    }
+    // What is not a completion, or has no declared length, or is too large to replay, goes as
+    // it came (the gateway never holds a passed-through body of unknown size).
+    let r = post(&gw, "/v1/chat/completions", &auth, chat("deaf-other", false)).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("content-type"), r.text()),
+        (200, Some("application/json"), r#"{"ok":true}"#.into())
+    );
+    let r = post(&gw, "/v1/chat/completions", &auth, chat("deaf-chunked", false)).await;
+    assert_eq!(
+        (r.header("content-type"), &r.body[..]),
+        (Some("application/json"), &common::fixture("openai/chat.json")[..])
+    );
+    let r = post(&gw, "/v1/chat/completions", &auth, chat("deaf-huge", false)).await;
+    assert_eq!((r.status.as_u16(), r.header("content-type")), (200, Some("application/json")));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&r.body).unwrap()["choices"][0]["message"]["content"].as_str().map(str::len),
+        Some(1_100_000)
+    );
+    // An answer that breaks off before its declared length is an error, never a short body.
+    let r = post(&gw, "/v1/chat/completions", &auth, chat("deaf-cut", false)).await;
+    assert_eq!(r.status.as_u16(), 502, "{}", r.text());
+    assert!(r.json()["error"]["message"].as_str().unwrap_or_default().contains("broke off"), "{}", r.text());
     // Messages, translated from Chat.
     let messages =
         json!({"model": "deaf", "stream": true, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]});

@@ -104,9 +104,8 @@ pub fn prepare(
     let stream = parsed.is_stream();
     if adapter.serves(client) {
         // Streamed tokens are counted always: ask for the usage chunk the client did not.
-        let strip_usage = stream
-            && matches!(ingress, Ingress::Chat | Ingress::Completions)
-            && parsed.usage_asked() == request::UsageAsked::No;
+        let chat = matches!(ingress, Ingress::Chat | Ingress::Completions);
+        let strip_usage = stream && chat && parsed.usage_asked() == request::UsageAsked::No;
         let body = match (parsed.model.as_deref() == Some(model), strip_usage) {
             (true, false) => body.clone(),
             (same, _) => Bytes::from(request::rewrite(body, parsed, (!same).then_some(model), strip_usage)),
@@ -115,7 +114,8 @@ pub fn prepare(
             client,
             upstream: client,
             stream,
-            include_usage: false,
+            // For a whole answer replayed as events.
+            include_usage: chat && parsed.usage_asked() == request::UsageAsked::Yes,
             strip_usage,
             dialect_answer: true,
             echo: None,

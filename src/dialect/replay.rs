@@ -8,7 +8,7 @@ use super::{Dialect, event_head};
 
 /// The largest answer replayed: a JSON tree and its events take many times the answer's size,
 /// so a larger one goes to the client as the JSON it is.
-const MAX_BYTES: usize = 1 << 20;
+pub const MAX_BYTES: usize = 1 << 20;
 
 /// The events of `answer`, a whole answer in `dialect` (`usage`: a Chat client asked for the
 /// usage chunk). `None` when it is larger than [`MAX_BYTES`] or no answer: not a JSON object

@@ -33,7 +33,7 @@ pub async fn respond(answer: Answer, conversion: &Conversion, live: &Live, mut l
         let e = ApiError::bad_answer(format!("the upstream sent a `{coding}`-encoded answer, though asked for none"));
         log.failed(&e, conversion.client)
     } else if conversion.passthrough() {
-        relay(response, idle, max_event, conversion, log)
+        relay(response, idle, max_event, conversion, log).await
     } else if status.is_success() && conversion.stream && is_event_stream(response.headers()) {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
@@ -65,6 +65,68 @@ async fn whole(
     let (mut head, mut body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
     let status = head.status;
+    let bytes = read(&mut body, idle, max_bytes).await?;
+    // Only the metrics use it (tokens per second).
+    if log.metrics {
+        log.generation = crate::usage::generation(&bytes[bytes.len().saturating_sub(4096)..]);
+    }
+    let (status, out) = conversion.whole(status, &bytes)?;
+    log.status = status.as_u16();
+    // The token counts are read from the answer's usage when the record is written.
+    log.tail.push(&out);
+    // An upstream that ignored `stream`: its (translated, so valid) answer is replayed as the
+    // events the client asked for, unless it is too large to replay at a bounded cost.
+    let events = (conversion.stream && status.is_success())
+        .then(|| replay::events(conversion.client, &out, conversion.usage_chunk()))
+        .flatten();
+    let resp = match events {
+        Some(events) => event_bytes(head, status, events),
+        None => json_bytes(head, status, out),
+    };
+    log.sent(&resp);
+    Ok(resp)
+}
+
+/// Whether a passed-through answer is one to replay: a successful JSON answer to a streaming
+/// request (from a server that ignores `stream`) whose declared length is within what a replay
+/// may cost and within `max_bytes`. An answer without a length, or a larger one, is relayed as
+/// it comes: the gateway never holds a passed-through body of unknown size.
+fn replayable(head: &http::response::Parts, conversion: &Conversion, max_bytes: usize) -> bool {
+    let headers = &head.headers;
+    let length = || headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse::<usize>().ok();
+    conversion.stream
+        && conversion.dialect_answer
+        && head.status.is_success()
+        && media_type(headers).is_some_and(json_type)
+        && length().is_some_and(|n| n <= replay::MAX_BYTES.min(max_bytes))
+}
+
+/// A passed-through answer to a streaming request, read whole ([`replayable`]): replayed as
+/// the events the client asked for when it is an answer in its dialect, else sent as it came.
+/// Read whole, one that breaks off is a clear error rather than a short body.
+async fn replayed(
+    head: http::response::Parts,
+    mut body: Incoming,
+    conversion: &Conversion,
+    idle: std::time::Duration,
+    max_bytes: usize,
+    log: &mut AccessLog,
+) -> Result<Response<Body>, ApiError> {
+    let bytes = read(&mut body, idle, max_bytes).await?;
+    log.tail.push(&bytes);
+    let resp = match replay::events(conversion.client, &bytes, conversion.usage_chunk()) {
+        Some(events) => {
+            let status = head.status;
+            event_bytes(head, status, events)
+        }
+        None => Response::from_parts(head, crate::body::full(bytes)),
+    };
+    log.sent(&resp);
+    Ok(resp)
+}
+
+/// A body read to its end, bounded in size and in silence.
+async fn read(body: &mut Incoming, idle: std::time::Duration, max_bytes: usize) -> Result<Bytes, ApiError> {
     // The first piece is kept as it is (most answers arrive in one), later ones are copied.
     let mut first: Option<Bytes> = None;
     let mut bytes = Vec::new();
@@ -104,30 +166,12 @@ async fn whole(
             }
         }
     }
-    // Only the metrics use it (tokens per second).
-    let bytes = first.as_deref().unwrap_or(&bytes);
-    if log.metrics {
-        log.generation = crate::usage::generation(&bytes[bytes.len().saturating_sub(4096)..]);
-    }
-    let (status, out) = conversion.whole(status, bytes)?;
-    log.status = status.as_u16();
-    // The token counts are read from the answer's usage when the record is written.
-    log.tail.push(&out);
-    // An upstream that ignored `stream`: its (translated, so valid) answer is replayed as the
-    // events the client asked for, unless it is too large to replay at a bounded cost.
-    let events = (conversion.stream && status.is_success())
-        .then(|| replay::events(conversion.client, &out, conversion.usage_chunk()))
-        .flatten();
-    let resp = match events {
-        Some(events) => event_bytes(head, status, events),
-        None => json_bytes(head, status, out),
-    };
-    log.sent(&resp);
-    Ok(resp)
+    Ok(first.unwrap_or_else(|| bytes.into()))
 }
 
-/// Builds the client response around the upstream one: status and end-to-end headers kept.
-fn relay(
+/// Builds the client response around the upstream one: status and end-to-end headers kept
+/// (a whole answer to a streaming request may be replayed as events: [`replayable`]).
+async fn relay(
     resp: Response<Incoming>,
     idle: std::time::Duration,
     max_event: usize,
@@ -137,6 +181,12 @@ fn relay(
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let sse = is_event_stream(&parts.headers);
+    if !sse && replayable(&parts, conversion, max_event) {
+        return match replayed(parts, body, conversion, idle, max_event, &mut log).await {
+            Ok(resp) => resp,
+            Err(e) => log.failed(&e, conversion.client),
+        };
+    }
     if sse {
         no_buffering(&mut parts.headers);
         if conversion.client == crate::dialect::Dialect::Messages {
@@ -189,9 +239,12 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
 
 /// Whether a response says its body is JSON (`application/json`, `…+json`), or says nothing.
 fn is_json(headers: &http::HeaderMap) -> bool {
-    media_type(headers).is_none_or(|media_type| {
-        media_type.len() >= 4 && media_type[media_type.len() - 4..].eq_ignore_ascii_case(b"json")
-    })
+    media_type(headers).is_none_or(json_type)
+}
+
+/// `application/json`, `…+json`.
+fn json_type(media_type: &[u8]) -> bool {
+    media_type.len() >= 4 && media_type[media_type.len() - 4..].eq_ignore_ascii_case(b"json")
 }
 
 #[cfg(test)]

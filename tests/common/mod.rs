@@ -302,6 +302,21 @@ async fn answer(
                 answer["choices"][0]["message"]["content"] = "x".repeat(1_100_000).into();
                 full(StatusCode::OK, "application/json", serde_json::to_vec(&answer).unwrap())
             }
+            // Whole JSON that is no completion, to a streaming request.
+            "deaf-other" => full(StatusCode::OK, "application/json", br#"{"ok":true}"#.to_vec()),
+            // The answer whole, in two pieces with no length declared.
+            "deaf-chunked" | "deaf-cut" => {
+                let text = String::from_utf8(fixture("openai/chat.json")).unwrap();
+                let (a, b) = text.split_at(text.len() / 2);
+                let cut = model == "deaf-cut";
+                let mut r = sse_events(vec![a.to_owned(), b.to_owned()], Duration::from_millis(5), cut.then_some(1));
+                r.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+                if cut {
+                    // Half its declared length, then the connection breaks.
+                    r.headers_mut().insert("content-length", text.len().into());
+                }
+                r
+            }
             "classifier" => ok("openai/chat-classifier.json"),
             "llamacpp" => ok("llamacpp/chat.json"),
             "slow" | "gpt-slow" => {

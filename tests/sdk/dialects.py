@@ -382,8 +382,8 @@ def responses_api(gateway, upstream):
 
 
 def deaf_upstream(gateway, upstream):
-    """An upstream that answers streaming requests whole: each SDK's stream of a translated
-    answer still gives the whole answer (text, tool calls, usage)."""
+    """An upstream that answers streaming requests whole: each SDK's stream still gives the
+    whole answer (text, tool calls, usage), translated or passed through."""
     upstream.deaf = True
     tools = [{"name": "get_weather", "description": "Weather of a city", "input_schema": WEATHER_SCHEMA}]
     question = [{"role": "user", "content": "Weather in Paris?"}]
@@ -406,6 +406,18 @@ def deaf_upstream(gateway, upstream):
         final = stream.get_final_response()
     call = final.output[0]
     assert call.type == "function_call" and json.loads(call.arguments) == {"city": "Paris"}, final.output
+
+    # A Chat client, passed through: the stream holds the answer (the SDK reads no JSON body as
+    # a stream: without the replay it would iterate over nothing).
+    chunks = list(client.chat.completions.create(
+        model="gpt-5", messages=question, stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == HELLO, chunks
+    assert chunks[0].choices[0].finish_reason == "stop" and chunks[-1].usage.completion_tokens == COMPLETION_TOKENS, chunks
+    chunks = list(client.chat.completions.create(model="gpt-5", messages=question, tools=[
+        {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_SCHEMA}}], stream=True))
+    call = chunks[0].choices[0].delta.tool_calls[0]
+    assert call.index == 0 and json.loads(call.function.arguments) == {"city": "Paris"}, chunks
+    assert all(c.usage is None for c in chunks), chunks
 
     upstream.deaf = False
 
