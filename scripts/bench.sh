@@ -24,6 +24,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
 cargo build --release --locked --quiet
+# The gateway as shipped, copied aside: building the benches builds the package's binary again
+# into the same path with the dev-dependencies' features unified in (tokio's `test-util`, which
+# changes its clock and timer driver), and that binary is not the one users run.
+gateway=target/release/llm-gateway-as-shipped
+cp target/release/llm-gateway "$gateway"
 if [ "$what" = all ] || [ "$what" = compile ]; then
     cargo bench --locked --bench compile
 fi
@@ -34,24 +39,24 @@ fi
 if [ "$what" = all ] || [ "$what" = soak ]; then
     cargo bench --locked --bench overhead --no-run --quiet
     cargo bench --locked --bench overhead -- soak \
-        --gateway target/release/llm-gateway --seconds "${SECONDS_SOAK:-60}" --rewrites "${REWRITES:-30}"
+        --gateway "$gateway" --seconds "${SECONDS_SOAK:-60}" --rewrites "${REWRITES:-30}"
 fi
 if [ "$what" = chaos ]; then
     cargo bench --locked --bench overhead --no-run --quiet
     cargo bench --locked --bench overhead -- chaos \
-        --gateway target/release/llm-gateway --seconds "${SECONDS_CHAOS:-600}" --rewrites "${REWRITES:-30}"
+        --gateway "$gateway" --seconds "${SECONDS_CHAOS:-600}" --rewrites "${REWRITES:-30}"
 fi
 if [ "$what" = instructions ]; then
     . scripts/lib/assets.sh
     ensure_debian_command valgrind valgrind
     cargo bench --locked --bench overhead --no-run --quiet
     cargo bench --locked --bench overhead -- instructions \
-        --gateway target/release/llm-gateway --requests "${REQUESTS:-500}" --only "${ONLY:-}" \
+        --gateway "$gateway" --requests "${REQUESTS:-500}" --only "${ONLY:-}" \
         ${KEEP:+--keep "$KEEP"}
 fi
 if [ "$what" = all ] || [ "$what" = overhead ]; then
     cargo bench --locked --bench overhead --no-run --quiet
     taskset -c 0 cargo bench --locked --bench overhead -- \
-        --gateway target/release/llm-gateway --rounds "${ROUNDS:-10}" --requests "${REQUESTS:-1000}" \
+        --gateway "$gateway" --rounds "${ROUNDS:-10}" --requests "${REQUESTS:-1000}" \
         --only "${ONLY:-}" ${DUMP:+--dump "$DUMP"}
 fi
