@@ -330,3 +330,51 @@ async fn a_whole_answer_to_a_streaming_request_is_replayed_as_events() {
     let message: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(message["content"][0]["text"].as_str().map(str::len), Some(1_100_000));
 }
+
+/// An upstream that declares two lengths (`Content-Length` and chunked, where chunked wins)
+/// for a whole answer to a streaming request: the client is told the length of the bytes it
+/// gets, never the header's, so nothing it reads next on the connection is the upstream's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_answer_goes_with_the_length_it_was_read_by() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !String::from_utf8_lossy(&request).contains("\"messages\"") {
+                    if request.starts_with(b"GET") && request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let models = "{\"object\":\"list\",\"data\":[]}";
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", models.len());
+                        let _ = socket.write_all(format!("{head}{models}").as_bytes()).await;
+                        return;
+                    }
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = "{\"ok\":true}HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\
+                     transfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let gw = Gateway::start(&format!(
+        "providers:\n  local:\n    base_url: {url}\n\
+         api_keys:\n  enabled: true\n  keys:\n    - name: agent\n      key: {KEY}\n"
+    ));
+    let chat = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&gw, "/v1/chat/completions", &[("authorization", &format!("Bearer {KEY}"))], chat).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(r.text(), "{\"ok\":true}HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello");
+    let length = r.header("content-length").map(|n| n.parse::<usize>().unwrap());
+    assert!(length.is_none_or(|n| n == r.body.len()), "{length:?} for {} bytes", r.body.len());
+}

@@ -239,13 +239,26 @@ pub fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::E
     d.deserialize_any(Count)
 }
 
-/// A usage object, or its details, when it has the shape of one: any other value (a string, a
-/// number, a list, `null`) reads as none rather than failing the answer it came in, as an odd
-/// count does ([`count`]). Read in the value's one pass (it was captured raw and read again, for
-/// each level of details): the members a usage type reads are [`count`]s and other [`shape`]s,
-/// which take any value, and one its reader refuses (a member written twice) makes it none.
-/// Only malformed JSON fails.
+/// A usage object when it has the shape of one: any other value (a string, a number, a list,
+/// `null`) reads as none rather than failing the answer it came in, as an odd count does
+/// ([`count`]). Captured raw first, which takes any JSON (a number beyond `f64`, a lone surrogate
+/// escape), so that only malformed JSON fails the answer; then read typed from that text, where
+/// whatever its type refuses makes it none.
 pub fn shape<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    let raw = <Option<&'de serde_json::value::RawValue> as serde::Deserialize>::deserialize(d)?;
+    Ok(raw.and_then(shaped))
+}
+
+/// [`shape`] of a value already read raw (a whole answer's borrowed fields).
+pub fn shaped<'a, T: serde::Deserialize<'a>>(raw: &'a serde_json::value::RawValue) -> Option<T> {
+    within(&mut serde_json::Deserializer::from_str(raw.get())).ok().flatten()
+}
+
+/// The token details inside a usage being read by [`shape`]: in the usage's one pass (it was
+/// captured raw and each level of details again), as none when it is no object or its type
+/// refuses it (a member written twice), the rest of it skipped. What fails here fails only the
+/// usage, whose text [`shape`] has already checked.
+pub fn within<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     struct Shape<T>(std::marker::PhantomData<T>);
     impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Shape<T> {
         type Value = Option<T>;
@@ -294,7 +307,7 @@ pub fn shape<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D)
     d.deserialize_any(Shape(std::marker::PhantomData))
 }
 
-/// An object's members as [`shape`] hands them to a type's reader: where the reader stopped
+/// An object's members as [`within`] hands them to a type's reader: where the reader stopped
 /// (a member's value still due) and whether the JSON itself failed.
 struct Members<A> {
     map: A,
@@ -313,11 +326,6 @@ impl<'de, A: serde::de::MapAccess<'de>> serde::de::MapAccess<'de> for Members<A>
         self.value_due = false;
         self.map.next_value_seed(seed).inspect_err(|_| self.broken = true)
     }
-}
-
-/// [`shape`] of a value already read raw (a whole answer's borrowed fields).
-pub fn shaped<'a, T: serde::Deserialize<'a>>(raw: &'a serde_json::value::RawValue) -> Option<T> {
-    shape(&mut serde_json::Deserializer::from_str(raw.get())).ok().flatten()
 }
 
 /// `value`, translated from `input_len` bytes, as JSON in a buffer made large enough at once:
@@ -434,7 +442,7 @@ mod tests {
     struct Counts {
         #[serde(default, deserialize_with = "super::count")]
         n: Option<u64>,
-        #[serde(default, deserialize_with = "super::shape")]
+        #[serde(default, deserialize_with = "super::within")]
         details: Option<Details>,
     }
 
@@ -451,9 +459,10 @@ mod tests {
         after: u64,
     }
 
-    /// A usage is read in its one pass, whatever it holds: what is no object is none, a member
-    /// written twice makes its object none, and the answer's later members are still read.
-    /// Only JSON that is not JSON fails.
+    /// A usage is read whatever it holds: what is no object is none, a member written twice
+    /// makes its object none, so does JSON no type can hold (a number beyond `f64`, a lone
+    /// surrogate), and the answer's later members are still read. Only JSON that is not JSON
+    /// fails.
     #[test]
     fn usage_of_any_shape_never_fails_the_answer() {
         let read = |usage: &str| {
@@ -474,6 +483,12 @@ mod tests {
             "[]",
             r#"{"n":1,"n":1}"#,
             r#"{"n":{},"n":[1,{"a":2}],"x":1}"#,
+            "1e400",
+            r#""\ud800""#,
+            r#"{"n":1e400}"#,
+            r#"{"n":"\ud800"}"#,
+            r#"{"\ud800":1}"#,
+            r#"{"n":1,"details":{"m":1e400}}"#,
         ] {
             assert_eq!(read(none).unwrap(), None, "{none}");
         }

@@ -88,24 +88,24 @@ async fn whole(
 }
 
 /// Whether a passed-through answer is one to replay: a successful JSON answer to a streaming
-/// request (from a server that ignores `stream`) whose declared length is within what a replay
-/// may cost and within `max_bytes`. An answer without a length, or a larger one, is relayed as
-/// it comes: the gateway never holds a passed-through body of unknown size.
-fn replayable(head: &http::response::Parts, conversion: &Conversion, max_bytes: usize) -> bool {
-    let headers = &head.headers;
-    let length = || headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse::<usize>().ok();
+/// request (from a server that ignores `stream`) whose length is within what a replay may cost
+/// and within `max_bytes`. An answer without a length, or a larger one, is relayed as it comes:
+/// the gateway never holds a passed-through body of unknown size. The length is the one the
+/// body is read by, not the `Content-Length` header (which a chunked body overrides).
+fn replayable(head: &http::response::Parts, body: &Incoming, conversion: &Conversion, max_bytes: usize) -> bool {
+    use hyper::body::Body as _;
     conversion.stream
         && conversion.dialect_answer
         && head.status.is_success()
-        && media_type(headers).is_some_and(json_type)
-        && length().is_some_and(|n| n <= replay::MAX_BYTES.min(max_bytes))
+        && media_type(&head.headers).is_some_and(json_type)
+        && body.size_hint().exact().is_some_and(|n| n <= replay::MAX_BYTES.min(max_bytes) as u64)
 }
 
 /// A passed-through answer to a streaming request, read whole ([`replayable`]): replayed as
 /// the events the client asked for when it is an answer in its dialect, else sent as it came.
 /// Read whole, one that breaks off is a clear error rather than a short body.
 async fn replayed(
-    head: http::response::Parts,
+    mut head: http::response::Parts,
     mut body: Incoming,
     conversion: &Conversion,
     idle: std::time::Duration,
@@ -113,6 +113,8 @@ async fn replayed(
     log: &mut AccessLog,
 ) -> Result<Response<Body>, ApiError> {
     let bytes = read(&mut body, idle, max_bytes).await?;
+    // The bytes read set the length the client is told, whatever the upstream's header said.
+    head.headers.remove(header::CONTENT_LENGTH);
     log.tail.push(&bytes);
     let resp = match replay::events(conversion.client, &bytes, conversion.usage_chunk()) {
         Some(events) => {
@@ -180,8 +182,14 @@ async fn relay(
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // A `Content-Length` the body is not read by (one sent with `Transfer-Encoding`, which
+    // overrides it) would frame the client's copy wrongly: the length hyper reads by is the one
+    // passed on, or none.
+    if hyper::body::Body::size_hint(&body).exact().is_none() {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
     let sse = is_event_stream(&parts.headers);
-    if !sse && replayable(&parts, conversion, max_event) {
+    if !sse && replayable(&parts, &body, conversion, max_event) {
         return match replayed(parts, body, conversion, idle, max_event, &mut log).await {
             Ok(resp) => resp,
             Err(e) => log.failed(&e, conversion.client),

@@ -112,9 +112,9 @@ pub(super) struct Usage {
     completion_tokens: Option<u64>,
     #[serde(default, deserialize_with = "crate::dialect::count")]
     total_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "crate::dialect::shape")]
+    #[serde(default, deserialize_with = "crate::dialect::within")]
     prompt_tokens_details: Option<PromptDetails>,
-    #[serde(default, deserialize_with = "crate::dialect::shape")]
+    #[serde(default, deserialize_with = "crate::dialect::within")]
     completion_tokens_details: Option<CompletionDetails>,
 }
 

@@ -26,7 +26,7 @@ pub struct Usage {
     pub prompt_tokens: u64,
     #[serde(default, deserialize_with = "null_as_zero")]
     pub completion_tokens: u64,
-    #[serde(default, deserialize_with = "crate::dialect::shape")]
+    #[serde(default, deserialize_with = "crate::dialect::within")]
     prompt_tokens_details: Option<Details>,
 }
 
