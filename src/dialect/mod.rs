@@ -254,10 +254,10 @@ pub fn shaped<'a, T: serde::Deserialize<'a>>(raw: &'a serde_json::value::RawValu
     within(&mut serde_json::Deserializer::from_str(raw.get())).ok().flatten()
 }
 
-/// The token details inside a usage being read by [`shape`]: in the usage's one pass (it was
-/// captured raw and each level of details again), as none when it is no object or its type
-/// refuses it (a member written twice), the rest of it skipped. What fails here fails only the
-/// usage, whose text [`shape`] has already checked.
+/// The token details inside a usage that [`shape`] is reading, read in the usage's pass rather
+/// than captured raw and read again: none when they are no object or their type refuses them
+/// (a member written twice), the rest of them skipped. What no type can hold (a number beyond
+/// `f64`) fails here, and so fails only the usage: [`shape`] reads it from text it has checked.
 pub fn within<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     struct Shape<T>(std::marker::PhantomData<T>);
     impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Shape<T> {
