@@ -462,6 +462,23 @@ async fn a_body_that_is_no_answer_is_an_error_where_it_is_translated() {
     }
 }
 
+/// An upstream that declares two lengths (`Content-Length` and chunked, where chunked wins):
+/// where the gateway relays, the client is told the length of the bytes it gets, never the
+/// header's, so nothing it reads next on the connection is the upstream's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_goes_with_the_length_it_was_read_by() {
+    let s = setup(Fault::TwoLengths, Topology::Single, LIMIT).await;
+    for pair in PAIRS.into_iter().filter(|p| p.passthrough()) {
+        for stream in [false, true] {
+            let r = common::post_json(&s.gateway.url(pair.path()), &pair.body(stream)).await;
+            let what = format!("{pair:?}, stream {stream}: {}", r.text());
+            assert_eq!((r.status, r.text()), (StatusCode::OK, faulty::TWO_LENGTHS_BODY.to_owned()), "{what}");
+            let length = r.header("content-length").map(|n| n.parse::<usize>().unwrap());
+            assert!(length.is_none_or(|n| n == r.body.len()), "{length:?} for {} bytes: {what}", r.body.len());
+        }
+    }
+}
+
 /// An upstream that goes silent mid-answer for `timeouts.idle_stream_seconds`: a translated
 /// whole answer (read before its status goes out) is a 504, a stream ends with an error event;
 /// both say `upstream_timeout`, not that the upstream could not be reached.

@@ -56,7 +56,13 @@ pub enum Fault {
     /// A whole, correct answer, chunked (streamed or not), with a trailer field after its last
     /// chunk (legal HTTP/1.1, which hyper reads as a frame of its own).
     Trailers,
+    /// 200 with two lengths, `Content-Length: 2` and chunked framing (which overrides it), around
+    /// [`TWO_LENGTHS_BODY`]: JSON followed by the bytes of another response.
+    TwoLengths,
 }
+
+/// What [`Fault::TwoLengths`] sends, whole.
+pub const TWO_LENGTHS_BODY: &str = "{\"ok\":true}HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
 
 /// The upstream's dialect, from the request's path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -439,6 +445,19 @@ async fn serve(
             h[..8].copy_from_slice(b"HTTP/1.0");
             stream.write_all(&h).await?;
             write_body(&mut stream, &normal, framing, usize::MAX).await
+        }
+        Fault::TwoLengths => {
+            let mut h = head(200, "application/json", Framing::Chunked);
+            h.splice(h.len() - 2..h.len() - 2, *b"content-length: 2\r\n");
+            stream.write_all(&h).await?;
+            let body = Body {
+                head: TWO_LENGTHS_BODY.as_bytes().to_vec(),
+                repeat: Vec::new(),
+                times: 0,
+                tail: Vec::new(),
+                content_type: "application/json",
+            };
+            write_body(&mut stream, &body, Framing::Chunked, usize::MAX).await
         }
         Fault::Trailers => {
             stream.write_all(&head(200, normal.content_type, Framing::ChunkedWithTrailer)).await?;
