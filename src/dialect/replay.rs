@@ -10,11 +10,28 @@ use super::{Dialect, event_head};
 /// so a larger one goes to the client as the JSON it is.
 pub const MAX_BYTES: usize = 1 << 20;
 
+/// The most objects and arrays an answer replayed may hold. Bytes alone do not bound the tree:
+/// each object with a member takes a map node of about 600 bytes, so a 1 MiB list of small
+/// objects took 200 MB, and its events 100 MB more. Real answers hold tens (thousands with
+/// log probabilities).
+const MAX_CONTAINERS: usize = 10_000;
+
+/// The most values an answer replayed may hold, counted as its objects and arrays and its
+/// commas (each begins another value): 32 bytes each in the tree, and each list item brings
+/// events of its own.
+const MAX_VALUES: usize = 100_000;
+
+/// The most bytes of events a replay writes. Each list item brings events that repeat it (the
+/// Responses events carry a text five times over), so a 1 MiB answer of many small items made
+/// 100 MB; one long text, the largest a real answer makes, makes 5 MiB.
+const MAX_EVENTS_BYTES: usize = 6 << 20;
+
 /// The events of `answer`, a whole answer in `dialect` (`usage`: a Chat client asked for the
-/// usage chunk). `None` when it is larger than [`MAX_BYTES`] or no answer: not a JSON object
-/// with the list an answer holds (`choices`, `content`, `output`).
+/// usage chunk). `None` when it is larger than [`MAX_BYTES`], [`MAX_CONTAINERS`] or
+/// [`MAX_VALUES`], when its events would be larger than [`MAX_EVENTS_BYTES`], or when it is no
+/// answer: not a JSON object with the list an answer holds (`choices`, `content`, `output`).
 pub fn events(dialect: Dialect, answer: &[u8], usage: bool) -> Option<Vec<u8>> {
-    if answer.len() > MAX_BYTES {
+    if answer.len() > MAX_BYTES || !few_values(answer) {
         return None;
     }
     let list = match dialect {
@@ -29,10 +46,44 @@ pub fn events(dialect: Dialect, answer: &[u8], usage: bool) -> Option<Vec<u8>> {
         Dialect::Messages => messages(parsed, &mut out),
         Dialect::Responses => responses(parsed, &mut out),
     }
-    Some(out)
+    (out.len() <= MAX_EVENTS_BYTES).then_some(out)
+}
+
+/// At most [`MAX_CONTAINERS`] objects and arrays and [`MAX_VALUES`] values, counted outside
+/// strings before a tree is built. Text that is not JSON is counted as it comes; the parse
+/// rejects it after.
+fn few_values(text: &[u8]) -> bool {
+    let (mut containers, mut commas) = (0, 0);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => containers += 1,
+            b',' => commas += 1,
+            _ => {}
+        }
+    }
+    containers <= MAX_CONTAINERS && containers + commas <= MAX_VALUES
+}
+
+/// Events stop being written once past [`MAX_EVENTS_BYTES`] (the replay is then dropped).
+fn full(out: &[u8]) -> bool {
+    out.len() > MAX_EVENTS_BYTES
 }
 
 fn data(out: &mut Vec<u8>, value: &Value) {
+    if full(out) {
+        return;
+    }
     out.extend_from_slice(b"data: ");
     let _ = serde_json::to_writer(&mut *out, value);
     out.extend_from_slice(b"\n\n");
@@ -40,6 +91,9 @@ fn data(out: &mut Vec<u8>, value: &Value) {
 
 /// `event: <kind>` with data `{"type":"<kind>", …fields}`.
 fn event(out: &mut Vec<u8>, kind: &str, fields: Value) {
+    if full(out) {
+        return;
+    }
     event_head(out, kind);
     if let Value::Object(fields) = fields
         && !fields.is_empty()

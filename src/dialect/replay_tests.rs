@@ -185,6 +185,58 @@ fn an_answer_over_the_bound_is_not_replayed_and_one_at_it_is() {
     }
 }
 
+/// A list of `n` items, as JSON text, in an answer of `dialect`.
+fn list_of(dialect: Dialect, n: usize, item: &str) -> String {
+    let items = vec![item; n].join(",");
+    match dialect {
+        Dialect::Chat => format!(r#"{{"choices":[{{"message":{{"tool_calls":[{items}]}}}}]}}"#),
+        Dialect::Messages => format!(r#"{{"content":[{items}]}}"#),
+        Dialect::Responses => format!(r#"{{"output":[{items}]}}"#),
+    }
+}
+
+#[test]
+fn an_answer_of_more_objects_and_arrays_than_the_bound_is_not_replayed() {
+    // Small objects are what a tree takes the most memory for: a 1 MiB list of them took
+    // 200 MB, its events 100 MB more. The answer's own objects and arrays are five (Chat's
+    // choice and message around its calls) or two.
+    for dialect in [Dialect::Chat, Dialect::Messages, Dialect::Responses] {
+        let outer = if dialect == Dialect::Chat { 5 } else { 2 };
+        let at = list_of(dialect, MAX_CONTAINERS - outer, "{}");
+        assert!(events(dialect, at.as_bytes(), false).is_some(), "{dialect:?} at the bound");
+        let over = list_of(dialect, MAX_CONTAINERS - outer + 1, "{}");
+        assert!(events(dialect, over.as_bytes(), false).is_none(), "{dialect:?} over the bound");
+    }
+    // Values of any kind are bounded too, containers or not: here three containers and a
+    // comma before each zero.
+    let zeros = |n: usize| format!(r#"{{"choices":[],"x":[{}]}}"#, vec!["0"; n].join(","));
+    assert!(events(Dialect::Chat, zeros(MAX_VALUES - 3).as_bytes(), false).is_some());
+    assert!(events(Dialect::Chat, zeros(MAX_VALUES - 2).as_bytes(), false).is_none());
+    // What is inside strings is text, not values: a text of braces and commas is replayed.
+    let text = format!(r#"{{"choices":[{{"message":{{"content":"{}"}}}}]}}"#, "{[,\\\"".repeat(200_000));
+    assert!(events(Dialect::Chat, text.as_bytes(), false).is_some());
+}
+
+#[test]
+fn a_replay_whose_events_grow_past_the_bound_is_dropped() {
+    // Few enough items, each repeated in four events (a call of 175 bytes makes 1.2 KB of
+    // them): 5,500 calls, under 1 MiB, would make 6.8 MB.
+    let call =
+        format!(r#"{{"type":"function_call","id":"fc","call_id":"c","name":"f","arguments":"{}"}}"#, "x".repeat(100));
+    let answer = |n| list_of(Dialect::Responses, n, &call);
+    let out = events(Dialect::Responses, answer(1_000).as_bytes(), false).expect("replayed");
+    assert!(out.len() * 11 / 2 > MAX_EVENTS_BYTES, "{}", out.len());
+    assert!(answer(5_500).len() <= MAX_BYTES);
+    assert!(events(Dialect::Responses, answer(5_500).as_bytes(), false).is_none());
+    // One long text, the most a real answer repeats, stays under the bound.
+    let text = format!(
+        r#"{{"type":"message","id":"m","content":[{{"type":"output_text","text":"{}"}}]}}"#,
+        "x".repeat(MAX_BYTES - 200)
+    );
+    let out = events(Dialect::Responses, list_of(Dialect::Responses, 1, &text).as_bytes(), false).expect("replayed");
+    assert!(out.len() > 5 * (MAX_BYTES - 200), "{}", out.len());
+}
+
 #[test]
 fn what_is_no_answer_is_none() {
     let dialects = [Dialect::Chat, Dialect::Messages, Dialect::Responses];
