@@ -49,7 +49,10 @@ impl Live {
             plan.listen = old.plan.listen.clone();
             plan.zrok_share = old.plan.zrok_share.clone();
         }
-        let connect = plan.server.connect_timeout;
+        let connect = crate::transport::http::Connecting {
+            timeout: plan.server.connect_timeout,
+            idle: plan.server.upstream_idle_timeout,
+        };
         let limits = &plan.server;
         let mut fresh = Vec::new();
         let pools = ProviderKind::ALL.map(|k| {

@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use common::{Behaviour, Gateway, Mock, post_json, send};
 
 const CHAT: &str = r#"{"model":"llama3","messages":[{"role":"user","content":"x"}]}"#;
@@ -94,4 +97,97 @@ async fn models_are_the_union_of_healthy_endpoints_from_the_probes() {
     let ids: Vec<&str> = json["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["gpt-4o-mini", "text-embedding-3-small", "llama3:latest"]);
     assert_eq!(openai_style.requests().len(), before, "answered from the probe cache, no fan-out");
+}
+
+/// A keep-alive upstream that closes a connection idle for `close_after` as the next request
+/// arrives, without answering it: a model server's own idle timeout (llama.cpp's server and
+/// uvicorn close idle connections after 5 s) crossing a request sent on that connection.
+/// Returns its URL and the number of connections it accepted.
+async fn closing_idle_upstream(close_after: std::time::Duration) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut idle_since = std::time::Instant::now();
+                loop {
+                    // One request: its head, then as many body bytes as its length says.
+                    let end = loop {
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                                .unwrap_or(0usize);
+                            if buf.len() >= at + 4 + length {
+                                break at + 4 + length;
+                            }
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    if idle_since.elapsed() >= close_after {
+                        return;
+                    }
+                    let body: &[u8] = if buf.starts_with(b"GET") {
+                        br#"{"object":"list","data":[{"id":"llama3","object":"model"}]}"#
+                    } else {
+                        br#"{"id":"c","object":"chat.completion","created":1,"model":"llama3","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#
+                    };
+                    buf.drain(..end);
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    if stream.write_all(&[head.as_bytes(), body].concat()).await.is_err() {
+                        return;
+                    }
+                    idle_since = std::time::Instant::now();
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_connection_idle_past_upstream_idle_seconds_is_not_reused() {
+    use http_body_util::BodyExt;
+    // The upstream closes connections idle for 1.5 s as a request arrives. Kept 1 s, a
+    // connection is dropped before that and the request after a 2 s pause goes on a new one;
+    // kept 3 s, it is sent on the connection being closed and fails without an answer.
+    for (keep, status, new_connections) in [(1, 200, 1), (3, 502, 0)] {
+        let (url, accepted) = closing_idle_upstream(std::time::Duration::from_millis(1500)).await;
+        let gw = Gateway::start(&format!(
+            "providers:\n  local:\n    base_url: {url}\n    health_check:\n      interval_seconds: 3600\n\
+             timeouts:\n  upstream_idle_seconds: {keep}\n"
+        ));
+        // One client connection, so both requests are served by the same thread (each thread
+        // has its own upstream connections).
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let post = || async {
+            let req = http::Request::post(gw.url("/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(CHAT.as_bytes())))
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.into_body().collect().await.unwrap().to_bytes())
+        };
+        assert_eq!(post().await.0, 200, "{}", gw.logs());
+        let before = accepted.load(Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+        let (got, body) = post().await;
+        assert_eq!(got, status, "kept {keep} s: {}", String::from_utf8_lossy(&body));
+        assert_eq!(accepted.load(Ordering::SeqCst) - before, new_connections, "kept {keep} s");
+    }
 }

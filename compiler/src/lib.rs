@@ -278,6 +278,10 @@ fn server(cx: &mut decode::Cx, timeouts: Option<&raw::Timeouts>, limits: Option<
         request_header_timeout: secs(cx, "request_header_seconds", &t.request_header_seconds, 30),
         request_body_timeout: secs(cx, "request_body_seconds", &t.request_body_seconds, 60),
         idle_connection_timeout: secs(cx, "idle_connection_seconds", &t.idle_connection_seconds, 120),
+        upstream_idle_timeout: t
+            .upstream_idle_seconds
+            .as_ref()
+            .map(|_| secs(cx, "upstream_idle_seconds", &t.upstream_idle_seconds, 4)),
         max_body_bytes: endpoints::bounded(cx, "limits.max_body_bytes", &max_body, 32 << 20, 1 << 32) as usize,
         max_connections: optional(cx, "max_connections", &l.max_connections),
         max_event_bytes: endpoints::bounded(cx, "limits.max_event_bytes", &l.max_event_bytes, 16 << 20, 1 << 32)

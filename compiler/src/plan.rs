@@ -95,6 +95,8 @@ pub struct ServerPlan {
     pub request_body_timeout: Duration,
     /// An idle keep-alive connection is closed after this.
     pub idle_connection_timeout: Duration,
+    /// An idle upstream connection is dropped after this; `None`: by the endpoint's scheme.
+    pub upstream_idle_timeout: Option<Duration>,
     pub max_body_bytes: usize,
     /// Client connections open at once; `None`: half the file-descriptor limit.
     pub max_connections: Option<usize>,

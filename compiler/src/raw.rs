@@ -139,6 +139,10 @@ section! {
         /// Seconds an idle keep-alive connection (HTTP/1.1 or HTTP/2) stays open. Default 120.
         #[schemars(extend("default" = 120))]
         idle_connection_seconds: S<i64>,
+        /// Seconds an idle upstream connection is kept for another request. Default 4 for
+        /// `http://` endpoints (llama.cpp's server, vLLM and SGLang close theirs after 5), 90
+        /// for `https://` ones.
+        upstream_idle_seconds: S<i64>,
     }
 }
 

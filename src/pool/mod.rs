@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::providers::{Credential, Operation};
 use crate::shard::PerShard;
-use crate::transport::http::{Dialer, HttpClient, client, client_with};
+use crate::transport::http::{Connecting, Dialer, HttpClient, client, client_with};
 use crate::transport::zrok::access::Access;
 
 pub struct Pool {
@@ -59,8 +59,8 @@ fn advance(key: usize, start: impl FnOnce() -> usize) -> usize {
 
 pub struct Endpoint {
     pub name: String,
-    /// What makes two endpoints the same across reloads: name, transport and connect timeout.
-    identity: (String, Transport, std::time::Duration),
+    /// What makes two endpoints the same across reloads: name, transport and how it connects.
+    identity: (String, Transport, Connecting),
     pub transport: EndpointTransport,
     healthy: AtomicBool,
     /// With `limits.max_concurrent_per_endpoint`: the endpoint's slots and queue (kept across reloads
@@ -105,13 +105,14 @@ impl HttpTarget {
 }
 
 impl Pool {
+    /// A pool with the default idle timeouts (tests and benches).
     pub fn new(p: &ProviderPlan, connect: std::time::Duration) -> Self {
-        Self::reconciled(p, connect, None).0
+        Self::reconciled(p, Connecting { timeout: connect, idle: None }, None).0
     }
 
     /// The pool for `p`, reusing every endpoint of `old` whose identity is unchanged.
     /// Returns the indices of the endpoints that are new (they need a first probe).
-    pub fn reconciled(p: &ProviderPlan, connect: std::time::Duration, old: Option<&Pool>) -> (Self, Vec<usize>) {
+    pub fn reconciled(p: &ProviderPlan, connect: Connecting, old: Option<&Pool>) -> (Self, Vec<usize>) {
         let credential = Credential::of(p.kind, &p.api_key);
         let mut fresh = Vec::new();
         let endpoints: Vec<Arc<Endpoint>> = p
@@ -236,11 +237,11 @@ impl Pool {
 }
 
 impl Endpoint {
-    fn new(kind: ProviderKind, spec: &EndpointSpec, connect: std::time::Duration) -> Self {
+    fn new(kind: ProviderKind, spec: &EndpointSpec, connect: Connecting) -> Self {
         let transport = match &spec.transport {
             Transport::Http { base_url } => {
                 let base = base_url.as_str().trim_end_matches('/').to_owned();
-                EndpointTransport::Http(Box::new(HttpTarget::new(kind, base, || client(connect))))
+                EndpointTransport::Http(Box::new(HttpTarget::new(kind, base.clone(), || client(connect, &base))))
             }
             Transport::Zrok { share_token, base_url } => match crate::transport::zrok::get() {
                 Some(zrok) => {
@@ -251,8 +252,9 @@ impl Endpoint {
                         Some(url) => url.as_str().trim_end_matches('/').to_owned(),
                         None => "http://zrok-share".to_owned(),
                     };
+                    let idle = connect.idle_for(&base);
                     EndpointTransport::Http(Box::new(HttpTarget::new(kind, base, || {
-                        client_with(Dialer::Zrok(access.clone()))
+                        client_with(Dialer::Zrok(access.clone()), idle)
                     })))
                 }
                 None => EndpointTransport::Zrok,

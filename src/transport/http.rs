@@ -36,16 +36,46 @@ pub enum Conn {
     Unix(TokioIo<UnixStream>),
 }
 
-pub fn client(connect_timeout: Duration) -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.enforce_http(false);
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    client_with(Dialer::Tcp(http))
+/// How an endpoint's clients connect and keep connections (`timeouts.connect_seconds`,
+/// `timeouts.upstream_idle_seconds`): part of its identity, so a reload that changes them
+/// builds new clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connecting {
+    pub timeout: Duration,
+    /// `None`: [`PLAIN_IDLE`] or [`TLS_IDLE`], by the endpoint's scheme.
+    pub idle: Option<Duration>,
 }
 
-pub fn client_with(dialer: Dialer) -> HttpClient {
+/// How long an idle plain-HTTP connection is kept for another request: under the 5 s after
+/// which llama.cpp's server, uvicorn (vLLM, SGLang) and Node close an idle keep-alive
+/// connection. A request sent on a connection as its server closes it fails without an
+/// answer (the close and the request cross), and the endpoint is marked down; a new
+/// connection costs a TCP handshake.
+pub const PLAIN_IDLE: Duration = Duration::from_secs(4);
+
+/// Over TLS (the cloud APIs keep connections for minutes) a new connection costs a TLS
+/// handshake, tens of milliseconds away.
+pub const TLS_IDLE: Duration = Duration::from_secs(90);
+
+impl Connecting {
+    /// The idle timeout for an endpoint at `base` (its URL).
+    pub fn idle_for(&self, base: &str) -> Duration {
+        self.idle.unwrap_or(if base.starts_with("https:") { TLS_IDLE } else { PLAIN_IDLE })
+    }
+}
+
+/// A TCP client for the endpoint at `base`.
+pub fn client(connecting: Connecting, base: &str) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connecting.timeout));
+    http.enforce_http(false);
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    client_with(Dialer::Tcp(http), connecting.idle_for(base))
+}
+
+/// A client that dials with `dialer`, dropping connections idle for `idle`.
+pub fn client_with(dialer: Dialer, idle: Duration) -> HttpClient {
     let https = HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
@@ -55,7 +85,7 @@ pub fn client_with(dialer: Dialer) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(idle)
         .build(https)
 }
 
@@ -250,8 +280,19 @@ mod tests {
         assert_eq!(without_userinfo("https://api.zrok.io"), "https://api.zrok.io");
     }
 
+    #[test]
+    fn idle_connections_are_kept_by_scheme_unless_configured() {
+        let default = Connecting { timeout: Duration::from_secs(2), idle: None };
+        assert_eq!(default.idle_for("http://127.0.0.1:8080"), PLAIN_IDLE);
+        assert_eq!(default.idle_for("https://api.openai.com/v1"), TLS_IDLE);
+        let set = Connecting { idle: Some(Duration::from_secs(1)), ..default };
+        for base in ["http://127.0.0.1:8080", "https://api.openai.com/v1"] {
+            assert_eq!(set.idle_for(base), Duration::from_secs(1));
+        }
+    }
+
     async fn fail(url: &str) -> String {
-        let client = client(Duration::from_secs(2));
+        let client = client(Connecting { timeout: Duration::from_secs(2), idle: None }, url);
         let req = http::Request::get(url).body(Full::new(Bytes::new())).unwrap();
         describe(&client.request(req).await.unwrap_err())
     }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::Flavour;
 use super::env::Environment;
-use crate::transport::http::{HttpClient, client};
+use crate::transport::http::{Connecting, HttpClient, client};
 
 const MEDIA: &str = "application/zrok.v1+json";
 
@@ -77,13 +77,15 @@ impl Api {
             Flavour::V1 => "v1",
             Flavour::V2 => "v2",
         };
+        let base = format!("{}/api/{version}", env.api_endpoint);
+        let connecting = Connecting { timeout: std::time::Duration::from_secs(10), idle: None };
         Ok(Self {
-            base: format!("{}/api/{version}", env.api_endpoint),
+            client: client(connecting, &base),
+            base,
             flavour: env.flavour,
             token,
             env_zid: env.ziti_identity.clone(),
             namespace: env.default_namespace.clone(),
-            client: client(std::time::Duration::from_secs(10)),
         })
     }
 
