@@ -202,7 +202,7 @@ async fn rewrite(path: &std::path::Path, upstream: SocketAddr, i: u64) -> bool {
 }
 
 pub async fn chaos(args: &[String]) {
-    let gateway_bin = flag(args, "--gateway", super::GATEWAY);
+    let gateway_bin = super::gateway_bin(args);
     let seconds: u64 = flag(args, "--seconds", "600").parse().expect("seconds");
     let rewrites: u64 = flag(args, "--rewrites", "30").parse().expect("rewrites");
     let clients: usize = flag(args, "--clients", "12").parse().expect("clients");

@@ -21,7 +21,7 @@ use super::{Proc, connect, flag, in_mode, one, pairs, spawn_gateway, spawn_self}
 const WARM_UP: usize = 100;
 
 pub async fn instructions(args: &[String]) {
-    let gateway_bin = flag(args, "--gateway", super::GATEWAY);
+    let gateway_bin = super::gateway_bin(args);
     let requests: usize = flag(args, "--requests", "500").parse().expect("requests");
     let only = flag(args, "--only", "");
     let keep = flag(args, "--keep", "");

@@ -73,6 +73,13 @@ fn main() {
 /// among them, which is not the binary users run).
 const GATEWAY: &str = "target/release/llm-gateway-as-shipped";
 
+/// The gateway binary to measure (`--gateway`, else [`GATEWAY`]), which must exist.
+fn gateway_bin(args: &[String]) -> String {
+    let bin = flag(args, "--gateway", GATEWAY);
+    assert!(std::path::Path::new(&bin).is_file(), "{bin} not found: run scripts/bench.sh, or pass --gateway");
+    bin
+}
+
 fn flag(args: &[String], name: &str, default: &str) -> String {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_owned())
 }
@@ -372,7 +379,7 @@ fn pairs() -> Vec<Pair> {
 type Ratios = [f64; 3];
 
 async fn drive(args: &[String]) {
-    let gateway_bin = flag(args, "--gateway", GATEWAY);
+    let gateway_bin = gateway_bin(args);
     let rounds: usize = flag(args, "--rounds", "10").parse().expect("rounds");
     let per_round: usize = flag(args, "--requests", "1000").parse().expect("requests");
     let only = flag(args, "--only", "");
@@ -611,7 +618,7 @@ async fn load(args: &[String]) {
 /// `--rewrites` times — a third of them invalid, others adding and removing an endpoint.
 /// Every request must succeed and every stream must end with `[DONE]`.
 async fn soak(args: &[String]) {
-    let gateway_bin = flag(args, "--gateway", GATEWAY);
+    let gateway_bin = gateway_bin(args);
     let seconds: u64 = flag(args, "--seconds", "60").parse().expect("seconds");
     let rewrites: u64 = flag(args, "--rewrites", "30").parse().expect("rewrites");
     let conns: usize = flag(args, "--connections", "16").parse().expect("connections");

@@ -278,6 +278,8 @@ fn server(cx: &mut decode::Cx, timeouts: Option<&raw::Timeouts>, limits: Option<
         request_header_timeout: secs(cx, "request_header_seconds", &t.request_header_seconds, 30),
         request_body_timeout: secs(cx, "request_body_seconds", &t.request_body_seconds, 60),
         idle_connection_timeout: secs(cx, "idle_connection_seconds", &t.idle_connection_seconds, 120),
+        // Unset, the default depends on each endpoint's scheme (the runtime's `Connecting`); the
+        // 4 only stands in for a value out of range, which fails the config.
         upstream_idle_timeout: t
             .upstream_idle_seconds
             .as_ref()

@@ -141,7 +141,7 @@ section! {
         idle_connection_seconds: S<i64>,
         /// Seconds an idle upstream connection is kept for another request. Default 4 for
         /// `http://` endpoints (llama.cpp's server, vLLM and SGLang close theirs after 5), 90
-        /// for `https://` ones.
+        /// for `https://` ones and zrok shares.
         upstream_idle_seconds: S<i64>,
     }
 }

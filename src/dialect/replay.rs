@@ -10,16 +10,16 @@ use super::{Dialect, event_head};
 /// so a larger one goes to the client as the JSON it is.
 pub const MAX_BYTES: usize = 1 << 20;
 
-/// The most objects and arrays an answer replayed may hold. Bytes alone do not bound the tree:
-/// each object with a member takes a map node of about 600 bytes, so a 1 MiB list of small
-/// objects took 200 MB, and its events 100 MB more. Real answers hold tens (thousands with
-/// log probabilities).
-const MAX_CONTAINERS: usize = 10_000;
+/// The most objects an answer replayed may hold. Bytes alone do not bound the tree: each
+/// object with a member takes a map node of about 600 bytes, so a 1 MiB list of small objects
+/// took 200 MB, and its events 100 MB more. Real answers hold tens; one with log probabilities
+/// about six a token (five alternatives), 10,000 in 1 MiB of them.
+const MAX_OBJECTS: usize = 20_000;
 
 /// The most values an answer replayed may hold, counted as its objects and arrays and its
 /// commas (each begins another value): 32 bytes each in the tree, and each list item brings
-/// events of its own.
-const MAX_VALUES: usize = 100_000;
+/// events of its own. 1 MiB of log probabilities holds about 100,000.
+const MAX_VALUES: usize = 200_000;
 
 /// The most bytes of events a replay writes. Each list item brings events that repeat it (the
 /// Responses events carry a text five times over), so a 1 MiB answer of many small items made
@@ -27,7 +27,7 @@ const MAX_VALUES: usize = 100_000;
 const MAX_EVENTS_BYTES: usize = 6 << 20;
 
 /// The events of `answer`, a whole answer in `dialect` (`usage`: a Chat client asked for the
-/// usage chunk). `None` when it is larger than [`MAX_BYTES`], [`MAX_CONTAINERS`] or
+/// usage chunk). `None` when it is larger than [`MAX_BYTES`], [`MAX_OBJECTS`] or
 /// [`MAX_VALUES`], when its events would be larger than [`MAX_EVENTS_BYTES`], or when it is no
 /// answer: not a JSON object with the list an answer holds (`choices`, `content`, `output`).
 pub fn events(dialect: Dialect, answer: &[u8], usage: bool) -> Option<Vec<u8>> {
@@ -49,11 +49,12 @@ pub fn events(dialect: Dialect, answer: &[u8], usage: bool) -> Option<Vec<u8>> {
     (out.len() <= MAX_EVENTS_BYTES).then_some(out)
 }
 
-/// At most [`MAX_CONTAINERS`] objects and arrays and [`MAX_VALUES`] values, counted outside
-/// strings before a tree is built. Text that is not JSON is counted as it comes; the parse
+/// At most [`MAX_OBJECTS`] objects and [`MAX_VALUES`] values, counted outside strings before
+/// a tree is built (the same string scan as [`crate::upstream::scan::JsonEnd`]'s, which
+/// watches a body go by instead). Text that is not JSON is counted as it comes; the parse
 /// rejects it after.
 fn few_values(text: &[u8]) -> bool {
-    let (mut containers, mut commas) = (0, 0);
+    let (mut objects, mut arrays, mut commas) = (0, 0, 0);
     let (mut in_string, mut escaped) = (false, false);
     for &b in text {
         if in_string {
@@ -67,12 +68,13 @@ fn few_values(text: &[u8]) -> bool {
         }
         match b {
             b'"' => in_string = true,
-            b'{' | b'[' => containers += 1,
+            b'{' => objects += 1,
+            b'[' => arrays += 1,
             b',' => commas += 1,
             _ => {}
         }
     }
-    containers <= MAX_CONTAINERS && containers + commas <= MAX_VALUES
+    objects <= MAX_OBJECTS && objects + arrays + commas <= MAX_VALUES
 }
 
 /// Events stop being written once past [`MAX_EVENTS_BYTES`] (the replay is then dropped).
@@ -147,6 +149,9 @@ fn messages(mut message: Value, out: &mut Vec<u8>) {
     event(out, "message_start", json!({ "message": message }));
     let blocks = blocks.as_array().into_iter().flatten().filter(|b| b.is_object()).cloned();
     for (index, mut block) in blocks.enumerate() {
+        if full(out) {
+            return;
+        }
         // The block as it starts (its content empty), and its content as a delta.
         let delta = match block["type"].as_str() {
             Some("text") => Some(json!({"type": "text_delta", "text": block["text"].take()})),
@@ -202,6 +207,9 @@ fn responses(mut response: Value, out: &mut Vec<u8>) {
     emit(out, "response.in_progress", json!({ "response": started }));
     let items = response["output"].as_array().into_iter().flatten().filter(|item| item.is_object());
     for (i, item) in items.enumerate() {
+        if full(out) {
+            return;
+        }
         let id = item["id"].clone();
         let mut added = item.clone();
         added["status"] = "in_progress".into();

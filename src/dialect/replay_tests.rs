@@ -196,24 +196,26 @@ fn list_of(dialect: Dialect, n: usize, item: &str) -> String {
 }
 
 #[test]
-fn an_answer_of_more_objects_and_arrays_than_the_bound_is_not_replayed() {
+fn an_answer_of_more_objects_or_values_than_the_bounds_is_not_replayed() {
     // Small objects are what a tree takes the most memory for: a 1 MiB list of them took
-    // 200 MB, its events 100 MB more. The answer's own objects and arrays are five (Chat's
-    // choice and message around its calls) or two.
+    // 200 MB, its events 100 MB more. The answer's own objects are three (Chat's choice and
+    // message around its calls) or one.
     for dialect in [Dialect::Chat, Dialect::Messages, Dialect::Responses] {
-        let outer = if dialect == Dialect::Chat { 5 } else { 2 };
-        let at = list_of(dialect, MAX_CONTAINERS - outer, "{}");
+        let outer = if dialect == Dialect::Chat { 3 } else { 1 };
+        let at = list_of(dialect, MAX_OBJECTS - outer, "{}");
         assert!(events(dialect, at.as_bytes(), false).is_some(), "{dialect:?} at the bound");
-        let over = list_of(dialect, MAX_CONTAINERS - outer + 1, "{}");
+        let over = list_of(dialect, MAX_OBJECTS - outer + 1, "{}");
         assert!(events(dialect, over.as_bytes(), false).is_none(), "{dialect:?} over the bound");
     }
-    // Values of any kind are bounded too, containers or not: here three containers and a
-    // comma before each zero.
-    let zeros = |n: usize| format!(r#"{{"choices":[],"x":[{}]}}"#, vec!["0"; n].join(","));
-    assert!(events(Dialect::Chat, zeros(MAX_VALUES - 3).as_bytes(), false).is_some());
-    assert!(events(Dialect::Chat, zeros(MAX_VALUES - 2).as_bytes(), false).is_none());
-    // What is inside strings is text, not values: a text of braces and commas is replayed.
-    let text = format!(r#"{{"choices":[{{"message":{{"content":"{}"}}}}]}}"#, "{[,\\\"".repeat(200_000));
+    // Values of any kind are bounded too: here an object, two arrays and a comma before each
+    // zero and the list, counted past a string of escapes.
+    let zeros = |n: usize| format!(r#"{{"s":"\"\\","choices":[],"x":[{}]}}"#, vec!["0"; n].join(","));
+    assert!(events(Dialect::Chat, zeros(MAX_VALUES - 4).as_bytes(), false).is_some());
+    assert!(events(Dialect::Chat, zeros(MAX_VALUES - 3).as_bytes(), false).is_none());
+    // What is inside strings is text, not values: a text of braces, commas, escaped quotes and
+    // escaped backslashes (one right before the closing quote) is replayed.
+    let text = format!(r#"{{"choices":[{{"message":{{"content":"{}"}}}}]}}"#, "{[,\\\"\\\\".repeat(120_000));
+    assert!(text.len() <= MAX_BYTES && text.ends_with(r#"\\"}}]}"#));
     assert!(events(Dialect::Chat, text.as_bytes(), false).is_some());
 }
 

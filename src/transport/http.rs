@@ -53,14 +53,16 @@ pub struct Connecting {
 /// connection costs a TCP handshake.
 pub const PLAIN_IDLE: Duration = Duration::from_secs(4);
 
-/// Over TLS (the cloud APIs keep connections for minutes) a new connection costs a TLS
-/// handshake, tens of milliseconds away.
-pub const TLS_IDLE: Duration = Duration::from_secs(90);
+/// How long other idle connections are kept: over TLS (the cloud APIs keep connections for
+/// minutes) a new one costs a TLS handshake, tens of milliseconds away, and through a zrok
+/// share a Ziti dial.
+pub const KEPT_IDLE: Duration = Duration::from_secs(90);
 
 impl Connecting {
-    /// The idle timeout for an endpoint at `base` (its URL).
+    /// The idle timeout for a TCP endpoint at `base` (its URL; the compiler lowercases the
+    /// scheme).
     pub fn idle_for(&self, base: &str) -> Duration {
-        self.idle.unwrap_or(if base.starts_with("https:") { TLS_IDLE } else { PLAIN_IDLE })
+        self.idle.unwrap_or(if base.starts_with("https:") { KEPT_IDLE } else { PLAIN_IDLE })
     }
 }
 
@@ -284,7 +286,7 @@ mod tests {
     fn idle_connections_are_kept_by_scheme_unless_configured() {
         let default = Connecting { timeout: Duration::from_secs(2), idle: None };
         assert_eq!(default.idle_for("http://127.0.0.1:8080"), PLAIN_IDLE);
-        assert_eq!(default.idle_for("https://api.openai.com/v1"), TLS_IDLE);
+        assert_eq!(default.idle_for("https://api.openai.com/v1"), KEPT_IDLE);
         let set = Connecting { idle: Some(Duration::from_secs(1)), ..default };
         for base in ["http://127.0.0.1:8080", "https://api.openai.com/v1"] {
             assert_eq!(set.idle_for(base), Duration::from_secs(1));
