@@ -220,6 +220,25 @@ fn an_answer_of_more_objects_or_values_than_the_bounds_is_not_replayed() {
 }
 
 #[test]
+fn a_megabyte_of_log_probabilities_is_replayed() {
+    // The largest real answer of many small objects: 2,450 tokens with five alternatives each
+    // (14,700 objects, 132,000 values in 1 MiB), within the bounds.
+    let token = |t: &str| json!({"token": t, "logprob": -0.1234567, "bytes": t.as_bytes()});
+    let entry = {
+        let mut e = token(" word");
+        e["top_logprobs"] = json!([token(" word"), token(" other"), token(" thing"), token(" more"), token(" x")]);
+        e
+    };
+    let answer = json!({"object": "chat.completion", "choices": [{"index": 0,
+        "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop",
+        "logprobs": {"content": vec![entry; 2_450], "refusal": null}}]});
+    let text = serde_json::to_vec(&answer).unwrap();
+    assert!(text.len() > 1_000_000 && text.len() <= MAX_BYTES, "{}", text.len());
+    let got = replayed(Dialect::Chat, &answer, false);
+    assert_eq!(got[0].1["choices"][0]["logprobs"]["content"].as_array().unwrap().len(), 2_450);
+}
+
+#[test]
 fn a_replay_whose_events_grow_past_the_bound_is_dropped() {
     // Few enough items, each repeated in four events (a call of 175 bytes makes 1.2 KB of
     // them): 5,500 calls, under 1 MiB, would make 6.8 MB.
