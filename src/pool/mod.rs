@@ -252,7 +252,7 @@ impl Endpoint {
                         Some(url) => url.as_str().trim_end_matches('/').to_owned(),
                         None => "http://zrok-share".to_owned(),
                     };
-                    let idle = connect.idle.unwrap_or(crate::transport::http::KEPT_IDLE);
+                    let idle = connect.idle_through_share();
                     EndpointTransport::Http(Box::new(HttpTarget::new(kind, base, || {
                         client_with(Dialer::Zrok(access.clone()), idle)
                     })))

@@ -42,7 +42,7 @@ pub enum Conn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Connecting {
     pub timeout: Duration,
-    /// `None`: [`PLAIN_IDLE`] or [`TLS_IDLE`], by the endpoint's scheme.
+    /// `None`: [`PLAIN_IDLE`] or [`KEPT_IDLE`], by how the endpoint is reached.
     pub idle: Option<Duration>,
 }
 
@@ -51,18 +51,23 @@ pub struct Connecting {
 /// connection. A request sent on a connection as its server closes it fails without an
 /// answer (the close and the request cross), and the endpoint is marked down; a new
 /// connection costs a TCP handshake.
-pub const PLAIN_IDLE: Duration = Duration::from_secs(4);
+const PLAIN_IDLE: Duration = Duration::from_secs(4);
 
 /// How long other idle connections are kept: over TLS (the cloud APIs keep connections for
 /// minutes) a new one costs a TLS handshake, tens of milliseconds away, and through a zrok
 /// share a Ziti dial.
-pub const KEPT_IDLE: Duration = Duration::from_secs(90);
+const KEPT_IDLE: Duration = Duration::from_secs(90);
 
 impl Connecting {
     /// The idle timeout for a TCP endpoint at `base` (its URL; the compiler lowercases the
     /// scheme).
     pub fn idle_for(&self, base: &str) -> Duration {
         self.idle.unwrap_or(if base.starts_with("https:") { KEPT_IDLE } else { PLAIN_IDLE })
+    }
+
+    /// The idle timeout for an endpoint reached through a zrok share.
+    pub fn idle_through_share(&self) -> Duration {
+        self.idle.unwrap_or(KEPT_IDLE)
     }
 }
 
@@ -291,6 +296,8 @@ mod tests {
         for base in ["http://127.0.0.1:8080", "https://api.openai.com/v1"] {
             assert_eq!(set.idle_for(base), Duration::from_secs(1));
         }
+        assert_eq!(default.idle_through_share(), KEPT_IDLE);
+        assert_eq!(set.idle_through_share(), Duration::from_secs(1));
     }
 
     async fn fail(url: &str) -> String {
