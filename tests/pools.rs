@@ -2,6 +2,8 @@
 //! HTTP errors, 503 when every endpoint is down, and the models union from the probes.
 
 mod common;
+#[path = "common/faulty.rs"]
+mod faulty;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -106,7 +108,7 @@ async fn models_are_the_union_of_healthy_endpoints_from_the_probes() {
 /// never closed, however slowly the test's first request comes.) Returns its URL and the
 /// number of connections it accepted.
 async fn closing_idle_upstream(close_after: std::time::Duration) -> (String, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -115,37 +117,19 @@ async fn closing_idle_upstream(close_after: std::time::Duration) -> (String, Arc
         while let Ok((mut stream, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let mut buf = Vec::new();
                 let mut answered_post: Option<std::time::Instant> = None;
-                loop {
-                    // One request: its head, then as many body bytes as its length says.
-                    let end = loop {
-                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
-                            let length = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-                                .unwrap_or(0usize);
-                            if buf.len() >= at + 4 + length {
-                                break at + 4 + length;
-                            }
-                        }
-                        let mut chunk = [0u8; 4096];
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
+                // hyper sends the next request only once the last is answered, so each read
+                // holds one request.
+                while let Ok((method, _, _)) = faulty::read_request(&mut stream).await {
                     if answered_post.is_some_and(|at| at.elapsed() >= close_after) {
                         return;
                     }
-                    let post = buf.starts_with(b"POST");
+                    let post = method == "POST";
                     let body: &[u8] = if !post {
                         br#"{"object":"list","data":[{"id":"llama3","object":"model"}]}"#
                     } else {
                         br#"{"id":"c","object":"chat.completion","created":1,"model":"llama3","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#
                     };
-                    buf.drain(..end);
                     let head = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
                         body.len()

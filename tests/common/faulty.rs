@@ -295,7 +295,7 @@ async fn until_closed(stream: &mut TcpStream) {
 }
 
 /// Reads one request: method, path and body.
-async fn read_request(stream: &mut TcpStream) -> std::io::Result<(String, String, Vec<u8>)> {
+pub async fn read_request(stream: &mut TcpStream) -> std::io::Result<(String, String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let end = loop {
