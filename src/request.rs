@@ -4,45 +4,130 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
-use crate::dialect::borrowed::{is_null, text};
+use crate::dialect::borrowed::unescaped;
+use crate::dialect::json::{Invalid, Reader};
 use crate::error::ApiError;
 
-/// The fields a decision needs; everything else is skipped, not copied.
-#[derive(Debug, Deserialize)]
+/// The fields a decision needs, as the raw JSON text of their values; everything else is
+/// checked and skipped, not copied. `null` reads as absent, except where noted.
+#[derive(Debug, Default)]
 pub struct Probe<'a> {
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub model: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub messages: Option<&'a RawValue>,
-    #[serde(default)]
+    /// Present even when `null`, so the gateway replaces it where it is instead of adding the
+    /// key a second time.
+    pub model: Option<&'a str>,
+    pub messages: Option<&'a str>,
     pub stream: Option<bool>,
     /// Any JSON number: llama.cpp and LM Studio take `-1` for "no limit", and some clients
     /// send `256.0`. Only routing reads it, as an estimate.
-    #[serde(default)]
     pub max_tokens: Option<serde_json::Number>,
-    #[serde(borrow, default)]
-    pub tools: Option<&'a RawValue>,
+    pub tools: Option<&'a str>,
     /// Messages: the system prompt (a string or text blocks).
-    #[serde(borrow, default)]
-    pub system: Option<&'a RawValue>,
+    pub system: Option<&'a str>,
     /// Responses: the conversation (a string or items) and the system prompt.
-    #[serde(borrow, default)]
-    pub input: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub instructions: Option<&'a RawValue>,
-    #[serde(default)]
+    pub input: Option<&'a str>,
+    pub instructions: Option<&'a str>,
     pub max_output_tokens: Option<serde_json::Number>,
-    /// Chat and Completions: `include_usage` asks for a usage chunk at a stream's end.
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub stream_options: Option<&'a RawValue>,
+    /// Chat and Completions: `include_usage` asks for a usage chunk at a stream's end. Present
+    /// even when `null`, as `model`.
+    pub stream_options: Option<&'a str>,
 }
 
-/// A field that is present, `null` included (serde reads `null` as `None`), so the gateway
-/// replaces it where it is instead of adding the key a second time.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+/// The probed keys, by their number in [`Probe::read`].
+const FIELDS: [&str; 10] = [
+    "model",
+    "messages",
+    "stream",
+    "max_tokens",
+    "tools",
+    "system",
+    "input",
+    "instructions",
+    "max_output_tokens",
+    "stream_options",
+];
+
+impl<'a> Probe<'a> {
+    /// Reads a body with the checking JSON reader; the error says what is wrong with it. A key
+    /// is matched as it reads unescaped (`"\u006dodel"` is `model`), and a probed key written
+    /// twice is refused: the gateway and the upstream could each take a different one.
+    fn read(body: &'a [u8]) -> Result<Self, String> {
+        let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
+        let mut problem = None;
+        let read = Reader::document(text, |r| {
+            let mut probe = Probe::default();
+            let mut seen = 0u16;
+            r.members(|key, r| {
+                let spelled;
+                let key = match key.contains(&b'\\') {
+                    false => key,
+                    true => {
+                        spelled = std::str::from_utf8(key)
+                            .ok()
+                            .and_then(|k| unescaped(&format!("\"{k}\"")).map(Cow::into_owned));
+                        spelled.as_deref().unwrap_or_default().as_bytes()
+                    }
+                };
+                let field = match key {
+                    b"model" => 0,
+                    b"messages" => 1,
+                    b"stream" => 2,
+                    b"max_tokens" => 3,
+                    b"tools" => 4,
+                    b"system" => 5,
+                    b"input" => 6,
+                    b"instructions" => 7,
+                    b"max_output_tokens" => 8,
+                    b"stream_options" => 9,
+                    _ => return r.skip(),
+                };
+                if seen & (1 << field) != 0 {
+                    problem = Some(format!("duplicate field `{}`", FIELDS[field]));
+                    return Err(Invalid);
+                }
+                seen |= 1 << field;
+                let mut mistyped = |what: &str| {
+                    problem = Some(format!("`{}` must be {what}", FIELDS[field]));
+                    Invalid
+                };
+                let value = r.value()?;
+                let raw = (value != "null").then_some(value);
+                match field {
+                    0 => probe.model = Some(value),
+                    1 => probe.messages = raw,
+                    2 => {
+                        probe.stream = match value {
+                            "true" => Some(true),
+                            "false" => Some(false),
+                            "null" => None,
+                            _ => return Err(mistyped("true or false")),
+                        }
+                    }
+                    3 | 8 => {
+                        let n = raw.map(str::parse).transpose().map_err(|_| mistyped("a number"))?;
+                        match field {
+                            3 => probe.max_tokens = n,
+                            _ => probe.max_output_tokens = n,
+                        }
+                    }
+                    4 => probe.tools = raw,
+                    5 => probe.system = raw,
+                    6 => probe.input = raw,
+                    7 => probe.instructions = raw,
+                    _ => probe.stream_options = Some(value),
+                }
+                Ok(())
+            })?;
+            Ok(probe)
+        });
+        read.map_err(|Invalid| {
+            problem.unwrap_or_else(|| match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                // serde_json says where.
+                Err(e) => e.to_string(),
+                Ok(_) => "the body is not JSON".to_owned(),
+            })
+        })
+    }
 }
 
 /// The parsed request: the probe plus where its `model` value sits in the body.
@@ -59,9 +144,9 @@ pub struct Parsed<'a> {
 }
 
 /// Where a raw value sits in the body it was borrowed from.
-fn span_of(body: &[u8], raw: &RawValue) -> std::ops::Range<usize> {
-    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
-    start..start + raw.get().len()
+fn span_of(body: &[u8], raw: &str) -> std::ops::Range<usize> {
+    let start = raw.as_ptr() as usize - body.as_ptr() as usize;
+    start..start + raw.len()
 }
 
 pub fn parse(body: &[u8]) -> Result<Parsed<'_>, ApiError> {
@@ -69,13 +154,13 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, ApiError> {
     if first != Some(b'{') {
         return Err(ApiError::bad_request("invalid_json", "request body must be a JSON object"));
     }
-    let probe: Probe = crate::dialect::from_json(body)
+    let probe = Probe::read(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}")))?;
     let (model, model_span) = match probe.model {
         None => (None, None),
-        Some(raw) if is_null(raw) => (None, Some(span_of(body, raw))),
+        Some("null") => (None, probe.model.map(|raw| span_of(body, raw))),
         // Borrowed from the body unless the string has escapes to undo.
-        Some(raw) => match text(raw) {
+        Some(raw) => match unescaped(raw) {
             Some(m) => (Some(m), Some(span_of(body, raw))),
             None => return Err(ApiError::bad_request("invalid_model", "`model` must be a string")),
         },
@@ -90,21 +175,18 @@ impl Parsed<'_> {
     }
 
     pub fn has_tools(&self) -> bool {
-        self.probe.tools.is_some_and(|t| t.get().trim_start().starts_with('[') && t.get().trim() != "[]")
+        self.probe.tools.is_some_and(|t| t.starts_with('[') && t[1..].trim_start() != "]")
     }
 
     /// `messages` is present and a non-empty array. The value is already valid JSON, so
     /// looking at its first two tokens is enough.
     pub fn has_messages(&self) -> bool {
-        self.probe
-            .messages
-            .is_some_and(|m| m.get().strip_prefix('[').is_some_and(|rest| !rest.trim_start().starts_with(']')))
+        self.probe.messages.is_some_and(|m| m.strip_prefix('[').is_some_and(|rest| !rest.trim_start().starts_with(']')))
     }
 
     /// Responses: `input` is a non-empty string or a non-empty list.
     pub fn has_input(&self) -> bool {
-        self.probe.input.is_some_and(|i| {
-            let v = i.get();
+        self.probe.input.is_some_and(|v| {
             v.strip_prefix('[').is_some_and(|rest| !rest.trim_start().starts_with(']'))
                 || (v.starts_with('"') && v != "\"\"")
         })
@@ -137,7 +219,7 @@ impl Parsed<'_> {
         struct Options {
             include_usage: Option<bool>,
         }
-        match self.probe.stream_options.map(|raw| raw.get()) {
+        match self.probe.stream_options {
             None | Some("null") => UsageAsked::No,
             Some(text) => match serde_json::from_str::<Options>(text) {
                 Ok(Options { include_usage: Some(true) }) => UsageAsked::Yes,
@@ -177,7 +259,7 @@ pub fn rewrite(body: &[u8], parsed: &Parsed, model: Option<&str>, ask_usage: boo
             None => br#"{"include_usage":true}"#.to_vec(),
             Some(raw) => {
                 let mut options =
-                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get()).unwrap_or_default();
+                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw).unwrap_or_default();
                 options.insert("include_usage".into(), true.into());
                 serde_json::to_vec(&options).unwrap_or_default()
             }
@@ -293,6 +375,16 @@ mod tests {
         assert!(parse(br#"{"model": 3}"#).unwrap_err().message.contains("must be a string"));
         assert!(parse(br#"{"model":"a","model":"b"}"#).is_err(), "duplicate keys are ambiguous");
         assert!(parse(br#"{"stream":"yes"}"#).is_err());
+        let message = |body: &[u8]| parse(body).unwrap_err().message;
+        // A key spelled with escapes is the key it spells: no second `model` gets past.
+        assert_eq!(parse(br#"{"\u006dodel":"a"}"#).unwrap().model.as_deref(), Some("a"));
+        assert!(message(br#"{"model":"a","\u006dodel":"b"}"#).ends_with("duplicate field `model`"));
+        assert!(message(br#"{"stream":1}"#).ends_with("`stream` must be true or false"));
+        assert!(message(br#"{"max_tokens":"256"}"#).ends_with("`max_tokens` must be a number"));
+        assert!(message(b"{\"model\":\"\xff\"}").ends_with("the body is not UTF-8"));
+        assert!(message(br#"{"model":"m"} x"#).contains("trailing characters at line 1 column 15"));
+        // Unprobed keys may repeat (a JSON tree keeps the last).
+        assert!(parse(br#"{"user":"a","user":"b"}"#).is_ok());
     }
 
     #[test]

@@ -5,8 +5,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::info;
 
-use serde_json::value::RawValue;
-
 use crate::dialect::Dialect;
 use crate::request::Parsed;
 
@@ -34,7 +32,7 @@ pub fn text_of(content: &Value) -> String {
 /// then `input` (a string is one user message; items without a role, such as function
 /// calls, carry no prompt text).
 pub fn role_texts(parsed: &Parsed, dialect: Dialect) -> Vec<(String, String)> {
-    let parse = |raw: Option<&RawValue>| raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+    let parse = |raw: Option<&str>| raw.and_then(|r| serde_json::from_str::<Value>(r).ok());
     let (system, conversation) = match dialect {
         Dialect::Chat => (None, parse(parsed.probe.messages)),
         Dialect::Messages => (parse(parsed.probe.system), parse(parsed.probe.messages)),
@@ -89,8 +87,7 @@ pub fn escape(text: &str) -> String {
 
 pub fn log_request(parsed: &Parsed, dialect: Dialect, model: &str, max_chars: usize) {
     let messages = role_texts(parsed, dialect);
-    let tools =
-        parsed.probe.tools.and_then(|t| serde_json::from_str::<Vec<Value>>(t.get()).ok()).map_or(0, |t| t.len());
+    let tools = parsed.probe.tools.and_then(|t| serde_json::from_str::<Vec<Value>>(t).ok()).map_or(0, |t| t.len());
     let model = escape(model);
     info!("trace: model='{model}' messages={} stream={} tools={tools}", messages.len(), parsed.is_stream());
     for (i, (role, text)) in messages.iter().enumerate() {

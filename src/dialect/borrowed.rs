@@ -162,7 +162,16 @@ pub struct Str<'a>(#[serde(borrow)] pub Cow<'a, str>);
 
 /// A string value, borrowed unless it has escapes; `None` when the value is not a string.
 pub fn text(value: &RawValue) -> Option<Cow<'_, str>> {
-    is_string(value).then(|| serde_json::from_str::<Str>(value.get()).ok().map(|s| s.0)).flatten()
+    unescaped(value.get())
+}
+
+/// [`text`] of a value's checked JSON text.
+pub fn unescaped(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    match inner.contains('\\') {
+        false => Some(Cow::Borrowed(inner)),
+        true => serde_json::from_str(raw).ok().map(Cow::Owned),
+    }
 }
 
 pub fn list(value: &RawValue) -> Option<Vec<&RawValue>> {

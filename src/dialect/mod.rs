@@ -10,6 +10,7 @@
 pub mod borrowed;
 pub mod chat;
 pub mod convert;
+pub mod json;
 pub mod messages;
 pub mod replay;
 pub mod responses;
@@ -246,12 +247,12 @@ pub fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::E
 /// whatever its type refuses makes it none.
 pub fn shape<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     let raw = <Option<&'de serde_json::value::RawValue> as serde::Deserialize>::deserialize(d)?;
-    Ok(raw.and_then(shaped))
+    Ok(raw.and_then(|raw| shaped(raw.get())))
 }
 
-/// [`shape`] of a value already read raw (a whole answer's borrowed fields).
-pub fn shaped<'a, T: serde::Deserialize<'a>>(raw: &'a serde_json::value::RawValue) -> Option<T> {
-    within(&mut serde_json::Deserializer::from_str(raw.get())).ok().flatten()
+/// [`shape`] of a value already read raw (a whole answer's borrowed fields, a stream chunk's).
+pub fn shaped<'a, T: serde::Deserialize<'a>>(raw: &'a str) -> Option<T> {
+    within(&mut serde_json::Deserializer::from_str(raw)).ok().flatten()
 }
 
 /// The token details inside a usage that [`shape`] is reading, read in the usage's pass rather
@@ -497,11 +498,8 @@ mod tests {
         for broken in [r#"{"n":1,"n":}"#, r#"{"n":1,"n":2"#, r#"{"details":{"m":1,"m"}}"#, "[1,", r#"{"n" 1}"#] {
             assert!(read(broken).is_err(), "{broken}");
         }
-        assert_eq!(
-            super::shaped::<Counts>(&RawValue::from_string(r#"{"n":5}"#.into()).unwrap()),
-            counts(Some(5), None)
-        );
-        assert_eq!(super::shaped::<Counts>(&RawValue::from_string(r#"{"n":5,"n":6}"#.into()).unwrap()), None);
+        assert_eq!(super::shaped::<Counts>(r#"{"n":5}"#), counts(Some(5), None));
+        assert_eq!(super::shaped::<Counts>(r#"{"n":5,"n":6}"#), None);
     }
 
     #[test]

@@ -227,7 +227,7 @@ fn build(chat: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, serde_json::Er
     {
         *status = "incomplete";
     }
-    let usage = chat.get("usage").and_then(crate::dialect::shaped::<Usage>);
+    let usage = chat.get("usage").and_then(|u| crate::dialect::shaped::<Usage>(u.get()));
     // The upstream's model when it names one, else the one asked for (in the echo).
     let model = chat.get("model").filter(|m| is_string(m) && m.get() != r#""""#);
     let head = Head {

@@ -12,16 +12,17 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use super::response::{Echo, Usage, incomplete_reason, new_id_base};
-use crate::dialect::chat::{First, Indexed};
+use crate::dialect::borrowed::unescaped;
+use crate::dialect::chat::{CallDelta, Chunk};
+use crate::dialect::json;
 use crate::dialect::sse::Reader;
 use crate::dialect::{StreamTranslator, event_head, json_str, now, push_u64};
 
-/// One output item, as much of it as has arrived.
+/// One output item, as much of it as has arrived. Text and arguments are kept as JSON string
+/// contents, escaped as the upstream wrote them: they are only ever written out again.
 enum Item {
     Message { text: String },
     Call { call_id: String, name: String, arguments: String },
@@ -68,72 +69,6 @@ pub struct FromChat {
     failure: Option<String>,
 }
 
-/// The fields of a Chat chunk that matter, borrowed from the event text.
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(default, borrow)]
-    model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    created: Option<u64>,
-    #[serde(default, borrow)]
-    choices: Option<First<Choice<'a>>>,
-    #[serde(default, deserialize_with = "crate::dialect::shape")]
-    usage: Option<Usage>,
-    #[serde(default)]
-    error: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(default)]
-    index: u64,
-    #[serde(default, borrow)]
-    delta: Option<Delta<'a>>,
-    #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-impl Indexed for Choice<'_> {
-    fn index(&self) -> u64 {
-        self.index
-    }
-}
-
-#[derive(Deserialize)]
-struct Delta<'a> {
-    #[serde(default, borrow)]
-    content: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    tool_calls: Option<Vec<CallDelta<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct CallDelta<'a> {
-    #[serde(default)]
-    index: Option<u64>,
-    #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    function: Option<FunctionDelta<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDelta<'a> {
-    #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(default, borrow, deserialize_with = "arguments_text")]
-    arguments: Option<Cow<'a, str>>,
-}
-
-/// A call's arguments as text: a string's, or the JSON of an object some servers send instead,
-/// whole.
-fn arguments_text<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
-    Ok(<Option<&'de RawValue>>::deserialize(d)?.and_then(|raw| match raw.get() {
-        object if object.starts_with('{') => Some(Cow::Borrowed(object)),
-        _ => crate::dialect::borrowed::text(raw),
-    }))
-}
-
 impl FromChat {
     pub fn new(echo: Echo) -> Self {
         let model = echo.model();
@@ -170,39 +105,35 @@ impl FromChat {
             self.complete(out);
             return;
         }
-        let chunk: Chunk = match crate::dialect::from_json(data) {
-            Ok(c) => c,
-            Err(_) => {
-                return self.failed("upstream_bad_chunk", "the upstream sent a stream chunk that is not valid", out);
-            }
+        let Ok(chunk) = Chunk::read(data) else {
+            return self.failed("upstream_bad_chunk", "the upstream sent a stream chunk that is not valid", out);
         };
-        if let Some(e) = &chunk.error {
-            let (code, message) = upstream_error(e);
+        if let Some(e) = chunk.error {
+            let e: Value = serde_json::from_str(e).unwrap_or_default();
+            let (code, message) = upstream_error(&e);
             return self.failed(code, message, out);
         }
         if self.state == State::Fresh {
-            if let Some(m) = chunk.model.filter(|m| !m.is_empty()) {
+            if let Some(m) = chunk.model.and_then(unescaped).filter(|m| !m.is_empty()) {
                 self.model = m.into_owned();
             }
             self.created_at = chunk.created.unwrap_or(self.created_at);
             self.start(out);
         }
-        if let Some(First(Some(choice))) = chunk.choices {
-            if let Some(delta) = choice.delta {
-                if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                    self.text(&text, out);
-                }
-                for (j, call) in delta.tool_calls.into_iter().flatten().enumerate() {
-                    self.call(j, call, out);
-                }
+        if let Some(choice) = chunk.choice {
+            if let Some(text) = choice.content.and_then(json::contents).filter(|t| !t.is_empty()) {
+                self.text(text, out);
             }
-            if let Some(reason) = choice.finish_reason {
+            for (j, call) in choice.calls.into_iter().enumerate() {
+                self.call(j, call, out);
+            }
+            if let Some(reason) = choice.finish_reason.and_then(unescaped) {
                 self.finished = true;
                 self.incomplete = incomplete_reason(&reason);
             }
         }
-        if chunk.usage.is_some() {
-            self.usage = chunk.usage;
+        if let Some(usage) = chunk.usage.and_then(crate::dialect::shaped) {
+            self.usage = Some(usage);
         }
     }
 
@@ -233,32 +164,38 @@ impl FromChat {
         self.event(out, "response.output_text.delta");
         self.write_part_head(out, pos);
         out.extend_from_slice(br#","delta":"#);
-        json_str(out, text);
+        json::quote(out, text);
         out.extend_from_slice(br#","logprobs":[]"#);
         Self::end(out);
     }
 
     fn call(&mut self, j: usize, delta: CallDelta<'_>, out: &mut Vec<u8>) {
+        let id = delta.id.and_then(unescaped);
+        let name = delta.name.and_then(unescaped);
+        // A string, or the JSON text of an object some servers send instead, whole (as a
+        // string's contents: escaped).
+        let arguments = delta.arguments.and_then(|a| match a.starts_with('{') {
+            true => {
+                let quoted = serde_json::to_string(a).unwrap_or_default();
+                quoted.get(1..quoted.len().saturating_sub(1)).map(|c| Cow::Owned(c.to_owned()))
+            }
+            false => json::contents(a).map(Cow::Borrowed),
+        });
         let key = match delta.index {
             Some(i) => i,
             // No index (some servers send each call whole, in its own chunk): a new id starts a
             // new call; none continues the last one.
             None => match self.calls.last() {
-                Some(&(k, pos)) if delta.id.as_deref().is_none_or(|id| self.call_id(pos) == Some(id)) => k,
+                Some(&(k, pos)) if id.as_deref().is_none_or(|id| self.call_id(pos) == Some(id)) => k,
                 _ => u64::MAX - j as u64 - self.calls.len() as u64,
             },
-        };
-        let (name, arguments) = match delta.function {
-            Some(f) => (f.name, f.arguments),
-            None => (None, None),
         };
         // Another call on a call's index: some servers number every call 0. Its first delta has
         // an id of its own and a name (a repeated id is the same call). The earlier call keeps
         // its place, out of reach of later deltas.
         if let Some(found) = self.calls.iter().position(|c| c.0 == key)
             && name.as_deref().is_some_and(|n| !n.is_empty())
-            && delta
-                .id
+            && id
                 .as_deref()
                 .is_some_and(|id| !id.is_empty() && self.upstream_id(self.calls[found].1).is_some_and(|old| old != id))
         {
@@ -276,7 +213,7 @@ impl FromChat {
             None => {
                 self.close("completed", out);
                 let pos = self.items.len();
-                let call_id = match delta.id.filter(|id| !id.is_empty()) {
+                let call_id = match id.filter(|id| !id.is_empty()) {
                     Some(id) => id.into_owned(),
                     None => self.made_up_id(pos),
                 };
@@ -305,7 +242,7 @@ impl FromChat {
             self.write_id(out, pos);
             output_index(out, pos);
             out.extend_from_slice(br#","delta":"#);
-            json_str(out, &arguments);
+            json::quote(out, &arguments);
             Self::end(out);
         }
     }
@@ -356,7 +293,7 @@ impl FromChat {
                 out.extend_from_slice(br#","name":"#);
                 json_str(out, name);
                 out.extend_from_slice(br#","arguments":"#);
-                json_str(out, arguments);
+                json::quote(out, arguments);
             }
             Self::end(out);
         }
@@ -486,7 +423,7 @@ impl FromChat {
                 out.extend_from_slice(br#"","role":"assistant","content":["#);
                 if full {
                     out.extend_from_slice(br#"{"type":"output_text","text":"#);
-                    json_str(out, text);
+                    json::quote(out, text);
                     out.extend_from_slice(br#","annotations":[]}"#);
                 }
                 out.extend_from_slice(b"]}");
@@ -499,7 +436,7 @@ impl FromChat {
                 out.extend_from_slice(br#","name":"#);
                 json_str(out, name);
                 out.extend_from_slice(br#","arguments":"#);
-                json_str(out, if full { arguments } else { "" });
+                json::quote(out, if full { arguments } else { "" });
                 out.extend_from_slice(br#","status":""#);
                 out.extend_from_slice(status.as_bytes());
                 out.extend_from_slice(br#""}"#);
@@ -531,7 +468,7 @@ impl FromChat {
 
     fn write_text(&self, out: &mut Vec<u8>, pos: usize) {
         if let Some(Item::Message { text }) = self.items.get(pos) {
-            json_str(out, text);
+            json::quote(out, text);
         }
     }
 }

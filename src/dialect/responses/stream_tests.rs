@@ -337,3 +337,28 @@ fn only_choice_zero_counts() {
     let (name, data) = stream(r#"[{"index":0,"delta":{"content":"hi"}},7]"#);
     assert_eq!((name.as_str(), &data["response"]["error"]["code"]), ("response.failed", &json!("upstream_bad_chunk")));
 }
+
+/// Text and arguments with escapes (kept escaped as the upstream wrote them, never unescaped
+/// and escaped again) read back as the same strings in every event that repeats them.
+#[test]
+fn escaped_text_and_arguments_read_back_whole() {
+    let chunk = |delta: &str| format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{delta}}}]}}\n\n");
+    let input = [
+        chunk(r#"{"content":"line\n\"q\" \u00e9"}"#),
+        chunk(r#"{"content":" \ud83d\ude00\\"}"#),
+        chunk(r#"{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":"{\"a\":\"\\n\"}"}}]}"#),
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n".into(),
+    ]
+    .concat();
+    let got = events(&translate(input.as_bytes(), &[]));
+    let text = "line\n\"q\" é 😀\\";
+    let deltas: String =
+        got.iter().filter(|e| e.0 == "response.output_text.delta").map(|e| e.1["delta"].as_str().unwrap()).collect();
+    assert_eq!(deltas, text);
+    let done = got.iter().find(|e| e.0 == "response.output_text.done").unwrap();
+    assert_eq!(done.1["text"], text);
+    let (name, last) = got.last().unwrap();
+    assert_eq!(name, "response.completed");
+    assert_eq!(last["response"]["output"][0]["content"][0]["text"], text);
+    assert_eq!(last["response"]["output"][1]["arguments"], "{\"a\":\"\\n\"}");
+}

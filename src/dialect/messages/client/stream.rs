@@ -6,11 +6,8 @@
 
 use std::io::Write as _;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-
 use super::response::{Usage, stop_reason};
-use crate::dialect::chat::{First, Indexed};
+use crate::dialect::chat::{CallDelta, Chunk};
 use crate::dialect::sse::{Event, Reader};
 use crate::dialect::{StreamTranslator, event_head, json_str, push_u64};
 
@@ -50,68 +47,9 @@ enum Open {
     Tool(u64),
 }
 
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    model: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    choices: Option<First<Choice<'a>>>,
-    #[serde(default, deserialize_with = "crate::dialect::shape")]
-    usage: Option<Usage>,
-    #[serde(default, borrow)]
-    error: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Choice<'a> {
-    #[serde(default)]
-    index: u64,
-    #[serde(default, borrow)]
-    delta: Option<Delta<'a>>,
-    /// Raw, as a `&str` field cannot borrow a string with escapes.
-    #[serde(default, borrow)]
-    finish_reason: Option<&'a RawValue>,
-}
-
-impl Indexed for Choice<'_> {
-    fn index(&self) -> u64 {
-        self.index
-    }
-}
-
-#[derive(Deserialize)]
-struct Delta<'a> {
-    #[serde(default, borrow)]
-    content: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    refusal: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    tool_calls: Option<Vec<ToolCall<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ToolCall<'a> {
-    #[serde(default)]
-    index: Option<u64>,
-    #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    function: Option<Function<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Function<'a> {
-    #[serde(default, borrow)]
-    name: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    arguments: Option<&'a RawValue>,
-}
-
 /// The raw JSON of a non-empty string, or `None` (absent, null, `""`, not a string).
-fn nonempty_str(raw: Option<&RawValue>) -> Option<&str> {
-    raw.map(RawValue::get).filter(|r| r.len() > 2 && r.starts_with('"'))
+fn nonempty_str(raw: Option<&str>) -> Option<&str> {
+    raw.filter(|r| r.len() > 2 && r.starts_with('"'))
 }
 
 impl FromChat {
@@ -190,7 +128,7 @@ impl State {
             }
             return;
         }
-        let Ok(chunk) = crate::dialect::from_json::<Chunk>(data) else {
+        let Ok(chunk) = Chunk::read(data) else {
             self.error("api_error", "the upstream sent a stream chunk that is not valid", out);
             return;
         };
@@ -201,19 +139,17 @@ impl State {
         if !self.started {
             self.start(chunk.id, chunk.model, out);
         }
-        if let Some(u) = chunk.usage {
+        if let Some(u) = chunk.usage.and_then(crate::dialect::shaped) {
             self.usage = Some(u);
         }
-        let Some(First(Some(choice))) = chunk.choices else { return };
-        if let Some(delta) = choice.delta {
-            if let Some(t) = nonempty_str(delta.content).or(nonempty_str(delta.refusal)) {
-                self.text(t, out);
-            }
-            for call in delta.tool_calls.iter().flatten() {
-                if !self.tool_call(call, out) {
-                    self.error("api_error", "the upstream sent tool calls the Messages stream cannot express", out);
-                    return;
-                }
+        let Some(choice) = chunk.choice else { return };
+        if let Some(t) = nonempty_str(choice.content).or(nonempty_str(choice.refusal)) {
+            self.text(t, out);
+        }
+        for call in &choice.calls {
+            if !self.tool_call(call, out) {
+                self.error("api_error", "the upstream sent tool calls the Messages stream cannot express", out);
+                return;
             }
         }
         if let Some(f) = nonempty_str(choice.finish_reason) {
@@ -222,7 +158,7 @@ impl State {
     }
 
     /// `message_start` and `ping`, at the first chunk.
-    fn start(&mut self, id: Option<&RawValue>, model: Option<&RawValue>, out: &mut Vec<u8>) {
+    fn start(&mut self, id: Option<&str>, model: Option<&str>, out: &mut Vec<u8>) {
         self.started = true;
         self.id.clear();
         match nonempty_str(id) {
@@ -256,14 +192,14 @@ impl State {
     }
 
     /// One tool-call delta. False when it continues a call whose block was already closed.
-    fn tool_call(&mut self, c: &ToolCall, out: &mut Vec<u8>) -> bool {
+    fn tool_call(&mut self, c: &CallDelta, out: &mut Vec<u8>) -> bool {
         // Servers that omit `index` send a call's id only in its first delta.
         let index = match (c.index, self.open) {
             (Some(i), _) => i,
             (None, Open::Tool(i)) if c.id.is_none() => i,
             (None, _) => self.tools.len() as u64,
         };
-        let (name, arguments) = c.function.as_ref().map_or((None, None), |f| (f.name, f.arguments));
+        let (name, arguments) = (c.name, c.arguments);
         let id = nonempty_str(c.id);
         // Another call on the open call's index: some servers number every call 0. Its first
         // delta has an id of its own and a name (a repeated id is the same call).
@@ -294,10 +230,10 @@ impl State {
             out.extend_from_slice(nonempty_str(name).unwrap_or("\"\"").as_bytes());
             out.extend_from_slice(b",\"input\":{}}}\n\n");
         }
-        match arguments.filter(|a| a.get().starts_with('{')) {
+        match arguments.filter(|a| a.starts_with('{')) {
             // Some servers send a call's arguments as an object, whole: its text is the JSON.
             Some(object) => {
-                let text = serde_json::to_string(object.get()).unwrap_or_default();
+                let text = serde_json::to_string(object).unwrap_or_default();
                 self.delta(r#"input_json_delta","partial_json":"#, &text, out);
             }
             None => {
@@ -367,8 +303,8 @@ impl State {
     }
 
     /// An upstream `{"error": …}` chunk: OpenAI's object or Ollama's plain string.
-    fn upstream_error(&mut self, raw: &RawValue, out: &mut Vec<u8>) {
-        let e: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
+    fn upstream_error(&mut self, raw: &str, out: &mut Vec<u8>) {
+        let e: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
         let message = e["message"].as_str().or(e.as_str()).unwrap_or("the upstream stream failed");
         self.error(error_type(e["type"].as_str().unwrap_or_default()), message, out);
     }

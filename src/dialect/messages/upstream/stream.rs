@@ -9,11 +9,13 @@ use serde::Deserialize;
 
 use super::request::Asked;
 use super::response::{Usage, finish_reason};
-use crate::dialect::sse::Reader;
-use crate::dialect::{StreamTranslator, json_str, now, push_u64};
+use crate::dialect::borrowed::unescaped;
+use crate::dialect::json::{self, Invalid};
+use crate::dialect::sse;
+use crate::dialect::{StreamTranslator, now, push_u64};
 
 pub struct ToChat {
-    reader: Reader,
+    reader: sse::Reader,
     /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":`,
     /// built once at `message_start` and reused for every chunk.
     prefix: Vec<u8>,
@@ -28,57 +30,118 @@ pub struct ToChat {
     failure: Option<String>,
 }
 
-/// The fields of an Anthropic stream event that matter, borrowed from the event text.
-#[derive(Deserialize)]
+/// The members of an Anthropic stream event that matter, as the raw JSON of the event text
+/// (strings still quoted and escaped, copied into the chunks as they are); `null` reads as
+/// absent.
+#[derive(Default)]
 struct Event<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default)]
+    /// The `type`, unquoted.
+    kind: &'a [u8],
     index: u64,
-    #[serde(default, borrow)]
-    delta: Option<Delta<'a>>,
-    #[serde(default, borrow)]
-    content_block: Option<Block<'a>>,
-    #[serde(default, borrow)]
+    delta: Delta<'a>,
+    content_block: Block<'a>,
     message: Option<Start<'a>>,
-    #[serde(default, deserialize_with = "crate::dialect::shape")]
-    usage: Option<OutputUsage>,
-    #[serde(default, borrow)]
+    usage: Option<&'a str>,
     error: Option<ErrorBody<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default)]
 struct Delta<'a> {
-    #[serde(rename = "type", default, borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    partial_json: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    stop_reason: Option<Cow<'a, str>>,
+    kind: Option<&'a str>,
+    text: Option<&'a str>,
+    partial_json: Option<&'a str>,
+    stop_reason: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default)]
 struct Block<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
+    kind: Option<&'a str>,
+    id: Option<&'a str>,
+    name: Option<&'a str>,
+    text: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default)]
 struct Start<'a> {
-    #[serde(default, borrow)]
-    id: Cow<'a, str>,
-    #[serde(default, borrow)]
-    model: Cow<'a, str>,
-    #[serde(default, deserialize_with = "crate::dialect::shape")]
-    usage: Option<Usage>,
+    id: Option<&'a str>,
+    model: Option<&'a str>,
+    usage: Option<&'a str>,
+}
+
+#[derive(Default)]
+struct ErrorBody<'a> {
+    kind: Option<&'a str>,
+    message: Option<&'a str>,
+}
+
+impl<'a> Event<'a> {
+    /// An event's data: a JSON object with a string `type`, or [`Invalid`].
+    fn read(data: &'a [u8]) -> Result<Self, Invalid> {
+        let text = std::str::from_utf8(data).map_err(|_| Invalid)?;
+        json::Reader::document(text, |r| {
+            let mut ev = Event::default();
+            let mut kind = None;
+            r.members(|key, r| {
+                match key {
+                    b"type" => kind = r.raw()?,
+                    b"index" => ev.index = r.u64()?.ok_or(Invalid)?,
+                    b"delta" => r.object(|key, r| {
+                        let d = &mut ev.delta;
+                        match key {
+                            b"type" => d.kind = r.raw()?,
+                            b"text" => d.text = r.raw()?,
+                            b"partial_json" => d.partial_json = r.raw()?,
+                            b"stop_reason" => d.stop_reason = r.raw()?,
+                            _ => r.skip()?,
+                        }
+                        Ok(())
+                    })?,
+                    b"content_block" => r.object(|key, r| {
+                        let b = &mut ev.content_block;
+                        match key {
+                            b"type" => b.kind = r.raw()?,
+                            b"id" => b.id = r.raw()?,
+                            b"name" => b.name = r.raw()?,
+                            b"text" => b.text = r.raw()?,
+                            _ => r.skip()?,
+                        }
+                        Ok(())
+                    })?,
+                    // (The guard takes a `null`: the member is then absent.)
+                    b"message" if r.null()? => ev.message = None,
+                    b"message" => {
+                        let m = ev.message.insert(Start::default());
+                        r.members(|key, r| {
+                            match key {
+                                b"id" => m.id = r.raw()?,
+                                b"model" => m.model = r.raw()?,
+                                b"usage" => m.usage = r.raw()?,
+                                _ => r.skip()?,
+                            }
+                            Ok(())
+                        })?
+                    }
+                    b"usage" => ev.usage = r.raw()?,
+                    b"error" if r.null()? => ev.error = None,
+                    b"error" => {
+                        let e = ev.error.insert(ErrorBody::default());
+                        r.members(|key, r| {
+                            match key {
+                                b"type" => e.kind = r.raw()?,
+                                b"message" => e.message = r.raw()?,
+                                _ => r.skip()?,
+                            }
+                            Ok(())
+                        })?
+                    }
+                    _ => r.skip()?,
+                }
+                Ok(())
+            })?;
+            ev.kind = kind.and_then(json::contents).ok_or(Invalid)?.as_bytes();
+            Ok(ev)
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -87,12 +150,14 @@ struct OutputUsage {
     output_tokens: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody<'a> {
-    #[serde(rename = "type", default, borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default, borrow)]
-    message: Cow<'a, str>,
+/// A raw JSON string's text, unescaped; empty for any other value.
+fn text(raw: Option<&str>) -> Cow<'_, str> {
+    raw.and_then(unescaped).unwrap_or_default()
+}
+
+/// A raw JSON string as written, or `""` for any other value (the chunks always carry a string).
+fn quoted(raw: Option<&str>) -> &str {
+    raw.filter(|r| r.starts_with('"')).unwrap_or(r#""""#)
 }
 
 /// A tool-use block, by its Anthropic index, and the Chat tool call it became.
@@ -106,7 +171,7 @@ struct Tool {
 impl ToChat {
     pub fn new(asked: &Asked) -> Self {
         let mut t = Self {
-            reader: Reader::default(),
+            reader: sse::Reader::default(),
             prefix: Vec::new(),
             created: now(),
             include_usage: asked.include_usage,
@@ -117,18 +182,19 @@ impl ToChat {
             done: false,
             failure: None,
         };
-        t.set_prefix("", "");
+        t.set_prefix(r#""""#, r#""""#);
         t
     }
 
+    /// `id` and `model` are raw JSON strings.
     fn set_prefix(&mut self, id: &str, model: &str) {
         self.prefix.clear();
         // Room for all of it at once: the fixed text, quotes and number take about 100 bytes.
         self.prefix.reserve(128 + id.len() + model.len());
         self.prefix.extend_from_slice(b"data: {\"id\":");
-        json_str(&mut self.prefix, id);
+        self.prefix.extend_from_slice(id.as_bytes());
         let _ = write!(self.prefix, ",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":", self.created);
-        json_str(&mut self.prefix, model);
+        self.prefix.extend_from_slice(model.as_bytes());
         self.prefix.extend_from_slice(b",\"choices\":");
     }
 
@@ -136,56 +202,52 @@ impl ToChat {
         if self.done {
             return;
         }
-        let Ok(ev) = crate::dialect::from_json::<Event>(data) else {
+        let Ok(ev) = Event::read(data) else {
             self.error_event("anthropic_bad_event", "Anthropic sent an event that is not valid", out);
             return;
         };
-        match ev.kind.as_ref() {
-            "message_start" => {
+        match ev.kind {
+            b"message_start" => {
                 if let Some(m) = ev.message {
-                    self.set_prefix(&m.id, &m.model);
-                    self.input_usage = m.usage.unwrap_or_default();
+                    self.set_prefix(quoted(m.id), quoted(m.model));
+                    self.input_usage = m.usage.and_then(crate::dialect::shaped).unwrap_or_default();
                 }
                 self.chunk(out, None, |o| o.extend_from_slice(br#"{"role":"assistant","content":""}"#));
             }
-            "content_block_start" => match ev.content_block {
-                Some(b) if b.kind == "tool_use" => {
+            b"content_block_start" => match ev.content_block.kind.and_then(json::contents) {
+                Some("tool_use") => {
+                    let b = ev.content_block;
                     let index = self.tools.len();
                     self.tools.push(Tool { block: ev.index, call: index, argued: false });
                     self.chunk(out, None, |o| {
                         o.extend_from_slice(br#"{"tool_calls":[{"index":"#);
                         push_u64(o, index as u64);
                         o.extend_from_slice(br#","id":"#);
-                        json_str(o, b.id.as_deref().unwrap_or_default());
+                        o.extend_from_slice(quoted(b.id).as_bytes());
                         o.extend_from_slice(br#","type":"function","function":{"name":"#);
-                        json_str(o, b.name.as_deref().unwrap_or_default());
+                        o.extend_from_slice(quoted(b.name).as_bytes());
                         o.extend_from_slice(br#","arguments":""}}]}"#);
                     });
                 }
-                Some(b) if b.kind == "text" => self.text(b.text.as_deref().unwrap_or_default(), out),
+                Some("text") => self.text(quoted(ev.content_block.text), out),
                 _ => {}
             },
-            "content_block_delta" => {
-                let Some(d) = ev.delta else { return };
-                match d.kind.as_deref() {
-                    Some("text_delta") => self.text(d.text.as_deref().unwrap_or_default(), out),
-                    Some("input_json_delta") => {
-                        let partial = d.partial_json.as_deref().unwrap_or_default();
-                        self.arguments(ev.index, partial, out);
-                    }
-                    _ => {}
-                }
-            }
-            "content_block_stop" => self.end_tool(ev.index, out),
-            "message_delta" => {
-                if let Some(stop) = ev.delta.and_then(|d| d.stop_reason) {
+            b"content_block_delta" => match ev.delta.kind.and_then(json::contents) {
+                Some("text_delta") => self.text(quoted(ev.delta.text), out),
+                Some("input_json_delta") => self.arguments(ev.index, quoted(ev.delta.partial_json), out),
+                _ => {}
+            },
+            b"content_block_stop" => self.end_tool(ev.index, out),
+            b"message_delta" => {
+                if let Some(stop) = ev.delta.stop_reason.and_then(unescaped) {
                     self.finish = finish_reason(&stop);
                 }
-                if let Some(n) = ev.usage.and_then(|u| u.output_tokens) {
+                if let Some(n) = ev.usage.and_then(crate::dialect::shaped::<OutputUsage>).and_then(|u| u.output_tokens)
+                {
                     self.output_tokens = n;
                 }
             }
-            "message_stop" => {
+            b"message_stop" => {
                 // A block the upstream did not close.
                 for i in 0..self.tools.len() {
                     self.end_tool(self.tools[i].block, out);
@@ -201,22 +263,23 @@ impl ToChat {
                 out.extend_from_slice(b"data: [DONE]\n\n");
                 self.done = true;
             }
-            "error" => {
+            b"error" => {
                 let (kind, message) = match &ev.error {
-                    Some(e) => (e.kind.as_ref(), e.message.as_ref()),
-                    None => ("api_error", "Anthropic stream error"),
+                    Some(e) => (text(e.kind), text(e.message)),
+                    None => (Cow::Borrowed("api_error"), Cow::Borrowed("Anthropic stream error")),
                 };
-                let kind = if kind.is_empty() { "api_error" } else { kind };
-                self.error_event(kind, message, out);
+                let kind = if kind.is_empty() { "api_error" } else { &kind };
+                self.error_event(kind, &message, out);
             }
             _ => {}
         }
     }
 
-    /// A piece of the arguments of the tool call that tool-use block `block` became.
+    /// A piece (a raw JSON string) of the arguments of the tool call that tool-use block
+    /// `block` became.
     fn arguments(&mut self, block: u64, partial: &str, out: &mut Vec<u8>) {
         let Some(tool) = self.tools.iter_mut().find(|t| t.block == block) else { return };
-        if partial.is_empty() {
+        if partial == r#""""# {
             return;
         }
         tool.argued = true;
@@ -225,7 +288,7 @@ impl ToChat {
             o.extend_from_slice(br#"{"tool_calls":[{"index":"#);
             push_u64(o, index as u64);
             o.extend_from_slice(br#","function":{"arguments":"#);
-            json_str(o, partial);
+            o.extend_from_slice(partial.as_bytes());
             o.extend_from_slice(b"}}]}");
         });
     }
@@ -236,15 +299,16 @@ impl ToChat {
     /// no JSON.
     fn end_tool(&mut self, block: u64, out: &mut Vec<u8>) {
         if self.tools.iter().any(|t| t.block == block && !t.argued) {
-            self.arguments(block, "{}", out);
+            self.arguments(block, r#""{}""#, out);
         }
     }
 
+    /// A piece of text, a raw JSON string.
     fn text(&mut self, text: &str, out: &mut Vec<u8>) {
-        if !text.is_empty() {
+        if text != r#""""# {
             self.chunk(out, None, |o| {
                 o.extend_from_slice(br#"{"content":"#);
-                json_str(o, text);
+                o.extend_from_slice(text.as_bytes());
                 o.push(b'}');
             });
         }
@@ -452,6 +516,27 @@ data: {"type":"message_stop"}
         let input = b"event: message_start\r\ndata: {\"type\":\"message_start\",\r\ndata: \"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{}}}\r\n\r\n";
         let got = events(&translate(input, &[], false));
         assert_eq!(got[0]["id"], "m");
+    }
+
+    /// Strings pass as Anthropic wrote them, escapes and all, and read back the same; an event
+    /// without a string `type`, or with an index that is no whole number, is no event.
+    #[test]
+    fn escaped_strings_pass_and_odd_events_fail() {
+        let input = concat!(
+            "data: {\"type\":\"message_start\",\"message\":{\"id\":\"m\\u00e9\",\"model\":\"c\\\"1\",\"usage\":null}}\n\n",
+            "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\\n\\\"b\\\" \\ud83d\\ude00\"}}\n\n",
+            "data: {\"type\":\"message_delta\",\"message\":null,\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":2}}\n\n",
+            "data: {\"type\":\"message_stop\"}\n\n",
+        );
+        let got = events(&translate(input.as_bytes(), &[], false));
+        assert_eq!((&got[0]["id"], &got[0]["model"]), (&json!("mé"), &json!("c\"1")));
+        assert_eq!(got[1]["choices"][0]["delta"]["content"], "a\n\"b\" 😀");
+        assert_eq!(got.last().unwrap(), "[DONE]");
+        for odd in [r#"{"index":0}"#, r#"{"type":1}"#, r#"{"type":"content_block_stop","index":null}"#, "[]"] {
+            let got = events(&translate(format!("data: {odd}\n\n").as_bytes(), &[], false));
+            assert_eq!(got.last().unwrap()["error"]["code"], "anthropic_bad_event", "{odd}");
+        }
     }
 
     /// Any split of the byte stream gives the same output: every split point for pairs,
