@@ -33,30 +33,15 @@ pub struct Probe<'a> {
     pub stream_options: Option<&'a str>,
 }
 
-/// The probed keys, by their number in [`Probe::read`].
-const FIELDS: [&str; 10] = [
-    "model",
-    "messages",
-    "stream",
-    "max_tokens",
-    "tools",
-    "system",
-    "input",
-    "instructions",
-    "max_output_tokens",
-    "stream_options",
-];
-
 impl<'a> Probe<'a> {
     /// Reads a body with the checking JSON reader; the error says what is wrong with it. A key
     /// is matched as it reads unescaped (`"\u006dodel"` is `model`), and a probed key written
     /// twice is refused: the gateway and the upstream could each take a different one.
     fn read(body: &'a [u8]) -> Result<Self, String> {
         let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
-        let mut problem = None;
+        let mut check = Check::default();
         let read = Reader::document(text, |r| {
             let mut probe = Probe::default();
-            let mut seen = 0u16;
             r.members(|key, r| {
                 let spelled;
                 let key = match key.contains(&b'\\') {
@@ -68,65 +53,93 @@ impl<'a> Probe<'a> {
                         spelled.as_deref().unwrap_or_default().as_bytes()
                     }
                 };
-                let field = match key {
-                    b"model" => 0,
-                    b"messages" => 1,
-                    b"stream" => 2,
-                    b"max_tokens" => 3,
-                    b"tools" => 4,
-                    b"system" => 5,
-                    b"input" => 6,
-                    b"instructions" => 7,
-                    b"max_output_tokens" => 8,
-                    b"stream_options" => 9,
-                    _ => return r.skip(),
+                let number = |r: &mut Reader<'a>, check: &mut Check| {
+                    r.raw()?.map(str::parse).transpose().map_err(|_| check.mistyped(key, "a number"))
                 };
-                if seen & (1 << field) != 0 {
-                    problem = Some(format!("duplicate field `{}`", FIELDS[field]));
-                    return Err(Invalid);
-                }
-                seen |= 1 << field;
-                let mut mistyped = |what: &str| {
-                    problem = Some(format!("`{}` must be {what}", FIELDS[field]));
-                    Invalid
-                };
-                let value = r.value()?;
-                let raw = (value != "null").then_some(value);
-                match field {
-                    0 => probe.model = Some(value),
-                    1 => probe.messages = raw,
-                    2 => {
-                        probe.stream = match value {
+                match key {
+                    b"model" => {
+                        check.once(0, key)?;
+                        probe.model = Some(r.value()?);
+                    }
+                    b"messages" => {
+                        check.once(1, key)?;
+                        probe.messages = r.raw()?;
+                    }
+                    b"stream" => {
+                        check.once(2, key)?;
+                        probe.stream = match r.value()? {
                             "true" => Some(true),
                             "false" => Some(false),
                             "null" => None,
-                            _ => return Err(mistyped("true or false")),
-                        }
+                            _ => return Err(check.mistyped(key, "true or false")),
+                        };
                     }
-                    3 | 8 => {
-                        let n = raw.map(str::parse).transpose().map_err(|_| mistyped("a number"))?;
-                        match field {
-                            3 => probe.max_tokens = n,
-                            _ => probe.max_output_tokens = n,
-                        }
+                    b"max_tokens" => {
+                        check.once(3, key)?;
+                        probe.max_tokens = number(r, &mut check)?;
                     }
-                    4 => probe.tools = raw,
-                    5 => probe.system = raw,
-                    6 => probe.input = raw,
-                    7 => probe.instructions = raw,
-                    _ => probe.stream_options = Some(value),
+                    b"max_output_tokens" => {
+                        check.once(4, key)?;
+                        probe.max_output_tokens = number(r, &mut check)?;
+                    }
+                    b"tools" => {
+                        check.once(5, key)?;
+                        probe.tools = r.raw()?;
+                    }
+                    b"system" => {
+                        check.once(6, key)?;
+                        probe.system = r.raw()?;
+                    }
+                    b"input" => {
+                        check.once(7, key)?;
+                        probe.input = r.raw()?;
+                    }
+                    b"instructions" => {
+                        check.once(8, key)?;
+                        probe.instructions = r.raw()?;
+                    }
+                    b"stream_options" => {
+                        check.once(9, key)?;
+                        probe.stream_options = Some(r.value()?);
+                    }
+                    _ => r.skip()?,
                 }
                 Ok(())
             })?;
             Ok(probe)
         });
         read.map_err(|Invalid| {
-            problem.unwrap_or_else(|| match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            check.problem.unwrap_or_else(|| match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
                 // serde_json says where.
                 Err(e) => e.to_string(),
-                Ok(_) => "the body is not JSON".to_owned(),
+                // The one text it takes that the reader refuses.
+                Ok(_) => "the body nests deeper than 128 levels".to_owned(),
             })
         })
+    }
+}
+
+/// The probed keys read so far, and what is wrong with the body when reading stopped early.
+#[derive(Default)]
+struct Check {
+    seen: u16,
+    problem: Option<String>,
+}
+
+impl Check {
+    /// Key number `n`, `key`, read: refused the second time.
+    fn once(&mut self, n: u16, key: &[u8]) -> Result<(), Invalid> {
+        if self.seen & (1 << n) != 0 {
+            self.problem = Some(format!("duplicate field `{}`", String::from_utf8_lossy(key)));
+            return Err(Invalid);
+        }
+        self.seen |= 1 << n;
+        Ok(())
+    }
+
+    fn mistyped(&mut self, key: &[u8], what: &str) -> Invalid {
+        self.problem = Some(format!("`{}` must be {what}", String::from_utf8_lossy(key)));
+        Invalid
     }
 }
 
@@ -158,7 +171,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, ApiError> {
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}")))?;
     let (model, model_span) = match probe.model {
         None => (None, None),
-        Some("null") => (None, probe.model.map(|raw| span_of(body, raw))),
+        Some(raw @ "null") => (None, Some(span_of(body, raw))),
         // Borrowed from the body unless the string has escapes to undo.
         Some(raw) => match unescaped(raw) {
             Some(m) => (Some(m), Some(span_of(body, raw))),
@@ -383,6 +396,8 @@ mod tests {
         assert!(message(br#"{"max_tokens":"256"}"#).ends_with("`max_tokens` must be a number"));
         assert!(message(b"{\"model\":\"\xff\"}").ends_with("the body is not UTF-8"));
         assert!(message(br#"{"model":"m"} x"#).contains("trailing characters at line 1 column 15"));
+        let deep = format!("{{\"tools\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(message(deep.as_bytes()).ends_with("the body nests deeper than 128 levels"));
         // Unprobed keys may repeat (a JSON tree keeps the last).
         assert!(parse(br#"{"user":"a","user":"b"}"#).is_ok());
     }

@@ -1,5 +1,7 @@
 //! Chat Completions shapes that more than one translation writes or reads (Chat is the hub).
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -34,6 +36,7 @@ impl<'a, A: Serialize> ToolCall<'a, A> {
 pub struct Chunk<'a> {
     pub id: Option<&'a str>,
     pub model: Option<&'a str>,
+    /// A whole number, else absent: some servers write a float (`1744857525.25`) or a string.
     pub created: Option<u64>,
     /// Choice 0, wherever it is in the list: a translated request never asks for more (every
     /// element must still be a choice).
@@ -61,9 +64,8 @@ pub struct CallDelta<'a> {
 }
 
 impl<'a> Chunk<'a> {
-    /// A chunk's event data: a JSON object, or [`Invalid`]. The types of the members read are
-    /// those serde would ask for: indices and `created` whole numbers, choices and calls
-    /// objects.
+    /// A chunk's event data: a JSON object, or [`Invalid`], as are choices and calls that are no
+    /// objects and indices that are no whole numbers.
     pub fn read(data: &'a [u8]) -> Result<Self, Invalid> {
         let text = std::str::from_utf8(data).map_err(|_| Invalid)?;
         Reader::document(text, |r| {
@@ -72,7 +74,7 @@ impl<'a> Chunk<'a> {
                 match key {
                     b"id" => chunk.id = r.raw()?,
                     b"model" => chunk.model = r.raw()?,
-                    b"created" => chunk.created = r.u64()?,
+                    b"created" => chunk.created = r.value()?.parse().ok(),
                     b"choices" => r.array(|r| {
                         let (index, choice) = Choice::read(r)?;
                         if index == 0 && chunk.choice.is_none() {
@@ -120,6 +122,16 @@ impl<'a> Choice<'a> {
 }
 
 impl<'a> CallDelta<'a> {
+    /// The arguments as a raw JSON string: as sent, or the text of the object some servers
+    /// send instead, whole, as a string.
+    pub fn arguments_string(&self) -> Option<Cow<'a, str>> {
+        match self.arguments? {
+            object if object.starts_with('{') => serde_json::to_string(object).ok().map(Cow::Owned),
+            string if string.starts_with('"') => Some(Cow::Borrowed(string)),
+            _ => None,
+        }
+    }
+
     fn read(r: &mut Reader<'a>) -> Result<Self, Invalid> {
         let mut call = CallDelta::default();
         r.members(|key, r| {
@@ -202,8 +214,8 @@ mod tests {
         }
     }
 
-    /// What serde's derive refused is still no chunk: a chunk, a choice or a call that is no
-    /// object, an index or `created` that is no whole number, text that is not UTF-8 JSON.
+    /// No chunk: a chunk, a choice or a call that is no object, an index that is no whole
+    /// number, text that is not UTF-8 JSON.
     #[test]
     fn refuses_what_is_no_chunk() {
         for text in [
@@ -220,12 +232,14 @@ mod tests {
             r#"{"choices":[{"delta":{"tool_calls":[null]}}]}"#,
             r#"{"choices":[{"delta":{"tool_calls":[{"index":"1"}]}}]}"#,
             r#"{"choices":[{"delta":[]}]}"#,
-            r#"{"created":1.5}"#,
             r#"{"model":"m"} {}"#,
             r#"{"model":"m""#,
         ] {
             assert!(Chunk::read(text.as_bytes()).is_err(), "{text}");
         }
         assert!(Chunk::read(b"{\"model\":\"\xff\"}").is_err());
+        for odd in [r#"{"created":1744857525.25}"#, r#"{"created":"1744857525"}"#, r#"{"created":-1}"#] {
+            assert_eq!(Chunk::read(odd.as_bytes()).unwrap().created, None, "{odd}");
+        }
     }
 }

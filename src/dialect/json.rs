@@ -4,9 +4,12 @@
 //! about 18 instructions a byte on Chat chunks, most of it setting up each short string and
 //! matching keys; this reader spends a few.
 //!
-//! It accepts exactly the JSON texts serde_json accepts (RFC 8259, nesting at most 128 deep),
-//! except that a key is matched as written: a key spelled with escapes (`"\u0069d"`) is not the
-//! key it spells. Strings keep their escapes; [`crate::dialect::borrowed::unescaped`] reads one.
+//! It accepts the JSON texts serde_json accepts (RFC 8259), except three: the whole text must
+//! be UTF-8 (serde_json lets other bytes pass inside a string it skips), nesting stops at 128
+//! levels (serde_json skips deeper values), and a key is matched as written, so a key spelled
+//! with escapes (`"\u0069d"`) is not the key it spells unless the caller unescapes it. Strings
+//! keep their escapes, lone surrogates included; [`crate::dialect::borrowed::unescaped`] reads
+//! one.
 
 /// The text is not JSON.
 #[derive(Debug, PartialEq, Eq)]
@@ -14,7 +17,8 @@ pub struct Invalid;
 
 type Read<T> = Result<T, Invalid>;
 
-/// serde_json's limit: deeper texts are refused rather than read with unbounded recursion.
+/// Deeper texts are refused rather than read with unbounded recursion (serde_json builds no
+/// deeper value either, though it skips deeper ones).
 const MAX_DEPTH: u32 = 128;
 
 pub struct Reader<'a> {

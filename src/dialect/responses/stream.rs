@@ -172,15 +172,6 @@ impl FromChat {
     fn call(&mut self, j: usize, delta: CallDelta<'_>, out: &mut Vec<u8>) {
         let id = delta.id.and_then(unescaped);
         let name = delta.name.and_then(unescaped);
-        // A string, or the JSON text of an object some servers send instead, whole (as a
-        // string's contents: escaped).
-        let arguments = delta.arguments.and_then(|a| match a.starts_with('{') {
-            true => {
-                let quoted = serde_json::to_string(a).unwrap_or_default();
-                quoted.get(1..quoted.len().saturating_sub(1)).map(|c| Cow::Owned(c.to_owned()))
-            }
-            false => json::contents(a).map(Cow::Borrowed),
-        });
         let key = match delta.index {
             Some(i) => i,
             // No index (some servers send each call whole, in its own chunk): a new id starts a
@@ -229,9 +220,10 @@ impl FromChat {
                 pos
             }
         };
-        let Some(arguments) = arguments.filter(|a| !a.is_empty()) else { return };
+        let arguments = delta.arguments_string();
+        let Some(arguments) = arguments.as_deref().and_then(json::contents).filter(|a| !a.is_empty()) else { return };
         if let Some(Item::Call { arguments: a, .. }) = self.items.get_mut(pos) {
-            a.push_str(&arguments);
+            a.push_str(arguments);
             self.kept += arguments.len();
         }
         // A delta for a call whose `done` was sent (calls interleaved) cannot be streamed any
@@ -242,7 +234,7 @@ impl FromChat {
             self.write_id(out, pos);
             output_index(out, pos);
             out.extend_from_slice(br#","delta":"#);
-            json::quote(out, &arguments);
+            json::quote(out, arguments);
             Self::end(out);
         }
     }

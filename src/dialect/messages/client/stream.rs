@@ -199,7 +199,7 @@ impl State {
             (None, Open::Tool(i)) if c.id.is_none() => i,
             (None, _) => self.tools.len() as u64,
         };
-        let (name, arguments) = (c.name, c.arguments);
+        let name = c.name;
         let id = nonempty_str(c.id);
         // Another call on the open call's index: some servers number every call 0. Its first
         // delta has an id of its own and a name (a repeated id is the same call).
@@ -230,17 +230,8 @@ impl State {
             out.extend_from_slice(nonempty_str(name).unwrap_or("\"\"").as_bytes());
             out.extend_from_slice(b",\"input\":{}}}\n\n");
         }
-        match arguments.filter(|a| a.starts_with('{')) {
-            // Some servers send a call's arguments as an object, whole: its text is the JSON.
-            Some(object) => {
-                let text = serde_json::to_string(object).unwrap_or_default();
-                self.delta(r#"input_json_delta","partial_json":"#, &text, out);
-            }
-            None => {
-                if let Some(args) = nonempty_str(arguments) {
-                    self.delta(r#"input_json_delta","partial_json":"#, args, out);
-                }
-            }
+        if let Some(args) = c.arguments_string().filter(|a| a.len() > 2) {
+            self.delta(r#"input_json_delta","partial_json":"#, &args, out);
         }
         true
     }

@@ -107,33 +107,9 @@ impl<'a> Event<'a> {
                         }
                         Ok(())
                     })?,
-                    // (The guard takes a `null`: the member is then absent.)
-                    b"message" if r.null()? => ev.message = None,
-                    b"message" => {
-                        let m = ev.message.insert(Start::default());
-                        r.members(|key, r| {
-                            match key {
-                                b"id" => m.id = r.raw()?,
-                                b"model" => m.model = r.raw()?,
-                                b"usage" => m.usage = r.raw()?,
-                                _ => r.skip()?,
-                            }
-                            Ok(())
-                        })?
-                    }
+                    b"message" => ev.message = Start::read(r)?,
                     b"usage" => ev.usage = r.raw()?,
-                    b"error" if r.null()? => ev.error = None,
-                    b"error" => {
-                        let e = ev.error.insert(ErrorBody::default());
-                        r.members(|key, r| {
-                            match key {
-                                b"type" => e.kind = r.raw()?,
-                                b"message" => e.message = r.raw()?,
-                                _ => r.skip()?,
-                            }
-                            Ok(())
-                        })?
-                    }
+                    b"error" => ev.error = ErrorBody::read(r)?,
                     _ => r.skip()?,
                 }
                 Ok(())
@@ -150,8 +126,45 @@ struct OutputUsage {
     output_tokens: Option<u64>,
 }
 
+impl<'a> Start<'a> {
+    fn read(r: &mut json::Reader<'a>) -> Result<Option<Self>, Invalid> {
+        if r.null()? {
+            return Ok(None);
+        }
+        let mut m = Start::default();
+        r.members(|key, r| {
+            match key {
+                b"id" => m.id = r.raw()?,
+                b"model" => m.model = r.raw()?,
+                b"usage" => m.usage = r.raw()?,
+                _ => r.skip()?,
+            }
+            Ok(())
+        })?;
+        Ok(Some(m))
+    }
+}
+
+impl<'a> ErrorBody<'a> {
+    fn read(r: &mut json::Reader<'a>) -> Result<Option<Self>, Invalid> {
+        if r.null()? {
+            return Ok(None);
+        }
+        let mut e = ErrorBody::default();
+        r.members(|key, r| {
+            match key {
+                b"type" => e.kind = r.raw()?,
+                b"message" => e.message = r.raw()?,
+                _ => r.skip()?,
+            }
+            Ok(())
+        })?;
+        Ok(Some(e))
+    }
+}
+
 /// A raw JSON string's text, unescaped; empty for any other value.
-fn text(raw: Option<&str>) -> Cow<'_, str> {
+fn plain(raw: Option<&str>) -> Cow<'_, str> {
     raw.and_then(unescaped).unwrap_or_default()
 }
 
@@ -265,7 +278,7 @@ impl ToChat {
             }
             b"error" => {
                 let (kind, message) = match &ev.error {
-                    Some(e) => (text(e.kind), text(e.message)),
+                    Some(e) => (plain(e.kind), plain(e.message)),
                     None => (Cow::Borrowed("api_error"), Cow::Borrowed("Anthropic stream error")),
                 };
                 let kind = if kind.is_empty() { "api_error" } else { &kind };
