@@ -107,6 +107,19 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// The object that is next read into a `T` member by member, or `None` for `null`.
+    pub fn optional<T: Default>(
+        &mut self,
+        mut member: impl FnMut(&mut T, &'a [u8], &mut Self) -> Read<()>,
+    ) -> Read<Option<T>> {
+        if self.null()? {
+            return Ok(None);
+        }
+        let mut value = T::default();
+        self.members(|key, r| member(&mut value, key, r))?;
+        Ok(Some(value))
+    }
+
     /// The elements of the array that is next (`element` reads or skips each), or nothing for
     /// `null`. Anything else is [`Invalid`].
     pub fn array(&mut self, mut element: impl FnMut(&mut Self) -> Read<()>) -> Read<()> {

@@ -107,9 +107,28 @@ impl<'a> Event<'a> {
                         }
                         Ok(())
                     })?,
-                    b"message" => ev.message = Start::read(r)?,
+                    b"message" => {
+                        ev.message = r.optional(|m: &mut Start<'a>, key, r| {
+                            match key {
+                                b"id" => m.id = r.raw()?,
+                                b"model" => m.model = r.raw()?,
+                                b"usage" => m.usage = r.raw()?,
+                                _ => r.skip()?,
+                            }
+                            Ok(())
+                        })?
+                    }
                     b"usage" => ev.usage = r.raw()?,
-                    b"error" => ev.error = ErrorBody::read(r)?,
+                    b"error" => {
+                        ev.error = r.optional(|e: &mut ErrorBody<'a>, key, r| {
+                            match key {
+                                b"type" => e.kind = r.raw()?,
+                                b"message" => e.message = r.raw()?,
+                                _ => r.skip()?,
+                            }
+                            Ok(())
+                        })?
+                    }
                     _ => r.skip()?,
                 }
                 Ok(())
@@ -124,43 +143,6 @@ impl<'a> Event<'a> {
 struct OutputUsage {
     #[serde(default, deserialize_with = "crate::dialect::count")]
     output_tokens: Option<u64>,
-}
-
-impl<'a> Start<'a> {
-    fn read(r: &mut json::Reader<'a>) -> Result<Option<Self>, Invalid> {
-        if r.null()? {
-            return Ok(None);
-        }
-        let mut m = Start::default();
-        r.members(|key, r| {
-            match key {
-                b"id" => m.id = r.raw()?,
-                b"model" => m.model = r.raw()?,
-                b"usage" => m.usage = r.raw()?,
-                _ => r.skip()?,
-            }
-            Ok(())
-        })?;
-        Ok(Some(m))
-    }
-}
-
-impl<'a> ErrorBody<'a> {
-    fn read(r: &mut json::Reader<'a>) -> Result<Option<Self>, Invalid> {
-        if r.null()? {
-            return Ok(None);
-        }
-        let mut e = ErrorBody::default();
-        r.members(|key, r| {
-            match key {
-                b"type" => e.kind = r.raw()?,
-                b"message" => e.message = r.raw()?,
-                _ => r.skip()?,
-            }
-            Ok(())
-        })?;
-        Ok(Some(e))
-    }
 }
 
 /// A raw JSON string's text, unescaped; empty for any other value.
