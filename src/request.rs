@@ -38,9 +38,8 @@ impl<'a> Probe<'a> {
     /// is matched as it reads unescaped (`"\u006dodel"` is `model`), and a probed key written
     /// twice is refused: the gateway and the upstream could each take a different one.
     fn read(body: &'a [u8]) -> Result<Self, String> {
-        let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
         let mut check = Check::default();
-        let read = Reader::document(text, |r| {
+        let read = Reader::document(body, |r| {
             let mut probe = Probe::default();
             r.members(|key, r| {
                 let spelled;
@@ -108,12 +107,18 @@ impl<'a> Probe<'a> {
             })?;
             Ok(probe)
         });
+        // What went wrong, on this cold path, when the reader did not say.
         read.map_err(|Invalid| {
-            check.problem.unwrap_or_else(|| match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                // serde_json says where.
-                Err(e) => e.to_string(),
-                // The one text it takes that the reader refuses.
-                Ok(_) => "the body nests deeper than 128 levels".to_owned(),
+            check.problem.unwrap_or_else(|| {
+                if std::str::from_utf8(body).is_err() {
+                    return "the body is not UTF-8".to_owned();
+                }
+                match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    // serde_json says where.
+                    Err(e) => e.to_string(),
+                    // The one UTF-8 text it takes that the reader refuses.
+                    Ok(_) => "the body nests deeper than 128 levels".to_owned(),
+                }
             })
         })
     }

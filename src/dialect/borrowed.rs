@@ -167,7 +167,7 @@ pub fn text(value: &RawValue) -> Option<Cow<'_, str>> {
 
 /// [`text`] of a value's checked JSON text.
 pub fn unescaped(raw: &str) -> Option<Cow<'_, str>> {
-    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    let inner = super::json::contents(raw)?;
     match inner.contains('\\') {
         false => Some(Cow::Borrowed(inner)),
         true => serde_json::from_str(raw).ok().map(Cow::Owned),

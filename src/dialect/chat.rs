@@ -67,8 +67,7 @@ impl<'a> Chunk<'a> {
     /// A chunk's event data: a JSON object, or [`Invalid`], as are choices and calls that are no
     /// objects and indices that are no whole numbers.
     pub fn read(data: &'a [u8]) -> Result<Self, Invalid> {
-        let text = std::str::from_utf8(data).map_err(|_| Invalid)?;
-        Reader::document(text, |r| {
+        Reader::document(data, |r| {
             let mut chunk = Chunk::default();
             r.members(|key, r| {
                 match key {

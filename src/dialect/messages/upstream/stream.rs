@@ -77,8 +77,7 @@ struct ErrorBody<'a> {
 impl<'a> Event<'a> {
     /// An event's data: a JSON object with a string `type`, or [`Invalid`].
     fn read(data: &'a [u8]) -> Result<Self, Invalid> {
-        let text = std::str::from_utf8(data).map_err(|_| Invalid)?;
-        json::Reader::document(text, |r| {
+        json::Reader::document(data, |r| {
             let mut ev = Event::default();
             let mut kind = None;
             r.members(|key, r| {
