@@ -153,6 +153,258 @@ impl<'a> CallDelta<'a> {
     }
 }
 
+/// The members of a whole `chat.completion` the translators read, as the raw JSON the
+/// upstream wrote (strings still quoted and escaped); `null` reads as absent, and of a key
+/// written twice the last counts, as in a JSON tree.
+#[derive(Default)]
+pub struct Completion<'a> {
+    pub id: Option<&'a str>,
+    pub model: Option<&'a str>,
+    /// A whole number (also written as a float), else absent.
+    pub created: Option<u64>,
+    /// The first choice: a translated request never asks for more.
+    pub choice: Option<Answer<'a>>,
+    pub usage: Option<Usage>,
+}
+
+/// A completion's first choice.
+#[derive(Default)]
+pub struct Answer<'a> {
+    pub message: Option<Message<'a>>,
+    pub finish_reason: Option<&'a str>,
+}
+
+#[derive(Default)]
+pub struct Message<'a> {
+    pub content: Content<'a>,
+    pub refusal: Option<&'a str>,
+    /// `tool_calls` when it is a list: an element that is no object is a call of nothing.
+    pub tool_calls: Vec<Call<'a>>,
+    /// The legacy `function_call` when it is an object (its `id` is always absent).
+    pub function_call: Option<Call<'a>>,
+}
+
+/// A message's `content`.
+#[derive(Default)]
+pub enum Content<'a> {
+    #[default]
+    Absent,
+    /// A string, raw.
+    Text(&'a str),
+    /// The escaped contents of each part's `text` that is a string (some servers answer
+    /// with a list of text parts); joined, they are the escaped contents of the text joined.
+    Parts(Vec<&'a str>),
+    /// Any other value.
+    Other,
+}
+
+/// A tool call: its id, and its function's name and arguments, raw.
+#[derive(Default)]
+pub struct Call<'a> {
+    pub id: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub arguments: Option<&'a str>,
+}
+
+impl<'a> Completion<'a> {
+    /// A completion: a JSON object whose `choices`, when present, is a list whose first
+    /// element is an object, whose `message`, when present, is an object; else [`Invalid`].
+    /// Usage of any other shape is none, never a reason to refuse the answer.
+    pub fn read(body: &'a [u8]) -> Result<Self, Invalid> {
+        Reader::document(body, |r| {
+            let mut chat = Completion::default();
+            r.members(|key, r| {
+                match key {
+                    b"id" => chat.id = r.raw()?,
+                    b"model" => chat.model = r.raw()?,
+                    b"created" => chat.created = r.count()?,
+                    b"choices" => {
+                        chat.choice = None;
+                        r.array(|r| match chat.choice {
+                            Some(_) => r.skip(),
+                            None => Answer::read(r).map(|a| chat.choice = Some(a)),
+                        })?
+                    }
+                    b"usage" => chat.usage = Usage::read(r.value()?),
+                    _ => r.skip()?,
+                }
+                Ok(())
+            })?;
+            Ok(chat)
+        })
+    }
+}
+
+impl<'a> Answer<'a> {
+    fn read(r: &mut Reader<'a>) -> Result<Self, Invalid> {
+        let mut answer = Answer::default();
+        r.members(|key, r| {
+            match key {
+                b"message" => answer.message = r.optional(Message::member)?,
+                b"finish_reason" => answer.finish_reason = r.raw()?,
+                _ => r.skip()?,
+            }
+            Ok(())
+        })?;
+        Ok(answer)
+    }
+}
+
+impl<'a> Message<'a> {
+    fn member(&mut self, key: &'a [u8], r: &mut Reader<'a>) -> Result<(), Invalid> {
+        match key {
+            b"content" => self.content = Content::read(r)?,
+            b"refusal" => self.refusal = r.raw()?,
+            b"tool_calls" => {
+                self.tool_calls.clear();
+                match r.peek() {
+                    Some(b'[') => r.array(|r| {
+                        self.tool_calls.push(Call::read(r)?.unwrap_or_default());
+                        Ok(())
+                    })?,
+                    _ => r.skip()?,
+                }
+            }
+            b"function_call" => self.function_call = Call::legacy(r)?,
+            _ => r.skip()?,
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Content<'a> {
+    fn read(r: &mut Reader<'a>) -> Result<Self, Invalid> {
+        Ok(match r.peek() {
+            Some(b'"') => Content::Text(r.value()?),
+            Some(b'n') => {
+                r.skip()?;
+                Content::Absent
+            }
+            Some(b'[') => {
+                let mut parts = Vec::new();
+                r.array(|r| {
+                    if r.peek() != Some(b'{') {
+                        return r.skip();
+                    }
+                    let mut text = None;
+                    r.members(|key, r| {
+                        match key {
+                            b"text" => text = r.raw()?.and_then(super::json::contents),
+                            _ => r.skip()?,
+                        }
+                        Ok(())
+                    })?;
+                    parts.extend(text);
+                    Ok(())
+                })?;
+                Content::Parts(parts)
+            }
+            _ => {
+                r.skip()?;
+                Content::Other
+            }
+        })
+    }
+}
+
+impl<'a> Call<'a> {
+    /// A tool call (`id`, `function: {name, arguments}`) when the next value is an object;
+    /// any other value is skipped.
+    fn read(r: &mut Reader<'a>) -> Result<Option<Self>, Invalid> {
+        Self::object(r, |call, key, r| {
+            match key {
+                b"id" => call.id = r.raw()?,
+                // The last `function` counts, an object or not.
+                b"function" => {
+                    let function = Self::object(r, Self::function)?.unwrap_or_default();
+                    (call.name, call.arguments) = (function.name, function.arguments);
+                }
+                _ => r.skip()?,
+            }
+            Ok(())
+        })
+    }
+
+    /// A legacy `function_call` (`{name, arguments}`) when the next value is an object.
+    fn legacy(r: &mut Reader<'a>) -> Result<Option<Self>, Invalid> {
+        Self::object(r, Self::function)
+    }
+
+    fn function(&mut self, key: &'a [u8], r: &mut Reader<'a>) -> Result<(), Invalid> {
+        match key {
+            b"name" => self.name = r.raw()?,
+            b"arguments" => self.arguments = r.raw()?,
+            _ => r.skip()?,
+        }
+        Ok(())
+    }
+
+    fn object(
+        r: &mut Reader<'a>,
+        member: impl FnMut(&mut Self, &'a [u8], &mut Reader<'a>) -> Result<(), Invalid>,
+    ) -> Result<Option<Self>, Invalid> {
+        match r.peek() {
+            Some(b'{') => r.optional(member),
+            _ => r.skip().map(|_| None),
+        }
+    }
+}
+
+/// Chat usage, as a completion or a stream's last chunk reports it: each count a whole
+/// number (also written as a float, `10.0`), else none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
+    /// `prompt_tokens_details.cached_tokens`.
+    pub cached_tokens: Option<u64>,
+    /// `completion_tokens_details.reasoning_tokens`.
+    pub reasoning_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// The counts of a usage object (checked JSON text); `None` for any other value. A count
+    /// that is no whole number (negative, fractional, a string, a list, beyond `u64`) and
+    /// details that are no object are none, the rest kept: a count is never worth losing the
+    /// answer for. Of a key written twice the last counts, as the access log's token reader
+    /// takes it.
+    pub fn read(raw: &str) -> Option<Self> {
+        Reader::document(raw.as_bytes(), |r| {
+            let mut usage = Usage::default();
+            r.members(|key, r| {
+                match key {
+                    b"prompt_tokens" => usage.prompt_tokens = r.count()?,
+                    b"completion_tokens" => usage.completion_tokens = r.count()?,
+                    b"total_tokens" => usage.total_tokens = r.count()?,
+                    b"prompt_tokens_details" => usage.cached_tokens = detail(r, b"cached_tokens")?,
+                    b"completion_tokens_details" => usage.reasoning_tokens = detail(r, b"reasoning_tokens")?,
+                    _ => r.skip()?,
+                }
+                Ok(())
+            })?;
+            Ok(usage)
+        })
+        .ok()
+    }
+}
+
+/// The count `name` inside the details object that is next; none when they are no object.
+fn detail(r: &mut Reader, name: &[u8]) -> Result<Option<u64>, Invalid> {
+    if r.peek() != Some(b'{') {
+        return r.skip().map(|_| None);
+    }
+    let mut n = None;
+    r.members(|key, r| {
+        match key == name {
+            true => n = r.count()?,
+            false => r.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
@@ -240,5 +492,133 @@ mod tests {
         for odd in [r#"{"created":1744857525.25}"#, r#"{"created":"1744857525"}"#, r#"{"created":-1}"#] {
             assert_eq!(Chunk::read(odd.as_bytes()).unwrap().created, None, "{odd}");
         }
+    }
+
+    /// A raw string's contents unescaped (absent and `null` alike read as no string).
+    fn text(raw: Option<&str>) -> Value {
+        raw.map_or(Value::Null, |r| serde_json::from_str(r).unwrap())
+    }
+
+    /// The completions the translators were written against, and an odd one: every member
+    /// read is what a JSON tree holds, compact or pretty.
+    #[test]
+    fn completions_read_what_a_json_tree_holds() {
+        let mut completions: Vec<Value> = [
+            "upstream/openai/chat.json",
+            "dialects/responses/chat-completion-text.json",
+            "dialects/responses/chat-completion-tools.json",
+            "dialects/responses/chat-completion-length.json",
+        ]
+        .iter()
+        .map(|f| serde_json::from_slice(&crate::dialect::testing::fixture(f)).unwrap())
+        .collect();
+        completions.push(json!({
+            "id": "c\u{e9}\n", "model": null, "created": 1e3,
+            "choices": [
+                {"message": {"content": [{"text": "a\"b"}, {"text": 3}, "x", {"text": "\u{e9}\n"}],
+                    "refusal": "no", "tool_calls": [
+                        {"id": "c1", "function": {"name": "f", "arguments": {"a": [1]}}},
+                        "call", {"function": "f"}, {"id": null, "function": {"arguments": "{}"}}],
+                    "function_call": {"name": "legacy", "arguments": "{\"x\":1}"}},
+                 "finish_reason": "tool_calls"},
+                {"message": {"content": "the second choice"}},
+            ],
+        }));
+        for c in completions {
+            for body in [c.to_string(), serde_json::to_string_pretty(&c).unwrap()] {
+                let chat = Completion::read(body.as_bytes()).unwrap();
+                assert_eq!((value(chat.id), value(chat.model)), (c["id"].clone(), c["model"].clone()));
+                assert_eq!(chat.created, c["created"].as_f64().map(|n| n as u64));
+                let (choice, first) = (chat.choice.unwrap(), &c["choices"][0]);
+                assert_eq!(value(choice.finish_reason), first["finish_reason"]);
+                let (msg, m) = (choice.message.unwrap(), &first["message"]);
+                match (&msg.content, &m["content"]) {
+                    (Content::Text(raw), want) => assert_eq!(&text(Some(raw)), want),
+                    (Content::Parts(parts), Value::Array(want)) => {
+                        let want: String = want.iter().filter_map(|p| p["text"].as_str()).collect();
+                        let got: String = parts
+                            .iter()
+                            .map(|p| text(Some(&format!("\"{p}\""))).as_str().unwrap().to_owned())
+                            .collect();
+                        assert_eq!(got, want);
+                    }
+                    (Content::Absent, Value::Null) => {}
+                    _ => panic!("content of {body}"),
+                }
+                assert_eq!(value(msg.refusal), m["refusal"]);
+                let calls = m["tool_calls"].as_array().cloned().unwrap_or_default();
+                assert_eq!(msg.tool_calls.len(), calls.len());
+                for (call, want) in msg.tool_calls.iter().zip(&calls) {
+                    assert_eq!(value(call.id), want["id"]);
+                    assert_eq!(value(call.name), want["function"]["name"]);
+                    assert_eq!(value(call.arguments), want["function"]["arguments"]);
+                }
+                let legacy = msg.function_call.map(|f| (value(f.name), value(f.arguments)));
+                let want = m["function_call"].as_object().map(|f| (f["name"].clone(), f["arguments"].clone()));
+                assert_eq!(legacy, want);
+                let want = &c["usage"];
+                let usage = chat.usage;
+                assert_eq!(usage.is_some(), want.is_object());
+                let usage = usage.unwrap_or_default();
+                assert_eq!(usage.prompt_tokens, want["prompt_tokens"].as_u64());
+                assert_eq!(usage.completion_tokens, want["completion_tokens"].as_u64());
+                assert_eq!(usage.total_tokens, want["total_tokens"].as_u64());
+                assert_eq!(usage.cached_tokens, want["prompt_tokens_details"]["cached_tokens"].as_u64());
+                assert_eq!(usage.reasoning_tokens, want["completion_tokens_details"]["reasoning_tokens"].as_u64());
+            }
+        }
+    }
+
+    /// No completion: not an object, not JSON, choices that are no list, a first choice or
+    /// its message that is no object. An empty or absent list is a completion without a
+    /// choice (the translators refuse it).
+    #[test]
+    fn refuses_what_is_no_completion() {
+        for body in [
+            "null",
+            "[1]",
+            r#""x""#,
+            "",
+            "{",
+            "{} {}",
+            "<html>",
+            r#"{"choices":{}}"#,
+            r#"{"choices":[5]}"#,
+            r#"{"choices":[{"message":"x"}]}"#,
+            r#"{"choices":[{"message":[]}]}"#,
+        ] {
+            assert!(Completion::read(body.as_bytes()).is_err(), "{body}");
+        }
+        assert!(Completion::read(b"{\"id\":\"\xff\"}").is_err(), "not UTF-8");
+        for body in ["{}", r#"{"choices":[]}"#, r#"{"choices":null}"#, r#"{"choices":[{"message":{}}],"choices":[]}"#] {
+            assert!(Completion::read(body.as_bytes()).unwrap().choice.is_none(), "{body}");
+        }
+    }
+
+    /// Usage of any shape never fails the answer: what is no object is none; a count that is
+    /// no whole number, or details that are no object, are none and the rest kept, JSON no
+    /// number type holds (`1e400`, a lone surrogate) included; of a key written twice the last
+    /// counts. A completion whose usage is odd is still read whole.
+    #[test]
+    fn usage_of_any_shape_is_read_count_by_count() {
+        for none in ["null", "1", "-1.5", "true", r#""{}""#, "[1,2]", "[]", "1e400", r#""\ud800""#] {
+            assert_eq!(Usage::read(none), None, "{none}");
+            let body = format!(r#"{{"usage":{none},"choices":[{{"message":{{"content":"hi"}}}}]}}"#);
+            let chat = Completion::read(body.as_bytes()).unwrap();
+            assert!(chat.usage.is_none() && chat.choice.is_some(), "{none}");
+        }
+        let usage = |raw: &str| Usage::read(raw).unwrap();
+        assert_eq!(
+            usage(r#"{"prompt_tokens":1e400,"completion_tokens":"\ud800","total_tokens":2.0,"\ud800":1,"x":[{}]}"#),
+            Usage { total_tokens: Some(2), ..Usage::default() }
+        );
+        assert_eq!(
+            usage(
+                r#"{"prompt_tokens":-1,"completion_tokens":4,"prompt_tokens":5,"prompt_tokens_details":[2],
+                "completion_tokens_details":{"reasoning_tokens":1,"reasoning_tokens":3,"x":{}}}"#
+            ),
+            Usage { prompt_tokens: Some(5), completion_tokens: Some(4), reasoning_tokens: Some(3), ..Usage::default() }
+        );
+        assert_eq!(usage(r#"{"prompt_tokens_details":{"cached_tokens":null}}"#), Usage::default());
     }
 }

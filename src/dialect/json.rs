@@ -42,8 +42,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The next byte that is not whitespace, not taken.
-    fn peek(&mut self) -> Option<u8> {
+    /// The next byte that is not whitespace, not taken: what the next value is (`{`, `[`, `"`,
+    /// `n`…).
+    pub fn peek(&mut self) -> Option<u8> {
         while let Some(&b) = self.text.get(self.at) {
             if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
                 return Some(b);
@@ -187,6 +188,14 @@ impl<'a> Reader<'a> {
         Ok(Some(n))
     }
 
+    /// The next value as a token count, which upstreams write in odd ways: a whole number,
+    /// also written as a float (`10.0`); anything else (negative, fractional, beyond `u64`, a
+    /// string, `null`, a list) is `None` rather than [`Invalid`], a count never being worth
+    /// the answer it came in.
+    pub fn count(&mut self) -> Read<Option<u64>> {
+        self.value().map(super::borrowed::number)
+    }
+
     /// Checks the next value and steps over it.
     pub fn skip(&mut self) -> Read<()> {
         match self.peek().ok_or(Invalid)? {
@@ -295,6 +304,12 @@ fn escape(text: &[u8], at: usize) -> Read<usize> {
 /// A raw JSON string's contents between its quotes, escapes kept; `None` for any other value.
 pub fn contents(raw: &str) -> Option<&str> {
     raw.strip_prefix('"')?.strip_suffix('"')
+}
+
+/// A raw value when it is a string, as written; `""` for any other value or none (where the
+/// other dialect always has a string).
+pub fn string_or_empty(raw: Option<&str>) -> &str {
+    raw.filter(|r| r.starts_with('"')).unwrap_or(r#""""#)
 }
 
 /// Writes a string's `contents` (escaped, as [`contents`] gives them) as a JSON string.

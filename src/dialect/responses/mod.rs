@@ -13,21 +13,19 @@
 //! written straight into the other dialect's bytes: no JSON tree is built, and what passes
 //! unchanged is copied as the other side wrote it.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use crate::dialect::borrowed::is_string;
+use crate::dialect::json_str;
 
 pub mod request;
 pub mod response;
 pub mod stream;
 
 /// A tool call's arguments, a JSON text in a string in both dialects.
-#[derive(Serialize)]
-#[serde(untagged)]
 enum Arguments<'a> {
-    /// A string, copied as written.
-    Raw(&'a RawValue),
+    /// A string, copied as written (checked JSON).
+    Raw(&'a str),
     Text(String),
 }
 
@@ -35,15 +33,33 @@ impl<'a> Arguments<'a> {
     /// A string is copied; null or absent is the empty string; any other JSON becomes its
     /// compact text as a JSON tree prints it (keys sorted), as the translation always wrote
     /// it. That last case is rare (both sides send strings), so it may build a tree.
-    fn of(value: Option<&'a RawValue>) -> Self {
+    fn of(value: Option<&'a str>) -> Self {
         match value {
-            Some(s) if is_string(s) => Arguments::Raw(s),
-            None => Arguments::Text(String::new()),
-            Some(v) if v.get() == "null" => Arguments::Text(String::new()),
+            Some(s) if s.starts_with('"') => Arguments::Raw(s),
+            None | Some("null") => Arguments::Text(String::new()),
             Some(v) => Arguments::Text(
-                serde_json::from_str::<serde_json::Value>(v.get())
-                    .map_or_else(|_| v.get().to_owned(), |t| t.to_string()),
+                serde_json::from_str::<serde_json::Value>(v).map_or_else(|_| v.to_owned(), |t| t.to_string()),
             ),
+        }
+    }
+
+    /// Appends them as a JSON string.
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Arguments::Raw(raw) => out.extend_from_slice(raw.as_bytes()),
+            Arguments::Text(text) => json_str(out, text),
+        }
+    }
+}
+
+impl Serialize for Arguments<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            // Checked already: read again only to hand serde_json its raw form.
+            Arguments::Raw(raw) => {
+                serde_json::from_str::<&RawValue>(raw).map_err(serde::ser::Error::custom)?.serialize(s)
+            }
+            Arguments::Text(text) => text.serialize(s),
         }
     }
 }

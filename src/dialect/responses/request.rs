@@ -177,7 +177,8 @@ fn input_item<'a>(i: usize, item: &Fields<'a>, messages: &mut Vec<Message<'a>>) 
         "function_call" | "custom_tool_call" => {
             // Custom tool calls carry `input` instead of `arguments`.
             let arguments = item.present("arguments").or_else(|| item.get("input"));
-            let call = ToolCall::new(item.get("call_id"), item.get("name"), Arguments::of(arguments));
+            let call =
+                ToolCall::new(item.get("call_id"), item.get("name"), Arguments::of(arguments.map(RawValue::get)));
             // Calls right after an assistant turn belong to it: chat templates expect one
             // assistant message holding the text and all its parallel calls.
             match messages.last_mut() {

@@ -1,11 +1,15 @@
 //! `chat.completion` → Response object; what a Response repeats from its request. The
 //! completion is read from its borrowed fields and the Response written straight into bytes.
 
-use serde::{Deserialize, Serialize, Serializer};
+use std::borrow::Cow;
+
+use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::Arguments;
-use crate::dialect::borrowed::{Fields, as_u64, is_string, objects, text};
+use crate::dialect::borrowed::{Fields, unescaped};
+use crate::dialect::chat::{Completion, Content, Message, Usage};
+use crate::dialect::json::{self, Invalid};
 use crate::dialect::push_u64;
 
 /// What a Response object repeats from the request that asked for it, written once as JSON
@@ -103,60 +107,21 @@ impl<T: Serialize> Serialize for Or<'_, T> {
 #[derive(Serialize)]
 struct Empty {}
 
-/// Chat usage, as both a complete response and the stream's usage chunk carry it.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-pub(super) struct Usage {
-    #[serde(default, deserialize_with = "crate::dialect::count")]
-    prompt_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "crate::dialect::count")]
-    completion_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "crate::dialect::count")]
-    total_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "crate::dialect::within")]
-    prompt_tokens_details: Option<PromptDetails>,
-    #[serde(default, deserialize_with = "crate::dialect::within")]
-    completion_tokens_details: Option<CompletionDetails>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-struct PromptDetails {
-    #[serde(default, deserialize_with = "crate::dialect::count")]
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-struct CompletionDetails {
-    #[serde(default, deserialize_with = "crate::dialect::count")]
-    reasoning_tokens: Option<u64>,
-}
-
-impl Usage {
-    pub(super) fn input(&self) -> u64 {
-        self.prompt_tokens.unwrap_or(0)
+/// Appends Chat `usage` as the Responses usage object.
+pub(super) fn write_usage(usage: &Usage, out: &mut Vec<u8>) {
+    let (input, output) = (usage.prompt_tokens.unwrap_or(0), usage.completion_tokens.unwrap_or(0));
+    let counts = [
+        (&br#"{"input_tokens":"#[..], input),
+        (br#","input_tokens_details":{"cached_tokens":"#, usage.cached_tokens.unwrap_or(0)),
+        (br#"},"output_tokens":"#, output),
+        (br#","output_tokens_details":{"reasoning_tokens":"#, usage.reasoning_tokens.unwrap_or(0)),
+        (br#"},"total_tokens":"#, usage.total_tokens.unwrap_or(input.saturating_add(output))),
+    ];
+    for (name, n) in counts {
+        out.extend_from_slice(name);
+        push_u64(out, n);
     }
-
-    pub(super) fn output(&self) -> u64 {
-        self.completion_tokens.unwrap_or(0)
-    }
-
-    /// Appends the Responses usage object.
-    pub(super) fn write(&self, out: &mut Vec<u8>) {
-        let cached = self.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0);
-        let reasoning = self.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0);
-        let total = self.total_tokens.unwrap_or(self.input().saturating_add(self.output()));
-        let counts = [
-            (&br#"{"input_tokens":"#[..], self.input()),
-            (br#","input_tokens_details":{"cached_tokens":"#, cached),
-            (br#"},"output_tokens":"#, self.output()),
-            (br#","output_tokens_details":{"reasoning_tokens":"#, reasoning),
-            (br#"},"total_tokens":"#, total),
-        ];
-        for (name, n) in counts {
-            out.extend_from_slice(name);
-            push_u64(out, n);
-        }
-        out.push(b'}');
-    }
+    out.push(b'}');
 }
 
 /// Why a response stopped short, from a Chat `finish_reason`: the Responses
@@ -178,74 +143,87 @@ pub(super) fn new_id_base() -> String {
 }
 
 /// A `chat.completion` → a Response object. `Err` when the body is not a completion.
-pub fn from_chat(chat: &[u8], echo: &Echo) -> Result<Vec<u8>, serde_json::Error> {
+pub fn from_chat(chat: &[u8], echo: &Echo) -> Result<Vec<u8>, Invalid> {
     build(chat, echo, &new_id_base())
 }
 
-fn build(chat: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, serde_json::Error> {
-    let size = chat.len();
-    let chat = Fields::read(chat)?;
+fn build(body: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, Invalid> {
+    let chat = Completion::read(body)?;
     // A completion without a choice (and its message) is not an answer, and must not become
     // an empty one. A choice without a message that says why (a filtered answer's
     // `finish_reason: content_filter`) is an empty answer.
-    let first = chat.get("choices").and_then(objects).and_then(|c| c.into_iter().next());
-    let answer = first.and_then(|choice| match choice.present("message") {
-        Some(message) => Some((Fields::of(message)?, choice)),
-        None => choice.get("finish_reason").is_some_and(is_string).then(|| (Fields::default(), choice)),
-    });
-    let Some((message, choice)) = answer else {
-        return Err(serde::de::Error::custom("a completion without a choice"));
+    let choice = chat.choice.ok_or(Invalid)?;
+    let message = match choice.message {
+        Some(message) => message,
+        None if choice.finish_reason.and_then(json::contents).is_some() => Message::default(),
+        None => return Err(Invalid),
     };
-    let reason = incomplete_reason(choice.get("finish_reason").and_then(text).as_deref().unwrap_or_default());
-    let mut output = Vec::new();
-    let text = message.get("content").map(|content| match objects(content) {
-        // Some servers answer with a list of text parts.
-        Some(parts) => Text::Joined(parts.iter().filter_map(|p| p.get("text").and_then(text)).collect()),
-        None => Text::Raw(content),
-    });
-    if let Some(text) = text.filter(Text::is_nonempty) {
-        output.push(Item::Message {
-            id: Id { prefix: "msg", base, index: Some(output.len()) },
-            status: "completed",
-            role: "assistant",
-            content: [OutputText { kind: "output_text", text, annotations: [] }],
-        });
+    let reason = incomplete_reason(choice.finish_reason.and_then(unescaped).as_deref().unwrap_or_default());
+    // The text's escaped contents; some servers answer with a list of text parts.
+    let text = match &message.content {
+        Content::Text(raw) => json::contents(raw).map(Cow::Borrowed),
+        Content::Parts(parts) => Some(Cow::Owned(parts.concat())),
+        Content::Absent | Content::Other => None,
     }
-    for call in message.get("tool_calls").and_then(objects).into_iter().flatten() {
-        let function = call.get("function").and_then(Fields::of).unwrap_or_default();
-        output.push(Item::FunctionCall {
-            id: Id { prefix: "fc", base, index: Some(output.len()) },
-            call_id: call.get("id"),
-            name: function.get("name"),
-            arguments: Arguments::of(function.get("arguments")),
-            status: "completed",
-        });
-    }
+    .filter(|text| !text.is_empty());
+    let items = usize::from(text.is_some()) + message.tool_calls.len();
     // Only the last item was cut short.
-    if let (Some(_), Some(Item::Message { status, .. } | Item::FunctionCall { status, .. })) =
-        (reason, output.last_mut())
-    {
-        *status = "incomplete";
-    }
-    let usage = chat.get("usage").and_then(|u| crate::dialect::shaped::<Usage>(u.get()));
-    // The upstream's model when it names one, else the one asked for (in the echo).
-    let model = chat.get("model").filter(|m| is_string(m) && m.get() != r#""""#);
-    let head = Head {
-        id: Id { prefix: "resp", base, index: None },
-        object: "response",
-        created_at: chat.get("created").and_then(as_u64).unwrap_or_else(crate::dialect::now),
-        status: if reason.is_some() { "incomplete" } else { "completed" },
-        error: None,
-        incomplete_details: reason.map(|reason| Incomplete { reason }),
-        model,
-        output,
+    let status = |index: usize| match reason {
+        Some(_) if index + 1 == items => "incomplete",
+        _ => "completed",
     };
-    // More room: the usage follows.
-    let mut out = crate::dialect::to_json(&head, size + 256)?;
-    out.pop(); // `}`: usage and the echo follow.
-    out.extend_from_slice(br#","usage":"#);
-    match usage {
-        Some(u) => u.write(&mut out),
+    // The upstream's model when it names one, else the one asked for (in the echo).
+    let model = chat.model.filter(|m| m.starts_with('"') && *m != r#""""#);
+    let mut out = Vec::with_capacity(body.len() + echo.members.len() + 512);
+    out.extend_from_slice(br#"{"id":"#);
+    write_id(&mut out, "resp", base, None);
+    out.extend_from_slice(br#","object":"response","created_at":"#);
+    push_u64(&mut out, chat.created.unwrap_or_else(crate::dialect::now));
+    out.extend_from_slice(br#","status":""#);
+    out.extend_from_slice(if reason.is_some() { b"incomplete" } else { b"completed" });
+    out.extend_from_slice(br#"","error":null,"incomplete_details":"#);
+    match reason {
+        Some(reason) => {
+            out.extend_from_slice(br#"{"reason":""#);
+            out.extend_from_slice(reason.as_bytes());
+            out.extend_from_slice(br#""}"#);
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    if let Some(model) = model {
+        out.extend_from_slice(br#","model":"#);
+        out.extend_from_slice(model.as_bytes());
+    }
+    out.extend_from_slice(br#","output":["#);
+    if let Some(text) = &text {
+        out.extend_from_slice(br#"{"type":"message","id":"#);
+        write_id(&mut out, "msg", base, Some(0));
+        out.extend_from_slice(br#","status":""#);
+        out.extend_from_slice(status(0).as_bytes());
+        out.extend_from_slice(br#"","role":"assistant","content":[{"type":"output_text","text":"#);
+        json::quote(&mut out, text);
+        out.extend_from_slice(br#","annotations":[]}]}"#);
+    }
+    for (i, call) in message.tool_calls.iter().enumerate() {
+        let index = i + usize::from(text.is_some());
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"type":"function_call","id":"#);
+        write_id(&mut out, "fc", base, Some(index));
+        out.extend_from_slice(br#","call_id":"#);
+        out.extend_from_slice(call.id.unwrap_or("null").as_bytes());
+        out.extend_from_slice(br#","name":"#);
+        out.extend_from_slice(call.name.unwrap_or("null").as_bytes());
+        out.extend_from_slice(br#","arguments":"#);
+        Arguments::of(call.arguments).write(&mut out);
+        out.extend_from_slice(br#","status":""#);
+        out.extend_from_slice(status(index).as_bytes());
+        out.extend_from_slice(br#""}"#);
+    }
+    out.extend_from_slice(br#"],"usage":"#);
+    match &chat.usage {
+        Some(usage) => write_usage(usage, &mut out),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(if model.is_some() { &echo.members[echo.model_end..] } else { &echo.members });
@@ -253,83 +231,17 @@ fn build(chat: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, serde_json::Er
     Ok(out)
 }
 
-/// The Response object up to its output; `usage` and the echoed members are appended.
-#[derive(Serialize)]
-struct Head<'a> {
-    id: Id<'a>,
-    object: &'static str,
-    created_at: u64,
-    status: &'static str,
-    error: Option<()>,
-    incomplete_details: Option<Incomplete>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model: Option<&'a RawValue>,
-    output: Vec<Item<'a>>,
-}
-
-#[derive(Serialize)]
-struct Incomplete {
-    reason: &'static str,
-}
-
-/// `{prefix}_{base}` or `{prefix}_{base}_{index}`, written without building the string.
-struct Id<'a> {
-    prefix: &'static str,
-    base: &'a str,
-    index: Option<usize>,
-}
-
-impl Serialize for Id<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.index {
-            Some(i) => s.collect_str(&format_args!("{}_{}_{i}", self.prefix, self.base)),
-            None => s.collect_str(&format_args!("{}_{}", self.prefix, self.base)),
-        }
+/// Appends the JSON string `{prefix}_{base}`, or `{prefix}_{base}_{index}`.
+fn write_id(out: &mut Vec<u8>, prefix: &str, base: &str, index: Option<usize>) {
+    out.push(b'"');
+    out.extend_from_slice(prefix.as_bytes());
+    out.push(b'_');
+    out.extend_from_slice(base.as_bytes());
+    if let Some(index) = index {
+        out.push(b'_');
+        push_u64(out, index as u64);
     }
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Item<'a> {
-    Message {
-        id: Id<'a>,
-        status: &'static str,
-        role: &'static str,
-        content: [OutputText<'a>; 1],
-    },
-    FunctionCall {
-        id: Id<'a>,
-        call_id: Option<&'a RawValue>,
-        name: Option<&'a RawValue>,
-        arguments: Arguments<'a>,
-        status: &'static str,
-    },
-}
-
-#[derive(Serialize)]
-struct OutputText<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    text: Text<'a>,
-    annotations: [(); 0],
-}
-
-/// The message's text: its string content copied, or the text of its parts joined.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Text<'a> {
-    Raw(&'a RawValue),
-    Joined(String),
-}
-
-impl Text<'_> {
-    /// Empty text (or content that is no text) makes no message item.
-    fn is_nonempty(&self) -> bool {
-        match self {
-            Text::Raw(raw) => is_string(raw) && raw.get() != r#""""#,
-            Text::Joined(s) => !s.is_empty(),
-        }
-    }
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -448,9 +360,9 @@ mod tests {
                 last
             ]
         );
-        // Usage is read as every dialect reads it (serde): a repeated count makes it none, and
-        // the answer stands.
-        assert_eq!(got["usage"], Value::Null);
+        // Usage is read as every dialect reads it: of a repeated count the last counts, and a
+        // count that is null is none.
+        assert_eq!((&got["usage"]["input_tokens"], &got["usage"]["output_tokens"]), (&json!(6), &json!(0)));
 
         // Usage that is no object is none; a count that is no whole number is left out, and the
         // others kept; counts written as floats are counts. Other JSON (no choice to answer with)

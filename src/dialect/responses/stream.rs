@@ -14,8 +14,9 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::response::{Echo, Usage, incomplete_reason, new_id_base};
+use super::response::{Echo, incomplete_reason, new_id_base, write_usage};
 use crate::dialect::borrowed::unescaped;
+use crate::dialect::chat::Usage;
 use crate::dialect::chat::{CallDelta, Chunk};
 use crate::dialect::json;
 use crate::dialect::sse::Reader;
@@ -132,7 +133,7 @@ impl FromChat {
                 self.incomplete = incomplete_reason(&reason);
             }
         }
-        if let Some(usage) = chunk.usage.and_then(crate::dialect::shaped) {
+        if let Some(usage) = chunk.usage.and_then(Usage::read) {
             self.usage = Some(usage);
         }
     }
@@ -397,7 +398,7 @@ impl FromChat {
         }
         out.extend_from_slice(br#"],"usage":"#);
         match (&self.usage, output) {
-            (Some(u), Some(_)) => u.write(out),
+            (Some(u), Some(_)) => write_usage(u, out),
             _ => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(&self.echo);
@@ -519,7 +520,7 @@ impl StreamTranslator for FromChat {
     }
 
     fn tokens(&self) -> Option<(u64, u64)> {
-        self.usage.map(|u| (u.input(), u.output()))
+        self.usage.map(|u| (u.prompt_tokens.unwrap_or(0), u.completion_tokens.unwrap_or(0)))
     }
 
     fn failure(&self) -> Option<&str> {

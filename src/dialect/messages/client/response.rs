@@ -1,12 +1,14 @@
 //! OpenAI `chat.completion` → Anthropic message; upstream error bodies → Anthropic errors.
 
+use std::borrow::Cow;
+
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::dialect::borrowed::{Fields, Input, Text, is_string, list, text};
-use crate::dialect::convert;
+use crate::dialect::borrowed::unescaped;
+use crate::dialect::chat::{Call, Completion, Content, Message, Usage};
+use crate::dialect::json::{self, Invalid};
+use crate::dialect::{convert, json_str, push_u64};
 
 /// `finish_reason` → `stop_reason`. Chat does not say which stop sequence matched, so a stop
 /// is always `end_turn`.
@@ -19,187 +21,108 @@ pub fn stop_reason(finish: &str) -> &'static str {
     }
 }
 
-/// Chat usage, as a completion or the last stream chunk reports it.
-#[derive(Deserialize, Clone, Copy, Default)]
-pub struct Usage {
-    #[serde(default, deserialize_with = "null_as_zero")]
-    pub prompt_tokens: u64,
-    #[serde(default, deserialize_with = "null_as_zero")]
-    pub completion_tokens: u64,
-    #[serde(default, deserialize_with = "crate::dialect::within")]
-    prompt_tokens_details: Option<Details>,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-struct Details {
-    #[serde(default, deserialize_with = "crate::dialect::count")]
-    cached_tokens: Option<u64>,
-}
-
-/// A count some servers send as `null` when they have none (or as a float: [`count`]).
-fn null_as_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    crate::dialect::count(d).map(Option::unwrap_or_default)
-}
-
-/// Anthropic usage. Chat's prompt tokens include cached ones; Anthropic counts cache reads
-/// apart from `input_tokens`.
-#[derive(Serialize)]
-pub struct AnthropicUsage {
-    input_tokens: u64,
-    output_tokens: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cache_read_input_tokens: Option<u64>,
-}
-
-impl Usage {
-    pub fn anthropic(&self) -> AnthropicUsage {
-        let cached = self.prompt_tokens_details.and_then(|d| d.cached_tokens);
-        AnthropicUsage {
-            input_tokens: self.prompt_tokens.saturating_sub(cached.unwrap_or(0)),
-            output_tokens: self.completion_tokens,
-            cache_read_input_tokens: cached,
-        }
+/// Appends Chat `usage` as Anthropic's. Chat's prompt tokens include cached ones; Anthropic
+/// counts cache reads apart from `input_tokens`.
+pub fn write_usage(usage: &Usage, out: &mut Vec<u8>) {
+    let cached = usage.cached_tokens;
+    out.extend_from_slice(br#"{"input_tokens":"#);
+    push_u64(out, usage.prompt_tokens.unwrap_or(0).saturating_sub(cached.unwrap_or(0)));
+    out.extend_from_slice(br#","output_tokens":"#);
+    push_u64(out, usage.completion_tokens.unwrap_or(0));
+    if let Some(cached) = cached {
+        out.extend_from_slice(br#","cache_read_input_tokens":"#);
+        push_u64(out, cached);
     }
+    out.push(b'}');
 }
 
-/// A whole `chat.completion` → an Anthropic message, written from the completion's borrowed
-/// fields: no JSON tree is built on either side. `Err` when the body is not a completion.
-pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
-    // A typed reader would take a list for an object, member by member.
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return Err(serde::de::Error::custom("not a JSON object"));
-    }
-    let chat: Completion = crate::dialect::from_json(body)?;
+/// A whole `chat.completion` → an Anthropic message, written straight from the completion's
+/// raw members: no JSON tree is built on either side, and text, names and tool inputs are
+/// copied as the upstream wrote them. `Err` when the body is not a completion.
+pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, Invalid> {
+    let chat = Completion::read(body)?;
     // A completion without a choice (and its message) is not an answer, and must not become
     // an empty one. A choice without a message that says why (a filtered answer's
     // `finish_reason: content_filter`) is an empty answer.
-    let Some((choice, msg)) = chat.choices.unwrap_or_default().into_iter().next().and_then(|mut c| {
-        let reason = c.finish_reason.is_some_and(is_string);
-        let msg = c.message.take().or_else(|| reason.then(ChatMessage::default))?;
-        Some((c, msg))
-    }) else {
-        return Err(serde::de::Error::custom("a completion without a choice"));
+    let choice = chat.choice.ok_or(Invalid)?;
+    let msg = match choice.message {
+        Some(msg) => msg,
+        None if choice.finish_reason.and_then(json::contents).is_some() => Message::default(),
+        None => return Err(Invalid),
     };
-    let chat_id = chat.id.and_then(text).unwrap_or_default();
-    let calls = msg.tool_calls.and_then(list).unwrap_or_default();
-    let legacy = msg.function_call.filter(|f| f.get().starts_with('{'));
-    let calls_made = !calls.is_empty() || legacy.is_some();
-    let mut content = Vec::with_capacity(1 + calls.len());
-    // Some servers send content as a list of text parts; a refusal is the answer's text.
-    let answer = match msg.content {
-        Some(c) if is_string(c) => Text::Raw(c),
-        Some(c) if c.get().starts_with('[') => Text::Owned(
-            list(c)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|p| Fields::of(p).and_then(|p| p.get("text")).and_then(text))
-                .collect(),
-        ),
-        _ => match msg.refusal.filter(|r| is_string(r)) {
-            Some(r) => Text::Raw(r),
-            None => Text::Owned(String::new()),
-        },
+    let chat_id = chat.id.and_then(unescaped).unwrap_or_default();
+    // The answer's text, escaped. Some servers send content as a list of text parts; a
+    // refusal is the answer's text.
+    let answer = match &msg.content {
+        Content::Text(raw) => Cow::Borrowed(json::contents(raw).unwrap_or_default()),
+        Content::Parts(parts) => Cow::Owned(parts.concat()),
+        Content::Absent | Content::Other => Cow::Borrowed(msg.refusal.and_then(json::contents).unwrap_or_default()),
     };
-    if !answer.is_empty() || (calls.is_empty() && legacy.is_none()) {
-        content.push(Block::Text { text: answer });
+    let calls = msg.tool_calls.iter().chain(&msg.function_call);
+    let calls_made = calls.clone().next().is_some();
+    let mut out = Vec::with_capacity(body.len() + 256);
+    out.extend_from_slice(br#"{"id":"#);
+    match chat_id.starts_with("msg_") {
+        true => json_str(&mut out, &chat_id),
+        false => json_str(&mut out, &format!("msg_{chat_id}")),
     }
-    for (i, call) in calls.iter().enumerate() {
-        let call = Fields::of(call).unwrap_or_default();
-        content.push(tool_use(call.get("id"), call.get("function"), &chat_id, i));
+    out.extend_from_slice(br#","type":"message","role":"assistant","model":"#);
+    out.extend_from_slice(json::string_or_empty(chat.model).as_bytes());
+    out.extend_from_slice(br#","content":["#);
+    let mut first = true;
+    let mut block = |out: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+    };
+    if !answer.is_empty() || !calls_made {
+        block(&mut out);
+        out.extend_from_slice(br#"{"type":"text","text":"#);
+        json::quote(&mut out, &answer);
+        out.push(b'}');
     }
-    if let Some(f) = legacy {
-        content.push(tool_use(None, Some(f), &chat_id, 0));
+    for (i, call) in calls.enumerate() {
+        block(&mut out);
+        tool_use(call, &chat_id, i, &mut out);
     }
-    let out = Message {
-        id: if chat_id.starts_with("msg_") { chat_id.into_owned() } else { format!("msg_{chat_id}") },
-        kind: "message",
-        role: "assistant",
-        model: Text::of(chat.model),
-        content,
-        // A tool call's answer that ends with `stop` (as some servers do) or with no reason
-        // stops for `tool_use`: the client runs the tools.
-        stop_reason: match stop_reason(choice.finish_reason.and_then(text).as_deref().unwrap_or_default()) {
+    out.extend_from_slice(br#"],"stop_reason":""#);
+    // A tool call's answer that ends with `stop` (as some servers do) or with no reason
+    // stops for `tool_use`: the client runs the tools.
+    out.extend_from_slice(
+        match stop_reason(choice.finish_reason.and_then(unescaped).as_deref().unwrap_or_default()) {
             "end_turn" if calls_made => "tool_use",
             reason => reason,
-        },
-        stop_sequence: None,
-        usage: chat.usage.unwrap_or_default().anthropic(),
-    };
-    crate::dialect::to_json(&out, body.len())
+        }
+        .as_bytes(),
+    );
+    out.extend_from_slice(br#"","stop_sequence":null,"usage":"#);
+    write_usage(&chat.usage.unwrap_or_default(), &mut out);
+    out.push(b'}');
+    Ok(out)
 }
 
 /// One tool call as a `tool_use` block. Arguments that are not a JSON object (truncated by
 /// `length`, or a model's invalid output) become `{}`: Anthropic's `input` is always an object.
-fn tool_use<'a>(id: Option<&'a RawValue>, function: Option<&'a RawValue>, chat_id: &str, i: usize) -> Block<'a> {
-    let function = function.and_then(Fields::of).unwrap_or_default();
-    let arguments = function.get("arguments");
-    let input = match arguments.filter(|a| a.get().starts_with('{')) {
-        // Some servers send the arguments as an object rather than its text.
-        Some(object) => Some(object.to_owned()),
-        None => arguments.and_then(text).and_then(|a| serde_json::from_str::<Box<RawValue>>(&a).ok()),
-    }
-    .filter(|a| a.get().starts_with('{'))
-    .map_or(Input::Empty, Input::Raw);
+fn tool_use(call: &Call, chat_id: &str, i: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"type":"tool_use","id":"#);
     // The client answers with `tool_result.tool_use_id`, so an id is needed even when the
     // server sent none.
-    let id = match id.filter(|id| is_string(id) && id.get() != "\"\"") {
-        Some(id) => Text::Raw(id),
-        None => Text::Owned(format!("toolu_{chat_id}_{i}")),
+    match call.id.filter(|id| id.starts_with('"') && *id != r#""""#) {
+        Some(id) => out.extend_from_slice(id.as_bytes()),
+        None => json_str(out, &format!("toolu_{chat_id}_{i}")),
+    }
+    out.extend_from_slice(br#","name":"#);
+    out.extend_from_slice(json::string_or_empty(call.name).as_bytes());
+    out.extend_from_slice(br#","input":"#);
+    let arguments = call.arguments.unwrap_or_default();
+    // Some servers send the arguments as an object rather than its text.
+    let text = match arguments.starts_with('{') {
+        true => Some(Cow::Borrowed(arguments)),
+        false => unescaped(arguments),
     };
-    Block::ToolUse { id, name: Text::of(function.get("name")), input }
-}
-
-/// The fields of a completion the translation reads; the rest is skipped, not built.
-#[derive(Deserialize)]
-struct Completion<'a> {
-    #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    model: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    choices: Option<Vec<Choice<'a>>>,
-    #[serde(default, deserialize_with = "crate::dialect::shape")]
-    usage: Option<Usage>,
-}
-
-#[derive(Deserialize, Default)]
-struct Choice<'a> {
-    #[serde(default, borrow)]
-    message: Option<ChatMessage<'a>>,
-    #[serde(default, borrow)]
-    finish_reason: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize, Default)]
-struct ChatMessage<'a> {
-    #[serde(default, borrow)]
-    content: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    refusal: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    tool_calls: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    function_call: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct Message<'a> {
-    id: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    role: &'static str,
-    model: Text<'a>,
-    content: Vec<Block<'a>>,
-    stop_reason: &'static str,
-    stop_sequence: Option<()>,
-    usage: AnthropicUsage,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Block<'a> {
-    Text { text: Text<'a> },
-    ToolUse { id: Text<'a>, name: Text<'a>, input: Input },
+    let object = text.as_deref().and_then(|t| json::Reader::document(t.as_bytes(), |r| r.value()).ok());
+    out.extend_from_slice(object.filter(|o| o.starts_with('{')).unwrap_or("{}").as_bytes());
+    out.push(b'}');
 }
 
 /// Anthropic's error `type` for an HTTP status.

@@ -6,7 +6,8 @@
 
 use std::io::Write as _;
 
-use super::response::{Usage, stop_reason};
+use super::response::{stop_reason, write_usage};
+use crate::dialect::chat::Usage;
 use crate::dialect::chat::{CallDelta, Chunk};
 use crate::dialect::sse::{Event, Reader};
 use crate::dialect::{StreamTranslator, event_head, json_str, push_u64};
@@ -87,7 +88,7 @@ impl StreamTranslator for FromChat {
     }
 
     fn tokens(&self) -> Option<(u64, u64)> {
-        self.state.usage.map(|u| (u.prompt_tokens, u.completion_tokens))
+        self.state.usage.map(|u| (u.prompt_tokens.unwrap_or(0), u.completion_tokens.unwrap_or(0)))
     }
 
     fn failure(&self) -> Option<&str> {
@@ -139,7 +140,7 @@ impl State {
         if !self.started {
             self.start(chunk.id, chunk.model, out);
         }
-        if let Some(u) = chunk.usage.and_then(crate::dialect::shaped) {
+        if let Some(u) = chunk.usage.and_then(Usage::read) {
             self.usage = Some(u);
         }
         let Some(choice) = chunk.choice else { return };
@@ -279,7 +280,7 @@ impl State {
             ),
             self.stop_reason(),
         );
-        let _ = serde_json::to_writer(&mut *out, &self.usage.unwrap_or_default().anthropic());
+        write_usage(&self.usage.unwrap_or_default(), out);
         out.extend_from_slice(b"}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
         self.done = true;
     }

@@ -1,14 +1,10 @@
 //! Anthropic Messages API response → OpenAI chat completion; Anthropic errors → OpenAI errors.
 
-use std::borrow::Cow;
-
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::dialect::chat::ToolCall;
-use crate::dialect::now;
+use crate::dialect::json::{self, Invalid};
+use crate::dialect::{json_str, now, push_u64};
 
 /// `stop_reason` → `finish_reason`.
 pub fn finish_reason(stop: &str) -> &'static str {
@@ -20,97 +16,174 @@ pub fn finish_reason(stop: &str) -> &'static str {
     }
 }
 
-/// A complete message → a `chat.completion`, written straight from the message's borrowed
-/// fields: no JSON tree is built on either side. `Err` when the body is not a message.
-pub fn completion(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
-    let msg: Message = crate::dialect::from_json(body)?;
-    // A message has its content list (empty when the model said nothing): a body without one
-    // is not an answer, and must not become a clean-looking empty one.
-    if msg.content.is_none() {
-        return Err(serde::de::Error::custom("a message without content"));
-    }
-    let mut text: Option<Cow<str>> = None;
-    let mut tool_calls = Vec::new();
-    for block in msg.content.iter().flatten() {
-        match block.kind.as_deref() {
-            Some("text") => {
-                let part = block.text.as_deref().unwrap_or_default();
-                match text.as_mut() {
-                    Some(t) => t.to_mut().push_str(part),
-                    None => text = Some(Cow::Borrowed(part)),
-                }
+/// A complete message → a `chat.completion`, written straight from the message's raw members:
+/// no JSON tree is built on either side, and text, ids and the model are copied as Anthropic
+/// escaped them. `Err` when the body is not a message.
+pub fn completion(body: &[u8]) -> Result<Vec<u8>, Invalid> {
+    let msg = Message::read(body)?;
+    let mut out = Vec::with_capacity(body.len() + 256);
+    out.extend_from_slice(br#"{"id":"#);
+    out.extend_from_slice(msg.id.unwrap_or("null").as_bytes());
+    out.extend_from_slice(br#","object":"chat.completion","created":"#);
+    push_u64(&mut out, now());
+    out.extend_from_slice(br#","model":"#);
+    out.extend_from_slice(msg.model.unwrap_or("null").as_bytes());
+    out.extend_from_slice(br#","choices":[{"index":0,"message":{"role":"assistant","content":"#);
+    // The text blocks' escaped contents joined are the escaped contents of their text joined.
+    let mut texts = msg.blocks.iter().filter_map(|b| match b {
+        Block::Text(text) => Some(*text),
+        Block::Tool { .. } => None,
+    });
+    let calls = || msg.blocks.iter().filter(|b| matches!(b, Block::Tool { .. }));
+    match texts.next() {
+        None if calls().next().is_some() => out.extend_from_slice(b"null"),
+        first => {
+            out.push(b'"');
+            for text in first.into_iter().chain(texts) {
+                out.extend_from_slice(text.as_bytes());
             }
-            Some("tool_use") => {
-                tool_calls.push(ToolCall::new(block.id, block.name, block.input.map_or("null", RawValue::get)))
-            }
-            _ => {}
+            out.push(b'"');
         }
     }
-    let content = match text {
-        None if !tool_calls.is_empty() => None,
-        t => Some(t.unwrap_or_default()),
-    };
-    let u = msg.usage.unwrap_or_default();
-    let out = Completion {
-        id: msg.id,
-        object: "chat.completion",
-        created: now(),
-        model: msg.model,
-        choices: [Choice {
-            index: 0,
-            message: ChatMessage { role: "assistant", content, tool_calls },
-            logprobs: None,
-            finish_reason: finish_reason(msg.stop_reason.as_deref().unwrap_or_default()),
-        }],
-        // Last, where the access log's token count looks for it.
-        usage: u.chat(u.output_tokens.unwrap_or(0)),
-    };
-    crate::dialect::to_json(&out, body.len())
+    for (i, call) in calls().enumerate() {
+        let Block::Tool { id, name, input } = call else { continue };
+        out.extend_from_slice(if i == 0 { br#","tool_calls":[{"id":"# } else { br#",{"id":"# });
+        out.extend_from_slice(id.unwrap_or("null").as_bytes());
+        out.extend_from_slice(br#","type":"function","function":{"name":"#);
+        out.extend_from_slice(name.unwrap_or("null").as_bytes());
+        out.extend_from_slice(br#","arguments":"#);
+        // The tool's input as Anthropic wrote it is the call's arguments text.
+        json_str(&mut out, input.unwrap_or("null"));
+        out.extend_from_slice(b"}}");
+    }
+    if calls().next().is_some() {
+        out.push(b']');
+    }
+    out.extend_from_slice(br#"},"logprobs":null,"finish_reason":""#);
+    out.extend_from_slice(finish_reason(msg.stop_reason.unwrap_or_default()).as_bytes());
+    // Last, where the access log's token count looks for it.
+    out.extend_from_slice(br#""}],"usage":"#);
+    let usage = msg.usage.and_then(Usage::read).unwrap_or_default();
+    usage.chat(usage.output_tokens.unwrap_or(0)).write(&mut out);
+    out.push(b'}');
+    Ok(out)
 }
 
-/// The fields of a message the translation reads; the rest is skipped, not built.
-#[derive(Deserialize)]
+/// The members of a message the translation reads, as raw JSON (`null` reads as absent); the
+/// rest is checked and skipped.
+#[derive(Default)]
 struct Message<'a> {
-    #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    model: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    content: Option<Vec<Block<'a>>>,
-    #[serde(default, borrow)]
-    stop_reason: Option<Cow<'a, str>>,
-    #[serde(default, deserialize_with = "crate::dialect::shape")]
-    usage: Option<Usage>,
+    id: Option<&'a str>,
+    model: Option<&'a str>,
+    /// The text and tool-use blocks, in order.
+    blocks: Vec<Block<'a>>,
+    /// Unescaped (the reasons are plain words).
+    stop_reason: Option<&'a str>,
+    usage: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
-struct Block<'a> {
-    #[serde(rename = "type", default, borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    name: Option<&'a RawValue>,
-    /// The tool's input as Anthropic wrote it: it becomes the call's `arguments` text as is.
-    #[serde(default, borrow)]
-    input: Option<&'a RawValue>,
+enum Block<'a> {
+    /// A text block's escaped contents.
+    Text(&'a str),
+    Tool {
+        id: Option<&'a str>,
+        name: Option<&'a str>,
+        input: Option<&'a str>,
+    },
 }
 
-#[derive(Default, Deserialize)]
+impl<'a> Message<'a> {
+    /// A message: an object with a content list (empty when the model said nothing) of
+    /// objects. A body without one is not an answer, and must not become a clean-looking
+    /// empty one; nor is one whose block types, texts or stop reason are other than strings.
+    fn read(body: &'a [u8]) -> Result<Self, Invalid> {
+        json::Reader::document(body, |r| {
+            let mut msg = Message::default();
+            let mut content = false;
+            r.members(|key, r| {
+                match key {
+                    b"id" => msg.id = r.raw()?,
+                    b"model" => msg.model = r.raw()?,
+                    b"content" if r.null()? => content = false,
+                    b"content" => {
+                        content = true;
+                        msg.blocks.clear();
+                        r.array(|r| {
+                            let (mut kind, mut text, mut id, mut name, mut input) = (None, None, None, None, None);
+                            r.members(|key, r| {
+                                match key {
+                                    b"type" => kind = string(r)?,
+                                    b"text" => text = string(r)?,
+                                    b"id" => id = r.raw()?,
+                                    b"name" => name = r.raw()?,
+                                    b"input" => input = r.raw()?,
+                                    _ => r.skip()?,
+                                }
+                                Ok(())
+                            })?;
+                            match kind {
+                                Some("text") => msg.blocks.push(Block::Text(text.unwrap_or_default())),
+                                Some("tool_use") => msg.blocks.push(Block::Tool { id, name, input }),
+                                _ => {}
+                            }
+                            Ok(())
+                        })?
+                    }
+                    b"stop_reason" => msg.stop_reason = string(r)?,
+                    b"usage" => msg.usage = r.raw()?,
+                    _ => r.skip()?,
+                }
+                Ok(())
+            })?;
+            if !content {
+                return Err(Invalid);
+            }
+            Ok(msg)
+        })
+    }
+}
+
+/// The next value's escaped contents when it is a string, `None` for `null`; any other value
+/// is [`Invalid`].
+fn string<'a>(r: &mut json::Reader<'a>) -> Result<Option<&'a str>, Invalid> {
+    match r.raw()? {
+        None => Ok(None),
+        Some(raw) => json::contents(raw).map(Some).ok_or(Invalid),
+    }
+}
+
+/// Anthropic's token counts.
+#[derive(Default)]
 pub(super) struct Usage {
-    #[serde(default, deserialize_with = "crate::dialect::count")]
     input_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "crate::dialect::count")]
-    output_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "crate::dialect::count")]
+    pub(super) output_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "crate::dialect::count")]
     cache_creation_input_tokens: Option<u64>,
 }
 
 impl Usage {
+    /// A usage object's counts; `None` when it is no object. A count that is no whole number
+    /// (negative, fractional, a string, a list) is none, rather than failing the answer it
+    /// came in: a count is never worth losing the answer for.
+    pub(super) fn read(raw: &str) -> Option<Self> {
+        json::Reader::document(raw.as_bytes(), |r| {
+            let mut usage = Usage::default();
+            r.members(|key, r| {
+                let slot = match key {
+                    b"input_tokens" => &mut usage.input_tokens,
+                    b"output_tokens" => &mut usage.output_tokens,
+                    b"cache_read_input_tokens" => &mut usage.cache_read_input_tokens,
+                    b"cache_creation_input_tokens" => &mut usage.cache_creation_input_tokens,
+                    _ => return r.skip(),
+                };
+                *slot = r.count()?;
+                Ok(())
+            })?;
+            Ok(usage)
+        })
+        .ok()
+    }
+
     /// Chat's usage for these counts, with `output` completion tokens. Prompt tokens include
     /// cache reads and writes (they are input the model read); cached reads are also reported
     /// as `cached_tokens`.
@@ -121,7 +194,7 @@ impl Usage {
             prompt_tokens: prompt,
             completion_tokens: output,
             total_tokens: prompt.saturating_add(output),
-            prompt_tokens_details: Cached { cached_tokens: cached },
+            cached_tokens: cached,
         }
     }
 
@@ -134,43 +207,26 @@ impl Usage {
     }
 }
 
-#[derive(Serialize)]
-struct Completion<'a> {
-    id: Option<&'a RawValue>,
-    object: &'static str,
-    created: u64,
-    model: Option<&'a RawValue>,
-    choices: [Choice<'a>; 1],
-    usage: ChatUsage,
-}
-
-#[derive(Serialize)]
-struct Choice<'a> {
-    index: u32,
-    message: ChatMessage<'a>,
-    logprobs: Option<()>,
-    finish_reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct ChatMessage<'a> {
-    role: &'static str,
-    content: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCall<'a, &'a str>>,
-}
-
-#[derive(Serialize)]
 pub(super) struct ChatUsage {
     prompt_tokens: u64,
     completion_tokens: u64,
     total_tokens: u64,
-    prompt_tokens_details: Cached,
+    cached_tokens: u64,
 }
 
-#[derive(Serialize)]
-struct Cached {
-    cached_tokens: u64,
+impl ChatUsage {
+    /// Writes it as Chat's `usage` object.
+    pub(super) fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"prompt_tokens":"#);
+        push_u64(out, self.prompt_tokens);
+        out.extend_from_slice(br#","completion_tokens":"#);
+        push_u64(out, self.completion_tokens);
+        out.extend_from_slice(br#","total_tokens":"#);
+        push_u64(out, self.total_tokens);
+        out.extend_from_slice(br#","prompt_tokens_details":{"cached_tokens":"#);
+        push_u64(out, self.cached_tokens);
+        out.extend_from_slice(b"}}");
+    }
 }
 
 /// An Anthropic error body (`{"type":"error","error":{"type","message"}}`) → the status to

@@ -5,8 +5,6 @@
 use std::borrow::Cow;
 use std::io::Write as _;
 
-use serde::Deserialize;
-
 use super::request::Asked;
 use super::response::{Usage, finish_reason};
 use crate::dialect::borrowed::unescaped;
@@ -138,20 +136,9 @@ impl<'a> Event<'a> {
     }
 }
 
-#[derive(Deserialize)]
-struct OutputUsage {
-    #[serde(default, deserialize_with = "crate::dialect::count")]
-    output_tokens: Option<u64>,
-}
-
 /// A raw JSON string's text, unescaped; empty for any other value.
 fn plain(raw: Option<&str>) -> Cow<'_, str> {
     raw.and_then(unescaped).unwrap_or_default()
-}
-
-/// A raw JSON string as written, or `""` for any other value (the chunks always carry a string).
-fn quoted(raw: Option<&str>) -> &str {
-    raw.filter(|r| r.starts_with('"')).unwrap_or(r#""""#)
 }
 
 /// A tool-use block, by its Anthropic index, and the Chat tool call it became.
@@ -203,8 +190,8 @@ impl ToChat {
         match ev.kind {
             b"message_start" => {
                 if let Some(m) = ev.message {
-                    self.set_prefix(quoted(m.id), quoted(m.model));
-                    self.input_usage = m.usage.and_then(crate::dialect::shaped).unwrap_or_default();
+                    self.set_prefix(json::string_or_empty(m.id), json::string_or_empty(m.model));
+                    self.input_usage = m.usage.and_then(Usage::read).unwrap_or_default();
                 }
                 self.chunk(out, None, |o| o.extend_from_slice(br#"{"role":"assistant","content":""}"#));
             }
@@ -217,18 +204,18 @@ impl ToChat {
                         o.extend_from_slice(br#"{"tool_calls":[{"index":"#);
                         push_u64(o, index as u64);
                         o.extend_from_slice(br#","id":"#);
-                        o.extend_from_slice(quoted(b.id).as_bytes());
+                        o.extend_from_slice(json::string_or_empty(b.id).as_bytes());
                         o.extend_from_slice(br#","type":"function","function":{"name":"#);
-                        o.extend_from_slice(quoted(b.name).as_bytes());
+                        o.extend_from_slice(json::string_or_empty(b.name).as_bytes());
                         o.extend_from_slice(br#","arguments":""}}]}"#);
                     });
                 }
-                Some("text") => self.text(quoted(ev.content_block.text), out),
+                Some("text") => self.text(json::string_or_empty(ev.content_block.text), out),
                 _ => {}
             },
             b"content_block_delta" => match ev.delta.kind.and_then(json::contents) {
-                Some("text_delta") => self.text(quoted(ev.delta.text), out),
-                Some("input_json_delta") => self.arguments(ev.index, quoted(ev.delta.partial_json), out),
+                Some("text_delta") => self.text(json::string_or_empty(ev.delta.text), out),
+                Some("input_json_delta") => self.arguments(ev.index, json::string_or_empty(ev.delta.partial_json), out),
                 _ => {}
             },
             b"content_block_stop" => self.end_tool(ev.index, out),
@@ -236,8 +223,7 @@ impl ToChat {
                 if let Some(stop) = ev.delta.stop_reason.and_then(unescaped) {
                     self.finish = finish_reason(&stop);
                 }
-                if let Some(n) = ev.usage.and_then(crate::dialect::shaped::<OutputUsage>).and_then(|u| u.output_tokens)
-                {
+                if let Some(n) = ev.usage.and_then(Usage::read).and_then(|u| u.output_tokens) {
                     self.output_tokens = n;
                 }
             }
@@ -251,7 +237,7 @@ impl ToChat {
                 if self.include_usage {
                     out.extend_from_slice(&self.prefix);
                     out.extend_from_slice(br#"[],"usage":"#);
-                    let _ = serde_json::to_writer(&mut *out, &self.input_usage.chat(self.output_tokens));
+                    self.input_usage.chat(self.output_tokens).write(out);
                     out.extend_from_slice(b"}\n\n");
                 }
                 out.extend_from_slice(b"data: [DONE]\n\n");
