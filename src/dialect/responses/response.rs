@@ -1,9 +1,9 @@
 //! `chat.completion` → Response object; what a Response repeats from its request. The
-//! completion is read from its borrowed fields and the Response written straight into bytes.
+//! completion is read with the checking JSON reader, the Response written straight into
+//! bytes.
 
 use std::borrow::Cow;
 
-use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::Arguments;
@@ -30,31 +30,33 @@ impl Default for Echo {
 }
 
 impl Echo {
-    /// From the request's members (a null member is absent).
+    /// From the request's members: each as the client wrote it, or its default when absent
+    /// (or, for those with a default other than `null`, null).
     pub fn from_fields(req: &Fields) -> Echo {
-        const ECHOED: [&str; 8] =
-            ["model", "instructions", "max_output_tokens", "metadata", "temperature", "tool_choice", "tools", "top_p"];
-        let copied: usize = ECHOED.iter().filter_map(|k| req.get(k)).map(|v| v.get().len()).sum();
-        let mut members = Vec::with_capacity(copied + 200);
-        members.extend_from_slice(br#","model":"#);
-        let _ = serde_json::to_writer(&mut members, &req.get("model"));
-        let model_end = members.len();
-        let rest = Repeated {
-            instructions: req.get("instructions"),
-            max_output_tokens: req.get("max_output_tokens"),
-            metadata: Or(req.present("metadata"), Empty {}),
-            parallel_tool_calls: Or(req.present("parallel_tool_calls"), true),
-            store: false,
-            temperature: req.get("temperature"),
-            tool_choice: Or(req.present("tool_choice"), "auto"),
-            tools: Or(req.present("tools"), []),
-            top_p: req.get("top_p"),
-        };
-        let _ = serde_json::to_writer(&mut members, &rest);
-        // `{…}` → `,…`: members spliced after the others of every Response object.
-        members[model_end] = b',';
-        members.pop();
-        Echo { members, model_end }
+        let raw = |key| req.get(key).map(RawValue::get);
+        let present = |key| req.present(key).map(RawValue::get);
+        // In key order, after `model`; with `store: false`: nothing is stored.
+        let rest = [
+            ("instructions", raw("instructions").unwrap_or("null")),
+            ("max_output_tokens", raw("max_output_tokens").unwrap_or("null")),
+            ("metadata", present("metadata").unwrap_or("{}")),
+            ("parallel_tool_calls", present("parallel_tool_calls").unwrap_or("true")),
+            ("store", "false"),
+            ("temperature", raw("temperature").unwrap_or("null")),
+            ("tool_choice", present("tool_choice").unwrap_or(r#""auto""#)),
+            ("tools", present("tools").unwrap_or("[]")),
+            ("top_p", raw("top_p").unwrap_or("null")),
+        ];
+        let model = raw("model").unwrap_or("null");
+        let size = rest.iter().map(|(name, value)| name.len() + value.len() + 4).sum::<usize>();
+        let mut members = Vec::with_capacity(model.len() + 10 + size);
+        for (name, value) in std::iter::once(("model", model)).chain(rest) {
+            members.extend_from_slice(b",\"");
+            members.extend_from_slice(name.as_bytes());
+            members.extend_from_slice(b"\":");
+            members.extend_from_slice(value.as_bytes());
+        }
+        Echo { members, model_end: model.len() + br#","model":"#.len() }
     }
 
     /// The model the client asked for ("" when it named none): the Response's `model` until
@@ -76,36 +78,6 @@ impl Echo {
         self.members
     }
 }
-
-/// The echoed members besides `model`, in key order.
-#[derive(Serialize)]
-struct Repeated<'a> {
-    instructions: Option<&'a RawValue>,
-    max_output_tokens: Option<&'a RawValue>,
-    metadata: Or<'a, Empty>,
-    parallel_tool_calls: Or<'a, bool>,
-    store: bool,
-    temperature: Option<&'a RawValue>,
-    tool_choice: Or<'a, &'static str>,
-    tools: Or<'a, [(); 0]>,
-    top_p: Option<&'a RawValue>,
-}
-
-/// A member's value as the client wrote it, or a default when absent or null.
-struct Or<'a, T>(Option<&'a RawValue>, T);
-
-impl<T: Serialize> Serialize for Or<'_, T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Some(value) => value.serialize(s),
-            None => self.1.serialize(s),
-        }
-    }
-}
-
-/// `{}`.
-#[derive(Serialize)]
-struct Empty {}
 
 /// Appends Chat `usage` as the Responses usage object.
 pub(super) fn write_usage(usage: &Usage, out: &mut Vec<u8>) {
