@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use crate::dialect::borrowed::unescaped;
-use crate::dialect::json::{Invalid, Reader};
+use crate::dialect::json::{self, Invalid, Reader};
 use crate::error::ApiError;
 
 /// The fields a decision needs, as the raw JSON text of their values; everything else is
@@ -42,16 +42,8 @@ impl<'a> Probe<'a> {
         let read = Reader::document(body, |r| {
             let mut probe = Probe::default();
             r.members(|key, r| {
-                let spelled;
-                let key = match key.contains(&b'\\') {
-                    false => key,
-                    true => {
-                        spelled = std::str::from_utf8(key)
-                            .ok()
-                            .and_then(|k| unescaped(&format!("\"{k}\"")).map(Cow::into_owned));
-                        spelled.as_deref().unwrap_or_default().as_bytes()
-                    }
-                };
+                let spelled = json::key(key);
+                let key = spelled.as_ref();
                 let number = |r: &mut Reader<'a>, check: &mut Check| {
                     r.raw()?.map(str::parse).transpose().map_err(|_| check.mistyped(key, "a number"))
                 };

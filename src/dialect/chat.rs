@@ -255,21 +255,26 @@ impl<'a> Message<'a> {
         match key {
             b"content" => self.content = Content::read(r)?,
             b"refusal" => self.refusal = r.raw()?,
-            b"tool_calls" => {
-                self.tool_calls.clear();
-                match r.peek() {
-                    Some(b'[') => r.array(|r| {
-                        self.tool_calls.push(Call::read(r)?.unwrap_or_default());
-                        Ok(())
-                    })?,
-                    _ => r.skip()?,
-                }
-            }
+            b"tool_calls" => self.tool_calls = calls(r)?,
             b"function_call" => self.function_call = Call::legacy(r)?,
             _ => r.skip()?,
         }
         Ok(())
     }
+}
+
+/// The `tool_calls` that are next when they are a list (an element that is no object is a
+/// call of nothing); none for any other value.
+pub fn calls<'a>(r: &mut Reader<'a>) -> Result<Vec<Call<'a>>, Invalid> {
+    let mut calls = Vec::new();
+    match r.peek() {
+        Some(b'[') => r.array(|r| {
+            calls.push(Call::read(r)?.unwrap_or_default());
+            Ok(())
+        })?,
+        _ => r.skip()?,
+    }
+    Ok(calls)
 }
 
 impl<'a> Content<'a> {
@@ -370,7 +375,7 @@ impl Usage {
     /// answer for. Of a key written twice the last counts, as the access log's token reader
     /// takes it.
     pub fn read(raw: &str) -> Option<Self> {
-        Reader::document(raw.as_bytes(), |r| {
+        Reader::checked(raw, |r| {
             let mut usage = Usage::default();
             r.members(|key, r| {
                 match key {

@@ -11,6 +11,8 @@
 //! keep their escapes, lone surrogates included; [`crate::dialect::borrowed::unescaped`] reads
 //! one.
 
+use std::borrow::Cow;
+
 /// The text is not JSON.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Invalid;
@@ -33,8 +35,13 @@ impl<'a> Reader<'a> {
     /// Reads `data` as one JSON value with `read`; only whitespace may follow it, and all of it
     /// must be UTF-8.
     pub fn document<T>(data: &'a [u8], read: impl FnOnce(&mut Self) -> Read<T>) -> Read<T> {
-        let text = std::str::from_utf8(data).map_err(|_| Invalid)?;
-        let mut reader = Reader { text: data, source: text, at: 0, depth: 0 };
+        Self::checked(std::str::from_utf8(data).map_err(|_| Invalid)?, read)
+    }
+
+    /// [`document`](Self::document) of text known to be UTF-8 (a raw value another reader
+    /// returned, read again).
+    pub fn checked<T>(source: &'a str, read: impl FnOnce(&mut Self) -> Read<T>) -> Read<T> {
+        let mut reader = Reader { text: source.as_bytes(), source, at: 0, depth: 0 };
         let value = read(&mut reader)?;
         match reader.peek() {
             None => Ok(value),
@@ -299,6 +306,23 @@ fn escape(text: &[u8], at: usize) -> Read<usize> {
         },
         _ => Err(Invalid),
     }
+}
+
+/// A member's key (as a reader hands it over, escapes kept) as it spells: unescaped when it has
+/// escapes, so that `"\u006dodel"` is `model` (a key spelled so cannot slip past a reader
+/// that matches keys as written; escapes that are not UTF-8 spell nothing).
+#[inline]
+pub fn key(raw: &[u8]) -> Cow<'_, [u8]> {
+    match raw.contains(&b'\\') {
+        false => Cow::Borrowed(raw),
+        true => spelled(raw),
+    }
+}
+
+#[cold]
+fn spelled(raw: &[u8]) -> Cow<'_, [u8]> {
+    let text = std::str::from_utf8(raw).ok().map(|k| format!("\"{k}\""));
+    Cow::Owned(text.and_then(|t| serde_json::from_str::<String>(&t).ok()).unwrap_or_default().into_bytes())
 }
 
 /// A raw JSON string's contents between its quotes, escapes kept; `None` for any other value.

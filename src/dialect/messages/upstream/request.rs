@@ -1,14 +1,16 @@
-//! OpenAI chat-completions request → Anthropic Messages API request, read from the body's
-//! borrowed fields and written straight into the new body: no JSON tree is built, and what
-//! passes unchanged (tool schemas, sampling values, ids) is copied as the client wrote it.
+//! OpenAI chat-completions request → Anthropic Messages API request, read in one pass with
+//! the checking JSON reader and written straight into the new body: no JSON tree is built,
+//! and what passes unchanged (texts, tool schemas, sampling values, ids) is copied as the
+//! client wrote it.
 
 use std::borrow::Cow;
 
-use serde::{Serialize, Serializer};
-use serde_json::value::RawValue;
 use tracing::debug;
 
-use crate::dialect::borrowed::{Fields, Input, as_u64, is_null, is_string, is_true, list, objects, text};
+use crate::dialect::borrowed::{number, unescaped};
+use crate::dialect::chat::{self, Call};
+use crate::dialect::json::{self, Invalid, Reader};
+use crate::dialect::{json_str, push_u64};
 use crate::error::ApiError;
 
 /// `max_tokens` when the client sets neither `max_tokens` nor `max_completion_tokens`
@@ -28,135 +30,457 @@ fn bad(message: impl Into<String>) -> ApiError {
 
 /// Translates the client's body; `model` is the model to send.
 pub fn translate(body: &[u8], model: &str) -> Result<(Vec<u8>, Asked), ApiError> {
-    let fields = Fields::of_body(body)?;
-    let stream_options = fields.get("stream_options").and_then(Fields::of);
-    let asked = Asked {
-        stream: fields.get("stream").is_some_and(is_true),
-        include_usage: stream_options.and_then(|o| o.get("include_usage")).is_some_and(is_true),
-    };
-    Ok((write(&fields, model, &asked, body.len())?, asked))
+    let req = Request::read(body)?;
+    let asked = Asked { stream: req.stream == Some("true"), include_usage: req.include_usage == Some("true") };
+    Ok((req.write(model, &asked, body.len())?, asked))
 }
 
 /// A Chat request body (the client's, or the hub form of another dialect's) as Anthropic's
 /// body; `asked.stream` decides whether to stream.
 pub fn from_chat(chat: &[u8], model: &str, asked: &Asked) -> Result<Vec<u8>, ApiError> {
-    write(&Fields::of_body(chat)?, model, asked, chat.len())
+    Request::read(chat)?.write(model, asked, chat.len())
 }
 
-fn write(req: &Fields, model: &str, asked: &Asked, size: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Out { model, stream: asked.stream, ..Out::default() };
-    let mut system: Vec<Cow<str>> = Vec::new();
-    let mut turns: Vec<Turn> = Vec::new();
-    let mut max_tokens = None;
-    for (key, value) in &req.0 {
-        let null = is_null(value);
-        match key.as_ref() {
-            "model" => {}
-            "messages" => {
-                let messages = objects(value).ok_or_else(|| bad("`messages` must be an array"))?;
-                for (i, m) in messages.iter().enumerate() {
-                    message(i, m, &mut system, &mut turns)?;
+/// The members of a Chat request the translation reads, raw, in one pass: of a key written
+/// twice the last counts, as in a JSON tree (so nothing is judged until the whole body is
+/// read). The messages and tools, most of a body, are read into their parts in that pass.
+#[derive(Default)]
+struct Request<'a> {
+    /// `Err` when they are no list.
+    messages: Option<Result<Vec<Message<'a>>, ()>>,
+    tools: Option<Result<Vec<Tool<'a>>, ()>>,
+    tool_choice: Option<&'a str>,
+    max_tokens: Option<&'a str>,
+    max_completion_tokens: Option<&'a str>,
+    temperature: Option<&'a str>,
+    top_p: Option<&'a str>,
+    stop: Option<&'a str>,
+    user: Option<&'a str>,
+    n: Option<&'a str>,
+    logprobs: Option<&'a str>,
+    top_logprobs: Option<&'a str>,
+    response_format: Option<&'a str>,
+    /// `audio` and `modalities` that ask for audio.
+    audio: [bool; 2],
+    parallel_tool_calls: Option<&'a str>,
+    stream: Option<&'a str>,
+    /// `stream_options.include_usage`.
+    include_usage: Option<&'a str>,
+}
+
+/// A message's members; what is no object has none (and so no role).
+#[derive(Default)]
+struct Message<'a> {
+    role: Option<&'a str>,
+    content: Option<&'a str>,
+    tool_calls: Vec<Call<'a>>,
+    tool_call_id: Option<&'a str>,
+}
+
+/// A tool's members; what is no object has none.
+#[derive(Default)]
+struct Tool<'a> {
+    kind: Option<&'a str>,
+    name: Option<&'a str>,
+    description: Option<&'a str>,
+    parameters: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    fn read(body: &'a [u8]) -> Result<Self, ApiError> {
+        let mut req = Request::default();
+        Reader::document(body, |r| {
+            r.members(|key, r| {
+                match json::key(key).as_ref() {
+                    b"messages" => req.messages = Some(list(r, Message::member)?),
+                    b"tools" => {
+                        req.tools = match r.null()? {
+                            true => None,
+                            false => Some(list(r, Tool::member)?),
+                        }
+                    }
+                    b"tool_choice" => req.tool_choice = r.raw()?,
+                    b"max_tokens" => req.max_tokens = r.raw()?,
+                    b"max_completion_tokens" => req.max_completion_tokens = r.raw()?,
+                    b"temperature" => req.temperature = r.raw()?,
+                    b"top_p" => req.top_p = r.raw()?,
+                    b"stop" => req.stop = r.raw()?,
+                    b"user" => req.user = r.raw()?,
+                    b"n" => req.n = r.raw()?,
+                    b"logprobs" => req.logprobs = r.raw()?,
+                    b"top_logprobs" => req.top_logprobs = r.raw()?,
+                    b"response_format" => req.response_format = r.raw()?,
+                    b"audio" => req.audio[0] = r.value()?.contains("audio"),
+                    b"modalities" => req.audio[1] = r.value()?.contains("audio"),
+                    b"parallel_tool_calls" => req.parallel_tool_calls = r.raw()?,
+                    b"stream" => req.stream = r.raw()?,
+                    b"stream_options" => {
+                        req.include_usage = None;
+                        if r.peek() == Some(b'{') {
+                            r.members(|key, r| match json::key(key).as_ref() {
+                                b"include_usage" => r.raw().map(|v| req.include_usage = v),
+                                _ => r.skip(),
+                            })?
+                        } else {
+                            r.skip()?
+                        }
+                    }
+                    b"model" => r.skip()?,
+                    other => {
+                        debug!(field = %String::from_utf8_lossy(other), "dropped: no Anthropic equivalent");
+                        r.skip()?
+                    }
                 }
+                Ok(())
+            })
+        })
+        .map_err(|_| invalid(body))?;
+        Ok(req)
+    }
+
+    fn write(&self, model: &str, asked: &Asked, size: usize) -> Result<Vec<u8>, ApiError> {
+        let whole = |raw: Option<&str>| raw.and_then(number);
+        if whole(self.n).is_some_and(|n| n > 1) {
+            return Err(bad("`n` > 1 is not supported by Anthropic: it returns one choice"));
+        }
+        if self.logprobs == Some("true") {
+            return Err(bad("`logprobs` is not supported by Anthropic"));
+        }
+        if self.top_logprobs.is_some() {
+            return Err(bad("`top_logprobs` is not supported by Anthropic"));
+        }
+        if self.response_format.is_some_and(|f| !format_is_text(f)) {
+            return Err(bad(
+                "`response_format` (JSON mode / structured output) is not supported by the Anthropic translation",
+            ));
+        }
+        if self.audio.contains(&true) {
+            return Err(bad("audio output is not supported by Anthropic"));
+        }
+        let stop = match self.stop {
+            Some(one) if one.starts_with('"') => Some(Stop::One(one)),
+            Some(list) if list.starts_with('[') => {
+                (list[1..].trim_start().as_bytes().first() != Some(&b']')).then_some(Stop::List(list))
             }
-            "max_completion_tokens" => max_tokens = as_u64(value).or(max_tokens),
-            "max_tokens" => max_tokens = max_tokens.or(as_u64(value)),
-            "temperature" if !null => out.temperature = Some(*value),
-            "top_p" if !null => out.top_p = Some(*value),
-            "stop" => match value.get().as_bytes().first() {
-                Some(b'"') => out.stop_sequences = Some(Stop::One(value)),
-                Some(b'[') if list(value).is_some_and(|l| !l.is_empty()) => {
-                    out.stop_sequences = Some(Stop::List(value))
+            None => None,
+            Some(_) => return Err(bad("`stop` must be a string or a list of strings")),
+        };
+        let tools = match &self.tools {
+            Some(Ok(tools)) => Some(tools),
+            Some(Err(())) => return Err(bad("`tools` must be a list")),
+            None => None,
+        };
+        if let Some(tool) =
+            tools.into_iter().flatten().find(|t| t.kind.and_then(unescaped).as_deref() != Some("function"))
+        {
+            // As the client wrote it, escapes and all (what is no string: its JSON).
+            let kind = tool.kind.unwrap_or("null");
+            return Err(bad(format!("tool type {kind} is not supported by Anthropic")));
+        }
+        let mut choice = self.tool_choice.map(tool_choice).transpose()?;
+        if self.parallel_tool_calls == Some("false") && tools.is_some() {
+            let choice = choice.get_or_insert(Choice { kind: "auto", name: None, disable_parallel_tool_use: false });
+            choice.disable_parallel_tool_use = choice.kind != "none";
+        }
+        let messages = match &self.messages {
+            Some(Ok(messages)) => &messages[..],
+            Some(Err(())) => return Err(bad("`messages` must be an array")),
+            None => &[],
+        };
+        let mut system: Vec<Cow<str>> = Vec::new();
+        let mut turns: Vec<Turn> = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            message(i, m, &mut system, &mut turns)?;
+        }
+        if turns.is_empty() {
+            return Err(ApiError::bad_request("messages_required", "messages is required (besides system messages)"));
+        }
+
+        // The Anthropic request, in the order Anthropic documents its fields.
+        let mut out = Vec::with_capacity(size + 256);
+        out.extend_from_slice(br#"{"model":"#);
+        json_str(&mut out, model);
+        if !system.is_empty() {
+            out.extend_from_slice(br#","system":""#);
+            // Escaped text joined with an escaped blank line.
+            out.extend_from_slice(system.join(r"\n\n").as_bytes());
+            out.push(b'"');
+        }
+        out.extend_from_slice(br#","messages":["#);
+        for (i, turn) in turns.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#"{"role":""#);
+            out.extend_from_slice(turn.role.as_bytes());
+            out.extend_from_slice(br#"","content":"#);
+            write_blocks(&turn.content, &mut out);
+            out.push(b'}');
+        }
+        out.extend_from_slice(br#"],"max_tokens":"#);
+        // `max_completion_tokens` replaced `max_tokens`: it wins when both are numbers.
+        let max_tokens = whole(self.max_completion_tokens).or(whole(self.max_tokens));
+        push_u64(&mut out, max_tokens.unwrap_or(DEFAULT_MAX_TOKENS));
+        for (name, value) in [(&br#","temperature":"#[..], self.temperature), (br#","top_p":"#, self.top_p)] {
+            if let Some(value) = value {
+                out.extend_from_slice(name);
+                out.extend_from_slice(value.as_bytes());
+            }
+        }
+        match stop {
+            Some(Stop::One(one)) => {
+                out.extend_from_slice(br#","stop_sequences":["#);
+                out.extend_from_slice(one.as_bytes());
+                out.push(b']');
+            }
+            Some(Stop::List(list)) => {
+                out.extend_from_slice(br#","stop_sequences":"#);
+                out.extend_from_slice(list.as_bytes());
+            }
+            None => {}
+        }
+        if let Some(user) = self.user.filter(|u| u.starts_with('"')) {
+            out.extend_from_slice(br#","metadata":{"user_id":"#);
+            out.extend_from_slice(user.as_bytes());
+            out.push(b'}');
+        }
+        if let Some(tools) = tools {
+            out.extend_from_slice(br#","tools":["#);
+            for (i, tool) in tools.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
                 }
-                Some(b'[') => {}
-                _ if null => {}
-                _ => return Err(bad("`stop` must be a string or a list of strings")),
-            },
-            "user" if is_string(value) => out.metadata = Some(Metadata { user_id: value }),
-            "stream" | "stream_options" => {}
-            "tools" if !null => out.tools = Some(tools(value)?),
-            "tool_choice" if !null => out.tool_choice = Some(tool_choice(value)?),
-            "parallel_tool_calls" => {}
-            "n" if as_u64(value).is_some_and(|n| n > 1) => {
-                return Err(bad("`n` > 1 is not supported by Anthropic: it returns one choice"));
+                tool.write(&mut out);
             }
-            "logprobs" if is_true(value) => return Err(bad("`logprobs` is not supported by Anthropic")),
-            "top_logprobs" if !null => return Err(bad("`top_logprobs` is not supported by Anthropic")),
-            "response_format"
-                if !null && Fields::of(value).and_then(|f| f.get("type")).and_then(text).as_deref() != Some("text") =>
-            {
-                return Err(bad(
-                    "`response_format` (JSON mode / structured output) is not supported by the Anthropic translation",
-                ));
-            }
-            "audio" | "modalities" if value.get().contains("audio") => {
-                return Err(bad("audio output is not supported by Anthropic"));
-            }
-            other => debug!(field = other, "dropped: no Anthropic equivalent"),
+            out.push(b']');
         }
-    }
-    if req.get("parallel_tool_calls").is_some_and(|v| v.get() == "false") && out.tools.is_some() {
-        let choice = out.tool_choice.get_or_insert(Choice { kind: "auto", ..Choice::default() });
-        if choice.kind != "none" {
-            choice.disable_parallel_tool_use = Some(true);
+        if let Some(choice) = choice {
+            out.extend_from_slice(br#","tool_choice":"#);
+            choice.write(&mut out);
         }
+        if asked.stream {
+            out.extend_from_slice(br#","stream":true"#);
+        }
+        out.push(b'}');
+        Ok(out)
     }
-    out.system = match system.len() {
-        0 => None,
-        1 => system.pop(),
-        _ => Some(Cow::Owned(system.join("\n\n"))),
+}
+
+/// The error for a body the reader refused, in the words of serde_json's (line and column)
+/// when it has some.
+fn invalid(body: &[u8]) -> ApiError {
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return ApiError::bad_request("invalid_json", "request body must be a JSON object");
+    }
+    let why = match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        Err(e) => e.to_string(),
+        Ok(_) => "not UTF-8, or nested deeper than 128 levels".to_owned(),
     };
-    if turns.is_empty() {
-        return Err(ApiError::bad_request("messages_required", "messages is required (besides system messages)"));
+    ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {why}"))
+}
+
+/// The list that is next, each element that is an object read by `member` into a `T` (what is
+/// no object is a `T` of no members); `Err(())` when it is no list.
+fn list<'a, T: Default>(
+    r: &mut Reader<'a>,
+    mut member: impl FnMut(&mut T, &'a [u8], &mut Reader<'a>) -> Result<(), Invalid>,
+) -> Result<Result<Vec<T>, ()>, Invalid> {
+    if r.peek() != Some(b'[') {
+        return r.skip().map(|_| Err(()));
     }
-    out.messages = turns;
-    out.max_tokens = max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
-    Ok(crate::dialect::to_json(&out, size).unwrap_or_default())
+    let mut items = Vec::new();
+    r.array(|r| {
+        items.push(match r.peek() {
+            Some(b'{') => r.optional(&mut member)?.unwrap_or_default(),
+            _ => r.skip().map(|_| T::default())?,
+        });
+        Ok(())
+    })?;
+    Ok(Ok(items))
+}
+
+impl<'a> Message<'a> {
+    fn member(&mut self, key: &'a [u8], r: &mut Reader<'a>) -> Result<(), Invalid> {
+        match json::key(key).as_ref() {
+            b"role" => self.role = r.raw()?,
+            b"content" => self.content = r.raw()?,
+            b"tool_calls" => self.tool_calls = chat::calls(r)?,
+            b"tool_call_id" => self.tool_call_id = r.raw()?,
+            _ => r.skip()?,
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Tool<'a> {
+    fn member(&mut self, key: &'a [u8], r: &mut Reader<'a>) -> Result<(), Invalid> {
+        match json::key(key).as_ref() {
+            b"type" => self.kind = r.raw()?,
+            b"function" => {
+                (self.name, self.description, self.parameters) = (None, None, None);
+                if r.peek() != Some(b'{') {
+                    return r.skip();
+                }
+                r.members(|key, r| {
+                    match json::key(key).as_ref() {
+                        b"name" => self.name = r.raw()?,
+                        b"description" => self.description = r.raw()?,
+                        b"parameters" => self.parameters = r.raw()?,
+                        _ => r.skip()?,
+                    }
+                    Ok(())
+                })?
+            }
+            _ => r.skip()?,
+        }
+        Ok(())
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"name":"#);
+        out.extend_from_slice(self.name.unwrap_or("null").as_bytes());
+        if let Some(description) = self.description.filter(|d| d.starts_with('"')) {
+            out.extend_from_slice(br#","description":"#);
+            out.extend_from_slice(description.as_bytes());
+        }
+        out.extend_from_slice(br#","input_schema":"#);
+        // The function's `parameters` when they are an object, else an empty object schema.
+        let schema = self.parameters.filter(|p| p.starts_with('{'));
+        out.extend_from_slice(schema.unwrap_or(r#"{"type":"object","properties":{}}"#).as_bytes());
+        out.push(b'}');
+    }
+}
+
+/// Whether a `response_format` asks for plain text (`{"type": "text"}`).
+fn format_is_text(format: &str) -> bool {
+    let mut kind = None;
+    let read = Reader::checked(format, |r| {
+        r.members(|key, r| match json::key(key).as_ref() {
+            b"type" => r.raw().map(|t| kind = t),
+            _ => r.skip(),
+        })
+    });
+    read.is_ok() && kind.and_then(unescaped).as_deref() == Some("text")
+}
+
+/// `stop`: one string becomes a list of it; a list is copied.
+enum Stop<'a> {
+    One(&'a str),
+    List(&'a str),
+}
+
+struct Turn<'a> {
+    role: &'static str,
+    content: Vec<Block<'a>>,
+}
+
+enum Block<'a> {
+    /// Escaped text.
+    Text(Cow<'a, str>),
+    Image(Source<'a>),
+    ToolUse {
+        id: Option<&'a str>,
+        name: Option<&'a str>,
+        input: Cow<'a, str>,
+    },
+    ToolResult {
+        tool_use_id: Option<&'a str>,
+        content: ResultContent<'a>,
+    },
+}
+
+enum Source<'a> {
+    Base64 { media_type: Cow<'a, str>, data: Cow<'a, str> },
+    Url(Cow<'a, str>),
+}
+
+enum ResultContent<'a> {
+    /// A string, raw.
+    Text(&'a str),
+    Blocks(Vec<Block<'a>>),
+}
+
+fn write_blocks(blocks: &[Block], out: &mut Vec<u8>) {
+    out.push(b'[');
+    for (i, block) in blocks.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match block {
+            Block::Text(text) => {
+                out.extend_from_slice(br#"{"type":"text","text":"#);
+                json::quote(out, text);
+            }
+            Block::Image(Source::Base64 { media_type, data }) => {
+                out.extend_from_slice(br#"{"type":"image","source":{"type":"base64","media_type":"#);
+                json_str(out, media_type);
+                out.extend_from_slice(br#","data":"#);
+                json_str(out, data);
+                out.push(b'}');
+            }
+            Block::Image(Source::Url(url)) => {
+                out.extend_from_slice(br#"{"type":"image","source":{"type":"url","url":"#);
+                json_str(out, url);
+                out.push(b'}');
+            }
+            Block::ToolUse { id, name, input } => {
+                out.extend_from_slice(br#"{"type":"tool_use","id":"#);
+                out.extend_from_slice(id.unwrap_or("null").as_bytes());
+                out.extend_from_slice(br#","name":"#);
+                out.extend_from_slice(name.unwrap_or("null").as_bytes());
+                out.extend_from_slice(br#","input":"#);
+                out.extend_from_slice(input.as_bytes());
+            }
+            Block::ToolResult { tool_use_id, content } => {
+                out.extend_from_slice(br#"{"type":"tool_result","tool_use_id":"#);
+                out.extend_from_slice(tool_use_id.unwrap_or("null").as_bytes());
+                out.extend_from_slice(br#","content":"#);
+                match content {
+                    ResultContent::Text(raw) => out.extend_from_slice(raw.as_bytes()),
+                    ResultContent::Blocks(blocks) => write_blocks(blocks, out),
+                }
+            }
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
 }
 
 /// Adds one OpenAI message: system text, or content blocks appended to the turn of its
 /// role (consecutive same-role messages merge into one turn, as Anthropic requires).
 fn message<'a>(
     i: usize,
-    m: &Fields<'a>,
+    m: &Message<'a>,
     system: &mut Vec<Cow<'a, str>>,
     turns: &mut Vec<Turn<'a>>,
 ) -> Result<(), ApiError> {
     // Anything but an object has no role, as a JSON tree would read it.
-    let role = m.get("role").and_then(text);
-    let content = m.get("content");
+    let role = m.role.and_then(unescaped);
     let (turn_role, blocks) = match role.as_deref().unwrap_or_default() {
         "system" | "developer" => {
-            let text = content
+            let text = m
+                .content
                 .map_or(Some(Cow::Borrowed("")), text_of)
                 .ok_or_else(|| bad(format!("messages[{i}]: system content must be text")))?;
             system.push(text);
             return Ok(());
         }
-        "user" => ("user", content_blocks(i, content)?),
+        "user" => ("user", content_blocks(i, m.content)?),
         "assistant" => {
-            let mut blocks = content_blocks(i, content)?;
-            for call in m.get("tool_calls").and_then(objects).unwrap_or_default() {
-                let function = call.get("function").and_then(Fields::of).unwrap_or_default();
-                let args = function.get("arguments").and_then(text);
-                let args = args.as_deref().unwrap_or("{}");
-                let input = if args.trim().is_empty() {
-                    Input::Empty
-                } else {
-                    Input::Raw(
-                        serde_json::from_str(args)
-                            .map_err(|_| bad(format!("messages[{i}]: tool call arguments are not JSON")))?,
-                    )
-                };
-                blocks.push(Block::ToolUse { id: call.get("id"), name: function.get("name"), input });
+            let mut blocks = content_blocks(i, m.content)?;
+            for call in &m.tool_calls {
+                let input = input(call.arguments)
+                    .ok_or_else(|| bad(format!("messages[{i}]: tool call arguments are not JSON")))?;
+                blocks.push(Block::ToolUse { id: call.id, name: call.name, input });
             }
             ("assistant", blocks)
         }
         "tool" => {
-            let content = match content.and_then(text) {
-                Some(s) => ResultContent::Text(s),
-                None => ResultContent::Blocks(content_blocks(i, content)?),
+            let content = match m.content.filter(|c| c.starts_with('"')) {
+                Some(text) => ResultContent::Text(text),
+                None => ResultContent::Blocks(content_blocks(i, m.content)?),
             };
-            ("user", vec![Block::ToolResult { tool_use_id: m.get("tool_call_id"), content }])
+            ("user", vec![Block::ToolResult { tool_use_id: m.tool_call_id, content }])
         }
         other => return Err(bad(format!("messages[{i}]: role `{other}` is not supported by Anthropic"))),
     };
@@ -170,44 +494,109 @@ fn message<'a>(
     Ok(())
 }
 
-/// String content or text parts joined with newlines; `None` when it is neither (or null:
-/// empty).
-fn text_of(content: &RawValue) -> Option<Cow<'_, str>> {
-    if is_null(content) {
-        return Some(Cow::Borrowed(""));
+/// A tool call's `arguments` (a string of JSON text) as Anthropic's `input`: the JSON value,
+/// `{}` when there is none; `None` when the text is not JSON.
+fn input(arguments: Option<&str>) -> Option<Cow<'_, str>> {
+    let value = |text: &str| match text.trim().is_empty() {
+        true => Some(0..0),
+        // Where the value lies in the text, whitespace around it left out.
+        false => json::Reader::document(text.as_bytes(), |r| r.value()).ok().map(|v| {
+            let at = v.as_ptr() as usize - text.as_ptr() as usize;
+            at..at + v.len()
+        }),
+    };
+    let empty = |range: &std::ops::Range<usize>| range.is_empty();
+    Some(match arguments.and_then(unescaped) {
+        None => Cow::Borrowed("{}"),
+        Some(Cow::Borrowed(text)) => match value(text)? {
+            range if empty(&range) => Cow::Borrowed("{}"),
+            range => Cow::Borrowed(&text[range]),
+        },
+        Some(Cow::Owned(text)) => match value(&text)? {
+            range if empty(&range) => Cow::Borrowed("{}"),
+            range => Cow::Owned(text[range].to_owned()),
+        },
+    })
+}
+
+/// String content or text parts joined with newlines, escaped; `None` when it is neither
+/// (null is empty).
+fn text_of(content: &str) -> Option<Cow<'_, str>> {
+    match content.as_bytes().first() {
+        Some(b'n') => Some(Cow::Borrowed("")),
+        Some(b'"') => json::contents(content).map(Cow::Borrowed),
+        Some(b'[') => {
+            let texts: Vec<&str> = parts(content).iter().filter_map(|p| p.text.and_then(json::contents)).collect();
+            Some(Cow::Owned(texts.join(r"\n")))
+        }
+        _ => None,
     }
-    if let Some(s) = text(content) {
-        return Some(s);
-    }
-    let parts = objects(content)?;
-    let texts: Vec<Cow<str>> = parts.iter().filter_map(|p| p.get("text").and_then(text)).collect();
-    Some(Cow::Owned(texts.join("\n")))
+}
+
+/// A content part's members, raw; what is no object has none.
+#[derive(Default)]
+struct Part<'a> {
+    kind: Option<&'a str>,
+    text: Option<&'a str>,
+    /// `image_url.url`, or `image_url` itself when it is a string.
+    url: Option<&'a str>,
+}
+
+/// The parts of a content list (checked text).
+fn parts(list: &str) -> Vec<Part<'_>> {
+    let mut parts = Vec::new();
+    let _ = Reader::checked(list, |r| {
+        r.array(|r| {
+            if r.peek() != Some(b'{') {
+                parts.push(Part::default());
+                return r.skip();
+            }
+            let mut part = Part::default();
+            r.members(|key, r| {
+                match json::key(key).as_ref() {
+                    b"type" => part.kind = r.raw()?,
+                    b"text" => part.text = r.raw()?,
+                    b"image_url" => {
+                        part.url = None;
+                        match r.peek() {
+                            Some(b'{') => r.members(|key, r| match json::key(key).as_ref() {
+                                b"url" => r.raw().map(|u| part.url = u),
+                                _ => r.skip(),
+                            })?,
+                            _ => part.url = r.raw()?,
+                        }
+                    }
+                    _ => r.skip()?,
+                }
+                Ok(())
+            })?;
+            parts.push(part);
+            Ok(())
+        })
+    });
+    parts
 }
 
 /// OpenAI content → Anthropic blocks: text, and images (data URLs as base64, http(s) as url).
 /// Empty text is left out (Anthropic rejects empty text blocks).
-fn content_blocks<'a>(i: usize, content: Option<&'a RawValue>) -> Result<Vec<Block<'a>>, ApiError> {
-    let Some(content) = content.filter(|c| !is_null(c)) else { return Ok(Vec::new()) };
-    if let Some(s) = text(content) {
-        return Ok(if s.is_empty() { Vec::new() } else { vec![Block::Text { text: s }] });
+fn content_blocks(i: usize, content: Option<&str>) -> Result<Vec<Block<'_>>, ApiError> {
+    let Some(content) = content else { return Ok(Vec::new()) };
+    if let Some(text) = json::contents(content) {
+        return Ok(if text.is_empty() { Vec::new() } else { vec![Block::Text(Cow::Borrowed(text))] });
     }
-    let parts =
-        objects(content).ok_or_else(|| bad(format!("messages[{i}]: content must be a string or a list of parts")))?;
+    if !content.starts_with('[') {
+        return Err(bad(format!("messages[{i}]: content must be a string or a list of parts")));
+    }
+    let parts = parts(content);
     let mut out = Vec::with_capacity(parts.len());
     for part in parts {
-        match part.get("type").and_then(text).as_deref().unwrap_or_default() {
+        match part.kind.and_then(unescaped).as_deref().unwrap_or_default() {
             "text" => {
-                let text = part.get("text").and_then(text).unwrap_or_default();
-                if !text.is_empty() {
-                    out.push(Block::Text { text });
+                if let Some(text) = part.text.and_then(json::contents).filter(|t| !t.is_empty()) {
+                    out.push(Block::Text(Cow::Borrowed(text)));
                 }
             }
-            "image_url" => {
-                let image = part.get("image_url");
-                let url = image.and_then(Fields::of).and_then(|f| f.get("url")).and_then(text);
-                let url = url.or_else(|| image.and_then(text)).unwrap_or_default();
-                out.push(self::image(i, url)?);
-            }
+            "image_url" => out.push(image(i, part.url.and_then(unescaped).unwrap_or_default())?),
             other => {
                 return Err(bad(format!("messages[{i}]: content part `{other}` is not supported by Anthropic")));
             }
@@ -230,156 +619,70 @@ fn image(i: usize, url: Cow<'_, str>) -> Result<Block<'_>, ApiError> {
         let (media_at, data_at) = (5, 5 + meta.len() + 1);
         let source =
             Source::Base64 { media_type: part(media_at..media_at + media_type.len()), data: part(data_at..url.len()) };
-        return Ok(Block::Image { source });
+        return Ok(Block::Image(source));
     }
     if url.starts_with("http://") || url.starts_with("https://") {
-        return Ok(Block::Image { source: Source::Url { url: part(0..url.len()) } });
+        return Ok(Block::Image(Source::Url(part(0..url.len()))));
     }
     Err(bad(format!("messages[{i}]: image_url must be a data: or http(s) URL")))
 }
 
-fn tools(value: &RawValue) -> Result<Vec<Tool<'_>>, ApiError> {
-    let list = objects(value).ok_or_else(|| bad("`tools` must be a list"))?;
-    let mut out = Vec::with_capacity(list.len());
-    for t in list {
-        if t.get("type").and_then(text).as_deref() != Some("function") {
-            let kind = t.get("type").map_or("null", RawValue::get);
-            return Err(bad(format!("tool type {kind} is not supported by Anthropic")));
-        }
-        let f = t.get("function").and_then(Fields::of).unwrap_or_default();
-        let schema = f.get("parameters").filter(|p| p.get().starts_with('{'));
-        out.push(Tool {
-            name: f.get("name"),
-            description: f.get("description").filter(|d| is_string(d)),
-            input_schema: Schema(schema),
-        });
-    }
-    Ok(out)
+/// `tool_choice` in Anthropic's form.
+struct Choice<'a> {
+    kind: &'static str,
+    /// A named tool's name (`Some(None)`: null, the client gave none).
+    name: Option<Option<&'a str>>,
+    disable_parallel_tool_use: bool,
 }
 
-fn tool_choice(value: &RawValue) -> Result<Choice<'_>, ApiError> {
-    let choice = |kind| Ok(Choice { kind, ..Choice::default() });
-    match text(value).as_deref() {
+impl Choice<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"type":""#);
+        out.extend_from_slice(self.kind.as_bytes());
+        out.push(b'"');
+        if let Some(name) = self.name {
+            out.extend_from_slice(br#","name":"#);
+            out.extend_from_slice(name.unwrap_or("null").as_bytes());
+        }
+        if self.disable_parallel_tool_use {
+            out.extend_from_slice(br#","disable_parallel_tool_use":true"#);
+        }
+        out.push(b'}');
+    }
+}
+
+fn tool_choice(value: &str) -> Result<Choice<'_>, ApiError> {
+    let choice = |kind| Ok(Choice { kind, name: None, disable_parallel_tool_use: false });
+    match unescaped(value).as_deref() {
         Some("auto") => return choice("auto"),
         Some("none") => return choice("none"),
         Some("required") => return choice("any"),
         _ => {}
     }
-    if let Some(f) = Fields::of(value).filter(|f| f.get("type").and_then(text).as_deref() == Some("function")) {
-        let name = f.get("function").and_then(Fields::of).and_then(|f| f.get("name"));
-        return Ok(Choice { kind: "tool", name: Some(name), ..Choice::default() });
-    }
-    Err(bad(format!("tool_choice {} is not supported", value.get())))
-}
-
-/// The Anthropic request, in the order Anthropic documents its fields.
-#[derive(Default, Serialize)]
-struct Out<'a> {
-    model: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    system: Option<Cow<'a, str>>,
-    messages: Vec<Turn<'a>>,
-    max_tokens: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop_sequences: Option<Stop<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<Metadata<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tools: Option<Vec<Tool<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<Choice<'a>>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    stream: bool,
-}
-
-#[derive(Serialize)]
-struct Turn<'a> {
-    role: &'static str,
-    content: Vec<Block<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Block<'a> {
-    Text { text: Cow<'a, str> },
-    Image { source: Source<'a> },
-    ToolUse { id: Option<&'a RawValue>, name: Option<&'a RawValue>, input: Input },
-    ToolResult { tool_use_id: Option<&'a RawValue>, content: ResultContent<'a> },
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum Source<'a> {
-    Base64 { media_type: Cow<'a, str>, data: Cow<'a, str> },
-    Url { url: Cow<'a, str> },
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ResultContent<'a> {
-    Text(Cow<'a, str>),
-    Blocks(Vec<Block<'a>>),
-}
-
-/// `stop`: one string becomes a list of it; a list is copied.
-enum Stop<'a> {
-    One(&'a RawValue),
-    List(&'a RawValue),
-}
-
-impl Serialize for Stop<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Stop::One(one) => [one].serialize(s),
-            Stop::List(list) => list.serialize(s),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Metadata<'a> {
-    user_id: &'a RawValue,
-}
-
-#[derive(Serialize)]
-struct Tool<'a> {
-    name: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a RawValue>,
-    input_schema: Schema<'a>,
-}
-
-/// The function's `parameters` when they are an object, else an empty object schema.
-struct Schema<'a>(Option<&'a RawValue>);
-
-impl Serialize for Schema<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Some(schema) => schema.serialize(s),
-            None => {
-                use serde::ser::SerializeMap;
-                let mut m = s.serialize_map(Some(2))?;
-                m.serialize_entry("type", "object")?;
-                m.serialize_entry("properties", &serde_json::Map::new())?;
-                m.end()
+    let (mut kind, mut name) = (None, None);
+    let read = Reader::checked(value, |r| {
+        r.members(|key, r| {
+            match json::key(key).as_ref() {
+                b"type" => kind = r.raw()?,
+                b"function" => {
+                    name = None;
+                    match r.peek() {
+                        Some(b'{') => r.members(|key, r| match json::key(key).as_ref() {
+                            b"name" => r.raw().map(|n| name = n),
+                            _ => r.skip(),
+                        })?,
+                        _ => r.skip()?,
+                    }
+                }
+                _ => r.skip()?,
             }
-        }
+            Ok(())
+        })
+    });
+    if read.is_ok() && kind.and_then(unescaped).as_deref() == Some("function") {
+        return Ok(Choice { kind: "tool", name: Some(name), disable_parallel_tool_use: false });
     }
-}
-
-#[derive(Default, Serialize)]
-struct Choice<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    /// A named tool's name (null when the client gave none).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<Option<&'a RawValue>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    disable_parallel_tool_use: Option<bool>,
+    Err(bad(format!("tool_choice {value} is not supported")))
 }
 
 #[cfg(test)]
@@ -389,8 +692,9 @@ mod tests {
     use super::*;
 
     fn choice(v: Value) -> Value {
-        let raw = serde_json::value::to_raw_value(&v).unwrap();
-        serde_json::to_value(tool_choice(&raw).unwrap()).unwrap()
+        let mut out = Vec::new();
+        tool_choice(&v.to_string()).unwrap().write(&mut out);
+        serde_json::from_slice(&out).unwrap()
     }
 
     fn tr(body: Value) -> Value {
@@ -539,6 +843,21 @@ mod tests {
             err(json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": "sometimes"}))
                 .contains("\"sometimes\"")
         );
+        // Keys spelled with escapes are the keys they spell; a repeated one, the last.
+        let body = br#"{"m\u0065ssages":[{"r\u006fle":"user","content":"hi"}],"max_t\u006fkens":7,
+            "tools":[{"type":"functi\u006fn","function":{"name":"f"}}],"audio":{"voice":"audio"},"audio":null}"#;
+        let got: Value = serde_json::from_slice(&translate(body, "m").unwrap().0).unwrap();
+        assert_eq!(
+            (&got["messages"][0]["role"], &got["max_tokens"], &got["tools"][0]["name"]),
+            (&json!("user"), &json!(7), &json!("f"))
+        );
+        let m = json!([{"role": "user", "content": "x"}]);
+        assert!(
+            err(json!({"messages": m, "audio": {"format": "wav"}, "modalities": ["text", "audio"]})).contains("audio")
+        );
+        assert!(err(json!({"messages": m, "tools": [{"type": "web_search"}]})).contains(r#"tool type "web_search""#));
+        assert!(err(json!({"messages": m, "tools": {}})).contains("`tools` must be a list"));
+        assert!(tr(json!({"messages": m, "tools": null, "tool_choice": null})).get("tools").is_none());
         let bad_args = json!({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}]});
         assert!(err(bad_args).contains("not JSON"));
         assert!(translate(b"[1]", "m").unwrap_err().message.contains("JSON object"));

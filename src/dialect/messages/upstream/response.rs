@@ -166,7 +166,7 @@ impl Usage {
     /// (negative, fractional, a string, a list) is none, rather than failing the answer it
     /// came in: a count is never worth losing the answer for.
     pub(super) fn read(raw: &str) -> Option<Self> {
-        json::Reader::document(raw.as_bytes(), |r| {
+        json::Reader::checked(raw, |r| {
             let mut usage = Usage::default();
             r.members(|key, r| {
                 let slot = match key {
