@@ -1,6 +1,8 @@
 //! Reading a JSON body without building a tree: an object's members borrowed as raw text,
 //! each read only when a translation needs it. What passes unchanged (schemas, sampling
-//! values, ids) can then be copied as the client wrote it.
+//! values, ids) can then be copied as the client wrote it. The Messages → Chat and Responses →
+//! Chat requests are still read and written through serde here; the other translations use
+//! [`super::json`] and write their bytes themselves.
 
 use std::borrow::Cow;
 
@@ -272,21 +274,6 @@ impl Serialize for Text<'_> {
         match self {
             Text::Raw(raw) => raw.serialize(s),
             Text::Owned(text) => text.serialize(s),
-        }
-    }
-}
-
-/// A tool's input object, parsed from a call's arguments; `{}` when there are none.
-pub enum Input {
-    Empty,
-    Raw(Box<RawValue>),
-}
-
-impl Serialize for Input {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Input::Empty => s.serialize_map(Some(0)).and_then(serde::ser::SerializeMap::end),
-            Input::Raw(raw) => raw.serialize(s),
         }
     }
 }

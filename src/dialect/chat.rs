@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::json::{Invalid, Reader};
+use super::json::{self, Invalid, Reader};
 
 /// One tool call of an assistant message (a request's history, or a completion's answer).
 /// `arguments` is the call's JSON text as a string, in whatever form the translation has it.
@@ -288,13 +288,10 @@ impl<'a> Content<'a> {
             Some(b'[') => {
                 let mut parts = Vec::new();
                 r.array(|r| {
-                    if r.peek() != Some(b'{') {
-                        return r.skip();
-                    }
                     let mut text = None;
-                    r.members(|key, r| {
+                    r.if_object(|key, r| {
                         match key {
-                            b"text" => text = r.raw()?.and_then(super::json::contents),
+                            b"text" => text = r.raw()?.and_then(json::contents),
                             _ => r.skip()?,
                         }
                         Ok(())
@@ -317,7 +314,8 @@ impl<'a> Call<'a> {
     /// any other value is skipped.
     fn read(r: &mut Reader<'a>) -> Result<Option<Self>, Invalid> {
         Self::object(r, |call, key, r| {
-            match key {
+            // Keys as they spell: also read from a client's request.
+            match json::key(key).as_ref() {
                 b"id" => call.id = r.raw()?,
                 // The last `function` counts, an object or not.
                 b"function" => {
@@ -336,7 +334,7 @@ impl<'a> Call<'a> {
     }
 
     fn function(&mut self, key: &'a [u8], r: &mut Reader<'a>) -> Result<(), Invalid> {
-        match key {
+        match json::key(key).as_ref() {
             b"name" => self.name = r.raw()?,
             b"arguments" => self.arguments = r.raw()?,
             _ => r.skip()?,
@@ -396,11 +394,8 @@ impl Usage {
 
 /// The count `name` inside the details object that is next; none when they are no object.
 fn detail(r: &mut Reader, name: &[u8]) -> Result<Option<u64>, Invalid> {
-    if r.peek() != Some(b'{') {
-        return r.skip().map(|_| None);
-    }
     let mut n = None;
-    r.members(|key, r| {
+    r.if_object(|key, r| {
         match key == name {
             true => n = r.count()?,
             false => r.skip()?,

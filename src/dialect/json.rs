@@ -1,15 +1,16 @@
-//! A checking JSON reader over borrowed text, for the stream translators, which read a few
-//! members of every chunk an upstream sends: one pass, the members a caller wants as their raw
-//! text, everything else checked and skipped, nothing allocated. serde_json's derives spent
-//! about 18 instructions a byte on Chat chunks, most of it setting up each short string and
-//! matching keys; this reader spends about 12.5, most of it per token rather than per byte.
+//! A checking JSON reader over borrowed text: one pass, the members a caller wants as their raw
+//! text, everything else checked and skipped, nothing allocated. The request probe, every
+//! stream translator, the whole-answer translators and the Chat → Anthropic request read with
+//! it. serde_json's derives spent about 18 instructions a byte on Chat chunks, most of it
+//! setting up each short string and matching keys; this reader spends about 12.5, most of it
+//! per token rather than per byte.
 //!
 //! It accepts the JSON texts serde_json accepts (RFC 8259), except three: the whole text must
 //! be UTF-8 (serde_json lets other bytes pass inside a string it skips), nesting stops at 128
 //! levels (serde_json skips deeper values), and a key is matched as written, so a key spelled
-//! with escapes (`"\u0069d"`) is not the key it spells unless the caller unescapes it. Strings
-//! keep their escapes, lone surrogates included; [`crate::dialect::borrowed::unescaped`] reads
-//! one.
+//! with escapes (`"\u0069d"`) is not the key it spells unless the caller asks [`key`] (what a
+//! client sends is read so; an upstream's answer as written). Strings keep their escapes, lone
+//! surrogates included; [`crate::dialect::borrowed::unescaped`] reads one.
 
 use std::borrow::Cow;
 
@@ -99,6 +100,15 @@ impl<'a> Reader<'a> {
             r.expect(b':')?;
             member(key, r)
         })
+    }
+
+    /// The members of the object that is next (`member` reads or skips each value); any other
+    /// value is checked and skipped, where the other readers would refuse it.
+    pub fn if_object(&mut self, member: impl FnMut(&'a [u8], &mut Self) -> Read<()>) -> Read<()> {
+        match self.peek() {
+            Some(b'{') => self.members(member),
+            _ => self.skip(),
+        }
     }
 
     /// The object that is next read into a `T` member by member, or `None` for `null`.

@@ -92,11 +92,11 @@ impl<'a> Request<'a> {
         Reader::document(body, |r| {
             r.members(|key, r| {
                 match json::key(key).as_ref() {
-                    b"messages" => req.messages = Some(list(r, Message::member)?),
+                    b"messages" => req.messages = Some(list(r, Message::member, Message::known)?),
                     b"tools" => {
                         req.tools = match r.null()? {
                             true => None,
-                            false => Some(list(r, Tool::member)?),
+                            false => Some(list(r, Tool::member, Tool::function)?),
                         }
                     }
                     b"tool_choice" => req.tool_choice = r.raw()?,
@@ -116,14 +116,10 @@ impl<'a> Request<'a> {
                     b"stream" => req.stream = r.raw()?,
                     b"stream_options" => {
                         req.include_usage = None;
-                        if r.peek() == Some(b'{') {
-                            r.members(|key, r| match json::key(key).as_ref() {
-                                b"include_usage" => r.raw().map(|v| req.include_usage = v),
-                                _ => r.skip(),
-                            })?
-                        } else {
-                            r.skip()?
-                        }
+                        r.if_object(|key, r| match json::key(key).as_ref() {
+                            b"include_usage" => r.raw().map(|v| req.include_usage = v),
+                            _ => r.skip(),
+                        })?
                     }
                     b"model" => r.skip()?,
                     other => {
@@ -170,9 +166,7 @@ impl<'a> Request<'a> {
             Some(Err(())) => return Err(bad("`tools` must be a list")),
             None => None,
         };
-        if let Some(tool) =
-            tools.into_iter().flatten().find(|t| t.kind.and_then(unescaped).as_deref() != Some("function"))
-        {
+        if let Some(tool) = tools.into_iter().flatten().find(|t| !t.function()) {
             // As the client wrote it, escapes and all (what is no string: its JSON).
             let kind = tool.kind.unwrap_or("null");
             return Err(bad(format!("tool type {kind} is not supported by Anthropic")));
@@ -280,26 +274,40 @@ fn invalid(body: &[u8]) -> ApiError {
 }
 
 /// The list that is next, each element that is an object read by `member` into a `T` (what is
-/// no object is a `T` of no members); `Err(())` when it is no list.
+/// no object is a `T` of no members); `Err(())` when it is no list. Elements after the first
+/// that `kept` refuses (which the translation refuses) are checked but not kept: a list of
+/// tiny elements must not take many times its size in memory.
 fn list<'a, T: Default>(
     r: &mut Reader<'a>,
     mut member: impl FnMut(&mut T, &'a [u8], &mut Reader<'a>) -> Result<(), Invalid>,
+    kept: impl Fn(&T) -> bool,
 ) -> Result<Result<Vec<T>, ()>, Invalid> {
     if r.peek() != Some(b'[') {
         return r.skip().map(|_| Err(()));
     }
-    let mut items = Vec::new();
+    let (mut items, mut refused) = (Vec::new(), false);
     r.array(|r| {
-        items.push(match r.peek() {
+        if refused {
+            return r.skip();
+        }
+        let item = match r.peek() {
             Some(b'{') => r.optional(&mut member)?.unwrap_or_default(),
             _ => r.skip().map(|_| T::default())?,
-        });
+        };
+        refused = !kept(&item);
+        items.push(item);
         Ok(())
     })?;
     Ok(Ok(items))
 }
 
 impl<'a> Message<'a> {
+    /// Whether its role is one the translation takes (any other is refused).
+    fn known(&self) -> bool {
+        let role = self.role.and_then(unescaped);
+        matches!(role.as_deref(), Some("system" | "developer" | "user" | "assistant" | "tool"))
+    }
+
     fn member(&mut self, key: &'a [u8], r: &mut Reader<'a>) -> Result<(), Invalid> {
         match json::key(key).as_ref() {
             b"role" => self.role = r.raw()?,
@@ -313,15 +321,17 @@ impl<'a> Message<'a> {
 }
 
 impl<'a> Tool<'a> {
+    /// Whether it is a function tool (any other is refused).
+    fn function(&self) -> bool {
+        self.kind.and_then(unescaped).as_deref() == Some("function")
+    }
+
     fn member(&mut self, key: &'a [u8], r: &mut Reader<'a>) -> Result<(), Invalid> {
         match json::key(key).as_ref() {
             b"type" => self.kind = r.raw()?,
             b"function" => {
                 (self.name, self.description, self.parameters) = (None, None, None);
-                if r.peek() != Some(b'{') {
-                    return r.skip();
-                }
-                r.members(|key, r| {
+                r.if_object(|key, r| {
                     match json::key(key).as_ref() {
                         b"name" => self.name = r.raw()?,
                         b"description" => self.description = r.raw()?,
@@ -376,7 +386,7 @@ struct Turn<'a> {
 
 enum Block<'a> {
     /// Escaped text.
-    Text(Cow<'a, str>),
+    Text(&'a str),
     Image(Source<'a>),
     ToolUse {
         id: Option<&'a str>,
@@ -497,33 +507,20 @@ fn message<'a>(
 /// A tool call's `arguments` (a string of JSON text) as Anthropic's `input`: the JSON value,
 /// `{}` when there is none; `None` when the text is not JSON.
 fn input(arguments: Option<&str>) -> Option<Cow<'_, str>> {
-    let value = |text: &str| match text.trim().is_empty() {
-        true => Some(0..0),
-        // Where the value lies in the text, whitespace around it left out.
-        false => json::Reader::document(text.as_bytes(), |r| r.value()).ok().map(|v| {
-            let at = v.as_ptr() as usize - text.as_ptr() as usize;
-            at..at + v.len()
-        }),
-    };
-    let empty = |range: &std::ops::Range<usize>| range.is_empty();
-    Some(match arguments.and_then(unescaped) {
-        None => Cow::Borrowed("{}"),
-        Some(Cow::Borrowed(text)) => match value(text)? {
-            range if empty(&range) => Cow::Borrowed("{}"),
-            range => Cow::Borrowed(&text[range]),
-        },
-        Some(Cow::Owned(text)) => match value(&text)? {
-            range if empty(&range) => Cow::Borrowed("{}"),
-            range => Cow::Owned(text[range].to_owned()),
-        },
+    let text = arguments.and_then(unescaped).filter(|t| !t.trim().is_empty());
+    let Some(text) = text else { return Some(Cow::Borrowed("{}")) };
+    json::Reader::document(text.as_bytes(), |r| r.skip()).ok()?;
+    // The value, without the whitespace around it (JSON's, which a value neither starts nor
+    // ends with).
+    Some(match text {
+        Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
+        Cow::Owned(text) => Cow::Owned(text.trim().to_owned()),
     })
 }
 
-/// String content or text parts joined with newlines, escaped; `None` when it is neither
-/// (null is empty).
+/// String content or text parts joined with newlines, escaped; `None` when it is neither.
 fn text_of(content: &str) -> Option<Cow<'_, str>> {
     match content.as_bytes().first() {
-        Some(b'n') => Some(Cow::Borrowed("")),
         Some(b'"') => json::contents(content).map(Cow::Borrowed),
         Some(b'[') => {
             let texts: Vec<&str> = parts(content).iter().filter_map(|p| p.text.and_then(json::contents)).collect();
@@ -547,12 +544,8 @@ fn parts(list: &str) -> Vec<Part<'_>> {
     let mut parts = Vec::new();
     let _ = Reader::checked(list, |r| {
         r.array(|r| {
-            if r.peek() != Some(b'{') {
-                parts.push(Part::default());
-                return r.skip();
-            }
             let mut part = Part::default();
-            r.members(|key, r| {
+            r.if_object(|key, r| {
                 match json::key(key).as_ref() {
                     b"type" => part.kind = r.raw()?,
                     b"text" => part.text = r.raw()?,
@@ -582,7 +575,7 @@ fn parts(list: &str) -> Vec<Part<'_>> {
 fn content_blocks(i: usize, content: Option<&str>) -> Result<Vec<Block<'_>>, ApiError> {
     let Some(content) = content else { return Ok(Vec::new()) };
     if let Some(text) = json::contents(content) {
-        return Ok(if text.is_empty() { Vec::new() } else { vec![Block::Text(Cow::Borrowed(text))] });
+        return Ok(if text.is_empty() { Vec::new() } else { vec![Block::Text(text)] });
     }
     if !content.starts_with('[') {
         return Err(bad(format!("messages[{i}]: content must be a string or a list of parts")));
@@ -593,7 +586,7 @@ fn content_blocks(i: usize, content: Option<&str>) -> Result<Vec<Block<'_>>, Api
         match part.kind.and_then(unescaped).as_deref().unwrap_or_default() {
             "text" => {
                 if let Some(text) = part.text.and_then(json::contents).filter(|t| !t.is_empty()) {
-                    out.push(Block::Text(Cow::Borrowed(text)));
+                    out.push(Block::Text(text));
                 }
             }
             "image_url" => out.push(image(i, part.url.and_then(unescaped).unwrap_or_default())?),
@@ -666,13 +659,10 @@ fn tool_choice(value: &str) -> Result<Choice<'_>, ApiError> {
                 b"type" => kind = r.raw()?,
                 b"function" => {
                     name = None;
-                    match r.peek() {
-                        Some(b'{') => r.members(|key, r| match json::key(key).as_ref() {
-                            b"name" => r.raw().map(|n| name = n),
-                            _ => r.skip(),
-                        })?,
-                        _ => r.skip()?,
-                    }
+                    r.if_object(|key, r| match json::key(key).as_ref() {
+                        b"name" => r.raw().map(|n| name = n),
+                        _ => r.skip(),
+                    })?
                 }
                 _ => r.skip()?,
             }
@@ -851,7 +841,22 @@ mod tests {
             (&got["messages"][0]["role"], &got["max_tokens"], &got["tools"][0]["name"]),
             (&json!("user"), &json!(7), &json!("f"))
         );
+        let body = br#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","tool_calls":[{"id":"c1",
+            "function":{"n\u0061me":"f","\u0061rguments":"{\"x\":1}"}}]}]}"#;
+        let got: Value = serde_json::from_slice(&translate(body, "m").unwrap().0).unwrap();
+        assert_eq!(
+            got["messages"][1]["content"][0],
+            json!({"type": "tool_use", "id": "c1", "name": "f", "input": {"x": 1}})
+        );
+        // After the first message or tool the translation refuses, the rest is checked, not kept,
+        // and the refusal names that one.
+        let after = json!({"messages": [{"role": "user", "content": "x"}, 1, {"role": "bogus"}, 2]});
+        assert!(err(after).contains("messages[1]: role ``"));
         let m = json!([{"role": "user", "content": "x"}]);
+        assert!(
+            err(json!({"messages": m, "tools": [{"type": "function"}, "x", {"type": "web"}]}))
+                .contains("tool type null")
+        );
         assert!(
             err(json!({"messages": m, "audio": {"format": "wav"}, "modalities": ["text", "audio"]})).contains("audio")
         );

@@ -3,6 +3,7 @@
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use crate::dialect::borrowed::unescaped;
 use crate::dialect::json::{self, Invalid};
 use crate::dialect::{json_str, now, push_u64};
 
@@ -60,7 +61,8 @@ pub fn completion(body: &[u8]) -> Result<Vec<u8>, Invalid> {
         out.push(b']');
     }
     out.extend_from_slice(br#"},"logprobs":null,"finish_reason":""#);
-    out.extend_from_slice(finish_reason(msg.stop_reason.unwrap_or_default()).as_bytes());
+    let stop = msg.stop_reason.and_then(unescaped);
+    out.extend_from_slice(finish_reason(stop.as_deref().unwrap_or_default()).as_bytes());
     // Last, where the access log's token count looks for it.
     out.extend_from_slice(br#""}],"usage":"#);
     let usage = msg.usage.and_then(Usage::read).unwrap_or_default();
@@ -77,7 +79,7 @@ struct Message<'a> {
     model: Option<&'a str>,
     /// The text and tool-use blocks, in order.
     blocks: Vec<Block<'a>>,
-    /// Unescaped (the reasons are plain words).
+    /// A raw string.
     stop_reason: Option<&'a str>,
     usage: Option<&'a str>,
 }
@@ -121,8 +123,10 @@ impl<'a> Message<'a> {
                                 }
                                 Ok(())
                             })?;
-                            match kind {
-                                Some("text") => msg.blocks.push(Block::Text(text.unwrap_or_default())),
+                            match kind.and_then(unescaped).as_deref() {
+                                Some("text") => {
+                                    msg.blocks.push(Block::Text(text.and_then(json::contents).unwrap_or_default()))
+                                }
                                 Some("tool_use") => msg.blocks.push(Block::Tool { id, name, input }),
                                 _ => {}
                             }
@@ -143,12 +147,12 @@ impl<'a> Message<'a> {
     }
 }
 
-/// The next value's escaped contents when it is a string, `None` for `null`; any other value
-/// is [`Invalid`].
+/// The next value when it is a string (raw), `None` for `null`; any other value is
+/// [`Invalid`].
 fn string<'a>(r: &mut json::Reader<'a>) -> Result<Option<&'a str>, Invalid> {
     match r.raw()? {
-        None => Ok(None),
-        Some(raw) => json::contents(raw).map(Some).ok_or(Invalid),
+        Some(raw) if !raw.starts_with('"') => Err(Invalid),
+        raw => Ok(raw),
     }
 }
 
@@ -318,6 +322,24 @@ mod tests {
             (&got["choices"][0]["message"]["content"], &got["usage"]["prompt_tokens"]),
             (&json!("hi"), &json!(0))
         );
+    }
+
+    /// Block types and the stop reason are read as they spell, escapes and all.
+    #[test]
+    fn escaped_types_and_stop_reason() {
+        let body = br#"{"content":[{"type":"t\u0065xt","text":"a\"b"},{"type":"tool_\u0075se","id":"t","name":"f","input":{}}],
+            "stop_reason":"max\u005ftokens"}"#;
+        let got: Value = serde_json::from_slice(&completion(body).unwrap()).unwrap();
+        let choice = &got["choices"][0];
+        assert_eq!((&choice["message"]["content"], &choice["finish_reason"]), (&json!("a\"b"), &json!("length")));
+        assert_eq!(choice["message"]["tool_calls"][0]["function"], json!({"name": "f", "arguments": "{}"}));
+        for refused in [
+            &br#"{"content":[{"type":5}]}"#[..],
+            br#"{"content":[{"type":"text","text":[]}]}"#,
+            br#"{"content":[],"stop_reason":1}"#,
+        ] {
+            assert!(completion(refused).is_err(), "{}", String::from_utf8_lossy(refused));
+        }
     }
 
     #[test]
