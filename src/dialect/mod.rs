@@ -229,6 +229,9 @@ pub fn push_u64(out: &mut Vec<u8>, n: u64) {
     let _ = serde_json::to_writer(&mut *out, &n);
 }
 
+#[cfg(test)]
+mod writers_tests;
+
 /// Shared by the translators' tests.
 #[cfg(test)]
 pub(crate) mod testing {

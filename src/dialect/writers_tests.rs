@@ -1,0 +1,285 @@
+//! The translators that write JSON by hand, fed bodies of every odd shape: each either refuses
+//! one or writes JSON that parses, and none panics. Bodies are objects built from the members
+//! the translators read (and values of every type under them), so that the odd shapes reach
+//! deep into each reader rather than stopping at the top.
+
+use proptest::prelude::*;
+use serde_json::Value;
+
+use super::messages::{client, upstream};
+use super::responses::response::{Echo, from_chat as response_from_chat};
+
+/// The members some translator reads.
+const KEYS: &[&str] = &[
+    "id",
+    "model",
+    "created",
+    "choices",
+    "message",
+    "content",
+    "refusal",
+    "tool_calls",
+    "function_call",
+    "function",
+    "name",
+    "arguments",
+    "finish_reason",
+    "usage",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "prompt_tokens_details",
+    "cached_tokens",
+    "completion_tokens_details",
+    "reasoning_tokens",
+    "type",
+    "text",
+    "input",
+    "stop_reason",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "messages",
+    "role",
+    "tools",
+    "tool_choice",
+    "tool_call_id",
+    "image_url",
+    "url",
+    "stop",
+    "max_tokens",
+    "max_completion_tokens",
+    "user",
+    "parameters",
+    "description",
+    "stream",
+    "stream_options",
+    "include_usage",
+    "n",
+    "logprobs",
+    "response_format",
+    "temperature",
+    "parallel_tool_calls",
+];
+
+/// Strings the translators tell apart, and strings with escapes.
+const STRINGS: &[&str] = &[
+    "text",
+    "tool_use",
+    "function",
+    "user",
+    "assistant",
+    "system",
+    "developer",
+    "tool",
+    "auto",
+    "none",
+    "required",
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+    "end_turn",
+    "max_tokens",
+    "image_url",
+    "{}",
+    "{\"a\":[1]}",
+    " ",
+    "data:image/png;base64,AA==",
+    "https://example.com/a.png",
+    "a\"b\\\n\t",
+    "\u{e9}\u{1F600}",
+    "",
+];
+
+fn value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        (-1e6f64..1e6).prop_map(Value::from),
+        proptest::sample::select(STRINGS).prop_map(Value::from),
+    ];
+    leaf.prop_recursive(5, 96, 6, |inner| {
+        prop_oneof![proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array), object(inner),]
+    })
+}
+
+fn object(inner: impl Strategy<Value = Value>) -> impl Strategy<Value = Value> {
+    proptest::collection::vec((proptest::sample::select(KEYS), inner), 0..7)
+        .prop_map(|members| Value::Object(members.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+}
+
+/// An object with each of `members` (of its right shape, mostly) or without it, and maybe an
+/// odd member besides.
+fn obj(members: Vec<(&'static str, BoxedStrategy<Value>)>) -> BoxedStrategy<Value> {
+    let members: Vec<_> = members
+        .into_iter()
+        .map(|(key, shape)| proptest::option::weighted(0.85, odd(shape)).prop_map(move |v| v.map(|v| (key, v))))
+        .collect();
+    (members, proptest::option::weighted(0.2, (proptest::sample::select(KEYS), value())))
+        .prop_map(|(members, extra)| {
+            Value::Object(members.into_iter().flatten().chain(extra).map(|(k, v)| (k.to_owned(), v)).collect())
+        })
+        .boxed()
+}
+
+/// `shape` mostly, sometimes any value.
+fn odd(shape: BoxedStrategy<Value>) -> BoxedStrategy<Value> {
+    prop_oneof![6 => shape, 1 => value()].boxed()
+}
+
+fn list(element: BoxedStrategy<Value>) -> BoxedStrategy<Value> {
+    proptest::collection::vec(odd(element), 0..4).prop_map(Value::Array).boxed()
+}
+
+fn string() -> BoxedStrategy<Value> {
+    proptest::sample::select(STRINGS).prop_map(Value::from).boxed()
+}
+
+fn count() -> BoxedStrategy<Value> {
+    prop_oneof![(0u64..1_000_000).prop_map(Value::from), Just(Value::from(1e300)), Just(Value::from(2.0))].boxed()
+}
+
+fn chat_usage() -> BoxedStrategy<Value> {
+    obj(vec![
+        ("prompt_tokens", count()),
+        ("completion_tokens", count()),
+        ("total_tokens", count()),
+        ("prompt_tokens_details", obj(vec![("cached_tokens", count())])),
+        ("completion_tokens_details", obj(vec![("reasoning_tokens", count())])),
+    ])
+}
+
+fn call() -> BoxedStrategy<Value> {
+    obj(vec![
+        ("id", string()),
+        ("type", string()),
+        ("function", obj(vec![("name", string()), ("arguments", string())])),
+    ])
+}
+
+fn parts() -> BoxedStrategy<Value> {
+    list(obj(vec![("type", string()), ("text", string()), ("image_url", obj(vec![("url", string())]))]))
+}
+
+fn chat_completion() -> BoxedStrategy<Value> {
+    let message = obj(vec![
+        ("role", string()),
+        ("content", prop_oneof![string(), parts()].boxed()),
+        ("refusal", string()),
+        ("tool_calls", list(call())),
+        ("function_call", obj(vec![("name", string()), ("arguments", string())])),
+    ]);
+    obj(vec![
+        ("id", string()),
+        ("model", string()),
+        ("created", count()),
+        ("choices", list(obj(vec![("message", message), ("finish_reason", string())]))),
+        ("usage", chat_usage()),
+    ])
+}
+
+fn anthropic_message() -> BoxedStrategy<Value> {
+    let block = obj(vec![
+        ("type", string()),
+        ("text", string()),
+        ("id", string()),
+        ("name", string()),
+        ("input", obj(vec![("city", string())])),
+    ]);
+    let usage = obj(vec![("input_tokens", count()), ("output_tokens", count()), ("cache_read_input_tokens", count())]);
+    obj(vec![
+        ("id", string()),
+        ("model", string()),
+        ("content", list(block)),
+        ("stop_reason", string()),
+        ("usage", usage),
+    ])
+}
+
+fn one_of(words: &'static [&'static str]) -> BoxedStrategy<Value> {
+    proptest::sample::select(words).prop_map(Value::from).boxed()
+}
+
+/// A request most of whose members are of a shape the translation takes, so that it gets
+/// past its checks and writes.
+fn chat_request() -> BoxedStrategy<Value> {
+    let part = obj(vec![
+        ("type", one_of(&["text", "image_url"])),
+        ("text", string()),
+        (
+            "image_url",
+            prop_oneof![obj(vec![("url", one_of(&["data:image/png;base64,AA==", "https://x/a\"b"]))]), string()]
+                .boxed(),
+        ),
+    ]);
+    let message = obj(vec![
+        ("role", one_of(&["user", "assistant", "system", "developer", "tool"])),
+        ("content", prop_oneof![string(), list(part)].boxed()),
+        (
+            "tool_calls",
+            list(obj(vec![
+                ("id", string()),
+                (
+                    "function",
+                    obj(vec![("name", string()), ("arguments", one_of(&["{\"a\":[1,\"\\u00e9\"]}", " ", "", "[1]"]))]),
+                ),
+            ])),
+        ),
+        ("tool_call_id", string()),
+    ]);
+    let tool = obj(vec![
+        ("type", one_of(&["function"])),
+        ("function", obj(vec![("name", string()), ("description", string()), ("parameters", obj(vec![]))])),
+    ]);
+    obj(vec![
+        ("messages", list(message)),
+        ("tools", list(tool)),
+        (
+            "tool_choice",
+            prop_oneof![
+                one_of(&["auto", "none", "required"]),
+                obj(vec![("type", one_of(&["function"])), ("function", obj(vec![("name", string())]))])
+            ]
+            .boxed(),
+        ),
+        ("stop", prop_oneof![string(), list(string())].boxed()),
+        ("max_tokens", count()),
+        ("user", string()),
+        ("stream", any::<bool>().prop_map(Value::from).boxed()),
+        ("parallel_tool_calls", any::<bool>().prop_map(Value::from).boxed()),
+    ])
+}
+
+/// `Ok` output must be JSON.
+fn json<E>(what: &str, body: &[u8], out: Result<Vec<u8>, E>) -> Result<(), TestCaseError> {
+    if let Ok(out) = out {
+        let parsed = serde_json::from_slice::<Value>(&out);
+        prop_assert!(
+            parsed.is_ok(),
+            "{what} wrote no JSON for {}:\n{}",
+            String::from_utf8_lossy(body),
+            String::from_utf8_lossy(&out)
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn hand_written_json_is_json(
+        chat in chat_completion(), anthropic in anthropic_message(), request in chat_request(), any in object(value()),
+    ) {
+        for body in [chat, anthropic, request, any] {
+            let body = body.to_string();
+            let body = body.as_bytes();
+            json("Anthropic → Chat answer", body, upstream::response::completion(body))?;
+            json("Chat → Messages answer", body, client::response::from_chat(body))?;
+            json("Chat → Responses answer", body, response_from_chat(body, &Echo::default()))?;
+            json("Chat → Anthropic request", body, upstream::request::translate(body, "m\"1").map(|(out, _)| out))?;
+        }
+    }
+}
