@@ -1,8 +1,8 @@
 //! Reading a JSON body without building a tree: an object's members borrowed as raw text,
 //! each read only when a translation needs it. What passes unchanged (schemas, sampling
-//! values, ids) can then be copied as the client wrote it. The Messages → Chat and Responses →
-//! Chat requests are still read and written through serde here; the other translations use
-//! [`super::json`] and write their bytes themselves.
+//! values, ids) can then be copied as the client wrote it. The Responses → Chat request is
+//! still read and written through serde here; the other translations use [`super::json`] and
+//! write their bytes themselves.
 
 use std::borrow::Cow;
 
@@ -20,11 +20,7 @@ pub struct Fields<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> Fields<'a> {
     pub fn of_body(body: &'a [u8]) -> Result<Self, ApiError> {
-        if body.iter().copied().find(|b| !b.is_ascii_whitespace()) != Some(b'{') {
-            return Err(ApiError::bad_request("invalid_json", "request body must be a JSON object"));
-        }
-        Self::read(body)
-            .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {e}")))
+        Self::read(body).map_err(|_| super::refused_body(body))
     }
 
     /// The members of a whole body (a request's, or an answer's) that is an object.
@@ -209,8 +205,7 @@ pub fn is_true(value: &RawValue) -> bool {
 
 /// `value` as compact JSON text (what `Value::to_string` writes, members in the client's
 /// order), borrowed when the client already wrote it without whitespace between tokens.
-pub fn compact(value: &RawValue) -> Cow<'_, str> {
-    let raw = value.get();
+pub fn compact(raw: &str) -> Cow<'_, str> {
     let (mut in_string, mut escaped) = (false, false);
     let mut out = String::new();
     // Start of the text not yet copied to `out`; whitespace is ASCII, so every cut is on a

@@ -1,7 +1,7 @@
 //! A checking JSON reader over borrowed text: one pass, the members a caller wants as their raw
 //! text, everything else checked and skipped, nothing allocated. The request probe, every
-//! stream translator, the whole-answer translators and the Chat → Anthropic request read with
-//! it. serde_json's derives spent about 18 instructions a byte on Chat chunks, most of it
+//! stream translator, the whole-answer translators and the Chat → Anthropic and Messages →
+//! Chat requests read with it. serde_json's derives spent about 18 instructions a byte on Chat chunks, most of it
 //! setting up each short string and matching keys; this reader spends about 12.5, most of it
 //! per token rather than per byte.
 //!

@@ -197,6 +197,19 @@ pub fn from_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::
     }
 }
 
+/// The error for a request body the checking reader refused, in the words of serde_json's
+/// (line and column) when it has some.
+pub fn refused_body(body: &[u8]) -> ApiError {
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return ApiError::bad_request("invalid_json", "request body must be a JSON object");
+    }
+    let why = match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        Err(e) => e.to_string(),
+        Ok(_) => "not UTF-8, or nested deeper than 128 levels".to_owned(),
+    };
+    ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {why}"))
+}
+
 /// `value`, translated from `input_len` bytes, as JSON in a buffer made large enough at once:
 /// `serde_json::to_vec` starts at 128 bytes and doubles, copying a translated request or
 /// answer several times. A translation writes about as much as it reads, give or take the

@@ -124,6 +124,17 @@ fn obj(members: Vec<(&'static str, BoxedStrategy<Value>)>) -> BoxedStrategy<Valu
         .boxed()
 }
 
+/// An object with each of `members`, each of its right shape.
+fn exact(members: Vec<(&'static str, BoxedStrategy<Value>)>) -> BoxedStrategy<Value> {
+    let members: Vec<_> = members.into_iter().map(|(key, shape)| shape.prop_map(move |v| (key, v))).collect();
+    members.prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())).boxed()
+}
+
+/// A list of one to three `element`s.
+fn some(element: BoxedStrategy<Value>) -> BoxedStrategy<Value> {
+    proptest::collection::vec(element, 1..4).prop_map(Value::Array).boxed()
+}
+
 /// `shape` mostly, sometimes any value.
 fn odd(shape: BoxedStrategy<Value>) -> BoxedStrategy<Value> {
     prop_oneof![6 => shape, 1 => value()].boxed()
@@ -252,6 +263,61 @@ fn chat_request() -> BoxedStrategy<Value> {
     ])
 }
 
+/// A Messages request most of whose members are of a shape the translation takes.
+fn messages_request() -> BoxedStrategy<Value> {
+    let text = || exact(vec![("type", one_of(&["text"])), ("text", string())]);
+    let source = || {
+        obj(vec![
+            ("type", one_of(&["base64", "url"])),
+            ("media_type", one_of(&["image/png", "image/\"x"])),
+            ("data", string()),
+            ("url", string()),
+        ])
+    };
+    let image = exact(vec![("type", one_of(&["image"])), ("source", source())]);
+    let block = obj(vec![
+        ("type", one_of(&["text", "image", "tool_result", "tool_use", "thinking"])),
+        ("text", string()),
+        ("source", source()),
+        ("tool_use_id", string()),
+        ("content", prop_oneof![string(), list(prop_oneof![text(), image].boxed())].boxed()),
+        ("is_error", any::<bool>().prop_map(Value::from).boxed()),
+        ("id", string()),
+        ("name", string()),
+        ("input", obj(vec![("path", string()), ("n", count())])),
+    ]);
+    let message =
+        exact(vec![("role", one_of(&["user", "assistant"])), ("content", prop_oneof![string(), list(block)].boxed())]);
+    let schema = obj(vec![("$schema", string()), ("type", one_of(&["object"])), ("properties", obj(vec![]))]);
+    let tool = exact(vec![
+        ("type", one_of(&["custom", "web_search_20250305"])),
+        ("name", string()),
+        ("description", string()),
+        ("input_schema", schema),
+    ]);
+    let choice = obj(vec![
+        ("type", one_of(&["auto", "any", "none", "tool"])),
+        ("name", string()),
+        ("disable_parallel_tool_use", any::<bool>().prop_map(Value::from).boxed()),
+    ]);
+    let rest = obj(vec![
+        ("system", prop_oneof![string(), some(text())].boxed()),
+        ("stop_sequences", list(string())),
+        ("tools", some(tool)),
+        ("tool_choice", choice),
+        ("metadata", obj(vec![("user_id", string())])),
+        ("stream", any::<bool>().prop_map(Value::from).boxed()),
+    ]);
+    (exact(vec![("messages", some(message)), ("max_tokens", count())]), rest)
+        .prop_map(|(mut request, rest)| {
+            if let (Value::Object(request), Value::Object(rest)) = (&mut request, rest) {
+                request.extend(rest);
+            }
+            request
+        })
+        .boxed()
+}
+
 /// `Ok` output must be JSON.
 fn json<E>(what: &str, body: &[u8], out: Result<Vec<u8>, E>) -> Result<(), TestCaseError> {
     if let Ok(out) = out {
@@ -271,15 +337,18 @@ proptest! {
 
     #[test]
     fn hand_written_json_is_json(
-        chat in chat_completion(), anthropic in anthropic_message(), request in chat_request(), any in object(value()),
+        chat in chat_completion(), anthropic in anthropic_message(), request in chat_request(),
+        messages in messages_request(), any in object(value()),
     ) {
-        for body in [chat, anthropic, request, any] {
+        for body in [chat, anthropic, request, messages, any] {
             let body = body.to_string();
             let body = body.as_bytes();
             json("Anthropic → Chat answer", body, upstream::response::completion(body))?;
             json("Chat → Messages answer", body, client::response::from_chat(body))?;
             json("Chat → Responses answer", body, response_from_chat(body, &Echo::default()))?;
             json("Chat → Anthropic request", body, upstream::request::translate(body, "m\"1").map(|(out, _)| out))?;
+            json("Messages → Chat request", body, client::request::to_chat(body, "m\"1", false))?;
+            json("Messages → OpenAI request", body, client::request::to_chat(body, "m", true))?;
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Anthropic Messages request → OpenAI Chat Completions request, read from the body's
-//! borrowed fields and written straight into the new body (no JSON tree on either side): what
-//! passes unchanged (strings, tool schemas, sampling values, ids) is copied as the client wrote it.
+//! Anthropic Messages request → OpenAI Chat Completions request, read in one pass with the
+//! checking JSON reader and written straight into the new body (no JSON tree on either side):
+//! what passes unchanged (strings, tool schemas, sampling values, ids) is copied as the client
+//! wrote it.
 //!
 //! Dropped (logged once): server tools, `thinking` and thinking blocks in history,
 //! `cache_control`, and top-level fields Chat has no form for (`context_management`,
@@ -9,14 +10,10 @@
 //! Refused (400): content Chat cannot carry (`document`, file-id images, unknown blocks).
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::{Serialize, Serializer};
-use serde_json::value::RawValue;
-
-use crate::dialect::borrowed::{Fields, Text, as_u64, compact, is_null, is_string, is_true, list, objects, text};
-use crate::dialect::chat::ToolCall;
-use crate::dialect::dropped;
+use crate::dialect::borrowed::{compact, number, unescaped};
+use crate::dialect::json::{self, Reader};
+use crate::dialect::{dropped, json_str};
 use crate::error::ApiError;
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -32,146 +29,407 @@ const NO_CHAT_FORM: &[&str] = &["cache_control", "container", "context_managemen
 const SERVER_TOOLS: &[&str] =
     &["bash", "code_execution", "computer", "memory", "text_editor", "tool_search_tool", "web_fetch", "web_search"];
 
+/// The members of a Messages request, raw (`null` is absent: SDKs send them), read in one
+/// pass; of a key written twice the last counts, and nothing is judged until the whole body
+/// is read.
+#[derive(Default)]
+struct Request<'a> {
+    system: Option<&'a str>,
+    messages: Option<&'a str>,
+    max_tokens: Option<&'a str>,
+    stop_sequences: Option<&'a str>,
+    temperature: Option<&'a str>,
+    top_p: Option<&'a str>,
+    top_k: Option<&'a str>,
+    /// `metadata.user_id`.
+    user: Option<&'a str>,
+    stream: Option<&'a str>,
+    tools: Option<&'a str>,
+    tool_choice: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    fn read(body: &'a [u8]) -> Result<Self, ApiError> {
+        let mut req = Request::default();
+        Reader::document(body, |r| {
+            r.members(|key, r| {
+                let key = json::key(key);
+                let slot = match key.as_ref() {
+                    b"system" => &mut req.system,
+                    b"messages" => &mut req.messages,
+                    b"max_tokens" => &mut req.max_tokens,
+                    b"stop_sequences" => &mut req.stop_sequences,
+                    b"temperature" => &mut req.temperature,
+                    b"top_p" => &mut req.top_p,
+                    b"top_k" => &mut req.top_k,
+                    b"stream" => &mut req.stream,
+                    b"tools" => &mut req.tools,
+                    b"tool_choice" => &mut req.tool_choice,
+                    b"metadata" => {
+                        req.user = None;
+                        return r.if_object(|key, r| match json::key(key).as_ref() {
+                            b"user_id" => r.raw().map(|u| req.user = u),
+                            _ => r.skip(),
+                        });
+                    }
+                    b"model" => return r.skip(),
+                    other => {
+                        if !r.null()? {
+                            r.skip()?;
+                            dropped_field(other);
+                        }
+                        return Ok(());
+                    }
+                };
+                *slot = r.raw()?;
+                Ok(())
+            })
+        })
+        .map_err(|_| crate::dialect::refused_body(body))?;
+        Ok(req)
+    }
+}
+
+/// Logs a top-level field Chat has no form for.
+fn dropped_field(name: &[u8]) {
+    let name = String::from_utf8_lossy(name);
+    match (name.as_ref(), NO_CHAT_FORM.iter().find(|&&f| f == name)) {
+        ("thinking", _) => {
+            dropped("thinking", "Chat Completions has no extended-thinking switch every upstream accepts")
+        }
+        (_, Some(f)) => dropped(f, "no Chat Completions equivalent"),
+        (other, None) => {
+            tracing::debug!(field = other, "messages: unknown field dropped");
+            dropped("(unknown Messages fields)", "no Chat Completions equivalent; see debug logs for names");
+        }
+    }
+}
+
 /// Translates a Messages request body. `model` is the model to send; `openai` is true when the
 /// upstream is OpenAI itself, which rejects fields local servers accept (`top_k`) and wants
 /// `max_completion_tokens` instead of the deprecated `max_tokens`.
 pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<Vec<u8>, ApiError> {
-    let req = Fields::of_body(body)?;
-    let mut out = Out { model, ..Out::default() };
-    let mut messages = Vec::new();
-    let mut tools = None;
-    let mut choice = None;
-    let mut max_tokens = None;
+    let req = Request::read(body)?;
     // In key order, as a JSON tree was read: the first bad field is the one reported.
-    for (key, value) in &req.0 {
-        // A null is an absent field (SDKs send them); `max_tokens` then stays missing.
-        if is_null(value) {
-            continue;
-        }
-        match key.as_ref() {
-            "model" | "messages" => {}
-            "system" => {
-                let text = system(value)?;
-                if !text.is_empty() {
-                    messages.push(Message::System { content: text });
-                }
-            }
-            "max_tokens" => max_tokens = as_u64(value),
-            "stop_sequences" => match list(value) {
-                Some(l) if !l.is_empty() => out.stop = Some(value),
-                Some(_) => {}
-                None => return Err(bad("`stop_sequences` must be a list of strings")),
-            },
-            "temperature" => out.temperature = Some(value),
-            "top_p" => out.top_p = Some(value),
-            "top_k" if openai => dropped("top_k", "OpenAI's Chat Completions has no top_k"),
-            "top_k" => out.top_k = Some(value),
-            "metadata" => out.user = Fields::of(value).and_then(|m| m.get("user_id")).filter(|u| is_string(u)),
-            // The stream translator needs the usage chunk for `message_delta`.
-            "stream" => out.stream = is_true(value),
-            "tools" => tools = Some(self::tools(value)?),
-            "tool_choice" => choice = Some(value),
-            "thinking" => {
-                dropped("thinking", "Chat Completions has no extended-thinking switch every upstream accepts")
-            }
-            other => match NO_CHAT_FORM.iter().find(|&&f| f == other) {
-                Some(f) => dropped(f, "no Chat Completions equivalent"),
-                None => {
-                    tracing::debug!(field = other, "messages: unknown field dropped");
-                    dropped("(unknown Messages fields)", "no Chat Completions equivalent; see debug logs for names");
-                }
-            },
-        }
+    let tools = req.tools.map(tools).transpose()?;
+    let mut messages = Vec::new();
+    if let Some(text) = req.system.map(system).transpose()?.filter(|t| !t.is_empty()) {
+        messages.push(Message::System(text));
     }
-    let list = req.get("messages").and_then(objects).filter(|m| !m.is_empty());
+    let stop = match req.stop_sequences {
+        Some(list) if list.starts_with('[') => (!empty_list(list)).then_some(list),
+        Some(_) => return Err(bad("`stop_sequences` must be a list of strings")),
+        None => None,
+    };
+    let list = req.messages.filter(|m| m.starts_with('[') && !empty_list(m));
     let list = list.ok_or_else(|| {
         ApiError::bad_request("messages_required", "`messages` is required and must be a non-empty list")
     })?;
-    for (i, m) in list.iter().enumerate() {
-        message(i, m, &mut messages)?;
-    }
-    out.messages = messages;
-    if out.stream {
-        out.stream_options = Some(StreamOptions { include_usage: true });
-    }
-    let max_tokens = max_tokens.ok_or_else(|| {
+    each(list, |i, m| message(i, m, &mut messages)).unwrap_or(Ok(()))?;
+    let max_tokens = req.max_tokens.and_then(number).ok_or_else(|| {
         ApiError::bad_request("max_tokens_required", "`max_tokens` is required and must be a non-negative integer")
     })?;
-    *(if openai { &mut out.max_completion_tokens } else { &mut out.max_tokens }) = Some(max_tokens);
     // Only with tools left: OpenAI rejects `tool_choice` and `parallel_tool_calls` without them,
     // and every tool may have been a server tool.
-    if let Some(tools) = tools.filter(|t| !t.is_empty()) {
-        if let Some(choice) = choice {
-            let choice = Fields::of(choice).unwrap_or_default();
-            out.tool_choice = tool_choice(&choice, &tools)?;
-            if choice.get("disable_parallel_tool_use").is_some_and(is_true) {
-                out.parallel_tool_calls = Some(false);
-            }
+    let tools = tools.filter(|t| !t.is_empty());
+    let choice = match (&tools, req.tool_choice) {
+        (Some(tools), Some(choice)) => Some(tool_choice(choice, tools)?),
+        _ => None,
+    };
+
+    // The Chat request; field order is what OpenAI documents.
+    let mut out = Vec::with_capacity(body.len() + 256);
+    out.extend_from_slice(br#"{"model":"#);
+    json_str(&mut out, model);
+    out.extend_from_slice(br#","messages":["#);
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-        out.tools = Some(tools);
+        m.write(&mut out);
     }
-    Ok(crate::dialect::to_json(&out, body.len()).unwrap_or_default())
+    out.push(b']');
+    out.extend_from_slice(if openai { br#","max_completion_tokens":"# } else { br#","max_tokens":"# });
+    crate::dialect::push_u64(&mut out, max_tokens);
+    let top_k = match req.top_k {
+        Some(_) if openai => {
+            dropped("top_k", "OpenAI's Chat Completions has no top_k");
+            None
+        }
+        top_k => top_k,
+    };
+    let user = req.user.filter(|u| u.starts_with('"'));
+    for (name, value) in
+        [("stop", stop), ("temperature", req.temperature), ("top_p", req.top_p), ("top_k", top_k), ("user", user)]
+    {
+        if let Some(value) = value {
+            member(&mut out, name, value);
+        }
+    }
+    // The stream translator needs the usage chunk for `message_delta`.
+    if req.stream == Some("true") {
+        out.extend_from_slice(br#","stream":true,"stream_options":{"include_usage":true}"#);
+    }
+    if let Some(tools) = &tools {
+        out.extend_from_slice(br#","tools":["#);
+        for (i, tool) in tools.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            tool.write(&mut out);
+        }
+        out.push(b']');
+    }
+    if let Some((choice, parallel)) = choice {
+        if let Some(choice) = choice {
+            out.extend_from_slice(br#","tool_choice":"#);
+            choice.write(&mut out);
+        }
+        if !parallel {
+            out.extend_from_slice(br#","parallel_tool_calls":false"#);
+        }
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
-/// `system`: a string or text blocks, joined into one string.
-fn system(value: &RawValue) -> Result<Text<'_>, ApiError> {
-    if is_string(value) {
-        return Ok(Text::Raw(value));
+/// Appends `,"name":value`.
+fn member(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// Whether a list (checked JSON text) has no element.
+fn empty_list(list: &str) -> bool {
+    list[1..].trim_start().starts_with(']')
+}
+
+/// The raw members of the object that is `value` (checked text), in order, their keys as they
+/// spell; none when it is no object.
+fn members(value: &str) -> Vec<(Cow<'_, [u8]>, &str)> {
+    let mut members = Vec::new();
+    let _ = Reader::checked(value, |r| r.if_object(|key, r| r.value().map(|v| members.push((json::key(key), v)))));
+    members
+}
+
+/// The object `value`'s member `name`, raw (the last of a repeated key; `null` is none).
+fn get<'a>(members: &[(Cow<'_, [u8]>, &'a str)], name: &str) -> Option<&'a str> {
+    members.iter().rev().find(|(k, _)| k.as_ref() == name.as_bytes()).map(|(_, v)| *v).filter(|v| *v != "null")
+}
+
+/// Calls `f` on each element (raw) of the list that is `value` (checked text), with its index,
+/// until one fails; `None` when it is no list. Elements are handed over as they are read, not
+/// gathered first: a list of tiny elements must not take many times its size in memory.
+fn each<'a>(value: &'a str, mut f: impl FnMut(usize, &'a str) -> Result<(), ApiError>) -> Option<Result<(), ApiError>> {
+    if !value.starts_with('[') {
+        return None;
     }
-    let blocks = objects(value).ok_or_else(|| bad("`system` must be a string or a list of text blocks"))?;
-    let mut texts = Vec::with_capacity(blocks.len());
-    for b in blocks {
-        let kind = b.get("type");
-        match (kind.and_then(text).as_deref(), b.get("text").and_then(text)) {
+    let (mut result, mut i) = (Ok(()), 0);
+    let _ = Reader::checked(value, |r| {
+        r.array(|r| {
+            let element = r.value()?;
+            if result.is_ok() {
+                result = f(i, element);
+            }
+            i += 1;
+            Ok(())
+        })
+    });
+    Some(result)
+}
+
+/// A string's escaped contents; `None` for any other value.
+fn escaped(raw: Option<&str>) -> Option<&str> {
+    raw.and_then(json::contents)
+}
+
+/// `system`: a string or text blocks, joined into one string (escaped).
+fn system(value: &str) -> Result<Cow<'_, str>, ApiError> {
+    if let Some(text) = json::contents(value) {
+        return Ok(Cow::Borrowed(text));
+    }
+    let mut texts = Vec::new();
+    let listed = each(value, |_, b| {
+        let b = members(b);
+        let kind = get(&b, "type");
+        match (kind.and_then(unescaped).as_deref(), escaped(get(&b, "text"))) {
             (Some("text"), Some(t)) => texts.push(t),
             _ => {
-                let kind = kind.map_or("null", RawValue::get);
+                let kind = kind.unwrap_or("null");
                 return Err(bad(format!("system: blocks must be text blocks, not {kind}")));
             }
         }
-    }
-    Ok(Text::joined(texts))
+        Ok(())
+    });
+    listed.ok_or_else(|| bad("`system` must be a string or a list of text blocks"))??;
+    Ok(joined(texts))
 }
 
-/// Appends the Chat messages for one Messages turn. A user turn's `tool_result` blocks become
-/// `tool` messages placed first: Chat wants them right after the assistant message that made
-/// the calls, before any other user content.
-fn message<'a>(i: usize, m: &Fields<'a>, out: &mut Vec<Message<'a>>) -> Result<(), ApiError> {
-    let role = m.get("role").and_then(text).unwrap_or_default();
+/// Escaped texts joined as paragraphs, a blank line between them.
+fn joined(mut texts: Vec<&str>) -> Cow<'_, str> {
+    match texts.len() {
+        1 => Cow::Borrowed(texts.pop().unwrap_or_default()),
+        _ => Cow::Owned(texts.join(r"\n\n")),
+    }
+}
+
+enum Message<'a> {
+    /// Escaped text.
+    System(Cow<'a, str>),
+    User(UserContent<'a>),
+    Assistant {
+        /// Escaped text; none (null) when the turn is only tool calls.
+        content: Option<Cow<'a, str>>,
+        tool_calls: Vec<Call<'a>>,
+    },
+    Tool {
+        tool_call_id: Option<&'a str>,
+        /// Escaped text.
+        content: Cow<'a, str>,
+    },
+}
+
+enum UserContent<'a> {
+    /// Escaped text.
+    Text(Cow<'a, str>),
+    Parts(Vec<Part<'a>>),
+}
+
+enum Part<'a> {
+    /// Escaped text.
+    Text(&'a str),
+    Image(Url<'a>),
+}
+
+/// An image's URL: the client's (a raw string), or a data URL made from a base64 source.
+enum Url<'a> {
+    Raw(&'a str),
+    Data { media: &'a str, data: &'a str },
+}
+
+struct Call<'a> {
+    id: Option<&'a str>,
+    name: Option<&'a str>,
+    /// The input as compact JSON text.
+    arguments: Cow<'a, str>,
+}
+
+impl Message<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        let text = |out: &mut Vec<u8>, text: &str| json::quote(out, text);
+        match self {
+            Message::System(content) => {
+                out.extend_from_slice(br#"{"role":"system","content":"#);
+                text(out, content);
+            }
+            Message::User(UserContent::Text(content)) => {
+                out.extend_from_slice(br#"{"role":"user","content":"#);
+                text(out, content);
+            }
+            Message::User(UserContent::Parts(parts)) => {
+                out.extend_from_slice(br#"{"role":"user","content":["#);
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    match part {
+                        Part::Text(t) => {
+                            out.extend_from_slice(br#"{"type":"text","text":"#);
+                            text(out, t);
+                        }
+                        Part::Image(url) => {
+                            out.extend_from_slice(br#"{"type":"image_url","image_url":{"url":"#);
+                            match url {
+                                Url::Raw(raw) => out.extend_from_slice(raw.as_bytes()),
+                                // Escaped contents both: the URL is their joined text.
+                                Url::Data { media, data } => {
+                                    out.extend_from_slice(b"\"data:");
+                                    out.extend_from_slice(media.as_bytes());
+                                    out.extend_from_slice(b";base64,");
+                                    out.extend_from_slice(data.as_bytes());
+                                    out.push(b'"');
+                                }
+                            }
+                            out.push(b'}');
+                        }
+                    }
+                    out.push(b'}');
+                }
+                out.push(b']');
+            }
+            Message::Assistant { content, tool_calls } => {
+                out.extend_from_slice(br#"{"role":"assistant","content":"#);
+                match content {
+                    Some(content) => text(out, content),
+                    None => out.extend_from_slice(b"null"),
+                }
+                if !tool_calls.is_empty() {
+                    out.extend_from_slice(br#","tool_calls":["#);
+                    for (i, call) in tool_calls.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(br#"{"id":"#);
+                        out.extend_from_slice(call.id.unwrap_or("null").as_bytes());
+                        out.extend_from_slice(br#","type":"function","function":{"name":"#);
+                        out.extend_from_slice(call.name.unwrap_or("null").as_bytes());
+                        out.extend_from_slice(br#","arguments":"#);
+                        json_str(out, &call.arguments);
+                        out.extend_from_slice(b"}}");
+                    }
+                    out.push(b']');
+                }
+            }
+            Message::Tool { tool_call_id, content } => {
+                out.extend_from_slice(br#"{"role":"tool","tool_call_id":"#);
+                out.extend_from_slice(tool_call_id.unwrap_or("null").as_bytes());
+                out.extend_from_slice(br#","content":"#);
+                text(out, content);
+            }
+        }
+        out.push(b'}');
+    }
+}
+
+/// Appends the Chat messages for one Messages turn (`value`, checked text). A user turn's
+/// `tool_result` blocks become `tool` messages placed first: Chat wants them right after the
+/// assistant message that made the calls, before any other user content.
+fn message<'a>(i: usize, value: &'a str, out: &mut Vec<Message<'a>>) -> Result<(), ApiError> {
+    // Anything but an object has no members, and so no role.
+    let m = members(value);
+    let role = get(&m, "role").and_then(unescaped).unwrap_or_default();
     let assistant = match role.as_ref() {
         "user" => false,
         "assistant" => true,
         _ => return Err(bad(format!("messages[{i}]: role `{role}` is not supported (use user or assistant)"))),
     };
-    let content = m.get("content").unwrap_or(RawValue::NULL);
-    if is_string(content) {
-        let content = Text::Raw(content);
-        out.push(if assistant {
-            Message::Assistant { content: Some(content), tool_calls: Vec::new() }
-        } else {
-            Message::User { content: UserContent::Text(content) }
+    let content = get(&m, "content").unwrap_or("null");
+    if let Some(text) = json::contents(content) {
+        out.push(match assistant {
+            true => Message::Assistant { content: Some(Cow::Borrowed(text)), tool_calls: Vec::new() },
+            false => Message::User(UserContent::Text(Cow::Borrowed(text))),
         });
         return Ok(());
     }
-    let blocks =
-        objects(content).ok_or_else(|| bad(format!("messages[{i}]: content must be a string or a list of blocks")))?;
     let mut parts = Vec::new();
     let mut calls = Vec::new();
-    for b in &blocks {
-        let kind = b.get("type").and_then(text).unwrap_or_default();
+    let listed = each(content, |_, b| {
+        let b = members(b);
+        let kind = get(&b, "type").and_then(unescaped).unwrap_or_default();
         match (assistant, kind.as_ref()) {
-            (_, "text") => parts.push(Part::Text { text: Text::of(b.get("text")) }),
-            (false, "image") => parts.push(image(i, b)?),
+            (_, "text") => parts.push(Part::Text(escaped(get(&b, "text")).unwrap_or_default())),
+            (false, "image") => parts.push(image(i, get(&b, "source"))?),
             (false, "tool_result") => {
-                let (content, images) = tool_result(i, b)?;
-                out.push(Message::Tool { tool_call_id: b.get("tool_use_id"), content });
+                let (content, images) = tool_result(i, &b)?;
+                out.push(Message::Tool { tool_call_id: get(&b, "tool_use_id"), content });
                 parts.extend(images);
             }
             (true, "tool_use") => {
                 // A missing input is an empty object, Anthropic's own default.
-                let input = b.get("input").filter(|v| !is_null(v));
-                let arguments = input.map_or(Cow::Borrowed("{}"), compact);
-                calls.push(ToolCall::new(b.get("id"), b.get("name"), arguments));
+                let arguments = get(&b, "input").map_or(Cow::Borrowed("{}"), compact);
+                calls.push(Call { id: get(&b, "id"), name: get(&b, "name"), arguments });
             }
             (_, "thinking" | "redacted_thinking") => {
                 dropped("thinking blocks", "reasoning from earlier turns has no Chat Completions form")
@@ -184,303 +442,219 @@ fn message<'a>(i: usize, m: &Fields<'a>, out: &mut Vec<Message<'a>>) -> Result<(
                 )));
             }
         }
-    }
+        Ok(())
+    });
+    listed.ok_or_else(|| bad(format!("messages[{i}]: content must be a string or a list of blocks")))??;
+    let texts = || parts.iter().filter_map(|p| if let Part::Text(t) = p { Some(*t) } else { None }).collect();
     if assistant {
         // Only text parts in an assistant turn (anything else was refused above). One that only
         // held thinking stays, as empty text: dropping it would put two user messages in a row,
         // which some chat templates reject.
-        let content = (!parts.is_empty() || calls.is_empty()).then(|| join_texts(parts));
+        let content = (!parts.is_empty() || calls.is_empty()).then(|| joined(texts()));
         out.push(Message::Assistant { content, tool_calls: calls });
-    } else if parts.iter().all(|p| matches!(p, Part::Text { .. })) {
+    } else if parts.iter().all(|p| matches!(p, Part::Text(_))) {
         // Text only: one string, which every server accepts (not all take a list of parts).
         if !parts.is_empty() {
-            out.push(Message::User { content: UserContent::Text(join_texts(parts)) });
+            out.push(Message::User(UserContent::Text(joined(texts()))));
         }
     } else {
-        out.push(Message::User { content: UserContent::Parts(parts) });
+        out.push(Message::User(UserContent::Parts(parts)));
     }
     Ok(())
 }
 
-/// The texts of Chat text parts, joined as separate paragraphs.
-fn join_texts(parts: Vec<Part<'_>>) -> Text<'_> {
-    let mut texts: Vec<Text> =
-        parts.into_iter().filter_map(|p| if let Part::Text { text } = p { Some(text) } else { None }).collect();
-    if texts.len() == 1 {
-        return texts.pop().unwrap_or(Text::Owned(String::new()));
-    }
-    Text::joined(texts.iter().map(Text::unescaped).collect())
-}
-
-/// An `image` block → an `image_url` part (base64 sources as a data URL).
-fn image<'a>(i: usize, b: &Fields<'a>) -> Result<Part<'a>, ApiError> {
-    let source = b.get("source");
-    let fields = source.and_then(Fields::of).unwrap_or_default();
-    let url = match fields.get("type").and_then(text).as_deref() {
-        Some("base64") => {
-            let (Some(media), Some(data)) =
-                (fields.get("media_type").and_then(text), fields.get("data").and_then(text))
-            else {
-                return Err(bad(format!("messages[{i}]: base64 image needs media_type and data")));
-            };
-            Url::Data { media, data }
-        }
-        Some("url") => match fields.get("url").filter(|u| is_string(u)) {
+/// An `image` block's `source` → an `image_url` part (base64 sources as a data URL).
+fn image<'a>(i: usize, source: Option<&'a str>) -> Result<Part<'a>, ApiError> {
+    let source = source.map(members).unwrap_or_default();
+    let kind = get(&source, "type");
+    let url = match kind.and_then(unescaped).as_deref() {
+        Some("base64") => match (escaped(get(&source, "media_type")), escaped(get(&source, "data"))) {
+            (Some(media), Some(data)) => Url::Data { media, data },
+            _ => return Err(bad(format!("messages[{i}]: base64 image needs media_type and data"))),
+        },
+        Some("url") => match get(&source, "url").filter(|u| u.starts_with('"')) {
             Some(url) => Url::Raw(url),
             None => return Err(bad(format!("messages[{i}]: url image needs a url"))),
         },
         _ => {
-            let kind = fields.get("type").map_or("null", RawValue::get);
+            let kind = kind.unwrap_or("null");
             return Err(bad(format!("messages[{i}]: image source type {kind} is not supported")));
         }
     };
-    Ok(Part::ImageUrl { image_url: ImageUrl { url } })
+    Ok(Part::Image(url))
 }
 
-/// A `tool_result` → the `tool` message's text, and its images as parts for the user message
-/// that follows (Chat tool messages carry text only; Claude Code's Read tool returns images).
-fn tool_result<'a>(i: usize, b: &Fields<'a>) -> Result<(Text<'a>, Vec<Part<'a>>), ApiError> {
-    let content = b.get("content").unwrap_or(RawValue::NULL);
-    let error = b.get("is_error").is_some_and(is_true);
-    // The usual result, one string, is copied as the client wrote it.
-    if is_string(content) && !error {
-        return Ok((Text::Raw(content), Vec::new()));
-    }
+/// A `tool_result` → the `tool` message's text (escaped), and its images as parts for the user
+/// message that follows (Chat tool messages carry text only; Claude Code's Read tool returns
+/// images).
+fn tool_result<'a>(i: usize, b: &[(Cow<'_, [u8]>, &'a str)]) -> Result<(Cow<'a, str>, Vec<Part<'a>>), ApiError> {
+    let content = get(b, "content");
+    let error = get(b, "is_error") == Some("true");
     let mut texts = Vec::new();
     let mut images = Vec::new();
-    if let Some(s) = text(content) {
-        texts.push(s);
-    } else if let Some(blocks) = objects(content) {
-        for c in &blocks {
-            match c.get("type").and_then(text).unwrap_or_default().as_ref() {
-                "text" => texts.push(c.get("text").and_then(text).unwrap_or_default()),
-                "image" => images.push(image(i, c)?),
-                other => {
-                    return Err(bad(format!(
-                        "messages[{i}]: tool_result content block type `{other}` has no Chat Completions equivalent"
-                    )));
-                }
+    match content {
+        // The usual result, one string, is copied as the client wrote it.
+        Some(text) if text.starts_with('"') => {
+            let text = json::contents(text).unwrap_or_default();
+            if !error {
+                return Ok((Cow::Borrowed(text), Vec::new()));
             }
+            texts.push(text);
         }
-    } else if !is_null(content) {
-        return Err(bad(format!("messages[{i}]: tool_result content must be a string or a list of blocks")));
+        Some(list) if list.starts_with('[') => {
+            let listed = each(list, |_, c| {
+                let c = members(c);
+                match get(&c, "type").and_then(unescaped).unwrap_or_default().as_ref() {
+                    "text" => texts.push(escaped(get(&c, "text")).unwrap_or_default()),
+                    "image" => images.push(image(i, get(&c, "source"))?),
+                    other => {
+                        return Err(bad(format!(
+                            "messages[{i}]: tool_result content block type `{other}` has no Chat Completions equivalent"
+                        )));
+                    }
+                }
+                Ok(())
+            });
+            listed.unwrap_or(Ok(()))?;
+        }
+        None => {}
+        Some(_) => {
+            return Err(bad(format!("messages[{i}]: tool_result content must be a string or a list of blocks")));
+        }
     }
     let mut content = if error { "Error: ".to_owned() } else { String::new() };
-    content.push_str(&texts.join("\n\n"));
+    content.push_str(&texts.join(r"\n\n"));
     if !images.is_empty() {
         // Says where the tool's images went, so the model connects them to this call.
-        content.push_str(if texts.is_empty() { "(image attached below)" } else { "\n\n(image attached below)" });
+        content.push_str(if texts.is_empty() { "(image attached below)" } else { r"\n\n(image attached below)" });
     }
-    Ok((Text::Owned(content), images))
+    Ok((Cow::Owned(content), images))
+}
+
+/// A custom tool as a Chat function tool.
+struct Tool<'a> {
+    /// A raw string.
+    name: &'a str,
+    description: Option<&'a str>,
+    /// An object.
+    schema: Option<&'a str>,
+}
+
+impl Tool<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"type":"function","function":{"name":"#);
+        out.extend_from_slice(self.name.as_bytes());
+        if let Some(description) = self.description {
+            member(out, "description", description);
+        }
+        out.extend_from_slice(br#","parameters":"#);
+        write_schema(self.schema, out);
+        out.extend_from_slice(b"}}");
+    }
+}
+
+/// The tool's `input_schema` when it is an object, less a `$schema` draft marker (it constrains
+/// nothing, and some servers' schema converters reject it); else an empty object schema.
+fn write_schema(schema: Option<&str>, out: &mut Vec<u8>) {
+    let Some(schema) = schema else {
+        out.extend_from_slice(br#"{"type":"object","properties":{}}"#);
+        return;
+    };
+    // Most schemas have no marker (nor escapes that could spell one) and are copied whole.
+    if !schema.contains("\"$schema\"") && !schema.contains("\\u") {
+        out.extend_from_slice(schema.as_bytes());
+        return;
+    }
+    out.push(b'{');
+    let mut first = true;
+    let _ = Reader::checked(schema, |r| {
+        r.members(|key, r| {
+            let value = r.value()?;
+            if json::key(key).as_ref() != b"$schema" {
+                if !std::mem::take(&mut first) {
+                    out.push(b',');
+                }
+                json::quote(out, std::str::from_utf8(key).unwrap_or_default());
+                out.push(b':');
+                out.extend_from_slice(value.as_bytes());
+            }
+            Ok(())
+        })
+    });
+    out.push(b'}');
 }
 
 /// Custom tools → Chat function tools; server tools (a `type` other than `custom`) run on
 /// Anthropic's side only, so they are dropped.
-fn tools(value: &RawValue) -> Result<Vec<Tool<'_>>, ApiError> {
-    let list = objects(value).ok_or_else(|| bad("`tools` must be a list"))?;
-    let mut out = Vec::with_capacity(list.len());
-    for (i, t) in list.iter().enumerate() {
-        match t.get("type").filter(|k| !is_null(k)) {
-            // Only a type that names something else is a server tool (a tree read a type that
-            // is not a string as no type).
-            Some(kind) if is_string(kind) && text(kind).as_deref() != Some("custom") => {
-                server_tool(kind);
-                continue;
-            }
-            _ => {}
+fn tools(value: &str) -> Result<Vec<Tool<'_>>, ApiError> {
+    let mut out = Vec::new();
+    let listed = each(value, |i, t| {
+        let t = members(t);
+        // Only a type that names something else is a server tool (a tree read a type that is
+        // not a string as no type).
+        if let Some(kind) = get(&t, "type").and_then(unescaped).filter(|k| k != "custom") {
+            server_tool(&kind);
+            return Ok(());
         }
-        let name = t.get("name").filter(|n| is_string(n));
+        let name = get(&t, "name").filter(|n| n.starts_with('"'));
         let name = name.ok_or_else(|| bad(format!("tools[{i}]: `name` is required")))?;
-        let parameters = Schema(t.get("input_schema").filter(|s| s.get().starts_with('{')));
-        let description = t.get("description").filter(|d| is_string(d));
-        out.push(Tool { kind: "function", function: Declaration { name, description, parameters } });
-    }
+        let schema = get(&t, "input_schema").filter(|s| s.starts_with('{'));
+        let description = get(&t, "description").filter(|d| d.starts_with('"'));
+        out.push(Tool { name, description, schema });
+        Ok(())
+    });
+    listed.ok_or_else(|| bad("`tools` must be a list"))??;
     Ok(out)
 }
 
 /// Logs a dropped server tool by its family.
-fn server_tool(kind: &RawValue) {
-    let kind = text(kind).unwrap_or_default();
+fn server_tool(kind: &str) {
     match SERVER_TOOLS.iter().find(|&&f| kind.strip_prefix(f).is_some_and(|v| v.is_empty() || v.starts_with('_'))) {
         Some(f) => dropped(&format!("tool type {f}"), "a server tool only Anthropic can run"),
         None => dropped("(other tool types)", "not a custom tool: only Anthropic can run it"),
     }
 }
 
-/// `tool_choice`; `None` when it leaves the upstream's default. A named tool must be one of
-/// the tools sent (not a dropped server tool).
-fn tool_choice<'a>(choice: &Fields<'a>, tools: &[Tool]) -> Result<Option<ChatChoice<'a>>, ApiError> {
-    Ok(Some(match choice.get("type").and_then(text).as_deref() {
-        Some("auto") => ChatChoice::Mode("auto"),
-        Some("any") => ChatChoice::Mode("required"),
-        Some("none") => ChatChoice::Mode("none"),
+/// Chat's `tool_choice`.
+enum Choice {
+    Mode(&'static str),
+    /// A named function's name, unescaped.
+    Function(String),
+}
+
+impl Choice {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Choice::Mode(mode) => json_str(out, mode),
+            Choice::Function(name) => {
+                out.extend_from_slice(br#"{"type":"function","function":{"name":"#);
+                json_str(out, name);
+                out.extend_from_slice(b"}}");
+            }
+        }
+    }
+}
+
+/// `tool_choice` (`None` when it leaves the upstream's default), and whether parallel tool
+/// calls stay allowed. A named tool must be one of the tools sent (not a dropped server tool).
+fn tool_choice(value: &str, tools: &[Tool]) -> Result<(Option<Choice>, bool), ApiError> {
+    let choice = members(value);
+    let parallel = get(&choice, "disable_parallel_tool_use") != Some("true");
+    let choice = match get(&choice, "type").and_then(unescaped).as_deref() {
+        Some("auto") => Choice::Mode("auto"),
+        Some("any") => Choice::Mode("required"),
+        Some("none") => Choice::Mode("none"),
         Some("tool") => {
-            let name = choice.get("name").and_then(text).unwrap_or_default();
-            if !tools.iter().any(|t| text(t.function.name).as_deref() == Some(&name)) {
+            let name = get(&choice, "name").and_then(unescaped).unwrap_or_default();
+            if !tools.iter().any(|t| unescaped(t.name).as_deref() == Some(&name)) {
                 return Err(bad(format!("tool_choice names `{name}`, which is not a custom tool of this request")));
             }
-            ChatChoice::Function { kind: "function", function: Named { name } }
+            Choice::Function(name.into_owned())
         }
-        None => return Ok(None),
+        None => return Ok((None, parallel)),
         Some(other) => return Err(bad(format!("tool_choice type `{other}` is not supported"))),
-    }))
-}
-
-/// The Chat request; field order is what OpenAI documents.
-#[derive(Default, Serialize)]
-struct Out<'a> {
-    model: &'a str,
-    messages: Vec<Message<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_completion_tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_k: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    stream: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_options: Option<StreamOptions>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tools: Option<Vec<Tool<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<ChatChoice<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parallel_tool_calls: Option<bool>,
-}
-
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "role", rename_all = "lowercase")]
-enum Message<'a> {
-    System {
-        content: Text<'a>,
-    },
-    User {
-        content: UserContent<'a>,
-    },
-    Assistant {
-        /// Null when the turn is only tool calls.
-        content: Option<Text<'a>>,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        tool_calls: Vec<ToolCall<'a, Cow<'a, str>>>,
-    },
-    Tool {
-        tool_call_id: Option<&'a RawValue>,
-        content: Text<'a>,
-    },
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum UserContent<'a> {
-    Text(Text<'a>),
-    Parts(Vec<Part<'a>>),
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Part<'a> {
-    Text { text: Text<'a> },
-    ImageUrl { image_url: ImageUrl<'a> },
-}
-
-#[derive(Serialize)]
-struct ImageUrl<'a> {
-    url: Url<'a>,
-}
-
-/// An image's URL: the client's, or a data URL made from a base64 source.
-enum Url<'a> {
-    Raw(&'a RawValue),
-    Data { media: Cow<'a, str>, data: Cow<'a, str> },
-}
-
-impl Serialize for Url<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Url::Raw(raw) => raw.serialize(s),
-            // Written as one escaped string without building it first (images run to megabytes).
-            Url::Data { media, data } => s.collect_str(&DataUrl(media, data)),
-        }
-    }
-}
-
-struct DataUrl<'a>(&'a str, &'a str);
-
-impl fmt::Display for DataUrl<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "data:{};base64,{}", self.0, self.1)
-    }
-}
-
-#[derive(Serialize)]
-struct Tool<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: Declaration<'a>,
-}
-
-#[derive(Serialize)]
-struct Declaration<'a> {
-    name: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a RawValue>,
-    parameters: Schema<'a>,
-}
-
-/// The tool's `input_schema` when it is an object, less a `$schema` draft marker (it constrains
-/// nothing, and some servers' schema converters reject it); else an empty object schema.
-struct Schema<'a>(Option<&'a RawValue>);
-
-impl Serialize for Schema<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let Some(schema) = self.0 else {
-            let mut m = s.serialize_map(Some(2))?;
-            m.serialize_entry("type", "object")?;
-            m.serialize_entry("properties", &serde_json::Map::new())?;
-            return m.end();
-        };
-        // Most schemas have no marker (nor escapes that could spell one) and are copied whole.
-        if !schema.get().contains("\"$schema\"") && !schema.get().contains("\\u") {
-            return schema.serialize(s);
-        }
-        let fields = Fields::of(schema).unwrap_or_default();
-        let mut m = s.serialize_map(None)?;
-        for (key, value) in fields.0.iter().filter(|(k, _)| k != "$schema") {
-            m.serialize_entry(key, value)?;
-        }
-        m.end()
-    }
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ChatChoice<'a> {
-    Mode(&'static str),
-    Function {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        function: Named<'a>,
-    },
-}
-
-#[derive(Serialize)]
-struct Named<'a> {
-    name: Cow<'a, str>,
+    };
+    Ok((Some(choice), parallel))
 }
 
 #[cfg(test)]
@@ -728,6 +902,33 @@ mod tests {
         let got: Value = serde_json::from_slice(&super::to_chat(body, "m", false).unwrap()).unwrap();
         assert_eq!(got["tools"][0]["function"]["parameters"], json!({"type": "object"}));
         assert_eq!(got["tool_choice"], json!({"type": "function", "function": {"name": "f"}}));
+    }
+
+    /// Keys spelled with escapes are the keys they spell; a list is read up to the first element
+    /// refused, which the refusal names; a tool result's images and texts keep their escapes.
+    #[test]
+    fn escaped_keys_and_the_first_refusal() {
+        let body = br#"{"m\u0061x_tokens":3,"m\u0065ssages":[{"r\u006fle":"user","c\u006fntent":[
+            {"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"a\"b"},
+                {"type":"image","source":{"type":"base64","media_type":"image\/png","data":"A\/B"}}]}]}],
+            "t\u006fols":[{"name":"f","input_schema":{"$schema":"x","a":1,"$s\u0063hema":"y","a\u0062":2}}]}"#;
+        let got: Value = serde_json::from_slice(&super::to_chat(body, "m", false).unwrap()).unwrap();
+        assert_eq!(got["max_tokens"], 3);
+        assert_eq!(
+            got["messages"],
+            json!([
+                {"role": "tool", "tool_call_id": "t", "content": "a\"b\n\n(image attached below)"},
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,A/B"}}]}
+            ])
+        );
+        assert_eq!(got["tools"][0]["function"]["parameters"], json!({"a": 1, "ab": 2}));
+        let list = |blocks: &str| {
+            format!(
+                r#"{{"max_tokens":1,"messages":[{{"role":"user","content":"x"}},{{"role":"user","content":[{blocks}]}}]}}"#
+            )
+        };
+        let refused = super::to_chat(list(r#"{"type":"text","text":"a"},1,{"type":"bogus"}"#).as_bytes(), "m", false);
+        assert!(refused.unwrap_err().message.contains("messages[1]: content block type `(missing)`"));
     }
 
     /// Field names and tool types a client makes up are not remembered one by one: the set of

@@ -130,7 +130,7 @@ impl<'a> Request<'a> {
                 Ok(())
             })
         })
-        .map_err(|_| invalid(body))?;
+        .map_err(|_| crate::dialect::refused_body(body))?;
         Ok(req)
     }
 
@@ -258,19 +258,6 @@ impl<'a> Request<'a> {
         out.push(b'}');
         Ok(out)
     }
-}
-
-/// The error for a body the reader refused, in the words of serde_json's (line and column)
-/// when it has some.
-fn invalid(body: &[u8]) -> ApiError {
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return ApiError::bad_request("invalid_json", "request body must be a JSON object");
-    }
-    let why = match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-        Err(e) => e.to_string(),
-        Ok(_) => "not UTF-8, or nested deeper than 128 levels".to_owned(),
-    };
-    ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {why}"))
 }
 
 /// The list that is next, each element that is an object read by `member` into a `T` (what is
