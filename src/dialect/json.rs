@@ -346,6 +346,26 @@ pub fn string_or_empty(raw: Option<&str>) -> &str {
     raw.filter(|r| r.starts_with('"')).unwrap_or(r#""""#)
 }
 
+/// Writes `,"name":value`, the value raw JSON.
+pub fn member(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// Writes `items` as a JSON list, each by `write`.
+pub fn list<T>(out: &mut Vec<u8>, items: impl IntoIterator<Item = T>, mut write: impl FnMut(&mut Vec<u8>, T)) {
+    out.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
+}
+
 /// Writes a string's `contents` (escaped, as [`contents`] gives them) as a JSON string.
 pub fn quote(out: &mut Vec<u8>, contents: &str) {
     out.push(b'"');

@@ -51,10 +51,7 @@ impl Echo {
         let size = rest.iter().map(|(name, value)| name.len() + value.len() + 4).sum::<usize>();
         let mut members = Vec::with_capacity(model.len() + 10 + size);
         for (name, value) in std::iter::once(("model", model)).chain(rest) {
-            members.extend_from_slice(b",\"");
-            members.extend_from_slice(name.as_bytes());
-            members.extend_from_slice(b"\":");
-            members.extend_from_slice(value.as_bytes());
+            json::member(&mut members, name, value);
         }
         Echo { members, model_end: model.len() + br#","model":"#.len() }
     }

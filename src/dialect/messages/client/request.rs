@@ -141,14 +141,8 @@ pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<Vec<u8>, ApiErr
     let mut out = Vec::with_capacity(body.len() + 256);
     out.extend_from_slice(br#"{"model":"#);
     json_str(&mut out, model);
-    out.extend_from_slice(br#","messages":["#);
-    for (i, m) in messages.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        m.write(&mut out);
-    }
-    out.push(b']');
+    out.extend_from_slice(br#","messages":"#);
+    json::list(&mut out, &messages, |out, m| m.write(out));
     out.extend_from_slice(if openai { br#","max_completion_tokens":"# } else { br#","max_tokens":"# });
     crate::dialect::push_u64(&mut out, max_tokens);
     let top_k = match req.top_k {
@@ -163,7 +157,7 @@ pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<Vec<u8>, ApiErr
         [("stop", stop), ("temperature", req.temperature), ("top_p", req.top_p), ("top_k", top_k), ("user", user)]
     {
         if let Some(value) = value {
-            member(&mut out, name, value);
+            json::member(&mut out, name, value);
         }
     }
     // The stream translator needs the usage chunk for `message_delta`.
@@ -171,14 +165,8 @@ pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<Vec<u8>, ApiErr
         out.extend_from_slice(br#","stream":true,"stream_options":{"include_usage":true}"#);
     }
     if let Some(tools) = &tools {
-        out.extend_from_slice(br#","tools":["#);
-        for (i, tool) in tools.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            tool.write(&mut out);
-        }
-        out.push(b']');
+        out.extend_from_slice(br#","tools":"#);
+        json::list(&mut out, tools, |out, tool| tool.write(out));
     }
     if let Some((choice, parallel)) = choice {
         if let Some(choice) = choice {
@@ -191,14 +179,6 @@ pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<Vec<u8>, ApiErr
     }
     out.push(b'}');
     Ok(out)
-}
-
-/// Appends `,"name":value`.
-fn member(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
-    out.extend_from_slice(value.as_bytes());
 }
 
 /// Whether a list (checked JSON text) has no element.
@@ -329,11 +309,8 @@ impl Message<'_> {
                 text(out, content);
             }
             Message::User(UserContent::Parts(parts)) => {
-                out.extend_from_slice(br#"{"role":"user","content":["#);
-                for (i, part) in parts.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
+                out.extend_from_slice(br#"{"role":"user","content":"#);
+                json::list(out, parts, |out, part| {
                     match part {
                         Part::Text(t) => {
                             out.extend_from_slice(br#"{"type":"text","text":"#);
@@ -356,8 +333,7 @@ impl Message<'_> {
                         }
                     }
                     out.push(b'}');
-                }
-                out.push(b']');
+                });
             }
             Message::Assistant { content, tool_calls } => {
                 out.extend_from_slice(br#"{"role":"assistant","content":"#);
@@ -366,11 +342,8 @@ impl Message<'_> {
                     None => out.extend_from_slice(b"null"),
                 }
                 if !tool_calls.is_empty() {
-                    out.extend_from_slice(br#","tool_calls":["#);
-                    for (i, call) in tool_calls.iter().enumerate() {
-                        if i > 0 {
-                            out.push(b',');
-                        }
+                    out.extend_from_slice(br#","tool_calls":"#);
+                    json::list(out, tool_calls, |out, call| {
                         out.extend_from_slice(br#"{"id":"#);
                         out.extend_from_slice(call.id.unwrap_or("null").as_bytes());
                         out.extend_from_slice(br#","type":"function","function":{"name":"#);
@@ -378,8 +351,7 @@ impl Message<'_> {
                         out.extend_from_slice(br#","arguments":"#);
                         json_str(out, &call.arguments);
                         out.extend_from_slice(b"}}");
-                    }
-                    out.push(b']');
+                    });
                 }
             }
             Message::Tool { tool_call_id, content } => {
@@ -545,7 +517,7 @@ impl Tool<'_> {
         out.extend_from_slice(br#"{"type":"function","function":{"name":"#);
         out.extend_from_slice(self.name.as_bytes());
         if let Some(description) = self.description {
-            member(out, "description", description);
+            json::member(out, "description", description);
         }
         out.extend_from_slice(br#","parameters":"#);
         write_schema(self.schema, out);

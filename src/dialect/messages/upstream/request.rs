@@ -200,25 +200,21 @@ impl<'a> Request<'a> {
             out.extend_from_slice(system.join(r"\n\n").as_bytes());
             out.push(b'"');
         }
-        out.extend_from_slice(br#","messages":["#);
-        for (i, turn) in turns.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        out.extend_from_slice(br#","messages":"#);
+        json::list(&mut out, &turns, |out, turn| {
             out.extend_from_slice(br#"{"role":""#);
             out.extend_from_slice(turn.role.as_bytes());
             out.extend_from_slice(br#"","content":"#);
-            write_blocks(&turn.content, &mut out);
+            write_blocks(&turn.content, out);
             out.push(b'}');
-        }
-        out.extend_from_slice(br#"],"max_tokens":"#);
+        });
+        out.extend_from_slice(br#","max_tokens":"#);
         // `max_completion_tokens` replaced `max_tokens`: it wins when both are numbers.
         let max_tokens = whole(self.max_completion_tokens).or(whole(self.max_tokens));
         push_u64(&mut out, max_tokens.unwrap_or(DEFAULT_MAX_TOKENS));
-        for (name, value) in [(&br#","temperature":"#[..], self.temperature), (br#","top_p":"#, self.top_p)] {
+        for (name, value) in [("temperature", self.temperature), ("top_p", self.top_p)] {
             if let Some(value) = value {
-                out.extend_from_slice(name);
-                out.extend_from_slice(value.as_bytes());
+                json::member(&mut out, name, value);
             }
         }
         match stop {
@@ -239,14 +235,8 @@ impl<'a> Request<'a> {
             out.push(b'}');
         }
         if let Some(tools) = tools {
-            out.extend_from_slice(br#","tools":["#);
-            for (i, tool) in tools.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                tool.write(&mut out);
-            }
-            out.push(b']');
+            out.extend_from_slice(br#","tools":"#);
+            json::list(&mut out, tools, |out, tool| tool.write(out));
         }
         if let Some(choice) = choice {
             out.extend_from_slice(br#","tool_choice":"#);
@@ -398,11 +388,7 @@ enum ResultContent<'a> {
 }
 
 fn write_blocks(blocks: &[Block], out: &mut Vec<u8>) {
-    out.push(b'[');
-    for (i, block) in blocks.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    json::list(out, blocks, |out, block| {
         match block {
             Block::Text(text) => {
                 out.extend_from_slice(br#"{"type":"text","text":"#);
@@ -439,8 +425,7 @@ fn write_blocks(blocks: &[Block], out: &mut Vec<u8>) {
             }
         }
         out.push(b'}');
-    }
-    out.push(b']');
+    });
 }
 
 /// Adds one OpenAI message: system text, or content blocks appended to the turn of its
