@@ -225,7 +225,7 @@ fn chat_request() -> BoxedStrategy<Value> {
                 .boxed(),
         ),
     ]);
-    let message = obj(vec![
+    let message = exact(vec![
         ("role", one_of(&["user", "assistant", "system", "developer", "tool"])),
         ("content", prop_oneof![string(), list(part)].boxed()),
         (
@@ -240,13 +240,13 @@ fn chat_request() -> BoxedStrategy<Value> {
         ),
         ("tool_call_id", string()),
     ]);
-    let tool = obj(vec![
+    let tool = exact(vec![
         ("type", one_of(&["function"])),
         ("function", obj(vec![("name", string()), ("description", string()), ("parameters", obj(vec![]))])),
     ]);
     obj(vec![
-        ("messages", list(message)),
-        ("tools", list(tool)),
+        ("messages", some(message)),
+        ("tools", some(tool)),
         (
             "tool_choice",
             prop_oneof![

@@ -110,7 +110,8 @@ fn dropped_field(name: &[u8]) {
 /// `max_completion_tokens` instead of the deprecated `max_tokens`.
 pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<Vec<u8>, ApiError> {
     let req = Request::read(body)?;
-    // In key order, as a JSON tree was read: the first bad field is the one reported.
+    // In the order the old reader (a tree's members sorted by key) met them: the first bad
+    // field reported stays the one it reported.
     let tools = req.tools.map(tools).transpose()?;
     let mut messages = Vec::new();
     if let Some(text) = req.system.map(system).transpose()?.filter(|t| !t.is_empty()) {
@@ -125,7 +126,7 @@ pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<Vec<u8>, ApiErr
     let list = list.ok_or_else(|| {
         ApiError::bad_request("messages_required", "`messages` is required and must be a non-empty list")
     })?;
-    each(list, |i, m| message(i, m, &mut messages)).unwrap_or(Ok(()))?;
+    each(list, || Ok(()), |i, m| message(i, m, &mut messages))?;
     let max_tokens = req.max_tokens.and_then(number).ok_or_else(|| {
         ApiError::bad_request("max_tokens_required", "`max_tokens` is required and must be a non-negative integer")
     })?;
@@ -200,11 +201,15 @@ fn get<'a>(members: &[(Cow<'_, [u8]>, &'a str)], name: &str) -> Option<&'a str> 
 }
 
 /// Calls `f` on each element (raw) of the list that is `value` (checked text), with its index,
-/// until one fails; `None` when it is no list. Elements are handed over as they are read, not
+/// until one fails; `not_a_list` when it is no list. Elements are handed over as they are read, not
 /// gathered first: a list of tiny elements must not take many times its size in memory.
-fn each<'a>(value: &'a str, mut f: impl FnMut(usize, &'a str) -> Result<(), ApiError>) -> Option<Result<(), ApiError>> {
+fn each<'a>(
+    value: &'a str,
+    not_a_list: impl FnOnce() -> Result<(), ApiError>,
+    mut f: impl FnMut(usize, &'a str) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
     if !value.starts_with('[') {
-        return None;
+        return not_a_list();
     }
     let (mut result, mut i) = (Ok(()), 0);
     let _ = Reader::checked(value, |r| {
@@ -217,7 +222,7 @@ fn each<'a>(value: &'a str, mut f: impl FnMut(usize, &'a str) -> Result<(), ApiE
             Ok(())
         })
     });
-    Some(result)
+    result
 }
 
 /// A string's escaped contents; `None` for any other value.
@@ -231,7 +236,8 @@ fn system(value: &str) -> Result<Cow<'_, str>, ApiError> {
         return Ok(Cow::Borrowed(text));
     }
     let mut texts = Vec::new();
-    let listed = each(value, |_, b| {
+    let not_a_list = || Err(bad("`system` must be a string or a list of text blocks"));
+    each(value, not_a_list, |_, b| {
         let b = members(b);
         let kind = get(&b, "type");
         match (kind.and_then(unescaped).as_deref(), escaped(get(&b, "text"))) {
@@ -242,16 +248,18 @@ fn system(value: &str) -> Result<Cow<'_, str>, ApiError> {
             }
         }
         Ok(())
-    });
-    listed.ok_or_else(|| bad("`system` must be a string or a list of text blocks"))??;
-    Ok(joined(texts))
+    })?;
+    Ok(joined(&texts))
 }
 
+/// A blank line between paragraphs, escaped.
+const PARAGRAPH: &str = r"\n\n";
+
 /// Escaped texts joined as paragraphs, a blank line between them.
-fn joined(mut texts: Vec<&str>) -> Cow<'_, str> {
-    match texts.len() {
-        1 => Cow::Borrowed(texts.pop().unwrap_or_default()),
-        _ => Cow::Owned(texts.join(r"\n\n")),
+fn joined<'a>(texts: &[&'a str]) -> Cow<'a, str> {
+    match texts {
+        [one] => Cow::Borrowed(one),
+        _ => Cow::Owned(texts.join(PARAGRAPH)),
     }
 }
 
@@ -298,15 +306,14 @@ struct Call<'a> {
 
 impl Message<'_> {
     fn write(&self, out: &mut Vec<u8>) {
-        let text = |out: &mut Vec<u8>, text: &str| json::quote(out, text);
         match self {
             Message::System(content) => {
                 out.extend_from_slice(br#"{"role":"system","content":"#);
-                text(out, content);
+                json::quote(out, content);
             }
             Message::User(UserContent::Text(content)) => {
                 out.extend_from_slice(br#"{"role":"user","content":"#);
-                text(out, content);
+                json::quote(out, content);
             }
             Message::User(UserContent::Parts(parts)) => {
                 out.extend_from_slice(br#"{"role":"user","content":"#);
@@ -314,7 +321,7 @@ impl Message<'_> {
                     match part {
                         Part::Text(t) => {
                             out.extend_from_slice(br#"{"type":"text","text":"#);
-                            text(out, t);
+                            json::quote(out, t);
                         }
                         Part::Image(url) => {
                             out.extend_from_slice(br#"{"type":"image_url","image_url":{"url":"#);
@@ -338,7 +345,7 @@ impl Message<'_> {
             Message::Assistant { content, tool_calls } => {
                 out.extend_from_slice(br#"{"role":"assistant","content":"#);
                 match content {
-                    Some(content) => text(out, content),
+                    Some(content) => json::quote(out, content),
                     None => out.extend_from_slice(b"null"),
                 }
                 if !tool_calls.is_empty() {
@@ -358,7 +365,7 @@ impl Message<'_> {
                 out.extend_from_slice(br#"{"role":"tool","tool_call_id":"#);
                 out.extend_from_slice(tool_call_id.unwrap_or("null").as_bytes());
                 out.extend_from_slice(br#","content":"#);
-                text(out, content);
+                json::quote(out, content);
             }
         }
         out.push(b'}');
@@ -387,7 +394,8 @@ fn message<'a>(i: usize, value: &'a str, out: &mut Vec<Message<'a>>) -> Result<(
     }
     let mut parts = Vec::new();
     let mut calls = Vec::new();
-    let listed = each(content, |_, b| {
+    let not_a_list = || Err(bad(format!("messages[{i}]: content must be a string or a list of blocks")));
+    each(content, not_a_list, |_, b| {
         let b = members(b);
         let kind = get(&b, "type").and_then(unescaped).unwrap_or_default();
         match (assistant, kind.as_ref()) {
@@ -415,19 +423,18 @@ fn message<'a>(i: usize, value: &'a str, out: &mut Vec<Message<'a>>) -> Result<(
             }
         }
         Ok(())
-    });
-    listed.ok_or_else(|| bad(format!("messages[{i}]: content must be a string or a list of blocks")))??;
-    let texts = || parts.iter().filter_map(|p| if let Part::Text(t) = p { Some(*t) } else { None }).collect();
+    })?;
+    let texts = || parts.iter().filter_map(|p| if let Part::Text(t) = p { Some(*t) } else { None }).collect::<Vec<_>>();
     if assistant {
         // Only text parts in an assistant turn (anything else was refused above). One that only
         // held thinking stays, as empty text: dropping it would put two user messages in a row,
         // which some chat templates reject.
-        let content = (!parts.is_empty() || calls.is_empty()).then(|| joined(texts()));
+        let content = (!parts.is_empty() || calls.is_empty()).then(|| joined(&texts()));
         out.push(Message::Assistant { content, tool_calls: calls });
     } else if parts.iter().all(|p| matches!(p, Part::Text(_))) {
         // Text only: one string, which every server accepts (not all take a list of parts).
         if !parts.is_empty() {
-            out.push(Message::User(UserContent::Text(joined(texts()))));
+            out.push(Message::User(UserContent::Text(joined(&texts()))));
         }
     } else {
         out.push(Message::User(UserContent::Parts(parts)));
@@ -466,28 +473,30 @@ fn tool_result<'a>(i: usize, b: &[(Cow<'_, [u8]>, &'a str)]) -> Result<(Cow<'a, 
     let mut images = Vec::new();
     match content {
         // The usual result, one string, is copied as the client wrote it.
-        Some(text) if text.starts_with('"') => {
-            let text = json::contents(text).unwrap_or_default();
+        Some(text) if let Some(text) = json::contents(text) => {
             if !error {
                 return Ok((Cow::Borrowed(text), Vec::new()));
             }
             texts.push(text);
         }
         Some(list) if list.starts_with('[') => {
-            let listed = each(list, |_, c| {
-                let c = members(c);
-                match get(&c, "type").and_then(unescaped).unwrap_or_default().as_ref() {
-                    "text" => texts.push(escaped(get(&c, "text")).unwrap_or_default()),
-                    "image" => images.push(image(i, get(&c, "source"))?),
-                    other => {
-                        return Err(bad(format!(
-                            "messages[{i}]: tool_result content block type `{other}` has no Chat Completions equivalent"
-                        )));
+            each(
+                list,
+                || Ok(()),
+                |_, c| {
+                    let c = members(c);
+                    match get(&c, "type").and_then(unescaped).unwrap_or_default().as_ref() {
+                        "text" => texts.push(escaped(get(&c, "text")).unwrap_or_default()),
+                        "image" => images.push(image(i, get(&c, "source"))?),
+                        other => {
+                            return Err(bad(format!(
+                                "messages[{i}]: tool_result content block type `{other}` has no Chat Completions equivalent"
+                            )));
+                        }
                     }
-                }
-                Ok(())
-            });
-            listed.unwrap_or(Ok(()))?;
+                    Ok(())
+                },
+            )?;
         }
         None => {}
         Some(_) => {
@@ -495,10 +504,13 @@ fn tool_result<'a>(i: usize, b: &[(Cow<'_, [u8]>, &'a str)]) -> Result<(Cow<'a, 
         }
     }
     let mut content = if error { "Error: ".to_owned() } else { String::new() };
-    content.push_str(&texts.join(r"\n\n"));
+    content.push_str(&joined(&texts));
     if !images.is_empty() {
         // Says where the tool's images went, so the model connects them to this call.
-        content.push_str(if texts.is_empty() { "(image attached below)" } else { r"\n\n(image attached below)" });
+        if !texts.is_empty() {
+            content.push_str(PARAGRAPH);
+        }
+        content.push_str("(image attached below)");
     }
     Ok((Cow::Owned(content), images))
 }
@@ -560,22 +572,25 @@ fn write_schema(schema: Option<&str>, out: &mut Vec<u8>) {
 /// Anthropic's side only, so they are dropped.
 fn tools(value: &str) -> Result<Vec<Tool<'_>>, ApiError> {
     let mut out = Vec::new();
-    let listed = each(value, |i, t| {
-        let t = members(t);
-        // Only a type that names something else is a server tool (a tree read a type that is
-        // not a string as no type).
-        if let Some(kind) = get(&t, "type").and_then(unescaped).filter(|k| k != "custom") {
-            server_tool(&kind);
-            return Ok(());
-        }
-        let name = get(&t, "name").filter(|n| n.starts_with('"'));
-        let name = name.ok_or_else(|| bad(format!("tools[{i}]: `name` is required")))?;
-        let schema = get(&t, "input_schema").filter(|s| s.starts_with('{'));
-        let description = get(&t, "description").filter(|d| d.starts_with('"'));
-        out.push(Tool { name, description, schema });
-        Ok(())
-    });
-    listed.ok_or_else(|| bad("`tools` must be a list"))??;
+    each(
+        value,
+        || Err(bad("`tools` must be a list")),
+        |i, t| {
+            let t = members(t);
+            // Only a type that names something else is a server tool (a tree read a type that is
+            // not a string as no type).
+            if let Some(kind) = get(&t, "type").and_then(unescaped).filter(|k| k != "custom") {
+                server_tool(&kind);
+                return Ok(());
+            }
+            let name = get(&t, "name").filter(|n| n.starts_with('"'));
+            let name = name.ok_or_else(|| bad(format!("tools[{i}]: `name` is required")))?;
+            let schema = get(&t, "input_schema").filter(|s| s.starts_with('{'));
+            let description = get(&t, "description").filter(|d| d.starts_with('"'));
+            out.push(Tool { name, description, schema });
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
@@ -588,19 +603,19 @@ fn server_tool(kind: &str) {
 }
 
 /// Chat's `tool_choice`.
-enum Choice {
+enum Choice<'a> {
     Mode(&'static str),
-    /// A named function's name, unescaped.
-    Function(String),
+    /// A named function's name, raw (a tool's, as the client wrote it).
+    Function(&'a str),
 }
 
-impl Choice {
+impl Choice<'_> {
     fn write(&self, out: &mut Vec<u8>) {
         match self {
             Choice::Mode(mode) => json_str(out, mode),
             Choice::Function(name) => {
                 out.extend_from_slice(br#"{"type":"function","function":{"name":"#);
-                json_str(out, name);
+                out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(b"}}");
             }
         }
@@ -609,7 +624,7 @@ impl Choice {
 
 /// `tool_choice` (`None` when it leaves the upstream's default), and whether parallel tool
 /// calls stay allowed. A named tool must be one of the tools sent (not a dropped server tool).
-fn tool_choice(value: &str, tools: &[Tool]) -> Result<(Option<Choice>, bool), ApiError> {
+fn tool_choice<'a>(value: &str, tools: &[Tool<'a>]) -> Result<(Option<Choice<'a>>, bool), ApiError> {
     let choice = members(value);
     let parallel = get(&choice, "disable_parallel_tool_use") != Some("true");
     let choice = match get(&choice, "type").and_then(unescaped).as_deref() {
@@ -618,10 +633,12 @@ fn tool_choice(value: &str, tools: &[Tool]) -> Result<(Option<Choice>, bool), Ap
         Some("none") => Choice::Mode("none"),
         Some("tool") => {
             let name = get(&choice, "name").and_then(unescaped).unwrap_or_default();
-            if !tools.iter().any(|t| unescaped(t.name).as_deref() == Some(&name)) {
-                return Err(bad(format!("tool_choice names `{name}`, which is not a custom tool of this request")));
+            match tools.iter().find(|t| unescaped(t.name).as_deref() == Some(&name)) {
+                Some(tool) => Choice::Function(tool.name),
+                None => {
+                    return Err(bad(format!("tool_choice names `{name}`, which is not a custom tool of this request")));
+                }
             }
-            Choice::Function(name.into_owned())
         }
         None => return Ok((None, parallel)),
         Some(other) => return Err(bad(format!("tool_choice type `{other}` is not supported"))),
