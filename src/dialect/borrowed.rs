@@ -6,9 +6,9 @@
 
 use std::borrow::Cow;
 
+use serde::Deserialize;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
@@ -172,22 +172,14 @@ pub fn unescaped(raw: &str) -> Option<Cow<'_, str>> {
     }
 }
 
-pub fn list(value: &RawValue) -> Option<Vec<&RawValue>> {
-    value.get().starts_with('[').then(|| serde_json::from_str(value.get()).ok()).flatten()
-}
-
-/// A whole number, also when written as a float (`10.0`, `1e3`): some servers and clients do.
-pub fn as_u64(value: &RawValue) -> Option<u64> {
-    number(value.get())
-}
-
-/// [`as_u64`] of a JSON value's text.
+/// A JSON value's text as a whole number, also when written as a float (`10.0`, `1e3`): some
+/// servers and clients do.
 pub fn number(text: &str) -> Option<u64> {
     text.parse().ok().or_else(|| whole(text.parse().ok()?))
 }
 
 /// `n` when it is a whole number a `u64` holds (`as` would saturate).
-pub fn whole(n: f64) -> Option<u64> {
+fn whole(n: f64) -> Option<u64> {
     (n >= 0.0 && n.fract() == 0.0 && n < u64::MAX as f64).then_some(n as u64)
 }
 
@@ -226,51 +218,6 @@ pub fn compact(raw: &str) -> Cow<'_, str> {
     }
     out.push_str(&raw[kept..]);
     Cow::Owned(out)
-}
-
-/// A text: a JSON string copied as the client wrote it, or one the translation made.
-pub enum Text<'a> {
-    Raw(&'a RawValue),
-    Owned(String),
-}
-
-impl<'a> Text<'a> {
-    /// A member that should be a string: itself when it is one, else empty text.
-    pub fn of(value: Option<&'a RawValue>) -> Self {
-        match value.filter(|v| is_string(v)) {
-            Some(v) => Text::Raw(v),
-            None => Text::Owned(String::new()),
-        }
-    }
-
-    /// Texts joined as paragraphs, a blank line between them.
-    pub fn joined(texts: Vec<Cow<str>>) -> Self {
-        Text::Owned(texts.join("\n\n"))
-    }
-
-    /// The text itself, unescaped.
-    pub fn unescaped(&self) -> Cow<'_, str> {
-        match self {
-            Text::Raw(raw) => text(raw).unwrap_or_default(),
-            Text::Owned(s) => Cow::Borrowed(s),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        match self {
-            Text::Raw(raw) => raw.get() == "\"\"",
-            Text::Owned(s) => s.is_empty(),
-        }
-    }
-}
-
-impl Serialize for Text<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Text::Raw(raw) => raw.serialize(s),
-            Text::Owned(text) => text.serialize(s),
-        }
-    }
 }
 
 #[cfg(test)]

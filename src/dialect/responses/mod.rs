@@ -9,9 +9,10 @@
 //!
 //! Chat errors are already shaped `{"error":{…}}`, as Responses errors are: they pass as is.
 //!
-//! The request and the whole answer are read from borrowed fields (`dialect::borrowed`) and
-//! written straight into the other dialect's bytes: no JSON tree is built, and what passes
-//! unchanged is copied as the other side wrote it.
+//! The request is read from borrowed fields (`dialect::borrowed`, through serde) and the
+//! whole answer with the checking reader (`dialect::chat::Completion`); both are written
+//! straight into the other dialect's bytes: no JSON tree is built, and what passes unchanged
+//! is copied as the other side wrote it.
 
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
