@@ -185,21 +185,18 @@ impl Parsed<'_> {
     }
 
     pub fn has_tools(&self) -> bool {
-        self.probe.tools.is_some_and(|t| t.starts_with('[') && t[1..].trim_start() != "]")
+        self.probe.tools.is_some_and(json::is_nonempty_list)
     }
 
     /// `messages` is present and a non-empty array. The value is already valid JSON, so
     /// looking at its first two tokens is enough.
     pub fn has_messages(&self) -> bool {
-        self.probe.messages.is_some_and(|m| m.strip_prefix('[').is_some_and(|rest| !rest.trim_start().starts_with(']')))
+        self.probe.messages.is_some_and(json::is_nonempty_list)
     }
 
     /// Responses: `input` is a non-empty string or a non-empty list.
     pub fn has_input(&self) -> bool {
-        self.probe.input.is_some_and(|v| {
-            v.strip_prefix('[').is_some_and(|rest| !rest.trim_start().starts_with(']'))
-                || (v.starts_with('"') && v != "\"\"")
-        })
+        self.probe.input.is_some_and(|v| json::is_nonempty_list(v) || (v.starts_with('"') && v != "\"\""))
     }
 
     /// The output token limit, whichever dialect's name it has; `None` when absent or not a

@@ -340,6 +340,11 @@ pub fn contents(raw: &str) -> Option<&str> {
     raw.strip_prefix('"')?.strip_suffix('"')
 }
 
+/// Whether a raw value (checked text) is a list with an element.
+pub fn is_nonempty_list(raw: &str) -> bool {
+    raw.strip_prefix('[').is_some_and(|rest| !rest.trim_start().starts_with(']'))
+}
+
 /// A raw value when it is a string, as written; `""` for any other value or none (where the
 /// other dialect always has a string).
 pub fn string_or_empty(raw: Option<&str>) -> &str {

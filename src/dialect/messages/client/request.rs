@@ -118,11 +118,11 @@ pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<Vec<u8>, ApiErr
         messages.push(Message::System(text));
     }
     let stop = match req.stop_sequences {
-        Some(list) if list.starts_with('[') => (!empty_list(list)).then_some(list),
+        Some(list) if list.starts_with('[') => json::is_nonempty_list(list).then_some(list),
         Some(_) => return Err(bad("`stop_sequences` must be a list of strings")),
         None => None,
     };
-    let list = req.messages.filter(|m| m.starts_with('[') && !empty_list(m));
+    let list = req.messages.filter(|m| json::is_nonempty_list(m));
     let list = list.ok_or_else(|| {
         ApiError::bad_request("messages_required", "`messages` is required and must be a non-empty list")
     })?;
@@ -180,11 +180,6 @@ pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<Vec<u8>, ApiErr
     }
     out.push(b'}');
     Ok(out)
-}
-
-/// Whether a list (checked JSON text) has no element.
-fn empty_list(list: &str) -> bool {
-    list[1..].trim_start().starts_with(']')
 }
 
 /// The raw members of the object that is `value` (checked text), in order, their keys as they

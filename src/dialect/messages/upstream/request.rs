@@ -155,9 +155,7 @@ impl<'a> Request<'a> {
         }
         let stop = match self.stop {
             Some(one) if one.starts_with('"') => Some(Stop::One(one)),
-            Some(list) if list.starts_with('[') => {
-                (list[1..].trim_start().as_bytes().first() != Some(&b']')).then_some(Stop::List(list))
-            }
+            Some(list) if list.starts_with('[') => json::is_nonempty_list(list).then_some(Stop::List(list)),
             None => None,
             Some(_) => return Err(bad("`stop` must be a string or a list of strings")),
         };

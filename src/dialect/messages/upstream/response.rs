@@ -35,7 +35,12 @@ pub fn completion(body: &[u8]) -> Result<Vec<u8>, Invalid> {
         Block::Text(text) => Some(*text),
         Block::Tool { .. } => None,
     });
-    let calls = || msg.blocks.iter().filter(|b| matches!(b, Block::Tool { .. }));
+    let calls = || {
+        msg.blocks.iter().filter_map(|b| match b {
+            Block::Tool { id, name, input } => Some((id, name, input)),
+            Block::Text(_) => None,
+        })
+    };
     match texts.next() {
         None if calls().next().is_some() => out.extend_from_slice(b"null"),
         first => {
@@ -46,19 +51,18 @@ pub fn completion(body: &[u8]) -> Result<Vec<u8>, Invalid> {
             out.push(b'"');
         }
     }
-    for (i, call) in calls().enumerate() {
-        let Block::Tool { id, name, input } = call else { continue };
-        out.extend_from_slice(if i == 0 { br#","tool_calls":[{"id":"# } else { br#",{"id":"# });
-        out.extend_from_slice(id.unwrap_or("null").as_bytes());
-        out.extend_from_slice(br#","type":"function","function":{"name":"#);
-        out.extend_from_slice(name.unwrap_or("null").as_bytes());
-        out.extend_from_slice(br#","arguments":"#);
-        // The tool's input as Anthropic wrote it is the call's arguments text.
-        json_str(&mut out, input.unwrap_or("null"));
-        out.extend_from_slice(b"}}");
-    }
     if calls().next().is_some() {
-        out.push(b']');
+        out.extend_from_slice(br#","tool_calls":"#);
+        json::list(&mut out, calls(), |out, (id, name, input)| {
+            out.extend_from_slice(br#"{"id":"#);
+            out.extend_from_slice(id.unwrap_or("null").as_bytes());
+            out.extend_from_slice(br#","type":"function","function":{"name":"#);
+            out.extend_from_slice(name.unwrap_or("null").as_bytes());
+            out.extend_from_slice(br#","arguments":"#);
+            // The tool's input as Anthropic wrote it is the call's arguments text.
+            json_str(out, input.unwrap_or("null"));
+            out.extend_from_slice(b"}}");
+        });
     }
     out.extend_from_slice(br#"},"logprobs":null,"finish_reason":""#);
     let stop = msg.stop_reason.and_then(unescaped);
