@@ -79,7 +79,10 @@ start_local_model() {
     "$LLM_PYTHON" "$(dirname "${BASH_SOURCE[0]}")/../serve_model.py" "$MODEL_PATH" "$port" "$MODEL_ALIAS" >"$log" 2>&1 &
     MODEL_SERVER_PID=$!
     for _ in $(seq 1 600); do
-        if grep -q '^READY' "$log" 2>/dev/null; then
+        # Not anchored to a line's start: llama.cpp's logger writes to the same file from
+        # another thread, a line's timestamp and its text apart, and the marker can land
+        # between them.
+        if grep -q 'READY http://' "$log" 2>/dev/null; then
             return 0
         fi
         if ! kill -0 "$MODEL_SERVER_PID" 2>/dev/null; then
