@@ -101,10 +101,10 @@ fn url_userinfo(text: &str, base: usize) -> Vec<Range<usize>> {
         let start = from + at + 3;
         let end = bytes[start..]
             .iter()
-            .position(|&b| {
-                matches!(b, b'/' | b'?' | b'#' | b'"' | b'\'' | b'`' | b',' | b'}' | b']' | b'>' | b'<')
-                    || b.is_ascii_whitespace()
-            })
+            // Only what surely ends it: a password typed with characters a URL may not hold
+            // raw (`?`, `#`, `<`, a comma) is still a password, and masking a little more
+            // than the userinfo of a URL that is no URL costs nothing.
+            .position(|&b| matches!(b, b'/' | b'"' | b'\'') || b.is_ascii_whitespace())
             .map_or(bytes.len(), |n| start + n);
         if let Some(userinfo) = bytes[start..end].iter().rposition(|&b| b == b'@') {
             out.push(base + start..base + start + userinfo);
@@ -223,6 +223,15 @@ fn secret_values(source: &str) -> Vec<Range<usize>> {
             let key_col = content[..name_start].chars().count();
             match bytes.get(j) {
                 Some(b'|' | b'>') if !in_flow => {
+                    // A block scalar's header holds indicators (`|-`, `>2+`) and maybe a
+                    // comment; anything else after it is a broken value that may be the secret.
+                    let header =
+                        j + 1 + bytes[j + 1..].iter().take_while(|b| matches!(b, b'0'..=b'9' | b'+' | b'-')).count();
+                    let rest = content[header..].trim_start();
+                    let spaced = rest.len() < content.len() - header;
+                    if !(rest.is_empty() || (spaced && rest.starts_with('#'))) {
+                        out.push(base + j + 1..base + bytes.len());
+                    }
                     open = Some(Open::Deeper(key_col));
                     i = bytes.len();
                 }
@@ -263,6 +272,16 @@ fn secret_values(source: &str) -> Vec<Range<usize>> {
                         && !(bytes[end] == b'#' && matches!(bytes[end - 1], b' ' | b'\t'))
                     {
                         end += 1;
+                    }
+                    // A flow collection closed right there must be followed by more closers,
+                    // the next item or a comment; anything else means a broken line, whose
+                    // rest may be the secret (`{key: ]sk-…}`), so the rest of the line goes.
+                    if end < bytes.len() && matches!(bytes[end], b'}' | b']') {
+                        let after = content[end..].trim_start_matches(['}', ']', ' ', '\t']);
+                        if !(after.is_empty() || after.starts_with([',', '#'])) {
+                            out.push(base + j..base + bytes.len());
+                            break;
+                        }
                     }
                     let trimmed = j + content[j..end].trim_end().len();
                     if trimmed > j {
@@ -323,9 +342,14 @@ mod tests {
             ("  api_key: \"sk-live-quoted\"\n", "  api_key: \"****\"\n"),
             ("- {name: a, key: 'sk-flow', allowed_models: [x]}\n", "- {name: a, key: '****', allowed_models: [x]}\n"),
             ("- {name: a, key: sk-flow2}\n", "- {name: a, key: ****}\n"),
+            ("- {name: a, key: ]sk-broken}\n", "- {name: a, key: ****\n"),
+            ("[{key: sk-a}, {key: sk-b}] # c\n", "[{key: ****}, {key: ****}] # c\n"),
             ("token: abc\nzrok_share_token: zzz\n", "token: ****\nzrok_share_token: ****\n"),
             ("\"key\": sk-quoted-key\n", "\"key\": ****\n"),
             ("key: |\n  sk-block\n  more\nname: x\n", "key: |\n  ****\n  ****\nname: x\n"),
+            ("key: >-2 # c\n  sk-folded\nname: x\n", "key: >-2 # c\n  ****\nname: x\n"),
+            ("  token: >sk-after-the-indicator\"\n", "  token: >****\n"),
+            ("token: |+#sk-no-comment\n", "token: |****\n"),
             ("key:\n  sk-next-line\nname: x\n", "key:\n  ****\nname: x\n"),
             ("key: \"sk-multi\n  line\" # c\n", "key: \"****\n****\" # c\n"),
             (
@@ -344,6 +368,8 @@ mod tests {
         assert_eq!(masked("u: [\"https://a@b\", http://c]\n"), "u: [\"https://****@b\", http://c]\n");
         assert_eq!(mask_urls("invalid URL `http://u:p@h:x`"), "invalid URL `http://****@h:x`");
         assert_eq!(mask_urls("no url here"), "no url here");
+        assert_eq!(mask_urls("http://<u:p?w#d@h: 1"), "http://****@h: 1", "characters a URL may not hold raw");
+        assert_eq!(mask_urls("<http://u:pw@h>, `x`"), "<http://****@h>, `x`");
         assert_eq!(mask_urls("http://localhost:http://u:pw@h:1"), "http://localhost:http://****@h:1");
         assert_eq!(mask_urls("http://http://u:pw@h"), "http://http://****@h");
     }

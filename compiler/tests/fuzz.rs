@@ -60,9 +60,12 @@ fn written_secrets(source: &str) -> Vec<String> {
                 // A `${VAR}` reference names a variable; messages may name it too. A value
                 // ending in `:` is a key a mutation wrote there (`api_key: api_key: x`), which
                 // the plan's Debug shows as a field name. A value ending in `...` is the
-                // placeholder the compiler's own help writes (`key: sk-gw-...`), not a secret.
+                // placeholder the compiler's own help writes (`key: sk-gw-...`), not a secret;
+                // nor is a mapping (`{ANTHROPIC_API_KEY}`, a reference that lost its `$`),
+                // whose variable's name the help may write too.
                 if value.len() >= 6
                     && !value.contains('$')
+                    && !value.starts_with('{')
                     && !value.ends_with("...")
                     && !value.ends_with(':')
                     && source.matches(value.as_str()).count() == 1
