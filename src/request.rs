@@ -5,8 +5,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::dialect::borrowed::unescaped;
-use crate::dialect::json::{self, Invalid, Reader};
+use crate::dialect::json::{self, Invalid, Reader, unescaped};
 use crate::error::ApiError;
 
 /// The fields a decision needs, as the raw JSON text of their values; everything else is

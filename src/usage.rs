@@ -116,7 +116,7 @@ fn usage_at(text: &[u8], at: usize) -> Option<Counts> {
         if let Some(slot) = counts.slot(key) {
             // Anything but a whole number (null, a fraction, a string) counts as absent; `10.0`
             // is 10, as the translators read it.
-            *slot = std::str::from_utf8(&text[i..end]).ok().and_then(crate::dialect::borrowed::number);
+            *slot = std::str::from_utf8(&text[i..end]).ok().and_then(crate::dialect::json::number);
         }
         i = end;
     }

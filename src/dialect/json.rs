@@ -1,16 +1,17 @@
 //! A checking JSON reader over borrowed text: one pass, the members a caller wants as their raw
-//! text, everything else checked and skipped, nothing allocated. The request probe, every
-//! stream translator, the whole-answer translators and the Chat → Anthropic and Messages →
-//! Chat requests read with it. serde_json's derives spent about 18 instructions a byte on Chat chunks, most of it
-//! setting up each short string and matching keys; this reader spends about 12.5, most of it
-//! per token rather than per byte.
+//! text, everything else checked and skipped, nothing allocated. The request probe and every
+//! translation (requests, whole answers, streams) read with it; the free functions below read
+//! and write the raw values it hands over (a string's text, a count, an object's members, a
+//! list's elements). serde_json's derives spent about 18 instructions a byte on Chat chunks,
+//! most of it setting up each short string and matching keys; this reader spends about 12.5,
+//! most of it per token rather than per byte.
 //!
 //! It accepts the JSON texts serde_json accepts (RFC 8259), except three: the whole text must
 //! be UTF-8 (serde_json lets other bytes pass inside a string it skips), nesting stops at 128
 //! levels (serde_json skips deeper values), and a key is matched as written, so a key spelled
 //! with escapes (`"\u0069d"`) is not the key it spells unless the caller asks [`key`] (what a
 //! client sends is read so; an upstream's answer as written). Strings keep their escapes, lone
-//! surrogates included; [`crate::dialect::borrowed::unescaped`] reads one.
+//! surrogates included; [`unescaped`] reads one.
 
 use std::borrow::Cow;
 
@@ -210,7 +211,7 @@ impl<'a> Reader<'a> {
     /// string, `null`, a list) is `None` rather than [`Invalid`], a count never being worth
     /// the answer it came in.
     pub fn count(&mut self) -> Read<Option<u64>> {
-        self.value().map(super::borrowed::number)
+        self.value().map(number)
     }
 
     /// Checks the next value and steps over it.
@@ -335,6 +336,52 @@ fn spelled(raw: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(text.and_then(|t| serde_json::from_str::<String>(&t).ok()).unwrap_or_default().into_bytes())
 }
 
+/// A string value's text (checked JSON), borrowed unless it has escapes; `None` when the value
+/// is not a string.
+pub fn unescaped(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = contents(raw)?;
+    match inner.contains('\\') {
+        false => Some(Cow::Borrowed(inner)),
+        true => serde_json::from_str(raw).ok().map(Cow::Owned),
+    }
+}
+
+/// A JSON value's text as a whole number, also when written as a float (`10.0`, `1e3`): some
+/// servers and clients do.
+pub fn number(text: &str) -> Option<u64> {
+    text.parse().ok().or_else(|| whole(text.parse().ok()?))
+}
+
+/// `n` when it is a whole number a `u64` holds (`as` would saturate).
+fn whole(n: f64) -> Option<u64> {
+    (n >= 0.0 && n.fract() == 0.0 && n < u64::MAX as f64).then_some(n as u64)
+}
+
+/// `value` as compact JSON text (what `Value::to_string` writes, members in the client's
+/// order), borrowed when the client already wrote it without whitespace between tokens.
+pub fn compact(raw: &str) -> Cow<'_, str> {
+    let (mut in_string, mut escaped) = (false, false);
+    let mut out = String::new();
+    // Start of the text not yet copied to `out`; whitespace is ASCII, so every cut is on a
+    // character boundary.
+    let mut kept = 0;
+    for (i, b) in raw.bytes().enumerate() {
+        if in_string {
+            (in_string, escaped) = (escaped || b != b'"', !escaped && b == b'\\');
+        } else if b == b'"' {
+            in_string = true;
+        } else if b.is_ascii_whitespace() {
+            out.push_str(&raw[kept..i]);
+            kept = i + 1;
+        }
+    }
+    if kept == 0 {
+        return Cow::Borrowed(raw);
+    }
+    out.push_str(&raw[kept..]);
+    Cow::Owned(out)
+}
+
 /// A raw JSON string's contents between its quotes, escapes kept; `None` for any other value.
 pub fn contents(raw: &str) -> Option<&str> {
     raw.strip_prefix('"')?.strip_suffix('"')
@@ -343,6 +390,47 @@ pub fn contents(raw: &str) -> Option<&str> {
 /// Whether a raw value (checked text) is a list with an element.
 pub fn is_nonempty_list(raw: &str) -> bool {
     raw.strip_prefix('[').is_some_and(|rest| !rest.trim_start().starts_with(']'))
+}
+
+/// An object's member as [`members`] hands it over: its key as it spells, its value raw.
+pub type Member<'k, 'a> = (Cow<'k, [u8]>, &'a str);
+
+/// The raw members of the object that is `value` (checked text), in order, their keys as they
+/// spell; none when it is no object.
+pub fn members(value: &str) -> Vec<Member<'_, '_>> {
+    let mut members = Vec::new();
+    let _ = Reader::checked(value, |r| r.if_object(|name, r| r.value().map(|v| members.push((key(name), v)))));
+    members
+}
+
+/// The member `name` of an object's `members`, raw (the last of a repeated key; `null` is none).
+pub fn get<'a>(members: &[Member<'_, 'a>], name: &str) -> Option<&'a str> {
+    members.iter().rev().find(|(k, _)| k.as_ref() == name.as_bytes()).map(|(_, v)| *v).filter(|v| *v != "null")
+}
+
+/// Calls `f` on each element (raw) of the list that is `value` (checked text), with its index,
+/// until one fails; `not_a_list` when it is no list. Elements are handed over as they are read,
+/// not gathered first: a list of tiny elements must not take many times its size in memory.
+pub fn each<'a, E>(
+    value: &'a str,
+    not_a_list: impl FnOnce() -> Result<(), E>,
+    mut f: impl FnMut(usize, &'a str) -> Result<(), E>,
+) -> Result<(), E> {
+    if !value.starts_with('[') {
+        return not_a_list();
+    }
+    let (mut result, mut i) = (Ok(()), 0);
+    let _ = Reader::checked(value, |r| {
+        r.array(|r| {
+            let element = r.value()?;
+            if result.is_ok() {
+                result = f(i, element);
+            }
+            i += 1;
+            Ok(())
+        })
+    });
+    result
 }
 
 /// A raw value when it is a string, as written; `""` for any other value or none (where the

@@ -7,7 +7,6 @@
 //!   `client/` — Messages client, Chat upstream.
 //! - `responses/`: OpenAI's Responses API, as a client dialect translated to Chat.
 
-pub mod borrowed;
 pub mod chat;
 pub mod convert;
 pub mod json;
@@ -208,16 +207,6 @@ pub fn refused_body(body: &[u8]) -> ApiError {
         Ok(_) => "not UTF-8, or nested deeper than 128 levels".to_owned(),
     };
     ApiError::bad_request("invalid_json", format!("invalid JSON in request body: {why}"))
-}
-
-/// `value`, translated from `input_len` bytes, as JSON in a buffer made large enough at once:
-/// `serde_json::to_vec` starts at 128 bytes and doubles, copying a translated request or
-/// answer several times. A translation writes about as much as it reads, give or take the
-/// names it renames and the fields it adds.
-pub fn to_json(value: &impl serde::Serialize, input_len: usize) -> serde_json::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(input_len + 256);
-    serde_json::to_writer(&mut out, value)?;
-    Ok(out)
 }
 
 /// Appends `s` as a JSON string.

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use super::messages::{client, upstream};
+use super::responses::request as responses_request;
 use super::responses::response::{Echo, from_chat as response_from_chat};
 
 /// The members some translator reads.
@@ -60,6 +61,19 @@ const KEYS: &[&str] = &[
     "response_format",
     "temperature",
     "parallel_tool_calls",
+    "instructions",
+    "call_id",
+    "output",
+    "safety_identifier",
+    "reasoning",
+    "effort",
+    "format",
+    "schema",
+    "strict",
+    "detail",
+    "max_output_tokens",
+    "top_p",
+    "store",
 ];
 
 /// Strings the translators tell apart, and strings with escapes.
@@ -82,6 +96,12 @@ const STRINGS: &[&str] = &[
     "end_turn",
     "max_tokens",
     "image_url",
+    "input_text",
+    "output_text",
+    "input_image",
+    "function_call",
+    "function_call_output",
+    "json_schema",
     "{}",
     "{\"a\":[1]}",
     " ",
@@ -318,6 +338,82 @@ fn messages_request() -> BoxedStrategy<Value> {
         .boxed()
 }
 
+/// A Responses request most of whose members are of a shape the translation takes.
+fn responses_request() -> BoxedStrategy<Value> {
+    let flag = || any::<bool>().prop_map(Value::from).boxed();
+    let text = || {
+        exact(vec![
+            ("type", one_of(&["input_text", "output_text", "text", "refusal"])),
+            ("text", string()),
+            ("refusal", string()),
+        ])
+    };
+    let part = obj(vec![
+        ("type", one_of(&["input_text", "output_text", "refusal", "input_image", "input_file"])),
+        ("text", string()),
+        ("refusal", string()),
+        ("image_url", string()),
+        ("detail", string()),
+    ]);
+    let item = obj(vec![
+        (
+            "type",
+            one_of(&[
+                "message",
+                "function_call",
+                "custom_tool_call",
+                "function_call_output",
+                "custom_tool_call_output",
+                "reasoning",
+                "item_reference",
+                "computer_call",
+            ]),
+        ),
+        ("role", one_of(&["user", "assistant", "system", "developer", "tool"])),
+        ("content", prop_oneof![string(), list(part)].boxed()),
+        ("call_id", string()),
+        ("name", string()),
+        ("arguments", prop_oneof![one_of(&["{\"a\":[1,\"\\u00e9\"]}", "", " "]), obj(vec![("a", count())])].boxed()),
+        ("input", obj(vec![("b", string())])),
+        ("output", prop_oneof![string(), list(text())].boxed()),
+    ]);
+    let tool = obj(vec![
+        ("type", one_of(&["function", "web_search", "custom", "x"])),
+        ("name", string()),
+        ("description", string()),
+        ("parameters", obj(vec![("type", one_of(&["object"]))])),
+        ("strict", flag()),
+    ]);
+    let choice = prop_oneof![
+        one_of(&["auto", "none", "required", "other"]),
+        obj(vec![("type", one_of(&["function", "allowed_tools"])), ("name", string())])
+    ];
+    let format = obj(vec![
+        ("type", one_of(&["json_schema", "json_object", "text"])),
+        ("name", string()),
+        ("description", string()),
+        ("schema", obj(vec![])),
+        ("strict", flag()),
+    ]);
+    obj(vec![
+        ("model", string()),
+        ("input", prop_oneof![string(), some(item)].boxed()),
+        ("instructions", string()),
+        ("tools", some(tool)),
+        ("tool_choice", choice.boxed()),
+        ("parallel_tool_calls", flag()),
+        ("max_output_tokens", count()),
+        ("temperature", count()),
+        ("top_p", count()),
+        ("user", string()),
+        ("safety_identifier", string()),
+        ("text", obj(vec![("format", format), ("verbosity", string())])),
+        ("reasoning", obj(vec![("effort", string())])),
+        ("stream", flag()),
+        ("store", Just(Value::Bool(false)).boxed()),
+    ])
+}
+
 /// `Ok` output must be JSON.
 fn json<E>(what: &str, body: &[u8], out: Result<Vec<u8>, E>) -> Result<(), TestCaseError> {
     if let Ok(out) = out {
@@ -338,9 +434,9 @@ proptest! {
     #[test]
     fn hand_written_json_is_json(
         chat in chat_completion(), anthropic in anthropic_message(), request in chat_request(),
-        messages in messages_request(), any in object(value()),
+        messages in messages_request(), responses in responses_request(), any in object(value()),
     ) {
-        for body in [chat, anthropic, request, messages, any] {
+        for body in [chat, anthropic, request, messages, responses, any] {
             let body = body.to_string();
             let body = body.as_bytes();
             json("Anthropic → Chat answer", body, upstream::response::completion(body))?;
@@ -349,6 +445,15 @@ proptest! {
             json("Chat → Anthropic request", body, upstream::request::translate(body, "m\"1").map(|(out, _)| out))?;
             json("Messages → Chat request", body, client::request::to_chat(body, "m\"1", false))?;
             json("Messages → OpenAI request", body, client::request::to_chat(body, "m", true))?;
+            for openai in [false, true] {
+                let translated = responses_request::to_chat(body, "m\"1", openai);
+                // What the Response repeats from the request is written from its members too.
+                let answer = translated.as_ref().map_err(|_| ()).and_then(|(_, echo)| {
+                    response_from_chat(br#"{"choices":[{"message":{"content":"hi"}}]}"#, echo).map_err(|_| ())
+                });
+                json("Responses → Chat request", body, translated.map(|(out, _)| out))?;
+                json("Chat → Responses answer (its echo)", body, answer)?;
+            }
         }
     }
 }

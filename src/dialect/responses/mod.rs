@@ -9,13 +9,9 @@
 //!
 //! Chat errors are already shaped `{"error":{…}}`, as Responses errors are: they pass as is.
 //!
-//! The request is read from borrowed fields (`dialect::borrowed`, through serde) and the
-//! whole answer with the checking reader (`dialect::chat::Completion`); both are written
-//! straight into the other dialect's bytes: no JSON tree is built, and what passes unchanged
-//! is copied as the other side wrote it.
-
-use serde::{Serialize, Serializer};
-use serde_json::value::RawValue;
+//! The request and the whole answer (`dialect::chat::Completion`) are read with the checking
+//! JSON reader and written straight into the other dialect's bytes: no JSON tree is built,
+//! and what passes unchanged is copied as the other side wrote it.
 
 use crate::dialect::json_str;
 
@@ -49,18 +45,6 @@ impl<'a> Arguments<'a> {
         match self {
             Arguments::Raw(raw) => out.extend_from_slice(raw.as_bytes()),
             Arguments::Text(text) => json_str(out, text),
-        }
-    }
-}
-
-impl Serialize for Arguments<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            // Checked already: read again only to hand serde_json its raw form.
-            Arguments::Raw(raw) => {
-                serde_json::from_str::<&RawValue>(raw).map_err(serde::ser::Error::custom)?.serialize(s)
-            }
-            Arguments::Text(text) => text.serialize(s),
         }
     }
 }

@@ -1,18 +1,12 @@
-//! Responses request → Chat Completions request, read from the body's borrowed fields and
-//! written straight into the Chat body: no JSON tree is built, and what passes unchanged
-//! (texts, tool schemas, sampling values, call ids, arguments) is copied as the client wrote it.
-
-use std::borrow::Cow;
-
-use serde::Serialize;
-use serde::de::IgnoredAny;
-use serde_json::value::RawValue;
+//! Responses request → Chat Completions request, read in one pass with the checking JSON
+//! reader and written straight into the Chat body: no JSON tree is built, and what passes
+//! unchanged (texts, tool schemas, sampling values, call ids, arguments) is copied as the client
+//! wrote it.
 
 use super::Arguments;
-use super::response::Echo;
-use crate::dialect::borrowed::{Fields, is_null, is_string, is_true, objects, text};
-use crate::dialect::chat::ToolCall;
-use crate::dialect::dropped;
+use super::response::{Echo, Repeated};
+use crate::dialect::json::{self, Member, Reader, each, get, members, unescaped};
+use crate::dialect::{dropped, json_str};
 use crate::error::ApiError;
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -27,6 +21,10 @@ fn stateless(what: &str) -> ApiError {
              resend the whole conversation in `input` with `store: false`"
         ),
     )
+}
+
+fn input_required(message: &str) -> ApiError {
+    ApiError::bad_request("input_required", message)
 }
 
 /// Fields with no Chat equivalent that clients send on every turn: dropped, logged once.
@@ -58,127 +56,300 @@ const TOOL_TYPES: &[&str] = &[
     "namespace",
 ];
 
+/// The members of a Responses request, raw (`null` is absent), read in one pass; of a key
+/// written twice the last counts, and nothing is judged until the whole body is read.
+#[derive(Default)]
+struct Request<'a> {
+    /// What the Response repeats (some of it translated too).
+    repeated: Repeated<'a>,
+    input: Option<&'a str>,
+    user: Option<&'a str>,
+    safety_identifier: Option<&'a str>,
+    text: Option<&'a str>,
+    reasoning: Option<&'a str>,
+    stream: Option<&'a str>,
+    prompt: Option<&'a str>,
+    store: Option<&'a str>,
+    background: Option<&'a str>,
+    previous_response_id: Option<&'a str>,
+    conversation: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    fn read(body: &'a [u8]) -> Result<Self, ApiError> {
+        let mut req = Request::default();
+        let read = Reader::document(body, |r| {
+            r.members(|key, r| {
+                let key = json::key(key);
+                let slot = match key.as_ref() {
+                    b"model" => &mut req.repeated.model,
+                    b"instructions" => &mut req.repeated.instructions,
+                    b"max_output_tokens" => &mut req.repeated.max_output_tokens,
+                    b"metadata" => &mut req.repeated.metadata,
+                    b"parallel_tool_calls" => &mut req.repeated.parallel_tool_calls,
+                    b"temperature" => &mut req.repeated.temperature,
+                    b"tool_choice" => &mut req.repeated.tool_choice,
+                    b"tools" => &mut req.repeated.tools,
+                    b"top_p" => &mut req.repeated.top_p,
+                    b"input" => &mut req.input,
+                    b"user" => &mut req.user,
+                    b"safety_identifier" => &mut req.safety_identifier,
+                    b"text" => &mut req.text,
+                    b"reasoning" => &mut req.reasoning,
+                    b"stream" => &mut req.stream,
+                    b"prompt" => &mut req.prompt,
+                    b"store" => &mut req.store,
+                    b"background" => &mut req.background,
+                    b"previous_response_id" => &mut req.previous_response_id,
+                    b"conversation" => &mut req.conversation,
+                    other => {
+                        if !r.null()? {
+                            r.skip()?;
+                            dropped_field(other);
+                        }
+                        return Ok(());
+                    }
+                };
+                *slot = r.raw()?;
+                Ok(())
+            })
+        });
+        match read {
+            Ok(()) => Ok(req),
+            // JSON, but not an object: this translation's own refusal.
+            Err(_) if Reader::document(body, Reader::skip).is_ok() => {
+                Err(bad("the request body must be a JSON object"))
+            }
+            Err(_) => Err(crate::dialect::refused_body(body)),
+        }
+    }
+
+    /// Refuses what only a stateful Responses server could do.
+    fn refuse_stateful(&self) -> Result<(), ApiError> {
+        if self.previous_response_id.is_some() {
+            return Err(stateless("`previous_response_id`"));
+        }
+        if self.conversation.is_some() {
+            return Err(stateless("`conversation`"));
+        }
+        if self.store == Some("true") {
+            return Err(stateless("`store: true`"));
+        }
+        if self.background == Some("true") {
+            return Err(stateless("`background: true`"));
+        }
+        Ok(())
+    }
+}
+
+/// Logs a top-level field the translation drops.
+fn dropped_field(name: &[u8]) {
+    match IGNORED.iter().find(|f| f.as_bytes() == name) {
+        Some(f) => dropped(f, "no Chat Completions equivalent"),
+        None => {
+            tracing::debug!(field = %String::from_utf8_lossy(name), "responses: unknown field dropped");
+            dropped("(unknown Responses fields)", "not part of the translation; see debug logs for names");
+        }
+    }
+}
+
 /// Translates a Responses request body into a Chat request body, and what the Response will
 /// repeat from it; `model` is the model to send, `openai` whether the upstream is OpenAI itself
 /// (which takes `max_completion_tokens` and `reasoning_effort`).
 pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<(Vec<u8>, Echo), ApiError> {
-    let req = match Fields::of_body(body) {
-        Ok(req) => req,
-        // JSON, but not an object: this translation's own refusal.
-        Err(_) if serde_json::from_slice::<IgnoredAny>(body).is_ok() => {
-            return Err(bad("the request body must be a JSON object"));
+    let req = Request::read(body)?;
+    req.refuse_stateful()?;
+    let chat = translate(&req, openai)?.write(model, body.len());
+    Ok((chat, Echo::new(&req.repeated)))
+}
+
+/// For tests: the echo of the request `body`.
+#[cfg(test)]
+pub(super) fn echo_of(body: &[u8]) -> Echo {
+    Request::read(body).map(|req| Echo::new(&req.repeated)).unwrap_or_default()
+}
+
+/// A string with something in it (raw).
+fn nonempty_string(raw: &str) -> bool {
+    raw.starts_with('"') && raw != r#""""#
+}
+
+fn is_string(raw: &str) -> bool {
+    raw.starts_with('"')
+}
+
+/// The Chat request for `req`. Values the client wrote are copied as it wrote them.
+fn translate<'a>(req: &Request<'a>, openai: bool) -> Result<Chat<'a>, ApiError> {
+    let mut messages = Vec::new();
+    if let Some(instructions) = req.repeated.instructions.filter(|i| nonempty_string(i)) {
+        messages.push(Message::new("system", Content::Raw(instructions)));
+    }
+    match req.input {
+        Some(text) if nonempty_string(text) => messages.push(Message::new("user", Content::Raw(text))),
+        Some(items) if json::is_nonempty_list(items) => {
+            each(items, || Ok(()), |i, item| input_item(i, item, &mut messages))?;
         }
-        Err(e) => return Err(e),
+        _ => return Err(input_required("`input` is required: a string or a list of items")),
+    }
+    if messages.iter().all(|m| m.role == "system") {
+        return Err(input_required("`input` has no message besides system ones"));
+    }
+    let tools = tools(req.repeated.tools)?;
+    // Only with tools left: OpenAI rejects them without, and every tool may have been hosted.
+    let (tool_choice, parallel_tool_calls) = match tools.is_empty() {
+        true => (None, None),
+        false => (
+            req.repeated.tool_choice.map(tool_choice),
+            req.repeated.parallel_tool_calls.filter(|p| matches!(*p, "true" | "false")),
+        ),
     };
-    refuse_stateful(&req)?;
-    let chat = write(&req, model, openai, body.len())?;
-    Ok((chat, Echo::from_fields(&req)))
-}
-
-/// Refuses what only a stateful Responses server could do.
-fn refuse_stateful(req: &Fields) -> Result<(), ApiError> {
-    if req.present("previous_response_id").is_some() {
-        return Err(stateless("`previous_response_id`"));
+    if req.prompt.is_some() {
+        return Err(bad("`prompt` (a stored prompt template) is not available: send the text in `input`"));
     }
-    if req.present("conversation").is_some() {
-        return Err(stateless("`conversation`"));
-    }
-    if req.get("store").is_some_and(is_true) {
-        return Err(stateless("`store: true`"));
-    }
-    if req.get("background").is_some_and(is_true) {
-        return Err(stateless("`background: true`"));
-    }
-    Ok(())
-}
-
-fn write(req: &Fields, model: &str, openai: bool, size: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Chat { model, ..Chat::default() };
-    let nonempty = |v: &&RawValue| is_string(v) && v.get() != r#""""#;
-    if let Some(instructions) = req.get("instructions").filter(nonempty) {
-        out.messages.push(Message::new("system", Content::Raw(instructions)));
-    }
-    let input = req.get("input");
-    let items = input.and_then(objects).unwrap_or_default();
-    if let Some(text) = input.filter(nonempty) {
-        out.messages.push(Message::new("user", Content::Raw(text)));
-    } else if items.is_empty() {
-        return Err(ApiError::bad_request("input_required", "`input` is required: a string or a list of items"));
-    }
-    for (i, item) in items.iter().enumerate() {
-        input_item(i, item, &mut out.messages)?;
-    }
-    if out.messages.iter().all(|m| m.role == "system") {
-        return Err(ApiError::bad_request("input_required", "`input` has no message besides system ones"));
-    }
-
-    out.tools = tools(req.get("tools"))?;
-    if !out.tools.is_empty() {
-        out.tool_choice = req.present("tool_choice").map(tool_choice);
-        out.parallel_tool_calls = req.get("parallel_tool_calls").filter(|p| matches!(p.get(), "true" | "false"));
-    }
-    // In key order (the members are sorted), as the drop log has always been written.
-    for (key, value) in &req.0 {
-        let value = *value;
-        if is_null(value) {
-            continue;
-        }
-        match key.as_ref() {
-            "model" | "input" | "instructions" | "tools" | "tool_choice" | "parallel_tool_calls" => {}
-            "store" | "previous_response_id" | "background" | "conversation" => {} // refused above when set
-            "max_output_tokens" if openai => out.max_completion_tokens = Some(value),
-            "max_output_tokens" => out.max_tokens = Some(value),
-            "temperature" => out.temperature = Some(value),
-            "top_p" => out.top_p = Some(value),
-            "user" => out.user = Some(value),
-            "safety_identifier" => {} // below: `user` wins
-            "text" => out.response_format = text_format(value),
-            "reasoning" => match Fields::of(value).and_then(|r| r.get("effort")).filter(|e| is_string(e)) {
-                Some(effort) if openai => out.reasoning_effort = Some(effort),
-                _ => dropped("reasoning", "the upstream is not OpenAI: no portable reasoning setting"),
-            },
-            "stream" => {
-                if is_true(value) {
-                    out.stream = true;
-                    out.stream_options = Some(StreamOptions { include_usage: true });
-                }
+    let reasoning_effort =
+        req.reasoning.and_then(|reasoning| match get(&members(reasoning), "effort").filter(|e| is_string(e)) {
+            Some(effort) if openai => Some(effort),
+            _ => {
+                dropped("reasoning", "the upstream is not OpenAI: no portable reasoning setting");
+                None
             }
-            "prompt" => {
-                return Err(bad("`prompt` (a stored prompt template) is not available: send the text in `input`"));
-            }
-            other => match IGNORED.iter().find(|&&f| f == other) {
-                Some(f) => dropped(f, "no Chat Completions equivalent"),
-                None => {
-                    tracing::debug!(field = other, "responses: unknown field dropped");
-                    dropped("(unknown Responses fields)", "not part of the translation; see debug logs for names");
-                }
-            },
-        }
+        });
+    if req.repeated.metadata.is_some() {
+        dropped("metadata", "no Chat Completions equivalent");
     }
-    out.user = out.user.or_else(|| req.present("safety_identifier"));
-    Ok(crate::dialect::to_json(&out, size).unwrap_or_default())
+    let max_output_tokens = req.repeated.max_output_tokens;
+    Ok(Chat {
+        messages,
+        tools,
+        tool_choice,
+        parallel_tool_calls,
+        max_tokens: max_output_tokens.filter(|_| !openai),
+        max_completion_tokens: max_output_tokens.filter(|_| openai),
+        temperature: req.repeated.temperature,
+        top_p: req.repeated.top_p,
+        user: req.user.or(req.safety_identifier),
+        response_format: req.text.and_then(text_format),
+        reasoning_effort,
+        stream: req.stream == Some("true"),
+    })
 }
 
-/// Appends one input item as Chat messages.
-/// Anything but an object has no type nor role, as a JSON tree would read it.
-fn input_item<'a>(i: usize, item: &Fields<'a>, messages: &mut Vec<Message<'a>>) -> Result<(), ApiError> {
+/// A Chat request; raw values as the client wrote them.
+struct Chat<'a> {
+    messages: Vec<Message<'a>>,
+    tools: Vec<Object<'a, 4>>,
+    tool_choice: Option<Choice<'a>>,
+    parallel_tool_calls: Option<&'a str>,
+    max_tokens: Option<&'a str>,
+    max_completion_tokens: Option<&'a str>,
+    temperature: Option<&'a str>,
+    top_p: Option<&'a str>,
+    user: Option<&'a str>,
+    response_format: Option<Format<'a>>,
+    reasoning_effort: Option<&'a str>,
+    stream: bool,
+}
+
+impl Chat<'_> {
+    /// The body for `model`, about `size` bytes.
+    fn write(&self, model: &str, size: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(size + 256);
+        out.extend_from_slice(br#"{"model":"#);
+        json_str(&mut out, model);
+        out.extend_from_slice(br#","messages":"#);
+        json::list(&mut out, &self.messages, |out, m| m.write(out));
+        if !self.tools.is_empty() {
+            out.extend_from_slice(br#","tools":"#);
+            json::list(&mut out, &self.tools, |out, function| {
+                out.extend_from_slice(br#"{"type":"function","function":"#);
+                object(out, function);
+                out.push(b'}');
+            });
+        }
+        if let Some(choice) = &self.tool_choice {
+            out.extend_from_slice(br#","tool_choice":"#);
+            match choice {
+                Choice::Raw(raw) => out.extend_from_slice(raw.as_bytes()),
+                Choice::Function(name) => {
+                    out.extend_from_slice(br#"{"type":"function","function":{"name":"#);
+                    out.extend_from_slice(name.unwrap_or("null").as_bytes());
+                    out.extend_from_slice(b"}}");
+                }
+                Choice::Auto => out.extend_from_slice(br#""auto""#),
+            }
+        }
+        let copied = [
+            ("parallel_tool_calls", self.parallel_tool_calls),
+            ("max_tokens", self.max_tokens),
+            ("max_completion_tokens", self.max_completion_tokens),
+            ("temperature", self.temperature),
+            ("top_p", self.top_p),
+            ("user", self.user),
+        ];
+        for (name, value) in copied {
+            if let Some(value) = value {
+                json::member(&mut out, name, value);
+            }
+        }
+        match &self.response_format {
+            Some(Format::JsonSchema(schema)) => {
+                out.extend_from_slice(br#","response_format":{"type":"json_schema","json_schema":"#);
+                object(&mut out, schema);
+                out.push(b'}');
+            }
+            Some(Format::JsonObject) => out.extend_from_slice(br#","response_format":{"type":"json_object"}"#),
+            None => {}
+        }
+        if let Some(effort) = self.reasoning_effort {
+            json::member(&mut out, "reasoning_effort", effort);
+        }
+        if self.stream {
+            out.extend_from_slice(br#","stream":true,"stream_options":{"include_usage":true}"#);
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// An object to write: its members by name, their values raw when they are there.
+type Object<'a, const N: usize> = [(&'static str, Option<&'a str>); N];
+
+/// Writes an object of the members that are there.
+fn object(out: &mut Vec<u8>, members: &[(&str, Option<&str>)]) {
+    out.push(b'{');
+    for (n, (name, value)) in members.iter().filter_map(|(name, value)| Some((name, (*value)?))).enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        json::quote(out, name);
+        out.push(b':');
+        out.extend_from_slice(value.as_bytes());
+    }
+    out.push(b'}');
+}
+
+/// Appends one input item (raw) as Chat messages. Anything but an object has no type nor
+/// role.
+fn input_item<'a>(i: usize, item: &'a str, messages: &mut Vec<Message<'a>>) -> Result<(), ApiError> {
+    let item = members(item);
     // Easy input messages (`{role, content}`) may leave out `type`.
-    let kind = item.get("type").and_then(text);
+    let kind = get(&item, "type").and_then(unescaped);
     match kind.as_deref().unwrap_or("message") {
         "message" => {
-            let role = match item.get("role").and_then(text).as_deref().unwrap_or_default() {
+            let role = get(&item, "role").and_then(unescaped);
+            let role = match role.as_deref().unwrap_or_default() {
                 "system" | "developer" => "system",
                 "user" => "user",
                 "assistant" => "assistant",
                 other => return Err(bad(format!("input[{i}]: role `{other}` is not supported"))),
             };
-            messages.push(Message::new(role, content(i, item.get("content"))?));
+            messages.push(Message::new(role, content(i, get(&item, "content"))?));
         }
         "function_call" | "custom_tool_call" => {
             // Custom tool calls carry `input` instead of `arguments`.
-            let arguments = item.present("arguments").or_else(|| item.get("input"));
+            let arguments = get(&item, "arguments").or_else(|| get(&item, "input"));
             let call =
-                ToolCall::new(item.get("call_id"), item.get("name"), Arguments::of(arguments.map(RawValue::get)));
+                Call { id: get(&item, "call_id"), name: get(&item, "name"), arguments: Arguments::of(arguments) };
             // Calls right after an assistant turn belong to it: chat templates expect one
             // assistant message holding the text and all its parallel calls.
             match messages.last_mut() {
@@ -187,15 +358,12 @@ fn input_item<'a>(i: usize, item: &Fields<'a>, messages: &mut Vec<Message<'a>>) 
             }
         }
         "function_call_output" | "custom_tool_call_output" => {
-            let output = item.get("output");
-            let content = if let Some(s) = output.filter(|o| is_string(o)) {
-                Content::Raw(s)
-            } else if let Some(parts) = output.and_then(objects) {
-                text_parts(i, &parts)?
-            } else {
-                return Err(bad(format!("input[{i}]: `output` must be a string or a list of input_text parts")));
+            let content = match get(&item, "output") {
+                Some(text) if is_string(text) => Content::Raw(text),
+                Some(parts) if parts.starts_with('[') => text_parts(i, parts)?,
+                _ => return Err(bad(format!("input[{i}]: `output` must be a string or a list of input_text parts"))),
             };
-            messages.push(Message { tool_call_id: Some(item.get("call_id")), ..Message::new("tool", content) });
+            messages.push(Message { tool_call_id: Some(get(&item, "call_id")), ..Message::new("tool", content) });
         }
         "reasoning" => dropped("input[type=reasoning]", "Chat upstreams take no reasoning items"),
         "item_reference" => dropped("input[type=item_reference]", "the gateway stores no items to refer to"),
@@ -207,270 +375,238 @@ fn input_item<'a>(i: usize, item: &Fields<'a>, messages: &mut Vec<Message<'a>>) 
 
 /// Message content → Chat content: a string when it is all text (what every Chat server
 /// takes, for every role), else a list of text and image parts.
-fn content<'a>(i: usize, content: Option<&'a RawValue>) -> Result<Content<'a>, ApiError> {
-    if let Some(s) = content.filter(|c| is_string(c)) {
-        return Ok(Content::Raw(s));
-    }
-    let parts = content
-        .and_then(objects)
-        .ok_or_else(|| bad(format!("input[{i}]: `content` must be a string or a list of parts")))?;
-    if parts.iter().all(|p| text_of(p).is_some()) {
-        return text_parts(i, &parts);
-    }
-    let mut out = Vec::with_capacity(parts.len());
-    for part in &parts {
-        if let Some(text) = text_of(part) {
-            out.push(Part::Text { text });
-            continue;
-        }
-        let kind = part.get("type").and_then(text);
-        let kind = kind.as_deref().unwrap_or_default();
-        match (kind, part.get("image_url").filter(|u| is_string(u))) {
-            ("input_image", Some(url)) => {
-                let detail = part.get("detail").filter(|d| is_string(d));
-                out.push(Part::ImageUrl { image_url: Image { url, detail } });
+fn content<'a>(i: usize, content: Option<&'a str>) -> Result<Content<'a>, ApiError> {
+    let list = match content {
+        Some(text) if is_string(text) => return Ok(Content::Raw(text)),
+        Some(list) if list.starts_with('[') => list,
+        _ => return Err(bad(format!("input[{i}]: `content` must be a string or a list of parts"))),
+    };
+    let mut parts = Vec::new();
+    each(
+        list,
+        || Ok(()),
+        |_, part| {
+            let part = members(part);
+            if let Some(text) = text_of(&part) {
+                parts.push(Part::Text(text));
+                return Ok(());
             }
-            ("input_image", None) => {
-                return Err(bad(format!(
-                    "input[{i}]: input_image by `file_id` is not supported: the upstream has no Files API; \
-                     send `image_url`"
-                )));
+            let kind = get(&part, "type").and_then(unescaped);
+            let kind = kind.as_deref().unwrap_or_default();
+            match (kind, get(&part, "image_url").filter(|u| is_string(u))) {
+                ("input_image", Some(url)) => {
+                    parts.push(Part::Image([
+                        ("url", Some(url)),
+                        ("detail", get(&part, "detail").filter(|d| is_string(d))),
+                    ]));
+                    Ok(())
+                }
+                ("input_image", None) => Err(bad(format!(
+                    "input[{i}]: input_image by `file_id` is not supported: the upstream has no Files API; send `image_url`"
+                ))),
+                _ => Err(bad(format!("input[{i}]: content part `{kind}` is not supported by the Chat translation"))),
             }
-            _ => {
-                return Err(bad(format!("input[{i}]: content part `{kind}` is not supported by the Chat translation")));
-            }
-        }
-    }
-    Ok(Content::Parts(out))
+        },
+    )?;
+    let texts: Option<Vec<&str>> = parts.iter().map(|p| if let Part::Text(t) = p { Some(*t) } else { None }).collect();
+    Ok(match texts {
+        Some(texts) => joined(&texts),
+        None => Content::Parts(parts),
+    })
 }
 
-/// The text of a text part (`input_text`, `output_text`, `refusal`): a JSON string.
-fn text_of<'a>(part: &Fields<'a>) -> Option<&'a RawValue> {
-    let key = match part.get("type").and_then(text).as_deref()? {
+/// The text of a text part (`input_text`, `output_text`, `refusal`): a raw JSON string.
+fn text_of<'a>(part: &[Member<'_, 'a>]) -> Option<&'a str> {
+    let key = match get(part, "type").and_then(unescaped).as_deref()? {
         "input_text" | "output_text" | "text" => "text",
         "refusal" => "refusal",
         _ => return None,
     };
-    part.get(key).filter(|t| is_string(t))
+    get(part, key).filter(|t| is_string(t))
 }
 
-/// Text parts joined with newlines (one part copied as written); any other part is refused.
-fn text_parts<'a>(i: usize, parts: &[Fields<'a>]) -> Result<Content<'a>, ApiError> {
-    let mut texts = Vec::with_capacity(parts.len());
-    for part in parts {
-        texts.push(text_of(part).ok_or_else(|| {
-            let kind = part.get("type").and_then(text);
-            bad(format!("input[{i}]: content part `{}` is not supported here (text only)", kind.unwrap_or_default()))
-        })?);
-    }
-    if let [one] = texts[..] {
-        return Ok(Content::Raw(one));
-    }
-    let mut joined = String::new();
-    for (n, t) in texts.into_iter().enumerate() {
-        if n > 0 {
-            joined.push('\n');
-        }
-        joined.push_str(&text(t).unwrap_or_default());
-    }
-    Ok(Content::Text(Cow::Owned(joined)))
+/// A tool output's text parts (a list, raw) joined with newlines; any other part is refused.
+fn text_parts(i: usize, list: &str) -> Result<Content<'_>, ApiError> {
+    let mut texts = Vec::new();
+    each(
+        list,
+        || Ok(()),
+        |_, part| {
+            let part = members(part);
+            let text = text_of(&part).ok_or_else(|| {
+                let kind = get(&part, "type").and_then(unescaped);
+                bad(format!(
+                    "input[{i}]: content part `{}` is not supported here (text only)",
+                    kind.unwrap_or_default()
+                ))
+            })?;
+            texts.push(text);
+            Ok(())
+        },
+    )?;
+    Ok(joined(&texts))
 }
 
-/// Function tools → Chat tools; other types (hosted, custom, namespaces) are dropped.
-fn tools(value: Option<&RawValue>) -> Result<Vec<Tool<'_>>, ApiError> {
-    let Some(value) = value.filter(|v| v.get() != "null") else { return Ok(Vec::new()) };
-    let list = objects(value).ok_or_else(|| bad("`tools` must be a list"))?;
-    let mut out = Vec::with_capacity(list.len());
-    for t in &list {
-        let kind = t.get("type").and_then(text);
-        let kind = kind.as_deref().unwrap_or_default();
-        if kind != "function" {
-            let field = match TOOL_TYPES.iter().find(|&&k| k == kind) {
-                Some(k) => format!("tools[type={k}]"),
-                None => "tools[type=other]".to_owned(),
-            };
-            dropped(&field, "only function tools can be served by a Chat upstream");
-            continue;
+/// Texts (raw strings) as one: the only one as written, several joined with newlines.
+fn joined<'a>(texts: &[&'a str]) -> Content<'a> {
+    match texts {
+        [one] => Content::Raw(one),
+        _ => {
+            let contents: Vec<&str> = texts.iter().filter_map(|t| json::contents(t)).collect();
+            Content::Joined(contents.join(r"\n"))
         }
-        out.push(Tool {
-            kind: "function",
-            function: ToolFunction {
-                name: t.present("name"),
-                description: t.present("description"),
-                parameters: t.present("parameters"),
-                strict: t.present("strict"),
-            },
-        });
     }
+}
+
+/// Function tools → the members of Chat's `function`; other types (hosted, custom,
+/// namespaces) are dropped.
+fn tools(value: Option<&str>) -> Result<Vec<Object<'_, 4>>, ApiError> {
+    let mut out = Vec::new();
+    let Some(value) = value else { return Ok(out) };
+    each(
+        value,
+        || Err(bad("`tools` must be a list")),
+        |_, tool| {
+            let tool = members(tool);
+            let kind = get(&tool, "type").and_then(unescaped);
+            let kind = kind.as_deref().unwrap_or_default();
+            if kind != "function" {
+                let field = match TOOL_TYPES.iter().find(|&&k| k == kind) {
+                    Some(k) => format!("tools[type={k}]"),
+                    None => "tools[type=other]".to_owned(),
+                };
+                dropped(&field, "only function tools can be served by a Chat upstream");
+                return Ok(());
+            }
+            out.push(["name", "description", "parameters", "strict"].map(|name| (name, get(&tool, name))));
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
-fn tool_choice(value: &RawValue) -> ToolChoice<'_> {
-    if text(value).is_some_and(|s| matches!(s.as_ref(), "auto" | "none" | "required")) {
-        return ToolChoice::Raw(value);
+/// A Chat `tool_choice`.
+enum Choice<'a> {
+    /// `auto`, `none` or `required`, copied.
+    Raw(&'a str),
+    /// A named function (its name raw).
+    Function(Option<&'a str>),
+    /// What a choice Chat cannot express becomes.
+    Auto,
+}
+
+fn tool_choice(value: &str) -> Choice<'_> {
+    if unescaped(value).is_some_and(|s| matches!(s.as_ref(), "auto" | "none" | "required")) {
+        return Choice::Raw(value);
     }
-    if let Some(f) = Fields::of(value).filter(|f| f.get("type").and_then(text).as_deref() == Some("function")) {
-        return ToolChoice::Function { kind: "function", function: Named { name: f.get("name") } };
+    let choice = members(value);
+    if get(&choice, "type").and_then(unescaped).as_deref() == Some("function") {
+        return Choice::Function(get(&choice, "name"));
     }
     dropped("tool_choice (non-function)", "only auto/none/required/function map to Chat; using auto");
-    ToolChoice::Auto("auto")
+    Choice::Auto
+}
+
+enum Format<'a> {
+    /// The members of `json_schema`.
+    JsonSchema(Object<'a, 4>),
+    JsonObject,
 }
 
 /// `text.format` → `response_format`; `text.verbosity` is dropped.
-fn text_format(value: &RawValue) -> Option<Format<'_>> {
-    let text_options = Fields::of(value).unwrap_or_default();
-    let format = text_options.get("format").and_then(Fields::of).unwrap_or_default();
-    let out = match format.get("type").and_then(text).as_deref() {
-        Some("json_schema") => Some(Format::JsonSchema {
-            json_schema: Schema {
-                name: format.present("name"),
-                description: format.present("description"),
-                schema: format.present("schema"),
-                strict: format.present("strict"),
-            },
-        }),
+fn text_format(value: &str) -> Option<Format<'_>> {
+    let options = members(value);
+    let format = get(&options, "format").map(members).unwrap_or_default();
+    let out = match get(&format, "type").and_then(unescaped).as_deref() {
+        Some("json_schema") => {
+            Some(Format::JsonSchema(["name", "description", "schema", "strict"].map(|name| (name, get(&format, name)))))
+        }
         Some("json_object") => Some(Format::JsonObject),
         _ => None,
     };
-    if text_options.present("verbosity").is_some() {
+    if get(&options, "verbosity").is_some() {
         dropped("text.verbosity", "no Chat Completions equivalent");
     }
     out
 }
 
-/// The Chat request. Values the client wrote are copied as it wrote them.
-#[derive(Default, Serialize)]
-struct Chat<'a> {
-    model: &'a str,
-    messages: Vec<Message<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<Tool<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<ToolChoice<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parallel_tool_calls: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_completion_tokens: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response_format: Option<Format<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_effort: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    stream: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_options: Option<StreamOptions>,
-}
-
-#[derive(Serialize)]
+/// A Chat message.
 struct Message<'a> {
     role: &'static str,
     content: Content<'a>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCall<'a, Arguments<'a>>>,
-    /// A tool result's call id (null when the client gave none).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_call_id: Option<Option<&'a RawValue>>,
+    tool_calls: Vec<Call<'a>>,
+    /// A tool result's call id (raw; null when the client gave none).
+    tool_call_id: Option<Option<&'a str>>,
 }
 
 impl<'a> Message<'a> {
     fn new(role: &'static str, content: Content<'a>) -> Self {
         Message { role, content, tool_calls: Vec::new(), tool_call_id: None }
     }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"role":"#);
+        json::quote(out, self.role);
+        out.extend_from_slice(br#","content":"#);
+        match &self.content {
+            Content::Null => out.extend_from_slice(b"null"),
+            Content::Raw(raw) => out.extend_from_slice(raw.as_bytes()),
+            Content::Joined(contents) => json::quote(out, contents),
+            Content::Parts(parts) => json::list(out, parts, |out, part| match part {
+                Part::Text(text) => {
+                    out.extend_from_slice(br#"{"type":"text","text":"#);
+                    out.extend_from_slice(text.as_bytes());
+                    out.push(b'}');
+                }
+                Part::Image(image) => {
+                    out.extend_from_slice(br#"{"type":"image_url","image_url":"#);
+                    object(out, image);
+                    out.push(b'}');
+                }
+            }),
+        }
+        if !self.tool_calls.is_empty() {
+            out.extend_from_slice(br#","tool_calls":"#);
+            json::list(out, &self.tool_calls, |out, call| {
+                out.extend_from_slice(br#"{"id":"#);
+                out.extend_from_slice(call.id.unwrap_or("null").as_bytes());
+                out.extend_from_slice(br#","type":"function","function":{"name":"#);
+                out.extend_from_slice(call.name.unwrap_or("null").as_bytes());
+                out.extend_from_slice(br#","arguments":"#);
+                call.arguments.write(out);
+                out.extend_from_slice(b"}}");
+            });
+        }
+        if let Some(id) = self.tool_call_id {
+            out.extend_from_slice(br#","tool_call_id":"#);
+            out.extend_from_slice(id.unwrap_or("null").as_bytes());
+        }
+        out.push(b'}');
+    }
 }
 
-#[derive(Serialize)]
-#[serde(untagged)]
 enum Content<'a> {
     /// An assistant turn that is only tool calls.
     Null,
     /// A string, copied as written.
-    Raw(&'a RawValue),
-    Text(Cow<'a, str>),
+    Raw(&'a str),
+    /// Texts joined: escaped contents, without quotes.
+    Joined(String),
     Parts(Vec<Part<'a>>),
 }
 
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
 enum Part<'a> {
-    Text { text: &'a RawValue },
-    ImageUrl { image_url: Image<'a> },
+    /// A raw string.
+    Text(&'a str),
+    /// The members of `image_url`.
+    Image(Object<'a, 2>),
 }
 
-#[derive(Serialize)]
-struct Image<'a> {
-    url: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct Tool<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: ToolFunction<'a>,
-}
-
-#[derive(Serialize)]
-struct ToolFunction<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    strict: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum ToolChoice<'a> {
-    /// `auto`, `none` or `required`, copied.
-    Raw(&'a RawValue),
-    Function {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        function: Named<'a>,
-    },
-    /// What a choice Chat cannot express becomes.
-    Auto(&'static str),
-}
-
-#[derive(Serialize)]
-struct Named<'a> {
-    name: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Format<'a> {
-    JsonSchema { json_schema: Schema<'a> },
-    JsonObject,
-}
-
-#[derive(Serialize)]
-struct Schema<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    schema: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    strict: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
+/// A tool call of an assistant turn (id and name raw).
+struct Call<'a> {
+    id: Option<&'a str>,
+    name: Option<&'a str>,
+    arguments: Arguments<'a>,
 }
 
 #[cfg(test)]
@@ -498,9 +634,10 @@ mod tests {
         tr(&body, "m", false).unwrap_err()
     }
 
+    /// The Chat `tool_choice` for a Responses one.
     fn choice(value: Value) -> Value {
-        let raw = serde_json::value::to_raw_value(&value).unwrap();
-        serde_json::to_value(tool_choice(&raw)).unwrap()
+        let req = json!({"input": "x", "tools": [{"type": "function", "name": "f"}], "tool_choice": value});
+        tr(&req, "m", false).unwrap()["tool_choice"].clone()
     }
 
     #[test]

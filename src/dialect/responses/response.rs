@@ -4,12 +4,9 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
 use super::Arguments;
-use crate::dialect::borrowed::{Fields, unescaped};
 use crate::dialect::chat::{Completion, Content, Message, Usage};
-use crate::dialect::json::{self, Invalid};
+use crate::dialect::json::{self, Invalid, unescaped};
 use crate::dialect::push_u64;
 
 /// What a Response object repeats from the request that asked for it, written once as JSON
@@ -22,32 +19,44 @@ pub struct Echo {
     model_end: usize,
 }
 
+/// The members of a request a Response repeats, raw as the client wrote them (`None`: absent or
+/// null).
+#[derive(Default)]
+pub struct Repeated<'a> {
+    pub model: Option<&'a str>,
+    pub instructions: Option<&'a str>,
+    pub max_output_tokens: Option<&'a str>,
+    pub metadata: Option<&'a str>,
+    pub parallel_tool_calls: Option<&'a str>,
+    pub temperature: Option<&'a str>,
+    pub tool_choice: Option<&'a str>,
+    pub tools: Option<&'a str>,
+    pub top_p: Option<&'a str>,
+}
+
 /// What a request that set none of the fields gets (`tools: []`, `tool_choice: "auto"`, …).
 impl Default for Echo {
     fn default() -> Self {
-        Echo::from_fields(&Fields::default())
+        Echo::new(&Repeated::default())
     }
 }
 
 impl Echo {
-    /// From the request's members: each as the client wrote it, or its default when absent
-    /// (or, for those with a default other than `null`, null).
-    pub fn from_fields(req: &Fields) -> Echo {
-        let raw = |key| req.get(key).map(RawValue::get);
-        let present = |key| req.present(key).map(RawValue::get);
+    /// From the request's members: each as the client wrote it, or its default when absent.
+    pub fn new(req: &Repeated) -> Echo {
         // In key order, after `model`; with `store: false`: nothing is stored.
         let rest = [
-            ("instructions", raw("instructions").unwrap_or("null")),
-            ("max_output_tokens", raw("max_output_tokens").unwrap_or("null")),
-            ("metadata", present("metadata").unwrap_or("{}")),
-            ("parallel_tool_calls", present("parallel_tool_calls").unwrap_or("true")),
+            ("instructions", req.instructions.unwrap_or("null")),
+            ("max_output_tokens", req.max_output_tokens.unwrap_or("null")),
+            ("metadata", req.metadata.unwrap_or("{}")),
+            ("parallel_tool_calls", req.parallel_tool_calls.unwrap_or("true")),
             ("store", "false"),
-            ("temperature", raw("temperature").unwrap_or("null")),
-            ("tool_choice", present("tool_choice").unwrap_or(r#""auto""#)),
-            ("tools", present("tools").unwrap_or("[]")),
-            ("top_p", raw("top_p").unwrap_or("null")),
+            ("temperature", req.temperature.unwrap_or("null")),
+            ("tool_choice", req.tool_choice.unwrap_or(r#""auto""#)),
+            ("tools", req.tools.unwrap_or("[]")),
+            ("top_p", req.top_p.unwrap_or("null")),
         ];
-        let model = raw("model").unwrap_or("null");
+        let model = req.model.unwrap_or("null");
         let size = rest.iter().map(|(name, value)| name.len() + value.len() + 4).sum::<usize>();
         let mut members = Vec::with_capacity(model.len() + 10 + size);
         for (name, value) in std::iter::once(("model", model)).chain(rest) {
@@ -66,7 +75,7 @@ impl Echo {
     /// For tests: the echo of the request `req`.
     #[cfg(test)]
     pub(crate) fn of_json(req: &serde_json::Value) -> Echo {
-        Echo::from_fields(&Fields::of_body(&serde_json::to_vec(req).unwrap()).unwrap_or_default())
+        super::request::echo_of(&serde_json::to_vec(req).unwrap())
     }
 
     /// The members after `model`: `,"instructions":…` (with `store: false`: nothing is stored).
@@ -384,7 +393,7 @@ mod tests {
         let body = br#"{"model":"m\u0031","tools":[{"type":"function","name":"f","parameters":{"b":1, "a":2}}],
             "tool_choice":null,"parallel_tool_calls":false,"metadata":{"k":"\/"},"max_output_tokens":100,
             "temperature":1e0,"instructions":null,"top_p":1}"#;
-        let echo = Echo::from_fields(&Fields::of_body(body).unwrap());
+        let echo = super::super::request::echo_of(body);
         assert_eq!(echo.model(), "m1");
         let got = built(ANSWER, &echo, "t");
         assert_eq!(got["model"], "m1");

@@ -15,10 +15,9 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::response::{Echo, incomplete_reason, new_id_base, write_usage};
-use crate::dialect::borrowed::unescaped;
 use crate::dialect::chat::Usage;
 use crate::dialect::chat::{CallDelta, Chunk};
-use crate::dialect::json;
+use crate::dialect::json::{self, unescaped};
 use crate::dialect::sse::Reader;
 use crate::dialect::{StreamTranslator, event_head, json_str, now, push_u64};
 

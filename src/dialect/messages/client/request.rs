@@ -11,8 +11,7 @@
 
 use std::borrow::Cow;
 
-use crate::dialect::borrowed::{compact, number, unescaped};
-use crate::dialect::json::{self, Reader};
+use crate::dialect::json::{self, Reader, compact, each, get, members, number, unescaped};
 use crate::dialect::{dropped, json_str};
 use crate::error::ApiError;
 
@@ -180,44 +179,6 @@ pub fn to_chat(body: &[u8], model: &str, openai: bool) -> Result<Vec<u8>, ApiErr
     }
     out.push(b'}');
     Ok(out)
-}
-
-/// The raw members of the object that is `value` (checked text), in order, their keys as they
-/// spell; none when it is no object.
-fn members(value: &str) -> Vec<(Cow<'_, [u8]>, &str)> {
-    let mut members = Vec::new();
-    let _ = Reader::checked(value, |r| r.if_object(|key, r| r.value().map(|v| members.push((json::key(key), v)))));
-    members
-}
-
-/// The object `value`'s member `name`, raw (the last of a repeated key; `null` is none).
-fn get<'a>(members: &[(Cow<'_, [u8]>, &'a str)], name: &str) -> Option<&'a str> {
-    members.iter().rev().find(|(k, _)| k.as_ref() == name.as_bytes()).map(|(_, v)| *v).filter(|v| *v != "null")
-}
-
-/// Calls `f` on each element (raw) of the list that is `value` (checked text), with its index,
-/// until one fails; `not_a_list` when it is no list. Elements are handed over as they are read, not
-/// gathered first: a list of tiny elements must not take many times its size in memory.
-fn each<'a>(
-    value: &'a str,
-    not_a_list: impl FnOnce() -> Result<(), ApiError>,
-    mut f: impl FnMut(usize, &'a str) -> Result<(), ApiError>,
-) -> Result<(), ApiError> {
-    if !value.starts_with('[') {
-        return not_a_list();
-    }
-    let (mut result, mut i) = (Ok(()), 0);
-    let _ = Reader::checked(value, |r| {
-        r.array(|r| {
-            let element = r.value()?;
-            if result.is_ok() {
-                result = f(i, element);
-            }
-            i += 1;
-            Ok(())
-        })
-    });
-    result
 }
 
 /// A string's escaped contents; `None` for any other value.

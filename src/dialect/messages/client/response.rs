@@ -5,9 +5,8 @@ use std::borrow::Cow;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::dialect::borrowed::unescaped;
 use crate::dialect::chat::{Call, Completion, Content, Message, Usage};
-use crate::dialect::json::{self, Invalid};
+use crate::dialect::json::{self, Invalid, unescaped};
 use crate::dialect::{convert, json_str, push_u64};
 
 /// `finish_reason` → `stop_reason`. Chat does not say which stop sequence matched, so a stop

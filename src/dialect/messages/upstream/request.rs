@@ -7,9 +7,8 @@ use std::borrow::Cow;
 
 use tracing::debug;
 
-use crate::dialect::borrowed::{number, unescaped};
 use crate::dialect::chat::{self, Call};
-use crate::dialect::json::{self, Invalid, Reader};
+use crate::dialect::json::{self, Invalid, Reader, number, unescaped};
 use crate::dialect::{json_str, push_u64};
 use crate::error::ApiError;
 

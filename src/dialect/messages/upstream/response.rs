@@ -3,8 +3,7 @@
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::dialect::borrowed::unescaped;
-use crate::dialect::json::{self, Invalid};
+use crate::dialect::json::{self, Invalid, unescaped};
 use crate::dialect::{json_str, now, push_u64};
 
 /// `stop_reason` → `finish_reason`.

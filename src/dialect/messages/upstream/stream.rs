@@ -7,8 +7,7 @@ use std::io::Write as _;
 
 use super::request::Asked;
 use super::response::{Usage, finish_reason};
-use crate::dialect::borrowed::unescaped;
-use crate::dialect::json::{self, Invalid};
+use crate::dialect::json::{self, Invalid, unescaped};
 use crate::dialect::sse;
 use crate::dialect::{StreamTranslator, now, push_u64};
 
