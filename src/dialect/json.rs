@@ -1,5 +1,5 @@
 //! A checking JSON reader over borrowed text: one pass, the members a caller wants as their raw
-//! text, everything else checked and skipped, nothing allocated. The request probe and every
+//! text, everything else checked and skipped, the reader allocating nothing. The probe and every
 //! translation (requests, whole answers, streams) read with it; the free functions below read
 //! and write the raw values it hands over (a string's text, a count, an object's members, a
 //! list's elements). serde_json's derives spent about 18 instructions a byte on Chat chunks,

@@ -73,6 +73,41 @@ struct Request<'a> {
     background: Option<&'a str>,
     previous_response_id: Option<&'a str>,
     conversation: Option<&'a str>,
+    /// Top-level fields met that the translation drops.
+    dropped: Dropped,
+}
+
+/// The top-level fields a request had that the translation drops, logged once it is
+/// translated: a bit per [`IGNORED`] name, and whether there was any other.
+#[derive(Default)]
+struct Dropped {
+    ignored: u16,
+    unknown: bool,
+}
+
+const _: () = assert!(IGNORED.len() <= 16, "a bit per ignored field");
+
+impl Dropped {
+    fn note(&mut self, name: &[u8]) {
+        match IGNORED.iter().position(|f| f.as_bytes() == name) {
+            Some(i) => self.ignored |= 1 << i,
+            None => {
+                tracing::debug!(field = %String::from_utf8_lossy(name), "responses: unknown field dropped");
+                self.unknown = true;
+            }
+        }
+    }
+
+    fn log(&self) {
+        for (i, field) in IGNORED.iter().enumerate() {
+            if self.ignored & (1 << i) != 0 {
+                dropped(field, "no Chat Completions equivalent");
+            }
+        }
+        if self.unknown {
+            dropped("(unknown Responses fields)", "not part of the translation; see debug logs for names");
+        }
+    }
 }
 
 impl<'a> Request<'a> {
@@ -105,7 +140,7 @@ impl<'a> Request<'a> {
                     other => {
                         if !r.null()? {
                             r.skip()?;
-                            dropped_field(other);
+                            req.dropped.note(other);
                         }
                         return Ok(());
                     }
@@ -139,17 +174,6 @@ impl<'a> Request<'a> {
             return Err(stateless("`background: true`"));
         }
         Ok(())
-    }
-}
-
-/// Logs a top-level field the translation drops.
-fn dropped_field(name: &[u8]) {
-    match IGNORED.iter().find(|f| f.as_bytes() == name) {
-        Some(f) => dropped(f, "no Chat Completions equivalent"),
-        None => {
-            tracing::debug!(field = %String::from_utf8_lossy(name), "responses: unknown field dropped");
-            dropped("(unknown Responses fields)", "not part of the translation; see debug logs for names");
-        }
     }
 }
 
@@ -203,6 +227,7 @@ fn translate<'a>(req: &Request<'a>, openai: bool) -> Result<Chat<'a>, ApiError> 
             req.repeated.parallel_tool_calls.filter(|p| matches!(*p, "true" | "false")),
         ),
     };
+    let response_format = req.text.and_then(text_format);
     if req.prompt.is_some() {
         return Err(bad("`prompt` (a stored prompt template) is not available: send the text in `input`"));
     }
@@ -217,6 +242,7 @@ fn translate<'a>(req: &Request<'a>, openai: bool) -> Result<Chat<'a>, ApiError> 
     if req.repeated.metadata.is_some() {
         dropped("metadata", "no Chat Completions equivalent");
     }
+    req.dropped.log();
     let max_output_tokens = req.repeated.max_output_tokens;
     Ok(Chat {
         messages,
@@ -228,7 +254,7 @@ fn translate<'a>(req: &Request<'a>, openai: bool) -> Result<Chat<'a>, ApiError> 
         temperature: req.repeated.temperature,
         top_p: req.repeated.top_p,
         user: req.user.or(req.safety_identifier),
-        response_format: req.text.and_then(text_format),
+        response_format,
         reasoning_effort,
         stream: req.stream == Some("true"),
     })
@@ -237,7 +263,8 @@ fn translate<'a>(req: &Request<'a>, openai: bool) -> Result<Chat<'a>, ApiError> 
 /// A Chat request; raw values as the client wrote them.
 struct Chat<'a> {
     messages: Vec<Message<'a>>,
-    tools: Vec<Object<'a, 4>>,
+    /// Function tools: their [`FUNCTION`] members.
+    tools: Vec<[Option<&'a str>; 4]>,
     tool_choice: Option<Choice<'a>>,
     parallel_tool_calls: Option<&'a str>,
     max_tokens: Option<&'a str>,
@@ -262,7 +289,7 @@ impl Chat<'_> {
             out.extend_from_slice(br#","tools":"#);
             json::list(&mut out, &self.tools, |out, function| {
                 out.extend_from_slice(br#"{"type":"function","function":"#);
-                object(out, function);
+                object(out, &FUNCTION, function);
                 out.push(b'}');
             });
         }
@@ -294,7 +321,7 @@ impl Chat<'_> {
         match &self.response_format {
             Some(Format::JsonSchema(schema)) => {
                 out.extend_from_slice(br#","response_format":{"type":"json_schema","json_schema":"#);
-                object(&mut out, schema);
+                object(&mut out, &SCHEMA, schema);
                 out.push(b'}');
             }
             Some(Format::JsonObject) => out.extend_from_slice(br#","response_format":{"type":"json_object"}"#),
@@ -311,13 +338,16 @@ impl Chat<'_> {
     }
 }
 
-/// An object to write: its members by name, their values raw when they are there.
-type Object<'a, const N: usize> = [(&'static str, Option<&'a str>); N];
+/// The members of a Chat function, of a JSON schema format and of an image URL, in the order
+/// they are written.
+const FUNCTION: [&str; 4] = ["name", "description", "parameters", "strict"];
+const SCHEMA: [&str; 4] = ["name", "description", "schema", "strict"];
+const IMAGE: [&str; 2] = ["url", "detail"];
 
-/// Writes an object of the members that are there.
-fn object(out: &mut Vec<u8>, members: &[(&str, Option<&str>)]) {
+/// Writes an object of the members `names` that have `values` (raw).
+fn object(out: &mut Vec<u8>, names: &[&str], values: &[Option<&str>]) {
     out.push(b'{');
-    for (n, (name, value)) in members.iter().filter_map(|(name, value)| Some((name, (*value)?))).enumerate() {
+    for (n, (name, value)) in names.iter().zip(values).filter_map(|(name, value)| Some((name, (*value)?))).enumerate() {
         if n > 0 {
             out.push(b',');
         }
@@ -395,10 +425,7 @@ fn content<'a>(i: usize, content: Option<&'a str>) -> Result<Content<'a>, ApiErr
             let kind = kind.as_deref().unwrap_or_default();
             match (kind, get(&part, "image_url").filter(|u| is_string(u))) {
                 ("input_image", Some(url)) => {
-                    parts.push(Part::Image([
-                        ("url", Some(url)),
-                        ("detail", get(&part, "detail").filter(|d| is_string(d))),
-                    ]));
+                    parts.push(Part::Image([Some(url), get(&part, "detail").filter(|d| is_string(d))]));
                     Ok(())
                 }
                 ("input_image", None) => Err(bad(format!(
@@ -408,11 +435,11 @@ fn content<'a>(i: usize, content: Option<&'a str>) -> Result<Content<'a>, ApiErr
             }
         },
     )?;
-    let texts: Option<Vec<&str>> = parts.iter().map(|p| if let Part::Text(t) = p { Some(*t) } else { None }).collect();
-    Ok(match texts {
-        Some(texts) => joined(&texts),
-        None => Content::Parts(parts),
-    })
+    if !parts.iter().all(|p| matches!(p, Part::Text(_))) {
+        return Ok(Content::Parts(parts));
+    }
+    let texts: Vec<&str> = parts.iter().filter_map(|p| if let Part::Text(t) = p { Some(*t) } else { None }).collect();
+    Ok(joined(&texts))
 }
 
 /// The text of a text part (`input_text`, `output_text`, `refusal`): a raw JSON string.
@@ -460,7 +487,7 @@ fn joined<'a>(texts: &[&'a str]) -> Content<'a> {
 
 /// Function tools → the members of Chat's `function`; other types (hosted, custom,
 /// namespaces) are dropped.
-fn tools(value: Option<&str>) -> Result<Vec<Object<'_, 4>>, ApiError> {
+fn tools(value: Option<&str>) -> Result<Vec<[Option<&str>; 4]>, ApiError> {
     let mut out = Vec::new();
     let Some(value) = value else { return Ok(out) };
     each(
@@ -478,7 +505,7 @@ fn tools(value: Option<&str>) -> Result<Vec<Object<'_, 4>>, ApiError> {
                 dropped(&field, "only function tools can be served by a Chat upstream");
                 return Ok(());
             }
-            out.push(["name", "description", "parameters", "strict"].map(|name| (name, get(&tool, name))));
+            out.push(FUNCTION.map(|name| get(&tool, name)));
             Ok(())
         },
     )?;
@@ -508,8 +535,8 @@ fn tool_choice(value: &str) -> Choice<'_> {
 }
 
 enum Format<'a> {
-    /// The members of `json_schema`.
-    JsonSchema(Object<'a, 4>),
+    /// The [`SCHEMA`] members of `json_schema`.
+    JsonSchema([Option<&'a str>; 4]),
     JsonObject,
 }
 
@@ -518,9 +545,7 @@ fn text_format(value: &str) -> Option<Format<'_>> {
     let options = members(value);
     let format = get(&options, "format").map(members).unwrap_or_default();
     let out = match get(&format, "type").and_then(unescaped).as_deref() {
-        Some("json_schema") => {
-            Some(Format::JsonSchema(["name", "description", "schema", "strict"].map(|name| (name, get(&format, name)))))
-        }
+        Some("json_schema") => Some(Format::JsonSchema(SCHEMA.map(|name| get(&format, name)))),
         Some("json_object") => Some(Format::JsonObject),
         _ => None,
     };
@@ -560,7 +585,7 @@ impl<'a> Message<'a> {
                 }
                 Part::Image(image) => {
                     out.extend_from_slice(br#"{"type":"image_url","image_url":"#);
-                    object(out, image);
+                    object(out, &IMAGE, image);
                     out.push(b'}');
                 }
             }),
@@ -598,8 +623,8 @@ enum Content<'a> {
 enum Part<'a> {
     /// A raw string.
     Text(&'a str),
-    /// The members of `image_url`.
-    Image(Object<'a, 2>),
+    /// The [`IMAGE`] members of `image_url`.
+    Image([Option<&'a str>; 2]),
 }
 
 /// A tool call of an assistant turn (id and name raw).
@@ -852,7 +877,7 @@ mod tests {
         }
     }
 
-    /// A body of 200,000 members (distinct, or one key repeated) is read in O(n log n): a
+    /// A body of 200,000 members (distinct, or one key repeated) is read in one pass: a
     /// quadratic read would take minutes here.
     #[test]
     fn many_members_and_repeated_keys_stay_cheap() {
