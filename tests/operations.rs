@@ -52,8 +52,11 @@ async fn a_backend_that_starts_a_second_after_the_gateway_is_listed_within_secon
     let backend = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let started = Instant::now();
     tokio::spawn(serve_models(backend));
+    // Warm-up re-probes come 1, 3 and 7 s after the first probe (the interval is 30 s): the
+    // second is about 2 s after the backend started, and 8 s leave room for the third on a busy
+    // machine (a full test run on two CPUs once made the second miss, and 4 s failed).
     let mut listed = false;
-    while started.elapsed() < Duration::from_secs(4) && !listed {
+    while started.elapsed() < Duration::from_secs(8) && !listed {
         listed = send("GET", &gw.url("/v1/models"), &[], "").await.text().contains("gpt-4o");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
