@@ -195,7 +195,7 @@ impl Parsed<'_> {
 
     /// Responses: `input` is a non-empty string or a non-empty list.
     pub fn has_input(&self) -> bool {
-        self.probe.input.is_some_and(|v| json::is_nonempty_list(v) || (v.starts_with('"') && v != "\"\""))
+        self.probe.input.is_some_and(|v| json::is_nonempty_list(v) || json::is_nonempty_string(v))
     }
 
     /// The output token limit, whichever dialect's name it has; `None` when absent or not a

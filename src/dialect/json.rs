@@ -433,6 +433,22 @@ pub fn each<'a, E>(
     result
 }
 
+/// Whether a raw value (checked text) is a string with something in it.
+pub fn is_nonempty_string(raw: &str) -> bool {
+    raw.len() > 2 && raw.starts_with('"')
+}
+
+/// A blank line between paragraphs, as string contents (escaped).
+pub const PARAGRAPH: &str = r"\n\n";
+
+/// Strings' escaped contents joined by `separator` (escaped too); the only one borrowed.
+pub fn joined<'a>(contents: &[&'a str], separator: &str) -> Cow<'a, str> {
+    match contents {
+        [one] => Cow::Borrowed(one),
+        _ => Cow::Owned(contents.join(separator)),
+    }
+}
+
 /// A raw value when it is a string, as written; `""` for any other value or none (where the
 /// other dialect always has a string).
 pub fn string_or_empty(raw: Option<&str>) -> &str {

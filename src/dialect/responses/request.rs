@@ -3,6 +3,8 @@
 //! unchanged (texts, tool schemas, sampling values, call ids, arguments) is copied as the client
 //! wrote it.
 
+use std::borrow::Cow;
+
 use super::Arguments;
 use super::response::{Echo, Repeated};
 use crate::dialect::json::{self, Member, Reader, each, get, members, unescaped};
@@ -193,11 +195,6 @@ pub(super) fn echo_of(body: &[u8]) -> Echo {
     Request::read(body).map(|req| Echo::new(&req.repeated)).unwrap_or_default()
 }
 
-/// A string with something in it (raw).
-fn nonempty_string(raw: &str) -> bool {
-    raw.starts_with('"') && raw != r#""""#
-}
-
 fn is_string(raw: &str) -> bool {
     raw.starts_with('"')
 }
@@ -205,11 +202,11 @@ fn is_string(raw: &str) -> bool {
 /// The Chat request for `req`. Values the client wrote are copied as it wrote them.
 fn translate<'a>(req: &Request<'a>, openai: bool) -> Result<Chat<'a>, ApiError> {
     let mut messages = Vec::new();
-    if let Some(instructions) = req.repeated.instructions.filter(|i| nonempty_string(i)) {
+    if let Some(instructions) = req.repeated.instructions.filter(|i| json::is_nonempty_string(i)) {
         messages.push(Message::new("system", Content::Raw(instructions)));
     }
     match req.input {
-        Some(text) if nonempty_string(text) => messages.push(Message::new("user", Content::Raw(text))),
+        Some(text) if json::is_nonempty_string(text) => messages.push(Message::new("user", Content::Raw(text))),
         Some(items) if json::is_nonempty_list(items) => {
             each(items, || Ok(()), |i, item| input_item(i, item, &mut messages))?;
         }
@@ -439,17 +436,18 @@ fn content<'a>(i: usize, content: Option<&'a str>) -> Result<Content<'a>, ApiErr
         return Ok(Content::Parts(parts));
     }
     let texts: Vec<&str> = parts.iter().filter_map(|p| if let Part::Text(t) = p { Some(*t) } else { None }).collect();
-    Ok(joined(&texts))
+    Ok(Content::Joined(json::joined(&texts, NEWLINE)))
 }
 
-/// The text of a text part (`input_text`, `output_text`, `refusal`): a raw JSON string.
+/// The text of a text part (`input_text`, `output_text`, `refusal`): a string's escaped
+/// contents.
 fn text_of<'a>(part: &[Member<'_, 'a>]) -> Option<&'a str> {
     let key = match get(part, "type").and_then(unescaped).as_deref()? {
         "input_text" | "output_text" | "text" => "text",
         "refusal" => "refusal",
         _ => return None,
     };
-    get(part, key).filter(|t| is_string(t))
+    get(part, key).and_then(json::contents)
 }
 
 /// A tool output's text parts (a list, raw) joined with newlines; any other part is refused.
@@ -471,19 +469,11 @@ fn text_parts(i: usize, list: &str) -> Result<Content<'_>, ApiError> {
             Ok(())
         },
     )?;
-    Ok(joined(&texts))
+    Ok(Content::Joined(json::joined(&texts, NEWLINE)))
 }
 
-/// Texts (raw strings) as one: the only one as written, several joined with newlines.
-fn joined<'a>(texts: &[&'a str]) -> Content<'a> {
-    match texts {
-        [one] => Content::Raw(one),
-        _ => {
-            let contents: Vec<&str> = texts.iter().filter_map(|t| json::contents(t)).collect();
-            Content::Joined(contents.join(r"\n"))
-        }
-    }
-}
+/// What joins texts into one, escaped.
+const NEWLINE: &str = r"\n";
 
 /// Function tools → the members of Chat's `function`; other types (hosted, custom,
 /// namespaces) are dropped.
@@ -580,7 +570,7 @@ impl<'a> Message<'a> {
             Content::Parts(parts) => json::list(out, parts, |out, part| match part {
                 Part::Text(text) => {
                     out.extend_from_slice(br#"{"type":"text","text":"#);
-                    out.extend_from_slice(text.as_bytes());
+                    json::quote(out, text);
                     out.push(b'}');
                 }
                 Part::Image(image) => {
@@ -616,12 +606,12 @@ enum Content<'a> {
     /// A string, copied as written.
     Raw(&'a str),
     /// Texts joined: escaped contents, without quotes.
-    Joined(String),
+    Joined(Cow<'a, str>),
     Parts(Vec<Part<'a>>),
 }
 
 enum Part<'a> {
-    /// A raw string.
+    /// Escaped contents.
     Text(&'a str),
     /// The [`IMAGE`] members of `image_url`.
     Image([Option<&'a str>; 2]),

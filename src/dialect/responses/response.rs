@@ -151,7 +151,7 @@ fn build(body: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, Invalid> {
         _ => "completed",
     };
     // The upstream's model when it names one, else the one asked for (in the echo).
-    let model = chat.model.filter(|m| m.starts_with('"') && *m != r#""""#);
+    let model = chat.model.filter(|m| json::is_nonempty_string(m));
     let mut out = Vec::with_capacity(body.len() + echo.members.len() + 512);
     out.extend_from_slice(br#"{"id":"#);
     write_id(&mut out, "resp", base, None);

@@ -205,18 +205,7 @@ fn system(value: &str) -> Result<Cow<'_, str>, ApiError> {
         }
         Ok(())
     })?;
-    Ok(joined(&texts))
-}
-
-/// A blank line between paragraphs, escaped.
-const PARAGRAPH: &str = r"\n\n";
-
-/// Escaped texts joined as paragraphs, a blank line between them.
-fn joined<'a>(texts: &[&'a str]) -> Cow<'a, str> {
-    match texts {
-        [one] => Cow::Borrowed(one),
-        _ => Cow::Owned(texts.join(PARAGRAPH)),
-    }
+    Ok(json::joined(&texts, json::PARAGRAPH))
 }
 
 enum Message<'a> {
@@ -385,12 +374,12 @@ fn message<'a>(i: usize, value: &'a str, out: &mut Vec<Message<'a>>) -> Result<(
         // Only text parts in an assistant turn (anything else was refused above). One that only
         // held thinking stays, as empty text: dropping it would put two user messages in a row,
         // which some chat templates reject.
-        let content = (!parts.is_empty() || calls.is_empty()).then(|| joined(&texts()));
+        let content = (!parts.is_empty() || calls.is_empty()).then(|| json::joined(&texts(), json::PARAGRAPH));
         out.push(Message::Assistant { content, tool_calls: calls });
     } else if parts.iter().all(|p| matches!(p, Part::Text(_))) {
         // Text only: one string, which every server accepts (not all take a list of parts).
         if !parts.is_empty() {
-            out.push(Message::User(UserContent::Text(joined(&texts()))));
+            out.push(Message::User(UserContent::Text(json::joined(&texts(), json::PARAGRAPH))));
         }
     } else {
         out.push(Message::User(UserContent::Parts(parts)));
@@ -460,11 +449,11 @@ fn tool_result<'a>(i: usize, b: &[(Cow<'_, [u8]>, &'a str)]) -> Result<(Cow<'a, 
         }
     }
     let mut content = if error { "Error: ".to_owned() } else { String::new() };
-    content.push_str(&joined(&texts));
+    content.push_str(&json::joined(&texts, json::PARAGRAPH));
     if !images.is_empty() {
         // Says where the tool's images went, so the model connects them to this call.
         if !texts.is_empty() {
-            content.push_str(PARAGRAPH);
+            content.push_str(json::PARAGRAPH);
         }
         content.push_str("(image attached below)");
     }

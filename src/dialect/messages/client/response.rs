@@ -106,7 +106,7 @@ fn tool_use(call: &Call, chat_id: &str, i: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(br#"{"type":"tool_use","id":"#);
     // The client answers with `tool_result.tool_use_id`, so an id is needed even when the
     // server sent none.
-    match call.id.filter(|id| id.starts_with('"') && *id != r#""""#) {
+    match call.id.filter(|id| json::is_nonempty_string(id)) {
         Some(id) => out.extend_from_slice(id.as_bytes()),
         None => json_str(out, &format!("toolu_{chat_id}_{i}")),
     }

@@ -9,6 +9,7 @@ use std::io::Write as _;
 use super::response::{stop_reason, write_usage};
 use crate::dialect::chat::Usage;
 use crate::dialect::chat::{CallDelta, Chunk};
+use crate::dialect::json;
 use crate::dialect::sse::{Event, Reader};
 use crate::dialect::{StreamTranslator, event_head, json_str, push_u64};
 
@@ -50,7 +51,7 @@ enum Open {
 
 /// The raw JSON of a non-empty string, or `None` (absent, null, `""`, not a string).
 fn nonempty_str(raw: Option<&str>) -> Option<&str> {
-    raw.filter(|r| r.len() > 2 && r.starts_with('"'))
+    raw.filter(|r| json::is_nonempty_string(r))
 }
 
 impl FromChat {
