@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use crate::dialect::json::{self, Reader, compact, each, get, members, number, unescaped};
+use crate::dialect::json::{self, Member, Reader, compact, each, get, members, number, unescaped};
 use crate::dialect::{dropped, json_str};
 use crate::error::ApiError;
 
@@ -411,7 +411,7 @@ fn image<'a>(i: usize, source: Option<&'a str>) -> Result<Part<'a>, ApiError> {
 /// A `tool_result` → the `tool` message's text (escaped), and its images as parts for the user
 /// message that follows (Chat tool messages carry text only; Claude Code's Read tool returns
 /// images).
-fn tool_result<'a>(i: usize, b: &[(Cow<'_, [u8]>, &'a str)]) -> Result<(Cow<'a, str>, Vec<Part<'a>>), ApiError> {
+fn tool_result<'a>(i: usize, b: &[Member<'_, 'a>]) -> Result<(Cow<'a, str>, Vec<Part<'a>>), ApiError> {
     let content = get(b, "content");
     let error = get(b, "is_error") == Some("true");
     let mut texts = Vec::new();
