@@ -8,12 +8,12 @@
 
 use std::path::Path;
 
+use llm_gateway::dialect::StreamTranslator;
 use llm_gateway::dialect::messages::client::stream::FromChat as MessagesFromChat;
 use llm_gateway::dialect::messages::upstream::request::Asked;
 use llm_gateway::dialect::messages::upstream::stream::ToChat;
 use llm_gateway::dialect::responses::response::Echo;
 use llm_gateway::dialect::responses::stream::FromChat as ResponsesFromChat;
-use llm_gateway::dialect::{Chain, StreamTranslator};
 use llm_gateway::request;
 use llm_gateway::usage::Tail;
 use proptest::prelude::*;
@@ -163,11 +163,29 @@ fn translators() -> Vec<(&'static str, Box<dyn StreamTranslator>)> {
         ("anthropic→chat", Box::new(ToChat::new(&asked))),
         ("chat→messages", Box::new(MessagesFromChat::new())),
         ("chat→responses", Box::new(ResponsesFromChat::new(Echo::default()))),
-        (
-            "anthropic→chat→responses",
-            Box::new(Chain::new(ToChat::new(&asked), ResponsesFromChat::new(Echo::default()))),
-        ),
+        ("anthropic→chat→responses", Box::new(ToChat::to(&asked, ResponsesFromChat::new(Echo::default())))),
     ]
+}
+
+/// Anthropic → Chat → Responses the long way: the Chat chunks written as events, then read
+/// back. What the two-hop translator, which hands the chunks over as they are, must match.
+struct ByText {
+    first: ToChat,
+    second: ResponsesFromChat,
+}
+
+impl ByText {
+    fn new() -> Self {
+        ByText {
+            first: ToChat::new(&Asked { stream: true, include_usage: true }),
+            second: ResponsesFromChat::new(Echo::default()),
+        }
+    }
+
+    fn run(&mut self, input: &[u8], splits: &[usize]) -> Vec<u8> {
+        let chat = run(&mut self.first, input, splits);
+        run(&mut self.second, &chat, &[])
+    }
 }
 
 /// Feeds `input` cut at `splits`, then finishes.
@@ -230,6 +248,19 @@ proptest! {
             let failed = last.starts_with("event: error") || last.starts_with("event: response.failed") || last.starts_with("data: {\"error\"");
             prop_assert_eq!(whole.failure().is_some(), failed, "{}: failure {:?}, ends with {:?}", name, whole.failure(), last);
         }
+    }
+
+    /// The two-hop translator says what its two hops say with the Chat chunks written out and
+    /// read back, and reports the same failure and tokens.
+    #[test]
+    fn two_hops_match_the_chunks_written_and_read(input in input(), splits in prop::collection::vec(any::<usize>(), 0..6)) {
+        let mut direct = ToChat::to(&Asked { stream: true, include_usage: true }, ResponsesFromChat::new(Echo::default()));
+        let mut by_text = ByText::new();
+        let a = run(&mut direct, &input, &splits);
+        let b = by_text.run(&input, &splits);
+        prop_assert_eq!(normalized(&a), normalized(&b));
+        prop_assert_eq!(direct.failure(), by_text.second.failure().or(by_text.first.failure()));
+        prop_assert_eq!(direct.tokens(), by_text.first.tokens().or(by_text.second.tokens()));
     }
 
     /// The usage tail scanner reads any bytes pushed in any pieces without panicking.

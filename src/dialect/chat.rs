@@ -2,7 +2,8 @@
 
 use std::borrow::Cow;
 
-use super::json::{self, Invalid, Reader};
+use super::json::{self, Invalid, Object, Reader};
+use super::push_u64;
 
 /// The members of a Chat stream chunk the translators read, as the raw JSON the upstream
 /// wrote (strings still quoted and escaped); `null` reads as absent.
@@ -22,6 +23,8 @@ pub struct Chunk<'a> {
 /// A choice's delta and finish reason.
 #[derive(Default)]
 pub struct Choice<'a> {
+    /// Written, never read: no translator needs it.
+    pub role: Option<&'a str>,
     pub content: Option<&'a str>,
     pub refusal: Option<&'a str>,
     pub calls: Vec<CallDelta<'a>>,
@@ -64,6 +67,92 @@ impl<'a> Chunk<'a> {
             Ok(chunk)
         })
     }
+
+    /// The end of the chunk's event, after `"choices":`: choice 0 as the only choice, the
+    /// usage, and the blank line.
+    fn write_tail(&self, out: &mut Vec<u8>) {
+        out.push(b'[');
+        if let Some(choice) = &self.choice {
+            choice.write(out);
+        }
+        out.push(b']');
+        if let Some(usage) = self.usage {
+            json::member(out, "usage", usage);
+        }
+        out.extend_from_slice(b"}\n\n");
+    }
+}
+
+/// Where a translator that makes Chat chunks sends them: into a Chat client's event stream
+/// ([`Events`]), or straight into a translator that reads Chat chunks, which then needs
+/// neither their text written nor read back (Anthropic → Chat → Responses: a sixth of that
+/// stream's instructions went to writing and reading the chunks in between).
+pub trait ChunkSink {
+    fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<u8>);
+    /// `[DONE]`.
+    fn done(&mut self, out: &mut Vec<u8>);
+    /// The stream ended, with `[DONE]` or without (a translator behind has its end to write).
+    fn finish(&mut self, _out: &mut Vec<u8>) {}
+    /// A translator behind: its token counts, its failure and its bound.
+    fn tokens(&self) -> Option<(u64, u64)> {
+        None
+    }
+    fn failure(&self) -> Option<&str> {
+        None
+    }
+    fn limit_events(&mut self, _max_bytes: usize) {}
+}
+
+/// A Chat client's event stream: each chunk as `data: {…}` (an error chunk is its error
+/// alone), then `data: [DONE]`.
+#[derive(Default)]
+pub struct Events {
+    /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":` of
+    /// the last chunk, written again while its `id`, `model` and `created` stay the same (they
+    /// do all stream long); where its id and model are in it.
+    head: Vec<u8>,
+    id: std::ops::Range<usize>,
+    model: std::ops::Range<usize>,
+    created: u64,
+}
+
+impl ChunkSink for Events {
+    fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<u8>) {
+        if let Some(error) = chunk.error {
+            out.extend_from_slice(br#"data: {"error":"#);
+            out.extend_from_slice(error.as_bytes());
+            out.extend_from_slice(b"}\n\n");
+            return;
+        }
+        let (id, model) = (json::string_or_empty(chunk.id).as_bytes(), json::string_or_empty(chunk.model).as_bytes());
+        let created = chunk.created.unwrap_or(0);
+        let head = &mut self.head;
+        if head.is_empty()
+            || head[self.id.clone()] != *id
+            || head[self.model.clone()] != *model
+            || self.created != created
+        {
+            head.clear();
+            // All of it at once: the fixed text and the number take about 100 bytes.
+            head.reserve(128 + id.len() + model.len());
+            head.extend_from_slice(br#"data: {"id":"#);
+            self.id = head.len()..head.len() + id.len();
+            head.extend_from_slice(id);
+            head.extend_from_slice(br#","object":"chat.completion.chunk","created":"#);
+            push_u64(head, created);
+            head.extend_from_slice(br#","model":"#);
+            self.model = head.len()..head.len() + model.len();
+            head.extend_from_slice(model);
+            head.extend_from_slice(br#","choices":"#);
+            self.created = created;
+        }
+        out.extend_from_slice(head);
+        chunk.write_tail(out);
+    }
+
+    fn done(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"data: [DONE]\n\n");
+    }
 }
 
 impl<'a> Choice<'a> {
@@ -92,9 +181,50 @@ impl<'a> Choice<'a> {
         })?;
         Ok((index, choice))
     }
+
+    /// `{"index":0,"delta":{…},"logprobs":null,"finish_reason":…}`.
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"index":0,"delta":{"#);
+        let mut object = Object::default();
+        for (name, value) in [("role", self.role), ("content", self.content), ("refusal", self.refusal)] {
+            if let Some(value) = value {
+                object.member(out, name, value);
+            }
+        }
+        if !self.calls.is_empty() {
+            object.member(out, "tool_calls", "");
+            json::list(out, &self.calls, |out, call| call.write(out));
+        }
+        out.extend_from_slice(br#"},"logprobs":null,"finish_reason":"#);
+        out.extend_from_slice(self.finish_reason.unwrap_or("null").as_bytes());
+        out.push(b'}');
+    }
 }
 
 impl<'a> CallDelta<'a> {
+    /// `{"index":…,"id":…,"type":"function","function":{"name":…,"arguments":…}}`, the
+    /// members it has (`type` with the id that starts a call).
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut object = Object::default();
+        if let Some(index) = self.index {
+            object.member(out, "index", "");
+            push_u64(out, index);
+        }
+        if let Some(id) = self.id {
+            object.member(out, "id", id);
+            json::member(out, "type", r#""function""#);
+        }
+        object.member(out, "function", "{");
+        let mut function = Object::default();
+        for (name, value) in [("name", self.name), ("arguments", self.arguments)] {
+            if let Some(value) = value {
+                function.member(out, name, value);
+            }
+        }
+        out.extend_from_slice(b"}}");
+    }
+
     /// The arguments as a raw JSON string: as sent, or the text of the object some servers
     /// send instead, whole, as a string.
     pub fn arguments_string(&self) -> Option<Cow<'a, str>> {

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::messages::{client as messages_client, upstream as anthropic};
 use super::responses::{self, response::Echo};
-use super::{Chain, Dialect, StreamTranslator};
+use super::{Dialect, StreamTranslator};
 use crate::error::ApiError;
 use crate::providers::{Operation, adapter};
 use crate::request::{self, Parsed};
@@ -205,7 +205,7 @@ impl Conversion {
         let echo = || self.echo.clone().unwrap_or_default();
         match (self.upstream, self.client) {
             (Dialect::Messages, Dialect::Responses) => {
-                Box::new(Chain::new(anthropic::stream::ToChat::new(&asked), responses::stream::FromChat::new(echo())))
+                Box::new(anthropic::stream::ToChat::to(&asked, responses::stream::FromChat::new(echo())))
             }
             (Dialect::Messages, _) => Box::new(anthropic::stream::ToChat::new(&asked)),
             (_, Dialect::Messages) => Box::new(messages_client::stream::FromChat::new()),

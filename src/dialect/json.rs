@@ -463,6 +463,25 @@ pub fn member(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(value.as_bytes());
 }
 
+/// Writes an object's members one at a time, a comma before each but the first.
+#[derive(Default)]
+pub struct Object {
+    started: bool,
+}
+
+impl Object {
+    /// `"name":value`, the value raw JSON (or its start, the caller writing the rest).
+    pub fn member(&mut self, out: &mut Vec<u8>, name: &str, value: &str) {
+        if std::mem::replace(&mut self.started, true) {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(value.as_bytes());
+    }
+}
+
 /// Writes `items` as a JSON list, each by `write`.
 pub fn list<T>(out: &mut Vec<u8>, items: impl IntoIterator<Item = T>, mut write: impl FnMut(&mut Vec<u8>, T)) {
     out.push(b'[');

@@ -116,54 +116,6 @@ pub trait StreamTranslator: Send + Sync {
     fn limit_events(&mut self, max_bytes: usize);
 }
 
-/// Two translators in a row (Anthropic → Chat → Responses).
-pub struct Chain<A, B> {
-    pub first: A,
-    pub second: B,
-    scratch: Vec<u8>,
-}
-
-impl<A: StreamTranslator, B: StreamTranslator> Chain<A, B> {
-    pub fn new(first: A, second: B) -> Self {
-        Self { first, second, scratch: Vec::new() }
-    }
-}
-
-impl<A: StreamTranslator, B: StreamTranslator> StreamTranslator for Chain<A, B> {
-    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        self.scratch.clear();
-        self.first.feed(bytes, &mut self.scratch);
-        if !self.scratch.is_empty() {
-            self.second.feed(&self.scratch, out);
-        }
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        self.scratch.clear();
-        self.first.finish(&mut self.scratch);
-        self.second.feed(&self.scratch, out);
-        self.second.finish(out);
-    }
-
-    fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
-        self.second.fail(code, message, out);
-    }
-
-    fn tokens(&self) -> Option<(u64, u64)> {
-        self.first.tokens().or_else(|| self.second.tokens())
-    }
-
-    /// The second's: a failure of the first reaches it as an error chunk, message and all.
-    fn failure(&self) -> Option<&str> {
-        self.second.failure().or_else(|| self.first.failure())
-    }
-
-    fn limit_events(&mut self, max_bytes: usize) {
-        self.first.limit_events(max_bytes);
-        self.second.limit_events(max_bytes);
-    }
-}
-
 /// The field names [`dropped`] has logged. Callers pass names from fixed lists, never what a
 /// client made up; the bound holds memory even if one slips through.
 pub(crate) static DROPPED_SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);

@@ -98,16 +98,30 @@ impl FromChat {
             return;
         }
         if data == b"[DONE]" {
-            if self.state == State::Fresh {
-                // Not one chunk: no answer, never a clean-looking empty one.
-                return self.failed("upstream_stream_incomplete", "the upstream's stream ended without an answer", out);
-            }
-            self.complete(out);
+            return self.done(out);
+        }
+        match Chunk::read(data) {
+            Ok(chunk) => self.chunk(&chunk, out),
+            Err(_) => self.failed("upstream_bad_chunk", "the upstream sent a stream chunk that is not valid", out),
+        }
+    }
+
+    /// `[DONE]`.
+    fn done(&mut self, out: &mut Vec<u8>) {
+        if self.state == State::Done {
             return;
         }
-        let Ok(chunk) = Chunk::read(data) else {
-            return self.failed("upstream_bad_chunk", "the upstream sent a stream chunk that is not valid", out);
-        };
+        if self.state == State::Fresh {
+            // Not one chunk: no answer, never a clean-looking empty one.
+            return self.failed("upstream_stream_incomplete", "the upstream's stream ended without an answer", out);
+        }
+        self.complete(out);
+    }
+
+    fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<u8>) {
+        if self.state == State::Done {
+            return;
+        }
         if let Some(e) = chunk.error {
             let e: Value = serde_json::from_str(e).unwrap_or_default();
             let (code, message) = upstream_error(&e);
@@ -120,11 +134,11 @@ impl FromChat {
             self.created_at = chunk.created.unwrap_or(self.created_at);
             self.start(out);
         }
-        if let Some(choice) = chunk.choice {
+        if let Some(choice) = &chunk.choice {
             if let Some(text) = choice.content.and_then(json::contents).filter(|t| !t.is_empty()) {
                 self.text(text, out);
             }
-            for (j, call) in choice.calls.into_iter().enumerate() {
+            for (j, call) in choice.calls.iter().enumerate() {
                 self.call(j, call, out);
             }
             if let Some(reason) = choice.finish_reason.and_then(unescaped) {
@@ -134,6 +148,10 @@ impl FromChat {
         }
         if let Some(usage) = chunk.usage.and_then(Usage::read) {
             self.usage = Some(usage);
+        }
+        if self.kept > self.limit {
+            let message = format!("the response's output is larger than {} bytes (limits.max_event_bytes)", self.limit);
+            self.failed("upstream_output_too_large", &message, out);
         }
     }
 
@@ -169,7 +187,7 @@ impl FromChat {
         Self::end(out);
     }
 
-    fn call(&mut self, j: usize, delta: CallDelta<'_>, out: &mut Vec<u8>) {
+    fn call(&mut self, j: usize, delta: &CallDelta<'_>, out: &mut Vec<u8>) {
         let id = delta.id.and_then(unescaped);
         let name = delta.name.and_then(unescaped);
         let key = match delta.index {
@@ -495,9 +513,6 @@ impl StreamTranslator for FromChat {
         self.reader = reader;
         if let Err(e) = read {
             self.failed("upstream_event_too_large", &e.to_string(), out);
-        } else if self.kept > self.limit {
-            let message = format!("the response's output is larger than {} bytes (limits.max_event_bytes)", self.limit);
-            self.failed("upstream_output_too_large", &message, out);
         }
     }
 
@@ -529,6 +544,34 @@ impl StreamTranslator for FromChat {
     fn limit_events(&mut self, max_bytes: usize) {
         self.reader.set_limit(max_bytes);
         self.limit = max_bytes;
+    }
+}
+
+/// The second hop of Anthropic → Chat → Responses: the chunks as they are made. (Not imported:
+/// its methods share names with the translator's.)
+impl crate::dialect::chat::ChunkSink for FromChat {
+    fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut Vec<u8>) {
+        FromChat::chunk(self, chunk, out);
+    }
+
+    fn done(&mut self, out: &mut Vec<u8>) {
+        FromChat::done(self, out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        StreamTranslator::finish(self, out);
+    }
+
+    fn tokens(&self) -> Option<(u64, u64)> {
+        StreamTranslator::tokens(self)
+    }
+
+    fn failure(&self) -> Option<&str> {
+        StreamTranslator::failure(self)
+    }
+
+    fn limit_events(&mut self, max_bytes: usize) {
+        StreamTranslator::limit_events(self, max_bytes);
     }
 }
 

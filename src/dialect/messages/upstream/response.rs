@@ -6,13 +6,13 @@ use serde_json::{Value, json};
 use crate::dialect::json::{self, Invalid, unescaped};
 use crate::dialect::{json_str, now, push_u64};
 
-/// `stop_reason` → `finish_reason`.
+/// `stop_reason` → `finish_reason`, a raw JSON string.
 pub fn finish_reason(stop: &str) -> &'static str {
     match stop {
-        "max_tokens" | "model_context_window_exceeded" => "length",
-        "tool_use" => "tool_calls",
-        "refusal" => "content_filter",
-        _ => "stop",
+        "max_tokens" | "model_context_window_exceeded" => r#""length""#,
+        "tool_use" => r#""tool_calls""#,
+        "refusal" => r#""content_filter""#,
+        _ => r#""stop""#,
     }
 }
 
@@ -63,11 +63,11 @@ pub fn completion(body: &[u8]) -> Result<Vec<u8>, Invalid> {
             out.extend_from_slice(b"}}");
         });
     }
-    out.extend_from_slice(br#"},"logprobs":null,"finish_reason":""#);
+    out.extend_from_slice(br#"},"logprobs":null,"finish_reason":"#);
     let stop = msg.stop_reason.and_then(unescaped);
     out.extend_from_slice(finish_reason(stop.as_deref().unwrap_or_default()).as_bytes());
     // Last, where the access log's token count looks for it.
-    out.extend_from_slice(br#""}],"usage":"#);
+    out.extend_from_slice(br#"}],"usage":"#);
     let usage = msg.usage.and_then(Usage::read).unwrap_or_default();
     usage.chat(usage.output_tokens.unwrap_or(0)).write(&mut out);
     out.push(b'}');
@@ -347,11 +347,11 @@ mod tests {
 
     #[test]
     fn stop_reasons() {
-        assert_eq!(finish_reason("end_turn"), "stop");
-        assert_eq!(finish_reason("stop_sequence"), "stop");
-        assert_eq!(finish_reason("max_tokens"), "length");
-        assert_eq!(finish_reason("tool_use"), "tool_calls");
-        assert_eq!(finish_reason("refusal"), "content_filter");
+        assert_eq!(finish_reason("end_turn"), r#""stop""#);
+        assert_eq!(finish_reason("stop_sequence"), r#""stop""#);
+        assert_eq!(finish_reason("max_tokens"), r#""length""#);
+        assert_eq!(finish_reason("tool_use"), r#""tool_calls""#);
+        assert_eq!(finish_reason("refusal"), r#""content_filter""#);
     }
 
     #[test]

@@ -1,27 +1,32 @@
 //! Anthropic SSE → OpenAI `chat.completion.chunk` SSE, incrementally: bytes in as they
 //! arrive (split anywhere), chunks out, no whole-response buffering; an event larger than
-//! `limits.max_event_bytes` ends the stream with an error chunk.
+//! `limits.max_event_bytes` ends the stream with an error chunk. The chunks go to a Chat
+//! client as events, or straight to a translator from Chat ([`ChunkSink`]).
 
 use std::borrow::Cow;
-use std::io::Write as _;
 
 use super::request::Asked;
 use super::response::{Usage, finish_reason};
+use crate::dialect::chat::{CallDelta, Choice, Chunk, ChunkSink, Events};
 use crate::dialect::json::{self, Invalid, unescaped};
 use crate::dialect::sse;
-use crate::dialect::{StreamTranslator, now, push_u64};
+use crate::dialect::{StreamTranslator, now};
 
-pub struct ToChat {
+pub struct ToChat<S = Events> {
     reader: sse::Reader,
-    /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":`,
-    /// built once at `message_start` and reused for every chunk.
-    prefix: Vec<u8>,
+    /// Where the chunks go.
+    sink: S,
+    /// The chunks' `id` and `model`, raw JSON strings from `message_start` (none yet: empty,
+    /// written `""`).
+    id: String,
+    model: String,
     created: u64,
     include_usage: bool,
     /// The content blocks that are tool calls.
     tools: Vec<Tool>,
     input_usage: Usage,
     output_tokens: u64,
+    /// The finish reason, a raw JSON string.
     finish: &'static str,
     done: bool,
     failure: Option<String>,
@@ -72,7 +77,9 @@ struct ErrorBody<'a> {
 }
 
 impl<'a> Event<'a> {
-    /// An event's data: a JSON object with a string `type`, or [`Invalid`].
+    /// An event's data: a JSON object with a string `type`, or [`Invalid`]. Inlined: returned
+    /// from a call, the event (200 bytes) is copied, eight times a stream.
+    #[inline(always)]
     fn read(data: &'a [u8]) -> Result<Self, Invalid> {
         json::Reader::document(data, |r| {
             let mut ev = Event::default();
@@ -149,33 +156,29 @@ struct Tool {
 }
 
 impl ToChat {
+    /// Chunks for a Chat client.
     pub fn new(asked: &Asked) -> Self {
-        let mut t = Self {
+        Self::to(asked, Events::default())
+    }
+}
+
+impl<S: ChunkSink> ToChat<S> {
+    /// Chunks for `sink`.
+    pub fn to(asked: &Asked, sink: S) -> Self {
+        Self {
             reader: sse::Reader::default(),
-            prefix: Vec::new(),
+            sink,
+            id: String::new(),
+            model: String::new(),
             created: now(),
             include_usage: asked.include_usage,
             tools: Vec::new(),
             input_usage: Usage::default(),
             output_tokens: 0,
-            finish: "stop",
+            finish: finish_reason(""),
             done: false,
             failure: None,
-        };
-        t.set_prefix(r#""""#, r#""""#);
-        t
-    }
-
-    /// `id` and `model` are raw JSON strings.
-    fn set_prefix(&mut self, id: &str, model: &str) {
-        self.prefix.clear();
-        // Room for all of it at once: the fixed text, quotes and number take about 100 bytes.
-        self.prefix.reserve(128 + id.len() + model.len());
-        self.prefix.extend_from_slice(b"data: {\"id\":");
-        self.prefix.extend_from_slice(id.as_bytes());
-        let _ = write!(self.prefix, ",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":", self.created);
-        self.prefix.extend_from_slice(model.as_bytes());
-        self.prefix.extend_from_slice(b",\"choices\":");
+        }
     }
 
     fn event(&mut self, data: &[u8], out: &mut Vec<u8>) {
@@ -189,25 +192,25 @@ impl ToChat {
         match ev.kind {
             b"message_start" => {
                 if let Some(m) = ev.message {
-                    self.set_prefix(json::string_or_empty(m.id), json::string_or_empty(m.model));
+                    json::string_or_empty(m.id).clone_into(&mut self.id);
+                    json::string_or_empty(m.model).clone_into(&mut self.model);
                     self.input_usage = m.usage.and_then(Usage::read).unwrap_or_default();
                 }
-                self.chunk(out, None, |o| o.extend_from_slice(br#"{"role":"assistant","content":""}"#));
+                let role = Choice { role: Some(r#""assistant""#), content: Some(r#""""#), ..Choice::default() };
+                self.chunk(Some(role), None, out);
             }
             b"content_block_start" => match ev.content_block.kind.and_then(json::contents) {
                 Some("tool_use") => {
                     let b = ev.content_block;
                     let index = self.tools.len();
                     self.tools.push(Tool { block: ev.index, call: index, argued: false });
-                    self.chunk(out, None, |o| {
-                        o.extend_from_slice(br#"{"tool_calls":[{"index":"#);
-                        push_u64(o, index as u64);
-                        o.extend_from_slice(br#","id":"#);
-                        o.extend_from_slice(json::string_or_empty(b.id).as_bytes());
-                        o.extend_from_slice(br#","type":"function","function":{"name":"#);
-                        o.extend_from_slice(json::string_or_empty(b.name).as_bytes());
-                        o.extend_from_slice(br#","arguments":""}}]}"#);
-                    });
+                    let call = CallDelta {
+                        index: Some(index as u64),
+                        id: Some(json::string_or_empty(b.id)),
+                        name: Some(json::string_or_empty(b.name)),
+                        arguments: Some(r#""""#),
+                    };
+                    self.chunk(Some(Choice { calls: vec![call], ..Choice::default() }), None, out);
                 }
                 Some("text") => self.text(json::string_or_empty(ev.content_block.text), out),
                 _ => {}
@@ -231,15 +234,14 @@ impl ToChat {
                 for i in 0..self.tools.len() {
                     self.end_tool(self.tools[i].block, out);
                 }
-                let finish = self.finish;
-                self.chunk(out, Some(finish), |o| o.extend_from_slice(b"{}"));
+                let finish = Some(self.finish);
+                self.chunk(Some(Choice { finish_reason: finish, ..Choice::default() }), None, out);
                 if self.include_usage {
-                    out.extend_from_slice(&self.prefix);
-                    out.extend_from_slice(br#"[],"usage":"#);
-                    self.input_usage.chat(self.output_tokens).write(out);
-                    out.extend_from_slice(b"}\n\n");
+                    let mut usage = Vec::with_capacity(128);
+                    self.input_usage.chat(self.output_tokens).write(&mut usage);
+                    self.chunk(None, std::str::from_utf8(&usage).ok(), out);
                 }
-                out.extend_from_slice(b"data: [DONE]\n\n");
+                self.sink.done(out);
                 self.done = true;
             }
             b"error" => {
@@ -262,14 +264,8 @@ impl ToChat {
             return;
         }
         tool.argued = true;
-        let index = tool.call;
-        self.chunk(out, None, |o| {
-            o.extend_from_slice(br#"{"tool_calls":[{"index":"#);
-            push_u64(o, index as u64);
-            o.extend_from_slice(br#","function":{"arguments":"#);
-            o.extend_from_slice(partial.as_bytes());
-            o.extend_from_slice(b"}}]}");
-        });
+        let call = CallDelta { index: Some(tool.call as u64), arguments: Some(partial), ..CallDelta::default() };
+        self.chunk(Some(Choice { calls: vec![call], ..Choice::default() }), None, out);
     }
 
     /// The end of tool-use block `block`: `{}` when no argument went out. A tool called
@@ -285,37 +281,32 @@ impl ToChat {
     /// A piece of text, a raw JSON string.
     fn text(&mut self, text: &str, out: &mut Vec<u8>) {
         if text != r#""""# {
-            self.chunk(out, None, |o| {
-                o.extend_from_slice(br#"{"content":"#);
-                o.extend_from_slice(text.as_bytes());
-                o.push(b'}');
-            });
+            self.chunk(Some(Choice { content: Some(text), ..Choice::default() }), None, out);
         }
     }
 
-    /// One chunk with a single choice whose delta `write_delta` writes.
-    fn chunk(&self, out: &mut Vec<u8>, finish: Option<&str>, write_delta: impl FnOnce(&mut Vec<u8>)) {
-        out.extend_from_slice(&self.prefix);
-        out.extend_from_slice(br#"[{"index":0,"delta":"#);
-        write_delta(out);
-        match finish {
-            Some(f) => {
-                let _ = write!(out, r#","logprobs":null,"finish_reason":"{f}"}}]}}"#);
-            }
-            None => out.extend_from_slice(br#","logprobs":null,"finish_reason":null}]}"#),
-        }
-        out.extend_from_slice(b"\n\n");
+    /// A chunk of `choice` (as choice 0) and `usage`, raw.
+    fn chunk(&mut self, choice: Option<Choice<'_>>, usage: Option<&str>, out: &mut Vec<u8>) {
+        let chunk = Chunk {
+            id: Some(&self.id),
+            model: Some(&self.model),
+            created: Some(self.created),
+            choice,
+            usage,
+            error: None,
+        };
+        self.sink.chunk(&chunk, out);
     }
 
     fn error_event(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
-        let err = serde_json::json!({"error": {"message": message, "type": kind, "code": kind}});
-        out.extend_from_slice(format!("data: {err}\n\n").as_bytes());
+        let error = serde_json::json!({"message": message, "type": kind, "code": kind}).to_string();
+        self.sink.chunk(&Chunk { error: Some(&error), ..Chunk::default() }, out);
         self.done = true;
         self.failure = Some(message.to_owned());
     }
 }
 
-impl StreamTranslator for ToChat {
+impl<S: ChunkSink + Send + Sync> StreamTranslator for ToChat<S> {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         let mut reader = std::mem::take(&mut self.reader);
         // `event:` names are redundant with the JSON `type`, which decides.
@@ -333,6 +324,7 @@ impl StreamTranslator for ToChat {
         if !self.done {
             self.error_event("anthropic_stream_incomplete", "Anthropic's stream ended before message_stop", out);
         }
+        self.sink.finish(out);
     }
 
     fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
@@ -344,17 +336,19 @@ impl StreamTranslator for ToChat {
     /// `(prompt, completion)` tokens, once the stream reported its output usage.
     fn tokens(&self) -> Option<(u64, u64)> {
         if self.output_tokens == 0 {
-            return None;
+            return self.sink.tokens();
         }
         Some((self.input_usage.prompt(), self.output_tokens))
     }
 
+    /// The sink's first: a failure here reaches it as an error chunk, message and all.
     fn failure(&self) -> Option<&str> {
-        self.failure.as_deref()
+        self.sink.failure().or(self.failure.as_deref())
     }
 
     fn limit_events(&mut self, max_bytes: usize) {
         self.reader.set_limit(max_bytes);
+        self.sink.limit_events(max_bytes);
     }
 }
 
