@@ -109,7 +109,7 @@ pub trait ChunkSink {
 pub struct Events {
     /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":` of
     /// the last chunk, written again while its `id`, `model` and `created` stay the same (they
-    /// do all stream long); where its id and model are in it.
+    /// do from `message_start` on); where its id and model are in it.
     head: Vec<u8>,
     id: std::ops::Range<usize>,
     model: std::ops::Range<usize>,
@@ -213,7 +213,7 @@ impl<'a> CallDelta<'a> {
         }
         if let Some(id) = self.id {
             object.member(out, "id", id);
-            json::member(out, "type", r#""function""#);
+            object.member(out, "type", r#""function""#);
         }
         object.member(out, "function", "{");
         let mut function = Object::default();

@@ -108,9 +108,6 @@ impl FromChat {
 
     /// `[DONE]`.
     fn done(&mut self, out: &mut Vec<u8>) {
-        if self.state == State::Done {
-            return;
-        }
         if self.state == State::Fresh {
             // Not one chunk: no answer, never a clean-looking empty one.
             return self.failed("upstream_stream_incomplete", "the upstream's stream ended without an answer", out);
@@ -541,6 +538,8 @@ impl StreamTranslator for FromChat {
         self.failure.as_deref()
     }
 
+    /// The event bound is the reader's (chunks handed over as a sink are never text here) and
+    /// the bound on the output kept for the final Response.
     fn limit_events(&mut self, max_bytes: usize) {
         self.reader.set_limit(max_bytes);
         self.limit = max_bytes;

@@ -288,6 +288,28 @@ fn a_stream_without_a_chunk_fails() {
     assert_eq!(t.failure(), Some("the upstream's stream ended without an answer"));
 }
 
+/// Output past the bound ends the stream at the chunk that crossed it, even when the rest of
+/// the answer and `[DONE]` came in the same read: no Response repeats more than the bound.
+#[test]
+fn output_past_the_bound_fails_at_the_chunk_that_crossed_it() {
+    let mut t = translator();
+    // The kept output's bound alone (`limit_events` also bounds each event's size).
+    t.limit = 64;
+    let chunk =
+        |text: &str| format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\n");
+    let stream = [chunk("short"), chunk(&"x".repeat(60)), chunk("more"), "data: [DONE]\n\n".to_owned()].concat();
+    let mut out = Vec::new();
+    t.feed(stream.as_bytes(), &mut out);
+    t.finish(&mut out);
+    let got = events(&String::from_utf8(out).unwrap());
+    let deltas: Vec<&Value> =
+        got.iter().filter(|e| e.0 == "response.output_text.delta").map(|e| &e.1["delta"]).collect();
+    assert_eq!(deltas, [&json!("short"), &json!("x".repeat(60))]);
+    assert_eq!(got.last().unwrap().0, "response.failed");
+    assert_eq!(got.last().unwrap().1["response"]["error"]["code"], "upstream_output_too_large");
+    assert!(got.iter().all(|e| e.0 != "response.completed"));
+}
+
 /// Servers that number every tool call 0: a delta with an id of its own and a name is another
 /// call, not more of the first one's arguments; a repeated id is the same call.
 #[test]

@@ -239,7 +239,8 @@ impl<S: ChunkSink> ToChat<S> {
                 if self.include_usage {
                     let mut usage = Vec::with_capacity(128);
                     self.input_usage.chat(self.output_tokens).write(&mut usage);
-                    self.chunk(None, std::str::from_utf8(&usage).ok(), out);
+                    let usage = String::from_utf8(usage).expect("counts written as ASCII");
+                    self.chunk(None, Some(&usage), out);
                 }
                 self.sink.done(out);
                 self.done = true;
@@ -288,8 +289,8 @@ impl<S: ChunkSink> ToChat<S> {
     /// A chunk of `choice` (as choice 0) and `usage`, raw.
     fn chunk(&mut self, choice: Option<Choice<'_>>, usage: Option<&str>, out: &mut Vec<u8>) {
         let chunk = Chunk {
-            id: Some(&self.id),
-            model: Some(&self.model),
+            id: Some(self.id.as_str()).filter(|id| !id.is_empty()),
+            model: Some(self.model.as_str()).filter(|model| !model.is_empty()),
             created: Some(self.created),
             choice,
             usage,
@@ -374,6 +375,36 @@ mod tests {
             .filter_map(|e| e.strip_prefix("data: "))
             .map(|d| if d == "[DONE]" { Value::from("[DONE]") } else { serde_json::from_str(d).unwrap() })
             .collect()
+    }
+
+    /// The bytes a Chat client gets, whole: OpenAI's members in OpenAI's order, one head per
+    /// chunk, the usage chunk with no choice, `[DONE]`.
+    #[test]
+    fn text_stream_bytes() {
+        let head = r#"data: {"id":"msg_01TextStream","object":"chat.completion.chunk","created":1700000000,"model":"claude-sonnet-4-20250514","choices":"#;
+        let choice = |delta: &str, finish: &str| {
+            format!(r#"{head}[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]}}"#)
+        };
+        let want = [
+            choice(r#"{"role":"assistant","content":""}"#, "null"),
+            choice(r#"{"content":"Hello"}"#, "null"),
+            choice(r#"{"content":"! How can I help?"}"#, "null"),
+            choice("{}", r#""stop""#),
+            format!(
+                r#"{head}[],"usage":{{"prompt_tokens":25,"completion_tokens":9,"total_tokens":34,"prompt_tokens_details":{{"cached_tokens":0}}}}}}"#
+            ),
+            "data: [DONE]".to_owned(),
+        ]
+        .map(|event| event + "\n\n")
+        .concat();
+        assert_eq!(translate(&fixture("stream-text.sse"), &[], true), want);
+        let tools = translate(&fixture("stream-tools.sse"), &[], false);
+        for call in [
+            r#""choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"toolu_01T1x1fJ34qAmk2tNTrN7Up6","type":"function","function":{"name":"get_weather","arguments":""}}]},"logprobs":null,"finish_reason":null}]}"#,
+            r#""choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\": \"Pa"}}]},"logprobs":null,"finish_reason":null}]}"#,
+        ] {
+            assert!(tools.contains(call), "{call} not in {tools}");
+        }
     }
 
     #[test]
