@@ -197,3 +197,43 @@ async fn two_replicas_share_one_rpm_limit_through_redis_and_survive_its_outage()
     }
     assert!(a.wait_for_log("rate limits: the backend failed"), "{}", a.logs());
 }
+
+/// A stream the client leaves is charged its prompt's estimate and a token per event relayed,
+/// translated or not: not the zeros a translated stream's first event reports (a Messages
+/// stream's `message_start`), nor nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_client_leaves_is_charged_its_estimate_and_events_in_every_dialect() {
+    use http_body_util::BodyExt;
+    let mock = Mock::start().await;
+    // What a whole chat request leaves of 1,000 tokens once admitted: its own estimate taken.
+    let fresh = Gateway::start(&config(&mock, "tpm: 1000"));
+    let alone: u64 = chat(&fresh, ALICE).await.header("x-ratelimit-remaining-tokens").unwrap().parse().unwrap();
+    let streams = [
+        (
+            "/v1/chat/completions",
+            json!({"model": "slow-stream", "stream": true, "messages": [{"role": "user", "content": "x"}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "slow-stream", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": "x"}]}),
+        ),
+        ("/v1/responses", json!({"model": "slow-stream", "stream": true, "input": "x"})),
+    ];
+    for (path, body) in streams {
+        let gw = Gateway::start(&config(&mock, "tpm: 1000"));
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let req = http::Request::post(gw.url(path))
+            .header("authorization", format!("Bearer {ALICE}"))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+            .unwrap();
+        let mut stream = client.request(req).await.unwrap().into_body();
+        // The mock spaces its events 300 ms apart: the client leaves after the first.
+        let first = stream.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(!first.is_empty(), "{path}");
+        drop((stream, client));
+        settled(&gw, 1.0).await;
+        let after: u64 = chat(&gw, ALICE).await.header("x-ratelimit-remaining-tokens").unwrap().parse().unwrap();
+        assert!(after < alone, "{path}: the stream left was charged nothing ({after} of {alone} left)");
+    }
+}

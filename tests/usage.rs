@@ -2,7 +2,9 @@
 //! did not ask for a usage chunk (the gateway asks, and takes the chunk out again so the
 //! client's bytes are unchanged); tokens per second use the upstream's generation time, else
 //! the whole duration of a non-streaming answer; Anthropic passthrough streams count their
-//! input tokens; tokens are counted per key and per user.
+//! input tokens; a translated whole answer counts what its translation wrote (a Response's
+//! usage is followed by what it repeats from the request); tokens are counted per key and
+//! per user.
 
 mod common;
 
@@ -88,4 +90,26 @@ async fn an_anthropic_passthrough_stream_counts_its_input_tokens() {
     // message_start says 25 input tokens, the last message_delta 9 output tokens.
     assert_eq!(common::metric_sum(&gw, "llm_gateway_tokens_prompt_total{").await, 25.0);
     assert_eq!(common::metric_sum(&gw, "llm_gateway_tokens_completion_total{").await, 9.0);
+}
+
+/// A Response repeats the request's tools after its usage: neither a tool with a `usage`
+/// parameter nor tools longer than the end of a body the log keeps may cost the answer its
+/// counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_translated_response_is_counted_whatever_it_repeats_after_its_usage() {
+    let mock = Mock::start().await;
+    let gw = Gateway::start(&config(&mock));
+    let tool = |description: String| {
+        json!({"type": "function", "name": "lookup", "description": description,
+            "parameters": {"type": "object", "properties": {"usage": {"type": "string"}}}})
+    };
+    for description in ["short".to_owned(), "x".repeat(4000)] {
+        let body = json!({"model": "llama3", "input": "hi", "tools": [tool(description)]});
+        let r = post(&gw, "sk-gw-alice-laptop-0123456789", "/v1/responses", body).await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+        let answer: Value = serde_json::from_str(&r.text()).unwrap();
+        assert_eq!((&answer["usage"]["input_tokens"], &answer["usage"]["output_tokens"]), (&json!(19), &json!(10)));
+    }
+    assert_eq!(common::metric_sum(&gw, "llm_gateway_tokens_prompt_total{").await, 38.0);
+    assert_eq!(common::metric_sum(&gw, "llm_gateway_tokens_completion_total{").await, 20.0);
 }

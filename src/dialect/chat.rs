@@ -494,6 +494,33 @@ impl Usage {
         })
         .ok()
     }
+
+    /// `(prompt, completion)` tokens, as the access log counts them (a count that is none
+    /// is 0).
+    pub fn counts(&self) -> (u64, u64) {
+        (self.prompt_tokens.unwrap_or(0), self.completion_tokens.unwrap_or(0))
+    }
+
+    /// Writes it as Chat's `usage` object: a count that is none as 0, reasoning tokens only
+    /// when known.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let n = |count: Option<u64>| count.unwrap_or(0);
+        out.extend_from_slice(br#"{"prompt_tokens":"#);
+        push_u64(out, n(self.prompt_tokens));
+        out.extend_from_slice(br#","completion_tokens":"#);
+        push_u64(out, n(self.completion_tokens));
+        out.extend_from_slice(br#","total_tokens":"#);
+        push_u64(out, n(self.total_tokens));
+        out.extend_from_slice(br#","prompt_tokens_details":{"cached_tokens":"#);
+        push_u64(out, n(self.cached_tokens));
+        out.push(b'}');
+        if let Some(reasoning) = self.reasoning_tokens {
+            out.extend_from_slice(br#","completion_tokens_details":{"reasoning_tokens":"#);
+            push_u64(out, reasoning);
+            out.push(b'}');
+        }
+        out.push(b'}');
+    }
 }
 
 /// The count `name` inside the details object that is next; none when they are no object.

@@ -7,6 +7,7 @@ use http::StatusCode;
 use llm_gateway_compiler::plan::ProviderKind;
 use serde_json::Value;
 
+use super::chat::Completion;
 use super::messages::{client as messages_client, upstream as anthropic};
 use super::responses::{self, response::Echo};
 use super::{Dialect, StreamTranslator};
@@ -213,43 +214,56 @@ impl Conversion {
         }
     }
 
-    /// A whole upstream answer in the client's dialect: the status to send and the body's JSON.
-    /// `Err` when a successful answer is not the JSON it should be.
-    pub fn whole(&self, status: StatusCode, body: &[u8]) -> Result<(StatusCode, Vec<u8>), ApiError> {
+    /// A whole upstream answer in the client's dialect: the status to send, the body's JSON,
+    /// and the token counts it reports. `Err` when a successful answer is not the JSON it
+    /// should be.
+    pub fn whole(&self, status: StatusCode, body: &[u8]) -> Result<Whole, ApiError> {
         let from_anthropic = self.upstream == Dialect::Messages;
-        let json = |v: &Value| serde_json::to_vec(v).unwrap_or_default();
         if !status.is_success() {
             let (status, error) = match (from_anthropic, self.client) {
                 (true, _) => anthropic::response::error(status, body),
                 (false, Dialect::Messages) => (status, messages_client::response::error(status, body)),
                 (false, _) => (status, openai_error(status, body)),
             };
-            return Ok((status, json(&error)));
+            return Ok(Whole { status, body: serde_json::to_vec(&error).unwrap_or_default(), tokens: None });
         }
-        let not = |what: &str| {
-            let upstream = if from_anthropic { "Anthropic" } else { "the upstream" };
+        // The upstream's answer read as a Chat completion (Anthropic's message is made one
+        // without being written as one), and written in the client's dialect.
+        let write = |chat: &Completion| {
+            let answer = match self.client {
+                // Only from Anthropic: a Chat upstream's answer to a Chat client is relayed.
+                Dialect::Chat => Ok(anthropic::response::write(chat, body.len())),
+                Dialect::Messages => messages_client::response::from_completion(chat, body.len()),
+                Dialect::Responses => {
+                    responses::response::from_completion(chat, self.echo.as_ref().unwrap_or(&NO_ECHO), body.len())
+                }
+            };
+            // What the answer's usage says, known here: the access log need not look for it
+            // (a Response's is followed by what it repeats from the request).
+            answer.map(|body| Whole { status, body, tokens: chat.usage.map(|u| u.counts()) })
+        };
+        let whole = match from_anthropic {
+            true => anthropic::response::read(body, write).and_then(|whole| whole),
+            false => Completion::read(body).and_then(|chat| write(&chat)),
+        };
+        whole.map_err(|_| {
+            let (upstream, what) =
+                if from_anthropic { ("Anthropic", "a message") } else { ("the upstream", "a chat completion") };
             ApiError::bad_answer(format!("{upstream} answered with a body that is not {what}"))
-        };
-        // A Chat client gets Anthropic's message translated straight into its bytes; the
-        // other dialects are made from the Chat completion.
-        let translated;
-        let chat = if from_anthropic {
-            translated = anthropic::response::completion(body).map_err(|_| not("a message"))?;
-            if self.client == Dialect::Chat {
-                return Ok((status, translated));
-            }
-            &translated
-        } else {
-            body
-        };
-        let answer = match (self.client, &self.echo) {
-            (Dialect::Messages, _) => messages_client::response::from_chat(chat),
-            (_, Some(echo)) => responses::response::from_chat(chat, echo),
-            (_, None) => responses::response::from_chat(chat, &Echo::default()),
-        };
-        Ok((status, answer.map_err(|_| not("a chat completion"))?))
+        })
     }
 }
+
+/// A whole answer for the client.
+pub struct Whole {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+    /// `(prompt, completion)` tokens, when the answer reports them.
+    pub tokens: Option<(u64, u64)>,
+}
+
+/// What a Response repeats when the request gave nothing to repeat.
+static NO_ECHO: std::sync::LazyLock<Echo> = std::sync::LazyLock::new(Echo::default);
 
 /// Longest upstream body kept as a message when it is not JSON (an HTML error page, say).
 const MAX_RAW_MESSAGE: usize = 500;

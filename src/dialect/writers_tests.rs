@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::messages::{client, upstream};
 use super::responses::request as responses_request;
-use super::responses::response::{Echo, from_chat as response_from_chat};
+use super::responses::response::{self, Echo, from_chat as response_from_chat};
 
 /// The members some translator reads.
 const KEYS: &[&str] = &[
@@ -454,6 +454,37 @@ proptest! {
                 json("Responses → Chat request", body, translated.map(|(out, _)| out))?;
                 json("Chat → Responses answer (its echo)", body, answer)?;
             }
+        }
+    }
+}
+
+/// A Response's text with its random id base and its clock time left out.
+fn settled(answer: Vec<u8>) -> String {
+    let text = String::from_utf8(answer).unwrap();
+    let base = &text[r#"{"id":"resp_"#.len()..text.find(r#"","object""#).unwrap()];
+    let (time, status) = (text.find(r#""created_at":"#).unwrap(), text.find(r#","status":"#).unwrap());
+    format!("{}{}", &text[..time], &text[status..]).replace(base, "B")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Anthropic → Responses hands the completion it reads over without its text: the Response
+    /// must be the one the Chat completion written and read back makes.
+    #[test]
+    fn anthropic_to_responses_says_what_the_chat_completion_says(
+        anthropic in anthropic_message(), any in object(value()), request in responses_request(),
+    ) {
+        let request = request.to_string();
+        let echo = responses_request::to_chat(request.as_bytes(), "m", false).map_or_else(|_| Echo::default(), |(_, e)| e);
+        for body in [anthropic, any] {
+            let body = body.to_string();
+            let body = body.as_bytes();
+            let direct = upstream::response::read(body, |chat| response::from_completion(chat, &echo, 0));
+            let direct = direct.ok().map(|answer| answer.map(settled).ok());
+            let written = upstream::response::completion(body).ok();
+            let read_back = written.map(|chat| response_from_chat(&chat, &echo).map(settled).ok());
+            prop_assert_eq!(direct, read_back, "{}", String::from_utf8_lossy(body));
         }
     }
 }

@@ -173,7 +173,7 @@ impl HttpBody for Relay {
                             if let Some(check) = this.check.as_mut() {
                                 check.feed(&data);
                             }
-                            if this.log.reservation.is_some() && this.translator.is_none() {
+                            if this.log.reservation.is_some() {
                                 // What a stream cut short is charged by: its events so far.
                                 this.log.events += memchr::memmem::find_iter(&data, b"\n\n").count() as u64;
                             }
@@ -204,7 +204,11 @@ impl HttpBody for Relay {
                                 this.log.first_byte = Some(this.log.started.elapsed());
                             }
                             this.log.body_bytes += data.len() as u64;
-                            this.log.tail.push_bytes(&data);
+                            // A translated stream's counts are its translator's: the usage the
+                            // gateway writes says no more, and before the end it says 0.
+                            if this.translator.is_none() {
+                                this.log.tail.push_bytes(&data);
+                            }
                             if let Some(own) = batch.push(data) {
                                 *this.held = Some(own);
                                 break;

@@ -14,7 +14,7 @@ use super::strip::UsageStrip;
 use super::{Answer, strip_hop_by_hop};
 use crate::access_log::AccessLog;
 use crate::body::{Body, event_bytes, json_bytes, no_buffering};
-use crate::dialect::convert::Conversion;
+use crate::dialect::convert::{Conversion, Whole};
 use crate::dialect::replay;
 use crate::dialect::sse::Ending;
 use crate::error::ApiError;
@@ -70,10 +70,9 @@ async fn whole(
     if log.metrics {
         log.generation = crate::usage::generation(&bytes[bytes.len().saturating_sub(4096)..]);
     }
-    let (status, out) = conversion.whole(status, &bytes)?;
+    let Whole { status, body: out, tokens } = conversion.whole(status, &bytes)?;
     log.status = status.as_u16();
-    // The token counts are read from the answer's usage when the record is written.
-    log.tail.push(&out);
+    log.tokens = tokens;
     // An upstream that ignored `stream`: its (translated, so valid) answer is replayed as the
     // events the client asked for, unless it is too large to replay at a bounded cost.
     let events = (conversion.stream && status.is_success())

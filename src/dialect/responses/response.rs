@@ -125,22 +125,32 @@ pub fn from_chat(chat: &[u8], echo: &Echo) -> Result<Vec<u8>, Invalid> {
     build(chat, echo, &new_id_base())
 }
 
+/// A completion another translation made (Anthropic → Chat) → a Response object, of about
+/// `size` bytes. `Err` when it has no answer.
+pub fn from_completion(chat: &Completion, echo: &Echo, size: usize) -> Result<Vec<u8>, Invalid> {
+    write(chat, echo, &new_id_base(), size)
+}
+
 fn build(body: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, Invalid> {
-    let chat = Completion::read(body)?;
+    write(&Completion::read(body)?, echo, base, body.len())
+}
+
+fn write(chat: &Completion, echo: &Echo, base: &str, size: usize) -> Result<Vec<u8>, Invalid> {
     // A completion without a choice (and its message) is not an answer, and must not become
     // an empty one. A choice without a message that says why (a filtered answer's
     // `finish_reason: content_filter`) is an empty answer.
-    let choice = chat.choice.ok_or(Invalid)?;
-    let message = match choice.message {
+    let choice = chat.choice.as_ref().ok_or(Invalid)?;
+    let empty = Message::default();
+    let message = match &choice.message {
         Some(message) => message,
-        None if choice.finish_reason.and_then(json::contents).is_some() => Message::default(),
+        None if choice.finish_reason.and_then(json::contents).is_some() => &empty,
         None => return Err(Invalid),
     };
     let reason = incomplete_reason(choice.finish_reason.and_then(unescaped).as_deref().unwrap_or_default());
     // The text's escaped contents; some servers answer with a list of text parts.
     let text = match &message.content {
         Content::Text(raw) => json::contents(raw).map(Cow::Borrowed),
-        Content::Parts(parts) => Some(Cow::Owned(parts.concat())),
+        Content::Parts(parts) => Some(json::joined(parts, "")),
         Content::Absent | Content::Other => None,
     }
     .filter(|text| !text.is_empty());
@@ -152,7 +162,7 @@ fn build(body: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, Invalid> {
     };
     // The upstream's model when it names one, else the one asked for (in the echo).
     let model = chat.model.filter(|m| json::is_nonempty_string(m));
-    let mut out = Vec::with_capacity(body.len() + echo.members.len() + 512);
+    let mut out = Vec::with_capacity(size + echo.members.len() + 512);
     out.extend_from_slice(br#"{"id":"#);
     write_id(&mut out, "resp", base, None);
     out.extend_from_slice(br#","object":"response","created_at":"#);

@@ -39,14 +39,19 @@ pub fn write_usage(usage: &Usage, out: &mut Vec<u8>) {
 /// raw members: no JSON tree is built on either side, and text, names and tool inputs are
 /// copied as the upstream wrote them. `Err` when the body is not a completion.
 pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, Invalid> {
-    let chat = Completion::read(body)?;
+    from_completion(&Completion::read(body)?, body.len())
+}
+
+/// A completion read → an Anthropic message of about `size` bytes. `Err` when it has no answer.
+pub fn from_completion(chat: &Completion, size: usize) -> Result<Vec<u8>, Invalid> {
     // A completion without a choice (and its message) is not an answer, and must not become
     // an empty one. A choice without a message that says why (a filtered answer's
     // `finish_reason: content_filter`) is an empty answer.
-    let choice = chat.choice.ok_or(Invalid)?;
-    let msg = match choice.message {
+    let choice = chat.choice.as_ref().ok_or(Invalid)?;
+    let empty = Message::default();
+    let msg = match &choice.message {
         Some(msg) => msg,
-        None if choice.finish_reason.and_then(json::contents).is_some() => Message::default(),
+        None if choice.finish_reason.and_then(json::contents).is_some() => &empty,
         None => return Err(Invalid),
     };
     let chat_id = chat.id.and_then(unescaped).unwrap_or_default();
@@ -54,12 +59,12 @@ pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, Invalid> {
     // refusal is the answer's text.
     let answer = match &msg.content {
         Content::Text(raw) => Cow::Borrowed(json::contents(raw).unwrap_or_default()),
-        Content::Parts(parts) => Cow::Owned(parts.concat()),
+        Content::Parts(parts) => json::joined(parts, ""),
         Content::Absent | Content::Other => Cow::Borrowed(msg.refusal.and_then(json::contents).unwrap_or_default()),
     };
     let calls = msg.tool_calls.iter().chain(&msg.function_call);
     let calls_made = calls.clone().next().is_some();
-    let mut out = Vec::with_capacity(body.len() + 256);
+    let mut out = Vec::with_capacity(size + 256);
     out.extend_from_slice(br#"{"id":"#);
     match chat_id.starts_with("msg_") {
         true => json_str(&mut out, &chat_id),

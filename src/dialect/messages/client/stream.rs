@@ -89,7 +89,7 @@ impl StreamTranslator for FromChat {
     }
 
     fn tokens(&self) -> Option<(u64, u64)> {
-        self.state.usage.map(|u| (u.prompt_tokens.unwrap_or(0), u.completion_tokens.unwrap_or(0)))
+        self.state.usage.map(|u| u.counts())
     }
 
     fn failure(&self) -> Option<&str> {

@@ -3,8 +3,9 @@
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use crate::dialect::chat::{self, Answer, Call, Completion, Content};
 use crate::dialect::json::{self, Invalid, unescaped};
-use crate::dialect::{json_str, now, push_u64};
+use crate::dialect::{now, push_u64};
 
 /// `stop_reason` → `finish_reason`, a raw JSON string.
 pub fn finish_reason(stop: &str) -> &'static str {
@@ -16,62 +17,116 @@ pub fn finish_reason(stop: &str) -> &'static str {
     }
 }
 
-/// A complete message → a `chat.completion`, written straight from the message's raw members:
-/// no JSON tree is built on either side, and text, ids and the model are copied as Anthropic
-/// escaped them. `Err` when the body is not a message.
-pub fn completion(body: &[u8]) -> Result<Vec<u8>, Invalid> {
+/// A complete message as the `chat.completion` it translates to, handed to `then`. Its
+/// strings are the message's raw members as Anthropic escaped them, so a translation on to
+/// another dialect (Responses) reads no Chat text in between. `Err` when the body is not a
+/// message.
+pub fn read<'a, R>(body: &'a [u8], then: impl FnOnce(&Completion) -> R) -> Result<R, Invalid> {
     let msg = Message::read(body)?;
-    let mut out = Vec::with_capacity(body.len() + 256);
-    out.extend_from_slice(br#"{"id":"#);
-    out.extend_from_slice(msg.id.unwrap_or("null").as_bytes());
-    out.extend_from_slice(br#","object":"chat.completion","created":"#);
-    push_u64(&mut out, now());
-    out.extend_from_slice(br#","model":"#);
-    out.extend_from_slice(msg.model.unwrap_or("null").as_bytes());
-    out.extend_from_slice(br#","choices":[{"index":0,"message":{"role":"assistant","content":"#);
-    // The text blocks' escaped contents joined are the escaped contents of their text joined.
-    let mut texts = msg.blocks.iter().filter_map(|b| match b {
-        Block::Text(text) => Some(*text),
-        Block::Tool { .. } => None,
-    });
-    let calls = || {
-        msg.blocks.iter().filter_map(|b| match b {
-            Block::Tool { id, name, input } => Some((id, name, input)),
+    // The tool's input as Anthropic wrote it is the call's arguments text.
+    let arguments: Vec<String> = msg
+        .blocks
+        .iter()
+        .filter_map(|b| match b {
+            Block::Tool { input, .. } => Some(serde_json::to_string(input.unwrap_or("null")).unwrap_or_default()),
             Block::Text(_) => None,
         })
-    };
-    match texts.next() {
-        None if calls().next().is_some() => out.extend_from_slice(b"null"),
-        first => {
-            out.push(b'"');
-            for text in first.into_iter().chain(texts) {
-                out.extend_from_slice(text.as_bytes());
+        .collect();
+    // One text block (the most common answer) is its string as written; more are their
+    // escaped contents, which joined are the escaped contents of their text joined.
+    let mut content = Content::Absent;
+    let mut tool_calls = Vec::with_capacity(arguments.len());
+    let mut next_arguments = arguments.iter();
+    let contents = |raw: &'a str| json::contents(raw).unwrap_or_default();
+    for block in &msg.blocks {
+        match *block {
+            Block::Text(text) => {
+                content = match content {
+                    Content::Text(first) => Content::Parts(vec![contents(first), contents(text)]),
+                    Content::Parts(mut texts) => {
+                        texts.push(contents(text));
+                        Content::Parts(texts)
+                    }
+                    _ => Content::Text(text),
+                }
             }
-            out.push(b'"');
+            Block::Tool { id, name, .. } => {
+                tool_calls.push(Call { id, name, arguments: next_arguments.next().map(String::as_str) })
+            }
         }
     }
-    if calls().next().is_some() {
+    // A message of tool calls alone has no content; one of nothing has an empty one.
+    if matches!(content, Content::Absent) && tool_calls.is_empty() {
+        content = Content::Text(r#""""#);
+    }
+    let stop = msg.stop_reason.and_then(unescaped);
+    let usage = msg.usage.unwrap_or_default();
+    let completion = Completion {
+        id: msg.id,
+        model: msg.model,
+        created: Some(now()),
+        choice: Some(Answer {
+            message: Some(chat::Message { content, tool_calls, ..chat::Message::default() }),
+            finish_reason: Some(finish_reason(stop.as_deref().unwrap_or_default())),
+        }),
+        usage: Some(usage.chat(usage.output_tokens.unwrap_or(0))),
+    };
+    Ok(then(&completion))
+}
+
+/// A complete message → a `chat.completion`'s bytes, written straight from the message's raw
+/// members: no JSON tree is built on either side, and text, ids and the model are copied as
+/// Anthropic escaped them. `Err` when the body is not a message.
+pub fn completion(body: &[u8]) -> Result<Vec<u8>, Invalid> {
+    read(body, |chat| write(chat, body.len()))
+}
+
+/// A raw member, `null` when absent.
+fn raw(raw: Option<&str>) -> &[u8] {
+    raw.unwrap_or("null").as_bytes()
+}
+
+/// A completion [`read`] made as the bytes of a `chat.completion` of about `size` bytes (a
+/// member that is absent written `null`).
+pub fn write(chat: &Completion, size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size + 256);
+    out.extend_from_slice(br#"{"id":"#);
+    out.extend_from_slice(raw(chat.id));
+    out.extend_from_slice(br#","object":"chat.completion","created":"#);
+    push_u64(&mut out, chat.created.unwrap_or_default());
+    out.extend_from_slice(br#","model":"#);
+    out.extend_from_slice(raw(chat.model));
+    out.extend_from_slice(br#","choices":[{"index":0,"message":{"role":"assistant","content":"#);
+    let choice = chat.choice.as_ref();
+    let message = choice.and_then(|c| c.message.as_ref());
+    match message.map(|m| &m.content) {
+        Some(Content::Parts(texts)) => {
+            out.push(b'"');
+            texts.iter().for_each(|text| out.extend_from_slice(text.as_bytes()));
+            out.push(b'"');
+        }
+        Some(Content::Text(text)) => out.extend_from_slice(text.as_bytes()),
+        _ => out.extend_from_slice(b"null"),
+    }
+    let calls = message.map_or(&[][..], |m| &m.tool_calls);
+    if !calls.is_empty() {
         out.extend_from_slice(br#","tool_calls":"#);
-        json::list(&mut out, calls(), |out, (id, name, input)| {
+        json::list(&mut out, calls, |out, call| {
             out.extend_from_slice(br#"{"id":"#);
-            out.extend_from_slice(id.unwrap_or("null").as_bytes());
+            out.extend_from_slice(raw(call.id));
             out.extend_from_slice(br#","type":"function","function":{"name":"#);
-            out.extend_from_slice(name.unwrap_or("null").as_bytes());
+            out.extend_from_slice(raw(call.name));
             out.extend_from_slice(br#","arguments":"#);
-            // The tool's input as Anthropic wrote it is the call's arguments text.
-            json_str(out, input.unwrap_or("null"));
+            out.extend_from_slice(raw(call.arguments));
             out.extend_from_slice(b"}}");
         });
     }
     out.extend_from_slice(br#"},"logprobs":null,"finish_reason":"#);
-    let stop = msg.stop_reason.and_then(unescaped);
-    out.extend_from_slice(finish_reason(stop.as_deref().unwrap_or_default()).as_bytes());
-    // Last, where the access log's token count looks for it.
+    out.extend_from_slice(raw(choice.and_then(|c| c.finish_reason)));
     out.extend_from_slice(br#"}],"usage":"#);
-    let usage = msg.usage.and_then(Usage::read).unwrap_or_default();
-    usage.chat(usage.output_tokens.unwrap_or(0)).write(&mut out);
+    chat.usage.unwrap_or_default().write(&mut out);
     out.push(b'}');
-    Ok(out)
+    out
 }
 
 /// The members of a message the translation reads, as raw JSON (`null` reads as absent); the
@@ -84,11 +139,11 @@ struct Message<'a> {
     blocks: Vec<Block<'a>>,
     /// A raw string.
     stop_reason: Option<&'a str>,
-    usage: Option<&'a str>,
+    usage: Option<Usage>,
 }
 
 enum Block<'a> {
-    /// A text block's escaped contents.
+    /// A text block's string, raw.
     Text(&'a str),
     Tool {
         id: Option<&'a str>,
@@ -127,9 +182,7 @@ impl<'a> Message<'a> {
                                 Ok(())
                             })?;
                             match kind.and_then(unescaped).as_deref() {
-                                Some("text") => {
-                                    msg.blocks.push(Block::Text(text.and_then(json::contents).unwrap_or_default()))
-                                }
+                                Some("text") => msg.blocks.push(Block::Text(text.unwrap_or(r#""""#))),
                                 Some("tool_use") => msg.blocks.push(Block::Tool { id, name, input }),
                                 _ => {}
                             }
@@ -137,7 +190,7 @@ impl<'a> Message<'a> {
                         })?
                     }
                     b"stop_reason" => msg.stop_reason = string(r)?,
-                    b"usage" => msg.usage = r.raw()?,
+                    b"usage" => msg.usage = Usage::next(r)?,
                     _ => r.skip()?,
                 }
                 Ok(())
@@ -173,35 +226,40 @@ impl Usage {
     /// (negative, fractional, a string, a list) is none, rather than failing the answer it
     /// came in: a count is never worth losing the answer for.
     pub(super) fn read(raw: &str) -> Option<Self> {
-        json::Reader::checked(raw, |r| {
-            let mut usage = Usage::default();
-            r.members(|key, r| {
-                let slot = match key {
-                    b"input_tokens" => &mut usage.input_tokens,
-                    b"output_tokens" => &mut usage.output_tokens,
-                    b"cache_read_input_tokens" => &mut usage.cache_read_input_tokens,
-                    b"cache_creation_input_tokens" => &mut usage.cache_creation_input_tokens,
-                    _ => return r.skip(),
-                };
-                *slot = r.count()?;
-                Ok(())
-            })?;
-            Ok(usage)
-        })
-        .ok()
+        json::Reader::checked(raw, Self::next).ok().flatten()
+    }
+
+    /// The usage that is next, read where it is; `None` when it is no object.
+    fn next(r: &mut json::Reader) -> Result<Option<Self>, Invalid> {
+        if r.peek() != Some(b'{') {
+            return r.skip().map(|_| None);
+        }
+        let mut usage = Usage::default();
+        r.members(|key, r| {
+            let slot = match key {
+                b"input_tokens" => &mut usage.input_tokens,
+                b"output_tokens" => &mut usage.output_tokens,
+                b"cache_read_input_tokens" => &mut usage.cache_read_input_tokens,
+                b"cache_creation_input_tokens" => &mut usage.cache_creation_input_tokens,
+                _ => return r.skip(),
+            };
+            *slot = r.count()?;
+            Ok(())
+        })?;
+        Ok(Some(usage))
     }
 
     /// Chat's usage for these counts, with `output` completion tokens. Prompt tokens include
     /// cache reads and writes (they are input the model read); cached reads are also reported
     /// as `cached_tokens`.
-    pub(super) fn chat(&self, output: u64) -> ChatUsage {
-        let cached = self.cache_read_input_tokens.unwrap_or(0);
+    pub(super) fn chat(&self, output: u64) -> chat::Usage {
         let prompt = self.prompt();
-        ChatUsage {
-            prompt_tokens: prompt,
-            completion_tokens: output,
-            total_tokens: prompt.saturating_add(output),
-            cached_tokens: cached,
+        chat::Usage {
+            prompt_tokens: Some(prompt),
+            completion_tokens: Some(output),
+            total_tokens: Some(prompt.saturating_add(output)),
+            cached_tokens: Some(self.cache_read_input_tokens.unwrap_or(0)),
+            reasoning_tokens: None,
         }
     }
 
@@ -211,28 +269,6 @@ impl Usage {
         n(self.input_tokens)
             .saturating_add(n(self.cache_read_input_tokens))
             .saturating_add(n(self.cache_creation_input_tokens))
-    }
-}
-
-pub(super) struct ChatUsage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-    cached_tokens: u64,
-}
-
-impl ChatUsage {
-    /// Writes it as Chat's `usage` object.
-    pub(super) fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(br#"{"prompt_tokens":"#);
-        push_u64(out, self.prompt_tokens);
-        out.extend_from_slice(br#","completion_tokens":"#);
-        push_u64(out, self.completion_tokens);
-        out.extend_from_slice(br#","total_tokens":"#);
-        push_u64(out, self.total_tokens);
-        out.extend_from_slice(br#","prompt_tokens_details":{"cached_tokens":"#);
-        push_u64(out, self.cached_tokens);
-        out.extend_from_slice(b"}}");
     }
 }
 
