@@ -16,7 +16,8 @@ pub struct Chunk<'a> {
     /// Choice 0, wherever it is in the list: a translated request never asks for more (every
     /// element must still be a choice).
     pub choice: Option<Choice<'a>>,
-    pub usage: Option<&'a str>,
+    /// Read where it is ([`Usage::next`]).
+    pub usage: Option<Usage>,
     pub error: Option<&'a str>,
 }
 
@@ -58,7 +59,7 @@ impl<'a> Chunk<'a> {
                         }
                         Ok(())
                     })?,
-                    b"usage" => chunk.usage = r.raw()?,
+                    b"usage" => chunk.usage = Usage::next(r)?,
                     b"error" => chunk.error = r.raw()?,
                     _ => r.skip()?,
                 }
@@ -76,8 +77,9 @@ impl<'a> Chunk<'a> {
             choice.write(out);
         }
         out.push(b']');
-        if let Some(usage) = self.usage {
-            json::member(out, "usage", usage);
+        if let Some(usage) = &self.usage {
+            out.extend_from_slice(br#","usage":"#);
+            usage.write(out);
         }
         out.extend_from_slice(b"}\n\n");
     }
@@ -329,7 +331,7 @@ impl<'a> Completion<'a> {
                             None => Answer::read(r).map(|a| chat.choice = Some(a)),
                         })?
                     }
-                    b"usage" => chat.usage = Usage::read(r.value()?),
+                    b"usage" => chat.usage = Usage::next(r)?,
                     _ => r.skip()?,
                 }
                 Ok(())
@@ -471,28 +473,28 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// The counts of a usage object (checked JSON text); `None` for any other value. A count
-    /// that is no whole number (negative, fractional, a string, a list, beyond `u64`) and
-    /// details that are no object are none, the rest kept: a count is never worth losing the
-    /// answer for. Of a key written twice the last counts, as the access log's token reader
-    /// takes it.
-    pub fn read(raw: &str) -> Option<Self> {
-        Reader::checked(raw, |r| {
-            let mut usage = Usage::default();
-            r.members(|key, r| {
-                match key {
-                    b"prompt_tokens" => usage.prompt_tokens = r.count()?,
-                    b"completion_tokens" => usage.completion_tokens = r.count()?,
-                    b"total_tokens" => usage.total_tokens = r.count()?,
-                    b"prompt_tokens_details" => usage.cached_tokens = detail(r, b"cached_tokens")?,
-                    b"completion_tokens_details" => usage.reasoning_tokens = detail(r, b"reasoning_tokens")?,
-                    _ => r.skip()?,
-                }
-                Ok(())
-            })?;
-            Ok(usage)
-        })
-        .ok()
+    /// The counts of the usage that is next, read where it is; `None` for any value but an
+    /// object. A count that is no whole number (negative, fractional, a string, a list, beyond
+    /// `u64`) and details that are no object are none, the rest kept: a count is never worth
+    /// losing the answer for. Of a key written twice the last counts, as the access log's
+    /// token reader takes it.
+    pub fn next(r: &mut Reader) -> Result<Option<Self>, Invalid> {
+        if r.peek() != Some(b'{') {
+            return r.skip().map(|_| None);
+        }
+        let mut usage = Usage::default();
+        r.members(|key, r| {
+            match key {
+                b"prompt_tokens" => usage.prompt_tokens = r.count()?,
+                b"completion_tokens" => usage.completion_tokens = r.count()?,
+                b"total_tokens" => usage.total_tokens = r.count()?,
+                b"prompt_tokens_details" => usage.cached_tokens = detail(r, b"cached_tokens")?,
+                b"completion_tokens_details" => usage.reasoning_tokens = detail(r, b"reasoning_tokens")?,
+                _ => r.skip()?,
+            }
+            Ok(())
+        })?;
+        Ok(Some(usage))
     }
 
     /// `(prompt, completion)` tokens, as the access log counts them (a count that is none
@@ -575,7 +577,12 @@ mod tests {
                 assert_eq!(value(chunk.id), c["id"]);
                 assert_eq!(value(chunk.model), c["model"]);
                 assert_eq!(chunk.created, c["created"].as_u64());
-                assert_eq!(value(chunk.usage), c["usage"]);
+                let counts =
+                    |u: &Value| [&u["prompt_tokens"], &u["completion_tokens"], &u["total_tokens"]].map(Value::as_u64);
+                assert_eq!(
+                    chunk.usage.map(|u| [u.prompt_tokens, u.completion_tokens, u.total_tokens]),
+                    c["usage"].as_object().map(|_| counts(&c["usage"]))
+                );
                 assert_eq!(value(chunk.error), c["error"]);
                 let first = c["choices"].as_array().unwrap().iter().find(|ch| ch["index"].as_u64().unwrap_or(0) == 0);
                 assert_eq!(chunk.choice.is_some(), first.is_some(), "{text}");
@@ -732,13 +739,14 @@ mod tests {
     /// counts. A completion whose usage is odd is still read whole.
     #[test]
     fn usage_of_any_shape_is_read_count_by_count() {
+        let read = |raw: &str| Reader::checked(raw, Usage::next).unwrap();
         for none in ["null", "1", "-1.5", "true", r#""{}""#, "[1,2]", "[]", "1e400", r#""\ud800""#] {
-            assert_eq!(Usage::read(none), None, "{none}");
+            assert_eq!(read(none), None, "{none}");
             let body = format!(r#"{{"usage":{none},"choices":[{{"message":{{"content":"hi"}}}}]}}"#);
             let chat = Completion::read(body.as_bytes()).unwrap();
             assert!(chat.usage.is_none() && chat.choice.is_some(), "{none}");
         }
-        let usage = |raw: &str| Usage::read(raw).unwrap();
+        let usage = |raw: &str| read(raw).unwrap();
         assert_eq!(
             usage(r#"{"prompt_tokens":1e400,"completion_tokens":"\ud800","total_tokens":2.0,"\ud800":1,"x":[{}]}"#),
             Usage { total_tokens: Some(2), ..Usage::default() }

@@ -143,7 +143,7 @@ impl FromChat {
                 self.incomplete = incomplete_reason(&reason);
             }
         }
-        if let Some(usage) = chunk.usage.and_then(Usage::read) {
+        if let Some(usage) = chunk.usage {
             self.usage = Some(usage);
         }
         if self.kept > self.limit {

@@ -141,7 +141,7 @@ impl State {
         if !self.started {
             self.start(chunk.id, chunk.model, out);
         }
-        if let Some(u) = chunk.usage.and_then(Usage::read) {
+        if let Some(u) = chunk.usage {
             self.usage = Some(u);
         }
         let Some(choice) = chunk.choice else { return };

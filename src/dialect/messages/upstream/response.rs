@@ -222,15 +222,10 @@ pub(super) struct Usage {
 }
 
 impl Usage {
-    /// A usage object's counts; `None` when it is no object. A count that is no whole number
-    /// (negative, fractional, a string, a list) is none, rather than failing the answer it
-    /// came in: a count is never worth losing the answer for.
-    pub(super) fn read(raw: &str) -> Option<Self> {
-        json::Reader::checked(raw, Self::next).ok().flatten()
-    }
-
-    /// The usage that is next, read where it is; `None` when it is no object.
-    fn next(r: &mut json::Reader) -> Result<Option<Self>, Invalid> {
+    /// The usage that is next, read where it is; `None` when it is no object. A count that is
+    /// no whole number (negative, fractional, a string, a list) is none, rather than failing
+    /// the answer it came in: a count is never worth losing the answer for.
+    pub(super) fn next(r: &mut json::Reader) -> Result<Option<Self>, Invalid> {
         if r.peek() != Some(b'{') {
             return r.skip().map(|_| None);
         }

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use super::request::Asked;
 use super::response::{Usage, finish_reason};
-use crate::dialect::chat::{CallDelta, Choice, Chunk, ChunkSink, Events};
+use crate::dialect::chat::{self, CallDelta, Choice, Chunk, ChunkSink, Events};
 use crate::dialect::json::{self, Invalid, unescaped};
 use crate::dialect::sse;
 use crate::dialect::{StreamTranslator, now};
@@ -43,7 +43,8 @@ struct Event<'a> {
     delta: Delta<'a>,
     content_block: Block<'a>,
     message: Option<Start<'a>>,
-    usage: Option<&'a str>,
+    /// Read where it is, as every usage.
+    usage: Option<Usage>,
     error: Option<ErrorBody<'a>>,
 }
 
@@ -67,7 +68,7 @@ struct Block<'a> {
 struct Start<'a> {
     id: Option<&'a str>,
     model: Option<&'a str>,
-    usage: Option<&'a str>,
+    usage: Option<Usage>,
 }
 
 #[derive(Default)]
@@ -115,13 +116,13 @@ impl<'a> Event<'a> {
                             match key {
                                 b"id" => m.id = r.raw()?,
                                 b"model" => m.model = r.raw()?,
-                                b"usage" => m.usage = r.raw()?,
+                                b"usage" => m.usage = Usage::next(r)?,
                                 _ => r.skip()?,
                             }
                             Ok(())
                         })?
                     }
-                    b"usage" => ev.usage = r.raw()?,
+                    b"usage" => ev.usage = Usage::next(r)?,
                     b"error" => {
                         ev.error = r.optional(|e: &mut ErrorBody<'a>, key, r| {
                             match key {
@@ -194,7 +195,7 @@ impl<S: ChunkSink> ToChat<S> {
                 if let Some(m) = ev.message {
                     json::string_or_empty(m.id).clone_into(&mut self.id);
                     json::string_or_empty(m.model).clone_into(&mut self.model);
-                    self.input_usage = m.usage.and_then(Usage::read).unwrap_or_default();
+                    self.input_usage = m.usage.unwrap_or_default();
                 }
                 let role = Choice { role: Some(r#""assistant""#), content: Some(r#""""#), ..Choice::default() };
                 self.chunk(Some(role), None, out);
@@ -225,7 +226,7 @@ impl<S: ChunkSink> ToChat<S> {
                 if let Some(stop) = ev.delta.stop_reason.and_then(unescaped) {
                     self.finish = finish_reason(&stop);
                 }
-                if let Some(n) = ev.usage.and_then(Usage::read).and_then(|u| u.output_tokens) {
+                if let Some(n) = ev.usage.and_then(|u| u.output_tokens) {
                     self.output_tokens = n;
                 }
             }
@@ -237,10 +238,7 @@ impl<S: ChunkSink> ToChat<S> {
                 let finish = Some(self.finish);
                 self.chunk(Some(Choice { finish_reason: finish, ..Choice::default() }), None, out);
                 if self.include_usage {
-                    let mut usage = Vec::with_capacity(128);
-                    self.input_usage.chat(self.output_tokens).write(&mut usage);
-                    let usage = String::from_utf8(usage).expect("counts written as ASCII");
-                    self.chunk(None, Some(&usage), out);
+                    self.chunk(None, Some(self.input_usage.chat(self.output_tokens)), out);
                 }
                 self.sink.done(out);
                 self.done = true;
@@ -286,8 +284,8 @@ impl<S: ChunkSink> ToChat<S> {
         }
     }
 
-    /// A chunk of `choice` (as choice 0) and `usage`, raw.
-    fn chunk(&mut self, choice: Option<Choice<'_>>, usage: Option<&str>, out: &mut Vec<u8>) {
+    /// A chunk of `choice` (as choice 0) and `usage`.
+    fn chunk(&mut self, choice: Option<Choice<'_>>, usage: Option<chat::Usage>, out: &mut Vec<u8>) {
         let chunk = Chunk {
             id: Some(self.id.as_str()).filter(|id| !id.is_empty()),
             model: Some(self.model.as_str()).filter(|model| !model.is_empty()),
