@@ -6,7 +6,8 @@ use super::json::{self, Invalid, Object, Reader};
 use super::push_u64;
 
 /// The members of a Chat stream chunk the translators read, as the raw JSON the upstream
-/// wrote (strings still quoted and escaped); `null` reads as absent.
+/// wrote (strings still quoted and escaped) but `created` and `usage`, read as counts; `null`
+/// reads as absent.
 #[derive(Default)]
 pub struct Chunk<'a> {
     pub id: Option<&'a str>,
@@ -577,11 +578,24 @@ mod tests {
                 assert_eq!(value(chunk.id), c["id"]);
                 assert_eq!(value(chunk.model), c["model"]);
                 assert_eq!(chunk.created, c["created"].as_u64());
-                let counts =
-                    |u: &Value| [&u["prompt_tokens"], &u["completion_tokens"], &u["total_tokens"]].map(Value::as_u64);
+                let u = &c["usage"];
+                let counts = [
+                    &u["prompt_tokens"],
+                    &u["completion_tokens"],
+                    &u["total_tokens"],
+                    &u["prompt_tokens_details"]["cached_tokens"],
+                    &u["completion_tokens_details"]["reasoning_tokens"],
+                ]
+                .map(Value::as_u64);
                 assert_eq!(
-                    chunk.usage.map(|u| [u.prompt_tokens, u.completion_tokens, u.total_tokens]),
-                    c["usage"].as_object().map(|_| counts(&c["usage"]))
+                    chunk.usage.map(|u| [
+                        u.prompt_tokens,
+                        u.completion_tokens,
+                        u.total_tokens,
+                        u.cached_tokens,
+                        u.reasoning_tokens
+                    ]),
+                    u.as_object().map(|_| counts)
                 );
                 assert_eq!(value(chunk.error), c["error"]);
                 let first = c["choices"].as_array().unwrap().iter().find(|ch| ch["index"].as_u64().unwrap_or(0) == 0);
@@ -629,6 +643,10 @@ mod tests {
         assert!(Chunk::read(b"{\"model\":\"\xff\"}").is_err());
         for odd in [r#"{"created":1744857525.25}"#, r#"{"created":"1744857525"}"#, r#"{"created":-1}"#] {
             assert_eq!(Chunk::read(odd.as_bytes()).unwrap().created, None, "{odd}");
+        }
+        // A usage that is no object is none, and the chunk stands.
+        for odd in [r#"{"usage":"lots"}"#, r#"{"usage":[1]}"#, r#"{"usage":{"prompt_tokens":1},"usage":7}"#] {
+            assert_eq!(Chunk::read(odd.as_bytes()).unwrap().usage, None, "{odd}");
         }
     }
 
