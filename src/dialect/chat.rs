@@ -96,10 +96,7 @@ pub trait ChunkSink {
     fn done(&mut self, out: &mut Vec<u8>);
     /// The stream ended, with `[DONE]` or without (a translator behind has its end to write).
     fn finish(&mut self, _out: &mut Vec<u8>) {}
-    /// A translator behind: its token counts, its failure and its bound.
-    fn tokens(&self) -> Option<(u64, u64)> {
-        None
-    }
+    /// A translator behind: its failure and its bound.
     fn failure(&self) -> Option<&str> {
         None
     }

@@ -561,10 +561,6 @@ impl crate::dialect::chat::ChunkSink for FromChat {
         StreamTranslator::finish(self, out);
     }
 
-    fn tokens(&self) -> Option<(u64, u64)> {
-        StreamTranslator::tokens(self)
-    }
-
     fn failure(&self) -> Option<&str> {
         StreamTranslator::failure(self)
     }

@@ -25,7 +25,9 @@ pub struct ToChat<S = Events> {
     /// The content blocks that are tool calls.
     tools: Vec<Tool>,
     input_usage: Usage,
-    output_tokens: u64,
+    /// What the last `message_delta` that said so reported, or 0 once the message ended
+    /// without (none yet: not counted).
+    output_tokens: Option<u64>,
     /// The finish reason, a raw JSON string.
     finish: &'static str,
     done: bool,
@@ -175,7 +177,7 @@ impl<S: ChunkSink> ToChat<S> {
             include_usage: asked.include_usage,
             tools: Vec::new(),
             input_usage: Usage::default(),
-            output_tokens: 0,
+            output_tokens: None,
             finish: finish_reason(""),
             done: false,
             failure: None,
@@ -227,7 +229,7 @@ impl<S: ChunkSink> ToChat<S> {
                     self.finish = finish_reason(&stop);
                 }
                 if let Some(n) = ev.usage.and_then(|u| u.output_tokens) {
-                    self.output_tokens = n;
+                    self.output_tokens = Some(n);
                 }
             }
             b"message_stop" => {
@@ -237,8 +239,10 @@ impl<S: ChunkSink> ToChat<S> {
                 }
                 let finish = Some(self.finish);
                 self.chunk(Some(Choice { finish_reason: finish, ..Choice::default() }), None, out);
+                // Ended, the message is counted as its usage chunk says, reported or not.
+                let output = *self.output_tokens.get_or_insert(0);
                 if self.include_usage {
-                    self.chunk(None, Some(self.input_usage.chat(self.output_tokens)), out);
+                    self.chunk(None, Some(self.input_usage.chat(output)), out);
                 }
                 self.sink.done(out);
                 self.done = true;
@@ -332,12 +336,10 @@ impl<S: ChunkSink + Send + Sync> StreamTranslator for ToChat<S> {
         }
     }
 
-    /// `(prompt, completion)` tokens, once the stream reported its output usage.
+    /// `(prompt, completion)` tokens, once the stream reported its output usage (0 included)
+    /// or ended, whatever the sink.
     fn tokens(&self) -> Option<(u64, u64)> {
-        if self.output_tokens == 0 {
-            return self.sink.tokens();
-        }
-        Some((self.input_usage.prompt(), self.output_tokens))
+        self.output_tokens.map(|output| (self.input_usage.prompt(), output))
     }
 
     /// The sink's first: a failure here reaches it as an error chunk, message and all.
@@ -438,6 +440,27 @@ mod tests {
         let got = events(&translate(odd.as_bytes(), &[], true));
         assert_eq!(got.len(), 6, "{got:#?}");
         assert_eq!((&got[4]["usage"]["prompt_tokens"], &got[4]["usage"]["completion_tokens"]), (&json!(0), &json!(9)));
+    }
+
+    /// The counts are the stream's own, whatever the sink: none until a `message_delta`
+    /// reports the output or the message ends (a stream cut short before is charged by its
+    /// events), then the prompt and that output, 0 included.
+    #[test]
+    fn tokens_once_the_output_is_reported() {
+        let text = String::from_utf8(fixture("stream-text.sse")).unwrap();
+        let zero = text.replace(r#""usage":{"output_tokens":9}"#, r#""usage":{"output_tokens":0}"#);
+        assert_ne!(zero, text, "the fixture reports 9 output tokens");
+        let delta = text.find(r#""type":"message_delta""#).unwrap();
+        let (asked, echo) =
+            (Asked { stream: true, include_usage: true }, crate::dialect::responses::response::Echo::default);
+        for (input, want) in [(&text[..delta], None), (&text[..], Some((25, 9))), (&zero[..], Some((25, 0)))] {
+            let mut chat = ToChat::new(&asked);
+            let mut responses = ToChat::to(&asked, crate::dialect::responses::stream::FromChat::new(echo()));
+            let mut out = Vec::new();
+            chat.feed(input.as_bytes(), &mut out);
+            responses.feed(input.as_bytes(), &mut out);
+            assert_eq!((chat.tokens(), responses.tokens()), (want, want), "{input}");
+        }
     }
 
     /// A tool called without arguments: Anthropic streams `"input": {}` and no argument piece,
