@@ -342,4 +342,57 @@ mod tests {
         assert_eq!(generation(br#"{"predicted_ms":"x"}"#), None);
         assert_eq!(generation(b"no timings"), None);
     }
+
+    /// JSON values whose text has every byte the scanner stops at (quotes and backslashes in
+    /// strings and keys, brackets inside strings, control bytes escaped), none with a key
+    /// `usage` of its own.
+    fn nested() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let text = "[a-tv-z \"\\\\{}\\[\\]:,\n\u{e9}]{0,20}";
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            text.prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 5, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::btree_map(text, inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever else a usage object holds, its counts are read, and a body cut before the
+        /// object closes says none.
+        #[test]
+        fn reads_the_counts_whatever_surrounds_them(
+            others in proptest::collection::btree_map("[a-tv-z_\"\\\\]{0,12}", nested(), 0..6),
+            prompt in 0..u64::MAX,
+            completion in 0..u64::MAX,
+            after in nested(),
+            cut in 0..1usize << 16,
+        ) {
+            let mut usage: serde_json::Map<_, _> = others.into_iter().collect();
+            usage.insert("prompt_tokens".into(), prompt.into());
+            usage.insert("completion_tokens".into(), completion.into());
+            let usage = serde_json::to_vec(&usage).unwrap();
+            let mut body = br#"{"id":"x","usage":"#.to_vec();
+            body.extend_from_slice(&usage);
+            let closed = body.len();
+            body.extend_from_slice(b",\"after\":");
+            body.extend_from_slice(&serde_json::to_vec(&after).unwrap());
+            body.push(b'}');
+            let tokens = |text: &[u8]| {
+                let mut t = Tail::default();
+                t.push(text);
+                t.tokens()
+            };
+            proptest::prop_assume!(body.len() <= TAIL);
+            proptest::prop_assert_eq!(tokens(&body), Some((prompt, completion)));
+            proptest::prop_assert_eq!(tokens(&body[..cut % closed]), None);
+        }
+    }
 }

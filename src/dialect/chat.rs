@@ -310,7 +310,24 @@ pub struct Call<'a> {
     pub arguments: Option<&'a str>,
 }
 
+/// The message of a choice that has none (see [`Completion::answer`]).
+static NO_MESSAGE: Message<'static> =
+    Message { content: Content::Absent, refusal: None, tool_calls: Vec::new(), function_call: None };
+
 impl<'a> Completion<'a> {
+    /// The choice a translation answers with, and its message. A completion without a choice
+    /// (and its message) is not an answer, and must not become an empty one; a choice without
+    /// a message that says why (a filtered answer's `finish_reason: content_filter`) is an
+    /// empty answer.
+    pub fn answer(&self) -> Result<(&Answer<'a>, &Message<'a>), Invalid> {
+        let choice = self.choice.as_ref().ok_or(Invalid)?;
+        match &choice.message {
+            Some(message) => Ok((choice, message)),
+            None if choice.finish_reason.and_then(json::contents).is_some() => Ok((choice, &NO_MESSAGE)),
+            None => Err(Invalid),
+        }
+    }
+
     /// A completion: a JSON object whose `choices`, when present, is a list whose first
     /// element is an object, whose `message`, when present, is an object; else [`Invalid`].
     /// Usage of any other shape is none, never a reason to refuse the answer.
@@ -417,13 +434,13 @@ impl<'a> Call<'a> {
     /// A tool call (`id`, `function: {name, arguments}`) when the next value is an object;
     /// any other value is skipped.
     fn read(r: &mut Reader<'a>) -> Result<Option<Self>, Invalid> {
-        Self::object(r, |call, key, r| {
+        r.object_or_none(|call: &mut Self, key, r| {
             // Keys as they spell: also read from a client's request.
             match json::key(key).as_ref() {
                 b"id" => call.id = r.raw()?,
                 // The last `function` counts, an object or not.
                 b"function" => {
-                    let function = Self::object(r, Self::function)?.unwrap_or_default();
+                    let function = r.object_or_none(Self::function)?.unwrap_or_default();
                     (call.name, call.arguments) = (function.name, function.arguments);
                 }
                 _ => r.skip()?,
@@ -434,7 +451,7 @@ impl<'a> Call<'a> {
 
     /// A legacy `function_call` (`{name, arguments}`) when the next value is an object.
     fn legacy(r: &mut Reader<'a>) -> Result<Option<Self>, Invalid> {
-        Self::object(r, Self::function)
+        r.object_or_none(Self::function)
     }
 
     fn function(&mut self, key: &'a [u8], r: &mut Reader<'a>) -> Result<(), Invalid> {
@@ -444,16 +461,6 @@ impl<'a> Call<'a> {
             _ => r.skip()?,
         }
         Ok(())
-    }
-
-    fn object(
-        r: &mut Reader<'a>,
-        member: impl FnMut(&mut Self, &'a [u8], &mut Reader<'a>) -> Result<(), Invalid>,
-    ) -> Result<Option<Self>, Invalid> {
-        match r.peek() {
-            Some(b'{') => r.optional(member),
-            _ => r.skip().map(|_| None),
-        }
     }
 }
 
@@ -477,11 +484,7 @@ impl Usage {
     /// losing the answer for. Of a key written twice the last counts, as the access log's
     /// token reader takes it.
     pub fn next(r: &mut Reader) -> Result<Option<Self>, Invalid> {
-        if r.peek() != Some(b'{') {
-            return r.skip().map(|_| None);
-        }
-        let mut usage = Usage::default();
-        r.members(|key, r| {
+        r.object_or_none(|usage: &mut Usage, key, r| {
             match key {
                 b"prompt_tokens" => usage.prompt_tokens = r.count()?,
                 b"completion_tokens" => usage.completion_tokens = r.count()?,
@@ -491,8 +494,7 @@ impl Usage {
                 _ => r.skip()?,
             }
             Ok(())
-        })?;
-        Ok(Some(usage))
+        })
     }
 
     /// `(prompt, completion)` tokens, as the access log counts them (a count that is none

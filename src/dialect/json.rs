@@ -125,6 +125,19 @@ impl<'a> Reader<'a> {
         Ok(Some(value))
     }
 
+    /// The object that is next read into a `T` member by member; any other value is checked,
+    /// skipped and `None` (where [`optional`](Self::optional) refuses all but `null`): for what
+    /// an upstream may leave out or write oddly, such as its token counts.
+    pub fn object_or_none<T: Default>(
+        &mut self,
+        member: impl FnMut(&mut T, &'a [u8], &mut Self) -> Read<()>,
+    ) -> Read<Option<T>> {
+        match self.peek() {
+            Some(b'{') => self.optional(member),
+            _ => self.skip().map(|_| None),
+        }
+    }
+
     /// The elements of the array that is next (`element` reads or skips each), or nothing for
     /// `null`. Anything else is [`Invalid`].
     pub fn array(&mut self, element: impl FnMut(&mut Self) -> Read<()>) -> Read<()> {

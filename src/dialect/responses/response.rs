@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::Arguments;
-use crate::dialect::chat::{Completion, Content, Message, Usage};
+use crate::dialect::chat::{Completion, Content, Usage};
 use crate::dialect::json::{self, Invalid, unescaped};
 use crate::dialect::push_u64;
 
@@ -136,16 +136,7 @@ fn build(body: &[u8], echo: &Echo, base: &str) -> Result<Vec<u8>, Invalid> {
 }
 
 fn write(chat: &Completion, echo: &Echo, base: &str, size: usize) -> Result<Vec<u8>, Invalid> {
-    // A completion without a choice (and its message) is not an answer, and must not become
-    // an empty one. A choice without a message that says why (a filtered answer's
-    // `finish_reason: content_filter`) is an empty answer.
-    let choice = chat.choice.as_ref().ok_or(Invalid)?;
-    let empty = Message::default();
-    let message = match &choice.message {
-        Some(message) => message,
-        None if choice.finish_reason.and_then(json::contents).is_some() => &empty,
-        None => return Err(Invalid),
-    };
+    let (choice, message) = chat.answer()?;
     let reason = incomplete_reason(choice.finish_reason.and_then(unescaped).as_deref().unwrap_or_default());
     // The text's escaped contents; some servers answer with a list of text parts.
     let text = match &message.content {

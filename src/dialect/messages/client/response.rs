@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::dialect::chat::{Call, Completion, Content, Message, Usage};
+use crate::dialect::chat::{Call, Completion, Content, Usage};
 use crate::dialect::json::{self, Invalid, unescaped};
 use crate::dialect::{convert, json_str, push_u64};
 
@@ -44,16 +44,7 @@ pub fn from_chat(body: &[u8]) -> Result<Vec<u8>, Invalid> {
 
 /// A completion read → an Anthropic message of about `size` bytes. `Err` when it has no answer.
 pub fn from_completion(chat: &Completion, size: usize) -> Result<Vec<u8>, Invalid> {
-    // A completion without a choice (and its message) is not an answer, and must not become
-    // an empty one. A choice without a message that says why (a filtered answer's
-    // `finish_reason: content_filter`) is an empty answer.
-    let choice = chat.choice.as_ref().ok_or(Invalid)?;
-    let empty = Message::default();
-    let msg = match &choice.message {
-        Some(msg) => msg,
-        None if choice.finish_reason.and_then(json::contents).is_some() => &empty,
-        None => return Err(Invalid),
-    };
+    let (choice, msg) = chat.answer()?;
     let chat_id = chat.id.and_then(unescaped).unwrap_or_default();
     // The answer's text, escaped. Some servers send content as a list of text parts; a
     // refusal is the answer's text.

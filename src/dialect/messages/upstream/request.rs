@@ -264,10 +264,7 @@ fn list<'a, T: Default>(
         if refused {
             return r.skip();
         }
-        let item = match r.peek() {
-            Some(b'{') => r.optional(&mut member)?.unwrap_or_default(),
-            _ => r.skip().map(|_| T::default())?,
-        };
+        let item = r.object_or_none(&mut member)?.unwrap_or_default();
         refused = !kept(&item);
         items.push(item);
         Ok(())

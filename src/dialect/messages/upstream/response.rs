@@ -226,11 +226,7 @@ impl Usage {
     /// no whole number (negative, fractional, a string, a list) is none, rather than failing
     /// the answer it came in: a count is never worth losing the answer for.
     pub(super) fn next(r: &mut json::Reader) -> Result<Option<Self>, Invalid> {
-        if r.peek() != Some(b'{') {
-            return r.skip().map(|_| None);
-        }
-        let mut usage = Usage::default();
-        r.members(|key, r| {
+        r.object_or_none(|usage: &mut Usage, key, r| {
             let slot = match key {
                 b"input_tokens" => &mut usage.input_tokens,
                 b"output_tokens" => &mut usage.output_tokens,
@@ -240,8 +236,7 @@ impl Usage {
             };
             *slot = r.count()?;
             Ok(())
-        })?;
-        Ok(Some(usage))
+        })
     }
 
     /// Chat's usage for these counts, with `output` completion tokens. Prompt tokens include
