@@ -322,8 +322,21 @@ enum Value<'a> {
 /// How many fields a line has.
 const FIELDS: usize = 19;
 
+/// A field's name as each format writes it before the value (` name=` on a text line,
+/// `,"name":` in JSON): one copy per field instead of three.
+struct Name {
+    text: &'static str,
+    json: &'static str,
+}
+
+macro_rules! name {
+    ($name:literal) => {
+        Name { text: concat!(" ", $name, "="), json: concat!(",\"", $name, "\":") }
+    };
+}
+
 impl Record {
-    fn fields(&self) -> [(&'static str, Value<'_>); FIELDS] {
+    fn fields(&self) -> [(Name, Value<'_>); FIELDS] {
         /// Any count fits; saturated rather than wrapped if one ever did not.
         fn count(n: impl TryInto<i64>) -> i64 {
             n.try_into().unwrap_or(i64::MAX)
@@ -333,25 +346,28 @@ impl Record {
         }
         let tokens = |pick: fn((u64, u64)) -> u64| Value::Number(self.tokens.map_or(-1, |t| count(pick(t))));
         [
-            ("request_id", Value::Text(self.request_id.as_ref().map_or("", crate::request_id::RequestId::as_str))),
-            ("method", Value::Text(self.method.as_str())),
-            ("path", Value::Text(&self.path)),
-            ("dialect", Value::Text(self.dialect)),
-            ("key", text(&self.key)),
-            ("user", text(&self.user)),
-            ("model_asked", text(&self.model_asked)),
-            ("model_sent", Value::Text(self.model_sent().unwrap_or_default())),
-            ("route", text(&self.route)),
-            ("provider", Value::Quoted(self.provider.unwrap_or_default())),
-            ("endpoint", text(&self.endpoint)),
-            ("status", Value::Number(self.status.into())),
-            ("stream", Value::Bool(self.stream)),
-            ("duration_ms", Value::Number(count(self.duration.as_millis()))),
-            ("ttfb_ms", Value::Number(self.ttfb_ms.map_or(-1, count))),
-            ("bytes", Value::Number(count(self.body_bytes))),
-            ("prompt_tokens", tokens(|t| t.0)),
-            ("completion_tokens", tokens(|t| t.1)),
-            ("error", text(&self.error)),
+            (
+                name!("request_id"),
+                Value::Text(self.request_id.as_ref().map_or("", crate::request_id::RequestId::as_str)),
+            ),
+            (name!("method"), Value::Text(self.method.as_str())),
+            (name!("path"), Value::Text(&self.path)),
+            (name!("dialect"), Value::Text(self.dialect)),
+            (name!("key"), text(&self.key)),
+            (name!("user"), text(&self.user)),
+            (name!("model_asked"), text(&self.model_asked)),
+            (name!("model_sent"), Value::Text(self.model_sent().unwrap_or_default())),
+            (name!("route"), text(&self.route)),
+            (name!("provider"), Value::Quoted(self.provider.unwrap_or_default())),
+            (name!("endpoint"), text(&self.endpoint)),
+            (name!("status"), Value::Number(self.status.into())),
+            (name!("stream"), Value::Bool(self.stream)),
+            (name!("duration_ms"), Value::Number(count(self.duration.as_millis()))),
+            (name!("ttfb_ms"), Value::Number(self.ttfb_ms.map_or(-1, count))),
+            (name!("bytes"), Value::Number(count(self.body_bytes))),
+            (name!("prompt_tokens"), tokens(|t| t.0)),
+            (name!("completion_tokens"), tokens(|t| t.1)),
+            (name!("error"), text(&self.error)),
         ]
     }
 
@@ -423,9 +439,7 @@ impl Record {
     /// The JSON line's fields, each string written by `text`.
     fn write_json_fields(&self, out: &mut Vec<u8>, mut text: impl FnMut(&mut Vec<u8>, &str)) {
         for (name, value) in self.fields() {
-            out.extend_from_slice(b",\"");
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b"\":");
+            out.extend_from_slice(name.json.as_bytes());
             match value {
                 Value::Text(v) | Value::Quoted(v) => text(out, v),
                 other => other.write_json(out),
@@ -436,9 +450,7 @@ impl Record {
     /// The text line's fields, each string written by `text`.
     fn write_text_fields(&self, out: &mut Vec<u8>, text: impl Fn(&mut Vec<u8>, &str)) {
         for (name, value) in self.fields() {
-            out.push(b' ');
-            out.extend_from_slice(name.as_bytes());
-            out.push(b'=');
+            out.extend_from_slice(name.text.as_bytes());
             match value {
                 Value::Text(v) => text(out, v),
                 Value::Quoted(v) => {
@@ -468,9 +480,25 @@ impl Value<'_> {
 }
 
 /// RFC 3339 in UTC with microseconds (`2026-12-02T09:24:57.224230Z`), as tracing writes it.
+/// The date and time to the second are kept from the line before (the writer stamps every
+/// line, most in the second of the one before): only the microseconds are written afresh.
 fn timestamp_bytes(at: SystemTime) -> [u8; 27] {
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 27])> = const { std::cell::Cell::new((u64::MAX, [0; 27])) };
+    }
     let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
+    let (last, mut out) = SECOND.get();
+    if last != secs {
+        out = to_the_second(secs);
+        SECOND.set((secs, out));
+    }
+    write_digits(&mut out[20..26], u64::from(since.subsec_micros()));
+    out
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.000000Z` of `secs` since the epoch.
+fn to_the_second(secs: u64) -> [u8; 27] {
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
     // Days to a civil date (Howard Hinnant's algorithm), valid for any date after 1970.
     let z = days + 719_468;
@@ -483,22 +511,22 @@ fn timestamp_bytes(at: SystemTime) -> [u8; 27] {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     let mut out = *b"0000-00-00T00:00:00.000000Z";
-    // Digits written in place: the writer formats every access line's stamp, and `write!`
-    // costs several times this.
-    let mut digits = |at: usize, width: usize, mut n: u64| {
-        for slot in out[at..at + width].iter_mut().rev() {
-            *slot = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-    };
-    digits(0, 4, year.clamp(0, 9999) as u64);
-    digits(5, 2, month as u64);
-    digits(8, 2, day as u64);
-    digits(11, 2, rest / 3_600);
-    digits(14, 2, rest / 60 % 60);
-    digits(17, 2, rest % 60);
-    digits(20, 6, u64::from(since.subsec_micros()));
+    write_digits(&mut out[0..4], year.clamp(0, 9999) as u64);
+    write_digits(&mut out[5..7], month as u64);
+    write_digits(&mut out[8..10], day as u64);
+    write_digits(&mut out[11..13], rest / 3_600);
+    write_digits(&mut out[14..16], rest / 60 % 60);
+    write_digits(&mut out[17..19], rest % 60);
     out
+}
+
+/// `n`'s last `slots.len()` decimal digits, zero-padded, written in place (`write!` costs
+/// several times this).
+fn write_digits(slots: &mut [u8], mut n: u64) {
+    for slot in slots.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 /// A string written with its control characters escaped (`\n`, `\r`, `\t`, `\u{1b}`…) and
@@ -568,6 +596,8 @@ mod tests {
         assert_eq!(at(1_709_251_199, 1), "2024-02-29T23:59:59.000001Z");
         assert_eq!(at(951_868_800, 999_999), "2000-03-01T00:00:00.999999Z");
         assert_eq!(at(1_796_203_497, 224_230), "2026-12-02T09:24:57.224230Z");
+        assert_eq!(at(1_796_203_497, 5), "2026-12-02T09:24:57.000005Z", "the same second, kept");
+        assert_eq!(at(1_796_203_496, 999_999), "2026-12-02T09:24:56.999999Z", "a second before");
         assert_eq!(at(4_133_980_799, 0), "2100-12-31T23:59:59.000000Z");
     }
 

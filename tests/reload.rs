@@ -172,6 +172,36 @@ async fn changed_weights_shift_traffic_and_keep_endpoints() {
     assert_eq!(probes_before, probes_after, "an unchanged endpoint is not re-probed by a reload");
 }
 
+/// A reload that changes only a provider's key keeps its endpoint (connections, health) and
+/// sends the new key from its next request on: the headers a request carries are the plan's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_api_key_is_sent_by_the_kept_endpoint() {
+    let mock = Mock::start().await;
+    let keyed = |key: &str| format!("providers:\n  open_ai:\n    api_key: {key}\n    base_url: {}\n", mock.url());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, keyed("sk-first-0123456789")).unwrap();
+    let gw = Gateway::start_at(dir, &path, &["--worker-threads", "1"]);
+    let sent_key = || async {
+        let r = post_json(
+            &gw.url("/v1/chat/completions"),
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"#,
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+        let seen = mock.posts().last().unwrap().headers.clone();
+        seen.get("authorization").map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(sent_key().await.as_deref(), Some("Bearer sk-first-0123456789"));
+    let probes_before = mock.requests().len() - mock.posts().len();
+    replace_by_rename(&path, &keyed("sk-second-0123456789"));
+    assert!(gw.wait_for_log("config reloaded"), "{}", gw.logs());
+    assert_eq!(sent_key().await.as_deref(), Some("Bearer sk-second-0123456789"));
+    assert!(!gw.logs().contains("sk-second-0123456789"), "the key is never printed");
+    let probes_after = mock.requests().len() - mock.posts().len();
+    assert_eq!(probes_before, probes_after, "the endpoint is kept, not probed afresh");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_started_before_a_reload_finishes_intact() {
     let mock = Mock::start().await;

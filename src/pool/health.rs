@@ -68,7 +68,8 @@ pub async fn probe_why(pool: &Pool, index: usize) -> Result<Vec<String>, String>
         let uri = format!("{}{}", target.base, probe.path)
             .parse()
             .map_err(|_| format!("{} is not a valid URL path", probe.path))?;
-        let req = crate::upstream::request(pool, Method::GET, uri, Bytes::new(), false, None).map_err(|e| e.message)?;
+        let req = crate::upstream::request(pool, index, Method::GET, uri, Bytes::new(), false, None)
+            .map_err(|e| e.message)?;
         let resp = target.client().request(req).await.map_err(|e| crate::transport::http::describe(&e))?;
         if resp.status() != http::StatusCode::OK {
             return Err(format!("GET {} answered {}", probe.path, resp.status().as_u16()));

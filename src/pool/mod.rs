@@ -15,6 +15,7 @@ use crate::providers::{Credential, Operation};
 use crate::shard::PerShard;
 use crate::transport::http::{Connecting, Dialer, HttpClient, client, client_with};
 use crate::transport::zrok::access::Access;
+use crate::upstream::Preset;
 
 pub struct Pool {
     pub kind: ProviderKind,
@@ -22,6 +23,9 @@ pub struct Pool {
     /// Shared with the pools of later plans while an endpoint's identity stays the same, so
     /// a reload keeps its connections and health.
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// Each endpoint's headers, by endpoint index: this plan's (the credential may change
+    /// across a reload that keeps the endpoint).
+    pub presets: Vec<Preset>,
     /// Weights, by endpoint index (a reload may change them without replacing endpoints).
     weights: Vec<u32>,
     pub health_check: HealthCheck,
@@ -132,6 +136,7 @@ impl Pool {
             .collect();
         let pool = Self {
             kind: p.kind,
+            presets: endpoints.iter().map(|e| Preset::new(&credential, &e.transport)).collect(),
             credential,
             weights: p.endpoints.iter().map(|e| e.weight).collect(),
             endpoints,

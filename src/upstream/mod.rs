@@ -26,7 +26,7 @@ use llm_gateway_compiler::plan::RetryOn;
 use crate::access_log::AccessLog;
 use crate::error::ApiError;
 use crate::pool::{EndpointTransport, Pool};
-use crate::providers::{Operation, adapter};
+use crate::providers::{Credential, Operation, adapter};
 use crate::queue::{self, Gate, Permit};
 
 /// Told each new queue position while a request waits for a slot.
@@ -74,17 +74,18 @@ pub struct Answer {
     pub permits: Vec<Permit>,
 }
 
-/// An upstream request: method, URI, auth, the adapter's headers.
+/// An upstream request to endpoint `index` of `pool`: method, URI, the endpoint's
+/// [`Preset`] headers, the adapter's, the request's id.
 pub fn request(
     pool: &Pool,
+    index: usize,
     method: Method,
     uri: http::Uri,
     body: Bytes,
     stream: bool,
     client_headers: Option<&HeaderMap>,
 ) -> Result<Request<Full<Bytes>>, ApiError> {
-    // Host set here from the URI (as the client would), so hyper does not format one.
-    let host = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
     let has_body = !body.is_empty();
     // Built in place rather than through `Request::builder`, which moves the whole request
     // through a `Result` at every step.
@@ -92,29 +93,59 @@ pub fn request(
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     let headers = req.headers_mut();
-    headers.reserve(9);
-    headers.insert(header::USER_AGENT, HeaderValue::from_static(concat!("llm-gateway/", env!("CARGO_PKG_VERSION"))));
-    let accept = if stream { "text/event-stream" } else { "application/json" };
-    headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
-    // The gateway reads every answer (its usage, its end, a translation): without this header
-    // an upstream may compress it (RFC 9110 lets it), and the bytes would be unreadable.
-    headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-    if let Some(host) = host {
-        headers.insert(header::HOST, host);
+    *headers = pool.presets[index].headers[usize::from(stream)].clone();
+    if !has_body {
+        headers.remove(header::CONTENT_TYPE);
     }
-    if has_body {
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    }
-    let credential = pool.credential.header().map_err(|why| ApiError::internal("provider_credentials_missing", why))?;
-    if let Some((name, value)) = credential {
-        req.headers_mut().insert(name.clone(), value.clone());
-    }
-    adapter(pool.kind).headers(client_headers, req.headers_mut());
+    adapter(pool.kind).headers(client_headers, headers);
     // The request's id, so the upstream's logs correlate with ours.
     if let Some(id) = crate::request_id::current() {
-        req.headers_mut().insert(crate::request_id::HEADER, id.header().clone());
+        headers.insert(crate::request_id::HEADER, id.header().clone());
     }
     Ok(req)
+}
+
+/// The headers every request to one endpoint carries, whatever it asks: built once per plan
+/// (a pool's), since cloning them costs well under half of inserting them one by one, on
+/// every request.
+pub struct Preset {
+    /// By whether the request streams (its `Accept`).
+    headers: [HeaderMap; 2],
+}
+
+impl Preset {
+    pub fn new(credential: &Credential, transport: &EndpointTransport) -> Self {
+        // Host set here from the endpoint's URL (as the client would), so hyper does not
+        // format one for each request. Every request's URI is that URL and a path.
+        let url = match transport {
+            EndpointTransport::Http(target) => target.base.parse::<http::Uri>().ok(),
+            EndpointTransport::Zrok => None,
+        };
+        let host = url.as_ref().and_then(http::Uri::authority).and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        let headers = [false, true].map(|stream| {
+            // An index with room for the adapter's headers and the request's id too (a clone
+            // keeps its size, so adding them never rebuilds it).
+            let mut headers = HeaderMap::with_capacity(9);
+            let agent = concat!("llm-gateway/", env!("CARGO_PKG_VERSION"));
+            headers.insert(header::USER_AGENT, HeaderValue::from_static(agent));
+            let accept = if stream { "text/event-stream" } else { "application/json" };
+            headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+            // The gateway reads every answer (its usage, its end, a translation): without
+            // this header an upstream may compress it (RFC 9110 lets it), and the bytes would
+            // be unreadable.
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+            if let Some(host) = host.clone() {
+                headers.insert(header::HOST, host);
+            }
+            // Taken out of a request without a body.
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Ok(Some((name, value))) = credential.header() {
+                headers.insert(name.clone(), value.clone());
+            }
+            headers
+        });
+        Self { headers }
+    }
 }
 
 /// Takes a slot of each gate in order (the gateway's, the key's), waiting in their queues.
@@ -169,7 +200,7 @@ pub async fn forward(
             None => None,
         };
         let method = out.raw.map_or(Method::POST, |r| r.method.clone());
-        let mut req = request(pool, method, uri, out.body.clone(), out.stream, out.client_headers)?;
+        let mut req = request(pool, index, method, uri, out.body.clone(), out.stream, out.client_headers)?;
         if let Some(raw) = out.raw {
             let headers = req.headers_mut();
             for (name, value) in [(header::CONTENT_TYPE, &raw.content_type), (header::ACCEPT, &raw.accept)] {
