@@ -123,8 +123,9 @@ impl Preset {
         };
         let host = url.as_ref().and_then(http::Uri::authority).and_then(|a| HeaderValue::from_str(a.as_str()).ok());
         let headers = [false, true].map(|stream| {
-            // An index with room for the adapter's headers and the request's id too (a clone
-            // keeps its size, so adding them never rebuilds it).
+            // An index with room for the adapter's headers and the request's id too: a clone
+            // keeps the index's size, so adding them never rehashes (the list of entries, cloned
+            // to its length, still grows once).
             let mut headers = HeaderMap::with_capacity(9);
             let agent = concat!("llm-gateway/", env!("CARGO_PKG_VERSION"));
             headers.insert(header::USER_AGENT, HeaderValue::from_static(agent));
