@@ -7,7 +7,10 @@
 #   scripts/bench.sh overhead   only the overhead harness (ROUNDS, REQUESTS to tune;
 #                               ONLY=text keeps the pairs whose name has it, or `throughput`;
 #                               GATEWAY_RUST_LOG=warn measures without the access log;
-#                               DUMP=dir writes every request's latency there)
+#                               DUMP=dir writes every request's latency there;
+#                               WORK_NS=n puts the floor itself in the gateway's place, spending
+#                               n ns of busy work a request: what that much work alone does to
+#                               every ratio on this machine)
 #   scripts/bench.sh instructions
 #                               user-space instructions per request of the floor and the gateway
 #                               (callgrind; valgrind installed if missing), every pair streamed
@@ -58,5 +61,5 @@ if [ "$what" = all ] || [ "$what" = overhead ]; then
     cargo bench --locked --bench overhead --no-run --quiet
     taskset -c 0 cargo bench --locked --bench overhead -- \
         --gateway "$gateway" --rounds "${ROUNDS:-10}" --requests "${REQUESTS:-1000}" \
-        --only "${ONLY:-}" ${DUMP:+--dump "$DUMP"}
+        --only "${ONLY:-}" ${DUMP:+--dump "$DUMP"} ${WORK_NS:+--work-ns "$WORK_NS"}
 fi

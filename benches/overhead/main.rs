@@ -11,10 +11,14 @@
 //! VM, waking a process on the other CPU costs tens of microseconds and makes placement, not
 //! the proxy, decide the result); the throughput run then uses every CPU, the gateway's
 //! default runtime against a floor with as many threads.
-//! The same binary plays four parts: `overhead mock`, `overhead floor <upstream> [--threads N]`,
-//! `overhead load <addr>` and the driver (`--gateway PATH --rounds N --requests N [--only TEXT]
-//! [--dump DIR]`); `overhead instructions` counts instructions per request instead (see
-//! `instructions.rs`), `soak` and `chaos` are the soaks.
+//! The same binary plays four parts: `overhead mock`, `overhead floor <upstream> [--threads N]
+//! [--work-ns N]`, `overhead load <addr>` and the driver (`--gateway PATH --rounds N --requests N
+//! [--only TEXT] [--dump DIR] [--work-ns N]`); `overhead instructions` counts instructions per
+//! request instead (see `instructions.rs`), `soak` and `chaos` are the soaks.
+//!
+//! `--work-ns N` calibrates the judge: the floor again, spending N ns of busy work on each
+//! request (no memory touched, no system call), takes the gateway's place. The ratios it gets
+//! are what that much CPU alone costs on this machine, to set the gateway's against.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -58,7 +62,10 @@ fn main() {
     };
     match mode {
         Some("mock") => rt.block_on(mock()),
-        Some("floor") => rt.block_on(floor(args[1].parse().expect("upstream address"))),
+        Some("floor") => rt.block_on(floor(
+            args[1].parse().expect("upstream address"),
+            Duration::from_nanos(flag(&args, "--work-ns", "0").parse().expect("work-ns")),
+        )),
         Some("load") => rt.block_on(load(&args)),
         Some("soak") => rt.block_on(soak(&args)),
         Some("chaos") => rt.block_on(chaos::chaos(&args)),
@@ -126,8 +133,9 @@ fn memchr_contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// The floor: a minimal hyper 1 reverse proxy —
 /// pooled hyper-util client, TCP_NODELAY both sides, bodies streamed frame by frame,
-/// current-thread runtime.
-async fn floor(upstream: SocketAddr) {
+/// current-thread runtime. `work`: busy time spent on each request before it is forwarded
+/// (`--work-ns`, the driver's calibration).
+async fn floor(upstream: SocketAddr, work: Duration) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     println!("{}", listener.local_addr().expect("addr"));
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -141,6 +149,10 @@ async fn floor(upstream: SocketAddr) {
             let service = service_fn(move |req: Request<Incoming>| {
                 let client = client.clone();
                 async move {
+                    let until = Instant::now() + work;
+                    while Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
                     let (mut parts, body) = req.into_parts();
                     parts.uri = format!("http://{upstream}{}", parts.uri.path()).parse().expect("uri");
                     let resp = client.request(Request::from_parts(parts, body)).await.expect("upstream");
@@ -379,31 +391,37 @@ fn pairs() -> Vec<Pair> {
 type Ratios = [f64; 3];
 
 async fn drive(args: &[String]) {
-    let gateway_bin = gateway_bin(args);
     let rounds: usize = flag(args, "--rounds", "10").parse().expect("rounds");
     let per_round: usize = flag(args, "--requests", "1000").parse().expect("requests");
     let only = flag(args, "--only", "");
     let dump = flag(args, "--dump", "");
+    let work = flag(args, "--work-ns", "");
     let mock = spawn_self(&[], &["mock"]);
     let floor = spawn_self(&[], &["floor", &mock.addr.to_string()]);
-    let gateway = spawn_gateway(&[], &gateway_bin, mock.addr, &["--worker-threads", "1"]);
+    let (name, gateway) = contender(args, mock.addr, &["--worker-threads", "1"], 1);
     for pid in [mock.child.id(), floor.child.id(), gateway.child.id(), std::process::id()] {
         pin_to(pid, "0");
     }
     let targets = [
         ("direct", mock.addr, None),
         ("floor", floor.addr, Some(floor.child.id())),
-        ("gateway", gateway.addr, Some(gateway.child.id())),
+        (name, gateway.addr, Some(gateway.child.id())),
     ];
-    println!(
-        "overhead harness: {rounds} rounds x {per_round} requests per target and mode, interleaved; all processes on CPU 0; gateway log: {}",
-        std::env::var("GATEWAY_RUST_LOG").unwrap_or_else(|_| "as shipped (access log on)".into())
-    );
+    match work.as_str() {
+        "" => println!(
+            "overhead harness: {rounds} rounds x {per_round} requests per target and mode, interleaved; all processes on CPU 0; gateway log: {}",
+            std::env::var("GATEWAY_RUST_LOG").unwrap_or_else(|_| "as shipped (access log on)".into())
+        ),
+        ns => println!(
+            "calibration: {rounds} rounds x {per_round} requests per target and mode, interleaved; all processes on CPU 0; the floor with {ns} ns of busy work a request in the gateway's place"
+        ),
+    }
     let mut summary: Vec<(&str, [Option<Ratios>; 2])> = Vec::new();
     for pair in pairs().into_iter().filter(|p| p.name.contains(&only)) {
         let mut row = [None, None];
         for (k, first) in [true, false].into_iter().enumerate() {
-            let requests = [in_mode(pair.native, first), in_mode(pair.native, first), in_mode(pair.gateway, first)];
+            let third = if work.is_empty() { pair.gateway } else { pair.native };
+            let requests = [in_mode(pair.native, first), in_mode(pair.native, first), in_mode(third, first)];
             let mut samples: Vec<Samples> = (0..3).map(|_| Samples::default()).collect();
             let mut senders = Vec::new();
             for (_, addr, _) in &targets {
@@ -436,20 +454,39 @@ async fn drive(args: &[String]) {
         }
         summary.push((pair.name, row));
     }
-    println!("\ngateway/floor ratios (goal: added p50 and p99 <= 1.3x, CPU/request <= 1.5x):");
+    println!("\n{name}/floor ratios (goal: added p50 and p99 <= 1.3x, CPU/request <= 1.5x):");
     println!("  {:<38} {:>24}   {:>24}", "pair", "first event p50/p99/CPU", "whole p50/p99/CPU");
     for (name, row) in &summary {
         let cell = |r: &Option<Ratios>| r.map_or("-".into(), |r| format!("{:.2}x {:.2}x {:.2}x", r[0], r[1], r[2]));
         println!("  {name:<38} {:>24}   {:>24}", cell(&row[0]), cell(&row[1]));
     }
     println!(
-        "\npeak RSS: floor {} KiB, gateway {} KiB",
+        "\npeak RSS: floor {} KiB, {name} {} KiB",
         peak_rss_kib(floor.child.id()),
         peak_rss_kib(gateway.child.id())
     );
     drop((gateway, floor, mock));
     if only.is_empty() || only == "throughput" {
-        multicore(&gateway_bin, 64, 10, Duration::from_millis(1500)).await;
+        multicore(args, 64, 10, Duration::from_millis(1500)).await;
+    }
+}
+
+/// What is set against the floor: the gateway (started with `gateway_args`), or with
+/// `--work-ns N` the floor again (on `floor_threads` threads), spending N ns of busy time on
+/// each request — a calibration: what that much work, and nothing else, does to each ratio on
+/// this machine.
+fn contender(
+    args: &[String],
+    upstream: SocketAddr,
+    gateway_args: &[&str],
+    floor_threads: usize,
+) -> (&'static str, Proc) {
+    match flag(args, "--work-ns", "").as_str() {
+        "" => ("gateway", spawn_gateway(&[], &gateway_bin(args), upstream, gateway_args)),
+        ns => {
+            let (upstream, threads) = (upstream.to_string(), floor_threads.to_string());
+            ("floor+work", spawn_self(&[], &["floor", &upstream, "--threads", &threads, "--work-ns", ns]))
+        }
     }
 }
 
@@ -503,8 +540,8 @@ fn report(mode: &str, names: &[&str; 3], samples: &mut [Samples], rounds: usize)
     let cpu_per = |i: usize| samples[i].cpu_ns as f64 / samples[i].requests.max(1) as f64;
     let ratios = [added(2, 0) / added(1, 0), added(2, 1) / added(1, 1), cpu_per(2) / cpu_per(1)];
     println!(
-        "  ratios gateway/floor: added p50 {:.2}x, added p99 {:.2}x, CPU/request {:.2}x",
-        ratios[0], ratios[1], ratios[2]
+        "  ratios {}/floor: added p50 {:.2}x, added p99 {:.2}x, CPU/request {:.2}x",
+        names[2], ratios[0], ratios[1], ratios[2]
     );
     let (low, high) = range(&floor_tail);
     println!("  the floor's added p99 from round to round: {low:.1}-{high:.1} µs");
@@ -516,7 +553,7 @@ fn report(mode: &str, names: &[&str; 3], samples: &mut [Samples], rounds: usize)
 /// connections from a separate load process; nothing pinned. Short rounds alternated many
 /// times, each gateway round set against the floor round next to it: this machine's speed
 /// drifts by a fifth within a minute, and a ratio of whole-run totals takes the drift in.
-async fn multicore(gateway_bin: &str, conns: usize, rounds: usize, span: Duration) {
+async fn multicore(args: &[String], conns: usize, rounds: usize, span: Duration) {
     // Every CPU online, not the ones this (pinned) process may use.
     let all = std::fs::read_to_string("/sys/devices/system/cpu/online").expect("online CPUs").trim().to_owned();
     let cpus: usize = all
@@ -529,7 +566,8 @@ async fn multicore(gateway_bin: &str, conns: usize, rounds: usize, span: Duratio
     pin_to(std::process::id(), &all);
     let mock = spawn_self(&[], &["mock"]);
     let floor = spawn_self(&[], &["floor", &mock.addr.to_string(), "--threads", &cpus.to_string()]);
-    let gateway = spawn_gateway(&[], gateway_bin, mock.addr, &[]);
+    // The gateway's default runtime: a serving thread per CPU.
+    let (name, gateway) = contender(args, mock.addr, &[], cpus);
     for pid in [mock.child.id(), floor.child.id(), gateway.child.id()] {
         pin_to(pid, &all);
     }
@@ -555,14 +593,15 @@ async fn multicore(gateway_bin: &str, conns: usize, rounds: usize, span: Duratio
         }
     }
     println!(
-        "\nthroughput on {cpus} CPUs, concurrency {conns}, non-streaming ({rounds} alternated rounds of {:.1} s each; floor with {cpus} worker threads, gateway as shipped):",
-        span.as_secs_f64()
+        "\nthroughput on {cpus} CPUs, concurrency {conns}, non-streaming ({rounds} alternated rounds of {:.1} s each; floor with {cpus} worker threads, {}):",
+        span.as_secs_f64(),
+        if name == "gateway" { "gateway as shipped" } else { "the floor with busy work in the gateway's place" }
     );
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    for (name, rows) in ["floor", "gateway"].iter().zip(&results) {
+    for (name, rows) in ["floor", name].iter().zip(&results) {
         let column = |c: usize| rows.iter().map(|r| r[c]).collect::<Vec<_>>();
         let (rps, p99) = (column(0), column(1));
         let (low, high) = range(&rps);
@@ -577,7 +616,7 @@ async fn multicore(gateway_bin: &str, conns: usize, rounds: usize, span: Duratio
     let (low, high) = range(&ratios);
     let cpu: Vec<f64> = results[0].iter().zip(&results[1]).map(|(f, g)| g[2] / f[2]).collect();
     println!(
-        "  ratio gateway/floor, round by round: throughput {:.2}x ({low:.2}–{high:.2}), CPU/request {:.2}x",
+        "  ratio {name}/floor, round by round: throughput {:.2}x ({low:.2}–{high:.2}), CPU/request {:.2}x",
         median(ratios),
         median(cpu)
     );
