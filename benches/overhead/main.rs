@@ -17,7 +17,7 @@
 //! request instead (see `instructions.rs`), `soak` and `chaos` are the soaks.
 //!
 //! `--work-ns N` calibrates the judge: the floor again, spending N ns of busy work on each
-//! request (no memory touched, no system call), takes the gateway's place. The ratios it gets
+//! request (a loop of clock reads, no memory touched), takes the gateway's place. The ratios it gets
 //! are what that much CPU alone costs on this machine, to set the gateway's against.
 
 use std::convert::Infallible;
@@ -149,9 +149,11 @@ async fn floor(upstream: SocketAddr, work: Duration) {
             let service = service_fn(move |req: Request<Incoming>| {
                 let client = client.clone();
                 async move {
-                    let until = Instant::now() + work;
-                    while Instant::now() < until {
-                        std::hint::spin_loop();
+                    if !work.is_zero() {
+                        let until = Instant::now() + work;
+                        while Instant::now() < until {
+                            std::hint::spin_loop();
+                        }
                     }
                     let (mut parts, body) = req.into_parts();
                     parts.uri = format!("http://{upstream}{}", parts.uri.path()).parse().expect("uri");
@@ -395,10 +397,10 @@ async fn drive(args: &[String]) {
     let per_round: usize = flag(args, "--requests", "1000").parse().expect("requests");
     let only = flag(args, "--only", "");
     let dump = flag(args, "--dump", "");
-    let work = flag(args, "--work-ns", "");
+    let work = work_ns(args);
     let mock = spawn_self(&[], &["mock"]);
     let floor = spawn_self(&[], &["floor", &mock.addr.to_string()]);
-    let (name, gateway) = contender(args, mock.addr, &["--worker-threads", "1"], 1);
+    let (name, gateway) = contender(args, work, mock.addr, &["--worker-threads", "1"], 1);
     for pid in [mock.child.id(), floor.child.id(), gateway.child.id(), std::process::id()] {
         pin_to(pid, "0");
     }
@@ -407,12 +409,12 @@ async fn drive(args: &[String]) {
         ("floor", floor.addr, Some(floor.child.id())),
         (name, gateway.addr, Some(gateway.child.id())),
     ];
-    match work.as_str() {
-        "" => println!(
+    match work {
+        None => println!(
             "overhead harness: {rounds} rounds x {per_round} requests per target and mode, interleaved; all processes on CPU 0; gateway log: {}",
             std::env::var("GATEWAY_RUST_LOG").unwrap_or_else(|_| "as shipped (access log on)".into())
         ),
-        ns => println!(
+        Some(ns) => println!(
             "calibration: {rounds} rounds x {per_round} requests per target and mode, interleaved; all processes on CPU 0; the floor with {ns} ns of busy work a request in the gateway's place"
         ),
     }
@@ -420,7 +422,7 @@ async fn drive(args: &[String]) {
     for pair in pairs().into_iter().filter(|p| p.name.contains(&only)) {
         let mut row = [None, None];
         for (k, first) in [true, false].into_iter().enumerate() {
-            let third = if work.is_empty() { pair.gateway } else { pair.native };
+            let third = if work.is_none() { pair.gateway } else { pair.native };
             let requests = [in_mode(pair.native, first), in_mode(pair.native, first), in_mode(third, first)];
             let mut samples: Vec<Samples> = (0..3).map(|_| Samples::default()).collect();
             let mut senders = Vec::new();
@@ -467,25 +469,32 @@ async fn drive(args: &[String]) {
     );
     drop((gateway, floor, mock));
     if only.is_empty() || only == "throughput" {
-        multicore(args, 64, 10, Duration::from_millis(1500)).await;
+        multicore(args, work, 64, 10, Duration::from_millis(1500)).await;
     }
 }
 
+/// `--work-ns N`, checked here rather than by the floor it is handed to.
+fn work_ns(args: &[String]) -> Option<u64> {
+    let ns = flag(args, "--work-ns", "");
+    (!ns.is_empty()).then(|| ns.parse().expect("--work-ns: a whole number of nanoseconds"))
+}
+
 /// What is set against the floor: the gateway (started with `gateway_args`), or with
-/// `--work-ns N` the floor again (on `floor_threads` threads), spending N ns of busy time on
-/// each request — a calibration: what that much work, and nothing else, does to each ratio on
-/// this machine.
+/// `work` (`--work-ns`) the floor again (on `floor_threads` threads), spending that many ns
+/// of busy time on each request — a calibration: what that much work, and nothing else,
+/// does to each ratio on this machine.
 fn contender(
     args: &[String],
+    work: Option<u64>,
     upstream: SocketAddr,
     gateway_args: &[&str],
     floor_threads: usize,
 ) -> (&'static str, Proc) {
-    match flag(args, "--work-ns", "").as_str() {
-        "" => ("gateway", spawn_gateway(&[], &gateway_bin(args), upstream, gateway_args)),
-        ns => {
-            let (upstream, threads) = (upstream.to_string(), floor_threads.to_string());
-            ("floor+work", spawn_self(&[], &["floor", &upstream, "--threads", &threads, "--work-ns", ns]))
+    match work {
+        None => ("gateway", spawn_gateway(&[], &gateway_bin(args), upstream, gateway_args)),
+        Some(ns) => {
+            let (upstream, threads, ns) = (upstream.to_string(), floor_threads.to_string(), ns.to_string());
+            ("floor+work", spawn_self(&[], &["floor", &upstream, "--threads", &threads, "--work-ns", &ns]))
         }
     }
 }
@@ -516,7 +525,7 @@ fn report(mode: &str, names: &[&str; 3], samples: &mut [Samples], rounds: usize)
     };
     let floor_tail: Vec<f64> = (0..rounds).map(|r| round_p99(&samples[1], r) - round_p99(&samples[0], r)).collect();
     println!(
-        "  {:<8} {:>9} {:>9} {:>11} {:>11} {:>10}",
+        "  {:<10} {:>9} {:>9} {:>11} {:>11} {:>10}",
         "target", "p50 µs", "p99 µs", "added p50", "added p99", "CPU µs/req"
     );
     let mut stats = Vec::new();
@@ -531,7 +540,7 @@ fn report(mode: &str, names: &[&str; 3], samples: &mut [Samples], rounds: usize)
         } else {
             "-".into()
         };
-        println!("  {name:<8} {p50:>9.1} {p99:>9.1} {:>11.1} {:>11.1} {cpu:>10}", p50 - stats[0].0, p99 - stats[0].1);
+        println!("  {name:<10} {p50:>9.1} {p99:>9.1} {:>11.1} {:>11.1} {cpu:>10}", p50 - stats[0].0, p99 - stats[0].1);
     }
     let added = |i: usize, j: usize| {
         let a: f64 = if j == 0 { stats[i].0 - stats[0].0 } else { stats[i].1 - stats[0].1 };
@@ -553,7 +562,7 @@ fn report(mode: &str, names: &[&str; 3], samples: &mut [Samples], rounds: usize)
 /// connections from a separate load process; nothing pinned. Short rounds alternated many
 /// times, each gateway round set against the floor round next to it: this machine's speed
 /// drifts by a fifth within a minute, and a ratio of whole-run totals takes the drift in.
-async fn multicore(args: &[String], conns: usize, rounds: usize, span: Duration) {
+async fn multicore(args: &[String], work: Option<u64>, conns: usize, rounds: usize, span: Duration) {
     // Every CPU online, not the ones this (pinned) process may use.
     let all = std::fs::read_to_string("/sys/devices/system/cpu/online").expect("online CPUs").trim().to_owned();
     let cpus: usize = all
@@ -567,7 +576,7 @@ async fn multicore(args: &[String], conns: usize, rounds: usize, span: Duration)
     let mock = spawn_self(&[], &["mock"]);
     let floor = spawn_self(&[], &["floor", &mock.addr.to_string(), "--threads", &cpus.to_string()]);
     // The gateway's default runtime: a serving thread per CPU.
-    let (name, gateway) = contender(args, mock.addr, &[], cpus);
+    let (name, gateway) = contender(args, work, mock.addr, &[], cpus);
     for pid in [mock.child.id(), floor.child.id(), gateway.child.id()] {
         pin_to(pid, &all);
     }
@@ -595,7 +604,7 @@ async fn multicore(args: &[String], conns: usize, rounds: usize, span: Duration)
     println!(
         "\nthroughput on {cpus} CPUs, concurrency {conns}, non-streaming ({rounds} alternated rounds of {:.1} s each; floor with {cpus} worker threads, {}):",
         span.as_secs_f64(),
-        if name == "gateway" { "gateway as shipped" } else { "the floor with busy work in the gateway's place" }
+        if work.is_none() { "gateway as shipped" } else { "the floor with busy work in the gateway's place" }
     );
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -606,7 +615,7 @@ async fn multicore(args: &[String], conns: usize, rounds: usize, span: Duration)
         let (rps, p99) = (column(0), column(1));
         let (low, high) = range(&rps);
         println!(
-            "  {name:<8} {:>7.0} req/s ({low:.0}–{high:.0})   p99 {:.0} µs   CPU {:.1} µs/request (medians of the rounds)",
+            "  {name:<10} {:>7.0} req/s ({low:.0}–{high:.0})   p99 {:.0} µs   CPU {:.1} µs/request (medians of the rounds)",
             median(rps),
             median(p99),
             median(column(2))
