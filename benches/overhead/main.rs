@@ -17,8 +17,8 @@
 //! request instead (see `instructions.rs`), `soak` and `chaos` are the soaks.
 //!
 //! `--work-ns N` calibrates the judge: the floor again, spending N ns of busy work on each
-//! request (a loop of clock reads, no memory touched), takes the gateway's place. The ratios it gets
-//! are what that much CPU alone costs on this machine, to set the gateway's against.
+//! request (a loop of clock reads, no memory touched), takes the gateway's place. The ratios
+//! it gets are what that much CPU alone costs on this machine, to set the gateway's against.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
